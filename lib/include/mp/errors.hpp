@@ -1,0 +1,140 @@
+// mp's exceptions. Mirrors the exception classes of Python's `multiprocessing`
+// (ProcessError, BufferTooShort, AuthenticationError, TimeoutError,
+// pool.MaybeEncodingError/RemoteError), `queue` (Empty, Full), `pickle`
+// (PicklingError, UnpicklingError), `concurrent.futures` (BrokenProcessPool) and
+// `threading` (BrokenBarrierError).
+//
+// Python's built-in exceptions map onto the standard library:
+//   ValueError -> std::invalid_argument, KeyError/IndexError -> std::out_of_range,
+//   misuse (AssertionError) -> std::logic_error, OSError -> std::system_error.
+//
+// Differences from Python, on purpose:
+//   - mp::WorkerLostError (a BrokenProcessPool) names the lost worker's pid and how it
+//     ended; Python's pool hangs and its executor reports nothing specific.
+//   - mp::RemoteError keeps the remote exception's type name and message as fields,
+//     instead of a formatted traceback string.
+#pragma once
+
+#include <sys/types.h>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace mp {
+
+// Root of mp's own errors. Python: multiprocessing.ProcessError.
+class ProcessError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A blocking call ran out of time. Python: multiprocessing.TimeoutError.
+class TimeoutError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// recv_bytes_into() got a message larger than the buffer; the message is kept.
+// Python: multiprocessing.BufferTooShort (message in args[0]).
+class BufferTooShort : public ProcessError {
+ public:
+  explicit BufferTooShort(std::string message)
+      : ProcessError("message does not fit the buffer (" + std::to_string(message.size()) +
+                     " bytes)"),
+        message_(std::move(message)) {}
+  // The whole message that did not fit.
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string message_;
+};
+
+// Python: multiprocessing.AuthenticationError.
+class AuthenticationError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// The other end of a connection is closed and nothing is left to read.
+// Python: EOFError.
+class EOFError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// An exception escaped a function run in another process. Carries the remote
+// exception's (demangled) type name and its what() text.
+// Python: multiprocessing.pool.RemoteTraceback as __cause__ of the re-raised error.
+class RemoteError : public ProcessError {
+ public:
+  RemoteError(std::string type_name, std::string message)
+      : ProcessError(type_name + ": " + message),
+        type_name_(std::move(type_name)),
+        message_(std::move(message)) {}
+  // The remote exception's type, e.g. "std::invalid_argument".
+  const std::string& type_name() const noexcept { return type_name_; }
+  // The remote exception's what().
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+};
+
+// A pool can no longer run a task. Python: concurrent.futures.process.BrokenProcessPool.
+class BrokenProcessPool : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// The worker that held a task died before finishing it. The pool replaces the worker
+// and stays usable. Python has no equivalent (Pool hangs; the executor breaks).
+class WorkerLostError : public BrokenProcessPool {
+ public:
+  // `exitcode` as Process::exitcode(): N for exit(N), -N for signal N.
+  WorkerLostError(pid_t pid, std::optional<int> exitcode);
+  pid_t pid() const noexcept { return pid_; }
+  std::optional<int> exitcode() const noexcept { return exitcode_; }
+
+ private:
+  pid_t pid_;
+  std::optional<int> exitcode_;
+};
+
+// Serialization failed while pickling. Python: pickle.PicklingError.
+class PicklingError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// Bytes that do not hold a valid pickle of the requested type (truncated, corrupt,
+// another type, absurd sizes). Python: pickle.UnpicklingError.
+class UnpicklingError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// A barrier was aborted or reset, or a party died. Python: threading.BrokenBarrierError.
+class BrokenBarrierError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// Python: queue.Empty. Derives from std::runtime_error (not ProcessError), as in Python.
+class Empty : public std::runtime_error {
+ public:
+  Empty() : std::runtime_error("queue is empty") {}
+  using std::runtime_error::runtime_error;
+};
+
+// Python: queue.Full.
+class Full : public std::runtime_error {
+ public:
+  Full() : std::runtime_error("queue is full") {}
+  using std::runtime_error::runtime_error;
+};
+
+// How a process ended, in words: "exit code 3", "killed by SIGKILL", "still running".
+std::string describe_exitcode(std::optional<int> exitcode);
+
+}  // namespace mp
