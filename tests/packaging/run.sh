@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Packaging tests: does mp work for someone who installs it, or vendors its sources?
+#
+#   tests/packaging/run.sh BUILD_DIR [STEP...]
+#
+# BUILD_DIR is a configured and built mp tree. The steps (default: all, in order):
+#   install           cmake --install BUILD_DIR into a fresh prefix; check what it installed
+#   headers           every installed header compiles on its own, from the prefix
+#   find_package      build and run tests/packaging/find_package against the prefix
+#   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp`, run it
+#   add_subdirectory  build and run tests/packaging/add_subdirectory against the sources
+# The steps after install use the prefix that install left in the work directory,
+# $MP_PACKAGING_WORK (default: a temporary directory, removed at the end). ctest runs
+# each step as its own test (tests/packaging/CMakeLists.txt).
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory]..." >&2
+  exit 2
+}
+[[ $# -ge 1 && -d $1 ]] || usage
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source_dir=$(cd "$here/../.." && pwd)
+build_dir=$(cd "$1" && pwd)
+shift
+steps=("$@")
+[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory)
+
+[[ -f $build_dir/CMakeCache.txt ]] || { echo "$build_dir is not a configured build tree" >&2; exit 2; }
+cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" | head -n 1; }
+cxx=$(cache_value CMAKE_CXX_COMPILER)
+generator=$(cache_value CMAKE_GENERATOR)
+# ctest passes the configuration it runs (multi-config generators); else the build type.
+config=${MP_PACKAGING_CONFIG:-$(cache_value CMAKE_BUILD_TYPE)}
+config=${config:-RelWithDebInfo}
+jobs=${MP_PACKAGING_JOBS:-$(nproc)}
+
+work=${MP_PACKAGING_WORK:-}
+if [[ -z $work ]]; then
+  work=$(mktemp -d "${TMPDIR:-/tmp}/mp-packaging.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+fi
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+prefix=$work/prefix
+
+say() { echo "== packaging: $*"; }
+die() { echo "== packaging: FAILED: $*" >&2; exit 1; }
+
+# Configures, builds and runs one consumer project. Extra arguments go to cmake.
+build_and_run_consumer() {
+  local name=$1 consumer_source=$2
+  shift 2
+  local consumer_build=$work/$name
+  rm -rf "$consumer_build"
+  say "$name: configure"
+  cmake -S "$consumer_source" -B "$consumer_build" -G "$generator" \
+    -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE="$config" -Werror=dev "$@"
+  say "$name: build"
+  cmake --build "$consumer_build" --config "$config" --parallel "$jobs"
+  local binary
+  binary=$(find "$consumer_build" -type f -name consumer -perm -u+x | head -n 1)
+  [[ -n $binary ]] || die "$name: no consumer binary was built"
+  say "$name: run $binary"
+  "$binary" || die "$name: the consumer exited with $?"
+}
+
+require_prefix() {
+  [[ -f $prefix/.installed ]] || die "no installed mp in $prefix; run the install step first"
+}
+
+step_install() {
+  say "install $build_dir into $prefix"
+  rm -rf "$prefix"
+  cmake --install "$build_dir" --prefix "$prefix" --config "$config"
+  # Every public header (detail/ included), the library and the package files.
+  local missing=() header
+  while IFS= read -r header; do
+    [[ -f $prefix/include/mp/$header ]] || missing+=("include/mp/$header")
+  done < <(cd "$source_dir/lib/include/mp" && find . -type f \( -name '*.hpp' -o -name '*.h' \) | sed 's|^\./||')
+  for pattern in 'libmp.*' mpConfig.cmake mpConfigVersion.cmake mpTargets.cmake mp.pc; do
+    [[ -n $(find "$prefix" -name "$pattern" -print -quit) ]] || missing+=("$pattern")
+  done
+  [[ ${#missing[@]} -eq 0 ]] || die "not installed: ${missing[*]}"
+  # The package files may name the prefix, but never the build or source tree.
+  local file line leaks=()
+  while IFS= read -r file; do
+    while IFS= read -r line; do
+      line=${line//"$prefix"/}
+      if [[ $line == *"$source_dir/"* || $line == *"$build_dir"* ]]; then
+        leaks+=("${file#"$prefix"/}: $line")
+      fi
+    done <"$file"
+  done < <(find "$prefix" -type f \( -name '*.cmake' -o -name '*.pc' \))
+  [[ ${#leaks[@]} -eq 0 ]] || die "installed files refer to the build or source tree:$(printf '\n   %s' "${leaks[@]}")"
+  touch "$prefix/.installed"
+  say "installed:"
+  (cd "$prefix" && find . -type f ! -name .installed | sort | sed 's|^\./|   |')
+}
+
+step_headers() {
+  require_prefix
+  say "headers: each installed header compiles on its own"
+  local header failed=0
+  local -a headers
+  mapfile -t headers < <(cd "$prefix/include" && find mp -name '*.hpp' | sort)
+  for header in "${headers[@]}"; do
+    if ! printf '#include <%s>\n' "$header" |
+      "$cxx" -std=c++20 -fsyntax-only -x c++ -I"$prefix/include" - 2>"$work/header.log"; then
+      echo "   $header does not compile on its own:" >&2
+      cat "$work/header.log" >&2
+      failed=1
+    fi
+  done
+  [[ $failed -eq 0 ]] || die "some installed headers are not self-contained"
+  say "headers: ${#headers[@]} ok"
+}
+
+step_find_package() {
+  require_prefix
+  build_and_run_consumer find_package "$here/find_package" \
+    -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXPECTED_PREFIX="$prefix"
+}
+
+step_pkg_config() {
+  require_prefix
+  command -v pkg-config >/dev/null || die "pkg-config is not installed"
+  local pc
+  pc=$(find "$prefix" -name mp.pc -print -quit)
+  export PKG_CONFIG_PATH=${pc%/*}
+  say "pkg-config: PKG_CONFIG_PATH=$PKG_CONFIG_PATH"
+  pkg-config --exists --print-errors mp || die "pkg-config cannot use mp.pc"
+  if pkg-config --help 2>&1 | grep -q -- --validate; then # pkgconf
+    pkg-config --validate mp || die "mp.pc is not valid"
+  fi
+  local version flags
+  version=$(pkg-config --modversion mp)
+  flags=$(pkg-config --cflags --libs mp)
+  say "pkg-config: mp $version: $flags"
+  [[ $flags == *"-I$prefix/include"* ]] || die "pkg-config --cflags does not point into $prefix"
+  mkdir -p "$work/pkg-config"
+  # The rpath matters only for a shared libmp in a prefix the loader does not search.
+  # shellcheck disable=SC2086 # the flags are meant to split
+  "$cxx" -std=c++20 -O1 -o "$work/pkg-config/consumer" "$here/find_package/main.cpp" $flags \
+    -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
+  say "pkg-config: run"
+  "$work/pkg-config/consumer" || die "pkg-config: the consumer exited with $?"
+}
+
+step_add_subdirectory() {
+  build_and_run_consumer add_subdirectory "$here/add_subdirectory" \
+    -DMP_SOURCE_DIR="$source_dir"
+}
+
+for step in "${steps[@]}"; do
+  case $step in
+    install) step_install ;;
+    headers) step_headers ;;
+    find_package) step_find_package ;;
+    pkg-config) step_pkg_config ;;
+    add_subdirectory) step_add_subdirectory ;;
+    *) usage ;;
+  esac
+  say "$step: passed"
+done
