@@ -5,7 +5,7 @@
 #
 # BUILD_DIR is a configured and built mp tree. The steps (default: all, in order):
 #   install           cmake --install BUILD_DIR into a fresh prefix; check what it installed
-#   headers           every installed header compiles on its own, from the prefix
+#   headers           every installed header compiles on its own and without warnings
 #   find_package      build and run tests/packaging/find_package against the prefix
 #   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp`, run it
 #   add_subdirectory  build and run tests/packaging/add_subdirectory against the sources
@@ -101,19 +101,22 @@ step_install() {
 
 step_headers() {
   require_prefix
-  say "headers: each installed header compiles on its own"
+  # Users who include with -I (pkg-config, add_subdirectory) see warnings from mp's
+  # headers, and some build with -Werror: the headers must be clean under -Wall -Wextra.
+  say "headers: each installed header compiles on its own, without warnings"
   local header failed=0
   local -a headers
   mapfile -t headers < <(cd "$prefix/include" && find mp -name '*.hpp' | sort)
   for header in "${headers[@]}"; do
     if ! printf '#include <%s>\n' "$header" |
-      "$cxx" -std=c++20 -fsyntax-only -x c++ -I"$prefix/include" - 2>"$work/header.log"; then
-      echo "   $header does not compile on its own:" >&2
+      "$cxx" -std=c++20 -fsyntax-only -Wall -Wextra -Werror -x c++ -I"$prefix/include" - \
+        2>"$work/header.log"; then
+      echo "   $header does not compile on its own, or warns:" >&2
       cat "$work/header.log" >&2
       failed=1
     fi
   done
-  [[ $failed -eq 0 ]] || die "some installed headers are not self-contained"
+  [[ $failed -eq 0 ]] || die "some installed headers are not self-contained or not warning-free"
   say "headers: ${#headers[@]} ok"
 }
 
