@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""Runs mp-bench and the CPython reference side by side and prints the comparison.
+
+    python3 bench/compare.py [--mp-bench PATH] [--quick] [--only NAME[,NAME]]
+                             [--runs N] [--start-method M] [--timeout S]
+                             [--cpus 0,1] [--all-python] [--update-readme]
+                             [--raw-out FILE] [--from-raw FILE]
+
+Both programs run in this one invocation, one after the other, pinned to the
+same CPUs (os.sched_setaffinity, inherited by both and their children). Each
+prints JSON lines (schema: bench/python/mp_bench.py); this script prints two
+markdown tables:
+
+  1. mp vs CPython per (benchmark, metric). "mp vs CPython" is oriented so that
+     bigger means mp is better: cpython/mp for times, mp/cpython for rates.
+  2. The limit probes of mp-bench ("impl": "limit", rows probe_*): what the
+     machine allows with raw system calls, beside the mp (and CPython) rows they
+     bound. "mp / floor" is how many times the floor mp costs (1.0 is the
+     machine's limit): mp/probe for times, probe/mp for rates.
+
+followed by the performance goals of the project and whether they were met.
+By default the CPython script runs only the rows mp-bench has (--all-python:
+all of them). With --update-readme the tables, the date and a description of
+the machine go between <!-- performance:begin --> and <!-- performance:end -->
+in README.md (bench/RESULTS.md if README.md has no such markers); not with
+--only, whose partial table would replace the full one.
+
+Exit status 1 if either program failed (the table still shows what ran).
+Standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON_SCRIPT = ROOT / "bench" / "python" / "mp_bench.py"
+BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
+TIME_UNITS = {"s", "ms", "us", "ns"}  # smaller is better; every other unit: bigger
+
+# probe -> the rows it bounds: (benchmark, metric, factor turning the row's unit
+# into the probe's unit)
+PROBE_BOUNDS = {
+    "probe_fork": [("process_start_fork", "per_process_us", 1.0)],
+    "probe_spawn": [("process_start_spawn", "per_process_us", 1.0)],
+    "probe_pipe_roundtrip": [("pipe_roundtrip", "roundtrip_us", 1.0)],
+    "probe_futex_roundtrip": [("event_pingpong", "roundtrip_us", 1.0),
+                              ("barrier_cycle", "us_per_cycle", 1.0)],
+    "probe_memcpy": [("queue_throughput_1m", "MB_per_s", 1e-3)],
+    "probe_shm_first_touch": [("shared_memory_array_write", "GB_per_s", 1.0)],
+}
+
+# (benchmark, metric, at least this many times better than CPython,
+#  at most this many times the probe's floor, probe)
+GOALS = [
+    ("process_start_fork", "per_process_us", 5.0, 1.5, "probe_fork"),
+    ("process_start_spawn", "per_process_us", 20.0, 2.0, "probe_spawn"),
+]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def find_mp_bench():
+    if os.environ.get("MP_BENCH"):
+        return Path(os.environ["MP_BENCH"])
+    found = [p for p in ROOT.glob("build*/tools/mp-bench/mp-bench") if os.access(p, os.X_OK)]
+    if not found:
+        sys.exit("compare.py: no mp-bench binary found under build*/; build it "
+                 "(./build.sh bench) or pass --mp-bench PATH")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def pin(cpus_text):
+    """Pins this process (and so both benchmark programs) to the given CPUs."""
+    wanted = {int(c) for c in cpus_text.split(",") if c.strip()}
+    cpus = wanted & os.sched_getaffinity(0)
+    if not cpus:
+        log(f"# warning: CPUs {cpus_text} not available; running unpinned")
+        return sorted(os.sched_getaffinity(0))
+    if cpus != wanted:
+        log(f"# warning: only CPUs {sorted(cpus)} of {cpus_text} are available")
+    os.sched_setaffinity(0, cpus)
+    return sorted(cpus)
+
+
+def list_rows(command):
+    out = subprocess.run(command + ["--list"], check=True, capture_output=True, text=True)
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def run_json_lines(command, label):
+    """Runs one benchmark program; its stderr (progress) passes through."""
+    log(f"# running {label}: {' '.join(map(str, command))}")
+    proc = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    records = []
+    for line in proc.stdout.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log(f"# {label}: not a JSON line: {line!r}")
+    if proc.returncode != 0:
+        log(f"# {label} exited with status {proc.returncode}")
+    return records, proc.returncode
+
+
+def common_args(args):
+    out = ["--runs", str(args.runs), "--timeout", str(args.timeout),
+           "--start-method", args.start_method]
+    return out + (["--quick"] if args.quick else [])
+
+
+def run_both(args, mp_bench, python):
+    mp_rows = list_rows([str(mp_bench)])
+    py_rows = list_rows([python, str(PYTHON_SCRIPT)])
+    mp_benches = [r for r in mp_rows if not r.startswith("probe_")]
+    probes = [r for r in mp_rows if r.startswith("probe_")]
+    if args.only:
+        wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [w for w in wanted if w not in mp_rows and w not in py_rows]
+        if unknown:
+            sys.exit(f"compare.py: unknown benchmark(s): {', '.join(unknown)}")
+        # each selected row brings the probes that bound it
+        related = [p for p in probes if p in wanted or
+                   any(b in wanted for b, _, _ in PROBE_BOUNDS.get(p, []))]
+        mp_selected = [w for w in wanted if w in mp_benches] + related
+        py_selected = [w for w in wanted if w in py_rows]
+    else:
+        mp_selected = mp_rows
+        py_selected = py_rows if args.all_python else [r for r in py_rows if r in mp_benches]
+
+    records, status = [], 0
+    for command, selected, label in (
+            ([str(mp_bench)], mp_selected, "mp-bench"),
+            ([python, str(PYTHON_SCRIPT)], py_selected, "CPython")):
+        if not selected:
+            log(f"# {label}: no rows selected")
+            continue
+        recs, rc = run_json_lines(command + common_args(args) + ["--only", ",".join(selected)],
+                                  label)
+        records += recs
+        status = status or rc
+    return records, status
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+
+def fmt(value, unit):
+    if value is None:
+        return "—"
+    a = abs(value)
+    if a >= 1e6:
+        text = f"{value / 1e6:.3g} M"
+    elif a >= 1000:
+        text = f"{value:,.0f} "
+    elif a >= 100:
+        text = f"{value:.0f} "
+    elif a >= 10:
+        text = f"{value:.1f} "
+    else:
+        text = f"{value:.3g} "
+    return f"{text}{unit}".replace("  ", " ").strip()
+
+
+def fmt_ratio(ratio):
+    if ratio is None:
+        return "—"
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.3g}×"
+
+
+def better_ratio(mp_value, py_value, unit):
+    """How many times better mp is than CPython (>1: mp wins)."""
+    if mp_value is None or py_value is None or mp_value <= 0 or py_value <= 0:
+        return None
+    return py_value / mp_value if unit in TIME_UNITS else mp_value / py_value
+
+
+def cost_ratio(value, floor, unit):
+    """How many times the machine's floor a measurement costs (>= 1 normally)."""
+    if value is None or floor is None or value <= 0 or floor <= 0:
+        return None
+    return value / floor if unit in TIME_UNITS else floor / value
+
+
+def index(records):
+    table = {}
+    for r in records:
+        table[(r["impl"], r["bench"], r["metric"])] = r
+    return table
+
+
+def value_of(table, impl, bench, metric):
+    rec = table.get((impl, bench, metric))
+    return rec["value"] if rec else None
+
+
+def main_table(records):
+    table = index(records)
+    keys = []
+    for r in records:  # CPython's order first, then rows only mp has
+        if r["impl"] == "cpython-multiprocessing" and (r["bench"], r["metric"]) not in keys:
+            keys.append((r["bench"], r["metric"]))
+    for r in records:
+        if r["impl"] == "mp-cpp" and (r["bench"], r["metric"]) not in keys:
+            keys.append((r["bench"], r["metric"]))
+    lines = ["| benchmark | metric | CPython | mp | mp vs CPython |",
+             "|---|---|---:|---:|---:|"]
+    for bench, metric in keys:
+        py = table.get(("cpython-multiprocessing", bench, metric))
+        mp = table.get(("mp-cpp", bench, metric))
+        unit = (py or mp)["unit"]
+        py_v, mp_v = py and py["value"], mp and mp["value"]
+        notes = [f"{who} ok=false" for who, rec in (("CPython", py), ("mp", mp))
+                 if rec and rec.get("ok") is False]
+        cell = fmt_ratio(better_ratio(mp_v, py_v, unit))
+        if notes:
+            cell += " (" + ", ".join(notes) + ")"
+        lines.append(f"| {bench} | {metric} | {fmt(py_v, unit)} | {fmt(mp_v, unit)} | {cell} |")
+    return lines
+
+
+def probe_table(records):
+    table = index(records)
+    probes = [r for r in records if r["impl"] == "limit"]
+    if not probes:
+        return []
+    lines = ["| probe (raw system calls) | floor | bounds | CPython | mp | CPython / floor "
+             "| mp / floor |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for p in probes:
+        what = p["params"].get("probe", "")
+        floor = fmt(p["value"], p["unit"])
+        bounds = PROBE_BOUNDS.get(p["bench"], [])
+        measured = [b for b in bounds if any(
+            (impl, b[0], b[1]) in table for impl in ("cpython-multiprocessing", "mp-cpp"))]
+        if not measured:  # the rows it bounds did not run (or do not exist yet)
+            names = ", ".join(b for b, _, _ in bounds)
+            lines.append(f"| {p['bench']}: {what} | {floor} | {names} | — | — | — | — |")
+        for bench, metric, factor in measured:
+            py_v = value_of(table, "cpython-multiprocessing", bench, metric)
+            mp_v = value_of(table, "mp-cpp", bench, metric)
+            py_v = py_v * factor if py_v is not None else None
+            mp_v = mp_v * factor if mp_v is not None else None
+            lines.append(
+                f"| {p['bench']}: {what} | {floor} | {bench} | {fmt(py_v, p['unit'])} "
+                f"| {fmt(mp_v, p['unit'])} | {fmt_ratio(cost_ratio(py_v, p['value'], p['unit']))} "
+                f"| {fmt_ratio(cost_ratio(mp_v, p['value'], p['unit']))} |")
+    return lines
+
+
+def goal_lines(records):
+    table = index(records)
+    lines = []
+    for bench, metric, vs_cpython, vs_floor, probe in GOALS:
+        mp_v = value_of(table, "mp-cpp", bench, metric)
+        py_v = value_of(table, "cpython-multiprocessing", bench, metric)
+        floor = value_of(table, "limit", probe, metric)
+        unit = "us"
+        checks = []
+        better = better_ratio(mp_v, py_v, unit)
+        checks.append(f"≥ {vs_cpython:g}× faster than CPython: " +
+                      ("not measured" if better is None else
+                       f"{fmt_ratio(better)} — {'met' if better >= vs_cpython else 'MISSED'}"))
+        cost = cost_ratio(mp_v, floor, unit)
+        checks.append(f"≤ {vs_floor:g}× {probe}: " +
+                      ("not measured" if cost is None else
+                       f"{fmt_ratio(cost)} — {'met' if cost <= vs_floor else 'MISSED'}"))
+        lines.append(f"- {bench}: " + "; ".join(checks))
+    return lines
+
+
+def render(records, title_lines=()):
+    out = list(title_lines)
+    out += main_table(records)
+    probes = probe_table(records)
+    if probes:
+        out += ["", "Limit probes: the same work done with raw system calls in C++ "
+                "(no library), the floor for the rows they bound."]
+        out += [""] + probes
+    out += ["", "Goals:", ""] + goal_lines(records)
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Machine description and README
+# ---------------------------------------------------------------------------
+
+def first_line(command):
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+def machine_lines(args, cpus, mp_bench, python):
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, AttributeError):
+        pass
+    built = (first_line([str(mp_bench), "--version"]) if mp_bench else None) or "mp-bench"
+    py_version = first_line([python, "-c", "import sys; print(sys.version.split()[0])"])
+    mode = "--quick sizes" if args.quick else "full sizes"
+    return [
+        f"Measured {datetime.date.today().isoformat()} on {model}, {os.cpu_count()} CPUs"
+        f"{mem}, Linux {platform.release()}; both programs pinned to CPUs "
+        f"{','.join(map(str, cpus))}.",
+        f"{built}; CPython {py_version or '?'} (`bench/python/mp_bench.py`). "
+        f"{mode}, {args.runs} runs, median; start method {args.start_method} except for "
+        f"process_start_spawn. Reproduce with `./build.sh bench`.",
+        "",
+    ]
+
+
+def update_readme(text):
+    readme = ROOT / "README.md"
+    block = f"{BEGIN}\n{text}{END}"
+    if readme.exists():
+        content = readme.read_text()
+        if BEGIN in content and END in content and content.index(BEGIN) < content.index(END):
+            start, end = content.index(BEGIN), content.index(END) + len(END)
+            readme.write_text(content[:start] + block + content[end:])
+            log(f"# wrote the tables into {readme}")
+            return
+    results = ROOT / "bench" / "RESULTS.md"
+    results.write_text("# mp vs CPython: measured performance\n\n" + block + "\n")
+    log(f"# {readme} has no {BEGIN} ... {END} markers: wrote {results} instead")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mp-bench", type=Path, help="mp-bench binary (default: newest "
+                    "build*/tools/mp-bench/mp-bench, or $MP_BENCH)")
+    ap.add_argument("--python", default=sys.executable, help="Python to run the script with")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (both programs)")
+    ap.add_argument("--only", metavar="NAME[,NAME]", help="rows to run (both programs); "
+                    "the probes that bound them come along")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--start-method", default="fork")
+    ap.add_argument("--timeout", type=int, default=600, help="per-row limit in seconds")
+    ap.add_argument("--cpus", default="0,1", help="CPUs both programs are pinned to")
+    ap.add_argument("--all-python", action="store_true",
+                    help="also run the CPython rows mp-bench does not have yet")
+    ap.add_argument("--update-readme", action="store_true",
+                    help="write the tables between the performance markers of README.md")
+    ap.add_argument("--raw-out", type=Path, help="save all JSON lines here")
+    ap.add_argument("--from-raw", type=Path,
+                    help="print the tables from saved JSON lines instead of running")
+    args = ap.parse_args(argv)
+
+    if args.from_raw:
+        saved = [json.loads(line) for line in args.from_raw.read_text().splitlines() if line]
+        records = [r for r in saved if "bench" in r]
+        meta = next((r for r in saved if "machine" in r), None)
+        header = meta["machine"] if meta else []
+        status = 0
+    else:
+        mp_bench = args.mp_bench or find_mp_bench()
+        cpus = pin(args.cpus)
+        records, status = run_both(args, mp_bench, args.python)
+        header = machine_lines(args, cpus, mp_bench, args.python)
+        if args.raw_out:
+            with args.raw_out.open("w") as f:
+                f.write(json.dumps({"machine": header}) + "\n")
+                for r in records:
+                    f.write(json.dumps(r) + "\n")
+
+    text = render(records, header)
+    sys.stdout.write(text)
+    if args.update_readme and args.only:
+        log("# --only ran part of the rows: README.md left as it is")
+    elif args.update_readme:
+        update_readme(text)
+    return 1 if status else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
