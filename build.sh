@@ -2,8 +2,10 @@
 # The one entry point for building mp, for people (README's quick start) and for CI.
 #
 #   ./build.sh demo [ARGS...]   build mp-demo and run it (default ARGS: process)
-#   ./build.sh test             build everything and run the whole test suite
-#   ./build.sh sanitize         build with ASan+UBSan into build-asan/ and run the tests
+#   ./build.sh test [ARGS...]   build everything and run the whole test suite
+#                               (ARGS go to ctest, e.g. -R process or -L packaging)
+#   ./build.sh sanitize [ARGS...]  the same with ASan+UBSan, in build-asan/, without
+#                               the packaging tests
 #   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython
 #
 # On Debian (bookworm) it first installs the packages it needs with apt-get, if any is
