@@ -1,0 +1,106 @@
+// What every mp-bench row shares: options, timing, checks, the JSON result line.
+// Mirrors the helpers of bench/python/mp_bench.py (emit, median, BenchError,
+// watchdog) so that both sides time and report the same way.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace mp_bench {
+
+// Command-line settings shared by all rows.
+struct Options {
+  bool quick = false;
+  int runs = 3;
+  // For every row but process_start_* (which name their own method), as in Python.
+  std::string start_method = "fork";
+  int timeout_seconds = 600;
+};
+
+// A check failed or a child misbehaved. Python: BenchError.
+class BenchError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The benchmark ran past --timeout. Python: TimeoutError from the SIGALRM watchdog.
+class BenchTimeout : public BenchError {
+ public:
+  using BenchError::BenchError;
+};
+
+// CLOCK_MONOTONIC, as Python's time.perf_counter on Linux.
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Throws BenchTimeout once --timeout has passed for the current row. Rows call it in
+// their loops and after a system call returned EINTR (SIGALRM interrupts them).
+void check_deadline();
+
+// The median; for an even count, the mean of the middle two (Python: median()).
+double median(std::vector<double> values);
+
+// A JSON scalar of "params" (null, bool, integer, number, string).
+using JsonValue = std::variant<std::nullptr_t, bool, std::int64_t, double, std::string>;
+// An ordered JSON object: keys print in this order, as Python's dicts do.
+using JsonObject = std::vector<std::pair<std::string, JsonValue>>;
+
+// How a child ended, from an exit code as mp::Process::exitcode() gives it:
+// "exit code 3", "killed by SIGKILL", "still running". Python: _describe_exit().
+std::string describe_exit(std::optional<int> exitcode);
+// The same from a waitpid() status.
+std::string describe_wait_status(int status);
+
+// One row being measured: its name and size, and where its result lines go.
+class Row {
+ public:
+  Row(std::string_view impl, std::string_view name, std::int64_t size, const Options& options)
+      : impl_(impl), name_(name), size_(size), options_(options) {}
+
+  std::string_view name() const { return name_; }
+  // N (or bytes, chunks...) for the selected mode (full or --quick).
+  std::int64_t size() const { return size_; }
+  const Options& options() const { return options_; }
+  int runs() const { return options_.runs; }
+
+  // Prints one JSON line {"impl", "bench", "params", "metric", "value", "unit", "runs",
+  // extra...} on stdout: value = median(runs); numbers rounded to 6 significant digits.
+  void emit(const JsonObject& params, std::string_view metric, const std::vector<double>& runs,
+            std::string_view unit, const JsonObject& extra = {}) const;
+
+ private:
+  std::string_view impl_;
+  std::string_view name_;
+  std::int64_t size_;
+  const Options& options_;
+};
+
+// The function that measures one row and emits its lines; throws to fail the row.
+using BenchFunction = void (*)(const Row&);
+
+// Rows, one function each (process_start.cpp, probes.cpp; later issues add theirs).
+void process_start_fork(const Row& row);
+void process_start_spawn(const Row& row);
+
+// Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
+void probe_fork(const Row& row);
+void probe_spawn(const Row& row);
+void probe_pipe_roundtrip(const Row& row);
+void probe_futex_roundtrip(const Row& row);
+void probe_memcpy(const Row& row);
+void probe_shm_first_touch(const Row& row);
+
+// The argument that makes mp-bench exit at once (probe_spawn re-executes itself with it).
+inline constexpr std::string_view kProbeExitArgument = "--probe-exit";
+
+}  // namespace mp_bench

@@ -1,0 +1,371 @@
+// Limit probes: what the machine allows, measured with plain POSIX calls and no mp, so
+// that each mp row can be read against its floor (bench/compare.py's second table).
+// They print "impl": "limit". Timed sections mirror the mp row they bound:
+//   probe_fork            fork(); child _exit(0); waitpid()      vs process_start_fork
+//   probe_spawn           posix_spawn(this binary --probe-exit); waitpid()
+//                                                                 vs process_start_spawn
+//   probe_pipe_roundtrip  8-byte write/read echo over two pipes   vs pipe_roundtrip
+//   probe_futex_roundtrip FUTEX_WAIT/WAKE ping-pong on one shared word
+//                                                                 vs event_pingpong
+//   probe_memcpy          memcpy between two pre-faulted 256 MiB buffers
+//   probe_shm_first_touch memcpy into a fresh 256 MiB memfd mapping (page allocation
+//                         included)                               vs shared_memory_array_write
+// Per-process and round-trip rows: run value = median (process) or mean (round trip)
+// over N, as their mp rows; bandwidth rows: bytes / time, GB = 1e9 bytes.
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.hpp"
+
+extern char** environ;
+
+namespace mp_bench {
+namespace {
+
+constexpr int kWarmupRounds = 100;  // untimed round trips, as the Python rows
+
+[[noreturn]] void throw_errno(const char* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+// A child we forked: killed and reaped if the probe fails before waiting for it.
+class Child {
+ public:
+  explicit Child(pid_t pid) : pid_(pid) {}
+  ~Child() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  // Waits for the child to end; throws BenchError unless it exited with status 0.
+  void wait_ok(const char* what) {
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0) {
+      if (errno != EINTR) throw_errno("waitpid");
+      check_deadline();
+    }
+    pid_ = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      throw BenchError(std::string(what) + ": " + describe_wait_status(status));
+    }
+  }
+
+ private:
+  pid_t pid_;
+};
+
+// Forks a child that runs body() and exits; the child dies with mp-bench.
+template <class Body>
+pid_t fork_child(Body body) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int status = 3;
+    try {
+      status = body();
+    } catch (...) {  // never unwind into the parent's code in the child
+    }
+    _exit(status);
+  }
+  return pid;
+}
+
+// An anonymous mapping, unmapped on scope exit.
+class Mapping {
+ public:
+  Mapping(std::size_t size, int flags, int fd = -1) : size_(size) {
+    void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (address == MAP_FAILED) throw_errno("mmap");
+    data_ = static_cast<unsigned char*>(address);
+  }
+  ~Mapping() { ::munmap(data_, size_); }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  unsigned char* data() const { return data_; }
+
+ private:
+  unsigned char* data_;
+  std::size_t size_;
+};
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// Full write/read of a small message; EINTR checks the deadline (parent side).
+void write_all(int fd, const void* data, std::size_t size) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, bytes, size);
+    if (n < 0) {
+      if (errno != EINTR) throw_errno("write");
+      check_deadline();
+      continue;
+    }
+    bytes += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+// False on end of file before the first byte.
+bool read_all(int fd, void* data, std::size_t size) {
+  auto* bytes = static_cast<unsigned char*>(data);
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(fd, bytes + done, size - done);
+    if (n < 0) {
+      if (errno != EINTR) throw_errno("read");
+      check_deadline();
+      continue;
+    }
+    if (n == 0) {
+      if (done == 0) return false;
+      throw BenchError("short read");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Per-process probes: run value = median over N single processes, microseconds; one
+// untimed warm-up first (as process_start_*).
+template <class OneProcess>
+std::vector<double> per_process_runs(const Row& row, OneProcess one) {
+  one();
+  std::vector<double> runs;
+  for (int run = 0; run < row.runs(); ++run) {
+    std::vector<double> samples;
+    for (std::int64_t i = 0; i < row.size(); ++i) {
+      check_deadline();
+      samples.push_back(one());
+    }
+    runs.push_back(median(samples) * 1e6);
+  }
+  return runs;
+}
+
+// ----- futex on a word shared between processes (not FUTEX_PRIVATE: the mapping is
+// MAP_SHARED and the waiters live in different address spaces).
+
+long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value) {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, nullptr, nullptr,
+                   0);
+}
+
+// Blocks until *word == wanted. Returns false if interrupted by a signal.
+bool futex_wait_for(std::atomic<std::uint32_t>* word, std::uint32_t wanted) {
+  for (std::uint32_t seen; (seen = word->load(std::memory_order_acquire)) != wanted;) {
+    if (futex(word, FUTEX_WAIT, seen) < 0 && errno == EINTR) return false;
+  }
+  return true;
+}
+
+void futex_set_and_wake(std::atomic<std::uint32_t>* word, std::uint32_t value) {
+  word->store(value, std::memory_order_release);
+  futex(word, FUTEX_WAKE, 1);
+}
+
+}  // namespace
+
+void probe_fork(const Row& row) {
+  const auto runs = per_process_runs(row, [] {
+    const auto start = Clock::now();
+    const pid_t pid = ::fork();
+    if (pid == 0) _exit(0);
+    if (pid < 0) throw_errno("fork");
+    Child child(pid);
+    child.wait_ok("fork child");
+    return seconds_since(start);
+  });
+  row.emit({{"N", row.size()}, {"probe", std::string("fork+_exit+waitpid")}}, "per_process_us",
+           runs, "us");
+}
+
+void probe_spawn(const Row& row) {
+  // Setup, untimed: the resolved path of this binary (what a spawn start method execs).
+  char path[PATH_MAX];
+  const ssize_t length = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (length < 0) throw_errno("readlink /proc/self/exe");
+  path[length] = '\0';
+  std::string exit_argument(kProbeExitArgument);
+  char* argv[] = {path, exit_argument.data(), nullptr};
+
+  const auto runs = per_process_runs(row, [&] {
+    const auto start = Clock::now();
+    pid_t pid = 0;
+    if (const int error = ::posix_spawn(&pid, path, nullptr, nullptr, argv, environ)) {
+      throw std::system_error(error, std::generic_category(), "posix_spawn");
+    }
+    Child child(pid);
+    child.wait_ok("spawned mp-bench --probe-exit");
+    return seconds_since(start);
+  });
+  row.emit({{"N", row.size()}, {"probe", std::string("posix_spawn(self --probe-exit)+waitpid")}},
+           "per_process_us", runs, "us");
+}
+
+void probe_pipe_roundtrip(const Row& row) {
+  const std::int64_t n = row.size();
+  std::vector<double> runs;
+  for (int run = 0; run < row.runs(); ++run) {
+    int to_child[2], to_parent[2];
+    if (::pipe2(to_child, O_CLOEXEC) < 0) throw_errno("pipe2");
+    Fd child_in(to_child[0]), parent_out(to_child[1]);
+    if (::pipe2(to_parent, O_CLOEXEC) < 0) throw_errno("pipe2");
+    Fd parent_in(to_parent[0]), child_out(to_parent[1]);
+
+    Child child(fork_child([&] {
+      parent_out.reset();
+      parent_in.reset();
+      std::int64_t value = 0;
+      while (read_all(child_in.get(), &value, sizeof value)) {
+        write_all(child_out.get(), &value, sizeof value);
+      }
+      return 0;
+    }));
+    child_in.reset();
+    child_out.reset();
+
+    auto round_trip = [&](std::int64_t i) {
+      write_all(parent_out.get(), &i, sizeof i);
+      std::int64_t echo = -1;
+      if (!read_all(parent_in.get(), &echo, sizeof echo) || echo != i) {
+        throw BenchError("pipe echo mismatch");
+      }
+    };
+    for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
+    const auto start = Clock::now();
+    for (std::int64_t i = 0; i < n; ++i) round_trip(i);
+    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
+    parent_out.reset();  // end of file: the child leaves its loop
+    child.wait_ok("pipe echo child");
+  }
+  row.emit({{"N", n}, {"probe", std::string("pipe write/read 8 bytes, echo")}}, "roundtrip_us",
+           runs, "us");
+}
+
+void probe_futex_roundtrip(const Row& row) {
+  const std::int64_t n = row.size();
+  const std::int64_t rounds = kWarmupRounds + n;
+  std::vector<double> runs;
+  for (int run = 0; run < row.runs(); ++run) {
+    // One word counts half round trips: the parent makes it odd (ping), the child even
+    // (pong). Each side sleeps in FUTEX_WAIT until the value it waits for arrives.
+    Mapping shared(4096, MAP_SHARED | MAP_ANONYMOUS);
+    auto* word = new (shared.data()) std::atomic<std::uint32_t>(0);
+
+    Child child(fork_child([&] {
+      for (std::int64_t i = 0; i < rounds; ++i) {
+        const auto ping = static_cast<std::uint32_t>(2 * i + 1);
+        while (!futex_wait_for(word, ping)) {
+        }
+        futex_set_and_wake(word, ping + 1);
+      }
+      return 0;
+    }));
+
+    auto round_trip = [&](std::int64_t i) {
+      const auto ping = static_cast<std::uint32_t>(2 * i + 1);
+      futex_set_and_wake(word, ping);
+      while (!futex_wait_for(word, ping + 1)) check_deadline();
+    };
+    for (std::int64_t i = 0; i < kWarmupRounds; ++i) round_trip(i);
+    const auto start = Clock::now();
+    for (std::int64_t i = kWarmupRounds; i < rounds; ++i) round_trip(i);
+    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
+    child.wait_ok("futex pong child");
+  }
+  row.emit({{"N", n}, {"probe", std::string("FUTEX_WAIT/FUTEX_WAKE on a MAP_SHARED word")}},
+           "roundtrip_us", runs, "us");
+}
+
+void probe_memcpy(const Row& row) {
+  const auto size = static_cast<std::size_t>(row.size());
+  // Setup, untimed: both buffers faulted in, so only the copy is measured.
+  Mapping source(size, MAP_PRIVATE | MAP_ANONYMOUS);
+  Mapping destination(size, MAP_PRIVATE | MAP_ANONYMOUS);
+  std::memset(source.data(), 0xa5, size);
+  std::memset(destination.data(), 0, size);
+  std::memcpy(destination.data(), source.data(), size);  // warm-up
+  std::vector<double> runs;
+  for (int run = 0; run < row.runs(); ++run) {
+    check_deadline();
+    source.data()[0] = static_cast<unsigned char>(run);
+    const auto start = Clock::now();
+    std::memcpy(destination.data(), source.data(), size);
+    const double elapsed = seconds_since(start);
+    if (destination.data()[0] != source.data()[0] || destination.data()[size - 1] != 0xa5) {
+      throw BenchError("memcpy copied wrong bytes");
+    }
+    runs.push_back(static_cast<double>(size) / 1e9 / elapsed);
+  }
+  row.emit({{"size_bytes", row.size()}, {"probe", std::string("memcpy, pre-faulted buffers")}},
+           "GB_per_s", runs, "GB/s");
+}
+
+void probe_shm_first_touch(const Row& row) {
+  const auto size = static_cast<std::size_t>(row.size());
+  // The pattern of shared_memory_array_write, pre-faulted (built untimed, as there).
+  Mapping pattern(size, MAP_PRIVATE | MAP_ANONYMOUS);
+  std::vector<double> runs;
+  for (int seed = 0; seed < row.runs(); ++seed) {
+    check_deadline();
+    for (std::size_t i = 0; i < size; ++i) {
+      pattern.data()[i] = static_cast<unsigned char>((seed + i) & 0xff);
+    }
+    // Setup, untimed: a fresh memfd of `size` bytes, mapped shared, no page touched yet.
+    Fd memory(::memfd_create("mp-bench-probe", MFD_CLOEXEC));
+    if (memory.get() < 0) throw_errno("memfd_create");
+    if (::ftruncate(memory.get(), static_cast<off_t>(size)) < 0) throw_errno("ftruncate");
+    Mapping shared(size, MAP_SHARED, memory.get());
+
+    const auto start = Clock::now();
+    std::memcpy(shared.data(), pattern.data(), size);
+    const double elapsed = seconds_since(start);
+    if (std::memcmp(shared.data(), pattern.data(), size) != 0) {
+      throw BenchError("shared mapping contents wrong");
+    }
+    runs.push_back(static_cast<double>(size) / 1e9 / elapsed);
+  }
+  row.emit(
+      {{"size_bytes", row.size()}, {"probe", std::string("memcpy into a fresh memfd mapping")}},
+      "GB_per_s", runs, "GB/s");
+}
+
+}  // namespace mp_bench
