@@ -1,0 +1,420 @@
+// mp::pickle's cereal archives: PickleOutputArchive appends to a std::string,
+// PickleInputArchive reads a std::string_view with a bounds check on every read.
+// Internal to mp; the only place (with pickle_traits.hpp) that includes cereal.
+//
+// Encoding (native byte order and sizes: a pickle is for processes running the same
+// binary on the same machine, never a storage or interchange format):
+//   arithmetic           sizeof(T) bytes (bool: one byte, 0 or 1)
+//   enum                 its underlying type
+//   string, vector of arithmetic   8-byte size, then the elements in one block
+//   array of arithmetic  the elements in one block
+//   other ranges         8-byte size, then each element (map: key, value)
+//   pair, tuple          the members in order; chrono: the count
+//   optional             bool "empty", then the value if present
+//   variant              int32 index, then the alternative
+//   function pointer     module id (8-byte size + characters) and 8-byte offset
+//                        (mp/detail/code_ref.hpp); null: an empty id and offset 0
+//   plain struct         its sizeof(T) bytes (a trivially copyable aggregate without
+//                        serialization functions of its own)
+//   empty class          nothing (a captureless lambda, a stateless function object)
+//   anything else        whatever its serialize()/save()/load() writes
+#pragma once
+
+#include <cereal/cereal.hpp>
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mp/detail/type_name.hpp>
+#include <new>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace mp::detail {
+template <class>
+inline constexpr bool dependent_false = false;
+}  // namespace mp::detail
+
+namespace mp::pickle {
+
+// Instantiating cannot_pickle<T> is how mp reports, at compile time, that T cannot be
+// pickled: the compiler names T in "In instantiation of 'struct
+// mp::pickle::cannot_pickle<T>'" right above the message.
+template <class T>
+struct cannot_pickle {
+  static_assert(
+      detail::dependent_false<T>,
+      "mp::pickle: type T cannot be pickled: give it a `template <class Archive> void "
+      "serialize(Archive& ar) { ar(field1, field2); }` member, or make it a trivially copyable "
+      "aggregate (it must also be default constructible and movable). A capturing lambda cannot "
+      "cross a process boundary: pass the captured values as arguments or use a function object "
+      "with serialize(). Raw data pointers and std::string_view cannot be pickled either (they "
+      "would dangle in the other process).");
+};
+
+}  // namespace mp::pickle
+
+namespace mp::detail {
+
+// Triggers mp's compile-time error naming T.
+template <class T>
+constexpr void report_unpicklable() {
+  [[maybe_unused]] pickle::cannot_pickle<T> report;
+}
+
+// Out-of-line throwers (lib/src/pickle.cpp): keep the inline read path small.
+[[noreturn]] void throw_truncated(std::size_t wanted, std::size_t available);
+[[noreturn]] void throw_bad_size(std::uint64_t count, std::size_t available);
+[[noreturn]] void throw_bad_bool(unsigned value);
+
+class PickleOutputArchive
+    : public cereal::OutputArchive<PickleOutputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  // Appends to `out`, which must outlive the archive (or the next rebind()).
+  explicit PickleOutputArchive(std::string& out)
+      : cereal::OutputArchive<PickleOutputArchive, cereal::AllowEmptyClassElision>(this),
+        out_(&out) {}
+
+  void write(const void* data, std::size_t size) {
+    out_->append(static_cast<const char*>(data), size);
+  }
+
+  void rebind(std::string& out) noexcept { out_ = &out; }
+
+ private:
+  std::string* out_;
+};
+
+class PickleInputArchive
+    : public cereal::InputArchive<PickleInputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  // Reads from `in`, whose bytes must outlive the archive (or the next rebind()).
+  explicit PickleInputArchive(std::string_view in)
+      : cereal::InputArchive<PickleInputArchive, cereal::AllowEmptyClassElision>(this) {
+    rebind(in);
+  }
+
+  void rebind(std::string_view in) noexcept {
+    next_ = in.data();
+    end_ = in.data() + in.size();
+  }
+
+  // Copies the next `size` bytes; throws mp::UnpicklingError if fewer are left.
+  void read(void* data, std::size_t size) {
+    if (size > remaining()) throw_truncated(size, remaining());
+    if (size != 0) std::memcpy(data, next_, size);
+    next_ += size;
+  }
+
+  // The next `size` bytes, in place; throws mp::UnpicklingError if fewer are left.
+  std::string_view read_view(std::size_t size) {
+    if (size > remaining()) throw_truncated(size, remaining());
+    std::string_view view(next_, size);
+    next_ += size;
+    return view;
+  }
+
+  // A range size (element count) written by PickleOutputArchive. Every element takes
+  // at least one byte, so a count above the bytes left is corrupt: refusing it bounds
+  // what a container may allocate before its elements are read. (A container of more
+  // than `remaining()` elements that pickle to zero bytes, such as empty lambdas, is
+  // refused too.)
+  std::uint64_t read_size() {
+    std::uint64_t count;
+    read(&count, sizeof count);
+    if (count > remaining()) throw_bad_size(count, remaining());
+    return count;
+  }
+
+  std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - next_); }
+
+ private:
+  const char* next_ = nullptr;
+  const char* end_ = nullptr;
+};
+
+// Constructing and destroying a cereal archive costs more than pickling an int (its
+// bookkeeping for shared pointers, class versions and base classes is five hash
+// containers). That bookkeeping is only touched by user serialize() functions, so values
+// made of built-in types only (pickle_traits<T>::builtin) reuse one archive per thread.
+// The slot is constructed on first use and never destroyed: an empty cereal archive owns
+// no memory, and a thread_local with a destructor could not be used from other
+// thread_local destructors.
+template <class Archive>
+struct ThreadArchiveSlot {
+  alignas(Archive) unsigned char storage[sizeof(Archive)];
+  Archive* archive = nullptr;
+  bool in_use = false;
+};
+ThreadArchiveSlot<PickleOutputArchive>& thread_output_archive() noexcept;
+ThreadArchiveSlot<PickleInputArchive>& thread_input_archive() noexcept;
+
+// The archive for one dump/load: the thread's shared one when `Reuse` and it is free
+// (it is not when a comparator or hash function pickles while a load runs), else its own.
+template <class Archive, bool Reuse, class Buffer>
+class ArchiveLease {
+ public:
+  explicit ArchiveLease(Buffer& buffer) {
+    if constexpr (Reuse) {
+      ThreadArchiveSlot<Archive>& slot = slot_for();
+      if (!slot.in_use) {
+        if (slot.archive == nullptr) slot.archive = ::new (slot.storage) Archive(buffer);
+        slot.archive->rebind(buffer);
+        slot.in_use = true;
+        archive_ = slot.archive;
+        return;
+      }
+    }
+    archive_ = &own_.emplace(buffer);
+  }
+  ~ArchiveLease() {
+    if constexpr (Reuse) {
+      if (!own_) slot_for().in_use = false;
+    }
+  }
+  ArchiveLease(const ArchiveLease&) = delete;
+  ArchiveLease& operator=(const ArchiveLease&) = delete;
+
+  Archive& operator*() noexcept { return *archive_; }
+
+ private:
+  static ThreadArchiveSlot<Archive>& slot_for() noexcept {
+    if constexpr (std::is_same_v<Archive, PickleOutputArchive>)
+      return thread_output_archive();
+    else
+      return thread_input_archive();
+  }
+
+  Archive* archive_ = nullptr;
+  std::optional<Archive> own_;
+};
+
+// ---- Archive hooks --------------------------------------------------------------------
+// Found by argument-dependent lookup on the archive types (this namespace).
+
+// Arithmetic types: their bytes. A bool must read back as 0 or 1 (anything else would be
+// undefined behaviour when used).
+template <class T>
+requires std::is_arithmetic_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const T& value) {
+  ar.write(std::addressof(value), sizeof value);
+}
+template <class T>
+requires std::is_arithmetic_v<T>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, T& value) {
+  if constexpr (std::is_same_v<T, bool>) {
+    unsigned char byte;
+    ar.read(&byte, 1);
+    if (byte > 1) throw_bad_bool(byte);
+    value = byte != 0;
+  } else {
+    ar.read(std::addressof(value), sizeof value);
+  }
+}
+
+// Contiguous blocks (strings, vectors and arrays of arithmetic types): one copy.
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const cereal::BinaryData<T>& block) {
+  ar.write(block.data, static_cast<std::size_t>(block.size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, cereal::BinaryData<T>& block) {
+  using Element = std::remove_cv_t<
+      std::remove_all_extents_t<std::remove_pointer_t<std::remove_reference_t<T>>>>;
+  const auto size = static_cast<std::size_t>(block.size);
+  if constexpr (std::is_same_v<Element, bool>) {  // std::array<bool, N>, bool[N]
+    const std::string_view bytes = ar.read_view(size);
+    for (char byte : bytes)
+      if (static_cast<unsigned char>(byte) > 1) throw_bad_bool(static_cast<unsigned char>(byte));
+    if (size != 0) std::memcpy(block.data, bytes.data(), size);
+  } else {
+    ar.read(block.data, size);
+  }
+}
+
+// Range sizes: 8 bytes, checked against the input left on load.
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleOutputArchive& ar, cereal::SizeTag<T>& tag) {
+  const auto count = static_cast<std::uint64_t>(tag.size);
+  ar.write(&count, sizeof count);
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleInputArchive& ar, cereal::SizeTag<T>& tag) {
+  using Size = std::remove_reference_t<decltype(tag.size)>;
+  const std::uint64_t count = ar.read_size();
+  if constexpr (sizeof(Size) < sizeof(std::uint64_t)) {
+    if (count > static_cast<std::uint64_t>(std::numeric_limits<Size>::max()))
+      throw_bad_size(count, ar.remaining());
+  }
+  tag.size = static_cast<Size>(count);
+}
+
+// Names are for text archives: a pickle carries only values.
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleOutputArchive& ar, cereal::NameValuePair<T>& pair) {
+  ar(pair.value);
+}
+template <class T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleInputArchive& ar, cereal::NameValuePair<T>& pair) {
+  ar(pair.value);
+}
+
+// Ordered associative containers: cereal inserts each element before the previous one,
+// which reverses the order of equal keys in a multimap/multiset. Inserting at the end
+// keeps the saved order (and is amortized O(1) per element, since it is sorted).
+template <class Map>
+void load_ordered_map(PickleInputArchive& ar, Map& map) {
+  cereal::size_type size;
+  ar(cereal::make_size_tag(size));
+  map.clear();
+  for (cereal::size_type i = 0; i < size; ++i) {
+    typename Map::key_type key;
+    typename Map::mapped_type value;
+    ar(cereal::make_map_item(key, value));
+    map.emplace_hint(map.end(), std::move(key), std::move(value));
+  }
+}
+template <class Set>
+void load_ordered_set(PickleInputArchive& ar, Set& set) {
+  cereal::size_type size;
+  ar(cereal::make_size_tag(size));
+  set.clear();
+  for (cereal::size_type i = 0; i < size; ++i) {
+    typename Set::key_type key;
+    ar(key);
+    set.emplace_hint(set.end(), std::move(key));
+  }
+}
+template <class K, class V, class C, class A>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::map<K, V, C, A>& map) {
+  load_ordered_map(ar, map);
+}
+template <class K, class V, class C, class A>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::multimap<K, V, C, A>& map) {
+  load_ordered_map(ar, map);
+}
+template <class K, class C, class A>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::set<K, C, A>& set) {
+  load_ordered_set(ar, set);
+}
+template <class K, class C, class A>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::multiset<K, C, A>& set) {
+  load_ordered_set(ar, set);
+}
+
+// Function pointers travel as code references (mp/detail/code_ref.hpp). These
+// overloads are more specialized than cereal's catch-all for raw pointers (which
+// only static_asserts).
+void save_function_address(PickleOutputArchive& ar, const void* address);
+const void* load_function_address(PickleInputArchive& ar);
+
+template <class F>
+requires std::is_function_v<F>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleOutputArchive& ar, F*& function) {
+  save_function_address(ar, reinterpret_cast<const void*>(function));
+}
+template <class F>
+requires std::is_function_v<F>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleInputArchive& ar, F*& function) {
+  function = reinterpret_cast<F*>(const_cast<void*>(load_function_address(ar)));
+}
+
+// Whether T (or cereal, for it) defines serialize/save/load/save_minimal of its own.
+// Checked against a probe archive that does not see the overloads of this namespace, so
+// that the raw-bytes overloads below do not count themselves.
+namespace pickle_probe {
+class ProbeOutputArchive : public cereal::OutputArchive<ProbeOutputArchive> {
+ public:
+  ProbeOutputArchive() : cereal::OutputArchive<ProbeOutputArchive>(this) {}
+};
+}  // namespace pickle_probe
+
+template <class T>
+inline constexpr bool has_own_serialization =
+    cereal::traits::detail::count_output_serializers<T, pickle_probe::ProbeOutputArchive>::value !=
+    0;
+
+// A class mp pickles as its raw bytes: a trivially copyable aggregate ("plain struct")
+// without serialization functions of its own. Pointer members are copied as they are:
+// they are only meaningful if they point to code or to memory shared at the same
+// address. Member values are not validated on load (a corrupt bool member stays
+// corrupt), as with memcpy.
+template <class T>
+concept class_or_union = std::is_class_v<T> || std::is_union_v<T>;
+
+template <class T>
+concept raw_bytes_class =
+    class_or_union<T> && !std::is_empty_v<T> && std::is_trivially_copyable_v<T> &&
+    std::is_aggregate_v<T> && std::is_default_constructible_v<T> && std::is_copy_assignable_v<T> &&
+    !is_library_type<T> && !has_own_serialization<T>;
+
+// An empty class without serialization of its own (a captureless lambda, a stateless
+// function object): pickles to zero bytes (cereal's AllowEmptyClassElision), loads as a
+// default-constructed object.
+template <class T>
+concept empty_class =
+    std::is_class_v<T> && std::is_empty_v<T> && std::is_default_constructible_v<T> &&
+    std::is_copy_assignable_v<T> && !is_library_type<T> &&
+    !has_own_serialization<T>;
+
+template <class T>
+requires raw_bytes_class<T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleOutputArchive& ar, T& value) {
+  ar.write(std::addressof(value), sizeof(T));
+}
+template <class T>
+requires raw_bytes_class<T>
+void CEREAL_SERIALIZE_FUNCTION_NAME(PickleInputArchive& ar, T& value) {
+  ar.read(std::addressof(value), sizeof(T));
+}
+
+// Inside a user's serialize(), `ar(x)` with an x that cannot be pickled reaches cereal's
+// own static_assert. cereal calls prologue() first; its return type is computed during
+// overload resolution, before any function body is instantiated, so mp's message (naming
+// the type) comes first. cereal's wrappers (NameValuePair, SizeTag, base_class...) pass.
+template <class T, class Archive>
+consteval bool element_ok() {
+  if constexpr (std::is_pointer_v<T>) {
+    return std::is_function_v<std::remove_pointer_t<T>>;
+  } else if constexpr (std::is_empty_v<T> || type_name<T>().starts_with("cereal::")) {
+    return true;
+  } else if constexpr (std::is_base_of_v<cereal::detail::OutputArchiveBase, Archive>) {
+    return cereal::traits::detail::count_output_serializers<T, Archive>::value != 0;
+  } else {
+    return cereal::traits::detail::count_input_serializers<T, Archive>::value != 0;
+  }
+}
+struct element_passes {};
+template <class T, class Archive>
+struct element_check
+    : std::conditional_t<element_ok<T, Archive>(), element_passes, pickle::cannot_pickle<T>> {
+  using type = void;
+};
+template <class T>
+typename element_check<T, PickleOutputArchive>::type prologue(PickleOutputArchive&, const T&) {}
+template <class T>
+typename element_check<T, PickleInputArchive>::type prologue(PickleInputArchive&, const T&) {}
+
+}  // namespace mp::detail
+
+CEREAL_REGISTER_ARCHIVE(mp::detail::PickleOutputArchive)
+CEREAL_REGISTER_ARCHIVE(mp::detail::PickleInputArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(mp::detail::PickleInputArchive, mp::detail::PickleOutputArchive)

@@ -1,0 +1,184 @@
+// mp::pickle: turning values into bytes and back, so that arguments, results and
+// functions cross process boundaries. Mirrors Python's `pickle` (dumps/loads,
+// PicklingError/UnpicklingError) as used by `multiprocessing.reduction`.
+//
+// Differences from Python, on purpose:
+//   - Typed: loads<T>(bytes) says which type it expects. The bytes carry a fingerprint of
+//     the type's name and loads checks it, so loading another type's pickle fails cleanly
+//     instead of producing a wrong value.
+//   - A type that cannot be pickled is a compile-time error naming the type and saying
+//     what to add (Python raises at run time). Built in: arithmetic types, enums,
+//     std::string, vector, array, deque, list, (unordered_)(multi)map/set, pair, tuple,
+//     optional, variant, chrono durations and time points; trivially copyable aggregates
+//     ("plain structs", copied as raw bytes); empty classes such as captureless lambdas
+//     (zero bytes); function pointers; and any type with a cereal-style
+//     `template <class Archive> void serialize(Archive& ar)` member (or free serialize,
+//     or save/load). Not picklable: raw data pointers, std::string_view and references
+//     (they would dangle in the other process), capturing lambdas.
+//   - A function pointer pickles as (module, offset): the module's GNU build id and the
+//     offset from its load address, so it resolves in a spawned child running the same
+//     binary at another address (Python pickles functions by qualified name). Loading it
+//     in a process that runs another binary throws UnpicklingError.
+//   - Not a storage or interchange format: the bytes are for processes of one program
+//     (same build, same machine), with native byte order, like the pipes they cross.
+//     There are no protocol versions and no shared references (Python's memo): a value
+//     reachable twice is pickled twice.
+//   - Bad bytes (truncated, corrupt, another type's pickle, absurd sizes, trailing bytes,
+//     a bool other than 0/1, a variant index out of range) throw UnpicklingError, never
+//     crash: a container may claim at most as many elements as bytes are left, so what
+//     loads allocates stays proportional to its input (a container of more elements that
+//     pickle to zero bytes, like empty lambdas, than bytes follow is refused). Enum values and the
+//     bytes of plain structs are copied unchecked (give an enum a fixed underlying type, `enum E :
+//     int`, so that every value is valid). As with Python, only unpickle bytes from processes you
+//     trust: a function pointer in the bytes will be called by whoever asked for one.
+//   - dumps/loads may run on any thread at once; values made of built-in types only reuse
+//     a per-thread archive, so pickling an int costs a few nanoseconds.
+//
+// Format: an 8-byte header (magic "mp", format version 1, a zero byte, the 32-bit type
+// fingerprint) followed by the value's encoding (see mp/detail/pickle_archive.hpp).
+#pragma once
+
+#include <array>
+#include <bit>
+#include <concepts>
+#include <cstdint>
+#include <cstring>
+#include <mp/detail/pickle_traits.hpp>
+#include <mp/detail/type_name.hpp>
+#include <mp/errors.hpp>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace mp::detail {
+
+inline constexpr unsigned char kPickleMagic0 = 'm';
+inline constexpr unsigned char kPickleMagic1 = 'p';
+inline constexpr unsigned char kPickleVersion = 1;
+inline constexpr std::size_t kPickleHeaderSize = 8;
+
+// The header of a pickle of T, as an 8-byte word in memory order.
+template <class T>
+inline constexpr std::uint64_t pickle_header = std::bit_cast<std::uint64_t>(
+    std::array<unsigned char, 8>{kPickleMagic0, kPickleMagic1, kPickleVersion, 0,
+                                 static_cast<unsigned char>(type_fingerprint<T>),
+                                 static_cast<unsigned char>(type_fingerprint<T> >> 8),
+                                 static_cast<unsigned char>(type_fingerprint<T> >> 16),
+                                 static_cast<unsigned char>(type_fingerprint<T> >> 24)});
+
+// Cold paths, compiled once in lib/src/pickle.cpp.
+// Explains why `data` does not start with `expected_header` and throws UnpicklingError.
+[[noreturn]] void throw_bad_header(std::string_view data, std::uint64_t expected_header,
+                                   std::string_view type);
+[[noreturn]] void throw_trailing_bytes(std::size_t count, std::string_view type);
+// Inside a catch block: rethrows cereal::Exception as PicklingError, anything else as is.
+[[noreturn]] void rethrow_pickling_error(std::string_view type);
+// Inside a catch block: rethrows cereal::Exception, std::length_error and std::bad_alloc
+// (bogus sizes) as UnpicklingError, anything else (a user's load()) as is.
+[[noreturn]] void rethrow_unpickling_error(std::string_view type);
+
+// Bytes a fresh pickle of `obj` will need, when that is cheap to know.
+template <class T>
+std::size_t pickle_size_hint(const T& obj) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return kPickleHeaderSize + sizeof(T);
+  } else if constexpr (std::is_pointer_v<T>) {  // a function: id size, id (~60), offset
+    return kPickleHeaderSize + 96;
+  } else if constexpr (requires {
+                         typename T::value_type;
+                         obj.size();
+                         obj.data();
+                       }) {
+    if constexpr (std::is_arithmetic_v<typename T::value_type>)  // string, vector<int>
+      return kPickleHeaderSize + sizeof(std::uint64_t) +
+             obj.size() * sizeof(typename T::value_type);
+    else
+      return 0;
+  } else {
+    return 0;
+  }
+}
+
+}  // namespace mp::detail
+
+namespace mp::pickle {
+
+// True iff dump/dumps/loads accept T (recursively for the standard containers).
+// Never a hard error: usable in `if constexpr` and requires-clauses.
+template <class T>
+concept picklable = detail::pickle_traits<T>::value;
+
+// Appends the pickle of `obj` to `out` (Python: pickle.dump into a stream).
+// Compile-time error if T is not picklable. Throws what the type's serialize()/save()
+// throws (unchanged; `out` is then restored to its previous size), mp::PicklingError for
+// a function pointer outside any loaded module, std::bad_alloc.
+template <class T>
+void dump(const T& obj, std::string& out) {
+  if constexpr (!picklable<T>) {
+    detail::report_unpicklable<typename detail::pickle_traits<T>::culprit>();
+  } else {
+    const std::size_t old_size = out.size();
+    try {
+      const std::uint64_t header = detail::pickle_header<T>;
+      out.append(reinterpret_cast<const char*>(&header), sizeof header);
+      detail::ArchiveLease<detail::PickleOutputArchive, detail::pickle_traits<T>::builtin,
+                           std::string>
+          archive(out);
+      (*archive)(obj);
+    } catch (...) {
+      out.resize(old_size);
+      detail::rethrow_pickling_error(detail::type_name<T>());
+    }
+  }
+}
+
+// The pickle of `obj` (Python: pickle.dumps). Throws as dump().
+template <class T>
+std::string dumps(const T& obj) {
+  std::string out;
+  if constexpr (picklable<T>) {
+    if (const std::size_t hint = detail::pickle_size_hint(obj); hint > out.capacity())
+      out.reserve(hint);
+  }
+  dump(obj, out);
+  return out;
+}
+
+// The value pickled in `data`, which must be exactly one pickle of T (Python:
+// pickle.loads). Compile-time error if T is not picklable. Throws mp::UnpicklingError
+// if `data` is not a complete, valid pickle of T (wrong type, truncated, corrupt,
+// trailing bytes, sizes that cannot be allocated), or if a function pointer in it names
+// code this process does not have. Other exceptions from a user type's load() or
+// serialize() pass through unchanged (cereal::Exception, std::length_error and
+// std::bad_alloc become UnpicklingError).
+template <class T>
+T loads(std::string_view data) {
+  if constexpr (!picklable<T>) {
+    detail::report_unpicklable<typename detail::pickle_traits<T>::culprit>();
+    throw std::logic_error("unreachable");
+  } else {
+    std::uint64_t header = 0;
+    if (data.size() >= sizeof header) std::memcpy(&header, data.data(), sizeof header);
+    if (data.size() < sizeof header || header != detail::pickle_header<T>) [[unlikely]]
+      detail::throw_bad_header(data, detail::pickle_header<T>, detail::type_name<T>());
+    T value{};
+    try {
+      std::string_view body = data.substr(sizeof header);
+      detail::ArchiveLease<detail::PickleInputArchive, detail::pickle_traits<T>::builtin,
+                           std::string_view>
+          archive(body);
+      (*archive)(value);
+      if ((*archive).remaining() != 0) [[unlikely]]
+        detail::throw_trailing_bytes((*archive).remaining(), detail::type_name<T>());
+    } catch (const UnpicklingError&) {
+      throw;
+    } catch (...) {
+      detail::rethrow_unpickling_error(detail::type_name<T>());
+    }
+    return value;
+  }
+}
+
+}  // namespace mp::pickle
