@@ -3,7 +3,7 @@
 
     python3 bench/compare.py [--mp-bench PATH] [--quick] [--only NAME[,NAME]]
                              [--runs N] [--start-method M] [--timeout S]
-                             [--cpus 0,1] [--all-python] [--update-readme]
+                             [--cpus 0,1] [--repeat K] [--all-python] [--update-readme]
                              [--raw-out FILE] [--from-raw FILE]
 
 Both programs run in this one invocation, one after the other, pinned to the
@@ -19,6 +19,8 @@ markdown tables:
      machine's limit): mp/probe for times, probe/mp for rates.
 
 followed by the performance goals of the project and whether they were met.
+Both programs run --repeat times (default 3, alternating) and each row keeps
+its best median: other work on a shared machine only ever slows runs down.
 By default the CPython script runs only the rows mp-bench has (--all-python:
 all of them). With --update-readme the tables, the date and a description of
 the machine go between <!-- performance:begin --> and <!-- performance:end -->
@@ -148,6 +150,26 @@ def run_both(args, mp_bench, python):
         records += recs
         status = status or rc
     return records, status
+
+
+def best_of(invocations):
+    """Per (impl, bench, metric), the record with the best value over repeated
+    invocations: the lowest time or the highest rate. Interference from other
+    work on the machine only ever makes a run slower, so the best of a few
+    invocations is the least disturbed one (applied alike to all programs)."""
+    best, order = {}, []
+    for records in invocations:
+        for r in records:
+            key = (r["impl"], r["bench"], r["metric"])
+            if key not in best:
+                order.append(key)
+                best[key] = r
+                continue
+            lower_is_better = r["unit"] in TIME_UNITS
+            if (r["value"] < best[key]["value"]) == lower_is_better and \
+                    r["value"] != best[key]["value"]:
+                best[key] = r
+    return [best[k] for k in order]
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +324,7 @@ def first_line(command):
         return None
 
 
-def machine_lines(args, cpus, mp_bench, python):
+def machine_lines(args, cpus, mp_bench, python, load_at_start=None):
     model = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -317,16 +339,23 @@ def machine_lines(args, cpus, mp_bench, python):
         mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, AttributeError):
         pass
+    load = "" if load_at_start is None else f"; load average {load_at_start:.2f} at start"
     built = (first_line([str(mp_bench), "--version"]) if mp_bench else None) or "mp-bench"
     py_version = first_line([python, "-c", "import sys; print(sys.version.split()[0])"])
-    mode = "--quick sizes" if args.quick else "full sizes"
+    mode = ("--quick sizes" if args.quick else "full sizes") + f"; median of {args.runs} runs"
+    if args.repeat > 1:
+        mode += f", best of {args.repeat} invocations"
+    reproduce = "".join([" --quick" if args.quick else "",
+                         f" --repeat {args.repeat}" if args.repeat != 3 else "",
+                         f" --runs {args.runs}" if args.runs != 3 else ""])
     return [
         f"Measured {datetime.date.today().isoformat()} on {model}, {os.cpu_count()} CPUs"
         f"{mem}, Linux {platform.release()}; both programs pinned to CPUs "
-        f"{','.join(map(str, cpus))}.",
+        f"{','.join(map(str, cpus))}{load}.",
+        "",
         f"{built}; CPython {py_version or '?'} (`bench/python/mp_bench.py`). "
-        f"{mode}, {args.runs} runs, median; start method {args.start_method} except for "
-        f"process_start_spawn. Reproduce with `./build.sh bench`.",
+        f"{mode}; start method {args.start_method} except for "
+        f"process_start_spawn. Reproduce with `./build.sh bench{reproduce}`.",
         "",
     ]
 
@@ -358,30 +387,47 @@ def main(argv=None):
     ap.add_argument("--start-method", default="fork")
     ap.add_argument("--timeout", type=int, default=600, help="per-row limit in seconds")
     ap.add_argument("--cpus", default="0,1", help="CPUs both programs are pinned to")
+    ap.add_argument("--repeat", type=int, default=3, metavar="K",
+                    help="run both programs K times and keep each row's best median "
+                         "(default 3)")
     ap.add_argument("--all-python", action="store_true",
                     help="also run the CPython rows mp-bench does not have yet")
     ap.add_argument("--update-readme", action="store_true",
                     help="write the tables between the performance markers of README.md")
-    ap.add_argument("--raw-out", type=Path, help="save all JSON lines here")
+    ap.add_argument("--raw-out", type=Path,
+                    help="save the JSON lines of every invocation here")
     ap.add_argument("--from-raw", type=Path,
                     help="print the tables from saved JSON lines instead of running")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
 
     if args.from_raw:
         saved = [json.loads(line) for line in args.from_raw.read_text().splitlines() if line]
-        records = [r for r in saved if "bench" in r]
+        records = best_of([[r for r in saved if "bench" in r]])
         meta = next((r for r in saved if "machine" in r), None)
         header = meta["machine"] if meta else []
         status = 0
     else:
         mp_bench = args.mp_bench or find_mp_bench()
         cpus = pin(args.cpus)
-        records, status = run_both(args, mp_bench, args.python)
-        header = machine_lines(args, cpus, mp_bench, args.python)
+        load = os.getloadavg()[0]
+        if load > 0.5:
+            log(f"# warning: load average {load:.2f}: other work on this machine will "
+                "disturb the numbers")
+        invocations, status = [], 0
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                log(f"# invocation {i + 1} of {args.repeat}")
+            records, rc = run_both(args, mp_bench, args.python)
+            invocations.append(records)
+            status = status or rc
+        records = best_of(invocations)
+        header = machine_lines(args, cpus, mp_bench, args.python, load)
         if args.raw_out:
             with args.raw_out.open("w") as f:
                 f.write(json.dumps({"machine": header}) + "\n")
-                for r in records:
+                for r in (r for invocation in invocations for r in invocation):
                     f.write(json.dumps(r) + "\n")
 
     text = render(records, header)
