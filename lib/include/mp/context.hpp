@@ -1,0 +1,73 @@
+// Start methods, contexts and module-level functions.
+// Mirrors Python's `multiprocessing.context` (get_context, set_start_method,
+// get_start_method, get_all_start_methods, cpu_count, freeze_support).
+//
+// Differences from Python, on purpose:
+//   - freeze_support(argc, argv) is required (not only on Windows) for the spawn start
+//     method: it is how a re-executed binary becomes the child. Without it, starting a
+//     spawn process throws std::logic_error instead of re-running main() recursively.
+//   - cpu_count() honours CPU affinity and a cgroup v2 CPU quota (Python's cpu_count
+//     reports the host; process_cpu_count (3.13) only honours affinity).
+//   - Only "fork" and "spawn" exist so far; "forkserver" is planned.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <mp/process.hpp>
+
+namespace mp {
+
+// Call first thing in main(). In a child started with the spawn method it runs the
+// child's target and exits (never returns); otherwise it only records that the
+// program supports spawn. Python: freeze_support() plus the `__main__` guard.
+void freeze_support(int argc, char** argv);
+
+// A start method bound as an object, so code can say which method it uses without
+// changing the global default. Python: multiprocessing.get_context(method).
+class Context {
+ public:
+  // The method this context starts processes with: "fork" or "spawn".
+  const std::string& get_start_method() const noexcept { return method_; }
+
+  // A Process using this context's start method. Python: ctx.Process(target, args).
+  template <class F, class... Args>
+  mp::Process process(F&& target, Args&&... args) const {
+    return mp::Process(ProcessOptions{.start_method = method_}, std::forward<F>(target),
+                       std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  mp::Process process(ProcessOptions options, F&& target, Args&&... args) const {
+    options.start_method = method_;
+    return mp::Process(std::move(options), std::forward<F>(target), std::forward<Args>(args)...);
+  }
+
+ private:
+  friend Context get_context(std::optional<std::string_view> method);
+  explicit Context(std::string method) : method_(std::move(method)) {}
+  std::string method_;
+};
+
+// The context of `method`, or of the default method when empty.
+// Throws std::invalid_argument for an unknown method.
+Context get_context(std::optional<std::string_view> method = std::nullopt);
+
+// Sets the default start method. Throws std::logic_error if it was already set and
+// `force` is false (Python: RuntimeError); std::invalid_argument if unknown.
+void set_start_method(std::string_view method, bool force = false);
+
+// The default start method; with allow_none, nullopt if none was set yet (Python
+// then fixes the default on first use, and so does mp).
+std::optional<std::string> get_start_method(bool allow_none = false);
+
+// {"fork", "spawn"}: the methods this platform supports, default first.
+std::vector<std::string> get_all_start_methods();
+
+// CPUs this process may run on: the affinity mask, further limited by a cgroup v2
+// quota (cpu.max) when one is set. At least 1.
+int cpu_count();
+
+}  // namespace mp

@@ -1,0 +1,8 @@
+// The umbrella header: everything of mp, as `import multiprocessing` gives the whole
+// module in Python.
+#pragma once
+
+#include <mp/context.hpp>
+#include <mp/errors.hpp>
+#include <mp/pickle.hpp>
+#include <mp/process.hpp>

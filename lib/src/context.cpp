@@ -1,0 +1,143 @@
+// Start methods and module functions: Python's multiprocessing/context.py. This is
+// the only file that knows the list of start methods.
+#include <mp/context.hpp>
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <stdexcept>
+
+#include "process_state.hpp"
+
+namespace mp {
+namespace detail {
+namespace {
+
+struct MethodEntry {
+  const char* name;
+  Launcher launch;
+};
+// Default first. forkserver will be one more entry (and one more popen_*.cpp).
+constexpr MethodEntry kMethods[] = {
+    {"fork", &launch_fork},
+    {"spawn", &launch_spawn},
+};
+
+std::mutex g_method_mutex;
+std::optional<std::string> g_default_method;
+std::atomic<bool> g_freeze_support_called{false};
+
+const MethodEntry* find_method(std::string_view name) {
+  for (const auto& entry : kMethods)
+    if (name == entry.name) return &entry;
+  return nullptr;
+}
+
+std::string known_methods() {
+  std::string out;
+  for (const auto& entry : kMethods) {
+    if (!out.empty()) out += ", ";
+    out += entry.name;
+  }
+  return out;
+}
+
+void check_method(std::string_view name) {
+  if (!find_method(name))
+    throw std::invalid_argument("mp: cannot find context for '" + std::string(name) +
+                                "' (start methods: " + known_methods() + ")");
+}
+
+}  // namespace
+
+std::string resolve_start_method(const std::string& requested) {
+  if (!requested.empty()) {
+    check_method(requested);
+    return requested;
+  }
+  std::lock_guard lock(g_method_mutex);
+  // Python fixes the default on first use; so do we.
+  if (!g_default_method) g_default_method = kMethods[0].name;
+  return *g_default_method;
+}
+
+Launcher launcher_for(const std::string& method) {
+  const MethodEntry* entry = find_method(method);
+  if (!entry) check_method(method);
+  return entry->launch;
+}
+
+bool freeze_support_called() noexcept { return g_freeze_support_called.load(); }
+
+// Called in a child (fork or spawn) so that it keeps its parent's default.
+void set_default_method_in_child(const std::string& method) {
+  std::lock_guard lock(g_method_mutex);
+  g_default_method = method;
+}
+
+}  // namespace detail
+
+void freeze_support(int argc, char** argv) {
+  detail::g_freeze_support_called = true;
+  if (argc >= 3 && argv && argv[1] && std::strcmp(argv[1], "--mp-spawn") == 0) {
+    char* end = nullptr;
+    long fd = std::strtol(argv[2], &end, 10);
+    if (end && *end == '\0' && fd >= 0) detail::spawn_main(static_cast<int>(fd));
+  }
+}
+
+Context get_context(std::optional<std::string_view> method) {
+  if (!method || method->empty()) return Context(detail::resolve_start_method(""));
+  detail::check_method(*method);
+  return Context(std::string(*method));
+}
+
+void set_start_method(std::string_view method, bool force) {
+  detail::check_method(method);
+  std::lock_guard lock(detail::g_method_mutex);
+  if (detail::g_default_method && !force)
+    throw std::logic_error("mp::set_start_method: context has already been set");
+  detail::g_default_method = std::string(method);
+}
+
+std::optional<std::string> get_start_method(bool allow_none) {
+  {
+    std::lock_guard lock(detail::g_method_mutex);
+    if (detail::g_default_method || allow_none) return detail::g_default_method;
+  }
+  return detail::resolve_start_method("");
+}
+
+std::vector<std::string> get_all_start_methods() {
+  std::vector<std::string> out;
+  for (const auto& entry : detail::kMethods) out.emplace_back(entry.name);
+  return out;
+}
+
+int cpu_count() {
+  int count = 0;
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) count = CPU_COUNT(&set);
+  if (count <= 0) count = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  // cgroup v2: "max 100000" or "<quota> <period>" (Python ignores this; gh-80235).
+  std::ifstream cpu_max("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (cpu_max >> quota >> period && quota != "max" && period > 0) {
+    try {
+      long long q = std::stoll(quota);
+      int limit = static_cast<int>(std::ceil(static_cast<double>(q) / static_cast<double>(period)));
+      if (limit > 0) count = std::min(count, limit);
+    } catch (const std::exception&) {
+    }
+  }
+  return std::max(count, 1);
+}
+
+}  // namespace mp

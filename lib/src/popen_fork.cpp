@@ -1,0 +1,34 @@
+// The fork start method: Python's multiprocessing/popen_fork.py. The child is a copy
+// of the parent, so it runs Process::run() directly: any callable works.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <system_error>
+
+#include "posix/pidfd.hpp"
+#include "process_state.hpp"
+
+namespace mp::detail {
+
+std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, const Target*) {
+  // Whatever sits in stdio buffers now would otherwise be printed twice.
+  flush_std_streams();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(posix::last_error(), "mp: fork");
+  if (pid == 0) {
+    // _exit, not exit: the parent's atexit handlers and static destructors belong to
+    // the parent (Python's popen_fork does os._exit too).
+    ::_exit(child_main(setup, [&process] { process.run(); }));
+  }
+  // No one else can reap our child, so opening its pidfd now cannot race.
+  posix::unique_fd pidfd;
+  if (auto ec = posix::pidfd_open(pid, pidfd)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::system_error(ec, "mp: pidfd_open");
+  }
+  return std::make_unique<Popen>(pid, std::move(pidfd));
+}
+
+}  // namespace mp::detail

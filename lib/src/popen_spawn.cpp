@@ -1,0 +1,213 @@
+// The spawn start method: Python's multiprocessing/popen_spawn_posix.py and spawn.py.
+//
+// The parent re-executes its own binary (Boost.Process v2's launcher, which closes
+// every other fd in the child) as `<exe> --mp-spawn 3`, with fd 3 one end of a
+// socket pair. Over it the parent sends two length-prefixed frames:
+//   1. pickle(std::string): the parent's main module id (build id), checked first, so
+//      a different binary is named as such even if the layout of frame 2 changed;
+//   2. pickle(SpawnHeader{ChildSetup, body}),
+//      body = pickle(tuple{trampoline (code reference), pickled target and arguments}).
+// mp::freeze_support() in the child's main() sees the flag and calls spawn_main(),
+// which checks that it runs the parent's binary before it resolves the trampoline,
+// then runs it with child_main() and exits. Later layers (the shared heap) will pass
+// their fds over the same socket.
+#include <sys/wait.h>
+#include <unistd.h>
+
+// Boost 1.81's process/v2 config names boost::optional even with
+// BOOST_PROCESS_USE_STD_FS, without including it.
+#include <boost/optional.hpp>
+// clang-format off
+#include <boost/asio/io_context.hpp>
+#include <boost/process/v2/posix/default_launcher.hpp>
+#include <boost/process/v2/process.hpp>
+// clang-format on
+
+#include <fcntl.h>
+#include <climits>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mp/detail/code_ref.hpp>
+#include <mp/errors.hpp>
+#include <mp/pickle.hpp>
+#include <stdexcept>
+#include <system_error>
+
+#include "posix/pidfd.hpp"
+#include "process_state.hpp"
+
+namespace mp::detail {
+namespace {
+
+namespace bp = boost::process::v2;
+
+using Trampoline = void (*)(std::string_view);
+
+// The fd number the child finds its bootstrap socket on.
+constexpr int kBootstrapFd = 3;
+// A bootstrap larger than this is refused by the child as corrupt.
+constexpr std::uint64_t kMaxBootstrap = std::uint64_t{1} << 36;
+
+struct SpawnHeader {
+  ChildSetup setup;
+  std::string body;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(setup, body);
+  }
+};
+
+// Appends a frame: 8-byte length, then the bytes.
+void append_frame(std::string& out, const std::string& frame) {
+  const std::uint64_t length = frame.size();
+  out.append(reinterpret_cast<const char*>(&length), sizeof length);
+  out += frame;
+}
+
+// Reads one frame from the bootstrap socket; false (with `error`) on EOF or a bogus
+// length.
+bool read_frame(int fd, std::string& out, std::string& error) {
+  std::uint64_t length = 0;
+  if (posix::read_exact(fd, &length, sizeof length)) {
+    error = "no bootstrap from the parent (was this binary started with --mp-spawn by hand?)";
+    return false;
+  }
+  if (length > kMaxBootstrap) {
+    error = "corrupt bootstrap (frame length " + std::to_string(length) + ")";
+    return false;
+  }
+  out.assign(length, '\0');
+  if (posix::read_exact(fd, out.data(), out.size())) {
+    error = "truncated bootstrap";
+    return false;
+  }
+  return true;
+}
+
+// Places `fd` at `target` in the child, without close-on-exec. (Boost 1.81's
+// posix::bind_fd has no return in on_setup and keeps FD_CLOEXEC when fd == target.)
+struct pass_fd {
+  int target;
+  int fd;
+
+  bp::error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
+                          const char* const*) {
+    launcher.fd_whitelist.push_back(target);
+    return {};
+  }
+  bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
+                               const char* const*) {
+    if (fd == target) {
+      if (::fcntl(fd, F_SETFD, 0) == -1) return {errno, bp::system_category()};
+    } else if (::dup2(fd, target) == -1) {
+      return {errno, bp::system_category()};
+    }
+    return {};
+  }
+};
+
+boost::asio::io_context& io_context() {
+  static auto* context = new boost::asio::io_context;  // leaked: used until exit
+  return *context;
+}
+
+std::string self_executable() {
+  char buffer[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  if (n < 0) throw std::system_error(posix::last_error(), "mp: readlink /proc/self/exe");
+  return std::string(buffer, static_cast<std::size_t>(n));
+}
+
+[[noreturn]] void die(const std::string& message) noexcept {
+  std::string text = "mp: spawned child " + std::to_string(::getpid()) + ": " + message + "\n";
+  (void)!::write(STDERR_FILENO, text.data(), text.size());
+  ::_exit(1);
+}
+
+}  // namespace
+
+std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Target* target) {
+  if (!freeze_support_called())
+    throw std::logic_error(
+        "mp: the spawn start method re-executes this program, which must call "
+        "mp::freeze_support(argc, argv) at the top of main() (it was not called)");
+  if (!target)
+    throw std::logic_error(
+        "mp: a Process subclass that overrides run() can only be started with the fork "
+        "start method; pass a target (function and arguments) to use spawn");
+  if (!target->trampoline)
+    throw std::invalid_argument(
+        std::string("mp: cannot start process with spawn: ") +
+        (target->unpicklable_reason ? target->unpicklable_reason : "the target cannot be pickled"));
+
+  // Pickle first: a throwing serialize() fails start() before any child exists.
+  SpawnHeader header{setup, pickle::dumps(std::tuple<Trampoline, std::string>(target->trampoline,
+                                                                              target->pickle()))};
+  std::string message;
+  append_frame(message, pickle::dumps(main_module_id()));
+  append_frame(message, pickle::dumps(header));
+
+  posix::unique_fd parent_end, child_end;
+  if (auto ec = posix::socket_pair(parent_end, child_end))
+    throw std::system_error(ec, "mp: socketpair");
+
+  const std::string exe = self_executable();
+  const std::vector<std::string> args = {"--mp-spawn", std::to_string(kBootstrapFd)};
+  flush_std_streams();
+  bp::error_code ec;
+  bp::posix::default_launcher launcher;
+  auto child =
+      launcher(io_context().get_executor(), ec, exe, args, pass_fd{kBootstrapFd, child_end.get()});
+  if (ec) throw std::system_error(ec, "mp: cannot spawn " + exe);
+  const pid_t pid = child.id();
+  child_end.reset();
+
+  posix::unique_fd pidfd;
+  if (auto open_ec = posix::pidfd_open(pid, pidfd)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::system_error(open_ec, "mp: pidfd_open");
+  }
+  // From here on mp owns the child; Boost's handle must neither kill nor reap it.
+  child.detach();
+  auto popen = std::make_unique<Popen>(pid, std::move(pidfd));
+
+  // If the child died before reading (it could not start), writing fails with
+  // EPIPE; its exit code tells the story, so the error is not thrown here.
+  (void)posix::write_all(parent_end.get(), message);
+  return popen;
+}
+
+[[noreturn]] void spawn_main(int fd) noexcept {
+  std::string frame, error;
+  if (!read_frame(fd, frame, error)) die(error);
+  std::string parent_module_id;
+  try {
+    parent_module_id = pickle::loads<std::string>(frame);
+  } catch (const std::exception& e) {
+    die(std::string("corrupt bootstrap: ") + e.what());
+  }
+  if (parent_module_id != main_module_id())
+    die("this binary (" + main_module_id() + ") is not the parent's (" + parent_module_id +
+        "); was the program rebuilt or replaced while it ran?");
+  if (!read_frame(fd, frame, error)) die(error);
+  ::close(fd);
+  SpawnHeader header;
+  try {
+    header = pickle::loads<SpawnHeader>(frame);
+  } catch (const std::exception& e) {
+    die(std::string("corrupt bootstrap: ") + e.what());
+  }
+
+  const int exitcode = child_main(header.setup, [&header] {
+    auto [trampoline, payload] = pickle::loads<std::tuple<Trampoline, std::string>>(header.body);
+    trampoline(payload);
+  });
+  // A spawned child is its own program: normal exit runs its own static destructors.
+  std::exit(exitcode);
+}
+
+}  // namespace mp::detail

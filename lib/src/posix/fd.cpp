@@ -1,0 +1,78 @@
+#include "posix/fd.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cerrno>
+
+namespace mp::posix {
+
+void unique_fd::reset(int fd) noexcept {
+  if (fd_ >= 0) ::close(fd_);  // close() is not retried on EINTR on Linux: the fd is gone
+  fd_ = fd;
+}
+
+std::error_code last_error() noexcept { return {errno, std::system_category()}; }
+
+std::error_code wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout,
+                              bool& ready) noexcept {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  ready = false;
+  for (;;) {
+    int wait_ms = -1;
+    if (timeout) {
+      auto left = deadline - clock::now();
+      if (left < std::chrono::nanoseconds::zero()) left = std::chrono::nanoseconds::zero();
+      // Round up so a sub-millisecond remainder does not become a busy 0 ms poll.
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+      wait_ms = ms > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(ms);
+    }
+    struct pollfd p = {fd, POLLIN, 0};
+    int n = ::poll(&p, 1, wait_ms);
+    if (n > 0) {
+      ready = true;
+      return {};
+    }
+    if (n < 0 && errno != EINTR) return last_error();
+    if (n == 0 && timeout && clock::now() >= deadline) return {};
+  }
+}
+
+std::error_code write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+std::error_code read_exact(int fd, void* out, std::size_t size) noexcept {
+  auto* p = static_cast<char*>(out);
+  while (size > 0) {
+    ssize_t n = ::read(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    if (n == 0) return std::make_error_code(std::errc::connection_aborted);
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
+  first.reset(fds[0]);
+  second.reset(fds[1]);
+  return {};
+}
+
+}  // namespace mp::posix

@@ -1,0 +1,50 @@
+#include "posix/pidfd.hpp"
+
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cerrno>
+#include <csignal>
+
+namespace mp::posix {
+
+std::error_code pidfd_open(pid_t pid, unique_fd& out) noexcept {
+  // pidfds are always close-on-exec.
+  long fd = ::syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) return last_error();
+  out.reset(static_cast<int>(fd));
+  return {};
+}
+
+std::error_code pidfd_send_signal(int pidfd, int sig) noexcept {
+  if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0 && errno != ESRCH)
+    return last_error();
+  return {};
+}
+
+std::error_code try_reap(pid_t pid, std::optional<int>& status) noexcept {
+  int raw = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &raw, WNOHANG);
+    if (r == 0) return {};
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    break;
+  }
+  if (WIFEXITED(raw)) {
+    status = WEXITSTATUS(raw);
+  } else if (WIFSIGNALED(raw)) {
+    status = -WTERMSIG(raw);
+  }
+  return {};
+}
+
+std::error_code set_parent_death_signal(int sig) noexcept {
+  if (::prctl(PR_SET_PDEATHSIG, sig) != 0) return last_error();
+  return {};
+}
+
+}  // namespace mp::posix

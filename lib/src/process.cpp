@@ -1,0 +1,509 @@
+// mp::Process: the part of Python's multiprocessing/process.py that does not know
+// how a child is launched (that is popen_fork.cpp / popen_spawn.cpp).
+#include <mp/process.hpp>
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <new>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include "posix/pidfd.hpp"
+#include "process_state.hpp"
+
+namespace mp {
+namespace detail {
+
+namespace {
+
+// Process-wide bookkeeping. Leaked on purpose: the atexit handler and children that
+// outlive static destruction still need it.
+struct Globals {
+  std::mutex mutex;
+  std::shared_ptr<ProcessState> current;
+  Process* current_process = nullptr;
+  Process* parent_process = nullptr;
+  std::vector<std::shared_ptr<ProcessState>> children;
+  int counter = 0;
+  bool atexit_registered = false;
+  bool is_child = false;
+};
+
+Globals& globals() {
+  static Globals* g = new Globals;
+  return *g;
+}
+
+std::shared_ptr<ProcessState> make_current_state() {
+  auto state = std::make_shared<ProcessState>();
+  state->kind = ProcessState::Kind::self;
+  state->name = "MainProcess";
+  state->daemon = false;
+  state->pid = ::getpid();
+  return state;
+}
+
+ProcessState& current_state() {
+  auto& g = globals();
+  std::lock_guard lock(g.mutex);
+  if (!g.current) g.current = make_current_state();
+  return *g.current;
+}
+
+std::string identity_name(const std::vector<int>& identity) {
+  std::string name = "Process-";
+  for (std::size_t i = 0; i < identity.size(); ++i) {
+    if (i) name += ':';
+    name += std::to_string(identity[i]);
+  }
+  return name;
+}
+
+// Reaps finished children and forgets them. Python: process._cleanup().
+void cleanup_children() {
+  auto& g = globals();
+  std::vector<std::shared_ptr<ProcessState>> finished;
+  {
+    std::lock_guard lock(g.mutex);
+    auto keep = std::stable_partition(g.children.begin(), g.children.end(), [](auto& state) {
+      return state->popen && !state->popen->poll().has_value();
+    });
+    finished.assign(std::make_move_iterator(keep), std::make_move_iterator(g.children.end()));
+    g.children.erase(keep, g.children.end());
+  }
+}
+
+// At normal exit: terminate daemon children, then join every child, as Python's
+// util._exit_function does. A non-daemon child that never ends keeps us waiting, as in
+// Python; that is the contract of non-daemon processes.
+void exit_function() {
+  auto& g = globals();
+  std::vector<std::shared_ptr<ProcessState>> children;
+  {
+    std::lock_guard lock(g.mutex);
+    children.swap(g.children);
+  }
+  for (auto& child : children) {
+    if (child->popen && child->daemon.value_or(false)) child->popen->send_signal(SIGTERM);
+  }
+  for (auto& child : children) {
+    if (child->popen) child->popen->wait(std::nullopt);
+  }
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* out = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string name = status == 0 && out ? out : mangled;
+  std::free(out);
+  return name;
+}
+
+// Watches the parent's pidfd from a thread and kills this process when it ends. Used
+// for daemon children whose creating thread was not the main thread (see ChildSetup).
+void watch_parent(int parent_pidfd) {
+  std::thread([parent_pidfd] {
+    bool ready = false;
+    while (!ready) {
+      if (posix::wait_readable(parent_pidfd, std::nullopt, ready)) break;
+    }
+    ::kill(::getpid(), SIGKILL);
+  }).detach();
+}
+
+}  // namespace
+
+std::optional<int> Popen::poll() {
+  std::lock_guard lock(mutex_);
+  if (!returncode_) {
+    std::optional<int> status;
+    if (auto ec = posix::try_reap(pid_, status)) {
+      // ECHILD: someone else reaped it (SIGCHLD set to SIG_IGN). The pidfd still says
+      // whether it ended; its status is lost.
+      if (ec != std::errc::no_child_process) throw std::system_error(ec, "mp: waitpid");
+      bool ended = false;
+      if (auto wait_ec = posix::wait_readable(pidfd_.get(), std::chrono::nanoseconds(0), ended))
+        throw std::system_error(wait_ec, "mp: poll(pidfd)");
+      if (ended) status = 255;
+    }
+    returncode_ = status;
+  }
+  return returncode_;
+}
+
+std::optional<int> Popen::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  if (auto code = poll()) return code;
+  bool ended = false;
+  if (auto ec = posix::wait_readable(pidfd_.get(), timeout, ended))
+    throw std::system_error(ec, "mp: waiting for a child");
+  if (!ended) return std::nullopt;
+  // The pidfd is readable once the child has exited, so this reaps it.
+  for (;;) {
+    if (auto code = poll()) return code;
+    std::this_thread::yield();
+  }
+}
+
+void Popen::send_signal(int sig) {
+  std::lock_guard lock(mutex_);
+  if (returncode_) return;  // reaped: never signal what may be another process now
+  if (auto ec = posix::pidfd_send_signal(pidfd_.get(), sig))
+    throw std::system_error(ec, "mp: sending a signal to a child");
+}
+
+void flush_std_streams() noexcept {
+  try {
+    std::cout.flush();
+    std::cerr.flush();
+    std::clog.flush();
+  } catch (...) {
+  }
+  std::fflush(nullptr);
+}
+
+int child_main(const ChildSetup& setup, const std::function<void()>& body) noexcept {
+  auto& g = globals();
+  // A forked child may have inherited this mutex locked by another thread of the
+  // parent; the child has one thread, so a fresh mutex is safe.
+  new (&g.mutex) std::mutex;
+  g.is_child = true;
+  set_default_method_in_child(setup.default_start_method);
+  g.children.clear();
+  g.counter = 0;
+  if (!g.current) g.current = make_current_state();
+  {
+    auto& self = *g.current;
+    new (&self.mutex) std::mutex;
+    self.kind = ProcessState::Kind::self;
+    self.name = setup.name;
+    self.identity = setup.identity;
+    self.daemon = setup.daemon;
+    self.pid = ::getpid();
+    self.popen.reset();
+  }
+  // The parent, as parent_process() shows it.
+  auto parent = std::make_shared<ProcessState>();
+  parent->kind = ProcessState::Kind::parent;
+  parent->name = setup.parent_name;
+  parent->daemon = false;
+  parent->pid = setup.parent_pid;
+  (void)posix::pidfd_open(setup.parent_pid, parent->parent_pidfd);
+  // If the parent already died, that pid may belong to another process now.
+  if (::getppid() != setup.parent_pid) parent->parent_pidfd.reset();
+  const int parent_pidfd = parent->parent_pidfd.get();
+  g.parent_process = new Process(ProcessAccess::make(std::move(parent)));
+
+  if (setup.daemon) {
+    if (setup.parent_death_by_signal) {
+      (void)posix::set_parent_death_signal(SIGKILL);
+    } else if (parent_pidfd >= 0) {
+      watch_parent(parent_pidfd);
+    }
+    // The parent may have died before the line above took effect.
+    if (::getppid() != setup.parent_pid) ::_exit(1);
+  }
+
+  // Python gives children /dev/null as stdin so they never steal the parent's input.
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull >= 0) {
+    ::dup2(devnull, STDIN_FILENO);
+    ::close(devnull);
+  }
+
+  int exitcode = 0;
+  try {
+    body();
+  } catch (...) {
+    // Python prints "Process Process-1:" and the traceback, and exits with 1.
+    std::string type = "unknown exception";
+    if (auto* t = abi::__cxa_current_exception_type()) type = demangle(t->name());
+    std::string what;
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    flush_std_streams();
+    std::string text =
+        "Process " + setup.name + ":\n" + type + (what.empty() ? "" : ": ") + what + "\n";
+    (void)!::write(STDERR_FILENO, text.data(), text.size());
+    exitcode = 1;
+  }
+  flush_std_streams();
+  try {
+    exit_function();
+  } catch (...) {
+  }
+  return exitcode;
+}
+
+}  // namespace detail
+
+using detail::globals;
+using detail::ProcessState;
+
+Process::Process() : Process(ProcessOptions{}) {}
+
+Process::Process(ProcessOptions options) : Process(std::move(options), detail::Target{}) {
+  target_.reset();
+}
+
+Process::Process(ProcessOptions options, detail::Target target)
+    : state_(std::make_shared<ProcessState>()),
+      target_(std::make_shared<detail::Target>(std::move(target))) {
+  auto& g = globals();
+  std::vector<int> identity;
+  {
+    std::lock_guard lock(g.mutex);
+    if (g.current) identity = g.current->identity;
+    identity.push_back(++g.counter);
+  }
+  state_->kind = ProcessState::Kind::child;
+  state_->identity = std::move(identity);
+  state_->name = options.name.empty() ? detail::identity_name(state_->identity) : options.name;
+  state_->daemon = options.daemon;
+  state_->start_method = std::move(options.start_method);
+  state_->creator_pid = ::getpid();
+}
+
+Process::Process(std::shared_ptr<ProcessState> state) : state_(std::move(state)) {}
+
+Process::Process(Process&&) noexcept = default;
+Process& Process::operator=(Process&&) noexcept = default;
+Process::~Process() = default;
+
+namespace {
+ProcessState& checked(const std::shared_ptr<ProcessState>& state) {
+  if (!state) throw std::logic_error("mp::Process: use of a moved-from Process");
+  if (state->closed) throw std::invalid_argument("mp::Process: process object is closed");
+  return *state;
+}
+}  // namespace
+
+void Process::run() {
+  if (target_ && target_->call) target_->call();
+}
+
+void Process::start() {
+  auto& state = checked(state_);
+  auto& self = detail::current_state();
+  {
+    std::lock_guard lock(state.mutex);
+    if (state.kind != ProcessState::Kind::child || state.popen)
+      throw std::logic_error("mp::Process::start: cannot start a process twice");
+    if (state.creator_pid != ::getpid())
+      throw std::logic_error(
+          "mp::Process::start: can only start a process object created by the current process");
+  }
+  if (self.daemon.value_or(false))
+    throw std::logic_error(
+        "mp::Process::start: daemonic processes are not allowed to have children");
+  detail::cleanup_children();
+
+  const std::string method = detail::resolve_start_method(state.start_method);
+  detail::ChildSetup setup;
+  {
+    std::lock_guard lock(state.mutex);
+    if (!state.daemon) state.daemon = self.daemon.value_or(false);
+    setup.name = state.name;
+    setup.identity = state.identity;
+    setup.daemon = *state.daemon;
+  }
+  setup.parent_pid = ::getpid();
+  setup.parent_name = self.name;
+  setup.default_start_method = detail::resolve_start_method("");
+  setup.parent_death_by_signal = ::gettid() == ::getpid();
+
+  auto popen = detail::launcher_for(method)(*this, setup, target_.get());
+
+  auto& g = globals();
+  std::lock_guard glock(g.mutex);
+  {
+    std::lock_guard lock(state.mutex);
+    state.start_method = method;
+    state.popen = std::move(popen);
+  }
+  g.children.push_back(state_);
+  if (!g.atexit_registered) {
+    g.atexit_registered = true;
+    std::atexit(detail::exit_function);
+  }
+}
+
+void Process::join() { join_impl(std::nullopt); }
+
+bool Process::join_for(std::chrono::nanoseconds timeout) {
+  join_impl(timeout);
+  return exitcode().has_value();
+}
+
+void Process::join_impl(std::optional<std::chrono::nanoseconds> timeout) {
+  auto& state = checked(state_);
+  if (state.kind == ProcessState::Kind::parent) {
+    // Python's _ParentProcess.join waits on the parent's sentinel.
+    if (state.parent_pidfd) {
+      bool ended = false;
+      if (auto ec = posix::wait_readable(state.parent_pidfd.get(), timeout, ended))
+        throw std::system_error(ec, "mp::Process::join");
+    }
+    return;
+  }
+  if (state.kind == ProcessState::Kind::self)
+    throw std::logic_error("mp::Process::join: a process cannot join itself");
+  if (state.creator_pid != ::getpid())
+    throw std::logic_error("mp::Process::join: can only join a child process");
+  if (!state.popen) throw std::logic_error("mp::Process::join: can only join a started process");
+  if (state.popen->wait(timeout)) {
+    auto& g = globals();
+    std::lock_guard lock(g.mutex);
+    std::erase(g.children, state_);
+  }
+}
+
+bool Process::is_alive() const {
+  auto& state = checked(state_);
+  switch (state.kind) {
+    case ProcessState::Kind::self:
+      return true;
+    case ProcessState::Kind::parent: {
+      if (!state.parent_pidfd) return false;
+      bool ended = false;
+      (void)posix::wait_readable(state.parent_pidfd.get(), std::chrono::nanoseconds(0), ended);
+      return !ended;
+    }
+    case ProcessState::Kind::child:
+      if (state.creator_pid != ::getpid())
+        throw std::logic_error("mp::Process::is_alive: can only test a child process");
+      return state.popen && !state.popen->poll().has_value();
+  }
+  return false;
+}
+
+void Process::terminate() {
+  auto& state = checked(state_);
+  if (state.popen) state.popen->send_signal(SIGTERM);
+}
+
+void Process::kill() {
+  auto& state = checked(state_);
+  if (state.popen) state.popen->send_signal(SIGKILL);
+}
+
+void Process::close() {
+  if (!state_) throw std::logic_error("mp::Process: use of a moved-from Process");
+  auto& state = *state_;
+  if (state.closed) return;
+  if (state.popen) {
+    if (!state.popen->poll())
+      throw std::invalid_argument(
+          "mp::Process::close: cannot close a process while it is still running; call join() "
+          "or terminate() first");
+    auto& g = globals();
+    std::lock_guard lock(g.mutex);
+    std::erase(g.children, state_);
+  }
+  std::lock_guard lock(state.mutex);
+  state.popen.reset();
+  target_.reset();
+  state.closed = true;
+}
+
+pid_t Process::pid() const {
+  auto& state = checked(state_);
+  if (state.kind != ProcessState::Kind::child) return state.pid;
+  return state.popen ? state.popen->pid() : 0;
+}
+
+std::optional<int> Process::exitcode() const {
+  auto& state = checked(state_);
+  if (state.kind != ProcessState::Kind::child || !state.popen) return std::nullopt;
+  return state.popen->poll();
+}
+
+const std::string& Process::name() const { return checked(state_).name; }
+
+void Process::set_name(std::string name) { checked(state_).name = std::move(name); }
+
+bool Process::daemon() const {
+  auto& state = checked(state_);
+  if (state.daemon) return *state.daemon;
+  return detail::current_state().daemon.value_or(false);
+}
+
+void Process::set_daemon(bool daemon) {
+  auto& state = checked(state_);
+  if (state.popen) throw std::logic_error("mp::Process::set_daemon: process has already started");
+  state.daemon = daemon;
+}
+
+int Process::sentinel() const {
+  auto& state = checked(state_);
+  if (state.kind == ProcessState::Kind::parent && state.parent_pidfd)
+    return state.parent_pidfd.get();
+  if (!state.popen) throw std::invalid_argument("mp::Process::sentinel: process not started");
+  return state.popen->sentinel();
+}
+
+std::string Process::start_method() const {
+  auto& state = checked(state_);
+  if (state.popen) return state.start_method;
+  return detail::resolve_start_method(state.start_method);
+}
+
+std::string Process::repr() const {
+  if (!state_) return "<Process moved-from>";
+  auto& state = *state_;
+  std::string out = "<Process name='" + state.name + "'";
+  if (state.closed) return out + " closed>";
+  if (state.kind == ProcessState::Kind::child) {
+    if (!state.popen) {
+      out += " initial";
+    } else {
+      out += " pid=" + std::to_string(state.popen->pid()) +
+             " parent=" + std::to_string(state.creator_pid);
+      auto code = state.popen->poll();
+      out += code ? " stopped exitcode=" + std::to_string(*code) : std::string(" started");
+    }
+  } else {
+    out += " pid=" + std::to_string(state.pid) +
+           (state.kind == ProcessState::Kind::self ? " started" : " parent");
+  }
+  if (state.daemon.value_or(false)) out += " daemon";
+  return out + ">";
+}
+
+Process& current_process() {
+  auto& g = globals();
+  detail::current_state();
+  std::lock_guard lock(g.mutex);
+  if (!g.current_process) g.current_process = new Process(g.current);
+  return *g.current_process;
+}
+
+Process* parent_process() {
+  auto& g = globals();
+  std::lock_guard lock(g.mutex);
+  return g.parent_process;
+}
+
+std::vector<Process> active_children() {
+  detail::cleanup_children();
+  auto& g = globals();
+  std::lock_guard lock(g.mutex);
+  std::vector<Process> out;
+  out.reserve(g.children.size());
+  for (auto& state : g.children) out.push_back(Process(state));
+  return out;
+}
+
+}  // namespace mp

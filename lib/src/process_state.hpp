@@ -1,0 +1,115 @@
+// Private: the state behind mp::Process, the child-side bootstrap shared by every
+// start method, and the launch strategies (one file each, as CPython's popen_*.py).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+#include <mp/process.hpp>
+
+#include "posix/fd.hpp"
+
+namespace mp::detail {
+
+// A started child as its parent sees it. Every start method produces the same thing
+// (a pid and a pidfd); they differ only in how the child comes to exist.
+class Popen {
+ public:
+  Popen(pid_t pid, posix::unique_fd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  pid_t pid() const noexcept { return pid_; }
+  int sentinel() const noexcept { return pidfd_.get(); }
+  // The exit code if the child has ended (reaping it); never blocks.
+  std::optional<int> poll();
+  // Waits at most `timeout` (nullopt: forever) and returns poll().
+  std::optional<int> wait(std::optional<std::chrono::nanoseconds> timeout);
+  // Sends `sig` unless the child has already been reaped.
+  void send_signal(int sig);
+
+ private:
+  std::mutex mutex_;
+  pid_t pid_;
+  posix::unique_fd pidfd_;
+  std::optional<int> returncode_;
+};
+
+// What a child needs to know about itself; sent to a spawned child, set directly
+// in a forked one.
+struct ChildSetup {
+  std::string name;
+  std::vector<int> identity;  // Python's _identity: {1, 2} is "Process-1:2"
+  bool daemon = false;
+  pid_t parent_pid = 0;
+  std::string parent_name;
+  std::string default_start_method;
+  // Daemon children die with their parent. PR_SET_PDEATHSIG fires when the creating
+  // *thread* ends, so it is used only when the main thread started the child; a
+  // child started from another thread watches its parent's pidfd instead.
+  bool parent_death_by_signal = true;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(name, identity, daemon, parent_pid, parent_name, default_start_method,
+       parent_death_by_signal);
+  }
+};
+
+struct ProcessState {
+  enum class Kind { child, self, parent };
+
+  mutable std::mutex mutex;
+  Kind kind = Kind::child;
+  std::string name;
+  std::optional<bool> daemon;  // nullopt until start(): inherit from the parent
+  std::vector<int> identity;
+  std::string start_method;  // requested; resolved at start()
+  pid_t creator_pid = 0;     // the process that created (and may join) this child
+  pid_t pid = 0;             // for self and parent
+  std::unique_ptr<Popen> popen;
+  posix::unique_fd parent_pidfd;  // Kind::parent: readable once the parent has ended
+  bool closed = false;
+};
+
+// Lets lib/src build Process handles around existing state.
+struct ProcessAccess {
+  static Process make(std::shared_ptr<ProcessState> state) { return Process(std::move(state)); }
+  static const std::shared_ptr<Target>& target(const Process& p) { return p.target_; }
+};
+
+// Runs `body` as the child's target with Python's bootstrap semantics (identity,
+// stdin from /dev/null, parent-death handling, uncaught exception printed and exit
+// code 1, stdio flushed, own children joined) and returns the exit code.
+int child_main(const ChildSetup& setup, const std::function<void()>& body) noexcept;
+
+// Flushes stdio and the standard C++ streams (before fork and before a child exits).
+void flush_std_streams() noexcept;
+
+// A launch strategy: creates the child that will run process.run() (fork) or the
+// target (spawn). Throws on failure; the child does not exist then.
+using Launcher = std::unique_ptr<Popen> (*)(Process& process, const ChildSetup& setup,
+                                            const Target* target);
+std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, const Target* target);
+std::unique_ptr<Popen> launch_spawn(Process& process, const ChildSetup& setup,
+                                    const Target* target);
+
+// Resolves "" to the default and checks the name. Throws std::invalid_argument.
+std::string resolve_start_method(const std::string& requested);
+Launcher launcher_for(const std::string& method);
+
+// Makes a child keep its parent's default start method.
+void set_default_method_in_child(const std::string& method);
+
+// Whether mp::freeze_support has been called in this process.
+bool freeze_support_called() noexcept;
+
+// The spawned child's side: reads the bootstrap from `fd`, checks the binary, runs
+// the target and exits. Never returns.
+[[noreturn]] void spawn_main(int fd) noexcept;
+
+}  // namespace mp::detail

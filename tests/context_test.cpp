@@ -1,0 +1,128 @@
+// Tests for <mp/context.hpp>: start methods, contexts, cpu_count, freeze_support.
+#include <sched.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+
+#include <mp/context.hpp>
+#include <mp/pickle.hpp>
+
+#include "test_util.hpp"
+
+namespace {
+
+void exit_with(int code) { std::exit(code); }
+
+TEST(Context, AllStartMethodsDefaultFirst) {
+  auto methods = mp::get_all_start_methods();
+  ASSERT_EQ(methods.size(), 2u);
+  EXPECT_EQ(methods[0], "fork");
+  EXPECT_EQ(methods[1], "spawn");
+}
+
+TEST(Context, SetStartMethodOnceUnlessForced) {
+  // Each test runs in its own process under ctest, but restore the default anyway.
+  EXPECT_EQ(mp::get_start_method(true), std::nullopt);
+  EXPECT_EQ(mp::get_start_method(), "fork");  // fixes the default, as Python
+  EXPECT_THROW(mp::set_start_method("spawn"), std::logic_error);
+  mp::set_start_method("spawn", true);
+  EXPECT_EQ(mp::get_start_method(), "spawn");
+  EXPECT_EQ(mp::get_context().get_start_method(), "spawn");
+  EXPECT_THROW(mp::set_start_method("bogus", true), std::invalid_argument);
+  EXPECT_EQ(mp::get_start_method(), "spawn");
+  mp::set_start_method("fork", true);
+}
+
+TEST(Context, DefaultMethodReachesChildrenAndProcesses) {
+  mp::set_start_method("spawn", true);
+  mp::Process p(&exit_with, 6);
+  EXPECT_EQ(p.start_method(), "spawn");
+  p.start();
+  ASSERT_TRUE(p.join(std::chrono::seconds(30)));
+  EXPECT_EQ(p.exitcode(), 6);
+  mp::set_start_method("fork", true);
+}
+
+TEST(Context, GetContext) {
+  EXPECT_THROW(mp::get_context("forkserverish"), std::invalid_argument);
+  for (const auto& method : mp_test::start_methods()) {
+    auto ctx = mp::get_context(method);
+    EXPECT_EQ(ctx.get_start_method(), method);
+    mp::Process p = ctx.process(&exit_with, 8);
+    EXPECT_EQ(p.start_method(), method);
+    p.start();
+    ASSERT_TRUE(p.join(std::chrono::seconds(30)));
+    EXPECT_EQ(p.exitcode(), 8);
+    mp::Process named = ctx.process({.name = "ctx-named"}, &exit_with, 0);
+    EXPECT_EQ(named.name(), "ctx-named");
+    EXPECT_EQ(named.start_method(), method);
+  }
+}
+
+TEST(Context, UnknownStartMethodInOptions) {
+  mp::Process p({.start_method = "teleport"}, &exit_with, 0);
+  EXPECT_THROW(p.start(), std::invalid_argument);
+  EXPECT_EQ(p.pid(), 0);
+}
+
+TEST(Context, CpuCountHonoursAffinity) {
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  int n = mp::cpu_count();
+  EXPECT_GE(n, 1);
+  EXPECT_LE(n, CPU_COUNT(&saved));
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &saved)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  EXPECT_EQ(mp::cpu_count(), 1);
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+}
+
+TEST(Context, SpawnWithoutFreezeSupportFailsClearly) {
+  // A program that never calls mp::freeze_support (tests/programs/no_freeze_support.cpp).
+  auto result = mp_test::run_command({MP_NO_FREEZE_SUPPORT_PATH});
+  EXPECT_EQ(result.exit_status, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("freeze_support"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("fork ok"), std::string::npos) << result.out;
+}
+
+TEST(Context, SpawnChildRefusesBadBootstrap) {
+  // The re-executed binary with a bootstrap fd that yields garbage: a clear message,
+  // exit 1, and nothing run.
+  mp_test::TempDir dir;
+  mp_test::write_file(dir.file("garbage"),
+                      std::string("\x05\x00\x00\x00\x00\x00\x00\x00hello", 13));
+  auto result = mp_test::run_command(
+      {"/bin/sh", "-c", "exec 3<" + dir.file("garbage") + "; exec \"$0\" --mp-spawn 3",
+       MP_TESTS_BINARY_PATH});
+  EXPECT_EQ(result.exit_status, 1) << result.err;
+  EXPECT_NE(result.err.find("corrupt bootstrap"), std::string::npos) << result.err;
+
+  // A bootstrap from another binary: named as such before anything else is parsed.
+  std::string id = mp::pickle::dumps(std::string("0123abcd:some-other-program"));
+  std::uint64_t length = id.size();
+  mp_test::write_file(dir.file("other"),
+                      std::string(reinterpret_cast<const char*>(&length), sizeof length) + id);
+  auto other = mp_test::run_command({"/bin/sh", "-c",
+                                     "exec 3<" + dir.file("other") + "; exec \"$0\" --mp-spawn 3",
+                                     MP_TESTS_BINARY_PATH});
+  EXPECT_EQ(other.exit_status, 1) << other.err;
+  EXPECT_NE(other.err.find("is not the parent's (0123abcd:some-other-program)"), std::string::npos)
+      << other.err;
+
+  auto empty = mp_test::run_command(
+      {"/bin/sh", "-c", "exec 3</dev/null; exec \"$0\" --mp-spawn 3", MP_TESTS_BINARY_PATH});
+  EXPECT_EQ(empty.exit_status, 1);
+  EXPECT_NE(empty.err.find("no bootstrap"), std::string::npos) << empty.err;
+}
+
+}  // namespace

@@ -1,0 +1,473 @@
+// Tests for <mp/process.hpp>: every test runs once per start method (fork, spawn).
+// Children report through files (a channel that works with both start methods) and
+// through their exit codes; every child is joined with a bound.
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mp/context.hpp>
+#include <mp/process.hpp>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+using mp_test::read_file;
+using mp_test::TempDir;
+using mp_test::wait_for_file;
+using mp_test::write_file;
+
+namespace {
+
+constexpr auto kJoinLimit = 30s;
+
+// ---- child-side functions (free functions: they work with spawn) ----
+
+void do_nothing() {}
+
+void exit_with(int code) { std::exit(code); }
+
+void throw_runtime_error(std::string message) { throw std::runtime_error(message); }
+
+void throw_int() { throw 42; }
+
+void sleep_forever() {
+  for (;;) ::pause();
+}
+
+void write_identity(std::string path) {
+  auto& self = mp::current_process();
+  const mp::Process* parent = mp::parent_process();
+  std::string text = self.name() + "\n" + std::to_string(self.pid()) + "\n" +
+                     std::to_string(::getpid()) + "\n" +
+                     (parent ? parent->name() + "\n" + std::to_string(parent->pid()) + "\n" +
+                                   (parent->is_alive() ? "alive" : "dead")
+                             : std::string("none"));
+  write_file(path, text);
+}
+
+struct Point {
+  int x;
+  double y;
+};
+
+void check_arguments(std::string text, std::vector<int> numbers, Point point,
+                     std::map<std::string, int> table) {
+  bool ok = text == "hello, world" && numbers == std::vector<int>{1, 2, 3} && point.x == 7 &&
+            point.y == 2.5 && table.size() == 2 && table.at("a") == 1 && table.at("b") == 2;
+  std::exit(ok ? 0 : 3);
+}
+
+// Tries to start a child from a daemon process; exits 42 if start() refused.
+void daemon_tries_to_have_children(std::string method) {
+  mp::Process child({.start_method = method}, &do_nothing);
+  try {
+    child.start();
+  } catch (const std::logic_error&) {
+    std::exit(42);
+  }
+  child.join();
+  std::exit(0);
+}
+
+// Starts a grandchild (daemon or not) that writes its pid to `path` and sleeps; if
+// `from_thread`, the grandchild is started from a thread that has ended before this
+// function goes on. Then sleeps too if `then_sleep`.
+void sleeper_writing_pid(std::string path) {
+  write_file(path, std::to_string(::getpid()));
+  sleep_forever();
+}
+
+void start_grandchild(std::string method, bool daemon, bool from_thread, std::string path,
+                      bool then_sleep) {
+  std::optional<mp::Process> grandchild;
+  auto start = [&] {
+    grandchild.emplace(mp::ProcessOptions{.daemon = daemon, .start_method = method},
+                       &sleeper_writing_pid, path);
+    grandchild->start();
+  };
+  if (from_thread) {
+    // The thread ends only once the grandchild runs (has written its pid): a
+    // PR_SET_PDEATHSIG tied to this thread would fire then and kill it.
+    std::thread([&] {
+      start();
+      (void)mp_test::wait_for_file(path);
+    }).join();
+  } else {
+    start();
+  }
+  if (then_sleep) sleep_forever();
+}
+
+void write_after_a_while(std::string path) {
+  std::this_thread::sleep_for(200ms);
+  write_file(path, "done");
+}
+
+void start_non_daemon_and_return(std::string method, std::string path) {
+  mp::Process grandchild({.daemon = false, .start_method = method}, &write_after_a_while, path);
+  grandchild.start();
+  // Returning without join(): the child's exit must still wait for its grandchild.
+}
+
+void start_daemon_and_return(std::string method, std::string pid_path) {
+  mp::Process grandchild({.daemon = true, .start_method = method}, &sleep_forever);
+  grandchild.start();
+  write_file(pid_path, std::to_string(grandchild.pid()));
+}
+
+// A function object with state; picklable through serialize().
+struct ExitWithSum {
+  int a = 0;
+  int b = 0;
+  void operator()(int c) const { std::exit(a + b + c); }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(a, b);
+  }
+};
+
+class ProcessTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
+
+  static void join_checked(mp::Process& p) {
+    ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
+  }
+};
+
+TEST_P(ProcessTest, StartJoinExitcodeZero) {
+  mp::Process p(options(), &do_nothing);
+  EXPECT_EQ(p.pid(), 0);
+  EXPECT_FALSE(p.exitcode().has_value());
+  EXPECT_FALSE(p.is_alive());
+  p.start();
+  EXPECT_GT(p.pid(), 0);
+  EXPECT_EQ(p.start_method(), GetParam());
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_FALSE(p.is_alive());
+  // Reaped: no zombie left behind.
+  EXPECT_EQ(::waitpid(p.pid(), nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST_P(ProcessTest, ExitCodeOfExit) {
+  for (int code : {0, 3, 77, 255}) {
+    mp::Process p(options(), &exit_with, code);
+    p.start();
+    join_checked(p);
+    EXPECT_EQ(p.exitcode(), code);
+  }
+}
+
+TEST_P(ProcessTest, UncaughtExceptionPrintsAndExitsOne) {
+  mp_test::CaptureStderr capture;
+  mp::Process p(options(), &throw_runtime_error, std::string("boom"));
+  p.start();
+  join_checked(p);
+  std::string err = capture.text();
+  EXPECT_EQ(p.exitcode(), 1);
+  EXPECT_NE(err.find("Process " + p.name() + ":\n"), std::string::npos) << err;
+  EXPECT_NE(err.find("std::runtime_error: boom"), std::string::npos) << err;
+}
+
+TEST_P(ProcessTest, NonStandardExceptionExitsOne) {
+  mp_test::CaptureStderr capture;
+  mp::Process p(options(), &throw_int);
+  p.start();
+  join_checked(p);
+  std::string err = capture.text();
+  EXPECT_EQ(p.exitcode(), 1);
+  EXPECT_NE(err.find("int"), std::string::npos) << err;
+}
+
+TEST_P(ProcessTest, TerminateGivesMinus15) {
+  mp::Process p(options(), &sleep_forever);
+  p.start();
+  EXPECT_TRUE(p.is_alive());
+  p.terminate();
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), -SIGTERM);
+  // Signalling an ended process is harmless.
+  p.terminate();
+  p.kill();
+}
+
+TEST_P(ProcessTest, KillGivesMinus9) {
+  mp::Process p(options(), &sleep_forever);
+  p.start();
+  p.kill();
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), -SIGKILL);
+}
+
+TEST_P(ProcessTest, JoinTimeoutOnChildThatOutlivesIt) {
+  mp::Process p(options(), &sleep_forever);
+  p.start();
+  auto before = std::chrono::steady_clock::now();
+  EXPECT_FALSE(p.join(50ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - before, 50ms);  // never returns early
+  EXPECT_TRUE(p.is_alive());
+  EXPECT_FALSE(p.exitcode().has_value());
+  p.kill();
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), -SIGKILL);
+}
+
+TEST_P(ProcessTest, ChildSeesItsNameAndParent) {
+  TempDir dir;
+  mp::Process p(options(), &write_identity, dir.file("id"));
+  p.start();
+  join_checked(p);
+  ASSERT_EQ(p.exitcode(), 0);
+  auto text = read_file(dir.file("id"));
+  ASSERT_TRUE(text);
+  std::string expected = p.name() + "\n" + std::to_string(p.pid()) + "\n" +
+                         std::to_string(p.pid()) + "\n" + mp::current_process().name() + "\n" +
+                         std::to_string(::getpid()) + "\nalive";
+  EXPECT_EQ(*text, expected);
+  EXPECT_EQ(mp::current_process().name(), "MainProcess");
+  EXPECT_EQ(mp::parent_process(), nullptr);
+}
+
+TEST_P(ProcessTest, DefaultAndCustomNames) {
+  mp::Process a(options(), &do_nothing);
+  mp::Process b(options(), &do_nothing);
+  EXPECT_EQ(a.name().rfind("Process-", 0), 0u) << a.name();
+  EXPECT_NE(a.name(), b.name());
+  mp::Process named({.name = "worker-7", .start_method = GetParam()}, &write_identity,
+                    std::string("/dev/null"));
+  EXPECT_EQ(named.name(), "worker-7");
+  named.set_name("renamed");
+  EXPECT_EQ(named.name(), "renamed");
+  TempDir dir;
+  mp::Process child({.name = "custom", .start_method = GetParam()}, &write_identity,
+                    dir.file("id"));
+  child.start();
+  join_checked(child);
+  auto text = read_file(dir.file("id"));
+  ASSERT_TRUE(text);
+  EXPECT_EQ(text->substr(0, 7), "custom\n");
+}
+
+TEST_P(ProcessTest, ArgumentsOfManyTypesArrive) {
+  mp::Process p(options(), &check_arguments, std::string("hello, world"), std::vector<int>{1, 2, 3},
+                Point{7, 2.5}, std::map<std::string, int>{{"a", 1}, {"b", 2}});
+  p.start();
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_P(ProcessTest, CaptureLessLambdaAndFunctionObject) {
+  mp::Process lambda(
+      options(), [](int code) { std::exit(code); }, 5);
+  lambda.start();
+  join_checked(lambda);
+  EXPECT_EQ(lambda.exitcode(), 5);
+
+  mp::Process functor(options(), ExitWithSum{10, 20}, 3);
+  functor.start();
+  join_checked(functor);
+  EXPECT_EQ(functor.exitcode(), 33);
+}
+
+TEST_P(ProcessTest, CapturingLambda) {
+  int code = 9;
+  mp::Process p(options(), [code] { std::exit(code); });
+  if (GetParam() == "fork") {
+    p.start();  // a forked child has the parent's memory: any callable works
+    join_checked(p);
+    EXPECT_EQ(p.exitcode(), 9);
+  } else {
+    try {
+      p.start();
+      FAIL() << "start() should refuse a capturing lambda with spawn";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("capturing lambda"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(p.pid(), 0);
+    EXPECT_TRUE(mp::active_children().empty());
+  }
+}
+
+class ExitingSubclass : public mp::Process {
+ public:
+  using mp::Process::Process;
+  void run() override { std::exit(12); }
+};
+
+TEST_P(ProcessTest, SubclassOverridingRun) {
+  ExitingSubclass p(options());
+  if (GetParam() == "fork") {
+    p.start();
+    join_checked(p);
+    EXPECT_EQ(p.exitcode(), 12);
+  } else {
+    EXPECT_THROW(p.start(), std::logic_error);
+  }
+}
+
+TEST_P(ProcessTest, MisuseThrows) {
+  mp::Process p(options(), &sleep_forever);
+  EXPECT_THROW(p.join(), std::logic_error);                 // join before start
+  EXPECT_THROW((void)p.sentinel(), std::invalid_argument);  // sentinel before start
+  p.start();
+  EXPECT_THROW(p.start(), std::logic_error);                     // start twice
+  EXPECT_THROW(p.set_daemon(true), std::logic_error);            // daemon after start
+  EXPECT_THROW(p.close(), std::invalid_argument);                // close while running
+  EXPECT_THROW(mp::current_process().join(), std::logic_error);  // join yourself
+  p.kill();
+  join_checked(p);
+  p.close();
+  EXPECT_THROW((void)p.exitcode(), std::invalid_argument);  // closed
+  EXPECT_THROW(p.start(), std::invalid_argument);
+  EXPECT_THROW((void)p.is_alive(), std::invalid_argument);
+  p.close();  // closing twice is fine, as in Python
+}
+
+TEST_P(ProcessTest, DaemonCannotHaveChildren) {
+  mp::Process p({.daemon = true, .start_method = GetParam()}, &daemon_tries_to_have_children,
+                GetParam());
+  EXPECT_TRUE(p.daemon());
+  p.start();
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), 42);
+}
+
+TEST_P(ProcessTest, SentinelBecomesReadableWhenChildEnds) {
+  mp::Process p(options(), &sleep_forever);
+  p.start();
+  struct pollfd fd = {p.sentinel(), POLLIN, 0};
+  EXPECT_EQ(::poll(&fd, 1, 0), 0);
+  p.terminate();
+  EXPECT_EQ(::poll(&fd, 1, 30'000), 1);
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), -SIGTERM);
+}
+
+TEST_P(ProcessTest, ActiveChildren) {
+  mp::Process p(options(), &sleep_forever);
+  p.start();
+  auto children = mp::active_children();
+  ASSERT_EQ(children.size(), 1u);
+  EXPECT_EQ(children[0].pid(), p.pid());
+  EXPECT_TRUE(children[0].is_alive());
+  children[0].kill();  // a handle from active_children() controls the same child
+  join_checked(p);
+  EXPECT_TRUE(mp::active_children().empty());
+}
+
+TEST_P(ProcessTest, ManyChildrenAtOnceAllReaped) {
+  std::vector<mp::Process> children;
+  for (int i = 0; i < 16; ++i) children.emplace_back(options(), &exit_with, i);
+  for (auto& p : children) p.start();
+  for (int i = 0; i < 16; ++i) {
+    join_checked(children[i]);
+    EXPECT_EQ(children[i].exitcode(), i);
+  }
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);  // no zombie children
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST_P(ProcessTest, DestroyedHandleChildIsStillReaped) {
+  pid_t pid = 0;
+  {
+    mp::Process p(options(), &exit_with, 4);
+    p.start();
+    pid = p.pid();
+  }
+  // The registry still knows the child: active_children() reaps it once it has ended.
+  ASSERT_TRUE(mp_test::wait_gone(pid, 30s));
+  EXPECT_TRUE(mp::active_children().empty());
+  EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1);
+}
+
+TEST_P(ProcessTest, DaemonChildDiesWhenParentIsKilled) {
+  for (bool from_thread : {false, true}) {
+    SCOPED_TRACE(from_thread ? "daemon started from a thread" : "daemon started from main thread");
+    TempDir dir;
+    mp::Process parent(options(), &start_grandchild, GetParam(), true, from_thread, dir.file("pid"),
+                       true);
+    parent.start();
+    auto text = wait_for_file(dir.file("pid"));
+    ASSERT_TRUE(text) << "grandchild never reported";
+    pid_t grandchild = std::stoi(*text);
+    // Started from a thread that has ended, the daemon must still be running.
+    EXPECT_FALSE(mp_test::wait_gone(grandchild, 100ms));
+    parent.kill();
+    join_checked(parent);
+    EXPECT_EQ(parent.exitcode(), -SIGKILL);
+    const bool gone = mp_test::wait_gone(grandchild, 10s);
+    EXPECT_TRUE(gone) << "daemon grandchild outlived its parent";
+    if (!gone) ::kill(grandchild, SIGKILL);  // never leave a stray behind a failed test
+  }
+}
+
+TEST_P(ProcessTest, NonDaemonChildrenAreJoinedAtExit) {
+  TempDir dir;
+  mp::Process parent(options(), &start_non_daemon_and_return, GetParam(), dir.file("done"));
+  parent.start();
+  join_checked(parent);
+  EXPECT_EQ(parent.exitcode(), 0);
+  // The parent's exit waited for the grandchild, so its file is there now.
+  EXPECT_EQ(read_file(dir.file("done")), "done");
+}
+
+TEST_P(ProcessTest, DaemonChildrenAreTerminatedAtExit) {
+  TempDir dir;
+  mp::Process parent(options(), &start_daemon_and_return, GetParam(), dir.file("pid"));
+  parent.start();
+  join_checked(parent);
+  EXPECT_EQ(parent.exitcode(), 0);
+  auto text = read_file(dir.file("pid"));
+  ASSERT_TRUE(text);
+  EXPECT_TRUE(mp_test::wait_gone(std::stoi(*text), 10s));
+}
+
+// A main program that returns from main() with children still running: non-daemon
+// children are joined, daemon children terminated (tests/programs/exit_with_children.cpp).
+TEST_P(ProcessTest, MainExitJoinsNonDaemonChildren) {
+  TempDir dir;
+  auto result =
+      mp_test::run_command({MP_EXIT_WITH_CHILDREN_PATH, "nondaemon", GetParam(), dir.file("done")});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_EQ(read_file(dir.file("done")), "done");
+}
+
+TEST_P(ProcessTest, MainExitTerminatesDaemonChildren) {
+  TempDir dir;
+  auto result =
+      mp_test::run_command({MP_EXIT_WITH_CHILDREN_PATH, "daemon", GetParam(), dir.file("pid")});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  auto text = read_file(dir.file("pid"));
+  ASSERT_TRUE(text);
+  const pid_t daemon = std::stoi(*text);
+  const bool gone = mp_test::wait_gone(daemon, 1s);
+  EXPECT_TRUE(gone) << "daemon child outlived the normal exit of its parent";
+  if (!gone) ::kill(daemon, SIGKILL);
+}
+
+TEST_P(ProcessTest, ReprLikePython) {
+  mp::Process p({.name = "r", .start_method = GetParam()}, &exit_with, 2);
+  EXPECT_EQ(p.repr(), "<Process name='r' initial>");
+  p.start();
+  join_checked(p);
+  EXPECT_EQ(p.repr(), "<Process name='r' pid=" + std::to_string(p.pid()) +
+                          " parent=" + std::to_string(::getpid()) + " stopped exitcode=2>");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTest, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
+}  // namespace

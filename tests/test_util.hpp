@@ -1,0 +1,204 @@
+// Helpers shared by mp's tests: start methods to run each test under, temporary
+// directories, files as a channel that works with every start method, running a
+// command and capturing its output.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace mp_test {
+
+// Every test that starts processes runs once per start method, as CPython's suite.
+inline const std::vector<std::string>& start_methods() {
+  static const std::vector<std::string> methods = {"fork", "spawn"};
+  return methods;
+}
+
+// Names parameterized tests after their start method: ProcessTest.Foo/fork.
+inline std::string method_name(const ::testing::TestParamInfo<std::string>& param_info) {
+  return param_info.param;
+}
+
+// A fresh directory, removed with everything in it at the end of the scope.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mp_test_XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+  }
+  std::filesystem::rename(tmp, path);  // readers never see half a file
+}
+
+inline std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Waits (polling, bounded) until a file written by a child appears. Used only to learn
+// a value from a child that keeps running; never to order events.
+inline std::optional<std::string> wait_for_file(
+    const std::string& path, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto text = read_file(path)) return text;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return std::nullopt;
+}
+
+// True if process `pid` (not necessarily our child) ends within `limit`.
+inline bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH;
+  struct pollfd p = {fd, POLLIN, 0};
+  int n = ::poll(&p, 1, static_cast<int>(limit.count()));
+  ::close(fd);
+  return n == 1;
+}
+
+struct CommandResult {
+  int exit_status = -1;  // exit code, or -signal
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] with the given arguments and stdin text; captures stdout and stderr.
+inline CommandResult run_command(const std::vector<std::string>& argv,
+                                 const std::string& input = "") {
+  int in_pipe[2], out_pipe[2], err_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC))
+    throw std::runtime_error("pipe2 failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (rc != 0) throw std::runtime_error("posix_spawn failed for " + argv[0]);
+  std::thread writer([fd = in_pipe[1], input] {
+    std::size_t done = 0;
+    while (done < input.size()) {
+      ssize_t n = ::write(fd, input.data() + done, input.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+  });
+  CommandResult result;
+  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_count = 2;
+  char buffer[65536];
+  while (open_count > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  writer.join();
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return result;
+}
+
+// Redirects this process's stderr (fd 2, inherited by children) into a memory file
+// for the lifetime of the object; text() returns what was written.
+class CaptureStderr {
+ public:
+  CaptureStderr() {
+    fflush(stderr);
+    file_ = ::memfd_create("mp_test_stderr", MFD_CLOEXEC);
+    saved_ = ::dup(2);
+    ::dup2(file_, 2);
+  }
+  ~CaptureStderr() {
+    restore();
+    ::close(file_);
+  }
+  CaptureStderr(const CaptureStderr&) = delete;
+  CaptureStderr& operator=(const CaptureStderr&) = delete;
+  std::string text() {
+    restore();
+    std::string out;
+    char buffer[4096];
+    ssize_t n;
+    off_t offset = 0;
+    while ((n = ::pread(file_, buffer, sizeof buffer, offset)) > 0) {
+      out.append(buffer, static_cast<std::size_t>(n));
+      offset += n;
+    }
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ >= 0) {
+      fflush(stderr);
+      ::dup2(saved_, 2);
+      ::close(saved_);
+      saved_ = -1;
+    }
+  }
+  int file_ = -1;
+  int saved_ = -1;
+};
+
+}  // namespace mp_test
