@@ -1,0 +1,37 @@
+// mp-demo: the course examples the project grew from (../shared/seeds), run for real.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mp_demo {
+
+// Options every demo understands.
+struct Options {
+  // The seeds sleep 2 s and 3 s; the demos sleep 2*delay and 3*delay.
+  std::chrono::duration<double> delay{0.1};
+  std::string start_method;  // empty: mp's default
+  std::vector<std::string> positional;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(delay, start_method, positional);
+  }
+};
+
+// Thrown for bad command-line input: main prints it with the usage and exits 2.
+struct UsageError {
+  std::string message;
+};
+
+// Parses the options after the subcommand. Throws UsageError.
+Options parse_options(const std::vector<std::string>& args);
+
+// Sleeps `factor` times the demo delay.
+void pause(const Options& options, double factor);
+
+int process_demo(const Options& options);
+
+}  // namespace mp_demo

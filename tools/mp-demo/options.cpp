@@ -1,0 +1,50 @@
+#include <charconv>
+#include <cmath>
+#include <thread>
+
+#include "demos.hpp"
+
+namespace mp_demo {
+
+namespace {
+double parse_seconds(const std::string& text) {
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) || value < 0 ||
+      value > 3600)
+    throw UsageError{"--delay needs a number of seconds between 0 and 3600, got '" + text + "'"};
+  return value;
+}
+}  // namespace
+
+Options parse_options(const std::vector<std::string>& args) {
+  Options options;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value_of = [&](const std::string& name) -> std::string {
+      if (arg.size() > name.size() && arg.compare(0, name.size() + 1, name + "=") == 0)
+        return arg.substr(name.size() + 1);
+      if (i + 1 >= args.size()) throw UsageError{name + " needs a value"};
+      return args[++i];
+    };
+    if (arg == "--delay" || arg.rfind("--delay=", 0) == 0) {
+      options.delay = std::chrono::duration<double>(parse_seconds(value_of("--delay")));
+    } else if (arg == "--start-method" || arg.rfind("--start-method=", 0) == 0) {
+      options.start_method = value_of("--start-method");
+      if (options.start_method != "fork" && options.start_method != "spawn")
+        throw UsageError{"--start-method must be fork or spawn, got '" + options.start_method +
+                         "'"};
+    } else if (arg.size() > 1 && arg[0] == '-' && arg != "-") {
+      throw UsageError{"unknown option '" + arg + "'"};
+    } else {
+      options.positional.push_back(arg);
+    }
+  }
+  return options;
+}
+
+void pause(const Options& options, double factor) {
+  std::this_thread::sleep_for(options.delay * factor);
+}
+
+}  // namespace mp_demo
