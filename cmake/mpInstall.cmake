@@ -35,24 +35,16 @@ install(EXPORT mpTargets
   FILE mpTargets.cmake
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
-# A static libmp exports its PRIVATE target dependencies as $<LINK_ONLY:...>, so the
-# consumer must be able to resolve them. Boost is header-only and used in lib/src only:
-# lib/CMakeLists.txt should link it as $<BUILD_INTERFACE:Boost::headers>, and then
-# consumers need no Boost at all. Until it does, mpConfig.cmake must find Boost too.
-set(MP_CONFIG_EXTRA_DEPENDENCIES "")
-get_target_property(_mp_type mp TYPE)
-get_target_property(_mp_link_libraries mp LINK_LIBRARIES)
-if(_mp_type STREQUAL "STATIC_LIBRARY" AND "Boost::headers" IN_LIST _mp_link_libraries)
-  set(MP_CONFIG_EXTRA_DEPENDENCIES
-      "# libmp links Boost::headers privately; a static library exports that link.\nfind_dependency(Boost ${Boost_MAJOR_VERSION}.${Boost_MINOR_VERSION})")
-endif()
+# Boost is linked as $<BUILD_INTERFACE:Boost::headers> (lib/CMakeLists.txt): it is
+# header-only and used in lib/src only, so consumers of mp need no Boost at all.
 
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/mpConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/mpConfig.cmake"
   INSTALL_DESTINATION "${MP_INSTALL_CMAKEDIR}")
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/mpConfigVersion.cmake"
   VERSION "${PROJECT_VERSION}"
-  COMPATIBILITY SameMajorVersion)
+  COMPATIBILITY SameMinorVersion) # 0.x: minor versions may break
+#)
 install(FILES "${PROJECT_BINARY_DIR}/mpConfig.cmake" "${PROJECT_BINARY_DIR}/mpConfigVersion.cmake"
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
