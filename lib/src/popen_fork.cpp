@@ -12,6 +12,8 @@
 namespace mp::detail {
 
 std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, const Target*) {
+  // Allocated now: after fork the parent's writes copy pages while the child lives.
+  auto popen = std::make_unique<Popen>();
   // Whatever sits in stdio buffers now would otherwise be printed twice.
   flush_std_streams();
   const pid_t pid = ::fork();
@@ -19,7 +21,7 @@ std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, co
   if (pid == 0) {
     // _exit, not exit: the parent's atexit handlers and static destructors belong to
     // the parent (Python's popen_fork does os._exit too).
-    ::_exit(child_main(setup, [&process] { process.run(); }));
+    posix::exit_now(child_main(setup, [&process] { process.run(); }));
   }
   // No one else can reap our child, so opening its pidfd now cannot race.
   posix::unique_fd pidfd;
@@ -28,7 +30,8 @@ std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, co
     ::waitpid(pid, nullptr, 0);
     throw std::system_error(ec, "mp: pidfd_open");
   }
-  return std::make_unique<Popen>(pid, std::move(pidfd));
+  popen->set_child(pid, std::move(pidfd));
+  return popen;
 }
 
 }  // namespace mp::detail

@@ -4,7 +4,9 @@
 
 #include <cxxabi.h>
 #include <fcntl.h>
+#include <stdio_ext.h>
 #include <unistd.h>
+#include <ext/stdio_sync_filebuf.h>
 
 #include <algorithm>
 #include <csignal>
@@ -31,7 +33,9 @@ struct Globals {
   std::mutex mutex;
   std::shared_ptr<ProcessState> current;
   Process* current_process = nullptr;
-  Process* parent_process = nullptr;
+  Process* parent_process = nullptr;  // made on first use (see parent_process())
+  pid_t parent_pid = 0;               // 0 in the main process
+  std::string parent_name;
   std::vector<std::shared_ptr<ProcessState>> children;
   int counter = 0;
   bool atexit_registered = false;
@@ -168,7 +172,25 @@ void flush_std_streams() noexcept {
   } catch (...) {
   }
   std::fflush(nullptr);
+  // Binds __fpending now, so a forked child's exit path need not resolve it.
+  (void)__fpending(stdout);
 }
+
+namespace {
+// A child's exit: flush only what holds output. Writing to a FILE's lock in a forked
+// child copies the page it lives on, and that costs more than the whole check.
+void flush_pending_std_streams() noexcept {
+  // With sync_with_stdio (the default) std::cout writes straight into stdout's buffer.
+  const bool synced =
+      dynamic_cast<__gnu_cxx::stdio_sync_filebuf<char>*>(std::cout.rdbuf()) != nullptr;
+  if (!synced) {
+    flush_std_streams();
+    return;
+  }
+  if (__fpending(stdout) > 0) std::fflush(stdout);
+  if (__fpending(stderr) > 0) std::fflush(stderr);
+}
+}  // namespace
 
 int child_main(const ChildSetup& setup, const std::function<void()>& body) noexcept {
   auto& g = globals();
@@ -176,7 +198,6 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   // parent; the child has one thread, so a fresh mutex is safe.
   new (&g.mutex) std::mutex;
   g.is_child = true;
-  set_default_method_in_child(setup.default_start_method);
   g.children.clear();
   g.counter = 0;
   if (!g.current) g.current = make_current_state();
@@ -190,34 +211,28 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     self.pid = ::getpid();
     self.popen.reset();
   }
-  // The parent, as parent_process() shows it.
-  auto parent = std::make_shared<ProcessState>();
-  parent->kind = ProcessState::Kind::parent;
-  parent->name = setup.parent_name;
-  parent->daemon = false;
-  parent->pid = setup.parent_pid;
-  (void)posix::pidfd_open(setup.parent_pid, parent->parent_pidfd);
-  // If the parent already died, that pid may belong to another process now.
-  if (::getppid() != setup.parent_pid) parent->parent_pidfd.reset();
-  const int parent_pidfd = parent->parent_pidfd.get();
-  g.parent_process = new Process(ProcessAccess::make(std::move(parent)));
+  // parent_process() builds its handle on first use: a forked child that never asks
+  // touches (and so copies) fewer of its parent's pages.
+  g.parent_process = nullptr;
+  g.parent_pid = setup.parent_pid;
+  g.parent_name = setup.parent_name;
 
+  // Raw system calls from here to the target: a libc function a forked child calls
+  // first would be bound lazily in every child (a symbol lookup and a copied page).
   if (setup.daemon) {
     if (setup.parent_death_by_signal) {
       (void)posix::set_parent_death_signal(SIGKILL);
-    } else if (parent_pidfd >= 0) {
-      watch_parent(parent_pidfd);
+    } else {
+      posix::unique_fd parent_pidfd;
+      if (!posix::pidfd_open(setup.parent_pid, parent_pidfd) &&
+          posix::parent_pid() == setup.parent_pid)
+        watch_parent(parent_pidfd.release());
     }
     // The parent may have died before the line above took effect.
-    if (::getppid() != setup.parent_pid) ::_exit(1);
+    if (posix::parent_pid() != setup.parent_pid) posix::exit_now(1);
   }
-
   // Python gives children /dev/null as stdin so they never steal the parent's input.
-  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (devnull >= 0) {
-    ::dup2(devnull, STDIN_FILENO);
-    ::close(devnull);
-  }
+  posix::stdin_from_devnull();
 
   int exitcode = 0;
   try {
@@ -239,7 +254,7 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     (void)!::write(STDERR_FILENO, text.data(), text.size());
     exitcode = 1;
   }
-  flush_std_streams();
+  flush_pending_std_streams();
   try {
     exit_function();
   } catch (...) {
@@ -324,9 +339,15 @@ void Process::start() {
   setup.default_start_method = detail::resolve_start_method("");
   setup.parent_death_by_signal = ::gettid() == ::getpid();
 
+  auto& g = globals();
+  {
+    // Allocate before the child exists: after fork every page the parent writes to
+    // is copied while the child lives.
+    std::lock_guard glock(g.mutex);
+    g.children.reserve(g.children.size() + 1);
+  }
   auto popen = detail::launcher_for(method)(*this, setup, target_.get());
 
-  auto& g = globals();
   std::lock_guard glock(g.mutex);
   {
     std::lock_guard lock(state.mutex);
@@ -493,6 +514,18 @@ Process& current_process() {
 Process* parent_process() {
   auto& g = globals();
   std::lock_guard lock(g.mutex);
+  if (!g.parent_process && g.parent_pid != 0) {
+    auto parent = std::make_shared<ProcessState>();
+    parent->kind = ProcessState::Kind::parent;
+    parent->name = g.parent_name;
+    parent->daemon = false;
+    parent->pid = g.parent_pid;
+    (void)posix::pidfd_open(g.parent_pid, parent->parent_pidfd);
+    // If the parent already died, its pid may belong to another process now: then
+    // there is no pidfd, and is_alive() says false.
+    if (::getppid() != g.parent_pid) parent->parent_pidfd.reset();
+    g.parent_process = new Process(detail::ProcessAccess::make(std::move(parent)));
+  }
   return g.parent_process;
 }
 

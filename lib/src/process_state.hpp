@@ -22,7 +22,13 @@ namespace mp::detail {
 // (a pid and a pidfd); they differ only in how the child comes to exist.
 class Popen {
  public:
+  Popen() = default;
   Popen(pid_t pid, posix::unique_fd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  // Sets the child of a Popen allocated before the child existed.
+  void set_child(pid_t pid, posix::unique_fd pidfd) {
+    pid_ = pid;
+    pidfd_ = std::move(pidfd);
+  }
   pid_t pid() const noexcept { return pid_; }
   int sentinel() const noexcept { return pidfd_.get(); }
   // The exit code if the child has ended (reaping it); never blocks.
@@ -34,7 +40,7 @@ class Popen {
 
  private:
   std::mutex mutex_;
-  pid_t pid_;
+  pid_t pid_ = 0;
   posix::unique_fd pidfd_;
   std::optional<int> returncode_;
 };

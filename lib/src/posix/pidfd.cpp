@@ -1,5 +1,6 @@
 #include "posix/pidfd.hpp"
 
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -43,8 +44,24 @@ std::error_code try_reap(pid_t pid, std::optional<int>& status) noexcept {
 }
 
 std::error_code set_parent_death_signal(int sig) noexcept {
-  if (::prctl(PR_SET_PDEATHSIG, sig) != 0) return last_error();
+  if (::syscall(SYS_prctl, PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0) return last_error();
   return {};
+}
+
+pid_t parent_pid() noexcept { return static_cast<pid_t>(::syscall(SYS_getppid)); }
+
+void stdin_from_devnull() noexcept {
+  long fd = ::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (fd != STDIN_FILENO) {
+    ::syscall(SYS_dup3, fd, STDIN_FILENO, 0);  // dup3 clears FD_CLOEXEC on the copy
+    ::syscall(SYS_close, fd);
+  }
+}
+
+void exit_now(int code) noexcept {
+  ::syscall(SYS_exit_group, code);
+  __builtin_unreachable();
 }
 
 }  // namespace mp::posix

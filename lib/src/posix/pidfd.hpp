@@ -24,4 +24,16 @@ namespace mp::posix {
 // Sets the signal the calling process receives when its parent thread dies.
 [[nodiscard]] std::error_code set_parent_death_signal(int sig) noexcept;
 
+// The calls below are raw system calls on purpose: a forked child runs them first,
+// and a libc wrapper called for the first time there is bound lazily in every child.
+
+// getppid().
+pid_t parent_pid() noexcept;
+
+// Replaces stdin with /dev/null (best effort).
+void stdin_from_devnull() noexcept;
+
+// _exit(code).
+[[noreturn]] void exit_now(int code) noexcept;
+
 }  // namespace mp::posix
