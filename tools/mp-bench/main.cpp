@@ -52,7 +52,7 @@ constexpr const char* kCompiler = "an unknown compiler";
 #ifndef MP_BENCH_BUILD_TYPE
 #define MP_BENCH_BUILD_TYPE "unknown"
 #endif
-constexpr std::int64_t kShmSize = 256 * 1024 * 1024;
+constexpr std::int64_t kShmSize = std::int64_t{256} * 1024 * 1024;
 
 struct RowSpec {
   std::string_view name;
