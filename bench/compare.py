@@ -255,25 +255,25 @@ def probe_table(records):
     probes = [r for r in records if r["impl"] == "limit"]
     if not probes:
         return []
-    lines = ["| probe (raw system calls) | floor | bounds | CPython | mp | CPython / floor "
-             "| mp / floor |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| probe (raw system calls) | metric | floor | bounds | CPython | mp "
+             "| CPython / floor | mp / floor |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
     for p in probes:
-        what = p["params"].get("probe", "")
+        what = f"{p['bench']}: {p['params'].get('probe', '')}"
         floor = fmt(p["value"], p["unit"])
         bounds = PROBE_BOUNDS.get(p["bench"], [])
         measured = [b for b in bounds if any(
             (impl, b[0], b[1]) in table for impl in ("cpython-multiprocessing", "mp-cpp"))]
         if not measured:  # the rows it bounds did not run (or do not exist yet)
             names = ", ".join(b for b, _, _ in bounds)
-            lines.append(f"| {p['bench']}: {what} | {floor} | {names} | — | — | — | — |")
+            lines.append(f"| {what} | {p['metric']} | {floor} | {names} | — | — | — | — |")
         for bench, metric, factor in measured:
             py_v = value_of(table, "cpython-multiprocessing", bench, metric)
             mp_v = value_of(table, "mp-cpp", bench, metric)
             py_v = py_v * factor if py_v is not None else None
             mp_v = mp_v * factor if mp_v is not None else None
             lines.append(
-                f"| {p['bench']}: {what} | {floor} | {bench} | {fmt(py_v, p['unit'])} "
+                f"| {what} | {p['metric']} | {floor} | {bench} | {fmt(py_v, p['unit'])} "
                 f"| {fmt(mp_v, p['unit'])} | {fmt_ratio(cost_ratio(py_v, p['value'], p['unit']))} "
                 f"| {fmt_ratio(cost_ratio(mp_v, p['value'], p['unit']))} |")
     return lines
@@ -306,7 +306,9 @@ def render(records, title_lines=()):
     probes = probe_table(records)
     if probes:
         out += ["", "Limit probes: the same work done with raw system calls in C++ "
-                "(no library), the floor for the rows they bound."]
+                "(no library), the floor for the rows they bound. Ping-pong probes pin "
+                "both processes to one CPU (same_cpu) or one each (cross_cpu); an "
+                "unpinned pair, as in the rows, lands on either."]
         out += [""] + probes
     out += ["", "Goals:", ""] + goal_lines(records)
     return "\n".join(out) + "\n"

@@ -5,15 +5,17 @@
 //   probe_spawn           posix_spawn(this binary --probe-exit); waitpid()
 //                                                                 vs process_start_spawn
 //   probe_pipe_roundtrip  8-byte write/read echo over two pipes   vs pipe_roundtrip
-//   probe_futex_roundtrip FUTEX_WAIT/WAKE ping-pong on one shared word
-//                                                                 vs event_pingpong
+//   probe_futex_roundtrip FUTEX_WAIT/WAKE ping-pong on one shared word; also with
+//                         50 us of spinning before sleeping       vs event_pingpong
 //   probe_memcpy          memcpy between two pre-faulted 256 MiB buffers
 //   probe_shm_first_touch memcpy into a fresh 256 MiB memfd mapping (page allocation
 //                         included)                               vs shared_memory_array_write
 // Per-process and round-trip rows: run value = median (process) or mean (round trip)
-// over N, as their mp rows; bandwidth rows: bytes / time, GB = 1e9 bytes.
+// over N, as their mp rows; bandwidth rows: bytes / time, GB = 1e9 bytes. Ping-pong
+// probes report same_cpu_roundtrip_us and cross_cpu_roundtrip_us (see Placement).
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -24,6 +26,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -201,6 +204,105 @@ void futex_set_and_wake(std::atomic<std::uint32_t>* word, std::uint32_t value) {
   futex(word, FUTEX_WAKE, 1);
 }
 
+// The adaptive variant: spin a while before sleeping, and wake only a sleeper. What a
+// cross-process Event or Queue could reach when its partner answers quickly.
+struct SpinFutexWord {
+  std::atomic<std::uint32_t> value{0};
+  std::atomic<std::uint32_t> sleepers{0};
+};
+constexpr auto kSpinBudget = std::chrono::microseconds(50);
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Blocks until value == wanted. Returns false if interrupted by a signal.
+bool spin_then_wait_for(SpinFutexWord* word, std::uint32_t wanted) {
+  const auto give_up = Clock::now() + kSpinBudget;
+  for (unsigned i = 1;; ++i) {
+    if (word->value.load(std::memory_order_acquire) == wanted) return true;
+    if (i % 64 == 0 && Clock::now() > give_up) break;
+    cpu_relax();
+  }
+  // seq_cst pairs with set_and_wake_sleepers: either it sees this sleeper, or the
+  // value read below is already the new one.
+  word->sleepers.fetch_add(1, std::memory_order_seq_cst);
+  bool interrupted = false;
+  for (std::uint32_t seen; (seen = word->value.load(std::memory_order_seq_cst)) != wanted;) {
+    if (futex(&word->value, FUTEX_WAIT, seen) < 0 && errno == EINTR) {
+      interrupted = true;
+      break;
+    }
+  }
+  word->sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  return !interrupted;
+}
+
+void set_and_wake_sleepers(SpinFutexWord* word, std::uint32_t value) {
+  word->value.store(value, std::memory_order_seq_cst);
+  if (word->sleepers.load(std::memory_order_seq_cst) != 0) futex(&word->value, FUTEX_WAKE, 1);
+}
+
+// ----- where the two processes of a ping-pong run. A round trip costs very different
+// amounts when both share one CPU (a context switch) and when each has its own (a
+// cross-CPU wake-up, an inter-processor interrupt: costly in a VM), and the scheduler
+// picks either for an unpinned pair. So each ping-pong probe measures both placements
+// explicitly: the rows they bound land somewhere between the two.
+
+struct Placement {
+  const char* metric;
+  int parent_cpu;
+  int child_cpu;
+  bool spin = false;  // probe_futex_roundtrip: spin before sleeping
+};
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) < 0) throw_errno("sched_getaffinity");
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+// Same CPU always; another CPU when this process may use two.
+std::vector<Placement> ping_pong_placements() {
+  const std::vector<int> cpus = allowed_cpus();
+  if (cpus.empty()) throw BenchError("no CPU in the affinity mask");
+  std::vector<Placement> placements = {{"same_cpu_roundtrip_us", cpus[0], cpus[0]}};
+  if (cpus.size() > 1) placements.push_back({"cross_cpu_roundtrip_us", cpus[0], cpus[1]});
+  return placements;
+}
+
+void pin_self(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) < 0) throw_errno("sched_setaffinity");
+}
+
+// Pins the calling process to one CPU for the scope; restores the previous mask.
+class PinSelf {
+ public:
+  explicit PinSelf(int cpu) {
+    CPU_ZERO(&previous_);
+    if (::sched_getaffinity(0, sizeof previous_, &previous_) < 0) throw_errno("sched_getaffinity");
+    pin_self(cpu);
+  }
+  ~PinSelf() { (void)::sched_setaffinity(0, sizeof previous_, &previous_); }
+  PinSelf(const PinSelf&) = delete;
+  PinSelf& operator=(const PinSelf&) = delete;
+
+ private:
+  cpu_set_t previous_;
+};
+
 }  // namespace
 
 void probe_fork(const Row& row) {
@@ -249,77 +351,98 @@ void probe_spawn(const Row& row) {
 
 void probe_pipe_roundtrip(const Row& row) {
   const std::int64_t n = row.size();
-  std::vector<double> runs;
-  for (int run = 0; run < row.runs(); ++run) {
-    int to_child[2], to_parent[2];
-    if (::pipe2(to_child, O_CLOEXEC) < 0) throw_errno("pipe2");
-    Fd child_in(to_child[0]), parent_out(to_child[1]);
-    if (::pipe2(to_parent, O_CLOEXEC) < 0) throw_errno("pipe2");
-    Fd parent_in(to_parent[0]), child_out(to_parent[1]);
+  for (const Placement& placement : ping_pong_placements()) {
+    const PinSelf pin_parent(placement.parent_cpu);
+    std::vector<double> runs;
+    for (int run = 0; run < row.runs(); ++run) {
+      int to_child[2], to_parent[2];
+      if (::pipe2(to_child, O_CLOEXEC) < 0) throw_errno("pipe2");
+      Fd child_in(to_child[0]), parent_out(to_child[1]);
+      if (::pipe2(to_parent, O_CLOEXEC) < 0) throw_errno("pipe2");
+      Fd parent_in(to_parent[0]), child_out(to_parent[1]);
 
-    Child child(fork_child([&] {
-      parent_out.reset();
-      parent_in.reset();
-      std::int64_t value = 0;
-      while (read_all(child_in.get(), &value, sizeof value)) {
-        write_all(child_out.get(), &value, sizeof value);
-      }
-      return 0;
-    }));
-    child_in.reset();
-    child_out.reset();
+      Child child(fork_child([&] {
+        pin_self(placement.child_cpu);
+        parent_out.reset();
+        parent_in.reset();
+        std::int64_t value = 0;
+        while (read_all(child_in.get(), &value, sizeof value)) {
+          write_all(child_out.get(), &value, sizeof value);
+        }
+        return 0;
+      }));
+      child_in.reset();
+      child_out.reset();
 
-    auto round_trip = [&](std::int64_t i) {
-      write_all(parent_out.get(), &i, sizeof i);
-      std::int64_t echo = -1;
-      if (!read_all(parent_in.get(), &echo, sizeof echo) || echo != i) {
-        throw BenchError("pipe echo mismatch");
-      }
-    };
-    for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
-    const auto start = Clock::now();
-    for (std::int64_t i = 0; i < n; ++i) round_trip(i);
-    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
-    parent_out.reset();  // end of file: the child leaves its loop
-    child.wait_ok("pipe echo child");
+      auto round_trip = [&](std::int64_t i) {
+        write_all(parent_out.get(), &i, sizeof i);
+        std::int64_t echo = -1;
+        if (!read_all(parent_in.get(), &echo, sizeof echo) || echo != i) {
+          throw BenchError("pipe echo mismatch");
+        }
+      };
+      for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
+      const auto start = Clock::now();
+      for (std::int64_t i = 0; i < n; ++i) round_trip(i);
+      runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
+      parent_out.reset();  // end of file: the child leaves its loop
+      child.wait_ok("pipe echo child");
+    }
+    row.emit({{"N", n}, {"probe", std::string("pipe write/read 8 bytes, echo")}}, placement.metric,
+             runs, "us");
   }
-  row.emit({{"N", n}, {"probe", std::string("pipe write/read 8 bytes, echo")}}, "roundtrip_us",
-           runs, "us");
 }
 
 void probe_futex_roundtrip(const Row& row) {
   const std::int64_t n = row.size();
   const std::int64_t rounds = kWarmupRounds + n;
-  std::vector<double> runs;
-  for (int run = 0; run < row.runs(); ++run) {
-    // One word counts half round trips: the parent makes it odd (ping), the child even
-    // (pong). Each side sleeps in FUTEX_WAIT until the value it waits for arrives.
-    Mapping shared(4096, MAP_SHARED | MAP_ANONYMOUS);
-    auto* word = new (shared.data()) std::atomic<std::uint32_t>(0);
-
-    Child child(fork_child([&] {
-      for (std::int64_t i = 0; i < rounds; ++i) {
-        const auto ping = static_cast<std::uint32_t>(2 * i + 1);
-        while (!futex_wait_for(word, ping)) {
-        }
-        futex_set_and_wake(word, ping + 1);
-      }
-      return 0;
-    }));
-
-    auto round_trip = [&](std::int64_t i) {
-      const auto ping = static_cast<std::uint32_t>(2 * i + 1);
-      futex_set_and_wake(word, ping);
-      while (!futex_wait_for(word, ping + 1)) check_deadline();
-    };
-    for (std::int64_t i = 0; i < kWarmupRounds; ++i) round_trip(i);
-    const auto start = Clock::now();
-    for (std::int64_t i = kWarmupRounds; i < rounds; ++i) round_trip(i);
-    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
-    child.wait_ok("futex pong child");
+  std::vector<Placement> placements = ping_pong_placements();
+  if (placements.size() > 1) {  // spinning only makes sense with a CPU each
+    placements.push_back(
+        {"cross_cpu_spin_roundtrip_us", placements[1].parent_cpu, placements[1].child_cpu, true});
   }
-  row.emit({{"N", n}, {"probe", std::string("FUTEX_WAIT/FUTEX_WAKE on a MAP_SHARED word")}},
-           "roundtrip_us", runs, "us");
+  for (const Placement& placement : placements) {
+    const PinSelf pin_parent(placement.parent_cpu);
+    // One word counts half round trips: the parent makes it odd (ping), the child even
+    // (pong). Each side sleeps in FUTEX_WAIT (after spinning, if asked) until the value
+    // it waits for comes.
+    auto wait_for = [&placement](SpinFutexWord* word, std::uint32_t wanted) {
+      return placement.spin ? spin_then_wait_for(word, wanted)
+                            : futex_wait_for(&word->value, wanted);
+    };
+    auto set = [&placement](SpinFutexWord* word, std::uint32_t value) {
+      placement.spin ? set_and_wake_sleepers(word, value) : futex_set_and_wake(&word->value, value);
+    };
+    std::vector<double> runs;
+    for (int run = 0; run < row.runs(); ++run) {
+      Mapping shared(4096, MAP_SHARED | MAP_ANONYMOUS);
+      auto* word = new (shared.data()) SpinFutexWord;
+
+      Child child(fork_child([&] {
+        pin_self(placement.child_cpu);
+        for (std::int64_t i = 0; i < rounds; ++i) {
+          const auto ping = static_cast<std::uint32_t>(2 * i + 1);
+          while (!wait_for(word, ping)) {
+          }
+          set(word, ping + 1);
+        }
+        return 0;
+      }));
+
+      auto round_trip = [&](std::int64_t i) {
+        const auto ping = static_cast<std::uint32_t>(2 * i + 1);
+        set(word, ping);
+        while (!wait_for(word, ping + 1)) check_deadline();
+      };
+      for (std::int64_t i = 0; i < kWarmupRounds; ++i) round_trip(i);
+      const auto start = Clock::now();
+      for (std::int64_t i = kWarmupRounds; i < rounds; ++i) round_trip(i);
+      runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
+      child.wait_ok("futex pong child");
+    }
+    row.emit({{"N", n}, {"probe", std::string("FUTEX_WAIT/FUTEX_WAKE on a MAP_SHARED word")}},
+             placement.metric, runs, "us");
+  }
 }
 
 void probe_memcpy(const Row& row) {
