@@ -12,6 +12,8 @@
 namespace mp::detail {
 
 std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, const Target*) {
+  // Opened once, here: the child inherits the fd and only duplicates it onto stdin.
+  (void)posix::devnull();
   // Allocated now: after fork the parent's writes copy pages while the child lives.
   auto popen = std::make_unique<Popen>();
   // Whatever sits in stdio buffers now would otherwise be printed twice.

@@ -1,7 +1,7 @@
 // The spawn start method: Python's multiprocessing/popen_spawn_posix.py and spawn.py.
 //
-// The parent re-executes its own binary (Boost.Process v2's launcher, which closes
-// every other fd in the child) as `<exe> --mp-spawn 3`, with fd 3 one end of a
+// The parent re-executes its own binary with posix_spawn (every other fd closed in
+// the child) as `<exe> --mp-spawn 3`, with fd 3 one end of a
 // socket pair. Over it the parent sends two length-prefixed frames:
 //   1. pickle(std::string): the parent's main module id (build id), checked first, so
 //      a different binary is named as such even if the layout of frame 2 changed;
@@ -13,15 +13,6 @@
 // their fds over the same socket.
 #include <sys/wait.h>
 #include <unistd.h>
-
-// Boost 1.81's process/v2 config names boost::optional even with
-// BOOST_PROCESS_USE_STD_FS, without including it.
-#include <boost/optional.hpp>
-// clang-format off
-#include <boost/asio/io_context.hpp>
-#include <boost/process/v2/posix/default_launcher.hpp>
-#include <boost/process/v2/process.hpp>
-// clang-format on
 
 #include <fcntl.h>
 #include <climits>
@@ -36,12 +27,11 @@
 #include <system_error>
 
 #include "posix/pidfd.hpp"
+#include "posix/spawn.hpp"
 #include "process_state.hpp"
 
 namespace mp::detail {
 namespace {
-
-namespace bp = boost::process::v2;
 
 using Trampoline = void (*)(std::string_view);
 
@@ -87,40 +77,6 @@ bool read_frame(int fd, std::string& out, std::string& error) {
   return true;
 }
 
-// Places `fd` at `target` in the child, without close-on-exec. (Boost 1.81's
-// posix::bind_fd has no return in on_setup and keeps FD_CLOEXEC when fd == target.)
-struct pass_fd {
-  int target;
-  int fd;
-
-  bp::error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
-                          const char* const*) {
-    launcher.fd_whitelist.push_back(target);
-    return {};
-  }
-  bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
-                               const char* const*) {
-    if (fd == target) {
-      if (::fcntl(fd, F_SETFD, 0) == -1) return {errno, bp::system_category()};
-    } else if (::dup2(fd, target) == -1) {
-      return {errno, bp::system_category()};
-    }
-    return {};
-  }
-};
-
-boost::asio::io_context& io_context() {
-  static auto* context = new boost::asio::io_context;  // leaked: used until exit
-  return *context;
-}
-
-std::string self_executable() {
-  char buffer[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
-  if (n < 0) throw std::system_error(posix::last_error(), "mp: readlink /proc/self/exe");
-  return std::string(buffer, static_cast<std::size_t>(n));
-}
-
 [[noreturn]] void die(const std::string& message) noexcept {
   std::string text = "mp: spawned child " + std::to_string(::getpid()) + ": " + message + "\n";
   (void)!::write(STDERR_FILENO, text.data(), text.size());
@@ -154,15 +110,14 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
   if (auto ec = posix::socket_pair(parent_end, child_end))
     throw std::system_error(ec, "mp: socketpair");
 
-  const std::string exe = self_executable();
-  const std::vector<std::string> args = {"--mp-spawn", std::to_string(kBootstrapFd)};
+  std::string exe;
+  if (auto ec = posix::self_executable(exe))
+    throw std::system_error(ec, "mp: readlink /proc/self/exe");
   flush_std_streams();
-  bp::error_code ec;
-  bp::posix::default_launcher launcher;
-  auto child =
-      launcher(io_context().get_executor(), ec, exe, args, pass_fd{kBootstrapFd, child_end.get()});
-  if (ec) throw std::system_error(ec, "mp: cannot spawn " + exe);
-  const pid_t pid = child.id();
+  pid_t pid = 0;
+  if (auto ec = posix::spawn_with_fd(exe, {"--mp-spawn", std::to_string(kBootstrapFd)},
+                                     child_end.get(), kBootstrapFd, pid))
+    throw std::system_error(ec, "mp: cannot spawn " + exe);
   child_end.reset();
 
   posix::unique_fd pidfd;
@@ -171,8 +126,6 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
     ::waitpid(pid, nullptr, 0);
     throw std::system_error(open_ec, "mp: pidfd_open");
   }
-  // From here on mp owns the child; Boost's handle must neither kill nor reap it.
-  child.detach();
   auto popen = std::make_unique<Popen>(pid, std::move(pidfd));
 
   // If the child died before reading (it could not start), writing fails with

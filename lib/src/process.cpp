@@ -164,33 +164,31 @@ void Popen::send_signal(int sig) {
     throw std::system_error(ec, "mp: sending a signal to a child");
 }
 
-void flush_std_streams() noexcept {
-  try {
-    std::cout.flush();
-    std::cerr.flush();
-    std::clog.flush();
-  } catch (...) {
-  }
-  std::fflush(nullptr);
-  // Binds __fpending now, so a forked child's exit path need not resolve it.
-  (void)__fpending(stdout);
-}
-
 namespace {
-// A child's exit: flush only what holds output. Writing to a FILE's lock in a forked
-// child copies the page it lives on, and that costs more than the whole check.
-void flush_pending_std_streams() noexcept {
-  // With sync_with_stdio (the default) std::cout writes straight into stdout's buffer.
-  const bool synced =
+// Whether std::cout writes straight into stdout's FILE buffer (sync_with_stdio, the
+// default). Found in the parent, so a forked child never binds __dynamic_cast.
+bool cout_synced_with_stdio() noexcept {
+  static const bool synced =
       dynamic_cast<__gnu_cxx::stdio_sync_filebuf<char>*>(std::cout.rdbuf()) != nullptr;
-  if (!synced) {
-    flush_std_streams();
-    return;
+  return synced;
+}
+}  // namespace
+
+// Flushes stdout and stderr (and the C++ streams when they keep their own buffers), as
+// Python's util._flush_std_streams. Only streams that hold output are touched: writing
+// a FILE's lock in a forked child copies the page it lives on.
+void flush_std_streams() noexcept {
+  if (!cout_synced_with_stdio()) {
+    try {
+      std::cout.flush();
+      std::cerr.flush();
+      std::clog.flush();
+    } catch (...) {
+    }
   }
   if (__fpending(stdout) > 0) std::fflush(stdout);
   if (__fpending(stderr) > 0) std::fflush(stderr);
 }
-}  // namespace
 
 int child_main(const ChildSetup& setup, const std::function<void()>& body) noexcept {
   auto& g = globals();
@@ -232,7 +230,7 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     if (posix::parent_pid() != setup.parent_pid) posix::exit_now(1);
   }
   // Python gives children /dev/null as stdin so they never steal the parent's input.
-  posix::stdin_from_devnull();
+  posix::stdin_from_devnull(posix::devnull());
 
   int exitcode = 0;
   try {
@@ -254,7 +252,7 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     (void)!::write(STDERR_FILENO, text.data(), text.size());
     exitcode = 1;
   }
-  flush_pending_std_streams();
+  flush_std_streams();
   try {
     exit_function();
   } catch (...) {
@@ -326,7 +324,7 @@ void Process::start() {
   detail::cleanup_children();
 
   const std::string method = detail::resolve_start_method(state.start_method);
-  detail::ChildSetup setup;
+  detail::ChildSetup& setup = state.setup;  // lives on: no free after fork
   {
     std::lock_guard lock(state.mutex);
     if (!state.daemon) state.daemon = self.daemon.value_or(false);

@@ -78,6 +78,7 @@ struct ProcessState {
   pid_t creator_pid = 0;     // the process that created (and may join) this child
   pid_t pid = 0;             // for self and parent
   std::unique_ptr<Popen> popen;
+  ChildSetup setup;               // kept: freeing it right after fork would copy a page
   posix::unique_fd parent_pidfd;  // Kind::parent: readable once the parent has ended
   bool closed = false;
 };
@@ -93,7 +94,8 @@ struct ProcessAccess {
 // code 1, stdio flushed, own children joined) and returns the exit code.
 int child_main(const ChildSetup& setup, const std::function<void()>& body) noexcept;
 
-// Flushes stdio and the standard C++ streams (before fork and before a child exits).
+// Flushes stdout/stderr and the standard C++ streams (before fork and before a child
+// exits); touches only streams holding output.
 void flush_std_streams() noexcept;
 
 // A launch strategy: creates the child that will run process.run() (fork) or the

@@ -50,13 +50,23 @@ std::error_code set_parent_death_signal(int sig) noexcept {
 
 pid_t parent_pid() noexcept { return static_cast<pid_t>(::syscall(SYS_getppid)); }
 
-void stdin_from_devnull() noexcept {
+void stdin_from_devnull(int devnull_fd) noexcept {
+  if (devnull_fd >= 0) {
+    if (devnull_fd != STDIN_FILENO) ::syscall(SYS_dup3, devnull_fd, STDIN_FILENO, 0);
+    return;
+  }
   long fd = ::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   if (fd != STDIN_FILENO) {
     ::syscall(SYS_dup3, fd, STDIN_FILENO, 0);  // dup3 clears FD_CLOEXEC on the copy
     ::syscall(SYS_close, fd);
   }
+}
+
+int devnull() noexcept {
+  static const int fd =
+      static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC));
+  return fd;
 }
 
 void exit_now(int code) noexcept {

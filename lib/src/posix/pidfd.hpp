@@ -30,8 +30,13 @@ namespace mp::posix {
 // getppid().
 pid_t parent_pid() noexcept;
 
-// Replaces stdin with /dev/null (best effort).
-void stdin_from_devnull() noexcept;
+// Replaces stdin with /dev/null (best effort), duplicating `devnull_fd` if it is an fd
+// already open on /dev/null, else opening it.
+void stdin_from_devnull(int devnull_fd = -1) noexcept;
+
+// An fd open on /dev/null (close-on-exec), opened once per process (a forked child
+// inherits it already open); -1 on failure.
+int devnull() noexcept;
 
 // _exit(code).
 [[noreturn]] void exit_now(int code) noexcept;
