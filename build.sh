@@ -7,9 +7,18 @@
 #   ./build.sh sanitize [ARGS...]  the same with ASan+UBSan, in build-asan/, without
 #                               the packaging tests
 #   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython
+#   ./build.sh fuzz [SECONDS]   build the libFuzzer targets in fuzz/ with clang (in
+#                               build-fuzz/) and run each for SECONDS (default 60) from
+#                               its seed corpus in fuzz/corpus/; fails on a crash, leak,
+#                               UB or unexpected exception (the input is kept in
+#                               build-fuzz/artifacts/)
+#   ./build.sh fuzz-seeds       rewrite fuzz/corpus/ from the targets' seed generators
+#   ./build.sh reliability      write README's Reliability section from the figures that
+#                               the last test, sanitize and fuzz runs recorded
 #
 # On Debian (bookworm) it first installs the packages it needs with apt-get, if any is
-# missing, using sudo when not root. Environment:
+# missing, using sudo when not root (fuzz also needs clang, its libFuzzer runtime and
+# python3; reliability python3). Environment:
 #   MP_BUILD_TYPE=...   CMake build type of build/ (default RelWithDebInfo)
 #   MP_SKIP_APT=1       never run apt-get (other distributions, or no root)
 #   MP_JOBS=N           parallel build jobs (default: all cores)
@@ -19,11 +28,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 readonly ROOT=$PWD
 readonly BUILD_DIR=$ROOT/build
 readonly ASAN_BUILD_DIR=$ROOT/build-asan
+readonly FUZZ_BUILD_DIR=$ROOT/build-fuzz
 readonly BUILD_TYPE=${MP_BUILD_TYPE:-RelWithDebInfo}
 JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
 readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev googletest
                    pkg-config)
+# Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
+readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nbuild.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -38,18 +50,20 @@ usage() {
   exit "$status"
 }
 
-# Installs the missing Debian packages; does nothing (and needs no root) when all are
-# installed already.
+# ensure_packages [EXTRA PACKAGE...]
+# Installs the missing Debian packages (PACKAGES and EXTRA); does nothing (and needs no
+# root) when all are installed already.
 ensure_packages() {
+  local -a wanted=("${PACKAGES[@]}" "$@")
   if [[ ${MP_SKIP_APT:-0} == 1 ]]; then
     return
   fi
   if ! command -v dpkg-query >/dev/null; then
-    echo "build.sh: not a Debian system; make sure these are installed: ${PACKAGES[*]}" >&2
+    echo "build.sh: not a Debian system; make sure these are installed: ${wanted[*]}" >&2
     return
   fi
   local missing=() package
-  for package in "${PACKAGES[@]}"; do
+  for package in "${wanted[@]}"; do
     if [[ $(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null) != installed ]]; then
       missing+=("$package")
     fi
@@ -62,7 +76,7 @@ ensure_packages() {
   if [[ $(id -u) -ne 0 ]]; then
     command -v sudo >/dev/null ||
       die "missing packages (${missing[*]}) and no sudo: as root, run
-  apt-get update && apt-get install -y --no-install-recommends ${PACKAGES[*]}"
+  apt-get update && apt-get install -y --no-install-recommends ${wanted[*]}"
     as_root=(sudo)
   fi
   say "Installing Debian packages: ${missing[*]}"
@@ -71,7 +85,7 @@ ensure_packages() {
   log=$(mktemp "${TMPDIR:-/tmp}/mp-apt.XXXXXX")
   if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2>&1 ||
      ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-         --no-install-recommends "${PACKAGES[@]}" >>"$log" 2>&1; then
+         --no-install-recommends "${wanted[@]}" >>"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     die "apt-get failed (output above)"
@@ -152,6 +166,83 @@ cmd_bench() {
   python3 "$ROOT/bench/compare.py" --mp-bench "$dir/tools/mp-bench/mp-bench" --update-readme "$@"
 }
 
+# Configures and builds build-fuzz/: the library and the fuzz targets, all compiled by
+# clang++ with libFuzzer coverage, ASan and UBSan (MP_BUILD_FUZZERS).
+build_fuzzers() {
+  ensure_packages "${FUZZ_PACKAGES[@]}"
+  command -v clang++ >/dev/null || die "clang++ is needed for the fuzz targets"
+  say "Configuring $FUZZ_BUILD_DIR (clang++, libFuzzer, ASan, UBSan)"
+  cmake -S "$ROOT" -B "$FUZZ_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_COMPILER=clang++ -DMP_BUILD_FUZZERS=ON -DMP_BUILD_TESTS=OFF \
+    -DMP_BUILD_TOOLS=OFF -DMP_BUILD_EXAMPLES=OFF -DMP_INSTALL=OFF ||
+    die "cmake could not configure $FUZZ_BUILD_DIR (see above)"
+  build "$FUZZ_BUILD_DIR"
+  FUZZERS=$(tr ';' ' ' <"$FUZZ_BUILD_DIR/fuzz/fuzzers.txt")
+  [[ -n ${FUZZERS// /} ]] || die "no fuzz targets (fuzz/*_fuzzer.cpp)"
+}
+
+# Runs every fuzz target for SECONDS from its committed corpus plus the seeds its
+# generator writes now (so that a format change reaches the fuzzer before the corpus is
+# rewritten). New inputs go to build-fuzz/corpus/<target>/, never into fuzz/corpus/.
+# Figures (executions, corpus sizes) go to build-fuzz/reliability/fuzz.jsonl.
+cmd_fuzz() {
+  local seconds=${1:-60}
+  [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || die "fuzz: SECONDS must be a positive integer"
+  build_fuzzers
+  local figures=$FUZZ_BUILD_DIR/reliability/fuzz.jsonl
+  mkdir -p "$FUZZ_BUILD_DIR/reliability"
+  : >"$figures"
+  local name
+  for name in $FUZZERS; do
+    local binary=$FUZZ_BUILD_DIR/fuzz/$name committed=$ROOT/fuzz/corpus/$name
+    local work=$FUZZ_BUILD_DIR/corpus/$name artifacts=$FUZZ_BUILD_DIR/artifacts/$name/
+    local log=$FUZZ_BUILD_DIR/$name.log
+    [[ -d $committed ]] ||
+      die "$name has no seed corpus: run ./build.sh fuzz-seeds and commit fuzz/corpus/$name/"
+    rm -rf "$work" "$artifacts"
+    mkdir -p "$work" "$artifacts"
+    "$binary" -mp_write_seeds="$work" >/dev/null || die "$name: its seeds do not run cleanly"
+    local seed_count
+    seed_count=$(find "$committed" "$work" -type f -printf '%f\n' | sort -u | wc -l)
+    say "Fuzzing $name for ${seconds}s from $seed_count seed inputs"
+    # -timeout: one input running for 25 s is a hang; -rss_limit_mb: ASan's overhead
+    # included, 2 GB is far above what loads may allocate for any input.
+    if ! "$binary" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
+         -print_final_stats=1 -artifact_prefix="$artifacts" "$work" "$committed" >"$log" 2>&1; then
+      tail -n 60 "$log" >&2
+      die "$name found a crash, leak, UB or unexpected exception: input in $artifacts, log in $log"
+    fi
+    local executions corpus coverage
+    executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    corpus=$(find "$committed" "$work" -type f -printf '%f\n' | sort -u | wc -l)
+    coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || echo 0)
+    printf '{"source": "fuzz", "target": "%s", "seconds": %s, "executions": %s, "seed_inputs": %s, "corpus_inputs": %s, "coverage_edges": %s}\n' \
+      "$name" "$seconds" "${executions:-0}" "$seed_count" "$corpus" "${coverage:-0}" >>"$figures"
+    echo "$name: ${executions:-?} inputs in ${seconds}s, no finding; corpus $seed_count -> $corpus inputs, $coverage edges"
+  done
+}
+
+# Rewrites fuzz/corpus/<target>/ from each target's seed generator (commit the result).
+cmd_fuzz_seeds() {
+  build_fuzzers
+  local name
+  for name in $FUZZERS; do
+    rm -rf "$ROOT/fuzz/corpus/$name"
+    "$FUZZ_BUILD_DIR/fuzz/$name" -mp_write_seeds="$ROOT/fuzz/corpus/$name" ||
+      die "$name: its seeds do not run cleanly"
+  done
+}
+
+# Regenerates README's Reliability section from the figures the test suites and the
+# fuzzers recorded (tests/reliability_report.py), and prints it.
+cmd_reliability() {
+  if ! command -v python3 >/dev/null; then
+    ensure_packages python3
+  fi
+  python3 "$ROOT/tests/reliability_report.py" --readme "$ROOT/README.md" \
+    "$BUILD_DIR" "$ASAN_BUILD_DIR" "$FUZZ_BUILD_DIR" || die "the reliability report failed"
+}
+
 main() {
   [[ $# -ge 1 ]] || usage 2
   local command=$1
@@ -161,6 +252,9 @@ main() {
     test) cmd_test "$@" ;;
     sanitize) cmd_sanitize "$@" ;;
     bench) cmd_bench "$@" ;;
+    fuzz) cmd_fuzz "$@" ;;
+    fuzz-seeds) cmd_fuzz_seeds "$@" ;;
+    reliability) cmd_reliability "$@" ;;
     -h | --help | help) usage ;;
     *)
       echo "build.sh: unknown command '$command'" >&2

@@ -1,0 +1,63 @@
+// Shared by mp's libFuzzer targets (fuzz/<name>_fuzzer.cpp). A target file defines
+// LLVMFuzzerTestOneInput and registers its seeds with MP_FUZZ_SEEDS; fuzz_support.cpp
+// adds the rest:
+//   <name>_fuzzer -mp_write_seeds=DIR   writes the registered seeds into DIR, checks that
+//                                       each one runs cleanly, and exits (this is how
+//                                       fuzz/corpus/<name>/ is generated; see README.md)
+//   <name>_fuzzer [libFuzzer flags] CORPUS...   fuzzes, as any libFuzzer binary
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <typeinfo>
+#include <vector>
+
+namespace mp_fuzz {
+
+// Returns the inputs a target starts from: valid encodings of sample values, usually
+// passed through with_truncations().
+using SeedFunction = std::vector<std::string> (*)();
+
+struct SeedRegistration {
+  explicit SeedRegistration(SeedFunction seeds);
+};
+
+// Each seed, then for each also its prefixes cut at a few places (the empty input, one
+// byte, half, all but one byte): the shapes of a short read.
+std::vector<std::string> with_truncations(const std::vector<std::string>& seeds);
+
+// Runs `body`. An exception of type Expected is the documented outcome for bad bytes;
+// any other exception is a finding: it is reported and the process aborts, so that
+// libFuzzer saves the input (an uncaught exception would abort too, with less said).
+template <class Expected, class Body>
+void expect_only(Body&& body) {
+  try {
+    body();
+  } catch (const Expected&) {
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mp_fuzz: unexpected exception %s: %s\n", typeid(e).name(), e.what());
+    std::abort();
+  } catch (...) {
+    std::fprintf(stderr, "mp_fuzz: unexpected exception of a non-standard type\n");
+    std::abort();
+  }
+}
+
+// A property the target checks on an input that was accepted; a failure aborts (a
+// finding, saved by libFuzzer).
+inline void check(bool condition, const char* what) {
+  if (!condition) {
+    std::fprintf(stderr, "mp_fuzz: property violated: %s\n", what);
+    std::abort();
+  }
+}
+
+}  // namespace mp_fuzz
+
+#define MP_FUZZ_CONCAT_INNER(a, b) a##b
+#define MP_FUZZ_CONCAT(a, b) MP_FUZZ_CONCAT_INNER(a, b)
+// MP_FUZZ_SEEDS(function): registers the seed generator of this target (one per target).
+#define MP_FUZZ_SEEDS(function) \
+  static const ::mp_fuzz::SeedRegistration MP_FUZZ_CONCAT(mp_fuzz_seeds_, __LINE__)(function)
