@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Writes README's Reliability section from the figures the last runs recorded.
+
+    reliability_report.py [--readme README.md] BUILD_DIR...
+
+Reads BUILD_DIR/reliability/*.jsonl for each build directory that has them:
+figures.jsonl, written by the test suite (tests/figures.hpp, tests/leak_check.sh),
+and fuzz.jsonl, written by `./build.sh fuzz`. Prints the markdown block and, with
+--readme, replaces what lies between <!-- reliability:begin --> and
+<!-- reliability:end --> in that file. Run by `./build.sh reliability`.
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+
+BEGIN = "<!-- reliability:begin -->"
+END = "<!-- reliability:end -->"
+
+# What each build directory is (build.sh's names); others are named by path.
+BUILD_KINDS = {
+    "build": "g++, RelWithDebInfo",
+    "build-asan": "g++, AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer",
+    "build-fuzz": "clang++, libFuzzer + ASan + UBSan + LSan",
+}
+
+
+def read_figures(build_dir):
+    records = []
+    for path in sorted(pathlib.Path(build_dir, "reliability").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                record["build"] = os.path.basename(os.path.normpath(build_dir))
+                records.append(record)
+    return records
+
+
+def fmt(value):
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def test_figure(records, build, figure, test_prefix=""):
+    """Sum of `figure` over the tests of `build` whose name contains test_prefix."""
+    values = [r["value"] for r in records
+              if r.get("source") == "test" and r["build"] == build and r["figure"] == figure
+              and test_prefix in r["test"]]
+    return sum(values) if values else None
+
+
+def leak_figure(records, build, figure):
+    for r in records:
+        if r.get("source") == "leak_check" and r["build"] == build and r["figure"] == figure:
+            return r["value"]
+    return None
+
+
+def render(records, builds):
+    lines = []
+    when = datetime.date.today().isoformat()
+    lines.append(f"Generated {when} on {platform.machine()}, Linux {platform.release()}, "
+                 f"{os.cpu_count()} CPUs, by `./build.sh reliability` from the figures the "
+                 "last `./build.sh test`, `sanitize` and `fuzz` runs recorded (no number here is "
+                 "typed by hand). CI runs all three and fails on any finding.")
+    lines.append("")
+
+    fuzz = [r for r in records if r.get("source") == "fuzz"]
+    if fuzz:
+        lines.append("Fuzzing (libFuzzer, clang++ with ASan + UBSan + LSan; a crash, leak, UB or "
+                     "an exception other than the documented one fails CI):")
+        lines.append("")
+        lines.append("| target | run | inputs executed | seed inputs | corpus after | coverage "
+                     "(edges) | findings |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r in fuzz:
+            lines.append(f"| `{r['target']}` | {r['seconds']} s | {fmt(r['executions'])} | "
+                         f"{fmt(r['seed_inputs'])} | {fmt(r['corpus_inputs'])} | "
+                         f"{fmt(r['coverage_edges'])} | 0 |")
+        lines.append("")
+
+    rows = []
+    for build in builds:
+        kind = BUILD_KINDS.get(build, build)
+        tried = test_figure(records, build, "pickle_inputs_tried")
+        if tried is not None:
+            rejected = test_figure(records, build, "pickle_inputs_rejected")
+            loaded = test_figure(records, build, "pickle_inputs_loaded")
+            rows.append((kind, "pickle bad input: every truncation and byte edit of 8 "
+                         "representative pickles",
+                         f"{fmt(tried)} inputs: {fmt(rejected)} rejected with UnpicklingError, "
+                         f"{fmt(loaded)} loaded (edited value bytes), nothing else"))
+        started = test_figure(records, build, "processes_started")
+        if started is not None:
+            leaked = test_figure(records, build, "fds_leaked")
+            rows.append((kind, "fd leak: processes started, killed, joined, closed (fork and "
+                         "spawn), /proc/self/fd before and after",
+                         f"{fmt(started)} processes, {fmt(leaked)} fds leaked"))
+        killed = test_figure(records, build, "parents_killed")
+        if killed is not None:
+            daemons = test_figure(records, build, "daemon_children")
+            gone = test_figure(records, build, "daemon_children_gone")
+            others = test_figure(records, build, "nondaemon_children")
+            running = test_figure(records, build, "nondaemon_children_still_running")
+            rows.append((kind, "SIGKILL a parent with running children (daemon and non-daemon, "
+                         "fork and spawn)",
+                         f"{fmt(killed)} parents killed: {fmt(gone)} of {fmt(daemons)} daemon "
+                         f"children died with them; {fmt(running)} of {fmt(others)} non-daemon "
+                         "children kept running (as in Python)"))
+        checked = leak_figure(records, build, "processes_checked")
+        if checked is not None:
+            strays = leak_figure(records, build, "stray_processes")
+            shm = leak_figure(records, build, "new_dev_shm_entries")
+            rows.append((kind, "after the whole suite: processes of this build still running, "
+                         "new /dev/shm entries",
+                         f"{fmt(strays)} stray processes (of {fmt(checked)} checked), "
+                         f"{fmt(shm)} new /dev/shm entries"))
+    if rows:
+        lines.append("Tests (`ctest`; the sanitizer build reports any leak, UB or memory error as "
+                     "a failure):")
+        lines.append("")
+        lines.append("| build | check | result |")
+        lines.append("|---|---|---|")
+        for kind, check, result in rows:
+            lines.append(f"| {kind} | {check} | {result} |")
+        lines.append("")
+    if not fuzz and not rows:
+        lines.append("No figures recorded yet: run `./build.sh test`, `./build.sh sanitize` and "
+                     "`./build.sh fuzz` first.")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", help="README.md to update between the markers")
+    parser.add_argument("build_dirs", nargs="+")
+    args = parser.parse_args()
+    records, builds = [], []
+    for build_dir in args.build_dirs:
+        found = read_figures(build_dir)
+        if found:
+            records += found
+            builds.append(found[0]["build"])
+    block = render(records, builds)
+    print(block)
+    if args.readme:
+        text = pathlib.Path(args.readme).read_text()
+        if BEGIN not in text or END not in text:
+            sys.exit(f"reliability_report.py: {args.readme} has no {BEGIN} ... {END} block")
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        pathlib.Path(args.readme).write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
