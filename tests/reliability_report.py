@@ -109,6 +109,18 @@ def render(records, builds):
                          f"{fmt(killed)} parents killed: {fmt(gone)} of {fmt(daemons)} daemon "
                          f"children died with them; {fmt(running)} of {fmt(others)} non-daemon "
                          "children kept running (as in Python)"))
+        workers_killed = test_figure(records, build, "fault_workers_killed")
+        if workers_killed is not None:
+            participants = sorted({r["test"].split("/")[-1].rsplit("_", 1)[0] for r in records
+                                   if r.get("source") == "test" and r["build"] == build
+                                   and r["figure"] == "fault_workers_killed"})
+            workers_started = test_figure(records, build, "fault_workers_started")
+            rows.append((kind, "fault injection: workers SIGKILLed at random moments while "
+                         "they work on shared state (participants: "
+                         + ", ".join(participants) + "; fork and spawn)",
+                         f"{fmt(workers_killed)} of {fmt(workers_started)} workers killed; "
+                         "state consistent, every killed worker died of the SIGKILL, no fd "
+                         "or process left"))
         checked = leak_figure(records, build, "processes_checked")
         if checked is not None:
             strays = leak_figure(records, build, "stray_processes")
