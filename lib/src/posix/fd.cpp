@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cerrno>
+#include <cstring>
 
 namespace mp::posix {
 
@@ -73,6 +74,53 @@ std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept {
   first.reset(fds[0]);
   second.reset(fds[1]);
   return {};
+}
+
+std::error_code send_fd(int socket, char tag, int fd) noexcept {
+  struct iovec iov = {&tag, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+  for (;;) {
+    ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+    if (n == 1) return {};
+    if (n < 0 && errno == EINTR) continue;
+    return last_error();
+  }
+}
+
+std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept {
+  struct iovec iov = {&tag, 1};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return last_error();
+  if (n == 0) return std::make_error_code(std::errc::connection_aborted);
+  for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+        cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+      out.reset(fd);
+      return {};
+    }
+  }
+  return std::make_error_code(std::errc::protocol_error);
 }
 
 }  // namespace mp::posix

@@ -50,4 +50,13 @@ std::error_code last_error() noexcept;
 // Creates a connected AF_UNIX stream socket pair, both ends close-on-exec.
 [[nodiscard]] std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept;
 
+// Sends one byte `tag` carrying a copy of `fd` (SCM_RIGHTS) over the AF_UNIX socket
+// `socket`.
+[[nodiscard]] std::error_code send_fd(int socket, char tag, int fd) noexcept;
+
+// Receives what send_fd sent: the tag byte and the fd (close-on-exec) in `out`.
+// std::errc::connection_aborted on EOF, std::errc::protocol_error if no fd came with
+// the byte.
+[[nodiscard]] std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept;
+
 }  // namespace mp::posix
