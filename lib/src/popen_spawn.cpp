@@ -2,15 +2,18 @@
 //
 // The parent re-executes its own binary with posix_spawn (every other fd closed in
 // the child) as `<exe> --mp-spawn 3`, with fd 3 one end of a
-// socket pair. Over it the parent sends two length-prefixed frames:
+// socket pair. Over it the parent sends two length-prefixed frames, with the shared
+// heap's memfd between them:
 //   1. pickle(std::string): the parent's main module id (build id), checked first, so
-//      a different binary is named as such even if the layout of frame 2 changed;
+//      a different binary is named as such even if the layout of what follows changed;
+//   then one byte 'H' carrying the heap's memfd (SCM_RIGHTS): the child maps the arena
+//   before it unpickles anything, since the target's arguments may be handles to
+//   shared objects;
 //   2. pickle(SpawnHeader{ChildSetup, body}),
 //      body = pickle(tuple{trampoline (code reference), pickled target and arguments}).
 // mp::freeze_support() in the child's main() sees the flag and calls spawn_main(),
 // which checks that it runs the parent's binary before it resolves the trampoline,
-// then runs it with child_main() and exits. Later layers (the shared heap) will pass
-// their fds over the same socket.
+// then runs it with child_main() and exits.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "heap_arena.hpp"
 #include "posix/pidfd.hpp"
 #include "posix/spawn.hpp"
 #include "process_state.hpp"
@@ -37,6 +41,8 @@ using Trampoline = void (*)(std::string_view);
 
 // The fd number the child finds its bootstrap socket on.
 constexpr int kBootstrapFd = 3;
+// The byte that carries the shared heap's fd.
+constexpr char kHeapTag = 'H';
 // A bootstrap larger than this is refused by the child as corrupt.
 constexpr std::uint64_t kMaxBootstrap = std::uint64_t{1} << 36;
 
@@ -102,9 +108,10 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
   // Pickle first: a throwing serialize() fails start() before any child exists.
   SpawnHeader header{setup, pickle::dumps(std::tuple<Trampoline, std::string>(target->trampoline,
                                                                               target->pickle()))};
-  std::string message;
-  append_frame(message, pickle::dumps(main_module_id()));
-  append_frame(message, pickle::dumps(header));
+  std::string module_frame, header_frame;
+  append_frame(module_frame, pickle::dumps(main_module_id()));
+  append_frame(header_frame, pickle::dumps(header));
+  const int heap_fd = heap_main_fd();
 
   posix::unique_fd parent_end, child_end;
   if (auto ec = posix::socket_pair(parent_end, child_end))
@@ -130,7 +137,9 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
 
   // If the child died before reading (it could not start), writing fails with
   // EPIPE; its exit code tells the story, so the error is not thrown here.
-  (void)posix::write_all(parent_end.get(), message);
+  if (posix::write_all(parent_end.get(), module_frame)) return popen;
+  if (posix::send_fd(parent_end.get(), kHeapTag, heap_fd)) return popen;
+  (void)posix::write_all(parent_end.get(), header_frame);
   return popen;
 }
 
@@ -146,6 +155,17 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
   if (parent_module_id != main_module_id())
     die("this binary (" + main_module_id() + ") is not the parent's (" + parent_module_id +
         "); was the program rebuilt or replaced while it ran?");
+  {
+    char tag = 0;
+    posix::unique_fd heap_fd;
+    if (auto ec = posix::recv_fd(fd, tag, heap_fd); ec || tag != kHeapTag)
+      die("corrupt bootstrap: no shared heap fd after the module id");
+    try {
+      heap_attach_inherited(std::move(heap_fd));
+    } catch (const std::exception& e) {
+      die(std::string("cannot map the parent's shared heap: ") + e.what());
+    }
+  }
   if (!read_frame(fd, frame, error)) die(error);
   ::close(fd);
   SpawnHeader header;

@@ -19,6 +19,8 @@
 #include <system_error>
 #include <thread>
 
+#include <mp/detail/heap.hpp>
+
 #include "posix/pidfd.hpp"
 #include "process_state.hpp"
 
@@ -309,6 +311,9 @@ void Process::run() {
 
 void Process::start() {
   auto& state = checked(state_);
+  // Every child must map the shared heap: a forked child inherits the mapping, a
+  // spawned one receives the arena's fd. Objects created later live in it too.
+  detail::heap_ensure();
   auto& self = detail::current_state();
   {
     std::lock_guard lock(state.mutex);

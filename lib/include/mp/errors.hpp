@@ -2,7 +2,7 @@
 // (ProcessError, BufferTooShort, AuthenticationError, TimeoutError,
 // pool.MaybeEncodingError/RemoteError), `queue` (Empty, Full), `pickle`
 // (PicklingError, UnpicklingError), `concurrent.futures` (BrokenProcessPool) and
-// `threading` (BrokenBarrierError).
+// `threading` (BrokenBarrierError), and MemoryError for an exhausted shared heap.
 //
 // Python's built-in exceptions map onto the standard library:
 //   ValueError -> std::invalid_argument, KeyError/IndexError -> std::out_of_range,
@@ -16,6 +16,8 @@
 #pragma once
 
 #include <sys/types.h>
+#include <cstdint>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -118,6 +120,29 @@ class UnpicklingError : public ProcessError {
 class BrokenBarrierError : public ProcessError {
  public:
   using ProcessError::ProcessError;
+};
+
+// The shared heap (where Lock, Event, Value... live) has no room left for a new object.
+// Derives from std::bad_alloc, as Python's MemoryError is what an exhausted heap raises.
+// Set the environment variable MP_HEAP_SIZE (bytes, read when the heap is created) for a
+// larger heap; its default reserves 64 GiB of address space, of which only the pages
+// touched cost memory.
+class HeapExhausted : public std::bad_alloc {
+ public:
+  HeapExhausted(std::uint64_t requested, std::uint64_t heap_size)
+      : message_("mp shared heap exhausted (" + std::to_string(heap_size) +
+                 " bytes; set MP_HEAP_SIZE): cannot allocate " + std::to_string(requested) +
+                 " bytes"),
+        requested_(requested),
+        heap_size_(heap_size) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+  std::uint64_t requested() const noexcept { return requested_; }
+  std::uint64_t heap_size() const noexcept { return heap_size_; }
+
+ private:
+  std::string message_;
+  std::uint64_t requested_;
+  std::uint64_t heap_size_;
 };
 
 // Python: queue.Empty. Derives from std::runtime_error (not ProcessError), as in Python.

@@ -1,0 +1,125 @@
+// The shared heap: where every shared object (Lock, Event, Value...) lives. Mirrors
+// Python's `multiprocessing.heap`. Internal to mp; public only because the handle
+// classes of <mp/synchronize.hpp> derive from shared_object.
+//
+// One main arena per process tree: an anonymous memory file (memfd) of MP_HEAP_SIZE
+// bytes (default 64 GiB, sparse: only touched pages cost memory), mapped by every
+// process of the tree. Forked children inherit the mapping; spawned children receive
+// the file over their bootstrap socket and map it at another address. So objects are
+// named by (arena id, offset), never by address. The allocator is lock-free (a process
+// killed inside it leaks at most the block it held, never corrupts the heap); see
+// lib/src/heap.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <sys/types.h>
+
+// shared_ref sits in a namespace of its own: a plain struct declared in mp::detail
+// itself would find mp::pickle's archive hooks by argument-dependent lookup, and its
+// pickling traits would then depend on themselves (a compile error).
+namespace mp::detail::heap_types {
+
+// Where a shared object lives, the same in every process of the tree. Pickles as its
+// bytes.
+struct shared_ref {
+  std::uint64_t arena = 0;   // the arena's random 64-bit id
+  std::uint64_t offset = 0;  // of the object in the arena; 0 is never an object
+};
+
+}  // namespace mp::detail::heap_types
+
+namespace mp::detail {
+
+using heap_types::shared_ref;
+
+// Creates this process's main arena unless it has one. Called by Process::start() (so
+// every child has the arena) and by every shared object's constructor. Throws
+// std::system_error if the OS refuses, std::invalid_argument for a bad MP_HEAP_SIZE.
+void heap_ensure();
+
+// Allocates at least `size` bytes in the main arena (creating it if needed), 16-byte
+// aligned, contents unspecified. Throws mp::HeapExhausted.
+shared_ref heap_allocate(std::size_t size);
+
+// Gives a block back. A block that is not allocated (a double free) is reported on
+// stderr and left alone. Never throws.
+void heap_free(shared_ref ref) noexcept;
+
+// The address of `ref` in this process. Throws mp::UnpicklingError if this process
+// does not map that arena (a handle from another process tree).
+void* heap_address(shared_ref ref);
+
+// This process's pid, cached (a forked child refreshes it). getpid() without the system
+// call.
+pid_t current_pid() noexcept;
+
+// The kinds of shared objects, checked when a handle is unpickled.
+enum class shared_kind : std::uint32_t {
+  lock = 1,
+  rlock,
+  semaphore,
+  condition,
+  event,
+  barrier,
+};
+
+// A counted reference to an object in the shared heap: the base of mp's handle classes.
+// Each object starts with a header holding a reference count; copying a handle takes a
+// reference, destroying it drops one, and the last one frees the object.
+//
+// A forked child holds byte copies of its parent's handles without having taken
+// references, so a handle remembers the process that took its reference and only that
+// process drops it (std::exit in a forked child never frees the parent's objects). A
+// process killed while it holds references leaks them: the memory goes away with the
+// arena when the last process of the tree ends.
+class shared_object {
+ public:
+  shared_object(const shared_object& other) noexcept;
+  shared_object& operator=(const shared_object& other) noexcept;
+  ~shared_object();
+
+  // Which object this handle refers to (equal refs: the same object).
+  shared_ref ref() const noexcept { return ref_; }
+
+ protected:
+  // Allocates a new object with `state_size` zeroed bytes of state.
+  // Throws mp::HeapExhausted, std::system_error.
+  shared_object(shared_kind kind, std::size_t state_size);
+
+  // The object's state (after the header), 16-byte aligned.
+  void* state() const noexcept { return state_; }
+
+  // Makes this handle refer to the object at `ref` with serial number `serial` (from a
+  // pickle), taking a reference. Throws mp::UnpicklingError if this process does not
+  // map its arena, or if that object is no longer there (freed already: the sender must keep it
+  // alive until the pickle is loaded).
+  void rebind(shared_ref ref, shared_kind kind, std::uint64_t serial);
+  // The object's serial number, unique within its arena.
+  std::uint64_t serial() const noexcept;
+
+  // A handle pickles as (arena, offset, serial): the serial tells the object apart from
+  // a later one that reuses its memory.
+  template <class Archive>
+  void save_ref(Archive& ar) const {
+    const std::uint64_t object_serial = serial();
+    ar(ref_.arena, ref_.offset, object_serial);
+  }
+  template <class Archive>
+  void load_ref(Archive& ar, shared_kind kind) {
+    shared_ref ref;
+    std::uint64_t object_serial = 0;
+    ar(ref.arena, ref.offset, object_serial);
+    rebind(ref, kind, object_serial);
+  }
+
+ private:
+  void drop() noexcept;
+
+  void* state_ = nullptr;
+  shared_ref ref_{};
+  pid_t ref_pid_ = 0;  // the process that took this handle's reference
+};
+
+}  // namespace mp::detail

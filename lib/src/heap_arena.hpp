@@ -1,0 +1,70 @@
+// Private: one arena of the shared heap (lib/src/heap.cpp explains the allocator).
+// The process-wide heap is one main Arena; tests build small ones of their own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "posix/fd.hpp"
+
+namespace mp::detail {
+
+class Arena {
+ public:
+  // The largest arena (the allocator's tagged offsets have 40 bits).
+  static constexpr std::uint64_t kMaxSize = std::uint64_t{1} << 40;
+  // The smallest: the header plus a few blocks.
+  static constexpr std::uint64_t kMinSize = std::uint64_t{1} << 16;
+
+  // A new arena in a fresh memfd of `size` bytes (rounded up to whole pages).
+  // Throws std::invalid_argument for a size outside [kMinSize, kMaxSize],
+  // std::system_error if the OS refuses.
+  static Arena create(std::uint64_t size);
+  // Maps an arena another process created. Throws std::system_error, or
+  // std::invalid_argument if the file does not hold an arena.
+  static Arena attach(posix::unique_fd fd);
+
+  Arena(Arena&& other) noexcept;
+  Arena& operator=(Arena&& other) noexcept;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena();
+
+  // Offset of a block of at least `size` bytes, 16-byte aligned (64 for blocks of 64
+  // bytes or more). Lock-free. Throws mp::HeapExhausted.
+  std::uint64_t allocate(std::size_t size);
+  // Gives back a block allocate() returned. Lock-free; a double free is reported on
+  // stderr and ignored.
+  void free(std::uint64_t offset) noexcept;
+  // A number no earlier call returned for this arena (in any process).
+  std::uint64_t next_serial() noexcept;
+  // Whether `offset` is an allocated block of this arena.
+  bool is_allocated(std::uint64_t offset) const noexcept;
+
+  std::byte* base() const noexcept { return base_; }
+  std::uint64_t id() const noexcept;
+  std::uint64_t size() const noexcept { return size_; }
+  int fd() const noexcept { return fd_.get(); }
+  // Bytes handed out by the bump pointer so far (free lists reuse blocks below it).
+  std::uint64_t bump_used() const noexcept;
+
+ private:
+  Arena(posix::unique_fd fd, std::byte* base, std::uint64_t size) noexcept
+      : fd_(std::move(fd)), base_(base), size_(size) {}
+
+  posix::unique_fd fd_;
+  std::byte* base_ = nullptr;
+  std::uint64_t size_ = 0;
+};
+
+// The fd of this process's main arena (for spawned children), creating it if needed.
+int heap_main_fd();
+
+// Makes the arena in `fd` (sent by the parent) this process's main arena.
+// Throws std::system_error or std::invalid_argument.
+void heap_attach_inherited(posix::unique_fd fd);
+
+// The main arena (created if needed).
+Arena& heap_main_arena();
+
+}  // namespace mp::detail

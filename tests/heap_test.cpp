@@ -1,0 +1,176 @@
+// Tests for the shared heap (mp/detail/heap.hpp, lib/src/heap.cpp): reuse, exhaustion,
+// and a process killed in the middle of allocating.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mp/context.hpp>
+#include <mp/detail/heap.hpp>
+#include <mp/errors.hpp>
+#include <mp/process.hpp>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "heap_arena.hpp"
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+using mp::detail::Arena;
+using mp::detail::shared_ref;
+
+namespace {
+
+constexpr auto kJoinLimit = 60s;
+
+TEST(Heap, FreedBlocksAreReused) {
+  Arena arena = Arena::create(1 << 20);
+  const auto a = arena.allocate(100);
+  const auto b = arena.allocate(100);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a % 16, 0u);
+  EXPECT_TRUE(arena.is_allocated(a));
+  arena.free(a);
+  EXPECT_FALSE(arena.is_allocated(a));
+  const auto used = arena.bump_used();
+  EXPECT_EQ(arena.allocate(90), a);  // same size class, from the free list
+  EXPECT_EQ(arena.bump_used(), used);
+  arena.free(b);
+  arena.free(b);  // a double free is reported and ignored, the free list stays sound
+  EXPECT_EQ(arena.allocate(100), b);
+  EXPECT_NE(arena.allocate(100), b);
+}
+
+TEST(Heap, ExhaustionThrowsAndTheHeapStillWorks) {
+  Arena arena = Arena::create(1 << 20);
+  std::vector<std::uint64_t> blocks;
+  try {
+    for (;;) blocks.push_back(arena.allocate(4000));
+  } catch (const mp::HeapExhausted& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("mp shared heap exhausted (1048576 bytes; set MP_HEAP_SIZE)"),
+        std::string::npos)
+        << e.what();
+  }
+  EXPECT_GT(blocks.size(), 100u);
+  EXPECT_THROW(arena.allocate(1 << 30), std::bad_alloc);  // a HeapExhausted is a bad_alloc
+  // Smaller blocks may still fit; freed blocks are reused.
+  arena.free(blocks.back());
+  blocks.pop_back();
+  EXPECT_NO_THROW(blocks.push_back(arena.allocate(4000)));
+  for (auto block : blocks) arena.free(block);
+  EXPECT_NO_THROW(arena.allocate(4000));
+}
+
+TEST(Heap, AttachSeesTheSameArena) {
+  Arena arena = Arena::create(1 << 20);
+  const auto block = arena.allocate(64);
+  std::memcpy(arena.base() + block, "shared", 7);
+  Arena other = Arena::attach(mp::posix::unique_fd(::dup(arena.fd())));
+  EXPECT_EQ(other.id(), arena.id());
+  EXPECT_STREQ(reinterpret_cast<const char*>(other.base() + block), "shared");
+  EXPECT_TRUE(other.is_allocated(block));
+  EXPECT_THROW(Arena::create(10), std::invalid_argument);
+}
+
+TEST(Heap, MainHeapSizeFromEnvironment) {
+  // A fresh program (this test binary) whose heap is 1 MiB.
+  ::setenv("MP_HEAP_SIZE", "1048576", 1);
+  auto result = mp_test::run_command(
+      {MP_TESTS_BINARY_PATH, "--gtest_filter=HeapChild.SmallMainHeapIsExhausted"});
+  ::unsetenv("MP_HEAP_SIZE");
+  EXPECT_EQ(result.exit_status, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("[  PASSED  ] 1 test"), std::string::npos) << result.out;
+}
+
+TEST(HeapChild, SmallMainHeapIsExhausted) {
+  const char* size = std::getenv("MP_HEAP_SIZE");
+  if (!size || std::string(size) != "1048576") GTEST_SKIP() << "run by MainHeapSizeFromEnvironment";
+  std::vector<shared_ref> refs;
+  EXPECT_THROW(for (;;) refs.push_back(mp::detail::heap_allocate(10000)), mp::HeapExhausted);
+  EXPECT_LT(refs.size(), 100u);
+  for (auto ref : refs) mp::detail::heap_free(ref);
+  EXPECT_NO_THROW(mp::detail::heap_free(mp::detail::heap_allocate(10000)));
+}
+
+// Allocates and frees blocks of mixed sizes forever; counts rounds in shared memory.
+void churn_heap(shared_ref rounds_ref) {
+  auto* rounds = static_cast<std::atomic<std::uint64_t>*>(mp::detail::heap_address(rounds_ref));
+  std::mt19937 random(static_cast<unsigned>(::getpid()));
+  std::vector<shared_ref> held;
+  for (;;) {
+    if (held.size() < 64) {
+      const std::size_t size = std::size_t{1} << (random() % 18);
+      held.push_back(mp::detail::heap_allocate(size));
+    } else {
+      const std::size_t victim = random() % held.size();
+      mp::detail::heap_free(held[victim]);
+      held[victim] = held.back();
+      held.pop_back();
+    }
+    rounds->fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+class HeapProcessTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HeapProcessTest, ChildKilledWhileAllocatingLeavesHeapUsable) {
+  const shared_ref rounds_ref = mp::detail::heap_allocate(sizeof(std::atomic<std::uint64_t>));
+  auto* rounds = new (mp::detail::heap_address(rounds_ref)) std::atomic<std::uint64_t>(0);
+  std::vector<mp::Process> children;
+  for (int i = 0; i < 2; ++i) {
+    children.emplace_back(mp::ProcessOptions{.start_method = GetParam()}, &churn_heap, rounds_ref);
+    children.back().start();
+  }
+  // Let them churn (bounded), allocating here at the same time, then kill them mid-loop.
+  const auto limit = std::chrono::steady_clock::now() + 30s;
+  std::vector<shared_ref> mine;
+  while (rounds->load() < 200'000 && std::chrono::steady_clock::now() < limit) {
+    mine.push_back(mp::detail::heap_allocate(48));
+    if (mine.size() > 100) {
+      for (auto ref : mine) mp::detail::heap_free(ref);
+      mine.clear();
+    }
+  }
+  EXPECT_GE(rounds->load(), 200'000u);
+  for (auto& child : children) {
+    child.kill();
+    ASSERT_TRUE(child.join(kJoinLimit));
+  }
+  for (auto ref : mine) mp::detail::heap_free(ref);
+  // Every block handed out now is distinct and keeps what was written into it.
+  std::map<std::uint64_t, std::size_t> blocks;
+  std::vector<std::pair<shared_ref, std::size_t>> all;
+  for (std::size_t i = 0; i < 2000; ++i) {
+    const std::size_t size = std::size_t{16} << (i % 12);
+    const shared_ref ref = mp::detail::heap_allocate(size);
+    ASSERT_TRUE(blocks.emplace(ref.offset, size).second) << "block handed out twice";
+    std::memset(mp::detail::heap_address(ref), static_cast<int>(i % 251), size);
+    all.emplace_back(ref, size);
+  }
+  // No two blocks overlap.
+  std::uint64_t end = 0;
+  for (auto [offset, size] : blocks) {
+    EXPECT_GE(offset, end);
+    end = offset + size;
+  }
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    auto* bytes = static_cast<unsigned char*>(mp::detail::heap_address(all[i].first));
+    ASSERT_EQ(bytes[0], i % 251);
+    ASSERT_EQ(bytes[all[i].second - 1], i % 251);
+    mp::detail::heap_free(all[i].first);
+  }
+  mp::detail::heap_free(rounds_ref);
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, HeapProcessTest,
+                         ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
+
+}  // namespace
