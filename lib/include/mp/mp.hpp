@@ -6,3 +6,4 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/synchronize.hpp>

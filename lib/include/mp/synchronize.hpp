@@ -1,0 +1,379 @@
+// Locks, semaphores, conditions, events and barriers shared between processes.
+// Mirrors Python's `multiprocessing.synchronize` (Lock, RLock, Semaphore,
+// BoundedSemaphore, Condition, Event, Barrier) and threading.BrokenBarrierError.
+//
+// Every object lives in mp's shared heap (anonymous shared memory mapped by every
+// process of the tree); the classes here are handles to it. Copying a handle gives
+// another reference to the same object (as assigning a Python object does); the object
+// lives until the last handle in any process is gone.
+//
+// Differences from Python, on purpose:
+//   - Nothing is created in /dev/shm and no resource tracker exists: the memory goes
+//     away with the last process, even after kill -9 (Python's named semaphores can leak
+//     until reboot).
+//   - Handles may also travel inside pickled messages (queues, pipes, files), not only
+//     as Process arguments (Python raises RuntimeError there). Only within one process
+//     tree, and the sender must keep its handle alive until the message is loaded
+//     (loading a handle whose object is gone throws mp::UnpicklingError).
+//   - Owner death: when a process dies holding a Lock or RLock, the next acquirer takes
+//     the lock over within about 25 ms and recovered() tells it so (Python's waiters hang
+//     forever). A process dying while it waits in a Condition never swallows a
+//     notification; a Barrier whose waiting party dies breaks, so the others get
+//     BrokenBarrierError instead of hanging.
+//   - Lock, RLock, Semaphore and BoundedSemaphore meet C++'s Lockable and TimedLockable
+//     requirements (lock, unlock, try_lock, try_lock_for, try_lock_until), so
+//     std::scoped_lock, std::unique_lock and std::condition_variable_any work with them.
+//     Condition meets Lockable too (it locks its lock), as Python's Condition is a
+//     context manager.
+//   - Timeouts are std::chrono durations (std::nullopt waits forever). They never end
+//     early: deadlines are absolute CLOCK_MONOTONIC times.
+//   - Event::wait() returns true when a set() woke it even if clear() followed at once
+//     (threading.Event's meaning; Python's multiprocessing.Event may return False then).
+//   - Barrier's action is a function pointer: it runs in whichever process arrives last,
+//     which may be a spawned child, so it travels as a code reference.
+//   - Condition::notify(n) may wake more than n waiters (a waiter that was about to
+//     sleep when notified also returns): use wait_for() with a predicate, as with any
+//     condition variable.
+//   - RLock remembers its owning thread; a thread that ends holding an RLock (while its
+//     process lives on) is not detected, as in Python.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <mp/detail/heap.hpp>
+#include <mp/errors.hpp>
+
+namespace mp {
+
+namespace detail {
+// The timeout that try_lock_until(t) means.
+template <class Clock, class Duration>
+std::chrono::nanoseconds time_until(const std::chrono::time_point<Clock, Duration>& t) {
+  return std::chrono::ceil<std::chrono::nanoseconds>(t - Clock::now());
+}
+}  // namespace detail
+
+class Condition;
+
+// A non-recursive lock that any process (or thread) may release. Python: Lock().
+//
+// Owner death: if the process holding the lock dies (even by SIGKILL), a process
+// blocked in acquire() takes the lock over within about 25 ms, and recovered() returns
+// true from then until the next release(). The data the lock protects may be
+// half-updated then: check or repair it before releasing. A process that tries only
+// non-blocking acquire(false) never takes a dead owner's lock over; any blocking or
+// timed acquire does.
+class Lock : private detail::shared_object {
+ public:
+  // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
+  Lock();
+
+  // Takes the lock. block = false: one attempt, timeout ignored (as Python). Otherwise
+  // waits at most `timeout` (nullopt: forever). Returns whether the lock was taken.
+  // A process that acquires a lock it already holds waits (it is not recursive).
+  // Python: Lock.acquire(block=True, timeout=None).
+  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Releases the lock, whoever holds it. Throws std::invalid_argument if it is not held
+  // (Python: ValueError). Never blocks.
+  void release();
+
+  // True if this lock was taken over from a process that died holding it and has not
+  // been released since. Never blocks.
+  bool recovered() const noexcept;
+
+  // C++ Lockable / TimedLockable.
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  void unlock() { release(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire(true, detail::time_until(deadline));
+  }
+
+  using shared_object::ref;
+
+  // Pickles as a reference to the same lock (mp::pickle).
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, detail::shared_kind::lock);
+  }
+
+ private:
+  friend class Condition;
+  // Whether the calling process holds the lock.
+  bool held_by_this_process() const noexcept;
+};
+
+// A recursive lock owned by one thread of one process: only the owner may release it,
+// and it must release as many times as it acquired. Python: RLock().
+// Owner death as for Lock: recovered() is true until the owner's last release().
+class RLock : private detail::shared_object {
+ public:
+  // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
+  RLock();
+
+  // As Lock::acquire; if the calling thread holds the lock already, counts once more
+  // and returns true at once. Python: RLock.acquire(block=True, timeout=None).
+  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Releases one level. Throws std::logic_error if the calling thread does not hold the
+  // lock (Python: AssertionError/RuntimeError). Never blocks.
+  void release();
+
+  // See Lock::recovered().
+  bool recovered() const noexcept;
+
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  void unlock() { release(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire(true, detail::time_until(deadline));
+  }
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, detail::shared_kind::rlock);
+  }
+
+ private:
+  friend class Condition;
+  bool held_by_this_thread() const noexcept;
+};
+
+// A counter that acquire() decrements, waiting while it is zero, and release()
+// increments. No owner, so no owner-death handling (as Python's): a process that dies
+// between acquire and release leaves the count one lower. Python: Semaphore(value=1).
+class Semaphore : private detail::shared_object {
+ public:
+  // Throws std::invalid_argument if value < 0 (Python: ValueError), mp::HeapExhausted.
+  explicit Semaphore(int value = 1);
+
+  // Decrements the count, waiting while it is zero; block and timeout as Lock::acquire.
+  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Increments the count and wakes one waiter. Throws std::overflow_error past INT_MAX.
+  void release();
+  // The current count. Python: get_value().
+  int get_value() const noexcept;
+
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  void unlock() { release(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire(true, detail::time_until(deadline));
+  }
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, detail::shared_kind::semaphore);
+  }
+
+ protected:
+  struct bounded_tag {};
+  Semaphore(int value, bounded_tag);
+};
+
+// A Semaphore whose release() throws std::invalid_argument (Python: ValueError) when
+// the count would exceed its initial value. Python: BoundedSemaphore(value=1).
+class BoundedSemaphore : public Semaphore {
+ public:
+  explicit BoundedSemaphore(int value = 1) : Semaphore(value, bounded_tag{}) {}
+};
+
+// A condition variable shared between processes, bound to a Lock or RLock (a new RLock
+// by default, as Python). Python: Condition(lock=None).
+class Condition : private detail::shared_object {
+ public:
+  // Throws mp::HeapExhausted, std::system_error.
+  Condition();
+  explicit Condition(Lock lock);
+  explicit Condition(RLock lock);
+
+  // The lock: acquire/release/lock/unlock/try_lock act on it (Lockable), as Python's
+  // Condition.acquire/release and `with cond:`.
+  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  void release();
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  void unlock() { release(); }
+  // The lock's recovered() (its previous owner died holding it).
+  bool recovered() const noexcept;
+
+  // Releases the lock (fully, for an RLock), waits until notified or `timeout` passes,
+  // then takes the lock again (waiting as long as that takes, as Python). Returns false
+  // if the timeout passed. Throws std::logic_error if the caller does not hold the lock
+  // (Python: RuntimeError). Python: Condition.wait(timeout=None).
+  bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+  // Waits until pred() is true or `timeout` passes; returns pred()'s last value. Holds
+  // the lock around each call of pred(). Python: Condition.wait_for(predicate, timeout).
+  template <class Predicate>
+  auto wait_for(Predicate pred, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = timeout ? std::optional(clock::now() + *timeout) : std::nullopt;
+    auto result = pred();
+    while (!result) {
+      std::optional<std::chrono::nanoseconds> left;
+      if (deadline) {
+        left = *deadline - clock::now();
+        if (*left <= std::chrono::nanoseconds::zero()) break;
+      }
+      wait(left);
+      result = pred();
+    }
+    return result;
+  }
+
+  // Wakes up to n waiters (perhaps a few more: see the top of this file). Throws
+  // std::logic_error if the caller does not hold the lock. Python: notify(n=1).
+  void notify(int n = 1);
+  // Wakes every waiter. Python: notify_all().
+  void notify_all();
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+    const bool recursive = std::holds_alternative<RLock>(lock_);
+    ar(recursive);
+    if (recursive)
+      ar(std::get<RLock>(lock_));
+    else
+      ar(std::get<Lock>(lock_));
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, detail::shared_kind::condition);
+    bool recursive = false;
+    ar(recursive);
+    if (recursive) {
+      RLock lock;
+      ar(lock);
+      lock_ = std::move(lock);
+    } else {
+      Lock lock;
+      ar(lock);
+      lock_ = std::move(lock);
+    }
+  }
+
+ private:
+  void check_owned(const char* what) const;
+  std::variant<RLock, Lock> lock_;
+};
+
+// A flag that processes can wait for. Python: Event().
+class Event : private detail::shared_object {
+ public:
+  // A new event, not set. Throws mp::HeapExhausted, std::system_error.
+  Event();
+
+  // Never blocks.
+  bool is_set() const noexcept;
+  // Sets the flag and wakes every waiter. Never blocks.
+  void set();
+  // Clears the flag. Never blocks.
+  void clear();
+  // Waits until the flag is set or `timeout` passes. Returns true if the flag was set
+  // (or a set() woke this wait), false on timeout. Python: Event.wait(timeout=None).
+  bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, detail::shared_kind::event);
+  }
+};
+
+// A meeting point for a fixed number of parties. Python: Barrier(parties, action=None,
+// timeout=None) (threading.Barrier's semantics).
+//
+// A party that dies while it waits (or while it runs the action) breaks the barrier:
+// the others get BrokenBarrierError within about 50 ms.
+class Barrier : private detail::shared_object {
+ public:
+  // `action`, if given, runs in the last process to arrive, before any party is
+  // released. `timeout` is the default for wait(). Throws std::invalid_argument unless
+  // 1 <= parties <= 32767, mp::HeapExhausted.
+  explicit Barrier(int parties, void (*action)() = nullptr,
+                   std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // A barrier for one party (wait() returns 0 at once). It exists because mp::pickle
+  // default-constructs a handle before loading it.
+  Barrier() : Barrier(1) {}
+
+  // Waits until `parties` processes (or threads) have called wait(); returns this
+  // caller's arrival index, 0 for the first to arrive up to parties - 1 for the last.
+  // nullopt: the barrier's default timeout. Throws mp::BrokenBarrierError if the barrier
+  // is or becomes broken (abort(), reset() while waiting, a timeout in any party, a
+  // party that died, or the action threw); the timeout breaks the barrier, as Python.
+  // If the action throws, the last party gets its exception and the barrier breaks.
+  int wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+  // Returns the barrier to its initial state; current waiters get BrokenBarrierError.
+  // Never blocks. Python: reset().
+  void reset();
+  // Puts the barrier into the broken state (until reset()). Never blocks.
+  void abort();
+
+  int parties() const noexcept;
+  // Parties waiting now (0 while broken). Python: n_waiting.
+  int n_waiting() const noexcept;
+  bool broken() const noexcept;
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+    ar(action_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, detail::shared_kind::barrier);
+    ar(action_);
+  }
+
+ private:
+  void (*action_)() = nullptr;
+};
+
+}  // namespace mp

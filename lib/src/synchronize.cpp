@@ -1,0 +1,683 @@
+// The synchronization primitives: Python's multiprocessing/synchronize.py, built on
+// futexes in the shared heap instead of POSIX named semaphores.
+//
+// Every state change is one atomic operation on one word, so a process killed at any
+// point leaves a consistent state behind (at worst a stale "someone waits" hint, which
+// only costs a spare wake-up). Owners are named by owner ids (pid + start time, see
+// identity.hpp) so that a waiter can tell that an owner died and take over.
+//
+// Waiting: spin briefly (a hand-off between running processes then costs no system
+// call), then sleep on a futex with an absolute CLOCK_MONOTONIC deadline. Waits that
+// depend on another process's progress (Lock, RLock, Barrier) sleep in bounded slices
+// and check after each slice whether that process still lives.
+#include <mp/synchronize.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "identity.hpp"
+#include "posix/futex.hpp"
+
+namespace mp {
+namespace {
+
+using namespace std::chrono_literals;
+using posix::Deadline;
+
+// How long a Lock waiter sleeps before it checks whether the owner still lives.
+constexpr auto kOwnerCheckSlice = 25ms;
+// The same for Barrier parties (each check reads /proc once per waiting party).
+constexpr auto kPartyCheckSlice = 40ms;
+// Spinning before sleeping: a few iterations for a lock (critical sections are short),
+// longer for events and barriers, whose partner is often running on another CPU.
+constexpr int kLockSpins = 100;
+constexpr auto kSpinTime = 20us;
+
+bool timed_out(const std::error_code& ec) { return ec == std::errc::timed_out; }
+
+Deadline deadline_for(std::optional<std::chrono::nanoseconds> timeout) {
+  return timeout ? Deadline::after(*timeout) : Deadline::never();
+}
+
+// Spins until done() is true or about kSpinTime has passed; returns done()'s last value.
+template <class Done>
+bool spin_until(Done done) {
+  if (done()) return true;
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      posix::cpu_relax();
+      if (done()) return true;
+    }
+    if (std::chrono::steady_clock::now() >= until) return false;
+  }
+}
+
+// ---- Lock / RLock state ----------------------------------------------------------------
+
+// The lock word: 0 when free, else the owner's id with bit 31 set while someone may
+// sleep on it (bits 22-31 of an owner id are always 0: pids are below 2^22).
+constexpr std::uint64_t kWaitersBit = std::uint64_t{1} << 31;
+
+struct LockState {
+  std::atomic<std::uint64_t> word;
+  std::atomic<std::uint32_t> recovered;  // 1: taken over from a dead owner, until release
+  // RLock only: the owning thread and its recursion level (meaningful while `word`
+  // names this process).
+  std::atomic<std::int32_t> owner_tid;
+  std::atomic<std::uint32_t> count;
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+std::uint32_t low_half(std::uint64_t word) { return static_cast<std::uint32_t>(word); }
+
+// The slow path of taking the lock: spin, then sleep in slices, checking after each
+// whether the owner died. Returns whether the lock was taken.
+bool acquire_slow(LockState& state, detail::owner_id me, const Deadline& deadline) {
+  for (int i = 0; i < kLockSpins; ++i) {
+    posix::cpu_relax();
+    std::uint64_t expected = 0;
+    if (state.word.load(std::memory_order_relaxed) == 0 &&
+        state.word.compare_exchange_weak(expected, me, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
+      return true;
+  }
+  for (;;) {
+    std::uint64_t word = state.word.load(std::memory_order_relaxed);
+    if (word == 0) {
+      // Others may sleep too (we cannot know): keep the waiters bit so that our release
+      // wakes one of them.
+      if (state.word.compare_exchange_weak(word, me | kWaitersBit, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+        return true;
+      continue;
+    }
+    if (!(word & kWaitersBit)) {
+      if (!state.word.compare_exchange_weak(word, word | kWaitersBit, std::memory_order_relaxed))
+        continue;
+      word |= kWaitersBit;
+    }
+    const auto ec =
+        posix::futex_wait_low(state.word, low_half(word), deadline.capped(kOwnerCheckSlice));
+    if (!timed_out(ec)) continue;  // woken, changed, or a signal: look again
+    // A slice (or the whole timeout) passed without the lock changing hands.
+    word = state.word.load(std::memory_order_relaxed);
+    if (word != 0 && !detail::owner_alive(word & ~kWaitersBit)) {
+      // Only from exactly the dead owner's word: if another waiter took over first,
+      // this CAS fails and we wait for that one.
+      if (state.word.compare_exchange_strong(word, me | kWaitersBit, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+        state.recovered.store(1, std::memory_order_relaxed);
+        return true;
+      }
+      continue;
+    }
+    if (deadline.passed()) return false;
+  }
+}
+
+bool lock_acquire(LockState& state, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  const detail::owner_id me = detail::current_owner_id();
+  std::uint64_t expected = 0;
+  if (state.word.compare_exchange_strong(expected, me, std::memory_order_acquire,
+                                         std::memory_order_relaxed))
+    return true;
+  if (!block) return false;
+  return acquire_slow(state, me, deadline_for(timeout));
+}
+
+void lock_release(LockState& state) {
+  state.recovered.store(0, std::memory_order_relaxed);
+  const std::uint64_t old = state.word.exchange(0, std::memory_order_release);
+  if (old & kWaitersBit) posix::futex_wake_low(state.word, 1);
+}
+
+bool lock_held_by_this_process(const LockState& state) {
+  return (state.word.load(std::memory_order_relaxed) & ~kWaitersBit) == detail::current_owner_id();
+}
+
+bool rlock_held_by_this_thread(const LockState& state) {
+  return lock_held_by_this_process(state) &&
+         state.owner_tid.load(std::memory_order_relaxed) == detail::current_tid();
+}
+
+bool rlock_acquire(LockState& state, bool block, std::optional<std::chrono::nanoseconds> timeout,
+                   std::uint32_t levels = 1) {
+  if (rlock_held_by_this_thread(state)) {
+    state.count.store(state.count.load(std::memory_order_relaxed) + levels,
+                      std::memory_order_relaxed);
+    return true;
+  }
+  if (!lock_acquire(state, block, timeout)) return false;
+  // A dead owner's thread and level are overwritten here.
+  state.owner_tid.store(detail::current_tid(), std::memory_order_relaxed);
+  state.count.store(levels, std::memory_order_relaxed);
+  return true;
+}
+
+void rlock_check_owner(const LockState& state) {
+  if (!rlock_held_by_this_thread(state))
+    throw std::logic_error("mp::RLock::release: cannot release un-acquired lock");
+}
+
+// Releases every level; returns how many there were.
+std::uint32_t rlock_release_all(LockState& state) {
+  const std::uint32_t levels = state.count.load(std::memory_order_relaxed);
+  state.count.store(0, std::memory_order_relaxed);
+  state.owner_tid.store(0, std::memory_order_relaxed);
+  lock_release(state);
+  return levels;
+}
+
+}  // namespace
+
+// ---- Lock ----------------------------------------------------------------------------
+
+Lock::Lock() : shared_object(detail::shared_kind::lock, sizeof(LockState)) {}
+
+bool Lock::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  return lock_acquire(*static_cast<LockState*>(state()), block, timeout);
+}
+
+void Lock::release() {
+  auto& state = *static_cast<LockState*>(this->state());
+  if (state.word.load(std::memory_order_relaxed) == 0)
+    throw std::invalid_argument("mp::Lock::release: semaphore or lock released too many times");
+  lock_release(state);
+}
+
+bool Lock::recovered() const noexcept {
+  return static_cast<LockState*>(state())->recovered.load(std::memory_order_relaxed) != 0;
+}
+
+bool Lock::held_by_this_process() const noexcept {
+  return lock_held_by_this_process(*static_cast<LockState*>(state()));
+}
+
+// ---- RLock ---------------------------------------------------------------------------
+
+RLock::RLock() : shared_object(detail::shared_kind::rlock, sizeof(LockState)) {}
+
+bool RLock::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  return rlock_acquire(*static_cast<LockState*>(state()), block, timeout);
+}
+
+void RLock::release() {
+  auto& state = *static_cast<LockState*>(this->state());
+  rlock_check_owner(state);
+  const std::uint32_t count = state.count.load(std::memory_order_relaxed);
+  if (count > 1) {
+    state.count.store(count - 1, std::memory_order_relaxed);
+    return;
+  }
+  (void)rlock_release_all(state);
+}
+
+bool RLock::recovered() const noexcept {
+  return static_cast<LockState*>(state())->recovered.load(std::memory_order_relaxed) != 0;
+}
+
+bool RLock::held_by_this_thread() const noexcept {
+  return rlock_held_by_this_thread(*static_cast<LockState*>(state()));
+}
+
+// ---- Semaphore -----------------------------------------------------------------------
+
+namespace {
+
+struct SemaphoreState {
+  std::atomic<std::uint32_t> value;
+  std::atomic<std::uint32_t> sleepers;  // may overcount after a sleeper died: harmless
+  std::uint32_t maximum;                // BoundedSemaphore: the initial value; else 0
+};
+
+bool semaphore_try(SemaphoreState& state) {
+  std::uint32_t value = state.value.load(std::memory_order_relaxed);
+  while (value > 0) {
+    if (state.value.compare_exchange_weak(value, value - 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed))
+      return true;
+  }
+  return false;
+}
+
+SemaphoreState& init_semaphore(void* state, int value, bool bounded) {
+  if (value < 0) throw std::invalid_argument("mp::Semaphore: initial value must be >= 0");
+  auto& sem = *static_cast<SemaphoreState*>(state);
+  sem.value.store(static_cast<std::uint32_t>(value), std::memory_order_relaxed);
+  sem.maximum = bounded ? static_cast<std::uint32_t>(value) : 0;
+  return sem;
+}
+
+}  // namespace
+
+Semaphore::Semaphore(int value)
+    : shared_object(detail::shared_kind::semaphore, sizeof(SemaphoreState)) {
+  init_semaphore(state(), value, false);
+}
+
+Semaphore::Semaphore(int value, bounded_tag)
+    : shared_object(detail::shared_kind::semaphore, sizeof(SemaphoreState)) {
+  init_semaphore(state(), value, true);
+}
+
+bool Semaphore::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  auto& sem = *static_cast<SemaphoreState*>(state());
+  if (semaphore_try(sem)) return true;
+  if (!block) return false;
+  const Deadline deadline = deadline_for(timeout);
+  if (spin_until([&] { return semaphore_try(sem); })) return true;
+  for (;;) {
+    // Announce the sleep before the last look at the value: release() increments the
+    // value before it reads `sleepers` (both sequentially consistent), so either it sees
+    // us or we see its increment.
+    sem.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    std::error_code ec;
+    if (sem.value.load(std::memory_order_seq_cst) == 0)
+      ec = posix::futex_wait(sem.value, 0, deadline);
+    sem.sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (semaphore_try(sem)) return true;
+    if (timed_out(ec) || deadline.passed()) return false;
+  }
+}
+
+void Semaphore::release() {
+  auto& sem = *static_cast<SemaphoreState*>(state());
+  std::uint32_t value = sem.value.load(std::memory_order_relaxed);
+  for (;;) {
+    if (sem.maximum != 0 && value >= sem.maximum)
+      throw std::invalid_argument(
+          "mp::BoundedSemaphore::release: semaphore released too many times");
+    if (value >= static_cast<std::uint32_t>(INT_MAX))
+      throw std::overflow_error("mp::Semaphore::release: value would exceed INT_MAX");
+    if (sem.value.compare_exchange_weak(value, value + 1, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed))
+      break;
+  }
+  if (sem.sleepers.load(std::memory_order_seq_cst) != 0) posix::futex_wake(sem.value, 1);
+}
+
+int Semaphore::get_value() const noexcept {
+  return static_cast<int>(
+      static_cast<SemaphoreState*>(state())->value.load(std::memory_order_relaxed));
+}
+
+// ---- Condition -----------------------------------------------------------------------
+
+namespace {
+
+struct ConditionState {
+  std::atomic<std::uint32_t> sequence;  // bumped by every notify
+  std::atomic<std::uint32_t> sleepers;  // may overcount after a sleeper died: harmless
+};
+
+}  // namespace
+
+Condition::Condition() : Condition(RLock()) {}
+
+Condition::Condition(Lock lock)
+    : shared_object(detail::shared_kind::condition, sizeof(ConditionState)),
+      lock_(std::move(lock)) {}
+
+Condition::Condition(RLock lock)
+    : shared_object(detail::shared_kind::condition, sizeof(ConditionState)),
+      lock_(std::move(lock)) {}
+
+bool Condition::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  return std::visit([&](auto& lock) { return lock.acquire(block, timeout); }, lock_);
+}
+
+void Condition::release() {
+  std::visit([](auto& lock) { lock.release(); }, lock_);
+}
+
+bool Condition::recovered() const noexcept {
+  return std::visit([](const auto& lock) { return lock.recovered(); }, lock_);
+}
+
+void Condition::check_owned(const char* what) const {
+  const bool owned = std::holds_alternative<RLock>(lock_)
+                         ? std::get<RLock>(lock_).held_by_this_thread()
+                         : std::get<Lock>(lock_).held_by_this_process();
+  if (!owned)
+    throw std::logic_error(std::string("mp::Condition::") + what + ": cannot " + what +
+                           " on un-acquired lock");
+}
+
+bool Condition::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  check_owned("wait");
+  auto& cond = *static_cast<ConditionState*>(state());
+  const Deadline deadline = deadline_for(timeout);
+  // Read under the lock: a notify after our release bumps it, so the futex wait below
+  // returns at once instead of missing it.
+  const std::uint32_t sequence = cond.sequence.load(std::memory_order_acquire);
+  cond.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  std::uint32_t levels = 0;
+  if (auto* rlock = std::get_if<RLock>(&lock_))
+    levels = rlock_release_all(*static_cast<LockState*>(rlock->state()));
+  else
+    std::get<Lock>(lock_).release();
+
+  bool notified = false;
+  for (;;) {
+    if (cond.sequence.load(std::memory_order_acquire) != sequence) {
+      notified = true;
+      break;
+    }
+    const auto ec = posix::futex_wait(cond.sequence, sequence, deadline);
+    if (timed_out(ec)) {
+      notified = cond.sequence.load(std::memory_order_acquire) != sequence;
+      break;
+    }
+  }
+  cond.sleepers.fetch_sub(1, std::memory_order_relaxed);
+
+  // Take the lock back however long it takes, as Python (the caller holds it on return).
+  if (auto* rlock = std::get_if<RLock>(&lock_))
+    (void)rlock_acquire(*static_cast<LockState*>(rlock->state()), true, std::nullopt, levels);
+  else
+    (void)std::get<Lock>(lock_).acquire();
+  return notified;
+}
+
+void Condition::notify(int n) {
+  check_owned("notify");
+  if (n <= 0) return;
+  auto& cond = *static_cast<ConditionState*>(state());
+  cond.sequence.fetch_add(1, std::memory_order_seq_cst);
+  if (cond.sleepers.load(std::memory_order_seq_cst) != 0) posix::futex_wake(cond.sequence, n);
+}
+
+void Condition::notify_all() {
+  check_owned("notify_all");
+  auto& cond = *static_cast<ConditionState*>(state());
+  cond.sequence.fetch_add(1, std::memory_order_seq_cst);
+  if (cond.sleepers.load(std::memory_order_seq_cst) != 0) posix::futex_wake(cond.sequence, INT_MAX);
+}
+
+// ---- Event ---------------------------------------------------------------------------
+
+namespace {
+
+// Bit 0: the flag. Bits 1-31: how many times set() raised it (so a waiter learns that a
+// set() happened even if clear() followed before it looked).
+struct EventState {
+  std::atomic<std::uint32_t> word;
+  std::atomic<std::uint32_t> sleepers;
+};
+
+}  // namespace
+
+Event::Event() : shared_object(detail::shared_kind::event, sizeof(EventState)) {}
+
+bool Event::is_set() const noexcept {
+  return static_cast<EventState*>(state())->word.load(std::memory_order_acquire) & 1;
+}
+
+void Event::set() {
+  auto& event = *static_cast<EventState*>(state());
+  std::uint32_t word = event.word.load(std::memory_order_relaxed);
+  do {
+    if (word & 1) return;
+  } while (!event.word.compare_exchange_weak(word, (word + 2) | 1, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed));
+  if (event.sleepers.load(std::memory_order_seq_cst) != 0) posix::futex_wake(event.word, INT_MAX);
+}
+
+void Event::clear() {
+  static_cast<EventState*>(state())->word.fetch_and(~std::uint32_t{1}, std::memory_order_release);
+}
+
+bool Event::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  auto& event = *static_cast<EventState*>(state());
+  const std::uint32_t start = event.word.load(std::memory_order_acquire);
+  if (start & 1) return true;
+  // Any change from `start` (whose flag is clear) is a set(): clear() cannot change it.
+  auto changed = [&] { return event.word.load(std::memory_order_acquire) != start; };
+  if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return changed();
+  const Deadline deadline = deadline_for(timeout);
+  if (spin_until(changed)) return true;
+  event.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  bool result = false;
+  for (;;) {
+    if (changed()) {
+      result = true;
+      break;
+    }
+    if (timed_out(posix::futex_wait(event.word, start, deadline))) {
+      result = changed();
+      break;
+    }
+  }
+  event.sleepers.fetch_sub(1, std::memory_order_relaxed);
+  return result;
+}
+
+// ---- Barrier -------------------------------------------------------------------------
+
+namespace {
+
+// The barrier word. Low half (the futex): bit 0 broken, bits 2-31 the generation.
+// High half: bits 32-47 the parties that arrived in this generation, bits 48-63 how the
+// last 16 generations ended (bit 48 + i: generation (current - 1 - i) ended by reset()),
+// so a waiter that wakes late still learns whether its generation passed or was reset.
+constexpr std::uint64_t kBroken = 1;
+constexpr unsigned kGenerationShift = 2;
+constexpr std::uint64_t kGenerationMask = 0xffffffffu & ~std::uint64_t{3};
+constexpr unsigned kCountShift = 32;
+constexpr std::uint64_t kCountMask = std::uint64_t{0xffff} << kCountShift;
+constexpr unsigned kHistoryShift = 48;
+constexpr unsigned kHistoryLength = 16;
+constexpr int kMaxParties = 32767;
+
+std::uint32_t generation_of(std::uint64_t word) {
+  return static_cast<std::uint32_t>((word & kGenerationMask) >> kGenerationShift);
+}
+int count_of(std::uint64_t word) { return static_cast<int>((word & kCountMask) >> kCountShift); }
+
+// The first word of the next generation; `reset` records how this one ended.
+std::uint64_t next_generation(std::uint64_t word, bool reset) {
+  const std::uint64_t history =
+      ((word >> kHistoryShift) << 1 | (reset ? 1 : 0)) & ((std::uint64_t{1} << kHistoryLength) - 1);
+  const std::uint64_t generation =
+      ((word & kGenerationMask) + (std::uint64_t{1} << kGenerationShift)) & kGenerationMask;
+  return (history << kHistoryShift) | generation;
+}
+
+// Who arrived at index i, for a dead-party check: valid when `generation` matches.
+struct BarrierSlot {
+  std::atomic<std::uint64_t> owner;
+  std::atomic<std::uint32_t> generation;
+  std::uint32_t reserved;
+};
+
+struct BarrierState {
+  std::atomic<std::uint64_t> word;
+  std::atomic<std::uint32_t> sleepers;  // may overcount after a sleeper died: harmless
+  std::int32_t parties;
+  std::int64_t default_timeout_ns;  // < 0: none
+  BarrierSlot slots[1];             // `parties` of them
+};
+
+BarrierState& barrier_state(void* state) { return *static_cast<BarrierState*>(state); }
+
+std::size_t barrier_state_size(int parties) {
+  if (parties < 1 || parties > kMaxParties)
+    throw std::invalid_argument("mp::Barrier: parties must be in [1, " +
+                                std::to_string(kMaxParties) + "]");
+  return sizeof(BarrierState) + sizeof(BarrierSlot) * static_cast<std::size_t>(parties - 1);
+}
+
+void wake_all(BarrierState& barrier) {
+  if (barrier.sleepers.load(std::memory_order_seq_cst) != 0)
+    posix::futex_wake_low(barrier.word, INT_MAX);
+}
+
+// Breaks generation `generation` unless it has ended already.
+void break_generation(BarrierState& barrier, std::uint32_t generation) {
+  std::uint64_t word = barrier.word.load(std::memory_order_relaxed);
+  while (generation_of(word) == generation && !(word & kBroken)) {
+    if (barrier.word.compare_exchange_weak(word, word | kBroken, std::memory_order_seq_cst,
+                                           std::memory_order_relaxed)) {
+      wake_all(barrier);
+      return;
+    }
+  }
+}
+
+// Whether a party registered in generation `generation` (among the first `count`) died.
+bool a_party_died(BarrierState& barrier, std::uint32_t generation, int count) {
+  for (int i = 0; i < count && i < barrier.parties; ++i) {
+    auto& slot = barrier.slots[i];
+    if (slot.generation.load(std::memory_order_acquire) != generation) continue;
+    const detail::owner_id owner = slot.owner.load(std::memory_order_relaxed);
+    if (owner != 0 && !detail::owner_alive(owner)) return true;
+  }
+  return false;
+}
+
+[[noreturn]] void throw_broken() { throw BrokenBarrierError("mp::Barrier: the barrier is broken"); }
+
+// Sleeps until the low half of the word differs from `low` or the deadline passes
+// (returns false then). Every slice, checks for dead parties of `generation`.
+bool barrier_sleep(BarrierState& barrier, std::uint64_t word, const Deadline& deadline) {
+  const std::uint32_t low = low_half(word);
+  auto changed = [&] { return low_half(barrier.word.load(std::memory_order_acquire)) != low; };
+  if (spin_until(changed)) return true;
+  barrier.sleepers.fetch_add(1, std::memory_order_seq_cst);
+  bool result = true;
+  for (;;) {
+    if (changed()) break;
+    const auto ec = posix::futex_wait_low(barrier.word, low, deadline.capped(kPartyCheckSlice));
+    if (!timed_out(ec)) continue;
+    if (changed()) break;
+    const std::uint64_t now = barrier.word.load(std::memory_order_acquire);
+    if (a_party_died(barrier, generation_of(word), count_of(now))) {
+      break_generation(barrier, generation_of(word));
+      break;
+    }
+    if (deadline.passed()) {
+      result = false;
+      break;
+    }
+  }
+  barrier.sleepers.fetch_sub(1, std::memory_order_relaxed);
+  return result;
+}
+
+}  // namespace
+
+Barrier::Barrier(int parties, void (*action)(), std::optional<std::chrono::nanoseconds> timeout)
+    : shared_object(detail::shared_kind::barrier, barrier_state_size(parties)), action_(action) {
+  auto& barrier = barrier_state(state());
+  barrier.parties = parties;
+  barrier.default_timeout_ns = timeout ? std::max<std::int64_t>(timeout->count(), 0) : -1;
+}
+
+int Barrier::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  auto& barrier = barrier_state(state());
+  if (!timeout && barrier.default_timeout_ns >= 0)
+    timeout = std::chrono::nanoseconds(barrier.default_timeout_ns);
+  const Deadline deadline = deadline_for(timeout);
+  const detail::owner_id me = detail::current_owner_id();
+
+  // Arrive: take the next index of the current generation.
+  std::uint64_t word = barrier.word.load(std::memory_order_acquire);
+  int index = 0;
+  for (;;) {
+    if (word & kBroken) throw_broken();
+    index = count_of(word);
+    if (index >= barrier.parties) {
+      // The last party is running the action: this caller belongs to the next
+      // generation. (Python's threads wait the same way while a barrier drains.)
+      if (!barrier_sleep(barrier, word, deadline)) {
+        break_generation(barrier, generation_of(word));
+        throw_broken();
+      }
+      word = barrier.word.load(std::memory_order_acquire);
+      continue;
+    }
+    if (barrier.word.compare_exchange_weak(word, word + (std::uint64_t{1} << kCountShift),
+                                           std::memory_order_seq_cst, std::memory_order_acquire))
+      break;
+  }
+  const std::uint32_t generation = generation_of(word);
+  // Register for the dead-party check. (Killed between the CAS above and these stores, a
+  // party goes unnoticed: the others then wait for their timeout.)
+  barrier.slots[index].owner.store(me, std::memory_order_relaxed);
+  barrier.slots[index].generation.store(generation, std::memory_order_release);
+
+  if (index + 1 == barrier.parties) {
+    // Last to arrive: run the action, then open the barrier.
+    if (action_) {
+      try {
+        action_();
+      } catch (...) {
+        break_generation(barrier, generation);
+        throw;
+      }
+    }
+    std::uint64_t full = barrier.word.load(std::memory_order_acquire);
+    for (;;) {
+      if (generation_of(full) != generation || (full & kBroken)) throw_broken();
+      if (barrier.word.compare_exchange_weak(full, next_generation(full, false),
+                                             std::memory_order_seq_cst, std::memory_order_acquire))
+        break;
+    }
+    wake_all(barrier);
+    return index;
+  }
+
+  // Wait for the generation to end: opened (return the index) or broken/reset (throw).
+  word = barrier.word.load(std::memory_order_acquire);
+  for (;;) {
+    if (generation_of(word) != generation) {
+      const std::uint32_t passed = (generation_of(word) - generation) &
+                                   static_cast<std::uint32_t>(kGenerationMask >> kGenerationShift);
+      if (passed <= kHistoryLength && ((word >> (kHistoryShift + passed - 1)) & 1)) throw_broken();
+      return index;
+    }
+    if (word & kBroken) throw_broken();
+    if (!barrier_sleep(barrier, word, deadline)) {
+      // Python: a timeout breaks the barrier for everyone.
+      break_generation(barrier, generation);
+    }
+    word = barrier.word.load(std::memory_order_acquire);
+  }
+}
+
+void Barrier::reset() {
+  auto& barrier = barrier_state(state());
+  std::uint64_t word = barrier.word.load(std::memory_order_relaxed);
+  while (!barrier.word.compare_exchange_weak(
+      word, next_generation(word, true), std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  }
+  wake_all(barrier);
+}
+
+void Barrier::abort() {
+  auto& barrier = barrier_state(state());
+  break_generation(barrier, generation_of(barrier.word.load(std::memory_order_relaxed)));
+}
+
+int Barrier::parties() const noexcept { return barrier_state(state()).parties; }
+
+int Barrier::n_waiting() const noexcept {
+  auto& barrier = barrier_state(state());
+  const std::uint64_t word = barrier.word.load(std::memory_order_acquire);
+  const int count = count_of(word);
+  if ((word & kBroken) || count >= barrier.parties) return 0;
+  return count;
+}
+
+bool Barrier::broken() const noexcept {
+  return barrier_state(state()).word.load(std::memory_order_acquire) & kBroken;
+}
+
+}  // namespace mp
