@@ -9,6 +9,10 @@
 //   then one byte 'H' carrying the heap's memfd (SCM_RIGHTS): the child maps the arena
 //   before it unpickles anything, since the target's arguments may be handles to
 //   shared objects;
+//   then the fds the target's arguments registered while they were pickled (a
+//   Connection's, see mp/detail/fd_passing.hpp): a 4-byte count, then one byte 'F'
+//   carrying each, in index order; the child hands them to set_inherited_fds() so that
+//   unpickling the arguments finds them;
 //   2. pickle(SpawnHeader{ChildSetup, body}),
 //      body = pickle(tuple{trampoline (code reference), pickled target and arguments}).
 // mp::freeze_support() in the child's main() sees the flag and calls spawn_main(),
@@ -24,10 +28,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mp/detail/code_ref.hpp>
+#include <mp/detail/fd_passing.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "heap_arena.hpp"
 #include "posix/pidfd.hpp"
@@ -43,6 +50,10 @@ using Trampoline = void (*)(std::string_view);
 constexpr int kBootstrapFd = 3;
 // The byte that carries the shared heap's fd.
 constexpr char kHeapTag = 'H';
+// The byte that carries each fd passed with the target's arguments.
+constexpr char kPassedFdTag = 'F';
+// More passed fds than this is a corrupt bootstrap.
+constexpr std::uint32_t kMaxPassedFds = 1u << 16;
 // A bootstrap larger than this is refused by the child as corrupt.
 constexpr std::uint64_t kMaxBootstrap = std::uint64_t{1} << 36;
 
@@ -106,6 +117,8 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
         (target->unpicklable_reason ? target->unpicklable_reason : "the target cannot be pickled"));
 
   // Pickle first: a throwing serialize() fails start() before any child exists.
+  // Arguments that own an fd register it with `passed_fds` while they are pickled.
+  FdCollector passed_fds;
   SpawnHeader header{setup, pickle::dumps(std::tuple<Trampoline, std::string>(target->trampoline,
                                                                               target->pickle()))};
   std::string module_frame, header_frame;
@@ -139,6 +152,12 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
   // EPIPE; its exit code tells the story, so the error is not thrown here.
   if (posix::write_all(parent_end.get(), module_frame)) return popen;
   if (posix::send_fd(parent_end.get(), kHeapTag, heap_fd)) return popen;
+  const auto fd_count = static_cast<std::uint32_t>(passed_fds.collected().size());
+  if (posix::write_all(parent_end.get(),
+                       std::string_view(reinterpret_cast<const char*>(&fd_count), sizeof fd_count)))
+    return popen;
+  for (int passed : passed_fds.collected())
+    if (posix::send_fd(parent_end.get(), kPassedFdTag, passed)) return popen;
   (void)posix::write_all(parent_end.get(), header_frame);
   return popen;
 }
@@ -165,6 +184,22 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
     } catch (const std::exception& e) {
       die(std::string("cannot map the parent's shared heap: ") + e.what());
     }
+  }
+  {
+    std::uint32_t count = 0;
+    if (posix::read_exact(fd, &count, sizeof count) || count > kMaxPassedFds)
+      die("corrupt bootstrap: no count of passed fds after the heap fd");
+    std::vector<int> passed;
+    passed.reserve(count);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      char tag = 0;
+      posix::unique_fd received;
+      if (auto ec = posix::recv_fd(fd, tag, received); ec || tag != kPassedFdTag)
+        die("cannot receive fd #" + std::to_string(i) + " of " + std::to_string(count) +
+            " passed with the target's arguments (over the RLIMIT_NOFILE limit?)");
+      passed.push_back(received.release());
+    }
+    set_inherited_fds(std::move(passed));
   }
   if (!read_frame(fd, frame, error)) die(error);
   ::close(fd);

@@ -2,6 +2,7 @@
 // module in Python.
 #pragma once
 
+#include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>

@@ -1,0 +1,197 @@
+// mp::Pipe, mp::Connection and mp::wait: message channels between processes.
+// Mirrors Python's `multiprocessing.connection` (Pipe, Connection, wait).
+//
+// Differences from Python, on purpose:
+//   - Pipe(duplex=false) is a socket pair shut down in one direction, not os.pipe(), so
+//     that both kinds of pipe behave the same: a send to a closed peer throws
+//     std::system_error(EPIPE) (Python: BrokenPipeError) and never raises SIGPIPE.
+//   - Frames are an 8-byte length in native byte order, then the bytes (Python: 4 bytes
+//     big-endian, with an escape for large messages); not wire-compatible with Python.
+//     A frame longer than 1 TiB, or one whose bytes stop early, is an error, and the body
+//     is read as it arrives: a bogus length costs memory only for bytes actually sent.
+//   - Misuse is a logic error, not OSError: any use after close() (or after a broken
+//     frame closed the connection) throws std::invalid_argument("handle is closed"), as
+//     mp::Process does after close(); recv on a send-only end and send on a receive-only
+//     end throw std::logic_error. std::system_error is kept for what the OS reports.
+//   - A broken frame (end of file inside a message, a length over the cap) closes the
+//     connection, since the stream has lost its framing; Python leaves it open (it closes
+//     only when recv_bytes' maxlength is exceeded, which mp does too).
+//   - The peer closing while data we sent was still unread in its socket makes Linux
+//     report ECONNRESET; at a message boundary recv() throws mp::EOFError for it, like a
+//     clean close (Python: ConnectionResetError).
+//   - A Connection reaches a child as a Process argument: inherited with fork, sent with
+//     its fd (SCM_RIGHTS) through the spawn bootstrap with spawn. The target takes it as
+//     `mp::Connection&`. Pickling it anywhere else (a Queue message, say) throws
+//     mp::PicklingError; Python can send connections through queues.
+//   - mp::wait returns the indices of the ready objects (Python returns the objects), and
+//     refuses to wait forever on an empty list (Python hangs).
+//   - No Listener/Client (sockets with an authkey) yet.
+//
+// As in Python, a Connection is not thread-safe, and two processes that both send large
+// messages on a duplex pair without reading deadlock once both socket buffers are full
+// (about 200 KiB each way on Linux): one side must read while the other sends.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <mp/detail/fd_passing.hpp>
+#include <mp/errors.hpp>
+#include <mp/pickle.hpp>
+#include <mp/process.hpp>
+
+namespace mp {
+
+// A timeout in seconds (any std::chrono duration converts); std::nullopt waits forever.
+using WaitTimeout = std::optional<std::chrono::duration<double>>;
+
+// One end of a Pipe: sends and receives whole messages (pickled objects or bytes).
+// Move-only; the destructor closes it. Python: multiprocessing.connection.Connection.
+class Connection {
+ public:
+  // A closed connection (every operation but close() and closed() throws).
+  Connection() noexcept = default;
+  // Takes ownership of `fd`, a connected stream socket (or a pipe end: then a send to a
+  // closed reader raises SIGPIPE, as for any pipe). Throws std::invalid_argument if both
+  // flags are false. Python: Connection(handle, readable, writable).
+  explicit Connection(int fd, bool readable = true, bool writable = true);
+  Connection(Connection&& other) noexcept;
+  Connection& operator=(Connection&& other) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // Pickles `obj` and sends it as one message; blocks while the socket is full.
+  // Compile-time error if T cannot be pickled. Throws what pickling throws,
+  // std::system_error (EPIPE when the other end is closed), as send_bytes.
+  // Python: send(obj).
+  template <class T>
+  void send(const T& obj) {
+    const std::string bytes = pickle::dumps(obj);
+    send_bytes(std::string_view(bytes));
+  }
+
+  // Receives one message and unpickles it as T; blocks until one arrives. Throws
+  // mp::EOFError if the other end is closed and nothing is left, mp::UnpicklingError if
+  // the message is not a pickle of T (it is consumed), else as recv_bytes.
+  // Python: recv().
+  template <class T>
+  T recv() {
+    const std::string bytes = recv_bytes();
+    return pickle::loads<T>(bytes);
+  }
+
+  // Sends bytes [offset, offset + size) of `buffer` (size: to the end) as one message; 0
+  // bytes is a valid message. Throws std::invalid_argument if the range is outside the
+  // buffer, std::logic_error on a receive-only end, std::invalid_argument if closed,
+  // std::system_error if the OS fails (EPIPE: the other end is closed).
+  // Python: send_bytes(buf, offset=0, size=None).
+  void send_bytes(std::span<const std::byte> buffer, std::size_t offset = 0,
+                  std::optional<std::size_t> size = std::nullopt);
+  void send_bytes(std::string_view buffer, std::size_t offset = 0,
+                  std::optional<std::size_t> size = std::nullopt);
+
+  // Receives one message; blocks until one arrives. Throws mp::EOFError if the other end
+  // is closed and nothing is left; std::system_error(EMSGSIZE, "bad message length") if
+  // the message is longer than `maxlength`, and closes the connection (Python: OSError,
+  // the same); std::system_error(EPROTO) if the stream ends inside a message or carries
+  // an impossible length (closes the connection); std::logic_error on a send-only end.
+  // Python: recv_bytes(maxlength=None).
+  std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
+
+  // Receives one message into `buffer` from `offset` on; returns its size. Blocks until
+  // one arrives. If it does not fit, throws mp::BufferTooShort holding the whole message
+  // (consumed; the connection stays usable). Throws std::invalid_argument if offset >
+  // buffer.size(), else as recv_bytes. Python: recv_bytes_into(buf, offset=0).
+  std::size_t recv_bytes_into(std::span<std::byte> buffer, std::size_t offset = 0);
+
+  // Whether a message (or the end of the stream) is ready to be received, waiting at most
+  // `timeout` (default: not at all; nullopt: forever). Never returns false before the
+  // timeout has passed. Throws std::logic_error on a send-only end, std::invalid_argument
+  // if closed. Python: poll(timeout=0.0).
+  bool poll(WaitTimeout timeout = std::chrono::duration<double>::zero()) const;
+
+  // Closes the fd; further calls are no-ops. Python: close().
+  void close() noexcept;
+  // The fd; throws std::invalid_argument if closed. Python: fileno().
+  int fileno() const;
+  bool closed() const noexcept { return fd_ < 0; }
+  bool readable() const noexcept { return readable_; }
+  bool writable() const noexcept { return writable_; }
+
+  // Pickling support for mp::pickle: valid only while pickling the arguments of a
+  // spawned child, which then receives a duplicate of the fd (see the header comment).
+  template <class Archive>
+  void save(Archive& ar) const {
+    const std::uint32_t index = detail::register_fd_for_child(fileno(), "a Connection");
+    const bool readable = readable_;
+    const bool writable = writable_;
+    ar(index, readable, writable);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    std::uint32_t index = 0;
+    bool readable = false;
+    bool writable = false;
+    ar(index, readable, writable);
+    *this = Connection(detail::take_inherited_fd(index), readable, writable);
+  }
+
+ private:
+  void check_readable() const;
+  void check_writable() const;
+  // Reads the next frame's length; false at a clean end of stream.
+  bool read_length(std::uint64_t& length);
+  // Reads `size` bytes of the current frame into `out`.
+  void read_body(void* out, std::size_t size);
+  // Reads the current frame's body of `length` bytes, growing the buffer as bytes arrive.
+  std::string read_body(std::uint64_t length);
+  [[noreturn]] void fail_and_close(int error, const char* what);
+
+  int fd_ = -1;
+  bool readable_ = false;
+  bool writable_ = false;
+  bool is_socket_ = true;  // false after sendmsg() said ENOTSOCK: a pipe, written with writev
+};
+
+// A connected pair of Connections. duplex: both ends send and receive (a socket pair);
+// else (receive end, send end). Throws std::system_error if the OS refuses.
+// Python: Pipe(duplex=True).
+std::pair<Connection, Connection> Pipe(bool duplex = true);
+
+// Something mp::wait can watch: a Connection (ready when recv() would not block: a
+// message or the end of the stream), a Process (ready once it has ended: its sentinel),
+// or a raw fd (ready when readable or hung up). Refers to the object; does not own it.
+class Waitable {
+ public:
+  Waitable(const Connection& connection) noexcept : object_(&connection) {}  // NOLINT
+  Waitable(const Process& process) noexcept : object_(&process) {}           // NOLINT
+  Waitable(int fd) noexcept : object_(fd) {}                                 // NOLINT
+
+  // The fd to watch. Throws as Connection::fileno() and Process::sentinel() do.
+  int fileno() const;
+
+ private:
+  std::variant<const Connection*, const Process*, int> object_;
+};
+
+// Waits until at least one of `objects` is ready, at most `timeout` (nullopt: forever),
+// and returns the indices of the ready ones in increasing order; empty only when the
+// timeout passed. Never returns early. Throws std::invalid_argument for an empty list
+// without a timeout (it would never return) and for a closed Connection or an unstarted
+// Process, std::system_error if poll(2) fails. Python: multiprocessing.connection.wait.
+std::vector<std::size_t> wait(std::span<const Waitable> objects,
+                              WaitTimeout timeout = std::nullopt);
+std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
+                              WaitTimeout timeout = std::nullopt);
+
+}  // namespace mp

@@ -1,0 +1,250 @@
+// mp::Connection, mp::Pipe and mp::wait: Python's multiprocessing/connection.py.
+//
+// A message is a frame: its length as 8 bytes in native order, then its bytes. A frame
+// goes out in one sendmsg() (header and body as two iovecs) and comes in with two
+// reads, the header then the body, so nothing past the current message is ever read:
+// poll() and wait() need only ask the kernel, and a Connection has no buffer that a
+// fork or a spawn would have to carry.
+#include <mp/connection.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "posix/fd.hpp"
+#include "posix/socket.hpp"
+
+namespace mp {
+namespace {
+
+// A frame longer than this is corrupt (Python's limit is the 2**63 of its 8-byte form;
+// mp refuses what no process of a real program sends).
+constexpr std::uint64_t kMaxFrame = std::uint64_t{1} << 40;  // 1 TiB
+// A frame body is first given this much room, then room grows with what has arrived.
+constexpr std::size_t kInitialBody = std::size_t{64} << 10;
+
+[[noreturn]] void throw_closed() {
+  throw std::invalid_argument("mp::Connection: handle is closed");
+}
+
+// std::nullopt: forever; otherwise at least the timeout, rounded up to nanoseconds.
+std::optional<std::chrono::nanoseconds> to_nanoseconds(const WaitTimeout& timeout) {
+  if (!timeout) return std::nullopt;
+  const double seconds = timeout->count();
+  if (!(seconds > 0)) return std::chrono::nanoseconds::zero();  // also NaN
+  if (seconds > 1e9) return std::nullopt;                       // ~31 years: forever
+  return std::chrono::ceil<std::chrono::nanoseconds>(*timeout);
+}
+
+}  // namespace
+
+Connection::Connection(int fd, bool readable, bool writable)
+    : fd_(fd), readable_(readable), writable_(writable) {
+  if (fd < 0) throw std::invalid_argument("mp::Connection: invalid handle");
+  if (!readable && !writable) {
+    close();
+    throw std::invalid_argument(
+        "mp::Connection: at least one of readable and writable must be true");
+  }
+}
+
+Connection::Connection(Connection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      readable_(std::exchange(other.readable_, false)),
+      writable_(std::exchange(other.writable_, false)),
+      is_socket_(other.is_socket_) {}
+
+Connection& Connection::operator=(Connection&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    readable_ = std::exchange(other.readable_, false);
+    writable_ = std::exchange(other.writable_, false);
+    is_socket_ = other.is_socket_;
+  }
+  return *this;
+}
+
+Connection::~Connection() { close(); }
+
+void Connection::close() noexcept { posix::unique_fd closing(std::exchange(fd_, -1)); }
+
+int Connection::fileno() const {
+  if (fd_ < 0) throw_closed();
+  return fd_;
+}
+
+void Connection::check_readable() const {
+  if (fd_ < 0) throw_closed();
+  if (!readable_) throw std::logic_error("mp::Connection: connection is write-only");
+}
+
+void Connection::check_writable() const {
+  if (fd_ < 0) throw_closed();
+  if (!writable_) throw std::logic_error("mp::Connection: connection is read-only");
+}
+
+void Connection::fail_and_close(int error, const char* what) {
+  close();
+  throw std::system_error(error, std::generic_category(), what);
+}
+
+// ---- sending ----
+
+void Connection::send_bytes(std::string_view buffer, std::size_t offset,
+                            std::optional<std::size_t> size) {
+  send_bytes(std::as_bytes(std::span<const char>(buffer.data(), buffer.size())), offset, size);
+}
+
+void Connection::send_bytes(std::span<const std::byte> buffer, std::size_t offset,
+                            std::optional<std::size_t> size) {
+  check_writable();
+  if (offset > buffer.size())
+    throw std::invalid_argument("mp::Connection::send_bytes: buffer length < offset");
+  const std::size_t length = size.value_or(buffer.size() - offset);
+  if (length > buffer.size() - offset)
+    throw std::invalid_argument("mp::Connection::send_bytes: buffer length < offset + size");
+  if (length > kMaxFrame)
+    throw std::invalid_argument("mp::Connection::send_bytes: message longer than 1 TiB");
+  std::uint64_t header = length;
+  struct iovec parts[2] = {
+      {&header, sizeof header},
+      {const_cast<std::byte*>(buffer.data() + offset), length},  // sendmsg does not write
+  };
+  if (auto ec = posix::write_all(fd_, parts, is_socket_))
+    throw std::system_error(ec, "mp::Connection::send_bytes");
+}
+
+// ---- receiving ----
+
+bool Connection::read_length(std::uint64_t& length) {
+  auto* out = reinterpret_cast<char*>(&length);
+  std::size_t got = 0;
+  while (got < sizeof length) {
+    std::size_t n = 0;
+    if (auto ec = posix::read_some(fd_, out + got, sizeof length - got, n)) {
+      // Linux says ECONNRESET once the data is drained when the peer closed with our
+      // messages unread in its socket: between messages that is an end of stream too.
+      if (got == 0 && ec == std::errc::connection_reset) return false;
+      if (got == 0) throw std::system_error(ec, "mp::Connection::recv");
+      close();
+      throw std::system_error(ec, "mp::Connection::recv");
+    }
+    if (n == 0) {
+      if (got == 0) return false;
+      fail_and_close(EPROTO, "mp::Connection::recv: got end of file during message");
+    }
+    got += n;
+  }
+  if (length > kMaxFrame || length > SIZE_MAX)
+    fail_and_close(EMSGSIZE, "mp::Connection::recv: bad message length");
+  return true;
+}
+
+void Connection::read_body(void* out, std::size_t size) {
+  auto* p = static_cast<char*>(out);
+  while (size > 0) {
+    std::size_t n = 0;
+    if (auto ec = posix::read_some(fd_, p, size, n)) {
+      close();
+      throw std::system_error(ec, "mp::Connection::recv");
+    }
+    if (n == 0) fail_and_close(EPROTO, "mp::Connection::recv: got end of file during message");
+    p += n;
+    size -= n;
+  }
+}
+
+std::string Connection::read_body(std::uint64_t length) {
+  // Room grows with what has arrived (at most doubling), never with what the header
+  // claims: a corrupt length meets the end of the stream long before memory runs out.
+  const auto total = static_cast<std::size_t>(length);
+  std::string out;
+  std::size_t got = 0;
+  while (got < total) {
+    if (got == out.size()) out.resize(std::min(total, std::max(kInitialBody, 2 * got)));
+    std::size_t n = 0;
+    if (auto ec = posix::read_some(fd_, out.data() + got, out.size() - got, n)) {
+      close();
+      throw std::system_error(ec, "mp::Connection::recv");
+    }
+    if (n == 0) fail_and_close(EPROTO, "mp::Connection::recv: got end of file during message");
+    got += n;
+  }
+  return out;
+}
+
+std::string Connection::recv_bytes(std::optional<std::size_t> maxlength) {
+  check_readable();
+  std::uint64_t length = 0;
+  if (!read_length(length)) throw EOFError("mp::Connection::recv: the other end is closed");
+  if (maxlength && length > *maxlength)
+    fail_and_close(EMSGSIZE, "mp::Connection::recv_bytes: bad message length");
+  return read_body(length);
+}
+
+std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t offset) {
+  check_readable();
+  if (offset > buffer.size())
+    throw std::invalid_argument("mp::Connection::recv_bytes_into: offset too large");
+  std::uint64_t length = 0;
+  if (!read_length(length)) throw EOFError("mp::Connection::recv: the other end is closed");
+  if (length > buffer.size() - offset) throw BufferTooShort(read_body(length));
+  read_body(buffer.data() + offset, static_cast<std::size_t>(length));
+  return static_cast<std::size_t>(length);
+}
+
+bool Connection::poll(WaitTimeout timeout) const {
+  check_readable();
+  struct pollfd fds[1] = {{fd_, POLLIN, 0}};
+  int ready = 0;
+  if (auto ec = posix::poll_until(fds, to_nanoseconds(timeout), ready))
+    throw std::system_error(ec, "mp::Connection::poll");
+  return ready > 0;
+}
+
+std::pair<Connection, Connection> Pipe(bool duplex) {
+  posix::unique_fd first, second;
+  if (auto ec = posix::stream_pair(duplex, first, second)) throw std::system_error(ec, "mp::Pipe");
+  if (duplex) return {Connection(first.release()), Connection(second.release())};
+  return {Connection(first.release(), true, false), Connection(second.release(), false, true)};
+}
+
+// ---- wait ----
+
+int Waitable::fileno() const {
+  struct Visitor {
+    int operator()(const Connection* connection) const { return connection->fileno(); }
+    int operator()(const Process* process) const { return process->sentinel(); }
+    int operator()(int fd) const { return fd; }
+  };
+  return std::visit(Visitor{}, object_);
+}
+
+std::vector<std::size_t> wait(std::span<const Waitable> objects, WaitTimeout timeout) {
+  const auto wait_for = to_nanoseconds(timeout);
+  if (objects.empty() && !wait_for)
+    throw std::invalid_argument("mp::wait: nothing to wait for, and no timeout");
+  std::vector<struct pollfd> fds;
+  fds.reserve(objects.size());
+  for (const Waitable& object : objects) fds.push_back({object.fileno(), POLLIN, 0});
+  int ready = 0;
+  if (auto ec = posix::poll_until(fds, wait_for, ready)) throw std::system_error(ec, "mp::wait");
+  std::vector<std::size_t> indices;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i].revents & POLLNVAL)
+      throw std::system_error(EBADF, std::generic_category(),
+                              "mp::wait: fd " + std::to_string(fds[i].fd) + " is not open");
+    if (fds[i].revents != 0) indices.push_back(i);
+  }
+  return indices;
+}
+
+std::vector<std::size_t> wait(std::initializer_list<Waitable> objects, WaitTimeout timeout) {
+  return wait(std::span<const Waitable>(objects.begin(), objects.size()), timeout);
+}
+
+}  // namespace mp
