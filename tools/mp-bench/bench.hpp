@@ -91,6 +91,7 @@ using BenchFunction = void (*)(const Row&);
 // Rows, one function each (process_start.cpp, probes.cpp; later issues add theirs).
 void process_start_fork(const Row& row);
 void process_start_spawn(const Row& row);
+void pipe_roundtrip(const Row& row);  // connection_rows.cpp
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);

@@ -67,6 +67,7 @@ struct RowSpec {
 constexpr RowSpec kRows[] = {
     {"process_start_fork", kImpl, 200, 50, &process_start_fork},
     {"process_start_spawn", kImpl, 20, 5, &process_start_spawn},
+    {"pipe_roundtrip", kImpl, 20'000, 5'000, &pipe_roundtrip},
     {"probe_fork", kLimit, 200, 50, &probe_fork},
     {"probe_spawn", kLimit, 20, 5, &probe_spawn},
     {"probe_pipe_roundtrip", kLimit, 20'000, 5'000, &probe_pipe_roundtrip},
