@@ -11,13 +11,12 @@ namespace mp::detail {
 namespace {
 
 std::atomic<pid_t> cached_pid{0};
-std::atomic<owner_id> cached_owner{0};
 thread_local pid_t cached_tid = 0;
 
 // A forked child is a new process with the forking thread as its only thread.
 void refresh_after_fork() noexcept {
   cached_pid.store(::getpid(), std::memory_order_relaxed);
-  cached_owner.store(0, std::memory_order_relaxed);
+  cached_owner_id.store(0, std::memory_order_relaxed);
   cached_tid = posix::this_thread_id();
 }
 
@@ -39,15 +38,17 @@ pid_t current_pid() noexcept {
   return pid;
 }
 
-owner_id current_owner_id() noexcept {
-  owner_id id = cached_owner.load(std::memory_order_relaxed);
+std::atomic<owner_id> cached_owner_id{0};
+
+owner_id current_owner_id_slow() noexcept {
+  owner_id id = cached_owner_id.load(std::memory_order_relaxed);
   if (id == 0) {
     const pid_t pid = current_pid();
     posix::ProcessStatus status;
     // Without /proc the start time reads as 0: pid reuse then goes unnoticed.
     (void)posix::process_status(pid, status);
     id = make_owner_id(pid, status.start_ticks);
-    cached_owner.store(id, std::memory_order_relaxed);
+    cached_owner_id.store(id, std::memory_order_relaxed);
   }
   return id;
 }

@@ -61,19 +61,8 @@ bool spin_until(Done done) {
 
 // ---- Lock / RLock state ----------------------------------------------------------------
 
-// The lock word: 0 when free, else the owner's id with bit 31 set while someone may
-// sleep on it (bits 22-31 of an owner id are always 0: pids are below 2^22).
-constexpr std::uint64_t kWaitersBit = std::uint64_t{1} << 31;
-
-struct LockState {
-  std::atomic<std::uint64_t> word;
-  std::atomic<std::uint32_t> recovered;  // 1: taken over from a dead owner, until release
-  // RLock only: the owning thread and its recursion level (meaningful while `word`
-  // names this process).
-  std::atomic<std::int32_t> owner_tid;
-  std::atomic<std::uint32_t> count;
-};
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+using detail::LockState;
+constexpr std::uint64_t kWaitersBit = detail::kLockWaitersBit;
 
 std::uint32_t low_half(std::uint64_t word) { return static_cast<std::uint32_t>(word); }
 
@@ -132,10 +121,16 @@ bool lock_acquire(LockState& state, bool block, std::optional<std::chrono::nanos
   return acquire_slow(state, me, deadline_for(timeout));
 }
 
-void lock_release(LockState& state) {
-  state.recovered.store(0, std::memory_order_relaxed);
+// Releases the lock; returns false (changing nothing) if it was not held. One atomic
+// exchange is the whole fast path: its old value says both whether the lock was held
+// and whether anyone sleeps on it.
+bool lock_release(LockState& state) {
+  if (state.recovered.load(std::memory_order_relaxed) != 0)
+    state.recovered.store(0, std::memory_order_relaxed);
   const std::uint64_t old = state.word.exchange(0, std::memory_order_release);
+  if (old == 0) return false;
   if (old & kWaitersBit) posix::futex_wake_low(state.word, 1);
+  return true;
 }
 
 bool lock_held_by_this_process(const LockState& state) {
@@ -181,15 +176,19 @@ std::uint32_t rlock_release_all(LockState& state) {
 
 Lock::Lock() : shared_object(detail::shared_kind::lock, sizeof(LockState)) {}
 
-bool Lock::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
-  return lock_acquire(*static_cast<LockState*>(state()), block, timeout);
+bool Lock::acquire_contended(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  return lock_acquire(lock_state(), block, timeout);
 }
 
-void Lock::release() {
-  auto& state = *static_cast<LockState*>(this->state());
-  if (state.word.load(std::memory_order_relaxed) == 0)
+void Lock::release_after_exchange(std::uint64_t old) {
+  if (old == 0)
     throw std::invalid_argument("mp::Lock::release: semaphore or lock released too many times");
-  lock_release(state);
+  if (old & kWaitersBit) posix::futex_wake_low(lock_state().word, 1);
+}
+
+void Lock::release_recovered() {
+  if (!lock_release(lock_state()))
+    throw std::invalid_argument("mp::Lock::release: semaphore or lock released too many times");
 }
 
 bool Lock::recovered() const noexcept {

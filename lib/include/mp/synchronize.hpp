@@ -38,6 +38,7 @@
 //     process lives on) is not detected, as in Python.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -46,6 +47,7 @@
 #include <variant>
 
 #include <mp/detail/heap.hpp>
+#include <mp/detail/lock_state.hpp>
 #include <mp/errors.hpp>
 
 namespace mp {
@@ -77,10 +79,24 @@ class Lock : private detail::shared_object {
   // waits at most `timeout` (nullopt: forever). Returns whether the lock was taken.
   // A process that acquires a lock it already holds waits (it is not recursive).
   // Python: Lock.acquire(block=True, timeout=None).
-  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    std::uint64_t expected = 0;
+    if (lock_state().word.compare_exchange_strong(expected, detail::current_owner_id(),
+                                                  std::memory_order_acquire,
+                                                  std::memory_order_relaxed)) [[likely]]
+      return true;
+    return acquire_contended(block, timeout);
+  }
   // Releases the lock, whoever holds it. Throws std::invalid_argument if it is not held
   // (Python: ValueError). Never blocks.
-  void release();
+  void release() {
+    auto& state = lock_state();
+    if (state.recovered.load(std::memory_order_relaxed) != 0) [[unlikely]]
+      return release_recovered();
+    const std::uint64_t old = state.word.exchange(0, std::memory_order_release);
+    if (old == 0 || (old & detail::kLockWaitersBit)) [[unlikely]]
+      release_after_exchange(old);
+  }
 
   // True if this lock was taken over from a process that died holding it and has not
   // been released since. Never blocks.
@@ -115,6 +131,13 @@ class Lock : private detail::shared_object {
   friend class Condition;
   // Whether the calling process holds the lock.
   bool held_by_this_process() const noexcept;
+  detail::LockState& lock_state() const noexcept {
+    return *static_cast<detail::LockState*>(state());
+  }
+  // The out-of-line rest of acquire() and release(): waiting, waking, errors.
+  bool acquire_contended(bool block, std::optional<std::chrono::nanoseconds> timeout);
+  void release_after_exchange(std::uint64_t old);
+  void release_recovered();
 };
 
 // A recursive lock owned by one thread of one process: only the owner may release it,
