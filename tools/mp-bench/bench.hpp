@@ -13,6 +13,8 @@
 #include <variant>
 #include <vector>
 
+#include <mp/process.hpp>
+
 namespace mp_bench {
 
 // Command-line settings shared by all rows.
@@ -85,16 +87,45 @@ class Row {
   const Options& options_;
 };
 
+// Ends a started child if a row fails half-way: waits briefly, then terminates and
+// kills it, as the Python script's Children block does when it raised.
+class ReapOnError {
+ public:
+  explicit ReapOnError(mp::Process& process) : process_(&process) {}
+  ~ReapOnError() {
+    if (process_ == nullptr) return;
+    try {
+      if (process_->pid() == 0 || process_->join(std::chrono::seconds(2))) return;
+      process_->terminate();
+      if (process_->join(std::chrono::seconds(5))) return;
+      process_->kill();
+      process_->join();
+    } catch (...) {  // a destructor must not throw; the row already failed
+    }
+  }
+  // The child was joined normally: nothing to do at the end of the scope.
+  void release() { process_ = nullptr; }
+  ReapOnError(const ReapOnError&) = delete;
+  ReapOnError& operator=(const ReapOnError&) = delete;
+
+ private:
+  mp::Process* process_;
+};
+
 // The function that measures one row and emits its lines; throws to fail the row.
 using BenchFunction = void (*)(const Row&);
 
 // Rows, one function each (process_start.cpp, probes.cpp; later issues add theirs).
 void process_start_fork(const Row& row);
 void process_start_spawn(const Row& row);
-void pipe_roundtrip(const Row& row);  // connection_rows.cpp
+void pipe_roundtrip(const Row& row);    // connection_rows.cpp
+void lock_uncontended(const Row& row);  // sync_rows.cpp
+void barrier_cycle(const Row& row);
+void event_pingpong(const Row& row);
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);
+void probe_atomic_pair(const Row& row);
 void probe_spawn(const Row& row);
 void probe_pipe_roundtrip(const Row& row);
 void probe_futex_roundtrip(const Row& row);

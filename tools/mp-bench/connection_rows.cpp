@@ -32,29 +32,6 @@ void pipe_echo(mp::Connection& conn) {
   conn.close();
 }
 
-// Ends a started child if the row fails half-way (Python: the Children block).
-class ReapOnError {
- public:
-  explicit ReapOnError(mp::Process& process) : process_(&process) {}
-  ~ReapOnError() {
-    if (process_ == nullptr) return;
-    try {
-      if (process_->pid() == 0 || process_->join(std::chrono::seconds(2))) return;
-      process_->terminate();
-      if (process_->join(std::chrono::seconds(5))) return;
-      process_->kill();
-      process_->join();
-    } catch (...) {  // a destructor must not throw; the row already failed
-    }
-  }
-  void release() { process_ = nullptr; }
-  ReapOnError(const ReapOnError&) = delete;
-  ReapOnError& operator=(const ReapOnError&) = delete;
-
- private:
-  mp::Process* process_;
-};
-
 }  // namespace
 
 void pipe_roundtrip(const Row& row) {

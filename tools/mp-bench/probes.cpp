@@ -445,6 +445,31 @@ void probe_futex_roundtrip(const Row& row) {
   }
 }
 
+// The floor of any lock whose release must wake sleepers: one compare-and-swap to
+// take a word in shared memory, one exchange to give it back (the old value tells the
+// releaser whether anyone sleeps). No mp. Python: nothing to compare; lock_uncontended.
+void probe_atomic_pair(const Row& row) {
+  const std::int64_t n = row.size();
+  Mapping shared(4096, MAP_SHARED | MAP_ANONYMOUS);
+  auto* word = new (shared.data()) std::atomic<std::uint64_t>(0);
+  std::vector<double> runs;
+  for (int run = 0; run < row.runs(); ++run) {
+    check_deadline();
+    const auto start = Clock::now();
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::uint64_t expected = 0;
+      while (!word->compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                            std::memory_order_relaxed))
+        expected = 0;
+      if (word->exchange(0, std::memory_order_release) != 1) throw BenchError("word changed");
+    }
+    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e9);
+  }
+  row.emit(
+      {{"N", n}, {"probe", std::string("CAS acquire + exchange release on a MAP_SHARED word")}},
+      "ns_per_pair", runs, "ns");
+}
+
 void probe_memcpy(const Row& row) {
   const auto size = static_cast<std::size_t>(row.size());
   // Setup, untimed: both buffers faulted in, so only the copy is measured.

@@ -16,30 +16,6 @@ namespace {
 // A free function: every start method can run it (spawn pickles its address).
 void noop() {}
 
-// Joins a started child if the row fails half-way: waits briefly, then terminates and
-// kills it, as the Python script's Children block does when it raised.
-class ReapOnError {
- public:
-  explicit ReapOnError(mp::Process& process) : process_(&process) {}
-  ~ReapOnError() {
-    if (process_ == nullptr) return;
-    try {
-      if (process_->pid() == 0 || process_->join(std::chrono::seconds(2))) return;
-      process_->terminate();
-      if (process_->join(std::chrono::seconds(5))) return;
-      process_->kill();
-      process_->join();
-    } catch (...) {  // a destructor must not throw; the row already failed
-    }
-  }
-  void release() { process_ = nullptr; }
-  ReapOnError(const ReapOnError&) = delete;
-  ReapOnError& operator=(const ReapOnError&) = delete;
-
- private:
-  mp::Process* process_;
-};
-
 // Seconds for one start()+join(); construction and the exit check are untimed.
 double start_and_join_once(const mp::Context& context) {
   mp::Process process = context.process(&noop);
