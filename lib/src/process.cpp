@@ -351,17 +351,20 @@ void Process::start() {
   }
   auto popen = detail::launcher_for(method)(*this, setup, target_.get());
 
-  std::lock_guard glock(g.mutex);
   {
-    std::lock_guard lock(state.mutex);
-    state.start_method = method;
-    state.popen = std::move(popen);
+    std::lock_guard glock(g.mutex);
+    {
+      std::lock_guard lock(state.mutex);
+      state.start_method = method;
+      state.popen = std::move(popen);
+    }
+    g.children.push_back(state_);
+    if (!g.atexit_registered) {
+      g.atexit_registered = true;
+      std::atexit(detail::exit_function);
+    }
   }
-  g.children.push_back(state_);
-  if (!g.atexit_registered) {
-    g.atexit_registered = true;
-    std::atexit(detail::exit_function);
-  }
+  if (target_ && target_->after_start) target_->after_start();
 }
 
 void Process::join() { join_impl(std::nullopt); }
@@ -388,6 +391,7 @@ void Process::join_impl(std::optional<std::chrono::nanoseconds> timeout) {
     throw std::logic_error("mp::Process::join: can only join a child process");
   if (!state.popen) throw std::logic_error("mp::Process::join: can only join a started process");
   if (state.popen->wait(timeout)) {
+    target_.reset();  // the child has ended: its arguments can go
     auto& g = globals();
     std::lock_guard lock(g.mutex);
     std::erase(g.children, state_);

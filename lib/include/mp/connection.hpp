@@ -194,4 +194,11 @@ std::vector<std::size_t> wait(std::span<const Waitable> objects,
 std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
                               WaitTimeout timeout = std::nullopt);
 
+// A Connection moved into a Process belongs to the child once it is started: start()
+// closes the parent's copy (see detail::release_after_start in <mp/process.hpp>), so
+// the parent sees EOF when the child's end closes. Python: users close it by hand.
+inline void release_after_start(Connection& connection, detail::after_start_tag) noexcept {
+  connection.close();
+}
+
 }  // namespace mp

@@ -60,7 +60,20 @@ struct Target {
   void (*trampoline)(std::string_view) = nullptr;
   // Why the target cannot be pickled (for the error start() throws under spawn).
   const char* unpicklable_reason = nullptr;
+  // Run in the parent once the child exists (see release_after_start).
+  std::function<void()> after_start;
 };
+
+// What a started Process gives up in the parent, per argument, found by ADL:
+//   void release_after_start(YourType&, mp::detail::after_start_tag);
+// Arguments are otherwise kept until the child has been joined: a forked child's copies
+// of shared-heap handles hold no reference of their own, and a spawned child may not
+// have unpickled its own yet. A Connection, though, belongs to the child once it is
+// started: the parent's copy is closed (<mp/connection.hpp>), as Python users close it
+// by hand, so the parent sees EOF when the child's end closes.
+struct after_start_tag {};
+template <class T>
+void release_after_start(T&, after_start_tag) noexcept {}
 
 // The spawned child's entry point for a target of type F with arguments Args.
 template <class F, class... Args>
@@ -78,6 +91,10 @@ Target make_target(F&& f, Args&&... args) {
   Target target;
   target.call = [bound] {
     std::apply([](auto& fn, auto&... a) { std::invoke(fn, a...); }, *bound);
+  };
+  target.after_start = [bound] {
+    std::apply([](auto&... parts) { (release_after_start(parts, after_start_tag{}), ...); },
+               *bound);
   };
   if constexpr (pickle::picklable<Bound>) {
     target.pickle = [bound] { return pickle::dumps(*bound); };
