@@ -7,4 +7,5 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>

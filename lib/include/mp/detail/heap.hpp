@@ -63,6 +63,8 @@ enum class shared_kind : std::uint32_t {
   condition,
   event,
   barrier,
+  shared_value,  // sharedctypes
+  shared_array,
 };
 
 // A counted reference to an object in the shared heap: the base of mp's handle classes.

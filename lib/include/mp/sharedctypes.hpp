@@ -1,0 +1,506 @@
+// Plain values and arrays in shared memory. Mirrors Python's
+// `multiprocessing.sharedctypes` (Value, Array, RawValue, RawArray; get_lock(), get_obj(),
+// and .value/.raw of char arrays).
+//
+// The element type plays the part of a ctypes type or Structure: any trivially copyable
+// object type (int, double, a struct of them...), checked at compile time by the concept
+// mp::shared_ctype (so `mp::Value<std::string>` does not compile, and the error names
+// the unmet requirement, std::is_trivially_copyable_v<T>). A std::string or a pointer
+// would point into one process's memory, meaningless in the others.
+//
+// Every object lives in mp's shared heap (see <mp/synchronize.hpp>); the classes here are
+// handles to it: copying one gives another reference to the same memory, and the memory
+// lives until the last handle in any process is gone.
+//
+// Differences from Python, on purpose:
+//   - The type is a template argument, not a typecode string: Value<int>, not Value("i").
+//   - Value::update(fn) and Array::update(fn) run a read-modify-write under the object's
+//     lock. In Python `v.value += 1` looks atomic and is not (the get and the set each
+//     take the lock, but not together); use `v.update([](int& x) { ++x; })` instead.
+//   - Handles may also travel inside pickled messages (queues, pipes, files), not only as
+//     Process arguments (Python raises RuntimeError there), within one process tree. A
+//     loaded handle checks that its element type is the one it was created with.
+//   - A Value or Array without a lock is the same type as one with a lock (construct it
+//     with mp::no_lock), so code is not written twice; get_lock() and update() on it throw
+//     std::logic_error. RawValue and RawArray are the lock-free types, as in Python.
+//   - Array::operator[], at(), begin()/end() and span() give references into the shared
+//     memory and do not lock (Python's synchronized arrays lock each single item access,
+//     which guards nothing larger than an item anyway). Hold get_lock() around them, or
+//     use update(), value(), to_vector(), which lock.
+//   - RawValue of a scalar type (int, double, a pointer, an enum) reads and writes with
+//     relaxed atomic loads and stores, so a concurrent reader never sees a torn value.
+//   - There is no sharedctypes.copy() or synchronized(): copy a RawValue by constructing a
+//     new one from value(), and pass a lock to Value/Array to share it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <mp/detail/heap.hpp>
+#include <mp/detail/type_name.hpp>
+#include <mp/synchronize.hpp>
+
+namespace mp {
+
+// What Value, Array, RawValue and RawArray can hold: the analogue of a ctypes type or
+// Structure. Trivially copyable (its bytes are the value, valid in every process), a
+// plain object type (not const, a reference or a C array: use Array for several), and
+// aligned to at most 16 bytes (the heap's alignment).
+template <class T>
+concept shared_ctype =
+    std::is_trivially_copyable_v<T> && std::is_object_v<T> && !std::is_const_v<T> &&
+    !std::is_volatile_v<T> && !std::is_array_v<T> && alignof(T) <= 16;
+
+// Tag: construct a Value or Array without a lock. Python: lock=False.
+struct no_lock_t {
+  explicit no_lock_t() = default;
+};
+inline constexpr no_lock_t no_lock{};
+
+// A Lock or an RLock: the lock of a Value or Array. A handle like them (copies share the
+// lock), Lockable and TimedLockable, so `std::scoped_lock guard(v.get_lock());` works.
+// Python: whatever lock get_lock() returns.
+class AnyLock {
+ public:
+  // A new RLock (Python's default lock for Value and Array).
+  AnyLock() = default;
+  AnyLock(RLock lock) : lock_(std::move(lock)) {}  // NOLINT: implicit on purpose
+  AnyLock(Lock lock) : lock_(std::move(lock)) {}   // NOLINT: implicit on purpose
+
+  // As Lock::acquire / RLock::acquire.
+  bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    return std::visit([&](auto& lock) { return lock.acquire(block, timeout); }, lock_);
+  }
+  // As Lock::release / RLock::release (their exceptions).
+  void release() {
+    std::visit([](auto& lock) { lock.release(); }, lock_);
+  }
+  // See Lock::recovered().
+  bool recovered() const noexcept {
+    return std::visit([](const auto& lock) { return lock.recovered(); }, lock_);
+  }
+
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  void unlock() { release(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return acquire(true, detail::time_until(deadline));
+  }
+
+  // The lock itself: std::get<mp::Lock>(v.get_lock().variant()).
+  const std::variant<RLock, Lock>& variant() const noexcept { return lock_; }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    const bool recursive = std::holds_alternative<RLock>(lock_);
+    ar(recursive);
+    if (recursive)
+      ar(std::get<RLock>(lock_));
+    else
+      ar(std::get<Lock>(lock_));
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    bool recursive = false;
+    ar(recursive);
+    if (recursive) {
+      RLock lock;
+      ar(lock);
+      lock_ = std::move(lock);
+    } else {
+      Lock lock;
+      ar(lock);
+      lock_ = std::move(lock);
+    }
+  }
+
+ private:
+  std::variant<RLock, Lock> lock_;
+};
+
+namespace detail {
+
+// The byte-level core of every sharedctypes object: `count` elements of `element_size`
+// bytes in the shared heap, after a small header that records the element type (checked
+// when a handle is loaded from a pickle). Compiled once in lib/src/sharedctypes.cpp.
+class ctypes_core : public shared_object {
+ public:
+  // `initial`: count * element_size bytes to copy in, or nullptr for zeroes.
+  // Throws std::length_error if the size overflows, mp::HeapExhausted.
+  ctypes_core(shared_kind kind, std::size_t element_size, std::uint32_t fingerprint,
+              std::size_t count, const void* initial);
+
+  std::byte* data() const noexcept { return static_cast<std::byte*>(state()) + kDataOffset; }
+  std::size_t count() const noexcept;
+
+  template <class Archive>
+  void save_core(Archive& ar) const {
+    save_ref(ar);
+  }
+  // Throws mp::UnpicklingError if the object is gone, of another kind or element type.
+  template <class Archive>
+  void load_core(Archive& ar, shared_kind kind, std::size_t element_size,
+                 std::uint32_t fingerprint) {
+    load_ref(ar, kind);
+    check_type(element_size, fingerprint);
+  }
+
+  // Python's c_char array .value: the bytes up to the first NUL.
+  std::string char_value() const;
+  // Python's c_char array .value = text: throws std::invalid_argument if text is longer
+  // than the array; writes a NUL after it if there is room.
+  void set_char_value(std::string_view text) const;
+  // Python's .raw = text: throws std::invalid_argument if too long; no NUL.
+  void set_char_raw(std::string_view text) const;
+  // Throws std::out_of_range unless index < count().
+  void check_index(std::size_t index) const;
+
+ private:
+  static constexpr std::size_t kDataOffset = 16;
+  void check_type(std::size_t element_size, std::uint32_t fingerprint) const;
+};
+
+// Throws std::logic_error: `what` has no lock (it was made with mp::no_lock).
+[[noreturn]] void throw_no_lock(const char* what);
+
+}  // namespace detail
+
+namespace detail {
+// A text argument for a char array's constructor (chosen over the span constructor, which
+// would keep a string literal's NUL).
+template <class T, class Text>
+concept text_for = std::same_as<T, char> && std::convertible_to<const Text&, std::string_view>;
+}  // namespace detail
+
+template <shared_ctype T>
+class Value;
+template <shared_ctype T>
+class Array;
+
+// One T in shared memory, without a lock. Python: RawValue(typecode_or_type, *args).
+template <shared_ctype T>
+class RawValue : private detail::ctypes_core {
+ public:
+  // Throws mp::HeapExhausted, std::system_error.
+  explicit RawValue(T initial = T{})
+      : ctypes_core(detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>, 1,
+                    &initial) {}
+
+  // Reads the value; never blocks. Python: .value.
+  T value() const noexcept {
+    if constexpr (std::is_scalar_v<T>) {
+      return std::atomic_ref<T>(object()).load(std::memory_order_relaxed);
+    } else {
+      T result;
+      std::memcpy(&result, data(), sizeof(T));
+      return result;
+    }
+  }
+  // Writes the value; never blocks. Python: .value = x.
+  void set_value(T value) const noexcept {
+    if constexpr (std::is_scalar_v<T>) {
+      std::atomic_ref<T>(object()).store(value, std::memory_order_relaxed);
+    } else {
+      std::memcpy(data(), &value, sizeof(T));
+    }
+  }
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_core(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_core(ar, detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>);
+  }
+
+ private:
+  friend class Value<T>;
+  T& object() const noexcept { return *std::launder(reinterpret_cast<T*>(data())); }
+};
+
+// One T in shared memory with a lock (an RLock unless given). Python: Value(typecode_or_type,
+// *args, lock=True).
+template <shared_ctype T>
+class Value {
+ public:
+  // With a new RLock. Throws mp::HeapExhausted, std::system_error.
+  explicit Value(T initial = T{}) : object_(initial), lock_(AnyLock()) {}
+  // With an existing Lock or RLock (shared with whatever else uses it). Python: lock=lock.
+  Value(T initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  // Without a lock (Python: lock=False): value() and set_value() do not lock, get_lock()
+  // and update() throw std::logic_error.
+  Value(T initial, no_lock_t) : object_(initial) {}
+
+  // Reads the value, holding the lock (blocks while another process holds it).
+  // Python: .value.
+  T value() const {
+    if (!lock_) return object_.value();
+    std::scoped_lock guard(*lock_);
+    return object_.value();
+  }
+  // Writes the value, holding the lock. Python: .value = x.
+  void set_value(T value) const {
+    if (!lock_) return object_.set_value(value);
+    std::scoped_lock guard(*lock_);
+    object_.set_value(value);
+  }
+
+  // Runs fn(T&) on the shared value while holding the lock, and returns the value fn left.
+  // The atomic read-modify-write that Python's `v.value += 1` is not:
+  //   counter.update([](int& n) { ++n; });
+  // Blocks while another process holds the lock; fn's exceptions pass through (the value
+  // keeps whatever fn wrote before throwing). Throws std::logic_error without a lock.
+  template <class F>
+  requires std::invocable<F&, T&> T update(F fn)
+  const {
+    if (!lock_) detail::throw_no_lock("mp::Value::update");
+    std::scoped_lock guard(*lock_);
+    T& shared = object_.object();
+    fn(shared);
+    return shared;
+  }
+
+  // The lock, to hold it around several operations. Throws std::logic_error without a
+  // lock. Python: get_lock().
+  AnyLock& get_lock() const {
+    if (!lock_) detail::throw_no_lock("mp::Value::get_lock");
+    return *lock_;
+  }
+  // Whether this Value has a lock (not made with mp::no_lock).
+  bool has_lock() const noexcept { return lock_.has_value(); }
+  // The unsynchronized object (same memory). Python: get_obj().
+  RawValue<T> get_obj() const noexcept { return object_; }
+
+  detail::shared_ref ref() const noexcept { return object_.ref(); }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(object_);
+    const bool locked = lock_.has_value();
+    ar(locked);
+    if (locked) ar(*lock_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(object_);
+    bool locked = false;
+    ar(locked);
+    if (locked) {
+      AnyLock lock;
+      ar(lock);
+      lock_ = std::move(lock);
+    } else {
+      lock_.reset();
+    }
+  }
+
+ private:
+  RawValue<T> object_;
+  mutable std::optional<AnyLock> lock_;
+};
+
+// Elements of a shared array, without a lock. Python: RawArray(typecode_or_type,
+// size_or_initializer).
+//
+// For char arrays, value()/raw()/set_value()/set_raw() are Python's .value/.raw.
+template <shared_ctype T>
+class RawArray : private detail::ctypes_core {
+ public:
+  // `size` zeroed elements. Use parentheses: RawArray<int>{5} is one element, 5.
+  // Throws std::length_error, mp::HeapExhausted, std::system_error.
+  explicit RawArray(std::size_t size = 0) : RawArray(size, nullptr) {}
+  // A copy of `initial`.
+  RawArray(std::initializer_list<T> initial) : RawArray(initial.size(), initial.begin()) {}
+  explicit RawArray(std::span<const T> initial) : RawArray(initial.size(), initial.data()) {}
+  // char only: the bytes of `text` (a string literal, std::string, string_view), no NUL
+  // added. Python: RawArray('c', b'text').
+  template <class Text>
+  requires detail::text_for<T, Text>
+  explicit RawArray(const Text& text)
+      : RawArray(std::string_view(text).size(), std::string_view(text).data()) {}
+
+  // Never blocks or throws.
+  std::size_t size() const noexcept { return count(); }
+  // A reference into the shared memory; no bounds check, no lock.
+  T& operator[](std::size_t index) const noexcept { return elements()[index]; }
+  // As operator[], but throws std::out_of_range for index >= size() (Python: IndexError).
+  T& at(std::size_t index) const {
+    check_index(index);
+    return elements()[index];
+  }
+  T* begin() const noexcept { return elements(); }
+  T* end() const noexcept { return elements() + size(); }
+  std::span<T> span() const noexcept { return {elements(), size()}; }
+  // A copy of the elements. Python: arr[:].
+  std::vector<T> to_vector() const { return {begin(), end()}; }
+
+  // char arrays: Python's .value (up to the first NUL) and .raw (every byte).
+  std::string value() const requires std::same_as<T, char> { return char_value(); }
+  std::string raw() const requires std::same_as<T, char> { return {begin(), end()}; }
+  // Copies `text` in, with a NUL after it if there is room. Throws std::invalid_argument
+  // if text is longer than the array (Python: ValueError). Python: .value = text.
+  void set_value(std::string_view text) const requires std::same_as<T, char> {
+    set_char_value(text);
+  }
+  // Copies `text` in, no NUL. Throws std::invalid_argument if too long. Python: .raw = text.
+  void set_raw(std::string_view text) const requires std::same_as<T, char> { set_char_raw(text); }
+
+  using shared_object::ref;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_core(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_core(ar, detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>);
+  }
+
+ private:
+  RawArray(std::size_t size, const T* initial)
+      : ctypes_core(detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>, size,
+                    initial) {}
+  T* elements() const noexcept { return std::launder(reinterpret_cast<T*>(data())); }
+};
+
+// A shared array with a lock (an RLock unless given). Python: Array(typecode_or_type,
+// size_or_initializer, *, lock=True).
+//
+// Element access (operator[], at, begin/end, span) does not lock: hold get_lock() around
+// it or use update(). value(), raw(), set_value(), set_raw(), to_vector() lock.
+template <shared_ctype T>
+class Array {
+ public:
+  // `size` zeroed elements, with a new RLock. Use parentheses: Array<int>{5} is one
+  // element, 5. Throws std::length_error, mp::HeapExhausted, std::system_error.
+  explicit Array(std::size_t size = 0) : object_(size), lock_(AnyLock()) {}
+  Array(std::size_t size, AnyLock lock) : object_(size), lock_(std::move(lock)) {}
+  Array(std::size_t size, no_lock_t) : object_(size) {}
+  // A copy of `initial`.
+  Array(std::initializer_list<T> initial) : object_(initial), lock_(AnyLock()) {}
+  Array(std::initializer_list<T> initial, AnyLock lock)
+      : object_(initial), lock_(std::move(lock)) {}
+  Array(std::initializer_list<T> initial, no_lock_t) : object_(initial) {}
+  explicit Array(std::span<const T> initial) : object_(initial), lock_(AnyLock()) {}
+  Array(std::span<const T> initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  Array(std::span<const T> initial, no_lock_t) : object_(initial) {}
+  // char only: the bytes of `text` (a string literal, std::string, string_view), no NUL
+  // added. Python: Array('c', b'text').
+  template <class Text>
+  requires detail::text_for<T, Text>
+  explicit Array(const Text& text) : object_(text), lock_(AnyLock()) {}
+  template <class Text>
+  requires detail::text_for<T, Text> Array(const Text& text, AnyLock lock)
+      : object_(text), lock_(std::move(lock)) {}
+  template <class Text>
+  requires detail::text_for<T, Text> Array(const Text& text, no_lock_t) : object_(text) {}
+
+  std::size_t size() const noexcept { return object_.size(); }
+  // References into the shared memory, without locking (see above).
+  T& operator[](std::size_t index) const noexcept { return object_[index]; }
+  // Throws std::out_of_range for index >= size() (Python: IndexError).
+  T& at(std::size_t index) const { return object_.at(index); }
+  T* begin() const noexcept { return object_.begin(); }
+  T* end() const noexcept { return object_.end(); }
+  std::span<T> span() const noexcept { return object_.span(); }
+
+  // A copy of the elements, taken under the lock. Python: arr[:].
+  std::vector<T> to_vector() const {
+    return locked([&] { return object_.to_vector(); });
+  }
+
+  // Runs fn(std::span<T>) over the whole array while holding the lock and returns what fn
+  // returns: an atomic read-modify-write of any part of the array, e.g.
+  //   arr.update([](std::span<int> a) { for (int& x : a) x *= 2; });
+  // Blocks while another process holds the lock. Throws std::logic_error without a lock.
+  template <class F>
+  requires std::invocable<F&, std::span<T>>
+  decltype(auto) update(F fn) const {
+    if (!lock_) detail::throw_no_lock("mp::Array::update");
+    std::scoped_lock guard(*lock_);
+    return fn(object_.span());
+  }
+
+  // char arrays, under the lock: see RawArray.
+  std::string value() const requires std::same_as<T, char> {
+    return locked([&] { return object_.value(); });
+  }
+  std::string raw() const requires std::same_as<T, char> {
+    return locked([&] { return object_.raw(); });
+  }
+  void set_value(std::string_view text) const requires std::same_as<T, char> {
+    locked([&] { object_.set_value(text); });
+  }
+  void set_raw(std::string_view text) const requires std::same_as<T, char> {
+    locked([&] { object_.set_raw(text); });
+  }
+
+  // As Value::get_lock(), has_lock(), get_obj().
+  AnyLock& get_lock() const {
+    if (!lock_) detail::throw_no_lock("mp::Array::get_lock");
+    return *lock_;
+  }
+  bool has_lock() const noexcept { return lock_.has_value(); }
+  RawArray<T> get_obj() const noexcept { return object_; }
+
+  detail::shared_ref ref() const noexcept { return object_.ref(); }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(object_);
+    const bool has = lock_.has_value();
+    ar(has);
+    if (has) ar(*lock_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(object_);
+    bool has = false;
+    ar(has);
+    if (has) {
+      AnyLock lock;
+      ar(lock);
+      lock_ = std::move(lock);
+    } else {
+      lock_.reset();
+    }
+  }
+
+ private:
+  // Runs fn under the lock, if there is one.
+  template <class F>
+  decltype(auto) locked(F fn) const {
+    if (!lock_) return fn();
+    std::scoped_lock guard(*lock_);
+    return fn();
+  }
+
+  RawArray<T> object_;
+  mutable std::optional<AnyLock> lock_;
+};
+
+}  // namespace mp
