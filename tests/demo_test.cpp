@@ -38,6 +38,80 @@ TEST_P(DemoTest, ProcessVsThread) {
   EXPECT_EQ(lines.back(), "In main: value = 100");
 }
 
+// The lines of `lines` that start with `prefix`, in order.
+std::vector<std::string> lines_starting(const std::vector<std::string>& lines,
+                                        const std::string& prefix) {
+  std::vector<std::string> found;
+  for (const auto& line : lines)
+    if (line.rfind(prefix, 0) == 0) found.push_back(line);
+  return found;
+}
+
+TEST_P(DemoTest, ValueIsShared) {
+  auto result = mp_test::run_command(
+      {MP_DEMO_PATH, "value", "--delay", "0.05", "--start-method", GetParam()});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  auto lines = lines_of(result.out);
+  ASSERT_EQ(lines.size(), 5u) << result.out;
+  // foo and bar print concurrently; each one's lines come in its own order.
+  EXPECT_EQ(lines_starting(lines, "In foo"),
+            (std::vector<std::string>{"In foo[Process-1]: value = 100",
+                                      "In foo[Process-1]: value is set to 1234"}))
+      << result.out;
+  // bar reads again after foo's write, and sees it: the Value is shared.
+  EXPECT_EQ(lines_starting(lines, "In bar"),
+            (std::vector<std::string>{"In bar[Process-2]: value = 100",
+                                      "In bar[Process-2]: value = 1234"}))
+      << result.out;
+  EXPECT_EQ(lines.back(), "In main: value = 1234");
+}
+
+TEST_P(DemoTest, ValueUnsharedIsCopied) {
+  auto result = mp_test::run_command(
+      {MP_DEMO_PATH, "value", "--unshared", "--delay", "0.02", "--start-method", GetParam()});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  auto lines = lines_of(result.out);
+  ASSERT_EQ(lines.size(), 5u) << result.out;
+  EXPECT_EQ(lines_starting(lines, "In foo"),
+            (std::vector<std::string>{"In foo[Process-1]: value = 100",
+                                      "In foo[Process-1]: value is set to 1234"}))
+      << result.out;
+  EXPECT_EQ(lines_starting(lines, "In bar"),
+            (std::vector<std::string>{"In bar[Process-2]: value = 100",
+                                      "In bar[Process-2]: value = 100"}))
+      << result.out;
+  EXPECT_EQ(lines.back(), "In main: value = 100");
+}
+
+TEST_P(DemoTest, ArrayFromArgument) {
+  auto result = mp_test::run_command(
+      {MP_DEMO_PATH, "array", "--delay", "0", "--start-method", GetParam(), "hello world"});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  // One child after the other: the output is fixed, line for line.
+  EXPECT_EQ(lines_of(result.out), (std::vector<std::string>{
+                                      "In foo[Process-1]: array = b'hello world'",
+                                      "In bar[Process-2]: value = b'HELLO WORLD'",
+                                      "In main: value = <SynchronizedString wrapper for "
+                                      "<multiprocessing.sharedctypes.c_char_Array_11 object>>",
+                                      "String = b'HELLO\\nWORLD'",
+                                  }))
+      << result.out;
+}
+
+TEST_P(DemoTest, ArrayFromStdin) {
+  auto result = mp_test::run_command(
+      {MP_DEMO_PATH, "array", "--delay", "0", "--start-method", GetParam()}, "it's a b-1\n");
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_EQ(lines_of(result.out), (std::vector<std::string>{
+                                      "In foo[Process-1]: array = b\"it's a b-1\"",
+                                      "In bar[Process-2]: value = b\"IT'S A B-1\"",
+                                      "In main: value = <SynchronizedString wrapper for "
+                                      "<multiprocessing.sharedctypes.c_char_Array_10 object>>",
+                                      "String = b\"IT'S\\nA\\nB-1\"",
+                                  }))
+      << result.out;
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, DemoTest, ::testing::ValuesIn(mp_test::start_methods()),
                          mp_test::method_name);
 
@@ -45,6 +119,8 @@ TEST(Demo, HelpListsSubcommands) {
   auto result = mp_test::run_command({MP_DEMO_PATH, "--help"});
   EXPECT_EQ(result.exit_status, 0);
   EXPECT_NE(result.out.find("process"), std::string::npos);
+  EXPECT_NE(result.out.find("value"), std::string::npos);
+  EXPECT_NE(result.out.find("array"), std::string::npos);
 }
 
 TEST(Demo, UsageErrorsExitTwo) {
@@ -55,7 +131,11 @@ TEST(Demo, UsageErrorsExitTwo) {
                                         {"process", "--delay", "-1"},
                                         {"process", "--start-method", "teleport"},
                                         {"process", "--bogus"},
-                                        {"process", "extra"}}) {
+                                        {"process", "extra"},
+                                        {"process", "--unshared"},
+                                        {"value", "extra"},
+                                        {"value", "--delay", "x"},
+                                        {"array", "--unshared", "text"}}) {
     args.insert(args.begin(), MP_DEMO_PATH);
     auto result = mp_test::run_command(args);
     EXPECT_EQ(result.exit_status, 2) << args.back();

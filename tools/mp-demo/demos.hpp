@@ -13,11 +13,12 @@ struct Options {
   // The seeds sleep 2 s and 3 s; the demos sleep 2*delay and 3*delay.
   std::chrono::duration<double> delay{0.1};
   std::string start_method;  // empty: mp's default
+  bool unshared = false;     // --unshared: the value demo without shared memory
   std::vector<std::string> positional;
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(delay, start_method, positional);
+    ar(delay, start_method, unshared, positional);
   }
 };
 
@@ -33,5 +34,7 @@ Options parse_options(const std::vector<std::string>& args);
 void pause(const Options& options, double factor);
 
 int process_demo(const Options& options);
+int value_demo(const Options& options);
+int array_demo(const Options& options);
 
 }  // namespace mp_demo

@@ -1,4 +1,4 @@
-// mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] [ARGS]
+// mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] [--unshared] [ARGS]
 // Runs the course examples from ../shared/seeds with real processes.
 #include <cstdio>
 #include <cstring>
@@ -21,11 +21,16 @@ struct Demo {
 constexpr Demo kDemos[] = {
     {"process", "Process vs Thread: children change their own copy of a global",
      &mp_demo::process_demo},
+    {"value", "Value: two processes share an int (--unshared: each has its own copy)",
+     &mp_demo::value_demo},
+    {"array", "Array: two processes edit a shared char array (TEXT, or stdin)",
+     &mp_demo::array_demo},
 };
 
 void usage(std::FILE* out) {
   std::fprintf(out,
-               "usage: mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] [ARGS]\n"
+               "usage: mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] "
+               "[--unshared] [ARGS]\n"
                "\nRuns the examples of the multiprocessing course with real processes.\n"
                "\nsubcommands:\n");
   for (const auto& demo : kDemos) std::fprintf(out, "  %-10s %s\n", demo.name, demo.summary);
@@ -34,6 +39,7 @@ void usage(std::FILE* out) {
                "  --delay SECONDS        base delay (the seeds' sleep(2) is 2*SECONDS; "
                "default 0.1)\n"
                "  --start-method METHOD  fork (default) or spawn\n"
+               "  --unshared             value: pass a plain int (children get copies)\n"
                "  -h, --help             show this help\n");
 }
 

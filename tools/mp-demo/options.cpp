@@ -34,6 +34,8 @@ Options parse_options(const std::vector<std::string>& args) {
       if (options.start_method != "fork" && options.start_method != "spawn")
         throw UsageError{"--start-method must be fork or spawn, got '" + options.start_method +
                          "'"};
+    } else if (arg == "--unshared") {
+      options.unshared = true;
     } else if (arg.size() > 1 && arg[0] == '-' && arg != "-") {
       throw UsageError{"unknown option '" + arg + "'"};
     } else {

@@ -67,6 +67,7 @@ void bar(Options options) {
 
 int process_demo(const Options& options) {
   if (!options.positional.empty()) throw UsageError{"process takes no arguments"};
+  if (options.unshared) throw UsageError{"--unshared is an option of the value demo"};
   // Options travel to the children as an argument (it has a serialize() member).
   mp::Process t1({.start_method = options.start_method}, &foo, options);
   mp::Process t2({.start_method = options.start_method}, &bar, options);
