@@ -70,6 +70,7 @@ GOALS = [
     {"bench": "lock_uncontended", "metric": "ns_per_pair", "at_most": 10.0,
      "vs_floor": ("probe_atomic_pair", None)},
     {"bench": "barrier_cycle", "metric": "us_per_cycle", "vs_cpython": 20.0},
+    {"bench": "value_lock_increment", "metric": "increments_per_s", "vs_cpython": 16.0},
     {"bench": "event_pingpong", "metric": "roundtrip_us", "vs_cpython": 20.0},
     {"bench": "pipe_roundtrip", "metric": "roundtrip_us", "vs_cpython": 1.0},
 ]

@@ -118,8 +118,9 @@ using BenchFunction = void (*)(const Row&);
 // Rows, one function each (process_start.cpp, probes.cpp; later issues add theirs).
 void process_start_fork(const Row& row);
 void process_start_spawn(const Row& row);
-void pipe_roundtrip(const Row& row);    // connection_rows.cpp
-void lock_uncontended(const Row& row);  // sync_rows.cpp
+void pipe_roundtrip(const Row& row);        // connection_rows.cpp
+void value_lock_increment(const Row& row);  // sharedctypes_rows.cpp
+void lock_uncontended(const Row& row);      // sync_rows.cpp
 void barrier_cycle(const Row& row);
 void event_pingpong(const Row& row);
 

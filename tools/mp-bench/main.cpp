@@ -68,6 +68,7 @@ constexpr RowSpec kRows[] = {
     {"process_start_fork", kImpl, 200, 50, &process_start_fork},
     {"process_start_spawn", kImpl, 20, 5, &process_start_spawn},
     {"pipe_roundtrip", kImpl, 20'000, 5'000, &pipe_roundtrip},
+    {"value_lock_increment", kImpl, 200'000, 50'000, &value_lock_increment},
     {"lock_uncontended", kImpl, 1'000'000, 200'000, &lock_uncontended},
     {"barrier_cycle", kImpl, 10'000, 2'000, &barrier_cycle},
     {"event_pingpong", kImpl, 10'000, 2'000, &event_pingpong},

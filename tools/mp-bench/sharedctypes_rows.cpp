@@ -1,0 +1,79 @@
+// value_lock_increment: two children each add 1 to a shared Value<int> N times under
+// its lock. Python: bench_value_lock_increment() and value_incrementer() in
+// bench/python/mp_bench.py: timed from go.set() until both children report done;
+// increments_per_s = 2N / time; "ok" = the final value is 2N in every run. Python's
+// `with v.get_lock(): v.value += 1` is mp's v.update().
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mp/context.hpp>
+#include <mp/process.hpp>
+#include <mp/sharedctypes.hpp>
+#include <mp/synchronize.hpp>
+
+#include "bench.hpp"
+
+namespace mp_bench {
+namespace {
+
+constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
+constexpr auto kResultTimeout = std::chrono::seconds(600);
+
+void value_incrementer(mp::Value<int> value, std::int64_t n, mp::Semaphore ready, mp::Event go,
+                       mp::Semaphore done) {
+  ready.release();
+  go.wait();
+  for (std::int64_t i = 0; i < n; ++i) value.update([](int& v) { ++v; });
+  done.release();
+}
+
+void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
+                    const char* what) {
+  for (int i = 0; i < count; ++i)
+    if (!semaphore.acquire(true, limit)) throw BenchError(std::string("children not ") + what);
+}
+
+}  // namespace
+
+void value_lock_increment(const Row& row) {
+  const std::int64_t n = row.size();
+  const mp::Context context = mp::get_context(row.options().start_method);
+  std::vector<double> runs;
+  bool ok = true;
+  std::vector<std::int64_t> finals;
+  for (int run = 0; run < row.runs(); ++run) {
+    mp::Value<int> value(0);
+    mp::Semaphore ready(0), done(0);
+    mp::Event go;
+    std::vector<mp::Process> children;
+    for (int i = 0; i < 2; ++i)
+      children.push_back(context.process(&value_incrementer, value, n, ready, go, done));
+    std::deque<ReapOnError> reapers;  // immovable: a deque never relocates them
+    for (auto& child : children) {
+      reapers.emplace_back(child);
+      child.start();
+    }
+    wait_semaphore(ready, 2, kReadyTimeout, "ready");
+    const auto start = Clock::now();
+    go.set();
+    wait_semaphore(done, 2, kResultTimeout, "done");
+    runs.push_back(static_cast<double>(2 * n) / seconds_since(start));
+    for (auto& child : children) {
+      if (!child.join(std::chrono::seconds(60))) throw BenchError("incrementer did not end");
+      if (child.exitcode() != 0)
+        throw BenchError("incrementer: " + describe_exit(child.exitcode()));
+    }
+    for (auto& reaper : reapers) reaper.release();
+    finals.push_back(value.value());
+    ok = ok && finals.back() == 2 * n;
+  }
+  row.emit({{"N", n}, {"processes", std::int64_t{2}}, {"start_method", row.options().start_method}},
+           "increments_per_s", runs, "incr/s", {{"ok", ok}});
+  if (!ok) throw BenchError("final counts != 2N = " + std::to_string(2 * n));
+}
+
+}  // namespace mp_bench
