@@ -76,7 +76,7 @@ inline constexpr no_lock_t no_lock{};
 // A Lock or an RLock: the lock of a Value or Array. A handle like them (copies share the
 // lock), Lockable and TimedLockable, so `std::scoped_lock guard(v.get_lock());` works.
 // Python: whatever lock get_lock() returns.
-class AnyLock {
+class AnyLock : public detail::lockable<AnyLock> {
  public:
   // A new RLock (Python's default lock for Value and Array).
   AnyLock() = default;
@@ -94,18 +94,6 @@ class AnyLock {
   // See Lock::recovered().
   bool recovered() const noexcept {
     return std::visit([](const auto& lock) { return lock.recovered(); }, lock_);
-  }
-
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  void unlock() { release(); }
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return acquire(true, detail::time_until(deadline));
   }
 
   // The lock itself: std::get<mp::Lock>(v.get_lock().variant()).

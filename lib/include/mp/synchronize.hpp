@@ -58,6 +58,28 @@ template <class Clock, class Duration>
 std::chrono::nanoseconds time_until(const std::chrono::time_point<Clock, Duration>& t) {
   return std::chrono::ceil<std::chrono::nanoseconds>(t - Clock::now());
 }
+
+// The C++ Lockable / TimedLockable names (lock, try_lock, unlock, try_lock_for,
+// try_lock_until) over Python's acquire(block, timeout) and release(), once for every
+// lock type, so std::scoped_lock, std::unique_lock and std::condition_variable_any work.
+template <class Derived>
+class lockable {
+ public:
+  void lock() { self().acquire(); }
+  bool try_lock() { return self().acquire(false); }
+  void unlock() { self().release(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return self().acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return self().acquire(true, time_until(deadline));
+  }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
 }  // namespace detail
 
 class Condition;
@@ -70,7 +92,7 @@ class Condition;
 // half-updated then: check or repair it before releasing. A process that tries only
 // non-blocking acquire(false) never takes a dead owner's lock over; any blocking or
 // timed acquire does.
-class Lock : private detail::shared_object {
+class Lock : private detail::shared_object, public detail::lockable<Lock> {
  public:
   // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
   Lock();
@@ -102,18 +124,7 @@ class Lock : private detail::shared_object {
   // been released since. Never blocks.
   bool recovered() const noexcept;
 
-  // C++ Lockable / TimedLockable.
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  void unlock() { release(); }
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return acquire(true, detail::time_until(deadline));
-  }
+  // C++ Lockable / TimedLockable: see detail::lockable.
 
   using shared_object::ref;
 
@@ -143,7 +154,7 @@ class Lock : private detail::shared_object {
 // A recursive lock owned by one thread of one process: only the owner may release it,
 // and it must release as many times as it acquired. Python: RLock().
 // Owner death as for Lock: recovered() is true until the owner's last release().
-class RLock : private detail::shared_object {
+class RLock : private detail::shared_object, public detail::lockable<RLock> {
  public:
   // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
   RLock();
@@ -157,18 +168,6 @@ class RLock : private detail::shared_object {
 
   // See Lock::recovered().
   bool recovered() const noexcept;
-
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  void unlock() { release(); }
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return acquire(true, detail::time_until(deadline));
-  }
 
   using shared_object::ref;
 
@@ -189,7 +188,7 @@ class RLock : private detail::shared_object {
 // A counter that acquire() decrements, waiting while it is zero, and release()
 // increments. No owner, so no owner-death handling (as Python's): a process that dies
 // between acquire and release leaves the count one lower. Python: Semaphore(value=1).
-class Semaphore : private detail::shared_object {
+class Semaphore : private detail::shared_object, public detail::lockable<Semaphore> {
  public:
   // Throws std::invalid_argument if value < 0 (Python: ValueError), mp::HeapExhausted.
   explicit Semaphore(int value = 1);
@@ -200,18 +199,6 @@ class Semaphore : private detail::shared_object {
   void release();
   // The current count. Python: get_value().
   int get_value() const noexcept;
-
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  void unlock() { release(); }
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return acquire(true, detail::time_until(deadline));
-  }
 
   using shared_object::ref;
 
@@ -238,20 +225,17 @@ class BoundedSemaphore : public Semaphore {
 
 // A condition variable shared between processes, bound to a Lock or RLock (a new RLock
 // by default, as Python). Python: Condition(lock=None).
-class Condition : private detail::shared_object {
+class Condition : private detail::shared_object, public detail::lockable<Condition> {
  public:
   // Throws mp::HeapExhausted, std::system_error.
   Condition();
   explicit Condition(Lock lock);
   explicit Condition(RLock lock);
 
-  // The lock: acquire/release/lock/unlock/try_lock act on it (Lockable), as Python's
-  // Condition.acquire/release and `with cond:`.
+  // The lock: acquire/release and the Lockable names (detail::lockable) act on it, as
+  // Python's Condition.acquire/release and `with cond:`.
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   void release();
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  void unlock() { release(); }
   // The lock's recovered() (its previous owner died holding it).
   bool recovered() const noexcept;
 
