@@ -60,8 +60,10 @@
 //   Enter a string: hello world from mp
 //   In foo[Process-1]: array = b'hello world from mp'
 //   In bar[Process-2]: value = b'hello world from mp'
-//   In main: value = <SynchronizedString wrapper for <multiprocessing.sharedctypes.c_char_Array_19
-//   object at 0x7f...>> String = b'HELLO\nWORLD\nFROM\nMP'
+//   In main: value = <SynchronizedString wrapper for <multiprocessing.sharedctypes.
+//   c_char_Array_19 object at 0x7f...>>
+//   String = b'HELLO\nWORLD\nFROM\nMP'
+// (the line with the repr is one line, cut here).
 // This program does that: a char array, each edit of the whole array made under the
 // array's lock with Array::update(). The two edits commute, so the result never depends on
 // which runs first. As in the value example, both children wait at a Barrier after their

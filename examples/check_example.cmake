@@ -9,6 +9,8 @@
 #   N*REGEX    N lines match REGEX
 #   --         an ordering point: every line matched after it comes after every line
 #              matched before it
+#   ~[N*]REGEX as REGEX or N*REGEX, but anywhere in the output: ordering points neither
+#              restrict nor count it
 # The example must also exit with status 0 within TIMEOUT seconds. Lines are compared
 # without the processes' order where no "--" says otherwise, since processes interleave.
 cmake_minimum_required(VERSION 3.22)
@@ -84,22 +86,31 @@ if(want_count GREATER 0)
       math(EXPR first_allowed "${group_end} + 1")
       continue()
     endif()
+    set(anywhere OFF)
+    if(pattern MATCHES "^~(.*)$")
+      set(anywhere ON)
+      set(pattern "${CMAKE_MATCH_1}")
+    endif()
     set(times 1)
     if(pattern MATCHES "^([0-9]+)\\*(.*)$")
       set(times ${CMAKE_MATCH_1})
       set(pattern "${CMAKE_MATCH_2}")
     endif()
     set(found 0)
-    if(out_count GREATER first_allowed)
+    set(start ${first_allowed})
+    if(anywhere)
+      set(start 0)
+    endif()
+    if(out_count GREATER start)
       math(EXPR last_out "${out_count} - 1")
-      foreach(o RANGE ${first_allowed} ${last_out})
+      foreach(o RANGE ${start} ${last_out})
         if(found EQUAL times)
           break()
         endif()
         if(NOT used_${o} AND "${out_${o}}" MATCHES "^${pattern}$")
           set(used_${o} ON)
           math(EXPR found "${found} + 1")
-          if(o GREATER group_end)
+          if(NOT anywhere AND o GREATER group_end)
             set(group_end ${o})
           endif()
         endif()

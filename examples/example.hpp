@@ -62,6 +62,34 @@ std::string list_repr(const Range& items) {
   return out + "]";
 }
 
+// collections.deque of at most N ints, as a plain object that can live in shared memory
+// (in an mp::RawValue or mp::Value); whoever changes it holds a lock.
+template <int N>
+struct Deque {
+  int head = 0;
+  int size = 0;
+  int items[N] = {};
+
+  // Python: d.append(value). The caller checks that size < N.
+  void append(int value) {
+    items[(head + size) % N] = value;
+    ++size;
+  }
+  // Python: d.popleft(). The caller checks that size > 0.
+  int popleft() {
+    const int value = items[head];
+    head = (head + 1) % N;
+    --size;
+    return value;
+  }
+  // Python: str(d), as "deque([1, 2])".
+  std::string repr() const {
+    std::vector<int> values;
+    for (int i = 0; i < size; ++i) values.push_back(items[(head + i) % N]);
+    return "deque(" + list_repr(values) + ")";
+  }
+};
+
 // Parses the common options (see the top of this file), sets mp's default start method
 // and returns the positional arguments. Prints a usage message and exits 2 on bad input;
 // `usage` names the positional arguments, as "[TEXT...]".
