@@ -92,7 +92,7 @@ struct Deque {
 
 // Parses the common options (see the top of this file), sets mp's default start method
 // and returns the positional arguments. Prints a usage message and exits 2 on bad input;
-// `usage` names the positional arguments, as "[TEXT...]".
+// `usage` names the positional arguments, as "[TEXT...]"; without it, there are none.
 inline std::vector<std::string> parse_args(int argc, char** argv, const char* usage = "") {
   auto fail = [&](const std::string& message) {
     std::fprintf(stderr, "%s: %s\nusage: %s [--start-method fork|spawn] [--time-scale X] %s\n",
@@ -123,6 +123,8 @@ inline std::vector<std::string> parse_args(int argc, char** argv, const char* us
       std::exit(0);
     } else if (arg.size() > 1 && arg[0] == '-') {
       fail("unknown option '" + arg + "'");
+    } else if (*usage == '\0') {
+      fail("unexpected argument '" + arg + "'");
     } else {
       positional.push_back(arg);
     }
