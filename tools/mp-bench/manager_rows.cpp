@@ -12,6 +12,7 @@
 #include <deque>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <mp/connection.hpp>
@@ -30,7 +31,8 @@ constexpr auto kResultTimeout = std::chrono::seconds(600);
 
 using Dict = mp::SharedDict<std::int64_t, std::int64_t>;
 
-void manager_dict_client(Dict d, std::int64_t n, mp::Connection result) {
+// Connection&: a Connection moves into the child's arguments (as in pipe_roundtrip).
+void manager_dict_client(Dict d, std::int64_t n, mp::Connection& result) {
   (void)d.size();  // Python: len(d), which connects the proxy before the clock starts
   const auto t0 = Clock::now();
   for (std::int64_t i = 0; i < n; ++i) d[i] = i;
@@ -75,10 +77,9 @@ void manager_dict_set_get(const Row& row) {
     check_deadline();
     auto d = manager.dict<std::int64_t, std::int64_t>();
     auto [recv_conn, send_conn] = mp::Pipe(false);
-    mp::Process child = context.process(&manager_dict_client, d, n, send_conn);
+    mp::Process child = context.process(&manager_dict_client, d, n, std::move(send_conn));
     ReapOnError reaper(child);
     child.start();
-    send_conn.close();
     if (!recv_conn.poll(kResultTimeout)) throw BenchError("child sent no result");
     const auto [t_set, t_get, total] = recv_conn.recv<std::tuple<double, double, std::int64_t>>();
     join_ok(child);
