@@ -307,6 +307,17 @@ TEST(ManagerTestSingle, SyncManagerFactoriesReturnWorkingObjects) {
   EXPECT_EQ(manager.Array<double>(4).size(), 4u);
 }
 
+TEST(ManagerTestSingle, ObjectsOutliveTheManagerHandle) {
+  // As Python's proxies keep their referent alive: the segment stays while any handle
+  // to it does.
+  auto d = mp::Manager().dict<int, std::string>();
+  auto l = mp::Manager({.segment_size = 1 << 16}).list<int>();
+  d[1] = "still here";
+  l.append(1);
+  EXPECT_EQ(d.at(1), "still here");
+  EXPECT_EQ(l.to_vector(), std::vector<int>{1});
+}
+
 TEST(ManagerTestSingle, SegmentSizeAndBadSizes) {
   mp::Manager manager({.segment_size = 1 << 20});
   EXPECT_EQ(manager.segment_size(), std::size_t{1} << 20);

@@ -5,9 +5,10 @@
 // Differences from Python, on purpose:
 //   - No server process and no sockets: a Manager is one segment of shared memory (in
 //     mp's shared heap, sparse: only the pages its objects touch cost memory), and every
-//     operation runs in the calling process at memory speed (about 100x faster than a
-//     Python proxy's round trip). Nothing has to be started or shut down; the segment goes
-//     away with the last handle to the manager or to any of its objects, in any process.
+//     operation runs in the calling process at memory speed (hundreds of times faster
+//     than a Python proxy's round trip). Nothing has to be started or shut down; the
+//     segment goes away with the last handle to the manager or to any of its objects, in
+//     any process.
 //   - Typed: dict<K, V>(), list<T>() hold values of one picklable type each (see
 //     <mp/pickle.hpp>), a compile-time error otherwise. Namespace attributes may differ in
 //     type; reading one as another type throws mp::UnpicklingError.
@@ -172,6 +173,13 @@ const std::string& pickle_into(std::string& buffer, const T& value) {
   return buffer;
 }
 
+// Instantiated with a type that cannot be pickled, reports mp's compile-time error
+// naming it (mp::pickle::cannot_pickle<T>), as pickle::dumps would.
+template <class T>
+struct require_picklable
+    : std::conditional_t<mp::pickle::picklable<T>, std::true_type,
+                         mp::pickle::cannot_pickle<typename pickle_traits<T>::culprit>> {};
+
 // Names the element types of a container (the low half K's fingerprint, the high half V's).
 template <class K, class V>
 inline constexpr std::uint64_t pair_fingerprint = std::uint64_t{type_fingerprint<K>} |
@@ -227,8 +235,9 @@ class Manager;
 // mp::HeapExhausted (the segment is full; nothing changes). Using a default-constructed
 // handle (one that was never loaded) throws std::logic_error.
 template <class K, class V>
-requires mp::pickle::picklable<K> && mp::pickle::picklable<V>
 class SharedDict {
+  static_assert(detail::require_picklable<K>::value && detail::require_picklable<V>::value);
+
  public:
   // No mapped_type: cereal would take any template that has one for a std::map.
   using key_type = K;
@@ -431,8 +440,9 @@ class SharedDict {
 // Atomicity, exceptions and handles as SharedDict. Indexes may be negative (counted from
 // the end, as in Python); a bad index throws std::out_of_range (Python: IndexError).
 template <class T>
-requires mp::pickle::picklable<T>
 class SharedList {
+  static_assert(detail::require_picklable<T>::value);
+
  public:
   using value_type = T;
   using iterator = detail::snapshot_iterator<T>;
@@ -554,16 +564,16 @@ class Namespace {
 
   // Python: ns.name = value.
   template <class T>
-  requires mp::pickle::picklable<T>
   void set(const std::string& name, const T& value) const {
+    static_assert(detail::require_picklable<T>::value);
     core_.dict_set(root_, pickled_name(name),
                    detail::pickle_into(detail::manager_value_buffer(), value));
   }
   // Throws std::out_of_range if there is no such attribute (Python: AttributeError),
   // mp::UnpicklingError if it holds another type than T. Python: ns.name.
   template <class T>
-  requires mp::pickle::picklable<T> T get(const std::string& name)
-  const {
+  T get(const std::string& name) const {
+    static_assert(detail::require_picklable<T>::value);
     std::string& out = detail::manager_out_buffer();
     if (!core_.dict_get(root_, pickled_name(name), out))
       throw std::out_of_range("mp::Namespace: no attribute '" + name + "'");
@@ -571,8 +581,8 @@ class Namespace {
   }
   // Python: getattr(ns, name, default).
   template <class T>
-  requires mp::pickle::picklable<T> T get(const std::string& name, const T& default_value)
-  const {
+  T get(const std::string& name, const T& default_value) const {
+    static_assert(detail::require_picklable<T>::value);
     std::string& out = detail::manager_out_buffer();
     if (!core_.dict_get(root_, pickled_name(name), out)) return default_value;
     return mp::pickle::loads<T>(out);
