@@ -73,6 +73,8 @@ GOALS = [
     {"bench": "value_lock_increment", "metric": "increments_per_s", "vs_cpython": 16.0},
     {"bench": "event_pingpong", "metric": "roundtrip_us", "vs_cpython": 20.0},
     {"bench": "pipe_roundtrip", "metric": "roundtrip_us", "vs_cpython": 1.0},
+    {"bench": "manager_dict_set_get", "metric": "set_ops_per_s", "vs_cpython": 150.0},
+    {"bench": "manager_dict_set_get", "metric": "get_ops_per_s", "vs_cpython": 150.0},
 ]
 
 

@@ -22,6 +22,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cerrno>
@@ -367,10 +368,10 @@ ObjectHeader& object_header(void* state) {
 
 }  // namespace
 
-shared_object::shared_object(shared_kind kind, std::size_t state_size) {
+shared_object::shared_object(shared_kind kind, std::size_t state_size, std::size_t zeroed_size) {
   const shared_ref ref = heap_allocate(sizeof(ObjectHeader) + state_size);
   auto* address = static_cast<std::byte*>(heap_address(ref));
-  std::memset(address + sizeof(ObjectHeader), 0, state_size);
+  std::memset(address + sizeof(ObjectHeader), 0, std::min(zeroed_size, state_size));
   auto* header = new (address) ObjectHeader;
   header->serial.store(find_arena(ref.arena)->next_serial(), std::memory_order_relaxed);
   header->kind.store(static_cast<std::uint32_t>(kind), std::memory_order_relaxed);

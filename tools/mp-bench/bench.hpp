@@ -121,6 +121,8 @@ void process_start_spawn(const Row& row);
 void pipe_roundtrip(const Row& row);        // connection_rows.cpp
 void value_lock_increment(const Row& row);  // sharedctypes_rows.cpp
 void lock_uncontended(const Row& row);      // sync_rows.cpp
+void manager_dict_set_get(const Row& row);  // manager_rows.cpp
+void manager_dict_concurrent(const Row& row);
 void barrier_cycle(const Row& row);
 void event_pingpong(const Row& row);
 

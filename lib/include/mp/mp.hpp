@@ -5,6 +5,7 @@
 #include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/errors.hpp>
+#include <mp/managers.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
 #include <mp/sharedctypes.hpp>
