@@ -7,5 +7,6 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/shared_memory.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
