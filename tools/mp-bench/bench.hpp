@@ -123,6 +123,8 @@ void value_lock_increment(const Row& row);  // sharedctypes_rows.cpp
 void lock_uncontended(const Row& row);      // sync_rows.cpp
 void barrier_cycle(const Row& row);
 void event_pingpong(const Row& row);
+void shared_memory_array_write(const Row& row);  // shared_memory_rows.cpp
+void shared_memory_array_write_prefault(const Row& row);
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);
