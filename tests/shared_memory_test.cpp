@@ -93,6 +93,17 @@ TEST(SharedMemoryTest, DefaultNamesAreRandomAndModeIs0600WhateverTheUmask) {
   EXPECT_FALSE(segment_exists(first.name()));
 }
 
+TEST(SharedMemoryTest, OneWatchdogPerTree) {
+  mp::SharedMemory first(mp::create_only, 10);
+  const pid_t watchdog = mp::detail::shared_memory_watchdog_pid();
+  mp::SharedMemory second(mp::create_only, 10);
+  EXPECT_GT(watchdog, 0);
+  EXPECT_EQ(mp::detail::shared_memory_watchdog_pid(), watchdog);
+  EXPECT_EQ(::kill(watchdog, 0), 0) << "the watchdog is not running";
+  first.unlink();
+  second.unlink();
+}
+
 TEST(SharedMemoryTest, NamedCreateAttachAndErrors) {
   const std::string name = "mp-test-" + std::to_string(::getpid()) + "-named";
   Unlinker cleanup{name};
@@ -475,6 +486,26 @@ void expect_tree_cleanup(const std::string& method, const std::string& child_end
   mp::SharedMemory persistent(mp::open_only, tree.persistent);
   EXPECT_EQ(text_at(persistent, 7), "checked");
   persistent.unlink();
+}
+
+TEST_P(SharedMemoryProcessTest, TreeEndRemovesOnlyTheSegmentsTheTreeCreated) {
+  const std::string name = "mp-test-" + std::to_string(::getpid()) + "-" + GetParam();
+  Unlinker cleanup1{name}, cleanup2{name + "-gone"};
+  auto result =
+      mp_test::run_command({MP_SHARED_MEMORY_TREE_PATH, GetParam(), "kill", "exit", name});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  std::istringstream fields(result.out);
+  std::string lasting, persistent;
+  int watchdog = 0;
+  fields >> lasting >> persistent >> watchdog;
+  Unlinker cleanup3{lasting}, cleanup4{persistent};
+  ASSERT_GT(watchdog, 0) << result.out;
+  ASSERT_TRUE(mp_test::wait_gone(watchdog, 30s)) << "the watchdog did not end";
+  EXPECT_FALSE(segment_exists(name + "-gone")) << "a named segment outlived its tree";
+  ASSERT_TRUE(segment_exists(name)) << "the watchdog removed a segment the tree did not create";
+  mp::SharedMemory renewed(mp::open_only, name);
+  EXPECT_EQ(text_at(renewed, 8), "replaced");
+  renewed.unlink();
 }
 
 TEST_P(SharedMemoryProcessTest, TreeEndRemovesSegmentOfKilledCreator) {

@@ -175,12 +175,10 @@ void remove_registered(const std::byte* base, std::uint64_t size) noexcept {
   }
 }
 
-std::mutex watchdog_mutex;
-
-// Starts this tree's watchdog unless a live one is recorded. Two processes of the tree
-// may both start one at the same moment: harmless (both remove the same segments).
+// Starts this tree's watchdog unless a live one is recorded. Two threads or processes of
+// the tree may both start one at the same moment: harmless (both remove the same
+// segments), so no lock (which a fork could inherit held).
 void ensure_watchdog(detail::Arena& arena) {
-  std::lock_guard lock(watchdog_mutex);
   auto& recorded = arena.root(kWatchdogRoot);
   const std::uint64_t id = recorded.load(std::memory_order_acquire);
   if (id != 0 && detail::owner_alive(id)) return;

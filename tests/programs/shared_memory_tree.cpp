@@ -1,4 +1,4 @@
-// shared_memory_tree START_METHOD CHILD_END PARENT_END
+// shared_memory_tree START_METHOD CHILD_END PARENT_END [NAME]
 // A process tree that creates segments and ends without unlinking them. The parent
 // starts a child (START_METHOD fork|spawn) that creates two segments of 4096 bytes,
 // one default (non-persistent) and one with persist = true, writes "tree data" into
@@ -7,7 +7,12 @@
 // it, prints "<name> <persistent name> <watchdog pid>" and ends: PARENT_END exit or
 // kill (SIGKILL). Afterwards the first segment must be gone (once the watchdog has
 // ended) and the persistent one must remain.
+// With NAME, the child also creates the segments NAME-gone and NAME (both
+// non-persistent, by name), then removes NAME behind mp's back (shm_unlink) and creates
+// a new, persistent NAME holding "replaced": afterwards NAME-gone must be gone and the
+// new NAME must remain (the watchdog removes only the segment the tree created).
 #include <signal.h>
+#include <sys/mman.h>
 
 #include <chrono>
 #include <cstdio>
@@ -22,7 +27,14 @@
 
 namespace {
 
-void create_and_end(mp::Connection& conn, std::string child_end) {
+void create_and_end(mp::Connection& conn, std::string child_end, std::string name) {
+  if (!name.empty()) {
+    mp::SharedMemory gone(mp::create_only, name + "-gone", 4096);
+    mp::SharedMemory replaced(mp::create_only, name, 4096);
+    ::shm_unlink(("/" + name).c_str());
+    mp::SharedMemory renewed(mp::create_only, name, 4096, {.persist = true});
+    std::memcpy(renewed.buf().data(), "replaced", 8);
+  }
   mp::SharedMemory lasting(mp::create_only, 4096);
   mp::SharedMemory persistent(mp::create_only, 4096, {.persist = true});
   std::memcpy(lasting.buf().data(), "tree data", 9);
@@ -38,14 +50,14 @@ void create_and_end(mp::Connection& conn, std::string child_end) {
 
 int main(int argc, char** argv) try {
   mp::freeze_support(argc, argv);
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: shared_memory_tree fork|spawn exit|kill exit|kill\n");
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: shared_memory_tree fork|spawn exit|kill exit|kill [NAME]\n");
     return 2;
   }
   const std::string parent_end = argv[3];
   auto [receiver, sender] = mp::Pipe(false);
   mp::Process child({.start_method = argv[1]}, &create_and_end, std::move(sender),
-                    std::string(argv[2]));
+                    std::string(argv[2]), std::string(argc == 5 ? argv[4] : ""));
   child.start();
   const auto [name, persistent, watchdog] =
       receiver.recv<std::tuple<std::string, std::string, int>>();
