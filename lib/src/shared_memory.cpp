@@ -21,7 +21,6 @@
 #include <atomic>
 #include <bit>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -38,16 +37,15 @@ namespace mp {
 namespace detail {
 
 struct shm_mapping {
-  std::string name;        // without the leading slash
-  std::string posix_name;  // "/" + name
-  std::byte* base = nullptr;
+  std::string name;                       // without the leading slash
+  std::string posix_name;                 // "/" + name
+  std::atomic<std::byte*> base{nullptr};  // null once closed (close() may race close())
   std::size_t size = 0;
   bool huge_pages = false;
   std::uint64_t device = 0, inode = 0;
-  std::mutex mutex;  // close() against close()
 
   ~shm_mapping() {
-    if (base) posix::unmap(base, size);
+    if (std::byte* mapped = base.load()) posix::unmap(mapped, size);
   }
 };
 
@@ -325,17 +323,17 @@ const std::string& SharedMemory::name() const noexcept {
 std::size_t SharedMemory::size() const noexcept { return mapping_ ? mapping_->size : 0; }
 
 std::span<std::byte> SharedMemory::buf() const noexcept {
-  if (!mapping_ || !mapping_->base) return {};
-  return {mapping_->base, mapping_->size};
+  if (!mapping_) return {};
+  std::byte* mapped = mapping_->base.load(std::memory_order_acquire);
+  if (!mapped) return {};
+  return {mapped, mapping_->size};
 }
 
 bool SharedMemory::huge_pages() const noexcept { return mapping_ && mapping_->huge_pages; }
 
 void SharedMemory::close() const noexcept {
   if (!mapping_) return;
-  std::lock_guard lock(mapping_->mutex);
-  if (mapping_->base) posix::unmap(mapping_->base, mapping_->size);
-  mapping_->base = nullptr;
+  if (std::byte* mapped = mapping_->base.exchange(nullptr)) posix::unmap(mapped, mapping_->size);
 }
 
 void SharedMemory::unlink() const {
