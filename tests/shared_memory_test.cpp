@@ -267,6 +267,10 @@ TEST(ShareableListTest, HoldsEveryTypeAndAssignsWithinCapacity) {
   list.set(3, "shorter");
   EXPECT_EQ(list[3], mp::ShareableItem(std::string("shorter")));
   EXPECT_THROW(list.set(9, 1), std::out_of_range);
+  mp::ShareableList copy = list;  // the same segment
+  list.shm().close();
+  EXPECT_THROW((void)copy.at(0), std::logic_error);
+  EXPECT_THROW(copy.set(0, 1), std::logic_error);
   list.shm().unlink();
 }
 

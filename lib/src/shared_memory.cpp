@@ -520,12 +520,12 @@ std::size_t ShareableList::capacity(std::size_t index) const {
   if (index >= slots_)
     throw std::out_of_range("mp::ShareableList: index " + std::to_string(index) +
                             " out of range (size " + std::to_string(slots_) + ")");
+  if (!base()) throw std::logic_error("mp::ShareableList: the segment is closed");
   return slot_of(base(), index).capacity;
 }
 
 ShareableItem ShareableList::at(std::size_t index) const {
-  const std::size_t capacity = this->capacity(index);
-  if (!base()) throw std::logic_error("mp::ShareableList: the segment is closed");
+  const std::size_t capacity = this->capacity(index);  // checks index and closed
   auto& slot = slot_of(base(), index);
   std::string bytes;
   for (;;) {
@@ -543,8 +543,7 @@ ShareableItem ShareableList::at(std::size_t index) const {
 }
 
 void ShareableList::set(std::size_t index, const ShareableItem& value) {
-  const std::size_t capacity = this->capacity(index);
-  if (!base()) throw std::logic_error("mp::ShareableList: the segment is closed");
+  const std::size_t capacity = this->capacity(index);  // checks index and closed
   const Encoded encoded = encode(value);
   if (encoded.bytes.size() > capacity)
     throw std::invalid_argument("mp::ShareableList: a value of " +
