@@ -7,11 +7,12 @@
 //     only unlink() does, and the creator decides when.
 //   - Unless it was created with `persist = true`, a segment whose creator's process
 //     tree has ended without unlinking it is removed then. The process tree is every
-//     process that shares the creator's mp shared heap (<mp/detail/heap.hpp>): the
-//     process that first used mp, the children it started (fork or spawn), theirs, and
-//     so on. It has ended when the last of them has exited or been killed, SIGKILL
-//     included. A process outside the tree that attached keeps its mapping (the memory
-//     stays valid until it closes), but the name is gone.
+//     process that maps the creator's mp shared heap (<mp/detail/heap.hpp>): the
+//     process that created the heap, the children it started (mp::Process with fork or
+//     spawn, or a plain fork()), theirs, and so on; a process leaves it by exec(). It
+//     has ended when the last of them has exited or been killed, SIGKILL included. A
+//     process outside the tree that attached keeps its mapping (the memory stays valid
+//     until it closes), but the name is gone.
 //   - `persist = true` segments stay until unlink(), like Python's with track=False, or
 //     until reboot.
 //   How: the heap holds a registry of the tree's non-persistent segments (name, inode),
