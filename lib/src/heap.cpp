@@ -65,6 +65,7 @@ struct ArenaHeader {
   std::atomic<std::uint64_t> bump;
   std::atomic<std::uint64_t> serials;
   std::atomic<std::uint64_t> free_heads[kClassCount];
+  std::atomic<std::uint64_t> roots[Arena::kRootCount];
 };
 static_assert(sizeof(ArenaHeader) <= kHeaderSize);
 
@@ -164,6 +165,14 @@ Arena& Arena::operator=(Arena&& other) noexcept {
 
 Arena::~Arena() {
   if (base_) posix::unmap(base_, size_);
+}
+
+std::atomic<std::uint64_t>& arena_root(const std::byte* base, unsigned index) noexcept {
+  return header_of(const_cast<std::byte*>(base)).roots[index];
+}
+
+std::atomic<std::uint64_t>& Arena::root(unsigned index) const noexcept {
+  return arena_root(base_, index);
 }
 
 std::uint64_t Arena::id() const noexcept { return header_of(base_).id; }
@@ -315,6 +324,14 @@ Arena& heap_main_arena() {
   Arena* main = register_arena(Arena::create(configured_heap_size()));
   t.main.store(main, std::memory_order_release);
   return *main;
+}
+
+std::vector<std::pair<std::byte*, std::uint64_t>> heap_mappings() {
+  auto& t = table();
+  std::vector<std::pair<std::byte*, std::uint64_t>> mappings;
+  const int count = t.count.load(std::memory_order_acquire);
+  for (int i = 0; i < count; ++i) mappings.emplace_back(t.arenas[i]->base(), t.arenas[i]->size());
+  return mappings;
 }
 
 void heap_ensure() { (void)heap_main_arena(); }
