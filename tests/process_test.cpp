@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -471,3 +472,17 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, ProcessTest, ::testing::ValuesIn(mp_test:
                          mp_test::method_name);
 
 }  // namespace
+
+// stdout is fully buffered into a pipe. Python flushes it before fork so that a child
+// does not print the parent's pending output a second time; with threads that is not
+// enough (another thread can write between the flush and the fork), so a forked child
+// also drops what it inherited in its stdio buffers.
+TEST(ProcessFork, ChildNeverRepeatsTheParentsBufferedOutput) {
+  auto result = mp_test::run_command({MP_FORK_WHILE_PRINTING_PATH});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  std::istringstream in(result.out);
+  int expected = 0;
+  for (std::string line; std::getline(in, line); ++expected)
+    ASSERT_EQ(line, "line " + std::to_string(expected)) << "a line repeated or lost";
+  EXPECT_EQ(expected, 300000);
+}

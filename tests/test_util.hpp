@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -123,6 +124,13 @@ inline CommandResult run_command(const std::vector<std::string>& argv,
   ::close(err_pipe[1]);
   if (rc != 0) throw std::runtime_error("posix_spawn failed for " + argv[0]);
   std::thread writer([fd = in_pipe[1], input] {
+    // A command may exit without reading all of its input (a usage error): the write then
+    // fails with EPIPE. The SIGPIPE it raises is directed at this thread, which blocks it
+    // (it is discarded when the thread ends) instead of letting it kill the test.
+    sigset_t pipe_signal;
+    ::sigemptyset(&pipe_signal);
+    ::sigaddset(&pipe_signal, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
     std::size_t done = 0;
     while (done < input.size()) {
       ssize_t n = ::write(fd, input.data() + done, input.size() - done);

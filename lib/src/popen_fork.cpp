@@ -1,5 +1,6 @@
 // The fork start method: Python's multiprocessing/popen_fork.py. The child is a copy
 // of the parent, so it runs Process::run() directly: any callable works.
+#include <stdio_ext.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,10 @@ std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, co
   const pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(posix::last_error(), "mp: fork");
   if (pid == 0) {
+    // What the parent still had buffered belongs to the parent: another of its threads
+    // may have written it after the flush above, and the child flushes at its end.
+    __fpurge(stdout);
+    __fpurge(stderr);
     // _exit, not exit: the parent's atexit handlers and static destructors belong to
     // the parent (Python's popen_fork does os._exit too).
     posix::exit_now(child_main(setup, [&process] { process.run(); }));
