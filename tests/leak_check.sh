@@ -28,25 +28,34 @@ case $command in
     [[ -f $state/shm-before.txt ]] || { echo "leak_check: no snapshot in $state" >&2; exit 1; }
     status=0
     # Processes: every live process whose executable is one of this build's (zombies have
-    # no exe link and are not counted: they hold nothing but a pid).
-    checked=0
-    strays=()
-    for proc in /proc/[0-9]*; do
-      pid=${proc#/proc/}
-      [[ $pid == "$$" ]] && continue
-      exe=$(readlink "$proc/exe" 2>/dev/null) || continue
-      checked=$((checked + 1))
-      if [[ $exe == "$build_dir"/* ]]; then
-        strays+=("$pid $exe ($(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | cut -c1-160))")
-      fi
+    # no exe link and are not counted: they hold nothing but a pid). Processes on their
+    # way out (a daemon child killed as its test ended, the shared-memory watchdog of a
+    # tree that just ended) get 5 s to go, as do the segments such a watchdog removes.
+    scan_processes() {
+      checked=0
+      strays=()
+      for proc in /proc/[0-9]*; do
+        pid=${proc#/proc/}
+        [[ $pid == "$$" ]] && continue
+        exe=$(readlink "$proc/exe" 2>/dev/null) || continue
+        checked=$((checked + 1))
+        if [[ $exe == "$build_dir"/* ]]; then
+          strays+=("$pid $exe ($(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | cut -c1-160))")
+        fi
+      done
+    }
+    for _ in $(seq 50); do
+      scan_processes
+      shm_listing >"$state/shm-after.txt"
+      new_shm=$(comm -13 "$state/shm-before.txt" "$state/shm-after.txt")
+      [[ ${#strays[@]} -eq 0 && -z $new_shm ]] && break
+      sleep 0.1
     done
     if [[ ${#strays[@]} -gt 0 ]]; then
       echo "leak_check: ${#strays[@]} process(es) of this build outlived the suite:" >&2
       printf '  %s\n' "${strays[@]}" >&2
       status=1
     fi
-    shm_listing >"$state/shm-after.txt"
-    new_shm=$(comm -13 "$state/shm-before.txt" "$state/shm-after.txt")
     new_shm_count=0
     if [[ -n $new_shm ]]; then
       new_shm_count=$(wc -l <<<"$new_shm")
