@@ -7,5 +7,6 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/queues.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
