@@ -26,14 +26,12 @@
 // step is idempotent, so a repairer killed in turn leaves work the next one redoes.
 //
 // Waiting: a consumer with nothing to get spins briefly, then sleeps on the low half of
-// `tail` (the word a producer's commit changes) after announcing itself in a waiter
-// counter; a producer reads that counter after its commit and calls futex_wake only
-// when someone sleeps. Producers waiting for room in a bounded queue do the same on
-// `got_count`, and join() on the count of done tasks. All sleeps are in slices, after
-// each of which the sleeper looks again (and checks for a dead lock owner), so a lost
-// hint can cost at most a slice, never a hang. A process killed while it sleeps leaves
-// its waiter count behind: later operations then call futex_wake for nobody, which
-// costs time, never correctness.
+// `tail` (the word a producer's commit changes) after setting a "sleeping" flag; a
+// producer reads the flag after its commit and only if it is set clears it and calls
+// futex_wake (see Waiters). Producers waiting for room in a bounded queue do the same
+// on `got_count`, and join() on the count of done tasks. All sleeps are in slices,
+// after each of which the sleeper looks again (and checks for a dead lock owner), so a
+// lost hint can cost at most a slice, never a hang.
 #include <mp/queues.hpp>
 
 #include <algorithm>
@@ -65,6 +63,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kNoJournal = ~std::uint64_t{0};
 constexpr auto kSpinTime = 50us;
+constexpr int kPausesPerLook = 64;
 constexpr auto kSleepSlice = 200ms;
 constexpr std::size_t kSpareBlocks = 4;
 constexpr std::uint64_t kMaxSpareBlock = std::uint64_t{8} << 20;
@@ -95,12 +94,23 @@ struct ConsumerSide {  // written under the get lock
   std::atomic<std::uint64_t> tail_seen;  // a tail read earlier (saves reading the producers' line)
   std::byte padding[24];
 };
+// 1 while someone may sleep: set by each sleeper before its last look, cleared by the
+// first waker, which then wakes every sleeper (those that sleep on set it again). So a
+// stream of puts makes one wake-up call per sleep, not one per put, and a sleeper that
+// was killed costs one spare wake-up, not one per operation forever.
 struct Waiters {
   std::atomic<std::uint32_t> getters;
   std::atomic<std::uint32_t> putters;
   std::atomic<std::uint32_t> joiners;
   std::byte padding[52];
 };
+
+void wake_all_if_sleeping(std::atomic<std::uint32_t>& sleeping,
+                          const std::atomic<std::uint64_t>& word) {
+  if (sleeping.load(std::memory_order_seq_cst) != 0 &&
+      sleeping.exchange(0, std::memory_order_seq_cst) != 0)
+    posix::futex_wake_low(word, INT_MAX);
+}
 struct Spares {
   std::atomic<std::uint64_t> segment;
   std::array<std::atomic<std::uint64_t>, kSpareBlocks> blocks;
@@ -125,18 +135,38 @@ namespace {
 
 queue_state& state_of(void* state) { return *static_cast<queue_state*>(state); }
 
-Deadline deadline_for(bool block, std::optional<std::chrono::nanoseconds> timeout) {
-  if (!block) return Deadline::after(0ns);
-  return timeout ? Deadline::after(*timeout) : Deadline::never();
-}
+// A deadline computed when first needed: the fast paths of put and get never wait, so
+// they never read the clock.
+class LazyDeadline {
+ public:
+  LazyDeadline(bool block, std::optional<std::chrono::nanoseconds> timeout)
+      : block_(block), timeout_(timeout) {}
+  const Deadline& get() {
+    if (!deadline_)
+      deadline_ = !block_    ? Deadline::after(0ns)
+                  : timeout_ ? Deadline::after(*timeout_)
+                             : Deadline::never();
+    return *deadline_;
+  }
+  // What is left, for Lock::acquire (nullopt: forever; a non-blocking call waits for
+  // the lock as long as it takes: it is held only briefly).
+  std::optional<std::chrono::nanoseconds> remaining() {
+    if (!block_ || !timeout_) return std::nullopt;
+    const Deadline& deadline = get();
+    const auto at =
+        std::chrono::seconds(deadline.at->tv_sec) + std::chrono::nanoseconds(deadline.at->tv_nsec);
+    return std::max<std::chrono::nanoseconds>(at - Clock::now().time_since_epoch(), 0ns);
+  }
 
-// What is left of `deadline`, for Lock::acquire (nullopt: forever).
-std::optional<std::chrono::nanoseconds> remaining(const Deadline& deadline) {
-  if (!deadline.at) return std::nullopt;
-  const auto at =
-      std::chrono::seconds(deadline.at->tv_sec) + std::chrono::nanoseconds(deadline.at->tv_nsec);
-  const auto left = at - Clock::now().time_since_epoch();
-  return std::max<std::chrono::nanoseconds>(left, 0ns);
+ private:
+  bool block_;
+  std::optional<std::chrono::nanoseconds> timeout_;
+  std::optional<Deadline> deadline_;
+};
+
+// Takes `lock`: at once if it is free, else waiting as `deadline` allows.
+bool acquire(Lock& lock, LazyDeadline& deadline) {
+  return lock.acquire(false) || lock.acquire(true, deadline.remaining());
 }
 
 // Releases a held Lock when it goes out of scope (also when an exception passes).
@@ -160,8 +190,10 @@ bool spin_until(Done done) {
   if (done()) return true;
   const auto until = Clock::now() + kSpinTime;
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      posix::cpu_relax();
+    for (int i = 0; i < 8; ++i) {
+      // Looking less often than every pause leaves the other side's cache lines alone
+      // for a while, so that it writes several items before they move over.
+      for (int j = 0; j < kPausesPerLook; ++j) posix::cpu_relax();
       if (done()) return true;
     }
     if (Clock::now() >= until) return false;
@@ -343,14 +375,13 @@ bool wait_for_room(queue_state& q, Lock& get_lock, const Deadline& deadline) {
   };
   if (spin_until(has_room)) return true;
   for (;;) {
-    q.waiters.putters.fetch_add(1, std::memory_order_seq_cst);
+    q.waiters.putters.store(1, std::memory_order_seq_cst);
     const std::uint64_t got = q.consumers.got_count.load(std::memory_order_seq_cst);
     const bool full = q.producers.put_count.load(std::memory_order_seq_cst) - got >= maxsize;
     std::error_code ec;
     if (full)
       ec =
           posix::futex_wait_low(q.consumers.got_count, low_half(got), deadline.capped(kSleepSlice));
-    q.waiters.putters.fetch_sub(1, std::memory_order_relaxed);
     if (has_room()) return true;
     if (deadline.passed()) return false;
     if (ec == std::errc::timed_out) repair_if_owner_died(get_lock, [&] { repair_consumers(q); });
@@ -365,13 +396,12 @@ bool wait_for_items(queue_state& q, Lock& put_lock, const Deadline& deadline) {
   };
   if (spin_until(has_items)) return true;
   for (;;) {
-    q.waiters.getters.fetch_add(1, std::memory_order_seq_cst);
+    q.waiters.getters.store(1, std::memory_order_seq_cst);
     const std::uint64_t head = q.consumers.head.load(std::memory_order_seq_cst);
     const std::uint64_t tail = q.producers.tail.load(std::memory_order_seq_cst);
     std::error_code ec;
     if (head == tail)
       ec = posix::futex_wait_low(q.producers.tail, low_half(tail), deadline.capped(kSleepSlice));
-    q.waiters.getters.fetch_sub(1, std::memory_order_relaxed);
     if (has_items()) return true;
     if (deadline.passed()) return false;
     if (ec == std::errc::timed_out) repair_if_owner_died(put_lock, [&] { repair_producers(q); });
@@ -431,7 +461,7 @@ bool queue_core::put(std::string_view pickle, bool block,
                      std::optional<std::chrono::nanoseconds> timeout) {
   auto& q = state_of(state());
   const std::uint64_t arena = ref().arena;
-  const Deadline deadline = deadline_for(block, timeout);
+  LazyDeadline deadline(block, timeout);
   const bool external = pickle.size() > kMaxInline;
   const std::uint64_t item_block = external ? fill_block(q, arena_base_, arena, pickle) : 0;
   BlockGuard guard(q, arena_base_, arena, item_block);
@@ -439,7 +469,7 @@ bool queue_core::put(std::string_view pickle, bool block,
       external ? kExternalRecordSize : inline_record_size(pickle.size());
 
   for (;;) {
-    if (!put_lock_.acquire(true, block ? remaining(deadline) : std::nullopt)) return false;
+    if (!acquire(put_lock_, deadline)) return false;
     Held held(put_lock_);
     if (put_lock_.recovered()) repair_producers(q);
     auto& side = q.producers;
@@ -447,7 +477,7 @@ bool queue_core::put(std::string_view pickle, bool block,
     if (q.maxsize > 0 && count - q.consumers.got_count.load(std::memory_order_acquire) >
                              static_cast<std::uint64_t>(q.maxsize)) {
       held.release();
-      if (!block || !wait_for_room(q, get_lock_, deadline)) return false;
+      if (!block || !wait_for_room(q, get_lock_, deadline.get())) return false;
       continue;
     }
     const std::uint64_t tail = side.tail.load(std::memory_order_relaxed);
@@ -471,7 +501,7 @@ bool queue_core::put(std::string_view pickle, bool block,
     side.put_count.store(count, std::memory_order_release);
     side.tail.store(position(segment, index + record_size), std::memory_order_seq_cst);
     guard.committed();
-    if (q.waiters.getters.load(std::memory_order_seq_cst) != 0) posix::futex_wake_low(side.tail, 1);
+    wake_all_if_sleeping(q.waiters.getters, side.tail);
     return true;
   }
 }
@@ -480,11 +510,11 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
                      void* context) {
   auto& q = state_of(state());
   const std::uint64_t arena = ref().arena;
-  const Deadline deadline = deadline_for(block, timeout);
+  LazyDeadline deadline(block, timeout);
   const std::span<const std::byte> whole_arena(arena_base_, arena_size_);
 
   for (;;) {
-    if (!get_lock_.acquire(true, block ? remaining(deadline) : std::nullopt)) return false;
+    if (!acquire(get_lock_, deadline)) return false;
     Held held(get_lock_);
     if (get_lock_.recovered()) repair_consumers(q);
     auto& side = q.consumers;
@@ -530,16 +560,19 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
       side.journal_to.store(new_head, std::memory_order_release);
       side.journal_count.store(got + 1, std::memory_order_release);
       side.head.store(new_head, std::memory_order_release);
-      side.got_count.store(got + 1, std::memory_order_seq_cst);
-      if (q.waiters.putters.load(std::memory_order_seq_cst) != 0)
-        posix::futex_wake_low(side.got_count, 1);
+      if (q.maxsize > 0) {  // producers may wait for room
+        side.got_count.store(got + 1, std::memory_order_seq_cst);
+        wake_all_if_sleeping(q.waiters.putters, side.got_count);
+      } else {
+        side.got_count.store(got + 1, std::memory_order_release);
+      }
       held.release();
       if (record.external) recycle_block(q, arena_base_, arena, record.block_offset);
       if (error) std::rethrow_exception(error);
       return true;
     }
     held.release();
-    if (!block || !wait_for_items(q, put_lock_, deadline)) return false;
+    if (!block || !wait_for_items(q, put_lock_, deadline.get())) return false;
   }
 }
 
@@ -573,21 +606,19 @@ void queue_core::task_done() {
                                            std::memory_order_relaxed))
       break;
   }
-  if (q.waiters.joiners.load(std::memory_order_seq_cst) != 0)
-    posix::futex_wake_low(q.done_count, INT_MAX);
+  wake_all_if_sleeping(q.waiters.joiners, q.done_count);
 }
 
 void queue_core::join() {
   auto& q = state_of(state());
   for (;;) {
-    q.waiters.joiners.fetch_add(1, std::memory_order_seq_cst);
+    q.waiters.joiners.store(1, std::memory_order_seq_cst);
     const std::uint64_t done = q.done_count.load(std::memory_order_seq_cst);
     const bool finished = done >= q.producers.put_count.load(std::memory_order_seq_cst);
     std::error_code ec;
     if (!finished)
       ec = posix::futex_wait_low(q.done_count, low_half(done),
                                  Deadline::never().capped(kSleepSlice));
-    q.waiters.joiners.fetch_sub(1, std::memory_order_relaxed);
     if (finished) return;
     if (ec == std::errc::timed_out) repair_if_owner_died(put_lock_, [&] { repair_producers(q); });
   }
