@@ -65,8 +65,11 @@ constexpr std::uint64_t kNoJournal = ~std::uint64_t{0};
 constexpr auto kSpinTime = 50us;
 constexpr int kPausesPerLook = 64;
 constexpr auto kSleepSlice = 200ms;
-constexpr std::size_t kSpareBlocks = 4;
-constexpr std::uint64_t kMaxSpareBlock = std::uint64_t{8} << 20;
+// Freed item blocks kept for reuse (at most this many, each at most this large: an idle
+// queue holds at most 7 x 4 MiB). A reused block's pages are mapped already; a fresh one
+// costs a page fault per 4 KiB, and freeing it to the heap returns its pages.
+constexpr std::size_t kSpareBlocks = 7;
+constexpr std::uint64_t kMaxSpareBlock = std::uint64_t{4} << 20;
 constexpr std::size_t kBufferKeep = std::size_t{4} << 20;
 
 // A position in the queue: a segment's offset in the arena and an index into it.
@@ -114,7 +117,6 @@ void wake_all_if_sleeping(std::atomic<std::uint32_t>& sleeping,
 struct Spares {
   std::atomic<std::uint64_t> segment;
   std::array<std::atomic<std::uint64_t>, kSpareBlocks> blocks;
-  std::byte padding[24];
 };
 static_assert(sizeof(ProducerSide) == 64 && sizeof(ConsumerSide) == 64 && sizeof(Waiters) == 64 &&
               sizeof(Spares) == 64);
