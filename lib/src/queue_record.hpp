@@ -124,6 +124,68 @@ inline BlockView decode_block(std::span<const std::byte> arena, std::uint64_t of
   return view;
 }
 
+// A position in a queue: a segment's offset in the arena and an index into it.
+inline constexpr std::uint64_t position(std::uint64_t segment, std::size_t index) {
+  return segment << 16 | static_cast<std::uint64_t>(index);
+}
+inline constexpr std::uint64_t segment_of(std::uint64_t pos) { return pos >> 16; }
+inline constexpr std::size_t index_of(std::uint64_t pos) {
+  return static_cast<std::size_t>(pos & 0xffff);
+}
+
+// Whether a segment offset (read from shared memory) names a whole segment of `arena`.
+inline bool segment_fits(std::span<const std::byte> arena, std::uint64_t segment) {
+  return segment != 0 && segment % 16 == 0 && segment < arena.size() &&
+         arena.size() - segment >= kSegmentSize;
+}
+
+// One step of a consumer at `head`, the committed records ending at `tail`.
+struct Step {
+  enum Kind {
+    empty,         // head == tail
+    item,          // an item: payload (in the segment or its item block)
+    next_segment,  // an end record: go on at new_head, in the next segment
+    corrupt,       // an impossible position, record, segment link or item block
+  } kind = corrupt;
+  std::string_view payload;
+  std::uint64_t block_offset = 0;  // the item block to free after taking the item, or 0
+  std::uint64_t new_head = 0;      // where the head goes after this step
+};
+
+// What lies at `head`. Every offset read from `arena` (the whole arena mapping) is
+// checked before use; nothing is allocated. The queue's get() and its finalizer walk
+// the queue with this, and fuzz/queue_record_fuzzer.cpp feeds it arbitrary bytes.
+inline Step read_at(std::span<const std::byte> arena, std::uint64_t head, std::uint64_t tail) {
+  Step step;
+  if (head == tail) {
+    step.kind = Step::empty;
+    return step;
+  }
+  const std::uint64_t segment = segment_of(head);
+  if (!segment_fits(arena, segment)) return step;
+  const std::size_t limit = segment_of(tail) == segment ? index_of(tail) : kSegmentSize;
+  const Record record = decode_record(arena.subspan(segment, kSegmentSize), index_of(head), limit);
+  if (record.status == RecordStatus::corrupt) return step;
+  if (record.status == RecordStatus::end) {
+    const std::uint64_t next = load_u64(arena.data() + segment);
+    if (!segment_fits(arena, next) || next == segment) return step;
+    step.kind = Step::next_segment;
+    step.new_head = position(next, kSegmentHeader);
+    return step;
+  }
+  if (record.external) {
+    const BlockView view = decode_block(arena, record.block_offset);
+    if (!view.ok) return step;
+    step.payload = view.payload;
+    step.block_offset = record.block_offset;
+  } else {
+    step.payload = record.payload;
+  }
+  step.kind = Step::item;
+  step.new_head = position(segment, index_of(head) + record.size);
+  return step;
+}
+
 // Writers, used by the queue only (the fuzzer checks that what they write decodes back).
 inline void write_inline(std::byte* at, std::string_view pickle) {
   const std::uint32_t length = static_cast<std::uint32_t>(pickle.size());

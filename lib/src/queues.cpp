@@ -72,12 +72,6 @@ constexpr std::size_t kSpareBlocks = 7;
 constexpr std::uint64_t kMaxSpareBlock = std::uint64_t{4} << 20;
 constexpr std::size_t kBufferKeep = std::size_t{4} << 20;
 
-// A position in the queue: a segment's offset in the arena and an index into it.
-std::uint64_t position(std::uint64_t segment, std::size_t index) {
-  return segment << 16 | static_cast<std::uint64_t>(index);
-}
-std::uint64_t segment_of(std::uint64_t pos) { return pos >> 16; }
-std::size_t index_of(std::uint64_t pos) { return static_cast<std::size_t>(pos & 0xffff); }
 std::uint32_t low_half(std::uint64_t word) { return static_cast<std::uint32_t>(word); }
 
 // Each group on a cache line of its own (the heap aligns objects to 16 bytes only, so
@@ -273,15 +267,6 @@ std::atomic<std::uint64_t>& next_of(std::byte* base, std::uint64_t segment) {
   return *std::launder(reinterpret_cast<std::atomic<std::uint64_t>*>(base + segment));
 }
 
-// A segment offset read from shared memory, checked before use.
-std::span<const std::byte> segment_span(std::byte* base, std::size_t arena_size,
-                                        std::uint64_t segment) {
-  if (segment == 0 || segment % 16 != 0 || segment >= arena_size ||
-      arena_size - segment < kSegmentSize)
-    throw UnpicklingError("mp::Queue: corrupt queue (a segment outside the shared heap)");
-  return {base + segment, kSegmentSize};
-}
-
 std::uint64_t allocate_in(std::uint64_t arena, std::size_t size) {
   const shared_ref ref = heap_allocate(size);
   if (ref.arena != arena) {
@@ -421,25 +406,18 @@ void finalize_queue(shared_ref ref, void* state) noexcept {
     const std::span<const std::byte> whole_arena(base, arena.size());
     std::uint64_t head = q.consumers.head.load(std::memory_order_acquire);
     const std::uint64_t tail = q.producers.tail.load(std::memory_order_acquire);
-    while (head != tail) {
-      const std::uint64_t segment = segment_of(head);
-      const std::size_t limit = segment_of(tail) == segment ? index_of(tail) : kSegmentSize;
-      const Record record =
-          decode_record(segment_span(base, arena.size(), segment), index_of(head), limit);
-      if (record.status == RecordStatus::corrupt) return;
-      if (record.status == RecordStatus::end) {
-        const std::uint64_t next = next_of(base, segment).load(std::memory_order_acquire);
-        (void)segment_span(base, arena.size(), next);
-        heap_free({ref.arena, segment});
-        head = position(next, kSegmentHeader);
-        continue;
-      }
-      if (record.external && decode_block(whole_arena, record.block_offset).ok)
-        heap_free({ref.arena, record.block_offset});
-      head = position(segment, index_of(head) + record.size);
+    // Bounded: a corrupt segment list could loop.
+    for (std::size_t steps = 0;; ++steps) {
+      const Step step = read_at(whole_arena, head, tail);
+      if (step.kind == Step::empty) break;
+      if (steps > arena.size() / kRecordHeader) return;
+      if (step.kind == Step::corrupt) return;
+      if (step.kind == Step::next_segment) heap_free({ref.arena, segment_of(head)});
+      if (step.block_offset) heap_free({ref.arena, step.block_offset});
+      head = step.new_head;
     }
     const std::uint64_t last = segment_of(tail);
-    (void)segment_span(base, arena.size(), last);
+    if (!segment_fits(whole_arena, last)) return;
     // A producer killed while adding a segment may have linked one past the tail.
     if (const std::uint64_t orphan = next_of(base, last).load(std::memory_order_acquire))
       heap_free({ref.arena, orphan});
@@ -528,37 +506,25 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
         side.tail_seen.store(tail, std::memory_order_relaxed);
         if (head == tail) break;  // empty
       }
-      const std::uint64_t segment = segment_of(head);
-      const std::size_t limit = segment_of(tail) == segment ? index_of(tail) : kSegmentSize;
-      const Record record =
-          decode_record(segment_span(arena_base_, arena_size_, segment), index_of(head), limit);
-      if (record.status == RecordStatus::corrupt)
+      const Step step = read_at(whole_arena, head, tail);
+      if (step.kind == Step::corrupt)
         throw UnpicklingError("mp::Queue: corrupt queue (an impossible record in shared memory)");
       const std::uint64_t got = side.got_count.load(std::memory_order_relaxed);
-      if (record.status == RecordStatus::end) {
-        const std::uint64_t next = next_of(arena_base_, segment).load(std::memory_order_acquire);
-        (void)segment_span(arena_base_, arena_size_, next);  // checks it
-        const std::uint64_t new_head = position(next, kSegmentHeader);
-        side.journal_to.store(new_head, std::memory_order_release);
+      if (step.kind == Step::next_segment) {
+        side.journal_to.store(step.new_head, std::memory_order_release);
         side.journal_count.store(got, std::memory_order_release);
-        side.head.store(new_head, std::memory_order_release);
-        recycle_segment(q, arena, segment);
-        head = new_head;
+        side.head.store(step.new_head, std::memory_order_release);
+        recycle_segment(q, arena, segment_of(head));
+        head = step.new_head;
         continue;
-      }
-      std::string_view payload = record.payload;
-      if (record.external) {
-        const BlockView view = decode_block(whole_arena, record.block_offset);
-        if (!view.ok) throw UnpicklingError("mp::Queue: corrupt queue (an impossible item block)");
-        payload = view.payload;
       }
       std::exception_ptr error;
       try {
-        decode(payload, context);
+        decode(step.payload, context);
       } catch (...) {
         error = std::current_exception();
       }
-      const std::uint64_t new_head = position(segment, index_of(head) + record.size);
+      const std::uint64_t new_head = step.new_head;
       side.journal_to.store(new_head, std::memory_order_release);
       side.journal_count.store(got + 1, std::memory_order_release);
       side.head.store(new_head, std::memory_order_release);
@@ -569,7 +535,7 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
         side.got_count.store(got + 1, std::memory_order_release);
       }
       held.release();
-      if (record.external) recycle_block(q, arena_base_, arena, record.block_offset);
+      if (step.block_offset) recycle_block(q, arena_base_, arena, step.block_offset);
       if (error) std::rethrow_exception(error);
       return true;
     }
