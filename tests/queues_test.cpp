@@ -27,6 +27,7 @@
 
 #include "figures.hpp"
 #include "heap_arena.hpp"
+#include "queue_record.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -523,6 +524,108 @@ TEST_P(QueueTest, SigkilledProducersAndConsumersNeverCorruptOrBlock) {
   EXPECT_TRUE(whole(queue.get(10s)));
   mp_test::record_figure("queue_processes_sigkilled", kRounds + 4);
   mp_test::record_figure("queue_items_checked", delivered);
+}
+
+// ---- SIGKILL at each step of put and get (deterministic) ----
+
+using mp::detail::queue_step;
+
+std::atomic<int> crash_step{0};
+void crash_at_step(queue_step step) {
+  if (static_cast<int>(step) == crash_step.load()) ::raise(SIGKILL);
+}
+
+// Gets `skip` items normally, then dies at `step` of the next put (item non-empty) or get.
+void die_at_step(mp::JoinableQueue<std::string> queue, int step, int skip, std::string item) {
+  for (int i = 0; i < skip; ++i) (void)queue.get_nowait();
+  crash_step = step;
+  mp::detail::queue_step_hook = &crash_at_step;
+  if (item.empty())
+    (void)queue.get_nowait();
+  else
+    queue.put(item);
+  std::exit(3);  // the step was never reached
+}
+
+std::string item_of(int index, std::size_t size) {
+  return pattern(static_cast<std::uint64_t>(index), size);
+}
+
+TEST_P(QueueTest, PutKilledAtEveryStepLeavesConsistentQueue) {
+  struct Case {
+    queue_step step;
+    int prefill;       // items put before, of 1000 bytes (31 fill a segment)
+    std::size_t size;  // of the child's item
+  };
+  const std::vector<Case> cases = {
+      {queue_step::put_written, 1, 10},     {queue_step::put_journaled, 1, 10},
+      {queue_step::put_counted, 1, 10},     {queue_step::put_committed, 1, 10},
+      {queue_step::put_written, 1, 9000},   {queue_step::put_counted, 1, 9000},
+      {queue_step::put_committed, 1, 9000}, {queue_step::put_segment_linked, 31, 1000},
+      {queue_step::put_counted, 31, 1000},  {queue_step::put_committed, 31, 1000},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE("step " + std::to_string(static_cast<int>(c.step)) + ", prefill " +
+                 std::to_string(c.prefill) + ", size " + std::to_string(c.size));
+    mp::JoinableQueue<std::string> queue;
+    std::vector<std::string> expected;
+    for (int i = 0; i < c.prefill; ++i) {
+      expected.push_back(item_of(i, 1000));
+      queue.put(expected.back());
+    }
+    const std::string child_item = item_of(100, c.size);
+    auto child = start(&die_at_step, queue, static_cast<int>(c.step), 0, child_item);
+    ASSERT_TRUE(child.join(kJoinLimit));
+    ASSERT_EQ(child.exitcode(), -SIGKILL) << "the child did not reach the step";
+    if (c.step == queue_step::put_committed) expected.push_back(child_item);
+    expected.push_back("after");
+    queue.put("after");  // takes the dead producer's lock over
+    EXPECT_EQ(queue.qsize(), static_cast<std::int64_t>(expected.size()));
+    for (const std::string& want : expected) ASSERT_EQ(queue.get_nowait(), want);
+    EXPECT_THROW(queue.get_nowait(), mp::Empty);
+    EXPECT_EQ(queue.qsize(), 0);
+    // The item count is exact: as many task_done() calls as items, not one more.
+    for (std::size_t i = 0; i < expected.size(); ++i) queue.task_done();
+    EXPECT_THROW(queue.task_done(), std::invalid_argument);
+    queue.join();
+  }
+}
+
+TEST_P(QueueTest, GetKilledAtEveryStepLeavesConsistentQueue) {
+  struct Case {
+    queue_step step;
+    int skip;  // items got before the fatal get (31 of 1000 bytes fill a segment)
+  };
+  const std::vector<Case> cases = {
+      {queue_step::get_decoded, 0},       {queue_step::get_journaled, 0},
+      {queue_step::get_committed, 0},     {queue_step::get_counted, 0},
+      {queue_step::get_next_segment, 31},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE("step " + std::to_string(static_cast<int>(c.step)));
+    mp::JoinableQueue<std::string> queue;
+    std::vector<std::string> items;
+    for (int i = 0; i < c.skip; ++i) items.push_back(item_of(i, 1000));
+    // The one the child dies getting: in an item block, or (after a full segment) inline
+    // but too large for the rest of the segment, so that the get crosses to the next one.
+    items.push_back(item_of(50, c.skip ? 3000 : 9000));
+    items.push_back(item_of(51, 10));
+    items.push_back(item_of(52, 10));
+    for (const std::string& item : items) queue.put(item);
+    auto child = start(&die_at_step, queue, static_cast<int>(c.step), c.skip, std::string());
+    ASSERT_TRUE(child.join(kJoinLimit));
+    ASSERT_EQ(child.exitcode(), -SIGKILL) << "the child did not reach the step";
+    const bool taken = c.step == queue_step::get_committed || c.step == queue_step::get_counted;
+    std::size_t next = static_cast<std::size_t>(c.skip) + (taken ? 1 : 0);
+    ASSERT_EQ(queue.get_nowait(), items[next]);  // takes the dead consumer's lock over
+    ++next;
+    EXPECT_EQ(queue.qsize(), static_cast<std::int64_t>(items.size() - next));
+    for (; next < items.size(); ++next) ASSERT_EQ(queue.get_nowait(), items[next]);
+    EXPECT_THROW(queue.get_nowait(), mp::Empty);
+    EXPECT_EQ(queue.qsize(), 0);
+    queue.put("still works");
+    EXPECT_EQ(queue.get_nowait(), "still works");
+  }
 }
 
 // ---- load: 4 producers and 4 consumers move 1,000,000 items through one queue ----

@@ -17,6 +17,7 @@
 //   u64 capacity | u64 length | capacity bytes, of which the first `length` hold the pickle.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -210,3 +211,25 @@ inline void write_block_header(std::byte* at, std::uint64_t capacity, std::uint6
 }
 
 }  // namespace mp::detail::queue_layout
+
+namespace mp::detail {
+
+// The moments of put() and get() between which a SIGKILL leaves distinct states: the
+// tests kill a child at each (tests/queues_test.cpp, QueueCrashPoints) and check that
+// the survivors find the queue consistent. A hook that is null (always, outside those
+// tests) costs one load per step.
+enum class queue_step : int {
+  put_segment_linked = 1,  // an end record and the next segment linked, not committed
+  put_written,             // the record written past the tail
+  put_journaled,           // the producers' journal written
+  put_counted,             // put_count raised, tail not yet moved (the rollback case)
+  put_committed,           // tail moved, put lock still held
+  get_next_segment,        // head moved to the next segment, old one not yet recycled
+  get_decoded,             // the item unpickled, head not moved
+  get_journaled,           // the consumers' journal written
+  get_committed,           // head moved, got_count not yet raised (the roll-forward case)
+  get_counted,             // got_count raised, get lock still held
+};
+extern std::atomic<void (*)(queue_step)> queue_step_hook;
+
+}  // namespace mp::detail

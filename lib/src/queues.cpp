@@ -54,7 +54,14 @@
 
 namespace mp::detail {
 
+std::atomic<void (*)(queue_step)> queue_step_hook{nullptr};
+
 namespace {
+
+void at_step(queue_step step) {
+  if (auto* hook = queue_step_hook.load(std::memory_order_relaxed)) [[unlikely]]
+    hook(step);
+}
 
 using namespace std::chrono_literals;
 using namespace queue_layout;
@@ -469,17 +476,22 @@ bool queue_core::put(std::string_view pickle, bool block,
       next_of(arena_base_, segment).store(next, std::memory_order_release);
       segment = next;
       index = kSegmentHeader;
+      at_step(queue_step::put_segment_linked);
     }
     std::byte* at = arena_base_ + segment + index;
     if (external)
       write_external(at, item_block);
     else
       write_inline(at, pickle);
+    at_step(queue_step::put_written);
     // The journal, then the count, then the commit (see the top of this file).
     side.journal_count.store(count, std::memory_order_release);
     side.journal_from.store(tail, std::memory_order_release);
+    at_step(queue_step::put_journaled);
     side.put_count.store(count, std::memory_order_release);
+    at_step(queue_step::put_counted);
     side.tail.store(position(segment, index + record_size), std::memory_order_seq_cst);
+    at_step(queue_step::put_committed);
     guard.committed();
     wake_all_if_sleeping(q.waiters.getters, side.tail);
     return true;
@@ -514,6 +526,7 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
         side.journal_to.store(step.new_head, std::memory_order_release);
         side.journal_count.store(got, std::memory_order_release);
         side.head.store(step.new_head, std::memory_order_release);
+        at_step(queue_step::get_next_segment);
         recycle_segment(q, arena, segment_of(head));
         head = step.new_head;
         continue;
@@ -524,16 +537,20 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
       } catch (...) {
         error = std::current_exception();
       }
+      at_step(queue_step::get_decoded);
       const std::uint64_t new_head = step.new_head;
       side.journal_to.store(new_head, std::memory_order_release);
       side.journal_count.store(got + 1, std::memory_order_release);
+      at_step(queue_step::get_journaled);
       side.head.store(new_head, std::memory_order_release);
+      at_step(queue_step::get_committed);
       if (q.maxsize > 0) {  // producers may wait for room
         side.got_count.store(got + 1, std::memory_order_seq_cst);
         wake_all_if_sleeping(q.waiters.putters, side.got_count);
       } else {
         side.got_count.store(got + 1, std::memory_order_release);
       }
+      at_step(queue_step::get_counted);
       held.release();
       if (step.block_offset) recycle_block(q, arena_base_, arena, step.block_offset);
       if (error) std::rethrow_exception(error);
