@@ -57,6 +57,7 @@ PROBE_BOUNDS = {
                               ("barrier_cycle", "us_per_cycle", 1.0)],
     "probe_memcpy": [("queue_throughput_1m", "MB_per_s", 1e-3)],
     "probe_shm_first_touch": [("shared_memory_array_write", "GB_per_s", 1.0)],
+    "probe_boost_message_queue": [("queue_throughput_small", "msgs_per_s", 1.0)],
 }
 
 # The goals of the issues. Keys: "vs_cpython": at least this many times better than
