@@ -112,6 +112,24 @@ TEST_P(DemoTest, ArrayFromStdin) {
       << result.out;
 }
 
+TEST_P(DemoTest, DictIsShared) {
+  auto result =
+      mp_test::run_command({MP_DEMO_PATH, "dict", "--delay", "0.1", "--start-method", GetParam()});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  // foo prints before the children meet, bar after foo's writes: the order is fixed.
+  EXPECT_EQ(lines_of(result.out),
+            (std::vector<std::string>{
+                "In foo[Process-1]: d contains {'name': 'Jones', 'role': 'Developer', "
+                "'place': 'Hyderabad'}",
+                "In bar[Process-2]: d  contains {'name': 'Smith', 'role': 'Developer', "
+                "'place': 'Hyderabad', 'country': 'India'}",
+                "In main: contents of d = {'name': 'Smith', 'place': 'Hyderabad', "
+                "'country': 'India'}",
+                "In main: d = <mp::SharedDict object, typeid 'dict', 3 items>",
+            }))
+      << result.out;
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, DemoTest, ::testing::ValuesIn(mp_test::start_methods()),
                          mp_test::method_name);
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <mp/pickle.hpp>
@@ -275,6 +276,19 @@ TEST_P(SharedCtypesTest, HandlesCreatedAfterChildStartedArriveInPickle) {
   EXPECT_EQ(text.value(), "from child");
 }
 
+TEST_P(SharedCtypesTest, SynchronizedRawValueIsAtomicInChildren) {
+  constexpr int kProcesses = 3;
+  constexpr int kIncrements = 5'000;
+  mp::RawValue<int> raw(0);
+  mp::Value<int> counter = mp::synchronized(raw);  // the same memory, with a new RLock
+  mp::Barrier start_together(kProcesses);
+  std::vector<mp::Process> children;
+  for (int i = 0; i < kProcesses; ++i)
+    children.push_back(start(&increment_many, counter, start_together, kIncrements));
+  for (auto& child : children) join_ok(child);
+  EXPECT_EQ(raw.value(), kProcesses * kIncrements);
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, SharedCtypesTest,
                          ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
 
@@ -391,6 +405,54 @@ TEST(SharedCtypesLocal, PickledHandlesShareTheObjectAndCheckTheType) {
   EXPECT_THROW(mp::pickle::loads<mp::Array<int>>(mp::pickle::dumps(value)), mp::UnpicklingError);
   mp::RawArray<Point> points(2);
   EXPECT_EQ(mp::pickle::loads<mp::RawArray<Point>>(mp::pickle::dumps(points)).size(), 2u);
+}
+
+TEST(SharedCtypesLocal, CopyMakesIndependentObjects) {
+  mp::RawValue<int> raw(5);
+  mp::RawValue<int> raw_copy = mp::copy(raw);
+  EXPECT_NE(raw_copy.ref().offset, raw.ref().offset);
+  raw_copy.set_value(6);
+  EXPECT_EQ(raw.value(), 5);
+  EXPECT_EQ(raw_copy.value(), 6);
+
+  mp::RawArray<char> text("hello");
+  mp::RawArray<char> text_copy = mp::copy(text);
+  text_copy[0] = 'J';
+  EXPECT_EQ(text.raw(), "hello");
+  EXPECT_EQ(text_copy.raw(), "Jello");
+
+  mp::Value<Point> point(Point{1, 2.5, "ab"});
+  mp::RawValue<Point> point_copy = mp::copy(point);  // read under the lock
+  EXPECT_EQ(point_copy.value().x, 1);
+  EXPECT_EQ(point_copy.value().y, 2.5);
+  point.update([](Point& p) { p.x = 9; });
+  EXPECT_EQ(point_copy.value().x, 1);
+
+  mp::Array<int> numbers{1, 2, 3};
+  mp::RawArray<int> numbers_copy = mp::copy(numbers);
+  numbers[0] = 100;
+  EXPECT_EQ(numbers_copy.to_vector(), (std::vector<int>{1, 2, 3}));
+}
+
+TEST(SharedCtypesLocal, SynchronizedSharesMemoryAndTakesTheLock) {
+  mp::RawArray<int> raw{1, 2, 3};
+  mp::Array<int> synced = mp::synchronized(raw);
+  EXPECT_TRUE(synced.has_lock());
+  EXPECT_EQ(synced.get_obj().ref().offset, raw.ref().offset);
+  EXPECT_TRUE(std::holds_alternative<mp::RLock>(synced.get_lock().variant()));
+  synced.update([](std::span<int> a) {
+    for (int& x : a) x *= 10;
+  });
+  EXPECT_EQ(raw.to_vector(), (std::vector<int>{10, 20, 30}));
+
+  mp::Lock lock;
+  mp::RawValue<double> raw_value(1.5);
+  mp::Value<double> value = mp::synchronized(raw_value, lock);
+  ASSERT_TRUE(lock.acquire());
+  EXPECT_FALSE(value.get_lock().acquire(false)) << "not the lock that was given";
+  lock.release();
+  value.set_value(2.5);
+  EXPECT_EQ(raw_value.value(), 2.5);
 }
 
 }  // namespace

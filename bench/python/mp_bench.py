@@ -229,6 +229,16 @@ def manager_dict_client(d, n, result_conn):
     result_conn.close()
 
 
+def manager_dict_writer(d, n, writer, ready, go, done):
+    len(d)  # connects this process's proxy before the clock starts
+    ready.release()
+    go.wait()
+    base = writer * n
+    for i in range(n):
+        d[base + i] = i
+    done.release()
+
+
 def shm_pattern(size, seed):
     """256-byte block seed, seed+1, ... (mod 256), repeated; size % 256 == 0."""
     return bytes((seed + i) & 0xFF for i in range(256)) * (size // 256)
@@ -474,6 +484,31 @@ def manager_dict_set_get(cfg, name, n):
     emit(name, params, "get_ops_per_s", get_runs, "ops/s")
 
 
+def manager_dict_concurrent(cfg, name, n):
+    """mp addition (not in the original spec): one Manager (started untimed), a
+    fresh dict() per run; two children each set N keys of their own
+    (d[w*N + i] = i). Timed: go.set() -> both report done; rate = 2N / time.
+    The parent checks len(d) == 2N."""
+    ctx, runs = cfg.ctx, []
+    with ctx.Manager() as manager:
+        for _ in range(cfg.runs):
+            d = manager.dict()
+            ready, done, go = ctx.Semaphore(0), ctx.Semaphore(0), ctx.Event()
+            with Children() as kids:
+                for w in range(2):
+                    kids.start(ctx.Process(target=manager_dict_writer,
+                                           args=(d, n, w, ready, go, done)))
+                wait_sem(ready, 2, "ready")
+                t0 = perf()
+                go.set()
+                wait_sem(done, 2, "done")
+                runs.append(2 * n / (perf() - t0))
+                kids.join_ok()
+            if len(d) != 2 * n:
+                raise BenchError("manager dict contents wrong")
+    emit(name, cfg.params(N=n, processes=2, key="int i"), "ops_per_s", runs, "ops/s")
+
+
 def shared_memory_array_write(cfg, name, size):
     """Per run: a fresh SharedMemory of `size` bytes; a child attaches by
     name, builds the pattern (untimed) and times buf[:] = pattern (first
@@ -561,6 +596,7 @@ BENCHMARKS = {
     "value_lock_increment": (value_lock_increment, (), 200_000, 50_000),  # per child
     "lock_uncontended": (lock_uncontended, (), 1_000_000, 200_000),
     "manager_dict_set_get": (manager_dict_set_get, (), 20_000, 5_000),
+    "manager_dict_concurrent": (manager_dict_concurrent, (), 20_000, 5_000),  # per child
     "shared_memory_array_write": (shared_memory_array_write, (), SHM_SIZE, SHM_SIZE),
     "barrier_cycle": (barrier_cycle, (), 10_000, 2_000),
     "event_pingpong": (event_pingpong, (), 10_000, 2_000),

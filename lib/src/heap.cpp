@@ -22,6 +22,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cerrno>
@@ -64,6 +65,7 @@ struct ArenaHeader {
   std::atomic<std::uint64_t> bump;
   std::atomic<std::uint64_t> serials;
   std::atomic<std::uint64_t> free_heads[kClassCount];
+  std::atomic<std::uint64_t> roots[Arena::kRootCount];
 };
 static_assert(sizeof(ArenaHeader) <= kHeaderSize);
 
@@ -163,6 +165,14 @@ Arena& Arena::operator=(Arena&& other) noexcept {
 
 Arena::~Arena() {
   if (base_) posix::unmap(base_, size_);
+}
+
+std::atomic<std::uint64_t>& arena_root(const std::byte* base, unsigned index) noexcept {
+  return header_of(const_cast<std::byte*>(base)).roots[index];
+}
+
+std::atomic<std::uint64_t>& Arena::root(unsigned index) const noexcept {
+  return arena_root(base_, index);
 }
 
 std::uint64_t Arena::id() const noexcept { return header_of(base_).id; }
@@ -316,6 +326,14 @@ Arena& heap_main_arena() {
   return *main;
 }
 
+std::vector<std::pair<std::byte*, std::uint64_t>> heap_mappings() {
+  auto& t = table();
+  std::vector<std::pair<std::byte*, std::uint64_t>> mappings;
+  const int count = t.count.load(std::memory_order_acquire);
+  for (int i = 0; i < count; ++i) mappings.emplace_back(t.arenas[i]->base(), t.arenas[i]->size());
+  return mappings;
+}
+
 void heap_ensure() { (void)heap_main_arena(); }
 
 int heap_main_fd() { return heap_main_arena().fd(); }
@@ -379,10 +397,10 @@ ObjectHeader& object_header(void* state) {
 
 }  // namespace
 
-shared_object::shared_object(shared_kind kind, std::size_t state_size) {
+shared_object::shared_object(shared_kind kind, std::size_t state_size, std::size_t zeroed_size) {
   const shared_ref ref = heap_allocate(sizeof(ObjectHeader) + state_size);
   auto* address = static_cast<std::byte*>(heap_address(ref));
-  std::memset(address + sizeof(ObjectHeader), 0, state_size);
+  std::memset(address + sizeof(ObjectHeader), 0, std::min(zeroed_size, state_size));
   auto* header = new (address) ObjectHeader;
   header->serial.store(find_arena(ref.arena)->next_serial(), std::memory_order_relaxed);
   header->kind.store(static_cast<std::uint32_t>(kind), std::memory_order_relaxed);

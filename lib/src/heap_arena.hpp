@@ -2,8 +2,11 @@
 // The process-wide heap is one main Arena; tests build small ones of their own.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "posix/fd.hpp"
 
@@ -41,6 +44,12 @@ class Arena {
   // Whether `offset` is an allocated block of this arena.
   bool is_allocated(std::uint64_t offset) const noexcept;
 
+  // Words in the arena's header page reserved for other parts of mp, zero in a fresh
+  // arena: kRootCount of them, found at the same place by every process (and by
+  // arena_root() in a process that maps the file on its own).
+  static constexpr unsigned kRootCount = 4;
+  std::atomic<std::uint64_t>& root(unsigned index) const noexcept;
+
   std::byte* base() const noexcept { return base_; }
   std::uint64_t id() const noexcept;
   std::uint64_t size() const noexcept { return size_; }
@@ -56,6 +65,12 @@ class Arena {
   std::byte* base_ = nullptr;
   std::uint64_t size_ = 0;
 };
+
+// Root word `index` (< Arena::kRootCount) of the arena mapped at `base`.
+std::atomic<std::uint64_t>& arena_root(const std::byte* base, unsigned index) noexcept;
+
+// Where this process maps arenas (each arena's base and size).
+std::vector<std::pair<std::byte*, std::uint64_t>> heap_mappings();
 
 // The fd of this process's main arena (for spawned children), creating it if needed.
 int heap_main_fd();

@@ -22,6 +22,7 @@
 #include <system_error>
 
 #include "identity.hpp"
+#include "lock_core.hpp"
 #include "posix/futex.hpp"
 
 namespace mp {
@@ -171,6 +172,12 @@ std::uint32_t rlock_release_all(LockState& state) {
 }
 
 }  // namespace
+
+bool detail::robust_lock_acquire(LockState& state, bool block,
+                                 std::optional<std::chrono::nanoseconds> timeout) {
+  return lock_acquire(state, block, timeout);
+}
+bool detail::robust_lock_release(LockState& state) { return lock_release(state); }
 
 // ---- Lock ----------------------------------------------------------------------------
 

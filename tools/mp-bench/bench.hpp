@@ -123,9 +123,13 @@ void value_lock_increment(const Row& row);    // sharedctypes_rows.cpp
 void queue_throughput_small(const Row& row);  // queue_rows.cpp
 void queue_throughput_1k(const Row& row);
 void queue_throughput_1m(const Row& row);
-void lock_uncontended(const Row& row);  // sync_rows.cpp
+void lock_uncontended(const Row& row);      // sync_rows.cpp
+void manager_dict_set_get(const Row& row);  // manager_rows.cpp
+void manager_dict_concurrent(const Row& row);
 void barrier_cycle(const Row& row);
 void event_pingpong(const Row& row);
+void shared_memory_array_write(const Row& row);  // shared_memory_rows.cpp
+void shared_memory_array_write_prefault(const Row& row);
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);

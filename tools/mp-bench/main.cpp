@@ -73,8 +73,13 @@ constexpr RowSpec kRows[] = {
     {"pipe_roundtrip", kImpl, 20'000, 5'000, &pipe_roundtrip},
     {"value_lock_increment", kImpl, 200'000, 50'000, &value_lock_increment},
     {"lock_uncontended", kImpl, 1'000'000, 200'000, &lock_uncontended},
+    {"manager_dict_set_get", kImpl, 20'000, 5'000, &manager_dict_set_get},
+    {"manager_dict_concurrent", kImpl, 20'000, 5'000, &manager_dict_concurrent},  // per child
     {"barrier_cycle", kImpl, 10'000, 2'000, &barrier_cycle},
     {"event_pingpong", kImpl, 10'000, 2'000, &event_pingpong},
+    {"shared_memory_array_write", kImpl, kShmSize, kShmSize, &shared_memory_array_write},
+    {"shared_memory_array_write_prefault", kImpl, kShmSize, kShmSize,
+     &shared_memory_array_write_prefault},
     {"probe_fork", kLimit, 200, 50, &probe_fork},
     {"probe_atomic_pair", kLimit, 1'000'000, 200'000, &probe_atomic_pair},
     {"probe_spawn", kLimit, 20, 5, &probe_spawn},

@@ -36,5 +36,6 @@ void pause(const Options& options, double factor);
 int process_demo(const Options& options);
 int value_demo(const Options& options);
 int array_demo(const Options& options);
+int dict_demo(const Options& options);
 
 }  // namespace mp_demo

@@ -25,6 +25,7 @@ constexpr Demo kDemos[] = {
      &mp_demo::value_demo},
     {"array", "Array: two processes edit a shared char array (TEXT, or stdin)",
      &mp_demo::array_demo},
+    {"dict", "Manager: two processes read and change a shared dict", &mp_demo::dict_demo},
 };
 
 void usage(std::FILE* out) {

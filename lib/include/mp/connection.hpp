@@ -102,9 +102,10 @@ class Connection {
 
   // Receives one message; blocks until one arrives. Throws mp::EOFError if the other end
   // is closed and nothing is left; std::system_error(EMSGSIZE, "bad message length") if
-  // the message is longer than `maxlength`, and closes the connection (Python: OSError,
-  // the same); std::system_error(EPROTO) if the stream ends inside a message or carries
-  // an impossible length (closes the connection); std::logic_error on a send-only end.
+  // the message is longer than `maxlength` or than 1 TiB (an impossible length), and
+  // closes the connection (Python: OSError, the same); std::system_error(EPROTO) if the
+  // stream ends inside a message (closes the connection); std::logic_error on a
+  // send-only end.
   // Python: recv_bytes(maxlength=None).
   std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
 

@@ -135,6 +135,9 @@ class HeapExhausted : public std::bad_alloc {
                  " bytes"),
         requested_(requested),
         heap_size_(heap_size) {}
+  // The same with another explanation: a Manager's segment (of `heap_size` bytes) is full.
+  HeapExhausted(std::string message, std::uint64_t requested, std::uint64_t heap_size)
+      : message_(std::move(message)), requested_(requested), heap_size_(heap_size) {}
   const char* what() const noexcept override { return message_.c_str(); }
   std::uint64_t requested() const noexcept { return requested_; }
   std::uint64_t heap_size() const noexcept { return heap_size_; }

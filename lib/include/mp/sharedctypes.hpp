@@ -29,8 +29,10 @@
 //     use update(), value(), to_vector(), which lock.
 //   - RawValue of a scalar type (int, double, a pointer, an enum) reads and writes with
 //     relaxed atomic loads and stores, so a concurrent reader never sees a torn value.
-//   - There is no sharedctypes.copy() or synchronized(): copy a RawValue by constructing a
-//     new one from value(), and pass a lock to Value/Array to share it.
+//   - copy() and synchronized() (Python's sharedctypes.copy/synchronized) are typed:
+//     copy() of a RawValue/RawArray gives a new RawValue/RawArray, and of a Value/Array
+//     (read under its lock) the same; synchronized() gives a Value/Array over the very
+//     memory of a RawValue/RawArray.
 #pragma once
 
 #include <atomic>
@@ -185,6 +187,8 @@ template <shared_ctype T>
 class Value;
 template <shared_ctype T>
 class Array;
+template <shared_ctype T>
+class RawArray;
 
 // One T in shared memory, without a lock. Python: RawValue(typecode_or_type, *args).
 template <shared_ctype T>
@@ -229,6 +233,11 @@ class RawValue : private detail::ctypes_core {
   friend class Value<T>;
   T& object() const noexcept { return *std::launder(reinterpret_cast<T*>(data())); }
 };
+
+template <shared_ctype T>
+Value<T> synchronized(RawValue<T> object, AnyLock lock = AnyLock());
+template <shared_ctype T>
+Array<T> synchronized(RawArray<T> object, AnyLock lock = AnyLock());
 
 // One T in shared memory with a lock (an RLock unless given). Python: Value(typecode_or_type,
 // *args, lock=True).
@@ -307,6 +316,9 @@ class Value {
   }
 
  private:
+  friend Value<T> synchronized<T>(RawValue<T> object, AnyLock lock);
+  Value(RawValue<T> object, AnyLock lock) : object_(std::move(object)), lock_(std::move(lock)) {}
+
   RawValue<T> object_;
   mutable std::optional<AnyLock> lock_;
 };
@@ -479,6 +491,9 @@ class Array {
   }
 
  private:
+  friend Array<T> synchronized<T>(RawArray<T> object, AnyLock lock);
+  Array(RawArray<T> object, AnyLock lock) : object_(std::move(object)), lock_(std::move(lock)) {}
+
   // Runs fn under the lock, if there is one.
   template <class F>
   decltype(auto) locked(F fn) const {
@@ -490,5 +505,45 @@ class Array {
   RawArray<T> object_;
   mutable std::optional<AnyLock> lock_;
 };
+
+// ---- Module functions ------------------------------------------------------------------
+
+// A new RawValue holding `object`'s current value (new shared memory). Throws
+// mp::HeapExhausted, std::system_error. Python: sharedctypes.copy(obj).
+template <shared_ctype T>
+RawValue<T> copy(const RawValue<T>& object) {
+  return RawValue<T>(object.value());
+}
+// A new RawArray holding a copy of `object`'s elements. Throws std::length_error,
+// mp::HeapExhausted, std::system_error. Python: sharedctypes.copy(obj).
+template <shared_ctype T>
+RawArray<T> copy(const RawArray<T>& object) {
+  return RawArray<T>(std::span<const T>(object.span()));
+}
+// The same for a synchronized object, read under its lock (blocks while another process
+// holds it). Python: sharedctypes.copy(v.get_obj()), done consistently.
+template <shared_ctype T>
+RawValue<T> copy(const Value<T>& object) {
+  return RawValue<T>(object.value());
+}
+template <shared_ctype T>
+RawArray<T> copy(const Array<T>& object) {
+  const std::vector<T> elements = object.to_vector();
+  return RawArray<T>(std::span<const T>(elements));
+}
+
+// A Value over the same shared memory as `object`, with `lock` (a new RLock by default):
+// writes through either are seen by both. Throws mp::HeapExhausted, std::system_error
+// (making the RLock). Python: sharedctypes.synchronized(obj, lock=None).
+template <shared_ctype T>
+Value<T> synchronized(RawValue<T> object, AnyLock lock) {
+  return Value<T>(std::move(object), std::move(lock));
+}
+// An Array over the same shared memory as `object`, with `lock` (a new RLock by
+// default). Python: sharedctypes.synchronized(obj, lock=None).
+template <shared_ctype T>
+Array<T> synchronized(RawArray<T> object, AnyLock lock) {
+  return Array<T>(std::move(object), std::move(lock));
+}
 
 }  // namespace mp

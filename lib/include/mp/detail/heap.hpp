@@ -65,7 +65,8 @@ enum class shared_kind : std::uint32_t {
   barrier,
   shared_value,  // sharedctypes
   shared_array,
-  queue,  // queues (Queue, SimpleQueue, JoinableQueue)
+  manager,  // managers: the segment of a Manager
+  queue,    // queues (Queue, SimpleQueue, JoinableQueue)
 };
 
 // For objects that own further heap blocks (a queue's segments and items): called with
@@ -95,7 +96,14 @@ class shared_object {
  protected:
   // Allocates a new object with `state_size` zeroed bytes of state.
   // Throws mp::HeapExhausted, std::system_error.
-  shared_object(shared_kind kind, std::size_t state_size);
+  shared_object(shared_kind kind, std::size_t state_size)
+      : shared_object(kind, state_size, state_size) {}
+  // The same, zeroing only the first `zeroed_size` bytes of the state: a large sparse
+  // object (a Manager's segment) must not touch pages it may never use.
+  shared_object(shared_kind kind, std::size_t state_size, std::size_t zeroed_size);
+  // A handle that refers to nothing (state() is null) until rebind(): for handles that
+  // mp::pickle default-constructs before loading them.
+  shared_object() noexcept = default;
 
   // The object's state (after the header), 16-byte aligned.
   void* state() const noexcept { return state_; }

@@ -1,0 +1,717 @@
+// A dict, a list and a Namespace shared by processes, and Python's SyncManager
+// factories. Mirrors Python's `multiprocessing.managers` (SyncManager, DictProxy,
+// ListProxy, Namespace) as returned by multiprocessing.Manager().
+//
+// Differences from Python, on purpose:
+//   - No server process and no sockets: a Manager is one segment of shared memory (in
+//     mp's shared heap, sparse: only the pages its objects touch cost memory), and every
+//     operation runs in the calling process at memory speed (hundreds of times faster
+//     than a Python proxy's round trip). Nothing has to be started or shut down; the
+//     segment goes away with the last handle to the manager or to any of its objects, in
+//     any process.
+//   - Typed: dict<K, V>(), list<T>() hold values of one picklable type each (see
+//     <mp/pickle.hpp>), a compile-time error otherwise. Namespace attributes may differ in
+//     type; reading one as another type throws mp::UnpicklingError.
+//   - Values are copies, as in Python: get() returns a copy, and changing it does not
+//     change the dict (Python's `d[k].append(x)` is lost the same way). Use update(key, fn)
+//     for a read-modify-write: it runs atomically (Python's `d[k] += 1` on a proxy is two
+//     round trips and races).
+//   - Keys (and the values that SharedList::index/remove look for) compare by their
+//     pickled bytes, not by operator==: two equal values with different pickles (0.0 and
+//     -0.0, unordered containers holding the same elements in another order) are different
+//     keys. Python compares with __eq__ and __hash__.
+//   - Crash safety: a process killed (even by SIGKILL) in the middle of any operation
+//     leaves every object of the manager as if that operation had run entirely or not at
+//     all, and never blocks the others (the next process rolls the operation back within
+//     about 25 ms; see lib/src/managers.cpp). A Python manager dies with its server.
+//   - A full segment throws mp::HeapExhausted (the operation changes nothing); set
+//     ManagerOptions::segment_size. Erased entries' memory is reused.
+//   - Iteration walks a snapshot taken under the manager's lock (Python's dict raises
+//     "changed size during iteration" instead). A SharedDict iterates over (key, value)
+//     pairs, as std::map does; Python's dict iterates over keys (use keys()).
+//   - The factories Lock(), Event(), Value()... return mp's own shared objects (from
+//     <mp/synchronize.hpp>, <mp/sharedctypes.hpp>), not proxies: they live in mp's heap
+//     next to the segment and behave exactly as those types do. Queue() and
+//     JoinableQueue() are not here yet.
+//
+// One lock per manager serializes the operations on all its objects; each operation
+// holds it for about the time of a hash lookup and a copy of the value. Never call an
+// operation of the same manager from inside update(key, fn): the lock is not recursive,
+// so that waits forever.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <mp/detail/heap.hpp>
+#include <mp/detail/type_name.hpp>
+#include <mp/errors.hpp>
+#include <mp/pickle.hpp>
+#include <mp/sharedctypes.hpp>
+#include <mp/synchronize.hpp>
+
+namespace mp {
+
+// Python: the arguments of SyncManager() (address, authkey... have no meaning here).
+struct ManagerOptions {
+  // Bytes of shared memory for the manager's dicts, lists and namespaces, their keys and
+  // values. Address space is reserved, memory is used only as objects fill it. At least
+  // 64 KiB; mp's heap (MP_HEAP_SIZE, 64 GiB by default) must have room for it.
+  std::size_t segment_size = std::size_t{1} << 30;
+};
+
+namespace detail {
+
+// The byte-level core of Manager, SharedDict, SharedList and Namespace, compiled once in
+// lib/src/managers.cpp: a segment in the shared heap with its own allocator and an undo
+// journal, one Lock, and containers of pickled bytes addressed by their root offset.
+// Every method takes the lock (waiting as long as it takes; a dead holder is taken over
+// and its operation rolled back) and throws std::logic_error on an empty handle.
+class manager_core : private shared_object {
+ public:
+  // Refers to nothing (a handle about to be loaded from a pickle).
+  manager_core() noexcept = default;
+  // A new segment. Throws std::invalid_argument for a size below 64 KiB,
+  // mp::HeapExhausted if mp's heap has no room, std::system_error.
+  explicit manager_core(std::size_t segment_size);
+
+  std::size_t segment_size() const;
+  // (locks taken over from dead holders, operations of theirs rolled back) so far.
+  std::pair<std::uint64_t, std::uint64_t> recoveries() const;
+
+  enum class container : std::uint32_t { dict = 1, list, name_space };
+  // A new empty container; returns its root offset. `fingerprint` names its element
+  // types (checked when a handle is loaded). Throws mp::HeapExhausted.
+  std::uint64_t create(container kind, std::uint64_t fingerprint) const;
+  // Throws mp::UnpicklingError unless `root` is a container of this kind and fingerprint.
+  void check(std::uint64_t root, container kind, std::uint64_t fingerprint) const;
+
+  // ---- dict: keys and values are pickles ----
+  void dict_set(std::uint64_t root, std::string_view key, std::string_view value) const;
+  // Copies the value into `out`; false if the key is missing.
+  bool dict_get(std::uint64_t root, std::string_view key, std::string& out) const;
+  bool dict_contains(std::uint64_t root, std::string_view key) const;
+  // Removes the key; copies its value into `out` if not null. False if missing.
+  bool dict_erase(std::uint64_t root, std::string_view key, std::string* out) const;
+  // If the key is missing, inserts `value`. Copies the value now stored into `out`.
+  void dict_setdefault(std::uint64_t root, std::string_view key, std::string_view value,
+                       std::string& out) const;
+  // All pairs in one operation (a later duplicate key wins).
+  void dict_update(std::uint64_t root, const std::vector<std::string>& keys,
+                   const std::vector<std::string>& values) const;
+  // Under the lock: calls `modify(context, old, out)` with the current value (nullptr if
+  // missing); it writes the new value's pickle to `out`. If it throws, nothing changes.
+  using modify_function = void (*)(void* context, const std::string* old, std::string& out);
+  void dict_modify(std::uint64_t root, std::string_view key, modify_function modify,
+                   void* context) const;
+  std::size_t dict_size(std::uint64_t root) const;
+  void dict_clear(std::uint64_t root) const;
+  // Copies of the keys and/or values in insertion order (either pointer may be null).
+  void dict_snapshot(std::uint64_t root, std::vector<std::string>* keys,
+                     std::vector<std::string>* values) const;
+
+  // ---- list: items are pickles; indexes may be negative (from the end) ----
+  void list_append(std::uint64_t root, std::span<const std::string> items) const;
+  // Throw std::out_of_range for a bad index (Python: IndexError).
+  void list_get(std::uint64_t root, std::int64_t index, std::string& out) const;
+  void list_set(std::uint64_t root, std::int64_t index, std::string_view item) const;
+  void list_pop(std::uint64_t root, std::int64_t index, std::string& out) const;
+  // Clamps the index as Python's list.insert does. Never throws std::out_of_range.
+  void list_insert(std::uint64_t root, std::int64_t index, std::string_view item) const;
+  // The first index of `item`, or -1.
+  std::int64_t list_index(std::uint64_t root, std::string_view item) const;
+  // Removes the first `item`; false if there is none.
+  bool list_remove(std::uint64_t root, std::string_view item) const;
+  std::size_t list_size(std::uint64_t root) const;
+  void list_clear(std::uint64_t root) const;
+  void list_snapshot(std::uint64_t root, std::vector<std::string>& out) const;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    check_bound();
+    save_ref(ar);
+    ar(*lock_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, shared_kind::manager);
+    Lock lock;
+    ar(lock);
+    lock_ = std::move(lock);
+  }
+
+ private:
+  friend class manager_transaction;
+  void check_bound() const;
+  std::byte* segment() const noexcept { return static_cast<std::byte*>(state()); }
+  mutable std::optional<Lock> lock_;
+};
+
+// Per-thread buffers for pickles, so that an operation does not allocate.
+std::string& manager_key_buffer();
+std::string& manager_value_buffer();
+std::string& manager_out_buffer();
+
+template <class T>
+const std::string& pickle_into(std::string& buffer, const T& value) {
+  buffer.clear();
+  mp::pickle::dump(value, buffer);
+  return buffer;
+}
+
+// Instantiated with a type that cannot be pickled, reports mp's compile-time error
+// naming it (mp::pickle::cannot_pickle<T>), as pickle::dumps would.
+template <class T>
+struct require_picklable
+    : std::conditional_t<mp::pickle::picklable<T>, std::true_type,
+                         mp::pickle::cannot_pickle<typename pickle_traits<T>::culprit>> {};
+
+// Names the element types of a container (the low half K's fingerprint, the high half V's).
+template <class K, class V>
+inline constexpr std::uint64_t pair_fingerprint = std::uint64_t{type_fingerprint<K>} |
+                                                  (std::uint64_t{type_fingerprint<V>} << 32);
+
+// A snapshot's iterator: shares the copied elements, so it stays valid after the
+// container changes.
+template <class Element>
+class snapshot_iterator {
+ public:
+  using value_type = Element;
+  using difference_type = std::ptrdiff_t;
+  using reference = const Element&;
+  using pointer = const Element*;
+  using iterator_category = std::input_iterator_tag;
+
+  snapshot_iterator() = default;
+  explicit snapshot_iterator(std::shared_ptr<const std::vector<Element>> elements)
+      : elements_(std::move(elements)) {}
+
+  const Element& operator*() const { return (*elements_)[index_]; }
+  const Element* operator->() const { return &(*elements_)[index_]; }
+  snapshot_iterator& operator++() {
+    ++index_;
+    return *this;
+  }
+  snapshot_iterator operator++(int) {
+    auto old = *this;
+    ++index_;
+    return old;
+  }
+  friend bool operator==(const snapshot_iterator& it, std::default_sentinel_t) {
+    return !it.elements_ || it.index_ >= it.elements_->size();
+  }
+
+ private:
+  std::shared_ptr<const std::vector<Element>> elements_;
+  std::size_t index_ = 0;
+};
+
+}  // namespace detail
+
+class Manager;
+
+// A dict in a Manager's segment, shared by every process that has a handle (copies of a
+// handle, and handles passed to children or pickled, refer to the same dict).
+// Python: DictProxy, from Manager().dict().
+//
+// Every operation is atomic and takes the manager's lock for its duration (see the top of
+// this file); each may throw mp::UnpicklingError if stored bytes do not load as V (never,
+// unless a user type's load() throws). Operations that pickle a key or value throw what
+// its serialize()/save() throws, before anything changes. Operations that store may throw
+// mp::HeapExhausted (the segment is full; nothing changes). Using a default-constructed
+// handle (one that was never loaded) throws std::logic_error.
+template <class K, class V>
+class SharedDict {
+  static_assert(detail::require_picklable<K>::value && detail::require_picklable<V>::value);
+
+ public:
+  // No mapped_type: cereal would take any template that has one for a std::map.
+  using key_type = K;
+  using value_type = std::pair<K, V>;
+  using iterator = detail::snapshot_iterator<value_type>;
+
+  // A handle to nothing, for mp::pickle to load into. Manager::dict() makes dicts.
+  SharedDict() = default;
+
+  // What d[key] gives: assigning stores, reading loads (throws std::out_of_range if
+  // missing, as Python's KeyError). Python: d[key] = value, d[key].
+  class reference {
+   public:
+    reference& operator=(const V& value) {
+      dict_->set(key_, value);
+      return *this;
+    }
+    operator V() const { return dict_->at(key_); }  // NOLINT: implicit on purpose
+
+   private:
+    friend class SharedDict;
+    reference(const SharedDict* dict, const K& key) : dict_(dict), key_(key) {}
+    const SharedDict* dict_;
+    K key_;
+  };
+  reference operator[](const K& key) const { return reference(this, key); }
+
+  // Stores value under key. Python: d[key] = value.
+  void set(const K& key, const V& value) const {
+    core_.dict_set(root_, pickled_key(key),
+                   detail::pickle_into(detail::manager_value_buffer(), value));
+  }
+  // A copy of the value, or nullopt. Python: d.get(key).
+  std::optional<V> get(const K& key) const {
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_get(root_, pickled_key(key), out)) return std::nullopt;
+    return mp::pickle::loads<V>(out);
+  }
+  // Python: d.get(key, default).
+  V get(const K& key, const V& default_value) const {
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_get(root_, pickled_key(key), out)) return default_value;
+    return mp::pickle::loads<V>(out);
+  }
+  // Throws std::out_of_range if the key is missing. Python: d[key] (KeyError).
+  V at(const K& key) const {
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_get(root_, pickled_key(key), out)) throw_missing("at");
+    return mp::pickle::loads<V>(out);
+  }
+  // Removes the key; returns whether it was there. Python: del d[key] (which raises
+  // KeyError when it is missing).
+  bool erase(const K& key) const { return core_.dict_erase(root_, pickled_key(key), nullptr); }
+  // Removes the key and returns its value. Throws std::out_of_range if it is missing.
+  // Python: d.pop(key).
+  V pop(const K& key) const {
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_erase(root_, pickled_key(key), &out)) throw_missing("pop");
+    return mp::pickle::loads<V>(out);
+  }
+  // Python: d.pop(key, default).
+  V pop(const K& key, const V& default_value) const {
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_erase(root_, pickled_key(key), &out)) return default_value;
+    return mp::pickle::loads<V>(out);
+  }
+  // Inserts key with `default_value` if missing; returns the value now stored.
+  // Python: d.setdefault(key, default).
+  V setdefault(const K& key, const V& default_value = V{}) const {
+    std::string& out = detail::manager_out_buffer();
+    core_.dict_setdefault(root_, pickled_key(key),
+                          detail::pickle_into(detail::manager_value_buffer(), default_value), out);
+    return mp::pickle::loads<V>(out);
+  }
+  // Python: key in d.
+  bool contains(const K& key) const { return core_.dict_contains(root_, pickled_key(key)); }
+  // Python: len(d).
+  std::size_t size() const { return core_.dict_size(root_); }
+  bool empty() const { return size() == 0; }
+  // Python: d.clear().
+  void clear() const { core_.dict_clear(root_); }
+
+  // Copies, in insertion order (as Python's dict). Python: list(d.keys()), ...
+  std::vector<K> keys() const {
+    std::vector<std::string> pickles;
+    core_.dict_snapshot(root_, &pickles, nullptr);
+    return load_all<K>(pickles);
+  }
+  std::vector<V> values() const {
+    std::vector<std::string> pickles;
+    core_.dict_snapshot(root_, nullptr, &pickles);
+    return load_all<V>(pickles);
+  }
+  std::vector<value_type> items() const {
+    std::vector<std::string> keys, values;
+    core_.dict_snapshot(root_, &keys, &values);
+    std::vector<value_type> result;
+    result.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      result.emplace_back(mp::pickle::loads<K>(keys[i]), mp::pickle::loads<V>(values[i]));
+    return result;
+  }
+
+  // Stores every (key, value) pair of `pairs` (a std::map, std::unordered_map, a vector of
+  // pairs...) in one atomic operation: all or, if anything throws, none.
+  // Python: d.update(mapping).
+  template <std::ranges::input_range Pairs>
+  requires requires(const std::ranges::range_value_t<Pairs>& pair) {
+    { pair.first } -> std::convertible_to<const K&>;
+    { pair.second } -> std::convertible_to<const V&>;
+  }
+  void update(const Pairs& pairs) const {
+    std::vector<std::string> keys, values;
+    for (const auto& pair : pairs) {
+      keys.push_back(mp::pickle::dumps(static_cast<const K&>(pair.first)));
+      values.push_back(mp::pickle::dumps(static_cast<const V&>(pair.second)));
+    }
+    core_.dict_update(root_, keys, values);
+  }
+  // Python: d.update(other) for another shared dict (a snapshot of it).
+  void update(const SharedDict& other) const { update(other.items()); }
+
+  // Atomic read-modify-write: calls fn(V&) on a copy of the value (V{} if the key is
+  // missing) under the manager's lock and stores the result; returns it. If fn or
+  // pickling throws, the dict is unchanged and the exception reaches the caller. fn must
+  // not use this manager's objects (the lock is not recursive). Python has no equivalent
+  // (`d[k] += 1` on a proxy is not atomic).
+  template <class Fn>
+  requires std::invocable<Fn&, V&> V update(const K& key, Fn fn)
+  const {
+    struct ModifyContext {
+      Fn* fn;
+      std::optional<V> result;
+    } context{&fn, std::nullopt};
+    core_.dict_modify(
+        root_, pickled_key(key),
+        [](void* opaque, const std::string* old, std::string& out) {
+          auto& ctx = *static_cast<ModifyContext*>(opaque);
+          V value = old ? mp::pickle::loads<V>(*old) : V{};
+          (*ctx.fn)(value);
+          out.clear();
+          mp::pickle::dump(value, out);
+          ctx.result = std::move(value);
+        },
+        &context);
+    return std::move(*context.result);
+  }
+
+  // A snapshot of the (key, value) pairs, in insertion order. Python: iter(d.items()).
+  iterator begin() const {
+    return iterator(std::make_shared<const std::vector<value_type>>(items()));
+  }
+  std::default_sentinel_t end() const { return {}; }
+
+  // Python: dict(d). E.g. std::map<K, V>(d), std::unordered_map<K, V>(d).
+  template <class Map>
+  requires requires {
+    typename Map::key_type;
+    typename Map::mapped_type;
+  } && std::constructible_from < Map, typename std::vector<value_type>::iterator,
+  typename std::vector<value_type>::iterator > explicit operator Map() const {
+    auto pairs = items();
+    return Map(pairs.begin(), pairs.end());
+  }
+
+  // Pickles as a reference to the same dict (mp::pickle); loading checks K and V.
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(core_, root_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(core_, root_);
+    core_.check(root_, detail::manager_core::container::dict, detail::pair_fingerprint<K, V>);
+  }
+
+ private:
+  friend class Manager;
+  SharedDict(detail::manager_core core, std::uint64_t root) : core_(std::move(core)), root_(root) {}
+
+  static const std::string& pickled_key(const K& key) {
+    return detail::pickle_into(detail::manager_key_buffer(), key);
+  }
+  [[noreturn]] static void throw_missing(const char* what) {
+    throw std::out_of_range(std::string("mp::SharedDict::") + what + ": key not found");
+  }
+  template <class T>
+  static std::vector<T> load_all(const std::vector<std::string>& pickles) {
+    std::vector<T> result;
+    result.reserve(pickles.size());
+    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
+    return result;
+  }
+
+  detail::manager_core core_;
+  std::uint64_t root_ = 0;
+};
+
+// A list in a Manager's segment. Python: ListProxy, from Manager().list().
+// Atomicity, exceptions and handles as SharedDict. Indexes may be negative (counted from
+// the end, as in Python); a bad index throws std::out_of_range (Python: IndexError).
+template <class T>
+class SharedList {
+  static_assert(detail::require_picklable<T>::value);
+
+ public:
+  using value_type = T;
+  using iterator = detail::snapshot_iterator<T>;
+
+  // A handle to nothing, for mp::pickle to load into. Manager::list() makes lists.
+  SharedList() = default;
+
+  // What l[i] gives: assigning stores, reading loads. Python: l[i] = x, l[i].
+  class reference {
+   public:
+    reference& operator=(const T& value) {
+      list_->set(index_, value);
+      return *this;
+    }
+    operator T() const { return list_->get(index_); }  // NOLINT: implicit on purpose
+
+   private:
+    friend class SharedList;
+    reference(const SharedList* list, std::int64_t index) : list_(list), index_(index) {}
+    const SharedList* list_;
+    std::int64_t index_;
+  };
+  reference operator[](std::int64_t index) const { return reference(this, index); }
+
+  // Python: l.append(x).
+  void append(const T& value) const {
+    const std::string& item = detail::pickle_into(detail::manager_value_buffer(), value);
+    core_.list_append(root_, std::span<const std::string>(&item, 1));
+  }
+  // Appends all of `values` in one atomic operation. Python: l.extend(iterable).
+  template <std::ranges::input_range Values>
+  requires std::convertible_to < std::ranges::range_reference_t<Values>,
+  const T& > void extend(const Values& values) const {
+    std::vector<std::string> items;
+    for (const auto& value : values)
+      items.push_back(mp::pickle::dumps(static_cast<const T&>(value)));
+    core_.list_append(root_, items);
+  }
+  void extend(std::initializer_list<T> values) const { extend(std::span<const T>(values)); }
+  // Python: l[index].
+  T get(std::int64_t index) const {
+    std::string& out = detail::manager_out_buffer();
+    core_.list_get(root_, index, out);
+    return mp::pickle::loads<T>(out);
+  }
+  // Python: l[index] = value.
+  void set(std::int64_t index, const T& value) const {
+    core_.list_set(root_, index, detail::pickle_into(detail::manager_value_buffer(), value));
+  }
+  // Removes and returns the item at `index` (the last by default). Python: l.pop(i=-1).
+  T pop(std::int64_t index = -1) const {
+    std::string& out = detail::manager_out_buffer();
+    core_.list_pop(root_, index, out);
+    return mp::pickle::loads<T>(out);
+  }
+  // Inserts before `index` (clamped to the list, as Python). Python: l.insert(i, x).
+  void insert(std::int64_t index, const T& value) const {
+    core_.list_insert(root_, index, detail::pickle_into(detail::manager_value_buffer(), value));
+  }
+  // The index of the first item equal to value. Throws std::invalid_argument if there is
+  // none (Python: ValueError). Python: l.index(x).
+  std::size_t index(const T& value) const {
+    const std::int64_t found =
+        core_.list_index(root_, detail::pickle_into(detail::manager_value_buffer(), value));
+    if (found < 0) throw std::invalid_argument("mp::SharedList::index: value is not in list");
+    return static_cast<std::size_t>(found);
+  }
+  // Removes the first item equal to value. Throws std::invalid_argument if there is none
+  // (Python: ValueError). Python: l.remove(x).
+  void remove(const T& value) const {
+    if (!core_.list_remove(root_, detail::pickle_into(detail::manager_value_buffer(), value)))
+      throw std::invalid_argument("mp::SharedList::remove: value is not in list");
+  }
+  // Python: len(l).
+  std::size_t size() const { return core_.list_size(root_); }
+  std::size_t len() const { return size(); }
+  bool empty() const { return size() == 0; }
+  // Python: l.clear().
+  void clear() const { core_.list_clear(root_); }
+  // A copy of the items. Python: list(l).
+  std::vector<T> to_vector() const {
+    std::vector<std::string> pickles;
+    core_.list_snapshot(root_, pickles);
+    std::vector<T> result;
+    result.reserve(pickles.size());
+    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
+    return result;
+  }
+
+  // A snapshot of the items. Python: iter(l).
+  iterator begin() const { return iterator(std::make_shared<const std::vector<T>>(to_vector())); }
+  std::default_sentinel_t end() const { return {}; }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(core_, root_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(core_, root_);
+    core_.check(root_, detail::manager_core::container::list, detail::type_fingerprint<T>);
+  }
+
+ private:
+  friend class Manager;
+  SharedList(detail::manager_core core, std::uint64_t root) : core_(std::move(core)), root_(root) {}
+
+  detail::manager_core core_;
+  std::uint64_t root_ = 0;
+};
+
+// Named attributes of any picklable types, in a Manager's segment. Python: Namespace,
+// from Manager().Namespace() (ns.x = 1 is ns.set("x", 1); ns.x is ns.get<int>("x")).
+// Atomicity, exceptions and handles as SharedDict.
+class Namespace {
+ public:
+  // A handle to nothing, for mp::pickle to load into. Manager::Namespace() makes them.
+  Namespace() = default;
+
+  // Python: ns.name = value.
+  template <class T>
+  void set(const std::string& name, const T& value) const {
+    static_assert(detail::require_picklable<T>::value);
+    core_.dict_set(root_, pickled_name(name),
+                   detail::pickle_into(detail::manager_value_buffer(), value));
+  }
+  // Throws std::out_of_range if there is no such attribute (Python: AttributeError),
+  // mp::UnpicklingError if it holds another type than T. Python: ns.name.
+  template <class T>
+  T get(const std::string& name) const {
+    static_assert(detail::require_picklable<T>::value);
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_get(root_, pickled_name(name), out))
+      throw std::out_of_range("mp::Namespace: no attribute '" + name + "'");
+    return mp::pickle::loads<T>(out);
+  }
+  // Python: getattr(ns, name, default).
+  template <class T>
+  T get(const std::string& name, const T& default_value) const {
+    static_assert(detail::require_picklable<T>::value);
+    std::string& out = detail::manager_out_buffer();
+    if (!core_.dict_get(root_, pickled_name(name), out)) return default_value;
+    return mp::pickle::loads<T>(out);
+  }
+  // Python: hasattr(ns, name).
+  bool contains(const std::string& name) const {
+    return core_.dict_contains(root_, pickled_name(name));
+  }
+  // Removes the attribute; returns whether it existed. Python: del ns.name.
+  bool erase(const std::string& name) const {
+    return core_.dict_erase(root_, pickled_name(name), nullptr);
+  }
+  // The attributes' names, in the order they were first set. Python: vars(ns).keys().
+  std::vector<std::string> names() const {
+    std::vector<std::string> pickles;
+    core_.dict_snapshot(root_, &pickles, nullptr);
+    std::vector<std::string> result;
+    result.reserve(pickles.size());
+    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<std::string>(pickle));
+    return result;
+  }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(core_, root_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(core_, root_);
+    core_.check(root_, detail::manager_core::container::name_space, 0);
+  }
+
+ private:
+  friend class Manager;
+  Namespace(detail::manager_core core, std::uint64_t root) : core_(std::move(core)), root_(root) {}
+  static const std::string& pickled_name(const std::string& name) {
+    return detail::pickle_into(detail::manager_key_buffer(), name);
+  }
+
+  detail::manager_core core_;
+  std::uint64_t root_ = 0;
+};
+
+// Python: multiprocessing.Manager() (a started SyncManager). Copies refer to the same
+// segment.
+class Manager {
+ public:
+  // A new segment of options.segment_size bytes (sparse). Throws std::invalid_argument
+  // for a segment below 64 KiB, mp::HeapExhausted if mp's heap has no room for it,
+  // std::system_error. Python: Manager() (which starts a server process).
+  explicit Manager(ManagerOptions options = {}) : core_(options.segment_size) {}
+
+  // The segment's size in bytes.
+  std::size_t segment_size() const { return core_.segment_size(); }
+  // Diagnostics: how many times a process took the manager's lock over from one that
+  // died holding it, and how many operations of those dead processes were rolled back
+  // (the others had completed). Python has no equivalent.
+  std::uint64_t takeovers() const { return core_.recoveries().first; }
+  std::uint64_t rolled_back() const { return core_.recoveries().second; }
+
+  // A new empty dict. Throws mp::HeapExhausted. Python: manager.dict().
+  template <class K, class V>
+  SharedDict<K, V> dict() const {
+    return SharedDict<K, V>(
+        core_, core_.create(detail::manager_core::container::dict, detail::pair_fingerprint<K, V>));
+  }
+  // A new dict holding a copy of `pairs` (a std::map, a vector of pairs...).
+  // Python: manager.dict(mapping).
+  template <class K, class V, class Pairs>
+  SharedDict<K, V> dict(const Pairs& pairs) const {
+    auto result = dict<K, V>();
+    result.update(pairs);
+    return result;
+  }
+  // A new empty list. Throws mp::HeapExhausted. Python: manager.list().
+  template <class T>
+  SharedList<T> list() const {
+    return SharedList<T>(
+        core_, core_.create(detail::manager_core::container::list, detail::type_fingerprint<T>));
+  }
+  // A new list holding a copy of `values`. Python: manager.list(sequence).
+  template <class T, class Values>
+  SharedList<T> list(const Values& values) const {
+    auto result = list<T>();
+    result.extend(values);
+    return result;
+  }
+  // A new namespace without attributes. Python: manager.Namespace().
+  mp::Namespace Namespace() const {
+    return mp::Namespace(core_, core_.create(detail::manager_core::container::name_space, 0));
+  }
+
+  // Python's SyncManager factories: mp's own objects (not proxies), living in mp's heap,
+  // not in the segment. They throw what those types' constructors throw.
+  mp::Lock Lock() const { return mp::Lock(); }
+  mp::RLock RLock() const { return mp::RLock(); }
+  mp::Semaphore Semaphore(int value = 1) const { return mp::Semaphore(value); }
+  mp::BoundedSemaphore BoundedSemaphore(int value = 1) const { return mp::BoundedSemaphore(value); }
+  mp::Condition Condition() const { return mp::Condition(); }
+  mp::Condition Condition(mp::Lock lock) const { return mp::Condition(std::move(lock)); }
+  mp::Condition Condition(mp::RLock lock) const { return mp::Condition(std::move(lock)); }
+  mp::Event Event() const { return mp::Event(); }
+  mp::Barrier Barrier(int parties, void (*action)() = nullptr,
+                      std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
+    return mp::Barrier(parties, action, timeout);
+  }
+  // Python: manager.Value(typecode, value).
+  template <shared_ctype T>
+  mp::Value<T> Value(T initial = T{}) const {
+    return mp::Value<T>(initial);
+  }
+  // Python: manager.Array(typecode, sequence).
+  template <shared_ctype T>
+  mp::Array<T> Array(std::size_t size) const {
+    return mp::Array<T>(size);
+  }
+  template <shared_ctype T>
+  mp::Array<T> Array(std::initializer_list<T> initial) const {
+    return mp::Array<T>(initial);
+  }
+  template <shared_ctype T>
+  mp::Array<T> Array(std::span<const T> initial) const {
+    return mp::Array<T>(initial);
+  }
+
+  // Not picklable (as Python's Manager): pass its dicts, lists and namespaces instead.
+
+ private:
+  detail::manager_core core_;
+};
+
+}  // namespace mp

@@ -1,0 +1,584 @@
+// Tests for <mp/managers.hpp>. Single-process tests check every method against Python's
+// dict/list/Namespace behaviour; tests that start processes run once per start method
+// (fork, spawn), join every child with a bound, and never sleep to synchronize.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <mp/managers.hpp>
+#include <mp/pickle.hpp>
+#include <mp/process.hpp>
+#include <mp/sharedctypes.hpp>
+#include <mp/synchronize.hpp>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kJoinLimit = 60s;
+
+// A value whose pickling throws at run time when asked to (Python: an object whose
+// __reduce__ raises).
+struct Bomb {
+  int payload = 0;
+  bool explode = false;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if (explode) throw std::runtime_error("Bomb: refusing to be pickled");
+    ar(payload, explode);
+  }
+  friend bool operator==(const Bomb&, const Bomb&) = default;
+};
+
+// ---- single process: the dict --------------------------------------------------------
+
+TEST(ManagerDictTest, SetGetAtAndProxyAssignment) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, int>();
+  EXPECT_EQ(d.size(), 0u);
+  EXPECT_TRUE(d.empty());
+  d["one"] = 1;
+  d.set("two", 2);
+  EXPECT_EQ(d.size(), 2u);
+  EXPECT_EQ(d.get("one"), std::optional<int>(1));
+  EXPECT_EQ(d.get("three"), std::nullopt);
+  EXPECT_EQ(d.get("three", 3), 3);
+  EXPECT_EQ(d.at("two"), 2);
+  const int read = d["two"];
+  EXPECT_EQ(read, 2);
+  EXPECT_THROW((void)d.at("three"), std::out_of_range);
+  EXPECT_THROW((void)static_cast<int>(d["three"]), std::out_of_range);
+  d["one"] = 11;  // overwrite keeps one entry
+  EXPECT_EQ(d.size(), 2u);
+  EXPECT_EQ(d.at("one"), 11);
+  EXPECT_TRUE(d.contains("one"));
+  EXPECT_FALSE(d.contains("three"));
+}
+
+TEST(ManagerDictTest, EraseClearPopSetdefault) {
+  mp::Manager manager;
+  auto d = manager.dict<int, std::string>();
+  d[1] = "a";
+  d[2] = "b";
+  d[3] = "c";
+  EXPECT_TRUE(d.erase(2));
+  EXPECT_FALSE(d.erase(2));
+  EXPECT_EQ(d.size(), 2u);
+  EXPECT_EQ(d.pop(1), "a");
+  EXPECT_THROW((void)d.pop(1), std::out_of_range);
+  EXPECT_EQ(d.pop(1, "none"), "none");
+  EXPECT_EQ(d.setdefault(3, "zzz"), "c");  // present: unchanged
+  EXPECT_EQ(d.setdefault(4, "d"), "d");    // missing: inserted
+  EXPECT_EQ(d.at(4), "d");
+  EXPECT_EQ(d.setdefault(5), "");
+  EXPECT_EQ(d.size(), 3u);
+  d.clear();
+  EXPECT_EQ(d.size(), 0u);
+  EXPECT_FALSE(d.contains(3));
+  d[7] = "after clear";
+  EXPECT_EQ(d.items(), (std::vector<std::pair<int, std::string>>{{7, "after clear"}}));
+}
+
+TEST(ManagerDictTest, KeysValuesItemsKeepInsertionOrder) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, int>();
+  d["name"] = 1;
+  d["role"] = 2;
+  d["place"] = 3;
+  d["name"] = 10;  // an update keeps its position (as Python's dict)
+  d.erase("role");
+  d["country"] = 4;
+  EXPECT_EQ(d.keys(), (std::vector<std::string>{"name", "place", "country"}));
+  EXPECT_EQ(d.values(), (std::vector<int>{10, 3, 4}));
+  EXPECT_EQ(d.items(),
+            (std::vector<std::pair<std::string, int>>{{"name", 10}, {"place", 3}, {"country", 4}}));
+  std::vector<std::pair<std::string, int>> seen;
+  for (const auto& [key, value] : d) seen.emplace_back(key, value);
+  EXPECT_EQ(seen, d.items());
+}
+
+TEST(ManagerDictTest, IterationWalksASnapshot) {
+  mp::Manager manager;
+  auto d = manager.dict<int, int>();
+  for (int i = 0; i < 10; ++i) d[i] = i;
+  int visited = 0;
+  for (const auto& [key, value] : d) {
+    d.erase(key + 1);  // changing the dict does not disturb the loop
+    d[100 + key] = value;
+    ++visited;
+  }
+  EXPECT_EQ(visited, 10);
+}
+
+TEST(ManagerDictTest, ConvertsToStandardMaps) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, double>();
+  d["x"] = 1.5;
+  d["y"] = -2;
+  const auto ordered = static_cast<std::map<std::string, double>>(d);
+  EXPECT_EQ(ordered, (std::map<std::string, double>{{"x", 1.5}, {"y", -2}}));
+  const std::unordered_map<std::string, double> hashed(d);
+  EXPECT_EQ(hashed, (std::unordered_map<std::string, double>{{"x", 1.5}, {"y", -2}}));
+}
+
+TEST(ManagerDictTest, UpdateFromMapsAndDicts) {
+  mp::Manager manager;
+  auto d = manager.dict<int, int>();
+  d[1] = 1;
+  d.update(std::map<int, int>{{1, 10}, {2, 20}});
+  EXPECT_EQ(d.items(), (std::vector<std::pair<int, int>>{{1, 10}, {2, 20}}));
+  std::vector<std::pair<int, int>> many;
+  for (int i = 0; i < 1000; ++i) many.emplace_back(i, -i);  // the bulk (rebuilding) path
+  d.update(many);
+  EXPECT_EQ(d.size(), 1000u);
+  EXPECT_EQ(d.at(1), -1);
+  EXPECT_EQ(d.at(999), -999);
+  auto other = manager.dict<int, int>();
+  other[5000] = 5;
+  other[1] = 7;
+  d.update(other);
+  EXPECT_EQ(d.size(), 1001u);
+  EXPECT_EQ(d.at(1), 7);
+  EXPECT_EQ(d.at(5000), 5);
+  auto made = manager.dict<int, int>(std::map<int, int>{{3, 4}});
+  EXPECT_EQ(made.at(3), 4);
+}
+
+TEST(ManagerDictTest, AtomicUpdateWithFunction) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, std::vector<int>>();
+  EXPECT_EQ(d.update("list", [](std::vector<int>& v) { v.push_back(1); }), std::vector<int>{1});
+  d.update("list", [](std::vector<int>& v) { v.push_back(2); });
+  EXPECT_EQ(d.at("list"), (std::vector<int>{1, 2}));
+  // Values are copies: changing one read does not write it back.
+  auto copy = d.at("list");
+  copy.push_back(3);
+  EXPECT_EQ(d.at("list"), (std::vector<int>{1, 2}));
+  // A throwing function changes nothing.
+  EXPECT_THROW(d.update("list",
+                        [](std::vector<int>& v) {
+                          v.clear();
+                          throw std::runtime_error("no");
+                        }),
+               std::runtime_error);
+  EXPECT_EQ(d.at("list"), (std::vector<int>{1, 2}));
+  EXPECT_THROW(d.update("missing", [](std::vector<int>&) { throw std::runtime_error("no"); }),
+               std::runtime_error);
+  EXPECT_FALSE(d.contains("missing"));
+}
+
+TEST(ManagerDictTest, ManyKeysGrowEraseAndReuseMemory) {
+  // 1 MiB: ten rounds of 5000 entries would not fit without reusing erased ones.
+  mp::Manager manager({.segment_size = 1 << 20});
+  auto d = manager.dict<int, std::string>();
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < 5000; ++i) d[i] = "value " + std::to_string(i + round);
+    ASSERT_EQ(d.size(), 5000u);
+    for (int i = 0; i < 5000; i += 2) ASSERT_TRUE(d.erase(i));
+    ASSERT_EQ(d.size(), 2500u);
+    for (int i = 1; i < 5000; i += 2) ASSERT_EQ(d.at(i), "value " + std::to_string(i + round));
+    d.clear();
+  }
+}
+
+TEST(ManagerDictTest, KeysCompareByValueAcrossTypesOfKeys) {
+  mp::Manager manager;
+  auto d = manager.dict<std::pair<int, std::string>, int>();
+  d[{1, "a"}] = 1;
+  d[{1, "b"}] = 2;
+  EXPECT_EQ(d.at({1, "a"}), 1);
+  EXPECT_EQ(d.at({1, "b"}), 2);
+  EXPECT_FALSE(d.contains({2, "a"}));
+}
+
+// ---- single process: list and namespace ---------------------------------------------
+
+TEST(ManagerListTest, EveryMethod) {
+  mp::Manager manager;
+  auto l = manager.list<std::string>();
+  EXPECT_EQ(l.len(), 0u);
+  l.append("a");
+  l.extend(std::vector<std::string>{"b", "c", "d"});
+  EXPECT_EQ(l.size(), 4u);
+  EXPECT_EQ(l.get(0), "a");
+  EXPECT_EQ(l.get(-1), "d");
+  const std::string second = l[1];
+  EXPECT_EQ(second, "b");
+  l[1] = "B";
+  l.set(-2, "C");
+  EXPECT_EQ(l.to_vector(), (std::vector<std::string>{"a", "B", "C", "d"}));
+  EXPECT_THROW((void)l.get(4), std::out_of_range);
+  EXPECT_THROW((void)l.get(-5), std::out_of_range);
+  EXPECT_THROW(l.set(4, "x"), std::out_of_range);
+  EXPECT_EQ(l.index("C"), 2u);
+  EXPECT_THROW((void)l.index("nope"), std::invalid_argument);
+  l.insert(0, "first");
+  l.insert(2, "middle");
+  l.insert(100, "last");  // clamped, as Python
+  l.insert(-100, "very first");
+  EXPECT_EQ(l.to_vector(), (std::vector<std::string>{"very first", "first", "a", "middle", "B", "C",
+                                                     "d", "last"}));
+  EXPECT_EQ(l.pop(), "last");
+  EXPECT_EQ(l.pop(0), "very first");
+  EXPECT_EQ(l.pop(2), "middle");
+  l.remove("B");
+  EXPECT_THROW(l.remove("B"), std::invalid_argument);
+  EXPECT_EQ(l.to_vector(), (std::vector<std::string>{"first", "a", "C", "d"}));
+  std::vector<std::string> seen;
+  for (const auto& item : l) {
+    l.append(item + "!");  // iterating a snapshot: this loop ends
+    seen.push_back(item);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"first", "a", "C", "d"}));
+  EXPECT_EQ(l.size(), 8u);
+  l.clear();
+  EXPECT_TRUE(l.empty());
+  EXPECT_THROW((void)l.pop(), std::out_of_range);
+  for (int i = 0; i < 1000; ++i) l.append(std::to_string(i));
+  EXPECT_EQ(l.get(999), "999");
+  auto made = manager.list<int>(std::vector<int>{1, 2, 3});
+  EXPECT_EQ(made.to_vector(), (std::vector<int>{1, 2, 3}));
+}
+
+TEST(ManagerNamespaceTest, AttributesOfAnyType) {
+  mp::Manager manager;
+  auto ns = manager.Namespace();
+  ns.set("x", 1);
+  ns.set("name", std::string("Jones"));
+  ns.set("scores", std::vector<double>{1.5, 2.5});
+  EXPECT_EQ(ns.get<int>("x"), 1);
+  EXPECT_EQ(ns.get<std::string>("name"), "Jones");
+  EXPECT_EQ(ns.get<std::vector<double>>("scores"), (std::vector<double>{1.5, 2.5}));
+  EXPECT_THROW((void)ns.get<int>("y"), std::out_of_range);  // Python: AttributeError
+  EXPECT_EQ(ns.get<int>("y", 5), 5);
+  EXPECT_THROW((void)ns.get<std::string>("x"), mp::UnpicklingError);  // another type
+  EXPECT_TRUE(ns.contains("x"));
+  ns.set("x", std::string("now a string"));
+  EXPECT_EQ(ns.get<std::string>("x"), "now a string");
+  EXPECT_EQ(ns.names(), (std::vector<std::string>{"x", "name", "scores"}));
+  EXPECT_TRUE(ns.erase("x"));
+  EXPECT_FALSE(ns.contains("x"));
+}
+
+// ---- single process: factories, limits, errors ---------------------------------------
+
+TEST(ManagerTestSingle, SyncManagerFactoriesReturnWorkingObjects) {
+  mp::Manager manager;
+  auto lock = manager.Lock();
+  EXPECT_TRUE(lock.acquire(false));
+  EXPECT_FALSE(lock.acquire(false));
+  lock.release();
+  auto rlock = manager.RLock();
+  EXPECT_TRUE(rlock.acquire(false) && rlock.acquire(false));
+  rlock.release();
+  rlock.release();
+  auto semaphore = manager.Semaphore(2);
+  EXPECT_EQ(semaphore.get_value(), 2);
+  auto bounded = manager.BoundedSemaphore(1);
+  EXPECT_THROW(bounded.release(), std::invalid_argument);
+  auto condition = manager.Condition();
+  {
+    std::scoped_lock guard(condition);
+    EXPECT_FALSE(condition.wait(1ms));
+  }
+  auto event = manager.Event();
+  event.set();
+  EXPECT_TRUE(event.wait(0s));
+  auto barrier = manager.Barrier(1);
+  EXPECT_EQ(barrier.wait(), 0);
+  auto value = manager.Value<int>(7);
+  EXPECT_EQ(value.value(), 7);
+  auto array = manager.Array<int>({1, 2, 3});
+  EXPECT_EQ(array.to_vector(), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(manager.Array<double>(4).size(), 4u);
+}
+
+TEST(ManagerTestSingle, ObjectsOutliveTheManagerHandle) {
+  // As Python's proxies keep their referent alive: the segment stays while any handle
+  // to it does.
+  auto d = mp::Manager().dict<int, std::string>();
+  auto l = mp::Manager({.segment_size = 1 << 16}).list<int>();
+  d[1] = "still here";
+  l.append(1);
+  EXPECT_EQ(d.at(1), "still here");
+  EXPECT_EQ(l.to_vector(), std::vector<int>{1});
+}
+
+TEST(ManagerTestSingle, SegmentSizeAndBadSizes) {
+  mp::Manager manager({.segment_size = 1 << 20});
+  EXPECT_EQ(manager.segment_size(), std::size_t{1} << 20);
+  EXPECT_THROW(mp::Manager({.segment_size = 1000}), std::invalid_argument);
+  EXPECT_THROW((void)(mp::SharedDict<int, int>().size()), std::logic_error);
+  EXPECT_THROW((void)mp::SharedList<int>().size(), std::logic_error);
+  EXPECT_THROW((void)mp::Namespace().contains("x"), std::logic_error);
+}
+
+TEST(ManagerTestSingle, FullSegmentThrowsAndLeavesTheDictIntact) {
+  mp::Manager manager({.segment_size = 1 << 16});
+  auto d = manager.dict<int, std::string>();
+  const std::string big(1000, 'x');
+  int stored = 0;
+  try {
+    for (;; ++stored) d[stored] = big;
+  } catch (const mp::HeapExhausted& e) {
+    EXPECT_NE(std::string(e.what()).find("mp::Manager segment full"), std::string::npos)
+        << e.what();
+  }
+  ASSERT_GT(stored, 10);
+  EXPECT_EQ(d.size(), static_cast<std::size_t>(stored));
+  for (int i = 0; i < stored; ++i) ASSERT_EQ(d.at(i), big);
+  EXPECT_FALSE(d.contains(stored));
+  // A bulk update that does not fit changes nothing at all.
+  std::map<int, std::string> more;
+  for (int i = 0; i < 100; ++i) more[-i - 1] = big;
+  EXPECT_THROW(d.update(more), mp::HeapExhausted);
+  EXPECT_EQ(d.size(), static_cast<std::size_t>(stored));
+  EXPECT_FALSE(d.contains(-1));
+  // Too large for the segment at all.
+  EXPECT_THROW(d[0] = std::string(1 << 17, 'y'), std::bad_alloc);
+  EXPECT_EQ(d.at(0), big);
+  // Erased entries make room again.
+  for (int i = 0; i < stored; ++i) d.erase(i);
+  for (int i = 0; i < stored; ++i) d[i] = big;
+  EXPECT_EQ(d.size(), static_cast<std::size_t>(stored));
+  // The list shares the segment and its limit.
+  auto l = manager.list<std::string>();
+  EXPECT_THROW(l.append(big), mp::HeapExhausted);
+  EXPECT_TRUE(l.empty());
+}
+
+TEST(ManagerTestSingle, ThrowingSerializeReachesCallerAndChangesNothing) {
+  mp::Manager manager;
+  auto d = manager.dict<int, Bomb>();
+  d[1] = Bomb{1, false};
+  EXPECT_THROW((d[1] = Bomb{2, true}), std::runtime_error);
+  EXPECT_THROW(d.set(2, Bomb{2, true}), std::runtime_error);
+  EXPECT_THROW(d.update(std::map<int, Bomb>{{3, Bomb{3, false}}, {4, Bomb{4, true}}}),
+               std::runtime_error);
+  EXPECT_THROW(d.update(1, [](Bomb& b) { b.explode = true; }), std::runtime_error);
+  EXPECT_THROW((void)d.setdefault(5, Bomb{5, true}), std::runtime_error);
+  EXPECT_EQ(d.items(), (std::vector<std::pair<int, Bomb>>{{1, Bomb{1, false}}}));
+  auto keyed = manager.dict<Bomb, int>();
+  EXPECT_THROW((keyed[Bomb{1, true}] = 1), std::runtime_error);
+  EXPECT_EQ(keyed.size(), 0u);
+  auto l = manager.list<Bomb>();
+  EXPECT_THROW(l.append(Bomb{1, true}), std::runtime_error);
+  EXPECT_THROW(l.extend(std::vector<Bomb>{Bomb{1, false}, Bomb{2, true}}), std::runtime_error);
+  EXPECT_TRUE(l.empty());
+  auto ns = manager.Namespace();
+  EXPECT_THROW(ns.set("b", Bomb{1, true}), std::runtime_error);
+  EXPECT_FALSE(ns.contains("b"));
+}
+
+TEST(ManagerTestSingle, HandlesPickleAndCheckTheirTypes) {
+  mp::Manager manager;
+  auto d = manager.dict<int, std::string>();
+  d[1] = "one";
+  auto loaded = mp::pickle::loads<mp::SharedDict<int, std::string>>(mp::pickle::dumps(d));
+  loaded[2] = "two";
+  EXPECT_EQ(d.at(2), "two");
+  using WrongDict = mp::SharedDict<int, int>;
+  EXPECT_THROW((void)mp::pickle::loads<WrongDict>(mp::pickle::dumps(d)), mp::UnpicklingError);
+  auto l = manager.list<int>();
+  auto ns = manager.Namespace();
+  auto [l2, ns2] = mp::pickle::loads<std::pair<mp::SharedList<int>, mp::Namespace>>(
+      mp::pickle::dumps(std::pair(l, ns)));
+  l2.append(5);
+  ns2.set("k", 1);
+  EXPECT_EQ(l.to_vector(), std::vector<int>{5});
+  EXPECT_EQ(ns.get<int>("k"), 1);
+}
+
+// ---- across processes ----------------------------------------------------------------
+
+void child_uses_everything(mp::SharedDict<std::string, int> d, mp::SharedList<int> l,
+                           mp::Namespace ns) {
+  if (d.at("from parent") != 1) std::exit(3);
+  d["from child"] = 2;
+  d.erase("from parent");
+  l.append(l.get(0) + 1);
+  ns.set("child", std::string("was here"));
+  if (ns.get<int>("x") != 10) std::exit(4);
+}
+
+// Writes keys writer*100000 + i, and bumps the shared counters atomically.
+void concurrent_writer(mp::SharedDict<int, int> d, mp::SharedDict<std::string, long> counters,
+                       mp::SharedList<int> l, mp::Barrier start_together, int writer, int count) {
+  start_together.wait(30s);
+  for (int i = 0; i < count; ++i) {
+    d[writer * 100000 + i] = i;
+    if (i % 3 == 0) d.erase(writer * 100000 + i);
+    counters.update("total", [](long& n) { ++n; });
+    if (i % 10 == 0) l.append(writer);
+  }
+}
+
+// Loops over every kind of operation until killed. Invariants a half-done operation
+// would break: values are vectors of equal elements of length (key % 37) + 1; "a" and
+// "b" of `pair` are always opposite (they change together, in one update()).
+[[noreturn]] void endless_writer(mp::SharedDict<int, std::vector<int>> d,
+                                 mp::SharedDict<std::string, long> pair, mp::SharedList<int> l,
+                                 mp::RawValue<long> progress) {
+  for (long i = 0;; ++i) {
+    const int key = static_cast<int>(i % 500);
+    d[key] = std::vector<int>(static_cast<std::size_t>(key % 37) + 1, static_cast<int>(i));
+    if (i % 7 == 0) d.erase(static_cast<int>((i * 13) % 500));
+    if (i % 11 == 0) pair.update(std::map<std::string, long>{{"a", i}, {"b", -i}});
+    if (i % 101 == 0) {
+      std::map<int, std::vector<int>> bulk;
+      for (int k = 0; k < 40; ++k)
+        bulk[k * 3] = std::vector<int>(static_cast<std::size_t>(k * 3 % 37) + 1, -1);
+      d.update(bulk);
+    }
+    if (i % 997 == 0) d.clear();
+    l.append(static_cast<int>(i));
+    if (i % 5 == 0) l.pop(0);
+    if (i % 13 == 0 && l.size() > 2) l.insert(1, static_cast<int>(i));
+    if (l.size() > 300) l.clear();
+    progress.set_value(i);
+  }
+}
+
+std::string check_consistent(const mp::SharedDict<int, std::vector<int>>& d,
+                             const mp::SharedDict<std::string, long>& pair,
+                             const mp::SharedList<int>& l) {
+  const auto items = d.items();
+  if (items.size() != d.size()) return "size() disagrees with items()";
+  for (const auto& [key, value] : items) {
+    if (key < 0 || key >= 500) return "unexpected key " + std::to_string(key);
+    if (value.size() != static_cast<std::size_t>(key % 37) + 1)
+      return "value of key " + std::to_string(key) + " has the wrong length";
+    for (int element : value)
+      if (element != value[0]) return "value of key " + std::to_string(key) + " is torn";
+  }
+  if (pair.get("a", 0) != -pair.get("b", 0)) return "a and b changed separately";
+  if (l.to_vector().size() != l.size()) return "list size() disagrees with its items";
+  return "";
+}
+
+class ManagerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
+
+  template <class F, class... Args>
+  mp::Process start(F f, Args... args) {
+    mp::Process p(options(), f, args...);
+    p.start();
+    return p;
+  }
+
+  static void join_ok(mp::Process& p) {
+    ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
+    EXPECT_EQ(p.exitcode(), 0) << p.repr();
+  }
+};
+
+TEST_P(ManagerTest, ChildReadsAndWritesDictListNamespace) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, int>();
+  auto l = manager.list<int>();
+  auto ns = manager.Namespace();
+  d["from parent"] = 1;
+  l.append(41);
+  ns.set("x", 10);
+  auto child = start(&child_uses_everything, d, l, ns);
+  join_ok(child);
+  EXPECT_EQ(d.items(), (std::vector<std::pair<std::string, int>>{{"from child", 2}}));
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{41, 42}));
+  EXPECT_EQ(ns.get<std::string>("child"), "was here");
+}
+
+TEST_P(ManagerTest, ConcurrentWritersGiveExactContents) {
+  constexpr int kWriters = 4;
+  constexpr int kCount = 3000;
+  mp::Manager manager;
+  auto d = manager.dict<int, int>();
+  auto counters = manager.dict<std::string, long>();
+  auto l = manager.list<int>();
+  mp::Barrier start_together(kWriters);
+  std::vector<mp::Process> children;
+  for (int w = 0; w < kWriters; ++w)
+    children.push_back(start(&concurrent_writer, d, counters, l, start_together, w, kCount));
+  for (auto& child : children) join_ok(child);
+  std::map<int, int> expected;
+  for (int w = 0; w < kWriters; ++w)
+    for (int i = 0; i < kCount; ++i)
+      if (i % 3 != 0) expected[w * 100000 + i] = i;
+  EXPECT_EQ((static_cast<std::map<int, int>>(d)), expected);
+  EXPECT_EQ(counters.at("total"), kWriters * kCount);
+  EXPECT_EQ(l.size(), static_cast<std::size_t>(kWriters * ((kCount + 9) / 10)));
+  for (int w = 0; w < kWriters; ++w) {
+    const auto items = l.to_vector();
+    EXPECT_EQ(std::count(items.begin(), items.end(), w), (kCount + 9) / 10);
+  }
+}
+
+TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
+  constexpr int kKills = 30;
+  mp::Manager manager({.segment_size = 1 << 22});
+  auto d = manager.dict<int, std::vector<int>>();
+  auto pair = manager.dict<std::string, long>();
+  auto l = manager.list<int>();
+  std::mt19937 random(12345);
+  for (int kill = 0; kill < kKills; ++kill) {
+    mp::RawValue<long> progress(-1);
+    auto writer = start(&endless_writer, d, pair, l, progress);
+    // Kill at a random point of the loop, once it runs (no sleeping: the loop's own
+    // progress is the clock).
+    const long target = static_cast<long>(random() % 3000) + 200;
+    const auto limit = std::chrono::steady_clock::now() + 30s;
+    while (progress.value() < target && std::chrono::steady_clock::now() < limit) {
+    }
+    ASSERT_GE(progress.value(), target) << "writer made no progress";
+    writer.kill();
+    ASSERT_TRUE(writer.join(kJoinLimit));
+    ASSERT_EQ(writer.exitcode(), -SIGKILL);
+    // The next operation takes the dead writer's lock over and rolls its operation back.
+    const std::string problem = check_consistent(d, pair, l);
+    ASSERT_EQ(problem, "") << "after kill " << kill;
+    // Usable, for reads and writes.
+    d[1000 + kill] = std::vector<int>(1, kill);
+    ASSERT_EQ(d.at(1000 + kill), std::vector<int>(1, kill));
+    ASSERT_TRUE(d.erase(1000 + kill));
+    l.append(-1);
+    ASSERT_EQ(l.pop(), -1);
+  }
+  // Some kills landed inside an operation (the lock was held, and some operation had
+  // logged changes already): the recovery paths ran.
+  std::printf("takeovers %llu, rolled back %llu of %d kills\n",
+              static_cast<unsigned long long>(manager.takeovers()),
+              static_cast<unsigned long long>(manager.rolled_back()), kKills);
+  EXPECT_GT(manager.rolled_back(), 0u);
+  // The allocator survived too: everything can be freed and the segment filled again.
+  d.clear();
+  l.clear();
+  pair.clear();
+  auto fill = manager.dict<int, std::string>();
+  const std::string block(1000, 'z');
+  int stored = 0;
+  try {
+    for (;; ++stored) fill[stored] = block;
+  } catch (const mp::HeapExhausted&) {
+  }
+  EXPECT_GT(stored, 1200);  // most of 4 MiB came back (2 KiB blocks)
+  for (int i = 0; i < stored; i += 97) ASSERT_EQ(fill.at(i), block);
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerTest, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
+}  // namespace
