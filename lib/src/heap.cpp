@@ -379,6 +379,18 @@ struct ObjectHeader {
 };
 static_assert(sizeof(ObjectHeader) == 16);
 
+constexpr std::uint32_t kMaxKind = 32;
+std::atomic<shared_finalizer> finalizers[kMaxKind];
+
+// Frees the object `ref` whose last reference just went (its header says which kind).
+void destroy_object(shared_ref ref, void* state, ObjectHeader& header) noexcept {
+  const std::uint32_t kind = header.kind.exchange(0, std::memory_order_acq_rel);
+  if (kind < kMaxKind)
+    if (shared_finalizer finalizer = finalizers[kind].load(std::memory_order_acquire))
+      finalizer(ref, state);
+  heap_free(ref);
+}
+
 ObjectHeader& object_header(void* state) {
   return *reinterpret_cast<ObjectHeader*>(static_cast<std::byte*>(state) - sizeof(ObjectHeader));
 }
@@ -420,11 +432,14 @@ void shared_object::drop() noexcept {
   // Byte copies a forked child inherited never took a reference of their own.
   if (!state_ || ref_pid_ != current_pid()) return;
   auto& header = object_header(state_);
-  if (header.refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    header.kind.store(0, std::memory_order_relaxed);
-    heap_free(ref_);
-  }
+  if (header.refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    destroy_object(ref_, state_, header);
   state_ = nullptr;
+}
+
+void set_shared_finalizer(shared_kind kind, shared_finalizer finalizer) noexcept {
+  const auto index = static_cast<std::uint32_t>(kind);
+  if (index < kMaxKind) finalizers[index].store(finalizer, std::memory_order_release);
 }
 
 std::uint64_t shared_object::serial() const noexcept {
@@ -449,10 +464,8 @@ void shared_object::rebind(shared_ref ref, shared_kind kind, std::uint64_t seria
   // Counted now, the object cannot go away; it must be the one that was pickled.
   if (header.serial.load(std::memory_order_relaxed) != serial ||
       header.kind.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(kind)) {
-    if (header.refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      header.kind.store(0, std::memory_order_relaxed);
-      heap_free(ref);
-    }
+    if (header.refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      destroy_object(ref, address + sizeof(ObjectHeader), header);
     throw UnpicklingError(gone);
   }
   drop();

@@ -118,8 +118,11 @@ using BenchFunction = void (*)(const Row&);
 // Rows, one function each (process_start.cpp, probes.cpp; later issues add theirs).
 void process_start_fork(const Row& row);
 void process_start_spawn(const Row& row);
-void pipe_roundtrip(const Row& row);        // connection_rows.cpp
-void value_lock_increment(const Row& row);  // sharedctypes_rows.cpp
+void pipe_roundtrip(const Row& row);          // connection_rows.cpp
+void value_lock_increment(const Row& row);    // sharedctypes_rows.cpp
+void queue_throughput_small(const Row& row);  // queue_rows.cpp
+void queue_throughput_1k(const Row& row);
+void queue_throughput_1m(const Row& row);
 void lock_uncontended(const Row& row);      // sync_rows.cpp
 void manager_dict_set_get(const Row& row);  // manager_rows.cpp
 void manager_dict_concurrent(const Row& row);
@@ -136,6 +139,7 @@ void probe_pipe_roundtrip(const Row& row);
 void probe_futex_roundtrip(const Row& row);
 void probe_memcpy(const Row& row);
 void probe_shm_first_touch(const Row& row);
+void probe_boost_message_queue(const Row& row);  // queue_rows.cpp
 
 // The argument that makes mp-bench exit at once (probe_spawn re-executes itself with it).
 inline constexpr std::string_view kProbeExitArgument = "--probe-exit";

@@ -67,6 +67,9 @@ struct RowSpec {
 constexpr RowSpec kRows[] = {
     {"process_start_fork", kImpl, 200, 50, &process_start_fork},
     {"process_start_spawn", kImpl, 20, 5, &process_start_spawn},
+    {"queue_throughput_small", kImpl, 200'000, 50'000, &queue_throughput_small},
+    {"queue_throughput_1k", kImpl, 100'000, 20'000, &queue_throughput_1k},
+    {"queue_throughput_1m", kImpl, 500, 100, &queue_throughput_1m},
     {"pipe_roundtrip", kImpl, 20'000, 5'000, &pipe_roundtrip},
     {"value_lock_increment", kImpl, 200'000, 50'000, &value_lock_increment},
     {"lock_uncontended", kImpl, 1'000'000, 200'000, &lock_uncontended},
@@ -82,6 +85,7 @@ constexpr RowSpec kRows[] = {
     {"probe_spawn", kLimit, 20, 5, &probe_spawn},
     {"probe_pipe_roundtrip", kLimit, 20'000, 5'000, &probe_pipe_roundtrip},
     {"probe_futex_roundtrip", kLimit, 10'000, 2'000, &probe_futex_roundtrip},
+    {"probe_boost_message_queue", kLimit, 200'000, 50'000, &probe_boost_message_queue},
     {"probe_memcpy", kLimit, kShmSize, kShmSize, &probe_memcpy},
     {"probe_shm_first_touch", kLimit, kShmSize, kShmSize, &probe_shm_first_touch},
 };

@@ -8,6 +8,7 @@
 #include <mp/managers.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/queues.hpp>
 #include <mp/shared_memory.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>

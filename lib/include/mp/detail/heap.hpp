@@ -66,7 +66,14 @@ enum class shared_kind : std::uint32_t {
   shared_value,  // sharedctypes
   shared_array,
   manager,  // managers: the segment of a Manager
+  queue,    // queues (Queue, SimpleQueue, JoinableQueue)
 };
+
+// For objects that own further heap blocks (a queue's segments and items): called with
+// the object's ref and state when its last reference goes, in whichever process drops
+// it, before the object's own block is freed. One per kind; must not throw.
+using shared_finalizer = void (*)(shared_ref ref, void* state) noexcept;
+void set_shared_finalizer(shared_kind kind, shared_finalizer finalizer) noexcept;
 
 // A counted reference to an object in the shared heap: the base of mp's handle classes.
 // Each object starts with a header holding a reference count; copying a handle takes a

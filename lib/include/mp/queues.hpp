@@ -1,0 +1,262 @@
+// Queues shared between processes. Mirrors Python's `multiprocessing.queues` (Queue,
+// SimpleQueue, JoinableQueue) with `queue.Empty` / `queue.Full` as mp::Empty / mp::Full.
+//
+// A queue lives in mp's shared heap, like a Lock (see <mp/synchronize.hpp>); the classes
+// here are handles to it. Copying a handle gives another reference to the same queue; a
+// handle passes to children as a Process argument (fork and spawn) or inside any pickle,
+// within one process tree. Items are pickled (mp::pickle) into shared memory.
+//
+// Differences from Python, on purpose:
+//   - No feeder thread. put() pickles and stores the item in the calling thread: when
+//     put() returns the item is in shared memory. So a child that put() and returned
+//     can be joined before anyone reads its items (the classic Python deadlock of
+//     "joining processes that use queues" cannot happen), and an item whose pickling
+//     throws throws in put() instead of being printed and dropped by a feeder thread.
+//     An unpicklable T is a compile-time error.
+//   - An unbounded queue (maxsize <= 0) never blocks in put(), whatever the item sizes
+//     (there is no pipe buffer to fill). Items may be of any size that fits the heap.
+//   - join_thread() and cancel_join_thread() exist for porting and do nothing: there is no
+//     thread to join, and nothing is lost when a process exits after put().
+//   - close() closes this handle only: later put()/get() through it throw
+//     std::invalid_argument (Python: ValueError "Queue is closed"); other handles and
+//     processes go on using the queue.
+//   - Robust: a process killed (even by SIGKILL) in the middle of put() or get() never
+//     corrupts the queue or blocks the others; its item was put (or got) whole or not at
+//     all. A get() that is killed after it took the item loses that item (as if it had
+//     returned); one killed before that leaves the item for the next get(). The others
+//     go on within about 25 ms (the lock owner-death check of <mp/synchronize.hpp>).
+//   - qsize() is exact while nobody puts or gets (Python's is approximate, and raises on
+//     macOS). get_nowait() takes the queue's internal lock even if another consumer holds
+//     it briefly, so it throws mp::Empty only when the queue is empty (Python's may throw
+//     Empty while another process is reading).
+//   - Timeouts are std::chrono durations; they never end early (absolute deadlines).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <mp/detail/heap.hpp>
+#include <mp/errors.hpp>
+#include <mp/pickle.hpp>
+#include <mp/synchronize.hpp>
+
+namespace mp {
+
+namespace detail {
+
+// The byte-level core of every queue, compiled once in lib/src/queues.cpp: a FIFO of
+// pickles in the shared heap, with a put lock and a get lock (robust mp::Locks) so that
+// producers and consumers do not contend with each other.
+class queue_core : private shared_object {
+ public:
+  // maxsize <= 0: unbounded. Throws mp::HeapExhausted, std::system_error.
+  explicit queue_core(long maxsize);
+
+  // Appends `pickle`. block: wait while the queue is full, at most `timeout` (nullopt:
+  // forever); else fail at once. Returns false if it did not fit in time.
+  // Throws mp::HeapExhausted if the heap has no room for the item.
+  bool put(std::string_view pickle, bool block, std::optional<std::chrono::nanoseconds> timeout);
+
+  // Removes the first item and calls decode(pickle, context) on it, the pickle still in
+  // shared memory (the caller copies what it needs out). block and timeout as put().
+  // Returns false if no item came in time. If decode throws, the item is removed anyway
+  // and the exception passes on (as Python's get() when unpickling fails).
+  // Throws mp::UnpicklingError if the queue's memory is corrupt.
+  using decoder = void (*)(std::string_view pickle, void* context);
+  bool get(bool block, std::optional<std::chrono::nanoseconds> timeout, decoder decode,
+           void* context);
+
+  std::int64_t qsize() const noexcept;
+  bool empty() const noexcept;
+  bool full() const noexcept;
+  long maxsize() const noexcept;
+
+  // JoinableQueue: see there.
+  void task_done();
+  void join();
+
+  template <class Archive>
+  void save_core(Archive& ar) const {
+    save_ref(ar);
+    ar(put_lock_, get_lock_);
+  }
+  template <class Archive>
+  void load_core(Archive& ar) {
+    load_ref(ar, shared_kind::queue);
+    ar(put_lock_, get_lock_);
+    attach();
+  }
+
+ private:
+  void attach();  // caches the arena's address in this process
+
+  Lock put_lock_;
+  Lock get_lock_;
+  std::byte* arena_base_ = nullptr;  // where the queue's arena is mapped here
+  std::size_t arena_size_ = 0;
+};
+
+// Throws std::invalid_argument: the queue handle was closed.
+[[noreturn]] void throw_queue_closed(const char* what);
+
+template <class T>
+void queue_decode(std::string_view pickle, void* context) {
+  *static_cast<std::optional<T>*>(context) = mp::pickle::loads<T>(pickle);
+}
+
+// The pickle of `item` in a per-thread buffer (no allocation per put for small items).
+template <class T>
+std::string_view queue_pickle(const T& item, std::string& buffer) {
+  buffer.clear();
+  mp::pickle::dump(item, buffer);
+  return buffer;
+}
+
+std::string& queue_buffer() noexcept;
+// Gives back the memory of a buffer that grew past what small items need.
+void queue_buffer_trim(std::string& buffer) noexcept;
+
+}  // namespace detail
+
+// A FIFO queue of T shared between processes. Python: Queue(maxsize=0).
+// T: anything mp::pickle accepts (a compile-time error otherwise).
+template <class T>
+class Queue {
+ public:
+  // maxsize <= 0: unbounded (put never blocks). Throws mp::HeapExhausted,
+  // std::system_error.
+  explicit Queue(long maxsize = 0) : core_(maxsize) {}
+
+  // Puts `item`, waiting while the queue is full (bounded queues only) at most
+  // `timeout` (nullopt: forever); block = false: fail at once. Pickles in the caller.
+  // Throws mp::Full if there was no room in time, what pickling `item` throws,
+  // mp::HeapExhausted, std::invalid_argument after close().
+  // Python: Queue.put(obj, block=True, timeout=None).
+  void put(const T& item, bool block = true,
+           std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    if (closed_) detail::throw_queue_closed("put");
+    std::string& buffer = detail::queue_buffer();
+    const std::string_view pickle = detail::queue_pickle(item, buffer);
+    const bool done = core_.put(pickle, block, timeout);
+    detail::queue_buffer_trim(buffer);
+    if (!done) throw Full();
+  }
+  // put(item, true, timeout). Throws mp::Full when the timeout passes.
+  void put(const T& item, std::chrono::nanoseconds timeout) { put(item, true, timeout); }
+  // put(item, false): throws mp::Full at once if the queue is full. Python: put_nowait.
+  void put_nowait(const T& item) { put(item, false); }
+
+  // Removes and returns the first item, waiting for one at most `timeout` (nullopt:
+  // forever); block = false: at once. Throws mp::Empty if none came in time,
+  // mp::UnpicklingError (the item is consumed) or what T's load throws,
+  // std::invalid_argument after close(). Python: Queue.get(block=True, timeout=None).
+  T get(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    if (closed_) detail::throw_queue_closed("get");
+    std::optional<T> item;
+    if (!core_.get(block, timeout, &detail::queue_decode<T>, &item)) throw Empty();
+    return std::move(*item);
+  }
+  // get(true, timeout). Throws mp::Empty when the timeout passes.
+  T get(std::chrono::nanoseconds timeout) { return get(true, timeout); }
+  // get(false): throws mp::Empty at once if the queue is empty. Python: get_nowait.
+  T get_nowait() { return get(false); }
+
+  // The number of items in the queue (exact when no put or get is under way). Never
+  // blocks. Python: qsize().
+  std::int64_t qsize() const noexcept { return core_.qsize(); }
+  // Python: empty(), full(). Never block.
+  bool empty() const noexcept { return core_.empty(); }
+  bool full() const noexcept { return core_.full(); }
+  // The maxsize given at construction (<= 0: unbounded).
+  long maxsize() const noexcept { return core_.maxsize(); }
+
+  // Closes this handle: later put()/get() through it throw std::invalid_argument. The
+  // queue and every other handle are unaffected; items put are not lost. Python: close().
+  void close() noexcept { closed_ = true; }
+  // Do nothing: there is no feeder thread (see the top of this header). Kept so that
+  // Python code ports line by line. Python: join_thread(), cancel_join_thread().
+  void join_thread() noexcept {}
+  void cancel_join_thread() noexcept {}
+
+  // Pickles as a reference to the same queue (a closed handle loads open).
+  template <class Archive>
+  void save(Archive& ar) const {
+    core_.save_core(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    core_.load_core(ar);
+    closed_ = false;
+  }
+
+ protected:
+  detail::queue_core core_;
+
+ private:
+  bool closed_ = false;
+};
+
+// A queue whose consumers report each item done, and whose join() waits until all are.
+// Python: JoinableQueue(maxsize=0).
+template <class T>
+class JoinableQueue : public Queue<T> {
+ public:
+  explicit JoinableQueue(long maxsize = 0) : Queue<T>(maxsize) {}
+
+  // Marks one item (got earlier by any process) as processed. Throws
+  // std::invalid_argument if called more times than items were put (Python: ValueError
+  // "task_done() called too many times"). Never blocks.
+  void task_done() { this->core_.task_done(); }
+  // Waits until task_done() was called once for every item ever put. Python: join().
+  void join() { this->core_.join(); }
+};
+
+// A simpler, unbounded queue. Python: SimpleQueue() (put, get, empty, close).
+template <class T>
+class SimpleQueue {
+ public:
+  // Throws mp::HeapExhausted, std::system_error.
+  SimpleQueue() : core_(0) {}
+
+  // Appends `item`; never blocks. Throws what pickling throws, mp::HeapExhausted,
+  // std::invalid_argument after close().
+  void put(const T& item) {
+    if (closed_) detail::throw_queue_closed("put");
+    std::string& buffer = detail::queue_buffer();
+    (void)core_.put(detail::queue_pickle(item, buffer), true, std::nullopt);
+    detail::queue_buffer_trim(buffer);
+  }
+  // Removes and returns the first item, waiting as long as it takes. Throws as
+  // Queue::get.
+  T get() {
+    if (closed_) detail::throw_queue_closed("get");
+    std::optional<T> item;
+    (void)core_.get(true, std::nullopt, &detail::queue_decode<T>, &item);
+    return std::move(*item);
+  }
+  // Never blocks.
+  bool empty() const noexcept { return core_.empty(); }
+  // As Queue::close().
+  void close() noexcept { closed_ = true; }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    core_.save_core(ar);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    core_.load_core(ar);
+    closed_ = false;
+  }
+
+ private:
+  detail::queue_core core_;
+  bool closed_ = false;
+};
+
+}  // namespace mp
