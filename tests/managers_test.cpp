@@ -305,6 +305,17 @@ TEST(ManagerTestSingle, SyncManagerFactoriesReturnWorkingObjects) {
   auto array = manager.Array<int>({1, 2, 3});
   EXPECT_EQ(array.to_vector(), (std::vector<int>{1, 2, 3}));
   EXPECT_EQ(manager.Array<double>(4).size(), 4u);
+  auto queue = manager.Queue<std::string>(2);
+  queue.put("a");
+  queue.put("b");
+  EXPECT_TRUE(queue.full());
+  EXPECT_EQ(queue.get(), "a");
+  auto joinable = manager.JoinableQueue<int>();
+  joinable.put(1);
+  EXPECT_EQ(joinable.get(), 1);
+  joinable.task_done();
+  joinable.join();  // every task done: returns at once
+  EXPECT_THROW(joinable.task_done(), std::invalid_argument);
 }
 
 TEST(ManagerTestSingle, ObjectsOutliveTheManagerHandle) {

@@ -31,8 +31,8 @@
 //     pairs, as std::map does; Python's dict iterates over keys (use keys()).
 //   - The factories Lock(), Event(), Value()... return mp's own shared objects (from
 //     <mp/synchronize.hpp>, <mp/sharedctypes.hpp>), not proxies: they live in mp's heap
-//     next to the segment and behave exactly as those types do. Queue() and
-//     JoinableQueue() are not here yet.
+//     next to the segment and behave exactly as those types do; Queue<T>() and
+//     JoinableQueue<T>() return mp's queues (<mp/queues.hpp>).
 //
 // One lock per manager serializes the operations on all its objects; each operation
 // holds it for about the time of a hash lookup and a copy of the value. Never call an
@@ -61,6 +61,7 @@
 #include <mp/detail/type_name.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
+#include <mp/queues.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 
@@ -688,6 +689,15 @@ class Manager {
   mp::Barrier Barrier(int parties, void (*action)() = nullptr,
                       std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
     return mp::Barrier(parties, action, timeout);
+  }
+  // Python: manager.Queue(maxsize) and manager.JoinableQueue(maxsize); 0: unbounded.
+  template <class T>
+  mp::Queue<T> Queue(long maxsize = 0) const {
+    return mp::Queue<T>(maxsize);
+  }
+  template <class T>
+  mp::JoinableQueue<T> JoinableQueue(long maxsize = 0) const {
+    return mp::JoinableQueue<T>(maxsize);
   }
   // Python: manager.Value(typecode, value).
   template <shared_ctype T>
