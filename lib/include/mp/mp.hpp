@@ -6,6 +6,7 @@
 #include <mp/context.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
+#include <mp/pool.hpp>
 #include <mp/process.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
