@@ -73,6 +73,10 @@ GOALS = [
     {"bench": "value_lock_increment", "metric": "increments_per_s", "vs_cpython": 16.0},
     {"bench": "event_pingpong", "metric": "roundtrip_us", "vs_cpython": 20.0},
     {"bench": "pipe_roundtrip", "metric": "roundtrip_us", "vs_cpython": 1.0},
+    {"bench": "pool_map_trivial", "metric": "tasks_per_s", "vs_cpython": 10.0},
+    {"bench": "pool_map_trivial_chunk1", "metric": "tasks_per_s", "vs_cpython": 25.0},
+    {"bench": "pool_apply_async_latency", "metric": "roundtrip_us", "vs_cpython": 30.0},
+    {"bench": "pool_map_cpu", "metric": "speedup", "at_least": 1.9},
 ]
 
 
@@ -309,6 +313,11 @@ def goal_lines(records):
             checks.append(f"≤ {ceiling:g} {unit}: " +
                           ("not measured" if mp_v is None else
                            f"{mp_v:.3g} {unit} — {'met' if mp_v <= ceiling else 'MISSED'}"))
+        if "at_least" in goal:
+            floor = goal["at_least"]
+            checks.append(f"≥ {floor:g} {unit}: " +
+                          ("not measured" if mp_v is None else
+                           f"{mp_v:.3g} {unit} — {'met' if mp_v >= floor else 'MISSED'}"))
         if "vs_floor" in goal:
             probe, most = goal["vs_floor"]
             cost = cost_ratio(mp_v, value_of(table, "limit", probe, metric), unit)

@@ -628,6 +628,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     std::vector<pollfd> fds;
     std::vector<Worker*> polled;
     auto last_liveness_check = Clock::now();
+    bool recent_progress = false;
     for (;;) {
       done.clear();
       bool finished = false;
@@ -657,22 +658,46 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       }
       deliver(done);
       if (finished) return;
-      if (progress) continue;
-      // Spin a little before sleeping: a pipelined worker answers within microseconds.
-      bool any = false;
-      const auto spin_until = Clock::now() + std::chrono::microseconds(30);
-      while (!any && Clock::now() < spin_until) {
-        std::lock_guard lock(mutex);
-        for (auto& w : workers)
-          if (!w->dead && !Ring(w->channel->results, w->channel->result_data).empty()) any = true;
-        if (!any)
-          for (int i = 0; i < 64; ++i) posix::cpu_relax();
+      if (progress) {
+        recent_progress = true;
+        continue;
       }
+      // Spin a little before sleeping while results are flowing: a pipelined worker
+      // answers within microseconds. Only this thread changes `workers`, so it may read
+      // them without the mutex.
+      bool any = false;
+      if (recent_progress) {
+        const auto spin_until = Clock::now() + std::chrono::microseconds(30);
+        while (!any && Clock::now() < spin_until) {
+          for (auto& w : workers)
+            if (!w->dead && !Ring(w->channel->results, w->channel->result_data).empty()) any = true;
+          if (!any)
+            for (int i = 0; i < 64; ++i) posix::cpu_relax();
+        }
+      }
+      recent_progress = false;
       if (any) continue;
       sleep(fds, polled, done);
       deliver(done);
       done.clear();
     }
+  }
+
+  // Called by a thread waiting for a result: drains the result rings itself instead of
+  // waiting for the result thread to wake up (saves two thread wake-ups per round
+  // trip). Returns at once if another thread holds the mutex.
+  bool help() {
+    std::vector<Completion> done;
+    {
+      std::unique_lock lock(mutex, std::try_to_lock);
+      if (!lock) return false;
+      for (auto& w : workers)
+        if (!w->dead) drain(*w, done);
+      if (done.empty()) return false;
+      dispatch();
+    }
+    deliver(done);
+    return true;
   }
 
   void deliver(std::vector<Completion>& done) {
@@ -886,6 +911,13 @@ void PoolCore::join() {
 
 int PoolCore::processes() const noexcept { return impl_->options.processes; }
 
+std::function<bool()> PoolCore::helper() const {
+  return [weak = std::weak_ptr<Impl>(impl_)] {
+    auto impl = weak.lock();
+    return impl && impl->help();
+  };
+}
+
 std::vector<int> PoolCore::worker_pids() const {
   std::lock_guard lock(impl_->mutex);
   std::vector<int> pids;
@@ -897,7 +929,10 @@ std::vector<int> PoolCore::worker_pids() const {
 // ---------------------------------------------------------------- ResultState
 
 ResultState::ResultState(std::size_t tasks) : remaining_(tasks), results_(tasks) {
-  if (tasks == 0) complete_ = ready_ = true;
+  if (tasks == 0) {
+    complete_ = ready_ = true;
+    ready_flag_.store(true);
+  }
 }
 
 void ResultState::task_done(std::uint64_t index, std::string&& result) noexcept {
@@ -932,22 +967,37 @@ void ResultState::finish_locked(std::unique_lock<std::mutex>& lock) noexcept {
     lock.lock();
   }
   ready_ = true;
+  ready_flag_.store(true, std::memory_order_release);
   changed_.notify_all();
 }
 
-bool ResultState::ready() const {
-  std::lock_guard lock(mutex_);
-  return ready_;
+bool ResultState::ready() const { return ready_flag_.load(std::memory_order_acquire); }
+
+void ResultState::set_helper(std::function<bool()> helper) { helper_ = std::move(helper); }
+
+// Spins a little first, draining the pool's result rings itself: a short task's result
+// is then in hand microseconds after the worker wrote it.
+void ResultState::help_until(Clock::time_point deadline) const {
+  if (!helper_) return;
+  const auto spin_until = std::min(deadline, Clock::now() + std::chrono::microseconds(100));
+  while (!ready()) {
+    if (!helper_())
+      for (int i = 0; i < 32; ++i) posix::cpu_relax();
+    if (Clock::now() >= spin_until) return;
+  }
 }
 
 void ResultState::wait() const {
+  help_until(Clock::time_point::max());
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return ready_; });
 }
 
 bool ResultState::wait_for(std::chrono::nanoseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  help_until(deadline);
   std::unique_lock lock(mutex_);
-  return changed_.wait_for(lock, timeout, [&] { return ready_; });
+  return changed_.wait_until(lock, deadline, [&] { return ready_; });
 }
 
 void ResultState::on_ready(std::function<void()> callback) {

@@ -123,6 +123,10 @@ void value_lock_increment(const Row& row);  // sharedctypes_rows.cpp
 void lock_uncontended(const Row& row);      // sync_rows.cpp
 void barrier_cycle(const Row& row);
 void event_pingpong(const Row& row);
+void pool_map_trivial(const Row& row);  // pool_rows.cpp
+void pool_map_trivial_chunk1(const Row& row);
+void pool_apply_async_latency(const Row& row);
+void pool_map_cpu(const Row& row);
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);

@@ -37,6 +37,7 @@
 // they must not block for long and must not call get()/wait() on results of this pool.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -93,6 +94,9 @@ using PoolTrampoline = void (*)(std::string_view input, std::string& result);
 // An initializer as a picklable value: a trampoline plus the pickled (function,
 // arguments). Empty when `run` is null.
 struct InitCall {
+  InitCall() noexcept {}  // user-provided: GCC 12 otherwise warns on PoolOptions{...}
+  InitCall(void (*run_fn)(std::string_view), std::string bound_call)
+      : run(run_fn), bound(std::move(bound_call)) {}
   void (*run)(std::string_view bound) = nullptr;
   std::string bound;
   template <class Archive>
@@ -148,6 +152,9 @@ class PoolCore {
   void terminate();
   void join();
   int processes() const noexcept;
+  // For a thread waiting on a result: drains finished results without waiting for the
+  // result thread; false if there was nothing (or the pool is gone). Never blocks.
+  std::function<bool()> helper() const;
   // The pids of the current workers (for tests and diagnostics).
   std::vector<int> worker_pids() const;
 
@@ -167,6 +174,9 @@ class ResultState : public JobSink {
   bool ready() const;
   void wait() const;
   bool wait_for(std::chrono::nanoseconds timeout) const;
+  // Lets waiters drain the pool's results themselves (PoolCore::helper()). Set before
+  // the tasks are submitted.
+  void set_helper(std::function<bool()> helper);
   // After ready(): the pickled results, in task order (empty when error() is set).
   std::vector<std::string>& results() noexcept { return results_; }
   std::exception_ptr error() const noexcept { return error_; }
@@ -176,12 +186,15 @@ class ResultState : public JobSink {
 
  private:
   void finish_locked(std::unique_lock<std::mutex>& lock) noexcept;
+  void help_until(std::chrono::steady_clock::time_point deadline) const;
 
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::size_t remaining_;
   bool complete_ = false;  // results or error final; callbacks run before ready_
   bool ready_ = false;
+  std::atomic<bool> ready_flag_{false};
+  std::function<bool()> helper_;
   std::vector<std::string> results_;
   std::exception_ptr error_;
   std::function<void()> on_ready_;
@@ -513,6 +526,7 @@ class Pool {
                     "mp::Pool: the function's result cannot be pickled; give its type "
                     "serialize()");
     auto state = std::make_shared<detail::ResultState>(1);
+    state->set_helper(core_->helper());
     std::vector<detail::PoolTaskInput> tasks;
     tasks.push_back({detail::trampoline_ref<&detail::pool_apply_call<F, Args...>>(),
                      pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...))});
@@ -630,13 +644,19 @@ class Pool {
     if (chunksize == 0) chunksize = detail::default_chunksize(all.size(), processes());
     const std::size_t chunks = chunksize == 0 ? 0 : (all.size() + chunksize - 1) / chunksize;
     auto state = std::make_shared<detail::ResultState>(chunks);
+    state->set_helper(core_->helper());
     auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
     shared->state = state;
     shared->decode = [](std::vector<std::string>& results) {
       std::vector<Result> out;
+      bool reserved = false;
       for (auto& chunk : results) {
         auto part = detail::pool_loads<std::vector<Result>>(chunk);
-        if (out.empty()) {
+        if (!reserved) {  // chunks have equal sizes but the last: one allocation
+          reserved = true;
+          out.reserve(part.size() * results.size());
+        }
+        if (out.empty() && out.capacity() <= part.size()) {
           out = std::move(part);
         } else {
           out.insert(out.end(), std::make_move_iterator(part.begin()),
