@@ -495,6 +495,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     }
     if (ring.consumer_wants_wake()) ring.futex_wake_consumer();
     ++w.next_seq;
+    task.sink->task_dispatched(task.index);
     w.inflight.push_back(InFlight{seq, std::move(task), blob});
     return true;
   }
@@ -907,6 +908,25 @@ void PoolCore::join() {
       throw std::logic_error("mp::Pool::join: called from the pool's result thread");
     impl_->result_thread.join();
   }
+}
+
+bool PoolCore::cancel(const JobSink* sink, std::uint64_t index) {
+  std::lock_guard lock(impl_->mutex);
+  for (auto it = impl_->pending.begin(); it != impl_->pending.end(); ++it) {
+    if (it->sink.get() == sink && it->index == index) {
+      impl_->pending.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_pending() {
+  std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> out;
+  std::lock_guard lock(impl_->mutex);
+  for (auto& task : impl_->pending) out.emplace_back(std::move(task.sink), task.index);
+  impl_->pending.clear();
+  return out;
 }
 
 int PoolCore::processes() const noexcept { return impl_->options.processes; }

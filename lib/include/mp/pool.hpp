@@ -33,8 +33,10 @@
 //     (Python raises StopIteration).
 //
 // Thread safety: every method may be called from any thread of the process that
-// created the pool (not from its workers). Callbacks run in the pool's result thread:
-// they must not block for long and must not call get()/wait() on results of this pool.
+// created the pool (not from its workers). Callbacks run in the pool's result thread,
+// or in a thread of yours that is waiting on a result of this pool and collects the
+// finished results itself (that saves two thread wake-ups per round trip): they must
+// not block for long and must not wait on results of this pool.
 #pragma once
 
 #include <atomic>
@@ -118,6 +120,9 @@ class JobSink {
   virtual ~JobSink() = default;
   virtual void task_done(std::uint64_t index, std::string&& result) noexcept = 0;
   virtual void task_failed(std::uint64_t index, std::exception_ptr error) noexcept = 0;
+  // The task was handed to a worker (it can no longer be cancelled). Called with the
+  // pool's mutex held: must be quick and must not call into the pool.
+  virtual void task_dispatched(std::uint64_t /*index*/) noexcept {}
 };
 
 // One task to submit: the trampoline's pickled code reference (a string that lives as
@@ -151,6 +156,10 @@ class PoolCore {
   void close();
   void terminate();
   void join();
+  // Removes task `index` of `sink` if no worker has it yet; true if it was removed.
+  bool cancel(const JobSink* sink, std::uint64_t index);
+  // Removes every task no worker has yet and returns them (sink, index).
+  std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> take_pending();
   int processes() const noexcept;
   // For a thread waiting on a result: drains finished results without waiting for the
   // result thread; false if there was nothing (or the pool is gone). Never blocks.
@@ -507,9 +516,10 @@ class Pool {
   auto apply_async(F fn, Args... args) {
     return apply_async_with({}, {}, std::move(fn), std::move(args)...);
   }
-  // With callbacks, run in the result thread: `callback(result)` on success (no argument
-  // for void functions), `error_callback(std::exception_ptr)` on failure. Either may be
-  // empty. Python: apply_async(func, args, callback=..., error_callback=...).
+  // With callbacks (see "Thread safety" above): `callback(result)` on success (an unused
+  // 0 for void functions), `error_callback(std::exception_ptr)` on failure. Either may be
+  // empty. Both have run when get() returns. Python: apply_async(func, args,
+  // callback=..., error_callback=...).
   template <class F, class... Args, class R = std::invoke_result_t<F&, Args&...>>
   AsyncResult<R> apply_async_with(
       std::function<void(const std::conditional_t<std::is_void_v<R>, int, R>&)> callback,
@@ -727,6 +737,7 @@ class Pool {
     return IMapIterator<Result>(core_, state);
   }
 
+  friend class ProcessPoolExecutor;
   std::shared_ptr<detail::PoolCore> core_;
 };
 
