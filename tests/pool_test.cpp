@@ -55,8 +55,14 @@ int exit_at(int x) {
   if (x == 2) std::exit(3);
   return x;
 }
+// A crash. The default action is restored first: a sanitizer's handler would turn the
+// signal into an ordinary exit.
+void crash() {
+  ::signal(SIGSEGV, SIG_DFL);
+  ::raise(SIGSEGV);
+}
 int crash_at(int x) {
-  if (x == 2) ::raise(SIGSEGV);
+  if (x == 2) crash();
   return x;
 }
 // Blocks until `event` is set (at most a minute): a task that outlives a timeout.
@@ -79,7 +85,7 @@ int init_value = 0;
 void set_init_value(int value) { init_value = value; }
 int read_init_value(int) { return init_value; }
 void throwing_initializer() { throw std::runtime_error("initializer refuses"); }
-void crashing_initializer() { ::raise(SIGSEGV); }
+void crashing_initializer() { crash(); }
 
 class PoolTest : public ::testing::TestWithParam<std::string> {
  protected:

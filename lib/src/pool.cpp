@@ -421,8 +421,12 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   // ---- starting workers (mutex held)
   void start_worker() {
     auto worker = std::make_unique<Worker>();
-    worker->channel_ref = heap_allocate(sizeof(Channel));
-    worker->channel = new (heap_address(worker->channel_ref)) Channel();
+    // The heap aligns to 16 bytes; the rings want their own cache lines (64). Arenas are
+    // mapped page-aligned, so an aligned offset is an aligned address in every process.
+    worker->channel_ref = heap_allocate(sizeof(Channel) + alignof(Channel));
+    shared_ref aligned = worker->channel_ref;
+    aligned.offset = (aligned.offset + alignof(Channel) - 1) & ~std::uint64_t{alignof(Channel) - 1};
+    worker->channel = new (heap_address(aligned)) Channel();
     auto [reader, writer] = Pipe(false);
     worker->doorbell = std::move(reader);
     const std::string method =
@@ -432,7 +436,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     try {
       worker->process = Process(
           ProcessOptions{.name = name, .daemon = true, .start_method = method}, &worker_main,
-          worker->channel_ref, std::move(writer), options.initializer, options.maxtasksperchild);
+          aligned, std::move(writer), options.initializer, options.maxtasksperchild);
       worker->process.start();
     } catch (...) {
       heap_free(worker->channel_ref);

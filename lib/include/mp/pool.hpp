@@ -648,11 +648,18 @@ class Pool {
                     "mp::Pool::map: the function cannot be called with an item of the range");
     using Result = std::remove_cvref_t<typename detail::map_result<F, Item, Star>::type>;
     static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
+    // A sized range is read once, straight into the chunks; another one is listed first
+    // (the default chunksize needs its length), as Python lists the iterable.
     std::vector<Item> all;
-    if constexpr (std::ranges::sized_range<R>) all.reserve(std::ranges::size(items));
-    for (auto&& item : items) all.push_back(static_cast<Item>(item));
-    if (chunksize == 0) chunksize = detail::default_chunksize(all.size(), processes());
-    const std::size_t chunks = chunksize == 0 ? 0 : (all.size() + chunksize - 1) / chunksize;
+    std::size_t length = 0;
+    if constexpr (std::ranges::sized_range<R>) {
+      length = static_cast<std::size_t>(std::ranges::size(items));
+    } else {
+      for (auto&& item : items) all.push_back(static_cast<Item>(item));
+      length = all.size();
+    }
+    if (chunksize == 0) chunksize = detail::default_chunksize(length, processes());
+    const std::size_t chunks = chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize;
     auto state = std::make_shared<detail::ResultState>(chunks);
     state->set_helper(core_->helper());
     auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
@@ -679,13 +686,24 @@ class Pool {
     const std::string* trampoline = detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>();
     std::vector<detail::PoolTaskInput> tasks;
     tasks.reserve(chunks);
-    for (std::size_t begin = 0; begin < all.size(); begin += chunksize) {
-      const std::size_t end = std::min(all.size(), begin + chunksize);
-      std::vector<Item> part(std::make_move_iterator(all.begin() + begin),
-                             std::make_move_iterator(all.begin() + end));
+    std::vector<Item> part;
+    auto add_item = [&](auto&& item) {
+      if (part.empty()) part.reserve(chunksize);
+      part.push_back(static_cast<Item>(std::forward<decltype(item)>(item)));
+      if (part.size() == chunksize) {
+        tasks.push_back(
+            {trampoline, pickle::dumps(std::tuple<F, std::vector<Item>>(fn, std::move(part)))});
+        part = {};
+      }
+    };
+    if constexpr (std::ranges::sized_range<R>) {
+      for (auto&& item : items) add_item(std::forward<decltype(item)>(item));
+    } else {
+      for (auto& item : all) add_item(std::move(item));
+    }
+    if (!part.empty())
       tasks.push_back(
           {trampoline, pickle::dumps(std::tuple<F, std::vector<Item>>(fn, std::move(part)))});
-    }
     core_->submit(state, 0, std::move(tasks));
     return AsyncResult<std::vector<Result>>(shared);
   }
