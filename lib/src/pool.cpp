@@ -414,7 +414,18 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   std::thread result_thread;
   posix::unique_fd wake_read, wake_write;
   std::atomic<bool> thread_sleeping{false};
-  double average_task_ns = 20000;
+  // Run time of recent tasks (written under the mutex, read anywhere): decides how many
+  // tasks a worker is handed at once and whether waiting threads spin.
+  std::atomic<double> average_task_ns{20000};
+  static constexpr double kSpinWorthNs = 50000;  // spinning pays for tasks shorter than this
+  bool short_tasks() const {
+    return average_task_ns.load(std::memory_order_relaxed) < kSpinWorthNs;
+  }
+  void record_task_time(std::uint64_t ns) {
+    average_task_ns.store(
+        0.8 * average_task_ns.load(std::memory_order_relaxed) + 0.2 * static_cast<double>(ns),
+        std::memory_order_relaxed);
+  }
   int worker_counter = 0;
   bool joined = false;
 
@@ -451,7 +462,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   }
 
   std::size_t depth() const {
-    const double d = 200000.0 / std::max(average_task_ns, 1.0);
+    const double d = 200000.0 / std::max(average_task_ns.load(std::memory_order_relaxed), 1.0);
     return static_cast<std::size_t>(std::clamp(d, 1.0, 256.0));
   }
 
@@ -535,13 +546,13 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       Completion c{std::move(in.task.sink), in.task.index, {}, nullptr};
       if (header.kind == Kind::result) {
         c.result.assign(payload.data(), payload.size());
-        average_task_ns = 0.8 * average_task_ns + 0.2 * static_cast<double>(header.aux);
+        record_task_time(header.aux);
       } else if (header.kind == Kind::result_blob) {
         BlobRef blob;
         std::memcpy(&blob, payload.data(), sizeof blob);
         c.result.assign(static_cast<const char*>(heap_address(blob.ref)), blob.size);
         heap_free(blob.ref);
-        average_task_ns = 0.8 * average_task_ns + 0.2 * static_cast<double>(header.aux);
+        record_task_time(header.aux);
       } else {
         auto [type, message] = decode_error(payload);
         c.error = std::make_exception_ptr(RemoteError(std::move(type), std::move(message)));
@@ -671,7 +682,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       // answers within microseconds. Only this thread changes `workers`, so it may read
       // them without the mutex.
       bool any = false;
-      if (recent_progress) {
+      if (recent_progress && short_tasks()) {
         const auto spin_until = Clock::now() + std::chrono::microseconds(30);
         while (!any && Clock::now() < spin_until) {
           for (auto& w : workers)
@@ -691,18 +702,20 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   // Called by a thread waiting for a result: drains the result rings itself instead of
   // waiting for the result thread to wake up (saves two thread wake-ups per round
   // trip). Returns at once if another thread holds the mutex.
-  bool help() {
+  // 1: delivered something; 0: nothing yet; -1: not worth spinning for (long tasks:
+  // the spinning thread would only take CPU time from the workers).
+  int help() {
     std::vector<Completion> done;
     {
       std::unique_lock lock(mutex, std::try_to_lock);
-      if (!lock) return false;
+      if (!lock) return 0;
       for (auto& w : workers)
         if (!w->dead) drain(*w, done);
-      if (done.empty()) return false;
+      if (done.empty()) return short_tasks() ? 0 : -1;
       dispatch();
     }
     deliver(done);
-    return true;
+    return 1;
   }
 
   void deliver(std::vector<Completion>& done) {
@@ -935,10 +948,10 @@ std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_p
 
 int PoolCore::processes() const noexcept { return impl_->options.processes; }
 
-std::function<bool()> PoolCore::helper() const {
+std::function<int()> PoolCore::helper() const {
   return [weak = std::weak_ptr<Impl>(impl_)] {
     auto impl = weak.lock();
-    return impl && impl->help();
+    return impl ? impl->help() : -1;
   };
 }
 
@@ -997,7 +1010,7 @@ void ResultState::finish_locked(std::unique_lock<std::mutex>& lock) noexcept {
 
 bool ResultState::ready() const { return ready_flag_.load(std::memory_order_acquire); }
 
-void ResultState::set_helper(std::function<bool()> helper) { helper_ = std::move(helper); }
+void ResultState::set_helper(std::function<int()> helper) { helper_ = std::move(helper); }
 
 // Spins a little first, draining the pool's result rings itself: a short task's result
 // is then in hand microseconds after the worker wrote it.
@@ -1005,7 +1018,9 @@ void ResultState::help_until(Clock::time_point deadline) const {
   if (!helper_) return;
   const auto spin_until = std::min(deadline, Clock::now() + std::chrono::microseconds(100));
   while (!ready()) {
-    if (!helper_())
+    const int helped = helper_();
+    if (helped < 0) return;
+    if (helped == 0)
       for (int i = 0; i < 32; ++i) posix::cpu_relax();
     if (Clock::now() >= spin_until) return;
   }

@@ -162,8 +162,9 @@ class PoolCore {
   std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> take_pending();
   int processes() const noexcept;
   // For a thread waiting on a result: drains finished results without waiting for the
-  // result thread; false if there was nothing (or the pool is gone). Never blocks.
-  std::function<bool()> helper() const;
+  // result thread. Returns 1 if it delivered some, 0 if none was there, -1 if spinning
+  // is not worth it (tasks run long, or the pool is gone). Never blocks.
+  std::function<int()> helper() const;
   // The pids of the current workers (for tests and diagnostics).
   std::vector<int> worker_pids() const;
 
@@ -185,7 +186,7 @@ class ResultState : public JobSink {
   bool wait_for(std::chrono::nanoseconds timeout) const;
   // Lets waiters drain the pool's results themselves (PoolCore::helper()). Set before
   // the tasks are submitted.
-  void set_helper(std::function<bool()> helper);
+  void set_helper(std::function<int()> helper);
   // After ready(): the pickled results, in task order (empty when error() is set).
   std::vector<std::string>& results() noexcept { return results_; }
   std::exception_ptr error() const noexcept { return error_; }
@@ -203,7 +204,7 @@ class ResultState : public JobSink {
   bool complete_ = false;  // results or error final; callbacks run before ready_
   bool ready_ = false;
   std::atomic<bool> ready_flag_{false};
-  std::function<bool()> helper_;
+  std::function<int()> helper_;
   std::vector<std::string> results_;
   std::exception_ptr error_;
   std::function<void()> on_ready_;
