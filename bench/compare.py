@@ -86,6 +86,10 @@ GOALS = [
      "at_least": 7e6, "vs_floor": ("probe_boost_message_queue", 1.0)},
     {"bench": "queue_throughput_1k", "metric": "msgs_per_s", "vs_cpython": 12.0},
     {"bench": "queue_throughput_1m", "metric": "MB_per_s", "vs_cpython": 6.0},
+    {"bench": "pool_map_trivial", "metric": "tasks_per_s", "vs_cpython": 10.0},
+    {"bench": "pool_map_trivial_chunk1", "metric": "tasks_per_s", "vs_cpython": 25.0},
+    {"bench": "pool_apply_async_latency", "metric": "roundtrip_us", "vs_cpython": 30.0},
+    {"bench": "pool_map_cpu", "metric": "speedup", "at_least": 1.9},
 ]
 
 

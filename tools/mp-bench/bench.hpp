@@ -130,6 +130,10 @@ void barrier_cycle(const Row& row);
 void event_pingpong(const Row& row);
 void shared_memory_array_write(const Row& row);  // shared_memory_rows.cpp
 void shared_memory_array_write_prefault(const Row& row);
+void pool_map_trivial(const Row& row);  // pool_rows.cpp
+void pool_map_trivial_chunk1(const Row& row);
+void pool_apply_async_latency(const Row& row);
+void pool_map_cpu(const Row& row);
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);

@@ -67,6 +67,10 @@ struct RowSpec {
 constexpr RowSpec kRows[] = {
     {"process_start_fork", kImpl, 200, 50, &process_start_fork},
     {"process_start_spawn", kImpl, 20, 5, &process_start_spawn},
+    {"pool_map_trivial", kImpl, 1'000'000, 200'000, &pool_map_trivial},
+    {"pool_map_trivial_chunk1", kImpl, 50'000, 10'000, &pool_map_trivial_chunk1},
+    {"pool_apply_async_latency", kImpl, 5'000, 1'000, &pool_apply_async_latency},
+    {"pool_map_cpu", kImpl, 64, 16, &pool_map_cpu},
     {"queue_throughput_small", kImpl, 200'000, 50'000, &queue_throughput_small},
     {"queue_throughput_1k", kImpl, 100'000, 20'000, &queue_throughput_1k},
     {"queue_throughput_1m", kImpl, 500, 100, &queue_throughput_1m},

@@ -1,8 +1,9 @@
 // mp's exceptions. Mirrors the exception classes of Python's `multiprocessing`
 // (ProcessError, BufferTooShort, AuthenticationError, TimeoutError,
 // pool.MaybeEncodingError/RemoteError), `queue` (Empty, Full), `pickle`
-// (PicklingError, UnpicklingError), `concurrent.futures` (BrokenProcessPool) and
-// `threading` (BrokenBarrierError), and MemoryError for an exhausted shared heap.
+// (PicklingError, UnpicklingError), `concurrent.futures` (BrokenProcessPool,
+// CancelledError) and `threading` (BrokenBarrierError), and MemoryError for an exhausted
+// shared heap.
 //
 // Python's built-in exceptions map onto the standard library:
 //   ValueError -> std::invalid_argument, KeyError/IndexError -> std::out_of_range,
@@ -85,6 +86,12 @@ class RemoteError : public ProcessError {
 
 // A pool can no longer run a task. Python: concurrent.futures.process.BrokenProcessPool.
 class BrokenProcessPool : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// The result of a cancelled Future was asked for. Python: concurrent.futures.CancelledError.
+class CancelledError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };

@@ -5,8 +5,10 @@
 #include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/errors.hpp>
+#include <mp/futures.hpp>
 #include <mp/managers.hpp>
 #include <mp/pickle.hpp>
+#include <mp/pool.hpp>
 #include <mp/process.hpp>
 #include <mp/queues.hpp>
 #include <mp/shared_memory.hpp>

@@ -1,0 +1,355 @@
+// mp::ProcessPoolExecutor, mp::Future and mp::futures::wait / as_completed.
+// Mirrors the process half of Python's `concurrent.futures` (ProcessPoolExecutor,
+// Future, wait, as_completed, FIRST_COMPLETED / FIRST_EXCEPTION / ALL_COMPLETED).
+//
+//   mp::ProcessPoolExecutor executor({.max_workers = 4});
+//   mp::Future<int> f = executor.submit(square, 7);
+//   int x = f.result();
+//
+// Built on mp::Pool's workers and transport (<mp/pool.hpp>): the same rules for which
+// functions cross (free functions, captureless lambdas, function objects with
+// serialize(); a capturing lambda is a compile-time error).
+//
+// Differences from Python, on purpose:
+//   - A worker that dies while running a task fails exactly that task's future with
+//     mp::WorkerLostError (a BrokenProcessPool naming pid and exit status); the worker
+//     is replaced and the executor stays usable. Python breaks the whole executor.
+//   - An exception thrown by a task arrives as mp::RemoteError (type name, message).
+//   - Future::exception() returns a std::exception_ptr (null: no exception).
+//   - map() takes one input range (zip several with a range of tuples and std::apply in
+//     the function) and is lazy: at most `buffersize` chunks in flight (default 4 per
+//     worker), results in order; it returns mp::IMapIterator (next(timeout) throws
+//     mp::TimeoutError). Python's map reads all its input at once unless buffersize is
+//     given.
+//   - as_completed() returns an object with next() and a range interface instead of a
+//     generator.
+//   - running() is true from the moment a worker was handed the task (Python: from the
+//     moment it entered the call queue); cancel() succeeds only before that.
+//   - The destructor calls shutdown(true): Python's `with` block does the same.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <mp/errors.hpp>
+#include <mp/pool.hpp>
+
+namespace mp {
+
+namespace detail {
+
+// The state behind a Future, compiled once in lib/src/futures.cpp.
+class FutureState : public JobSink {
+ public:
+  enum class Status { pending, running, cancelled, finished };
+
+  void task_done(std::uint64_t index, std::string&& result) noexcept override;
+  void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
+  void task_dispatched(std::uint64_t index) noexcept override;
+
+  Status status() const;
+  // Waits until finished or cancelled; false if `timeout` passed first.
+  bool wait_for(std::optional<std::chrono::nanoseconds> timeout) const;
+  // Marks the future cancelled if it is pending; true if it is (now) cancelled.
+  bool cancel(PoolCore* core);
+  // For a task taken back by shutdown(cancel_futures=true).
+  void set_cancelled() noexcept;
+  // After finished: the pickled result, or the error.
+  const std::string& result_bytes() const noexcept { return result_; }
+  std::exception_ptr error() const noexcept { return error_; }
+  // Runs `callback` when the future finishes or is cancelled (at once if it has).
+  void add_done_callback(std::function<void()> callback);
+
+  // A waiter of futures::wait / as_completed: notified on every completion.
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::uint64_t generation = 0;
+    void notify();
+  };
+  void add_waiter(const std::shared_ptr<Waiter>& waiter);
+  void remove_waiter(const Waiter* waiter);
+
+ private:
+  void complete(std::unique_lock<std::mutex>& lock, Status status) noexcept;
+
+  mutable std::mutex mutex_;
+  mutable std::condition_variable changed_;
+  Status status_ = Status::pending;
+  std::string result_;
+  std::exception_ptr error_;
+  std::vector<std::function<void()>> callbacks_;
+  std::vector<std::shared_ptr<Waiter>> waiters_;
+};
+
+}  // namespace detail
+
+// The result of ProcessPoolExecutor::submit. Copyable; copies share the state.
+// Python: concurrent.futures.Future.
+template <class T>
+class Future {
+ public:
+  // Waits for the result and returns it (T may be void). Throws mp::TimeoutError if
+  // `timeout` passes first, mp::CancelledError if cancelled, what the task threw as
+  // mp::RemoteError, mp::WorkerLostError if its worker died. Python: result(timeout).
+  T result(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
+    wait_or_throw(timeout);
+    if (auto error = shared_->state->error()) std::rethrow_exception(error);
+    if constexpr (!std::is_void_v<T>) {
+      std::call_once(shared_->once, [&] {
+        try {
+          shared_->value.emplace(detail::pool_loads<T>(shared_->state->result_bytes()));
+        } catch (...) {
+          shared_->decode_error = std::current_exception();
+        }
+      });
+      if (shared_->decode_error) std::rethrow_exception(shared_->decode_error);
+      return *shared_->value;
+    }
+  }
+  // Waits like result(); returns the task's exception, or null if it succeeded.
+  // Throws mp::TimeoutError, mp::CancelledError. Python: exception(timeout).
+  std::exception_ptr exception(
+      std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
+    wait_or_throw(timeout);
+    return shared_->state->error();
+  }
+  // Never block. Python: done(), running(), cancelled().
+  bool done() const {
+    auto s = shared_->state->status();
+    return s == Status::finished || s == Status::cancelled;
+  }
+  bool running() const { return shared_->state->status() == Status::running; }
+  bool cancelled() const { return shared_->state->status() == Status::cancelled; }
+  // Cancels the task if no worker has it yet; true if the future is cancelled.
+  // Never blocks. Python: cancel().
+  bool cancel() const { return shared_->state->cancel(shared_->core.get()); }
+  // Calls fn(future) when it finishes or is cancelled: at once (in this thread) if it
+  // has, else in the pool's result thread or a waiting thread. Python: add_done_callback.
+  void add_done_callback(std::function<void(const Future&)> fn) const {
+    shared_->state->add_done_callback([self = *this, fn = std::move(fn)] { fn(self); });
+  }
+
+  // Internal: built by ProcessPoolExecutor.
+  using Status = detail::FutureState::Status;
+  struct Shared {
+    std::shared_ptr<detail::FutureState> state;
+    std::shared_ptr<detail::PoolCore> core;
+    std::once_flag once;
+    std::optional<std::conditional_t<std::is_void_v<T>, int, T>> value;
+    std::exception_ptr decode_error;
+  };
+  explicit Future(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+  const std::shared_ptr<detail::FutureState>& state() const noexcept { return shared_->state; }
+
+ private:
+  void wait_or_throw(std::optional<std::chrono::nanoseconds> timeout) const {
+    if (!shared_->state->wait_for(timeout))
+      throw TimeoutError("mp::Future: timed out waiting for the result");
+    if (cancelled()) throw CancelledError("mp::Future: the task was cancelled");
+  }
+  std::shared_ptr<Shared> shared_;
+};
+
+// Python's keyword arguments of ProcessPoolExecutor(...).
+struct ProcessPoolExecutorOptions {
+  // nullopt: cpu_count(). Throws std::invalid_argument if < 1.
+  std::optional<int> max_workers{};
+  // mp::initializer(fn, args...) (Python: initializer + initargs).
+  detail::InitCall initializer{};
+  std::optional<std::uint64_t> max_tasks_per_child{};
+  // "fork" or "spawn"; empty: the default start method (Python: mp_context).
+  std::string start_method{};
+};
+
+// Python: concurrent.futures.ProcessPoolExecutor.
+class ProcessPoolExecutor {
+ public:
+  // Starts the workers. Throws as mp::Pool's constructor.
+  ProcessPoolExecutor() : ProcessPoolExecutor(ProcessPoolExecutorOptions{}) {}
+  explicit ProcessPoolExecutor(ProcessPoolExecutorOptions options)
+      : pool_(PoolOptions{.processes = options.max_workers,
+                          .initializer = std::move(options.initializer),
+                          .maxtasksperchild = options.max_tasks_per_child,
+                          .start_method = std::move(options.start_method)}) {}
+  // shutdown(true): waits for every submitted task.
+  ~ProcessPoolExecutor() = default;
+  ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+  ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+
+  // Schedules fn(args...) and returns at once. Throws std::invalid_argument after
+  // shutdown(). Compile-time error if fn or an argument cannot be pickled.
+  // Python: submit(fn, *args).
+  template <class F, class... Args, class R = std::invoke_result_t<F&, Args&...>>
+  Future<R> submit(F fn, Args... args) {
+    static_assert(detail::pool_function_picklable<F>,
+                  "mp::ProcessPoolExecutor: the function cannot be pickled for the worker "
+                  "processes (a capturing lambda or a function object without serialize()); "
+                  "pass the captured values as arguments, use a free function or a "
+                  "captureless lambda, or give the function object a serialize() member");
+    static_assert((pickle::picklable<Args> && ...),
+                  "mp::ProcessPoolExecutor: an argument cannot be pickled; give its type "
+                  "a serialize() member");
+    if constexpr (!std::is_void_v<R>)
+      static_assert(pickle::picklable<R>,
+                    "mp::ProcessPoolExecutor: the function's result cannot be pickled");
+    auto shared = std::make_shared<typename Future<R>::Shared>();
+    shared->state = std::make_shared<detail::FutureState>();
+    shared->core = pool_.core_;
+    std::vector<detail::PoolTaskInput> tasks;
+    tasks.push_back({detail::trampoline_ref<&detail::pool_apply_call<F, Args...>>(),
+                     pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...))});
+    pool_.core_->submit(shared->state, 0, std::move(tasks));
+    return Future<R>(shared);
+  }
+
+  // fn(item) for every item of `items`, lazily, results in order (see the header
+  // comment). Python: map(fn, *iterables, chunksize=1, buffersize=None).
+  template <class F, std::ranges::input_range R>
+  auto map(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
+    return pool_.imap(std::move(fn), std::forward<R>(items), chunksize, buffersize);
+  }
+
+  // No more submissions. cancel_futures: cancels every task no worker has yet. wait:
+  // blocks until every remaining task has finished and the workers have exited.
+  // Python: shutdown(wait=True, cancel_futures=False).
+  void shutdown(bool wait = true, bool cancel_futures = false);
+
+  // The pids of the current workers. Never blocks.
+  std::vector<int> worker_pids() const { return pool_.worker_pids(); }
+
+ private:
+  Pool pool_;
+};
+
+namespace futures {
+
+enum class ReturnWhen { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
+inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::FIRST_COMPLETED;
+inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::FIRST_EXCEPTION;
+inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::ALL_COMPLETED;
+
+template <class T>
+struct WaitResult {
+  std::vector<Future<T>> done;
+  std::vector<Future<T>> not_done;
+};
+
+namespace detail_wait {
+// Waits until `satisfied()` or the deadline, woken by completions of `states`.
+bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
+                 const std::function<bool()>& satisfied,
+                 std::optional<std::chrono::nanoseconds> timeout);
+}  // namespace detail_wait
+
+// Waits until the condition holds or `timeout` passes (nullopt: forever) and returns
+// the futures split into done and not done. Never throws TimeoutError (as Python).
+// Python: concurrent.futures.wait(fs, timeout, return_when).
+template <class T>
+WaitResult<T> wait(const std::vector<Future<T>>& fs,
+                   std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+                   ReturnWhen return_when = ALL_COMPLETED) {
+  std::vector<std::shared_ptr<mp::detail::FutureState>> states;
+  for (auto& f : fs) states.push_back(f.state());
+  auto satisfied = [&] {
+    std::size_t done = 0;
+    for (auto& f : fs) {
+      if (!f.done()) continue;
+      ++done;
+      if (return_when == FIRST_COMPLETED) return true;
+      if (return_when == FIRST_EXCEPTION && !f.cancelled() && f.state()->error()) return true;
+    }
+    return done == fs.size();
+  };
+  (void)detail_wait::wait_states(states, satisfied, timeout);
+  WaitResult<T> out;
+  for (auto& f : fs) (f.done() ? out.done : out.not_done).push_back(f);
+  return out;
+}
+
+// Yields the futures as they complete (finished or cancelled). next() returns nullopt
+// when all were yielded and throws mp::TimeoutError once `timeout` (counted from
+// as_completed()) has passed. Python: as_completed(fs, timeout).
+template <class T>
+class AsCompleted {
+ public:
+  std::optional<Future<T>> next() {
+    if (remaining_.empty()) return std::nullopt;
+    std::optional<std::chrono::nanoseconds> left;
+    if (deadline_) {
+      left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline_ -
+                                                                  std::chrono::steady_clock::now());
+      if (left->count() < 0) left = std::chrono::nanoseconds(0);
+    }
+    std::vector<std::shared_ptr<mp::detail::FutureState>> states;
+    for (auto& f : remaining_) states.push_back(f.state());
+    auto any_done = [&] {
+      for (auto& f : remaining_)
+        if (f.done()) return true;
+      return false;
+    };
+    if (!detail_wait::wait_states(states, any_done, left))
+      throw TimeoutError("mp::futures::as_completed: " + std::to_string(remaining_.size()) +
+                         " (of " + std::to_string(total_) + ") futures unfinished");
+    for (auto it = remaining_.begin(); it != remaining_.end(); ++it) {
+      if (it->done()) {
+        Future<T> f = *it;
+        remaining_.erase(it);
+        return f;
+      }
+    }
+    return std::nullopt;  // unreachable
+  }
+
+  class iterator {
+   public:
+    using value_type = Future<T>;
+    using difference_type = std::ptrdiff_t;
+    const Future<T>& operator*() const { return *owner_->current_; }
+    iterator& operator++() {
+      owner_->current_ = owner_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !owner_->current_.has_value(); }
+    explicit iterator(AsCompleted* owner) : owner_(owner) {}
+
+   private:
+    AsCompleted* owner_;
+  };
+  iterator begin() {
+    current_ = next();
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  AsCompleted(std::vector<Future<T>> fs, std::optional<std::chrono::nanoseconds> timeout)
+      : remaining_(std::move(fs)), total_(remaining_.size()) {
+    if (timeout) deadline_ = std::chrono::steady_clock::now() + *timeout;
+  }
+
+ private:
+  std::vector<Future<T>> remaining_;
+  std::size_t total_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::optional<Future<T>> current_;
+};
+
+template <class T>
+AsCompleted<T> as_completed(std::vector<Future<T>> fs,
+                            std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  return AsCompleted<T>(std::move(fs), timeout);
+}
+
+}  // namespace futures
+}  // namespace mp

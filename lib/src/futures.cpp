@@ -1,0 +1,164 @@
+// mp::ProcessPoolExecutor's compiled-once parts: the state behind Future and the
+// waiting of futures::wait / as_completed. The executor itself is mp::Pool's core.
+#include <mp/futures.hpp>
+
+#include <algorithm>
+#include <iostream>
+
+namespace mp::detail {
+
+void FutureState::Waiter::notify() {
+  std::lock_guard lock(mutex);
+  ++generation;
+  changed.notify_all();
+}
+
+void FutureState::task_dispatched(std::uint64_t) noexcept {
+  std::lock_guard lock(mutex_);
+  if (status_ == Status::pending) status_ = Status::running;
+}
+
+void FutureState::task_done(std::uint64_t, std::string&& result) noexcept {
+  std::unique_lock lock(mutex_);
+  if (status_ == Status::finished || status_ == Status::cancelled) return;
+  result_ = std::move(result);
+  complete(lock, Status::finished);
+}
+
+void FutureState::task_failed(std::uint64_t, std::exception_ptr error) noexcept {
+  std::unique_lock lock(mutex_);
+  if (status_ == Status::finished || status_ == Status::cancelled) return;
+  error_ = std::move(error);
+  complete(lock, Status::finished);
+}
+
+void FutureState::set_cancelled() noexcept {
+  std::unique_lock lock(mutex_);
+  if (status_ == Status::finished || status_ == Status::cancelled) return;
+  complete(lock, Status::cancelled);
+}
+
+// As Python's Future: the state changes and waiters wake, then the callbacks run.
+void FutureState::complete(std::unique_lock<std::mutex>& lock, Status status) noexcept {
+  status_ = status;
+  auto callbacks = std::move(callbacks_);
+  callbacks_.clear();
+  auto waiters = waiters_;
+  changed_.notify_all();
+  lock.unlock();
+  for (auto& waiter : waiters) waiter->notify();
+  for (auto& callback : callbacks) {
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      std::cerr << "mp::Future: exception in a done callback: " << e.what() << std::endl;
+    } catch (...) {
+      std::cerr << "mp::Future: exception in a done callback" << std::endl;
+    }
+  }
+}
+
+FutureState::Status FutureState::status() const {
+  std::lock_guard lock(mutex_);
+  return status_;
+}
+
+bool FutureState::wait_for(std::optional<std::chrono::nanoseconds> timeout) const {
+  std::unique_lock lock(mutex_);
+  auto done = [&] { return status_ == Status::finished || status_ == Status::cancelled; };
+  if (!timeout) {
+    changed_.wait(lock, done);
+    return true;
+  }
+  return changed_.wait_for(lock, *timeout, done);
+}
+
+bool FutureState::cancel(PoolCore* core) {
+  {
+    std::lock_guard lock(mutex_);
+    if (status_ == Status::cancelled) return true;
+    if (status_ != Status::pending) return false;
+  }
+  // Not yet handed to a worker: take it out of the pool's queue (it may have been
+  // dispatched meanwhile; then cancel fails, as in Python).
+  if (!core || !core->cancel(this, 0)) return false;
+  set_cancelled();
+  return true;
+}
+
+void FutureState::add_done_callback(std::function<void()> callback) {
+  std::unique_lock lock(mutex_);
+  if (status_ != Status::finished && status_ != Status::cancelled) {
+    callbacks_.push_back(std::move(callback));
+    return;
+  }
+  lock.unlock();
+  callback();
+}
+
+void FutureState::add_waiter(const std::shared_ptr<Waiter>& waiter) {
+  std::lock_guard lock(mutex_);
+  waiters_.push_back(waiter);
+}
+
+void FutureState::remove_waiter(const Waiter* waiter) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(waiters_, [&](const std::shared_ptr<Waiter>& w) { return w.get() == waiter; });
+}
+
+}  // namespace mp::detail
+
+namespace mp {
+
+void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  if (cancel_futures) {
+    for (auto& [sink, index] : pool_.core_->take_pending()) {
+      if (auto* state = dynamic_cast<detail::FutureState*>(sink.get()))
+        state->set_cancelled();
+      else  // a task of map(): fail it as Python's shutdown does
+        sink->task_failed(index, std::make_exception_ptr(CancelledError(
+                                     "mp::ProcessPoolExecutor: cancelled by shutdown()")));
+    }
+  }
+  pool_.close();
+  if (wait) pool_.join();
+}
+
+namespace futures::detail_wait {
+
+bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
+                 const std::function<bool()>& satisfied,
+                 std::optional<std::chrono::nanoseconds> timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
+  auto waiter = std::make_shared<mp::detail::FutureState::Waiter>();
+  for (auto& state : states) state->add_waiter(waiter);
+  bool ok = true;
+  {
+    std::unique_lock lock(waiter->mutex);
+    for (;;) {
+      const std::uint64_t seen = waiter->generation;
+      lock.unlock();
+      const bool now_satisfied = satisfied();
+      lock.lock();
+      if (now_satisfied) break;
+      if (waiter->generation != seen) continue;
+      if (timeout) {
+        if (!waiter->changed.wait_until(lock, deadline,
+                                        [&] { return waiter->generation != seen; })) {
+          lock.unlock();
+          ok = satisfied();
+          lock.lock();
+          break;
+        }
+      } else {
+        waiter->changed.wait(lock, [&] { return waiter->generation != seen; });
+      }
+    }
+  }
+  for (auto& state : states) state->remove_waiter(waiter.get());
+  return ok;
+}
+
+}  // namespace futures::detail_wait
+}  // namespace mp

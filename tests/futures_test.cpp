@@ -1,0 +1,220 @@
+// Tests for <mp/futures.hpp>, once per start method (fork, spawn). Tasks that must stay
+// running wait on an mp::Event with a bound; nothing sleeps to synchronize.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <mp/futures.hpp>
+#include <mp/synchronize.hpp>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int square(int x) { return x * x; }
+int fail_with(int x) {
+  if (x == 3) throw std::out_of_range("no three");
+  return x;
+}
+int kill_self(int x) {
+  ::kill(::getpid(), SIGKILL);
+  return x;
+}
+int wait_for_event(mp::Event event) {
+  (void)event.wait(60s);
+  return 7;
+}
+int pid_of(int) { return static_cast<int>(::getpid()); }
+
+class FuturesTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  mp::ProcessPoolExecutorOptions options(int workers = 2) const {
+    return {.max_workers = workers, .start_method = GetParam()};
+  }
+};
+
+TEST_P(FuturesTest, SubmitAndResult) {
+  mp::ProcessPoolExecutor executor(options());
+  auto f = executor.submit(square, 9);
+  EXPECT_EQ(f.result(), 81);
+  EXPECT_TRUE(f.done());
+  EXPECT_FALSE(f.running());
+  EXPECT_FALSE(f.cancelled());
+  EXPECT_EQ(f.exception(), nullptr);
+  EXPECT_EQ(f.result(1s), 81);
+  auto v = executor.submit([] {});
+  v.result();
+  EXPECT_TRUE(v.done());
+}
+
+TEST_P(FuturesTest, ExceptionArrivesAsRemoteError) {
+  mp::ProcessPoolExecutor executor(options());
+  auto f = executor.submit(fail_with, 3);
+  auto error = f.exception(60s);
+  ASSERT_NE(error, nullptr);
+  try {
+    std::rethrow_exception(error);
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::out_of_range");
+    EXPECT_EQ(e.message(), "no three");
+  }
+  EXPECT_THROW(f.result(), mp::RemoteError);
+  EXPECT_EQ(executor.submit(square, 2).result(), 4);
+}
+
+TEST_P(FuturesTest, ResultTimeoutRunningAndCancel) {
+  mp::ProcessPoolExecutor executor(options(1));
+  mp::Event go;
+  auto blocked = executor.submit(wait_for_event, go);
+  EXPECT_THROW(blocked.result(10ms), mp::TimeoutError);
+  EXPECT_THROW((void)blocked.exception(1ms), mp::TimeoutError);
+  EXPECT_TRUE(blocked.running());
+  EXPECT_FALSE(blocked.cancel());  // a worker has it
+  // More tasks than a worker is ever handed at once: the last ones stay queued.
+  std::vector<mp::Future<int>> queued;
+  for (int i = 0; i < 300; ++i) queued.push_back(executor.submit(square, i));
+  EXPECT_FALSE(queued.back().running());
+  EXPECT_TRUE(queued.back().cancel());
+  EXPECT_TRUE(queued.back().cancelled());
+  EXPECT_TRUE(queued.back().done());
+  EXPECT_TRUE(queued.back().cancel());  // again: still true
+  EXPECT_THROW(queued.back().result(), mp::CancelledError);
+  go.set();
+  EXPECT_EQ(blocked.result(60s), 7);
+  for (int i = 0; i < 299; ++i) EXPECT_EQ(queued[i].result(60s), i * i);
+}
+
+TEST_P(FuturesTest, DoneCallbacks) {
+  mp::ProcessPoolExecutor executor(options());
+  std::promise<int> seen;
+  auto f = executor.submit(square, 5);
+  f.add_done_callback([&](const mp::Future<int>& done) { seen.set_value(done.result()); });
+  auto seen_future = seen.get_future();
+  ASSERT_EQ(seen_future.wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(seen_future.get(), 25);
+  // Registered after completion: runs at once, in this thread.
+  bool immediate = false;
+  f.add_done_callback([&](const mp::Future<int>&) { immediate = true; });
+  EXPECT_TRUE(immediate);
+}
+
+TEST_P(FuturesTest, WaitReturnWhen) {
+  // Three workers: the failing task must not queue behind a blocked one.
+  mp::ProcessPoolExecutor executor(options(3));
+  mp::Event go;
+  std::vector<mp::Future<int>> fs{executor.submit(wait_for_event, go), executor.submit(square, 3)};
+  auto first = mp::futures::wait(fs, 60s, mp::futures::FIRST_COMPLETED);
+  ASSERT_EQ(first.done.size(), 1u);
+  EXPECT_EQ(first.done[0].result(), 9);
+  EXPECT_EQ(first.not_done.size(), 1u);
+  auto timed_out = mp::futures::wait(fs, 10ms, mp::futures::ALL_COMPLETED);
+  EXPECT_EQ(timed_out.not_done.size(), 1u);
+
+  std::vector<mp::Future<int>> with_error{executor.submit(wait_for_event, go),
+                                          executor.submit(fail_with, 3)};
+  auto on_error = mp::futures::wait(with_error, 60s, mp::futures::FIRST_EXCEPTION);
+  ASSERT_EQ(on_error.done.size(), 1u);
+  EXPECT_NE(on_error.done[0].exception(), nullptr);
+
+  go.set();
+  auto all = mp::futures::wait(fs);
+  EXPECT_EQ(all.done.size(), 2u);
+  EXPECT_TRUE(all.not_done.empty());
+}
+
+TEST_P(FuturesTest, AsCompletedYieldsInCompletionOrder) {
+  mp::ProcessPoolExecutor executor(options());
+  mp::Event go;
+  std::vector<mp::Future<int>> fs{executor.submit(wait_for_event, go), executor.submit(square, 4)};
+  auto completed = mp::futures::as_completed(fs, 60s);
+  auto first = completed.next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->result(), 16);
+  go.set();
+  auto second = completed.next();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->result(), 7);
+  EXPECT_FALSE(completed.next().has_value());
+
+  mp::Event never;
+  std::vector<mp::Future<int>> stuck{executor.submit(wait_for_event, never)};
+  auto timing_out = mp::futures::as_completed(stuck, 10ms);
+  EXPECT_THROW(timing_out.next(), mp::TimeoutError);
+  never.set();
+  int count = 0;
+  for (const auto& f : mp::futures::as_completed(stuck)) count += f.result() == 7;
+  EXPECT_EQ(count, 1);
+}
+
+TEST_P(FuturesTest, MapIsLazyAndOrdered) {
+  mp::ProcessPoolExecutor executor(options());
+  std::vector<int> got;
+  for (int v : executor.map(square, std::views::iota(0, 100), 3)) got.push_back(v);
+  ASSERT_EQ(got.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], i * i);
+  auto endless = executor.map(square, std::views::iota(0), 1, 8);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(endless.next(60s), i * i);
+}
+
+TEST_P(FuturesTest, LostWorkerFailsItsFutureButTheExecutorStaysUsable) {
+  mp::ProcessPoolExecutor executor(options());
+  auto lost = executor.submit(kill_self, 1);
+  try {
+    lost.result(60s);
+    FAIL() << "result should have thrown";
+  } catch (const mp::WorkerLostError& e) {
+    EXPECT_EQ(e.exitcode(), -SIGKILL);
+  }
+  EXPECT_THROW(
+      {
+        try {
+          std::rethrow_exception(lost.exception());
+        } catch (const mp::BrokenProcessPool&) {
+          throw;
+        }
+      },
+      mp::BrokenProcessPool);
+  std::vector<mp::Future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(executor.submit(square, i));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(fs[i].result(60s), i * i);
+}
+
+TEST_P(FuturesTest, MaxTasksPerChildAndShutdown) {
+  mp::ProcessPoolExecutor executor(
+      {.max_workers = 1, .max_tasks_per_child = 1, .start_method = GetParam()});
+  std::set<int> pids;
+  for (int i = 0; i < 3; ++i) pids.insert(executor.submit(pid_of, 0).result(60s));
+  EXPECT_EQ(pids.size(), 3u);
+
+  mp::ProcessPoolExecutor other(options(1));
+  mp::Event go;
+  auto running = other.submit(wait_for_event, go);
+  std::vector<mp::Future<int>> queued;
+  for (int i = 0; i < 300; ++i) queued.push_back(other.submit(square, i));
+  other.shutdown(false, true);  // the queued tasks are cancelled, the running one goes on
+  EXPECT_TRUE(queued.back().cancelled());
+  EXPECT_THROW(other.submit(square, 1), std::invalid_argument);
+  go.set();
+  EXPECT_EQ(running.result(60s), 7);
+  for (auto& f : queued) {
+    EXPECT_TRUE(f.cancelled() || f.result(60s) >= 0);
+    EXPECT_TRUE(f.done());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, FuturesTest, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
+}  // namespace

@@ -1,0 +1,511 @@
+// Tests for <mp/pool.hpp>, once per start method (fork, spawn). Tasks are free functions
+// and captureless lambdas, so that they cross into spawned workers. Nothing sleeps to
+// synchronize: tasks that must block wait on an mp::Event with a bound, and workers
+// that must die kill themselves at a known task.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <mp/pool.hpp>
+#include <mp/sharedctypes.hpp>
+#include <mp/synchronize.hpp>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+std::string greet(std::string name, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += "hi " + name + ";";
+  return out;
+}
+int worker_pid_of(int) { return static_cast<int>(::getpid()); }
+int fail_on_three(int x) {
+  if (x == 3) throw std::invalid_argument("three is not allowed");
+  return x;
+}
+// SIGKILLs its own worker at x == `victim` (the middle of a map).
+int kill_self_at(int x, int victim) {
+  if (x == victim) ::kill(::getpid(), SIGKILL);
+  return x;
+}
+int exit_at(int x) {
+  if (x == 2) std::exit(3);
+  return x;
+}
+// A crash. The default action is restored first: a sanitizer's handler would turn the
+// signal into an ordinary exit.
+void crash() {
+  ::signal(SIGSEGV, SIG_DFL);
+  ::raise(SIGSEGV);
+}
+int crash_at(int x) {
+  if (x == 2) crash();
+  return x;
+}
+// Blocks until `event` is set (at most a minute): a task that outlives a timeout.
+int wait_for_event(mp::Event event) {
+  (void)event.wait(60s);
+  return 1;
+}
+
+// A picklable function object with state.
+struct Scale {
+  int factor = 1;
+  int operator()(int x) const { return x * factor; }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(factor);
+  }
+};
+
+int init_value = 0;
+void set_init_value(int value) { init_value = value; }
+int read_init_value(int) { return init_value; }
+void throwing_initializer() { throw std::runtime_error("initializer refuses"); }
+void crashing_initializer() { crash(); }
+
+class PoolTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  mp::PoolOptions options(int processes = 2) const {
+    return mp::PoolOptions{.processes = processes, .start_method = GetParam()};
+  }
+};
+
+TEST_P(PoolTest, ApplyRunsInAWorker) {
+  mp::Pool pool(options());
+  EXPECT_EQ(pool.apply(square, 7), 49);
+  EXPECT_EQ(pool.apply(add, 2, 40), 42);
+  EXPECT_EQ(pool.apply(greet, std::string("bob"), 2), "hi bob;hi bob;");
+  EXPECT_EQ(pool.apply([](int x) { return x + 1; }, 1), 2);
+  EXPECT_EQ(pool.apply(Scale{3}, 5), 15);
+  EXPECT_NE(pool.apply(worker_pid_of, 0), static_cast<int>(::getpid()));
+  pool.apply([] {});  // void
+}
+
+TEST_P(PoolTest, ApplyAsyncAndAsyncResult) {
+  mp::Pool pool(options());
+  auto result = pool.apply_async(square, 9);
+  EXPECT_EQ(result.get(), 81);
+  EXPECT_TRUE(result.ready());
+  EXPECT_TRUE(result.successful());
+  EXPECT_EQ(result.get(10s), 81);  // get() again returns the same value
+  result.wait();
+  EXPECT_TRUE(result.wait(1s));
+
+  auto failing = pool.apply_async(fail_on_three, 3);
+  failing.wait();
+  EXPECT_TRUE(failing.ready());
+  EXPECT_FALSE(failing.successful());
+  EXPECT_THROW(failing.get(), mp::RemoteError);
+
+  mp::Event never;
+  auto blocked = pool.apply_async(wait_for_event, never);
+  EXPECT_THROW(blocked.get(10ms), mp::TimeoutError);
+  EXPECT_FALSE(blocked.wait(1ms));
+  EXPECT_FALSE(blocked.ready());
+  EXPECT_THROW((void)blocked.successful(), std::logic_error);
+  never.set();
+  EXPECT_EQ(blocked.get(60s), 1);
+}
+
+TEST_P(PoolTest, ApplyAsyncCallbacksRunBeforeGetReturns) {
+  mp::Pool pool(options());
+  std::atomic<int> value{0};
+  auto ok = pool.apply_async_with([&](const int& v) { value = v; }, {}, square, 6);
+  EXPECT_EQ(ok.get(), 36);
+  EXPECT_EQ(value.load(), 36);
+
+  std::atomic<bool> error_seen{false};
+  std::string error_type;
+  auto bad = pool.apply_async_with(
+      {},
+      [&](std::exception_ptr e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const mp::RemoteError& r) {
+          error_type = r.type_name();
+        }
+        error_seen = true;
+      },
+      fail_on_three, 3);
+  bad.wait();
+  EXPECT_TRUE(error_seen.load());
+  EXPECT_EQ(error_type, "std::invalid_argument");
+
+  std::atomic<int> void_calls{0};
+  pool.apply_async_with([&](const int&) { ++void_calls; }, {}, [] {}).get();
+  EXPECT_EQ(void_calls.load(), 1);
+}
+
+TEST_P(PoolTest, MapReturnsResultsInOrder) {
+  mp::Pool pool(options());
+  std::vector<int> inputs(1000);
+  std::iota(inputs.begin(), inputs.end(), 0);
+  auto squares = pool.map([](int x) { return x * x; }, inputs);
+  ASSERT_EQ(squares.size(), inputs.size());
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(squares[i], i * i);
+  EXPECT_EQ(pool.map(square, inputs, 1).size(), 1000u);
+  EXPECT_EQ(pool.map(square, inputs, 7)[999], 999 * 999);
+  EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+  EXPECT_EQ(pool.map(Scale{2}, std::views::iota(0, 10))[9], 18);
+  auto strings =
+      pool.map([](const std::string& s) { return s + "!"; }, std::vector<std::string>{"a", "b"});
+  EXPECT_EQ(strings, (std::vector<std::string>{"a!", "b!"}));
+}
+
+TEST(PoolChunksize, DefaultIsPythons) {
+  // chunksize, extra = divmod(len, 4 * processes); chunksize += bool(extra)
+  EXPECT_EQ(mp::detail::default_chunksize(1000000, 2), 125000u);
+  EXPECT_EQ(mp::detail::default_chunksize(1001, 2), 126u);
+  EXPECT_EQ(mp::detail::default_chunksize(3, 4), 1u);
+  EXPECT_EQ(mp::detail::default_chunksize(0, 4), 0u);
+}
+
+TEST_P(PoolTest, MapAsyncStarmapStarmapAsync) {
+  mp::Pool pool(options());
+  auto async = pool.map_async(square, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(async.get(), (std::vector<int>{1, 4, 9}));
+  std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(pool.starmap(add, pairs), (std::vector<int>{3, 7, 11}));
+  EXPECT_EQ(pool.starmap_async(add, pairs, 1).get(), (std::vector<int>{3, 7, 11}));
+}
+
+TEST_P(PoolTest, MapFailsWithTheTasksException) {
+  mp::Pool pool(options());
+  try {
+    pool.map(fail_on_three, std::views::iota(0, 10), 1);
+    FAIL() << "map should have thrown";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::invalid_argument");
+    EXPECT_EQ(e.message(), "three is not allowed");
+  }
+  EXPECT_EQ(pool.apply(square, 3), 9);  // the pool carries on
+}
+
+TEST_P(PoolTest, ImapInOrderAndUnordered) {
+  mp::Pool pool(options());
+  std::vector<int> got;
+  for (int v : pool.imap(square, std::views::iota(0, 50))) got.push_back(v);
+  ASSERT_EQ(got.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i], i * i);
+
+  std::multiset<int> unordered;
+  auto it = pool.imap_unordered(square, std::views::iota(0, 50), 4);
+  while (auto v = it.next()) unordered.insert(*v);
+  std::multiset<int> expected;
+  for (int i = 0; i < 50; ++i) expected.insert(i * i);
+  EXPECT_EQ(unordered, expected);
+  EXPECT_FALSE(it.next().has_value());  // stays at the end
+}
+
+TEST_P(PoolTest, ImapNextWithTimeout) {
+  mp::Pool pool(options());
+  mp::Event go;
+  auto it = pool.imap(wait_for_event, std::vector<mp::Event>{go});
+  EXPECT_THROW(it.next(10ms), mp::TimeoutError);
+  go.set();
+  EXPECT_EQ(it.next(60s), 1);
+  EXPECT_FALSE(it.next(60s).has_value());
+}
+
+TEST_P(PoolTest, ImapConsumesAnEndlessInputLazily) {
+  mp::Pool pool(options());
+  // 10^12 items: eager consumption would need terabytes.
+  auto endless = std::views::iota(std::int64_t{0}, std::int64_t{1000000000000});
+  auto it = pool.imap([](std::int64_t x) { return x * 2; }, endless, 3);
+  for (std::int64_t i = 0; i < 1000; ++i) {
+    auto v = it.next(60s);
+    ASSERT_TRUE(v.has_value());
+    ASSERT_EQ(*v, 2 * i);
+  }
+  std::int64_t seen = 0;
+  auto unordered = pool.imap_unordered([](std::int64_t x) { return x; }, endless);
+  for (std::int64_t v : unordered) {
+    (void)v;
+    if (++seen == 1000) break;
+  }
+  EXPECT_EQ(seen, 1000);
+}
+
+TEST_P(PoolTest, ImapDeliversOtherResultsAfterAFailedChunk) {
+  mp::Pool pool(options());
+  auto it = pool.imap(fail_on_three, std::views::iota(0, 6));
+  std::vector<int> got;
+  int failures = 0;
+  for (;;) {
+    try {
+      auto v = it.next(60s);
+      if (!v) break;
+      got.push_back(*v);
+    } catch (const mp::RemoteError&) {
+      ++failures;
+    }
+  }
+  EXPECT_EQ(failures, 1);
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 4, 5}));
+}
+
+TEST_P(PoolTest, WorkerKilledInTheMiddleOfMapFailsExactlyItsTask) {
+  mp::Pool pool(options());
+  const auto pids_before = pool.worker_pids();
+  // starmap: the whole call fails with WorkerLostError naming the pid and the signal.
+  std::vector<std::tuple<int, int>> args;
+  for (int i = 0; i < 20; ++i) args.emplace_back(i, 7);
+  try {
+    pool.starmap(kill_self_at, args, 1);
+    FAIL() << "starmap should have thrown";
+  } catch (const mp::WorkerLostError& e) {
+    EXPECT_EQ(e.exitcode(), -SIGKILL);
+    EXPECT_NE(std::string(e.what()).find(std::to_string(e.pid())), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos) << e.what();
+  }
+  // imap shows that exactly that task failed and every other one completed.
+  auto it = pool.imap([](int x) { return kill_self_at(x, 7); }, std::views::iota(0, 20));
+  std::vector<int> got;
+  int lost = 0;
+  for (;;) {
+    try {
+      auto v = it.next(60s);
+      if (!v) break;
+      got.push_back(*v);
+    } catch (const mp::WorkerLostError&) {
+      ++lost;
+    }
+  }
+  EXPECT_EQ(lost, 1);
+  std::vector<int> expected;
+  for (int i = 0; i < 20; ++i)
+    if (i != 7) expected.push_back(i);
+  EXPECT_EQ(got, expected);
+  // Later submissions work, on replaced workers.
+  EXPECT_EQ(pool.map(square, std::views::iota(0, 100)).size(), 100u);
+  EXPECT_EQ(pool.worker_pids().size(), 2u);
+  EXPECT_NE(pool.worker_pids(), pids_before);
+}
+
+TEST_P(PoolTest, TaskCallingExitOrCrashingFailsWithWorkerLostError) {
+  mp::Pool pool(options());
+  try {
+    pool.map(exit_at, std::views::iota(0, 4), 1);
+    FAIL() << "map should have thrown";
+  } catch (const mp::WorkerLostError& e) {
+    EXPECT_EQ(e.exitcode(), 3);
+  }
+  try {
+    pool.map(crash_at, std::views::iota(0, 4), 1);
+    FAIL() << "map should have thrown";
+  } catch (const mp::WorkerLostError& e) {
+    EXPECT_EQ(e.exitcode(), -SIGSEGV);
+    EXPECT_NE(std::string(e.what()).find("SIGSEGV"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pool.apply(square, 4), 16);
+}
+
+TEST_P(PoolTest, TaskTimeoutKillsAndReplacesTheWorker) {
+  auto opts = options(1);
+  opts.task_timeout = 200ms;
+  mp::Pool pool(opts);
+  const auto pids_before = pool.worker_pids();
+  mp::Event never;
+  EXPECT_THROW(pool.apply(wait_for_event, never), mp::TimeoutError);
+  EXPECT_EQ(pool.apply(square, 5), 25);
+  EXPECT_NE(pool.worker_pids(), pids_before);
+}
+
+TEST_P(PoolTest, InitializerRunsInEveryWorker) {
+  auto opts = options();
+  opts.initializer = mp::initializer(set_init_value, 42);
+  mp::Pool pool(opts);
+  for (int v : pool.map(read_init_value, std::vector<int>(8, 0), 1)) EXPECT_EQ(v, 42);
+}
+
+TEST_P(PoolTest, InitializerThatThrowsBreaksThePoolClearly) {
+  auto opts = options();
+  opts.initializer = mp::initializer(throwing_initializer);
+  mp::Pool pool(opts);
+  try {
+    pool.apply(square, 2);
+    FAIL() << "apply should have thrown";
+  } catch (const mp::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find("initializer refuses"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(pool.map(square, std::vector<int>{1, 2}), mp::BrokenProcessPool);
+}
+
+TEST_P(PoolTest, InitializerThatCrashesBreaksThePoolClearly) {
+  auto opts = options();
+  opts.initializer = mp::initializer(crashing_initializer);
+  mp::Pool pool(opts);
+  try {
+    pool.apply(square, 2);
+    FAIL() << "apply should have thrown";
+  } catch (const mp::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("SIGSEGV"), std::string::npos) << e.what();
+  }
+}
+
+TEST_P(PoolTest, MaxtasksperchildReplacesWorkers) {
+  auto opts = options(1);
+  opts.maxtasksperchild = 2;
+  mp::Pool pool(opts);
+  auto pids = pool.map(worker_pid_of, std::views::iota(0, 6), 1);
+  std::set<int> distinct(pids.begin(), pids.end());
+  EXPECT_EQ(distinct.size(), 3u);
+  EXPECT_EQ(pids[0], pids[1]);
+  EXPECT_NE(pids[1], pids[2]);
+}
+
+int add_to_value(mp::Value<int> total, int x) {
+  total.update([x](int& n) { n += x; });
+  return x;
+}
+
+TEST_P(PoolTest, DestructorClosesAndJoins) {
+  mp::Value<int> total(0);
+  std::vector<mp::AsyncResult<int>> results;
+  std::vector<int> pids;
+  {
+    mp::Pool pool(options());
+    for (int i = 1; i <= 100; ++i) results.push_back(pool.apply_async(add_to_value, total, i));
+    pids = pool.worker_pids();
+  }
+  for (auto& r : results) EXPECT_TRUE(r.ready());
+  EXPECT_EQ(total.value(), 5050);
+  for (int pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+}
+
+TEST_P(PoolTest, CloseTerminateJoin) {
+  mp::Pool pool(options());
+  EXPECT_THROW(pool.join(), std::logic_error);
+  EXPECT_EQ(pool.apply(square, 2), 4);
+  pool.close();
+  EXPECT_THROW(pool.apply_async(square, 2), std::invalid_argument);
+  pool.join();
+
+  mp::Pool doomed(options(1));
+  mp::Event never;
+  auto running = doomed.apply_async(wait_for_event, never);
+  auto queued = doomed.apply_async(square, 3);
+  const auto pids = doomed.worker_pids();
+  doomed.terminate();
+  doomed.join();
+  EXPECT_THROW(running.get(60s), mp::BrokenProcessPool);
+  EXPECT_THROW(queued.get(60s), mp::BrokenProcessPool);
+  for (int pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+}
+
+// ---- the parent dies: tests/programs/pool_parent.cpp ----
+
+struct Child {
+  pid_t pid = -1;
+  int out = -1;
+  int err = -1;
+};
+
+Child start_pool_parent(const std::string& method) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC))
+    throw std::runtime_error("pipe");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);  // its own process group, as a shell job
+  std::string path = MP_POOL_PARENT_PATH;
+  char* argv[] = {path.data(), const_cast<char*>(method.c_str()), nullptr};
+  Child child;
+  if (::posix_spawn(&child.pid, argv[0], &actions, &attr, argv, environ) != 0)
+    throw std::runtime_error("posix_spawn");
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  child.out = out_pipe[0];
+  child.err = err_pipe[0];
+  return child;
+}
+
+// Reads the first line ("pid pid\n", the workers) within a minute.
+std::vector<pid_t> read_worker_pids(int fd) {
+  std::string line;
+  char c;
+  while (line.find('\n') == std::string::npos) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 60000) != 1) break;
+    if (::read(fd, &c, 1) != 1) break;
+    line += c;
+  }
+  std::istringstream in(line);
+  std::vector<pid_t> pids;
+  pid_t pid;
+  while (in >> pid) pids.push_back(pid);
+  return pids;
+}
+
+std::string read_all(int fd) {
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
+    text.append(buffer, static_cast<std::size_t>(n));
+  return text;
+}
+
+TEST_P(PoolTest, ParentKilledLeavesNoWorkerBehind) {
+  Child child = start_pool_parent(GetParam());
+  auto pids = read_worker_pids(child.out);
+  ASSERT_EQ(pids.size(), 2u);
+  ::kill(child.pid, SIGKILL);
+  int status = 0;
+  ::waitpid(child.pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+  ::close(child.out);
+  ::close(child.err);
+}
+
+TEST_P(PoolTest, CtrlCEndsTheProgramWithoutOrphansOrNoise) {
+  Child child = start_pool_parent(GetParam());
+  auto pids = read_worker_pids(child.out);
+  ASSERT_EQ(pids.size(), 2u);
+  ::kill(-child.pid, SIGINT);  // the whole process group, as a terminal's Ctrl-C
+  int status = 0;
+  ::waitpid(child.pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+  for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+  ::close(child.out);
+  EXPECT_EQ(read_all(child.err), "");  // no message from any worker
+  ::close(child.err);
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, PoolTest, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
+}  // namespace
