@@ -23,6 +23,9 @@ namespace {
 // A frame longer than this is corrupt (Python's limit is the 2**63 of its 8-byte form;
 // mp refuses what no process of a real program sends).
 constexpr std::uint64_t kMaxFrame = std::uint64_t{1} << 40;  // 1 TiB
+// recv's brief poll before it sleeps (see read_length).
+constexpr std::chrono::nanoseconds kSpinBeforeSleep = std::chrono::microseconds(50);
+constexpr std::uint8_t kReceivesWithoutSpin = 8;
 // A frame body is first given this much room, then room grows with what has arrived.
 constexpr std::size_t kInitialBody = std::size_t{64} << 10;
 
@@ -55,7 +58,8 @@ Connection::Connection(Connection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       readable_(std::exchange(other.readable_, false)),
       writable_(std::exchange(other.writable_, false)),
-      is_socket_(other.is_socket_) {}
+      is_socket_(other.is_socket_),
+      spin_skip_(other.spin_skip_) {}
 
 Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
@@ -64,6 +68,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     readable_ = std::exchange(other.readable_, false);
     writable_ = std::exchange(other.writable_, false);
     is_socket_ = other.is_socket_;
+    spin_skip_ = other.spin_skip_;
   }
   return *this;
 }
@@ -123,6 +128,17 @@ void Connection::send_bytes(std::span<const std::byte> buffer, std::size_t offse
 bool Connection::read_length(std::uint64_t& length) {
   auto* out = reinterpret_cast<char*>(&length);
   std::size_t got = 0;
+  // A peer that answers within microseconds (a request/reply exchange) finds this process
+  // still on its CPU: sleeping in read() and being woken by another CPU costs tens of
+  // microseconds on each side in a VM, more than the exchange itself. So recv polls for
+  // up to kSpinBeforeSleep first. Adaptive, as glibc's adaptive mutexes: a spin that
+  // finds nothing (a slow peer, or a busy machine where spinning steals the peer's CPU)
+  // turns spinning off for the next kReceivesWithoutSpin receives.
+  if (spin_skip_ == 0) {
+    if (!posix::spin_until_readable(fd_, kSpinBeforeSleep)) spin_skip_ = kReceivesWithoutSpin;
+  } else {
+    --spin_skip_;
+  }
   while (got < sizeof length) {
     std::size_t n = 0;
     if (auto ec = posix::read_some(fd_, out + got, sizeof length - got, n)) {

@@ -161,7 +161,8 @@ class Connection {
   int fd_ = -1;
   bool readable_ = false;
   bool writable_ = false;
-  bool is_socket_ = true;  // false after sendmsg() said ENOTSOCK: a pipe, written with writev
+  bool is_socket_ = true;       // false after sendmsg() said ENOTSOCK: a pipe, written with writev
+  std::uint8_t spin_skip_ = 0;  // receives left before recv polls briefly again (connection.cpp)
 };
 
 // A connected pair of Connections. duplex: both ends send and receive (a socket pair);

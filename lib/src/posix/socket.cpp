@@ -67,6 +67,16 @@ std::error_code read_some(int fd, void* out, std::size_t size, std::size_t& got)
   }
 }
 
+bool spin_until_readable(int fd, std::chrono::nanoseconds spin) noexcept {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + spin;
+  struct pollfd watch = {fd, POLLIN, 0};
+  do {
+    if (::poll(&watch, 1, 0) != 0) return true;
+  } while (clock::now() < deadline);
+  return false;
+}
+
 std::error_code poll_until(std::span<struct pollfd> fds,
                            std::optional<std::chrono::nanoseconds> timeout, int& ready) noexcept {
   using clock = std::chrono::steady_clock;
