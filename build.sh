@@ -33,7 +33,7 @@ readonly BUILD_TYPE=${MP_BUILD_TYPE:-RelWithDebInfo}
 JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
 readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev googletest
-                   pkg-config)
+                   libssl-dev pkg-config)
 # Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
 readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
 
@@ -155,15 +155,16 @@ cmd_sanitize() {
 # the CPython script, pinned to the same CPUs, side by side; the tables go to stdout and
 # into README.md. ARGS go to compare.py (--quick, --only NAME[,NAME], --runs N, ...).
 cmd_bench() {
-  ensure_packages
-  command -v python3 >/dev/null || die "python3 is needed for the CPython side"
+  # python3 for the CPython side; parallel (GNU parallel) for mp-map's comparison.
+  ensure_packages python3 parallel
   local dir=$ROOT/build-release
   say "Configuring $dir (Release)"
   cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMP_BUILD_TESTS=OFF \
     -DMP_BUILD_EXAMPLES=OFF || die "cmake could not configure $dir (see above)"
-  build "$dir" mp-bench
-  say "Running mp-bench and CPython side by side"
-  python3 "$ROOT/bench/compare.py" --mp-bench "$dir/tools/mp-bench/mp-bench" --update-readme "$@"
+  build "$dir" mp-bench mp-map
+  say "Running mp-bench and CPython side by side, then mp-map beside xargs and parallel"
+  python3 "$ROOT/bench/compare.py" --mp-bench "$dir/tools/mp-bench/mp-bench" \
+    --mp-map "$dir/tools/mp-map/mp-map" --update-readme "$@"
 }
 
 # Configures and builds build-fuzz/: the library and the fuzz targets, all compiled by

@@ -92,6 +92,15 @@ GOALS = [
     {"bench": "pool_map_cpu", "metric": "speedup", "at_least": 1.9},
 ]
 
+# mp-map against the command-line tools it replaces (bench/mp_map_bench.py, wall time of
+# whole commands): (bench, other tool, mp-map at least this many times faster).
+MP_MAP_SCRIPT = ROOT / "bench" / "mp_map_bench.py"
+MP_MAP_GOALS = [
+    ("mp_map_square_1m", "cpython-pool-oneliner", 10.0),
+    ("mp_map_exec_true_1k", "xargs", 1.0),
+    ("mp_map_exec_true_1k", "gnu-parallel", 4.0),
+]
+
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
@@ -356,7 +365,40 @@ def render(records, title_lines=()):
                 "unpinned pair, as in the rows, lands on either."]
         out += [""] + probes
     out += ["", "Goals:", ""] + goal_lines(records)
+    tools = mp_map_lines(records)
+    if tools:
+        out += [""] + tools
     return "\n".join(out) + "\n"
+
+
+def mp_map_lines(records):
+    """The table and goals of bench/mp_map_bench.py's rows (whole commands, wall time)."""
+    rows = [r for r in records if str(r.get("bench", "")).startswith("mp_map_")]
+    if not rows:
+        return []
+    table = index(rows)
+    out = ["mp-map beside the tools it replaces (`bench/mp_map_bench.py`: wall time of the "
+           "whole command, input from a file, median of the runs):", "",
+           "| benchmark | tool | wall time | mp-map faster by |", "|---|---|---:|---:|"]
+    for bench in dict.fromkeys(r["bench"] for r in rows):
+        mine = value_of(table, "mp-map", bench, "wall_s")
+        for r in rows:
+            if r["bench"] != bench:
+                continue
+            ratio = "" if r["impl"] == "mp-map" or not mine else fmt_ratio(r["value"] / mine)
+            params = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items())
+            out.append(f"| {bench} ({params}) | {r['impl']} | {r['value']:.3g} s | {ratio} |")
+    out += ["", "Goals (issue 9):", ""]
+    for bench, other, want in MP_MAP_GOALS:
+        mine, theirs = (value_of(table, "mp-map", bench, "wall_s"),
+                        value_of(table, other, bench, "wall_s"))
+        if mine is None or theirs is None:
+            out.append(f"- {bench}: ≥ {want:g}× {other}: not measured")
+        else:
+            ratio = theirs / mine
+            out.append(f"- {bench}: ≥ {want:g}× {other}: {fmt_ratio(ratio)} — "
+                       f"{'met' if ratio >= want else 'MISSED'}")
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -426,6 +468,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mp-bench", type=Path, help="mp-bench binary (default: newest "
                     "build*/tools/mp-bench/mp-bench, or $MP_BENCH)")
+    ap.add_argument("--mp-map", type=Path, help="also time this mp-map binary against "
+                    "Python, xargs and GNU parallel (bench/mp_map_bench.py)")
     ap.add_argument("--python", default=sys.executable, help="Python to run the script with")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (both programs)")
     ap.add_argument("--only", metavar="NAME[,NAME]", help="rows to run (both programs); "
@@ -467,6 +511,12 @@ def main(argv=None):
             if args.repeat > 1:
                 log(f"# invocation {i + 1} of {args.repeat}")
             records, rc = run_both(args, mp_bench, args.python)
+            if args.mp_map and (not args.only or "mp_map" in args.only):
+                command = [args.python, str(MP_MAP_SCRIPT), "--mp-map", str(args.mp_map),
+                           "--runs", str(args.runs)] + (["--quick"] if args.quick else [])
+                tool_records, tool_rc = run_json_lines(command, "mp_map_bench.py")
+                records += tool_records
+                rc = rc or tool_rc
             invocations.append(records)
             status = status or rc
         records = best_of(invocations)

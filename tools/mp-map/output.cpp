@@ -1,0 +1,139 @@
+#include "output.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace mp_map {
+namespace {
+
+std::string tsv_field(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\\': out += "\\\\"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// Length of the valid UTF-8 sequence at the start of `s`, or 0.
+std::size_t utf8_sequence(std::string_view s) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char lead = byte(0);
+  std::size_t length = 0;
+  std::uint32_t min = 0;
+  if (lead < 0x80) return 1;
+  if ((lead & 0xe0) == 0xc0) length = 2, min = 0x80;
+  else if ((lead & 0xf0) == 0xe0) length = 3, min = 0x800;
+  else if ((lead & 0xf8) == 0xf0) length = 4, min = 0x10000;
+  else return 0;
+  if (s.size() < length) return 0;
+  std::uint32_t code = lead & (0x7f >> length);
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return 0;
+    code = (code << 6) | (byte(i) & 0x3f);
+  }
+  if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return 0;
+  return length;
+}
+
+}  // namespace
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  while (!text.empty()) {
+    const char c = text.front();
+    const std::size_t length = utf8_sequence(text);
+    if (length == 0) {
+      out += "\\ufffd";
+      text.remove_prefix(1);
+      continue;
+    }
+    if (length > 1) {
+      out.append(text.substr(0, length));
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(c));
+      out += escaped;
+    } else {
+      out.push_back(c);
+    }
+    text.remove_prefix(length);
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string format_record(Format format, std::string_view input, const Outcome& outcome) {
+  switch (format) {
+    case Format::plain:
+      return outcome.ok ? outcome.output + "\n" : std::string();
+    case Format::tsv:
+      return tsv_field(input) + "\t" + tsv_field(outcome.output) + "\t" +
+             (outcome.ok ? "true" : "false") + "\t" + tsv_field(outcome.error) + "\n";
+    case Format::jsonl:
+      return "{\"input\": " + json_string(input) +
+             ", \"output\": " + (outcome.ok ? json_string(outcome.output) : "null") +
+             ", \"ok\": " + (outcome.ok ? "true" : "false") +
+             ", \"error\": " + (outcome.ok ? "null" : json_string(outcome.error)) + "}\n";
+  }
+  return {};
+}
+
+Progress::Progress(bool enabled, std::FILE* out)
+    : enabled_(enabled), out_(out), start_(std::chrono::steady_clock::now()) {}
+
+void Progress::update(std::uint64_t done, bool force) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+  char line[160];
+  if (total_ && *total_ > 0) {
+    constexpr int kWidth = 30;
+    const double fraction = std::min(1.0, static_cast<double>(done) / static_cast<double>(*total_));
+    const int filled = static_cast<int>(fraction * kWidth);
+    char bar[kWidth + 1];
+    for (int i = 0; i < kWidth; ++i) bar[i] = i < filled ? '#' : '.';
+    bar[kWidth] = '\0';
+    char eta[32] = "?";
+    if (rate > 0)
+      std::snprintf(eta, sizeof eta, "%.0fs",
+                    std::ceil(static_cast<double>(*total_ - std::min(done, *total_)) / rate));
+    std::snprintf(line, sizeof line, "\r[%s] %llu/%llu %3.0f%% %.1f items/s ETA %s\x1b[K", bar,
+                  static_cast<unsigned long long>(done), static_cast<unsigned long long>(*total_),
+                  fraction * 100, rate, eta);
+  } else {
+    std::snprintf(line, sizeof line, "\r%llu done, %.1f items/s\x1b[K",
+                  static_cast<unsigned long long>(done), rate);
+  }
+  std::fputs(line, out_);
+  std::fflush(out_);
+  drawn_ = true;
+}
+
+void Progress::clear() {
+  if (!enabled_ || !drawn_) return;
+  std::fputs("\r\x1b[K", out_);
+  std::fflush(out_);
+  drawn_ = false;
+}
+
+}  // namespace mp_map
