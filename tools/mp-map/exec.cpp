@@ -168,9 +168,9 @@ std::string run(const Command& command, std::string_view item,
   const int pidfd = pidfd_open(pid);
 
   using Clock = std::chrono::steady_clock;
-  const auto deadline =
-      timeout ? Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout)
-              : Clock::time_point::max();
+  const auto deadline = timeout
+                            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout)
+                            : Clock::time_point::max();
   auto wait_ms = [&]() -> int {
     if (!timeout) return -1;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());

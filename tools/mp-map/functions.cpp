@@ -39,7 +39,11 @@ Int parse_integer(std::string_view item, const char* what) {
 }
 
 std::string to_decimal(u128 value) {
-  if (value == 0) return "0";
+  if (value <= static_cast<u128>(~u64{0})) {  // the common case: no 128-bit division
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof digits, static_cast<u64>(value)).ptr;
+    return std::string(digits, end);
+  }
   std::string out;
   while (value != 0) {
     out.push_back(static_cast<char>('0' + static_cast<int>(value % 10)));
@@ -189,7 +193,7 @@ u64 count_primes_below(u64 n) {
       for (u64 j = i * i; j <= root; j += 2 * i) composite[j] = true;
     }
   }
-  u64 count = 1;  // 2
+  u64 count = 1;                     // 2
   constexpr u64 kSegment = 1 << 18;  // odd numbers per segment
   std::vector<char> segment(kSegment);
   for (u64 low = 3; low <= limit; low += 2 * kSegment) {
@@ -202,8 +206,8 @@ u64 count_primes_below(u64 n) {
       if (start % 2 == 0) start += p;
       for (u64 j = start; j <= high; j += 2 * p) segment[(j - low) / 2] = 0;
     }
-    count += static_cast<u64>(std::count(segment.begin(),
-                                         segment.begin() + static_cast<std::ptrdiff_t>(size), 1));
+    count += static_cast<u64>(
+        std::count(segment.begin(), segment.begin() + static_cast<std::ptrdiff_t>(size), 1));
   }
   return count;
 }
@@ -256,8 +260,7 @@ const std::vector<NamedFunction>& functions() {
       {"fib", "the n-th Fibonacci number, exact (n <= 100000)", &fib},
       {"factor", "the prime factors of a positive integer, space-separated", &factor},
       {"sha256", "the SHA-256 of the item's text, in hex", &sha256},
-      {"sleep", "sleeps that many seconds, prints the item (shows concurrency)",
-       &sleep_seconds},
+      {"sleep", "sleeps that many seconds, prints the item (shows concurrency)", &sleep_seconds},
   };
   return all;
 }

@@ -11,15 +11,15 @@
 
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
-#include <memory>
-#include <mutex>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,14 +41,14 @@ struct UsageError {
 };
 
 struct Options {
-  std::string function;           // a built-in, or empty with --exec
+  std::string function;             // a built-in, or empty with --exec
   std::optional<std::string> exec;  // the command template
-  unsigned jobs = 0;              // 0: cpu_count()
-  std::size_t chunksize = 0;      // 0: chosen as Pool.map does (1 for --exec/--timeout)
+  unsigned jobs = 0;                // 0: cpu_count()
+  std::size_t chunksize = 0;        // 0: chosen as Pool.map does (1 for --exec/--timeout)
   bool unordered = false;
   std::optional<double> timeout;  // seconds per item
   bool halt_on_error = false;
-  std::optional<bool> progress;   // default: whether stderr is a terminal
+  std::optional<bool> progress;  // default: whether stderr is a terminal
   Format format = Format::plain;
   std::string start_method;
   std::optional<std::vector<std::string>> arguments;  // the items after :::
@@ -211,24 +211,60 @@ struct Job {
   }
 };
 
+// Strings packed into one buffer: a chunk of items, or their outputs. Pickles as two
+// contiguous arrays (two copies), where a vector of strings pickles string by string.
+struct Packed {
+  std::string bytes;
+  std::vector<std::uint64_t> ends;  // end offset of each string in `bytes`
+
+  std::size_t size() const { return ends.size(); }
+  bool empty() const { return ends.empty(); }
+  std::string_view operator[](std::size_t i) const {
+    const std::uint64_t begin = i == 0 ? 0 : ends[i - 1];
+    return std::string_view(bytes).substr(begin, ends[i] - begin);
+  }
+  void push(std::string_view text) {
+    bytes.append(text);
+    ends.push_back(bytes.size());
+  }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(bytes, ends);
+  }
+};
+
+// What a task returns: every item's output ("" for a failed one), and which failed why.
+struct ChunkResult {
+  Packed outputs;
+  std::vector<std::uint64_t> failed;  // indices, increasing
+  std::vector<std::string> errors;    // one per failed index
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(outputs, failed, errors);
+  }
+};
+
 // A task: runs the job over a chunk of items. Runs in a pool worker (a free function, so
-// that it crosses into spawned workers too). Never throws for a bad item: the item's
-// outcome says why it failed.
-std::vector<Outcome> run_chunk(const Job& job, const std::vector<std::string>& items) {
-  std::vector<Outcome> outcomes(items.size());
+// that it crosses into spawned workers too). Never throws for a bad item: the result
+// says which items failed and why.
+ChunkResult run_chunk(const Job& job, const Packed& items) {
+  ChunkResult result;
+  result.outputs.bytes.reserve(items.bytes.size() * 2);
+  result.outputs.ends.reserve(items.size());
   const Function function = job.command ? nullptr : find_function(job.function);
   const std::optional<std::chrono::duration<double>> timeout =
       job.timeout ? std::optional<std::chrono::duration<double>>(*job.timeout) : std::nullopt;
   for (std::size_t i = 0; i < items.size(); ++i) {
     try {
-      outcomes[i].output = job.command ? run(*job.command, items[i], timeout)
-                                       : function(items[i]);
-      outcomes[i].ok = true;
+      result.outputs.push(job.command ? run(*job.command, items[i], timeout) : function(items[i]));
     } catch (const std::exception& e) {
-      outcomes[i].error = job.command ? e.what() : job.function + ": " + e.what();
+      result.outputs.push({});
+      result.failed.push_back(i);
+      result.errors.push_back(job.command ? e.what() : job.function + ": " + e.what());
     }
   }
-  return outcomes;
+  return result;
 }
 
 // ---- the input ----
@@ -298,11 +334,11 @@ class Input {
 
 struct Chunk {
   std::uint64_t first = 0;  // number of its first item (from 1)
-  std::vector<std::string> items;
+  Packed items;
   // Written by the pool's result thread under Mapper::mutex_ before `done`; read by the
   // main thread after it saw `done` under the same mutex.
-  std::vector<Outcome> outcomes;
-  bool failed_whole = false;  // the task failed (worker lost, timed out), not an item
+  ChunkResult result;
+  std::string failure;  // the task failed (worker lost, timed out): why; items retried
   bool done = false;
 };
 
@@ -353,8 +389,7 @@ class Mapper {
       emit_ready();
       if (halted_ || (input_done_ && pending_.empty())) break;
       std::unique_lock lock(mutex_);
-      changed_.wait_for(lock, std::chrono::milliseconds(200),
-                        [&] { return generation_ != seen; });
+      changed_.wait_for(lock, std::chrono::milliseconds(200), [&] { return generation_ != seen; });
     }
     if (halted_)
       pool.terminate();
@@ -423,7 +458,7 @@ class Mapper {
         input_done_ = true;
         break;
       }
-      chunk->items.push_back(std::move(*item));
+      chunk->items.push(*item);
     }
     if (chunk->items.empty()) return;
     next_number_ += chunk->items.size();
@@ -433,16 +468,15 @@ class Mapper {
 
   void launch(const std::shared_ptr<Chunk>& chunk) {
     ++in_flight_;
-    auto on_result = [this, chunk](std::vector<Outcome> outcomes) {
+    auto on_result = [this, chunk](const ChunkResult& result) {
       std::lock_guard guard(mutex_);
-      chunk->outcomes = std::move(outcomes);
+      chunk->result = result;
       finish(*chunk);
     };
     auto on_error = [this, chunk](std::exception_ptr error) {
-      const std::string why = describe_failure(error);
+      std::string why = describe_failure(error);
       std::lock_guard guard(mutex_);
-      chunk->outcomes.assign(chunk->items.size(), Outcome{false, "", why});
-      chunk->failed_whole = true;
+      chunk->failure = std::move(why);
       finish(*chunk);
     };
     pool_->apply_async_with(std::move(on_result), std::move(on_error), &run_chunk, job_,
@@ -472,13 +506,13 @@ class Mapper {
         continue;
       }
       it = pending_.erase(it);
-      if (chunk->failed_whole && chunk->items.size() > 1) {
+      if (!chunk->failure.empty() && chunk->items.size() > 1) {
         // A worker died or the task timed out: retry its items one by one, so that only
         // the item that causes it fails.
         for (std::size_t i = chunk->items.size(); i-- > 0;) {
           auto single = std::make_shared<Chunk>();
           single->first = chunk->first + i;
-          single->items.push_back(std::move(chunk->items[i]));
+          single->items.push(chunk->items[i]);
           it = pending_.insert(it, single);
           launch(single);
         }
@@ -490,17 +524,27 @@ class Mapper {
 
   void emit(const Chunk& chunk) {
     std::string out;
+    const ChunkResult& result = chunk.result;
+    std::size_t next_failed = 0;
     for (std::size_t i = 0; i < chunk.items.size(); ++i) {
-      const Outcome& outcome = chunk.outcomes[i];
-      out += format_record(options_.format, chunk.items[i], outcome);
-      if (!outcome.ok) {
+      std::string_view error;
+      if (!chunk.failure.empty()) {
+        error = chunk.failure;
+      } else if (next_failed < result.failed.size() && result.failed[next_failed] == i) {
+        error = result.errors[next_failed++];
+      }
+      const bool ok = error.empty();
+      const std::string_view output = ok ? result.outputs[i] : std::string_view();
+      append_record(out, options_.format, chunk.items[i], ok, output, error);
+      if (!ok) {
         ++failed_items_;
         progress_.clear();
         std::fwrite(out.data(), 1, out.size(), stdout);  // keep stdout before stderr
         std::fflush(stdout);
         out.clear();
-        std::fprintf(stderr, "mp-map: %s: '%s': %s\n", input_.where(chunk.first + i).c_str(),
-                     printable(chunk.items[i]).c_str(), outcome.error.c_str());
+        std::fprintf(stderr, "mp-map: %s: '%s': %.*s\n", input_.where(chunk.first + i).c_str(),
+                     printable(chunk.items[i]).c_str(), static_cast<int>(error.size()),
+                     error.data());
         if (options_.halt_on_error) {
           halted_ = true;
           break;
@@ -513,8 +557,9 @@ class Mapper {
     progress_.update(done_items_);
   }
 
-  static std::string printable(const std::string& item) {
-    std::string out = item.size() > 80 ? item.substr(0, 77) + "..." : item;
+  static std::string printable(std::string_view item) {
+    std::string out(item.size() > 80 ? item.substr(0, 77) : item);
+    if (item.size() > 80) out += "...";
     for (char& c : out)
       if (static_cast<unsigned char>(c) < 0x20) c = '?';
     return out;

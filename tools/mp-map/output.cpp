@@ -11,11 +11,20 @@ std::string tsv_field(std::string_view text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\\': out += "\\\\"; break;
-      default: out.push_back(c);
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -28,10 +37,14 @@ std::size_t utf8_sequence(std::string_view s) {
   std::size_t length = 0;
   std::uint32_t min = 0;
   if (lead < 0x80) return 1;
-  if ((lead & 0xe0) == 0xc0) length = 2, min = 0x80;
-  else if ((lead & 0xf0) == 0xe0) length = 3, min = 0x800;
-  else if ((lead & 0xf8) == 0xf0) length = 4, min = 0x10000;
-  else return 0;
+  if ((lead & 0xe0) == 0xc0)
+    length = 2, min = 0x80;
+  else if ((lead & 0xf0) == 0xe0)
+    length = 3, min = 0x800;
+  else if ((lead & 0xf8) == 0xf0)
+    length = 4, min = 0x10000;
+  else
+    return 0;
   if (s.size() < length) return 0;
   std::uint32_t code = lead & (0x7f >> length);
   for (std::size_t i = 1; i < length; ++i) {
@@ -79,20 +92,26 @@ std::string json_string(std::string_view text) {
   return out;
 }
 
-std::string format_record(Format format, std::string_view input, const Outcome& outcome) {
+void append_record(std::string& out, Format format, std::string_view input, bool ok,
+                   std::string_view output, std::string_view error) {
   switch (format) {
     case Format::plain:
-      return outcome.ok ? outcome.output + "\n" : std::string();
+      if (ok) {
+        out.append(output);
+        out.push_back('\n');
+      }
+      return;
     case Format::tsv:
-      return tsv_field(input) + "\t" + tsv_field(outcome.output) + "\t" +
-             (outcome.ok ? "true" : "false") + "\t" + tsv_field(outcome.error) + "\n";
+      out += tsv_field(input) + "\t" + tsv_field(output) + "\t" + (ok ? "true" : "false") + "\t" +
+             tsv_field(error) + "\n";
+      return;
     case Format::jsonl:
-      return "{\"input\": " + json_string(input) +
-             ", \"output\": " + (outcome.ok ? json_string(outcome.output) : "null") +
-             ", \"ok\": " + (outcome.ok ? "true" : "false") +
-             ", \"error\": " + (outcome.ok ? "null" : json_string(outcome.error)) + "}\n";
+      out += "{\"input\": " + json_string(input) +
+             ", \"output\": " + (ok ? json_string(output) : "null") +
+             ", \"ok\": " + (ok ? "true" : "false") +
+             ", \"error\": " + (ok ? "null" : json_string(error)) + "}\n";
+      return;
   }
-  return {};
 }
 
 Progress::Progress(bool enabled, std::FILE* out)

@@ -13,23 +13,12 @@ namespace mp_map {
 
 enum class Format { plain, tsv, jsonl };
 
-// What became of one item.
-struct Outcome {
-  bool ok = false;
-  std::string output;  // the result (ok) or empty
-  std::string error;   // why it failed (not ok)
-
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(ok, output, error);
-  }
-};
-
-// The record of one item on stdout, newline included:
+// Appends the record of one item to `out`, newline included:
 //   plain: the output (nothing for a failed item; its error goes to stderr)
 //   tsv:   input TAB output TAB ok(true|false) TAB error, with \t \n \r \\ escaped
 //   jsonl: {"input": ..., "output": ..., "ok": ..., "error": ...} (output or error null)
-std::string format_record(Format format, std::string_view input, const Outcome& outcome);
+void append_record(std::string& out, Format format, std::string_view input, bool ok,
+                   std::string_view output, std::string_view error);
 
 // JSON string literal for `text`; bytes that are not UTF-8 become U+FFFD.
 std::string json_string(std::string_view text);
