@@ -28,6 +28,7 @@
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 
+#include "figures.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -486,9 +487,17 @@ TEST_P(PoolTest, ParentKilledLeavesNoWorkerBehind) {
   int status = 0;
   ::waitpid(child.pid, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-  for (pid_t pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+  int gone = 0;
+  for (pid_t pid : pids) {
+    const bool ended = mp_test::wait_gone(pid, 10000ms);
+    EXPECT_TRUE(ended) << pid;
+    gone += ended ? 1 : 0;
+  }
   ::close(child.out);
   ::close(child.err);
+  mp_test::record_figure("pool_parents_killed", 1);
+  mp_test::record_figure("pool_workers", static_cast<std::int64_t>(pids.size()));
+  mp_test::record_figure("pool_workers_gone", gone);
 }
 
 TEST_P(PoolTest, CtrlCEndsTheProgramWithoutOrphansOrNoise) {

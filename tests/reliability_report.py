@@ -109,6 +109,34 @@ def render(records, builds):
                          f"{fmt(killed)} parents killed: {fmt(gone)} of {fmt(daemons)} daemon "
                          f"children died with them; {fmt(running)} of {fmt(others)} non-daemon "
                          "children kept running (as in Python)"))
+        pool_parents = test_figure(records, build, "pool_parents_killed")
+        if pool_parents is not None:
+            workers = test_figure(records, build, "pool_workers")
+            gone = test_figure(records, build, "pool_workers_gone")
+            rows.append((kind, "SIGKILL a parent with a running Pool (fork and spawn workers)",
+                         f"{fmt(pool_parents)} parents killed: {fmt(gone)} of {fmt(workers)} "
+                         "pool workers died with them"))
+        load = [r for r in records if r.get("source") == "test" and r["build"] == build
+                and r["figure"].startswith("queue_load_items_")
+                and not r["figure"].startswith("queue_load_items_per_s_")]
+        if load:
+            rates = [r["value"] for r in records if r.get("source") == "test"
+                     and r["build"] == build
+                     and r["figure"].startswith("queue_load_items_per_s_")]
+            methods = ", ".join(sorted(r["figure"].rsplit("_", 1)[1] for r in load))
+            rows.append((kind, "load: 4 producers and 4 consumers move items through one "
+                         f"Queue ({methods}), checked by count, sum and sum of squares",
+                         f"{fmt(sum(r['value'] for r in load))} items moved, none lost or "
+                         "duplicated" + (f"; {fmt(min(rates))} to {fmt(max(rates))} items/s"
+                                         if rates else "")))
+        queue_kills = test_figure(records, build, "queue_processes_sigkilled")
+        if queue_kills is not None:
+            checked = test_figure(records, build, "queue_items_checked")
+            rows.append((kind, "Queue producers and consumers SIGKILLed at random in put/get "
+                         "(fork and spawn)",
+                         f"{fmt(queue_kills)} processes killed; {fmt(checked)} items delivered, "
+                         "each whole, in order per producer, never twice; the queue kept "
+                         "working"))
         workers_killed = test_figure(records, build, "fault_workers_killed")
         if workers_killed is not None:
             participants = sorted({r["test"].split("/")[-1].rsplit("_", 1)[0] for r in records
