@@ -141,28 +141,34 @@ std::string run(const Command& command, std::string_view item,
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
   const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int error = errno;
-    ::close(out[0]);
-    ::close(out[1]);
-    throw std::system_error(error, std::generic_category(), "fork");
-  }
+  const char* path = program.c_str();
+  char* const* child_argv = argv.data();
+  const int write_end = out[1];
+  sigset_t no_signals;
+  ::sigemptyset(&no_signals);
+  // vfork: the child borrows this process's memory until it execs, so starting a command
+  // costs no page-table copy (a pool worker maps a large heap); this thread waits until
+  // then. The child only makes system calls, on values prepared above, and never returns.
+  const pid_t pid = ::vfork();
   if (pid == 0) {
     ::setpgid(0, 0);  // a timeout kills the command with everything it started
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     // Pool workers ignore SIGINT; an ignored signal would stay ignored across exec.
     for (int sig : {SIGINT, SIGPIPE, SIGTERM, SIGQUIT, SIGHUP}) ::signal(sig, SIG_DFL);
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::sigprocmask(SIG_SETMASK, &no_signals, nullptr);
     const int null = ::open("/dev/null", O_RDONLY);
-    if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(out[1], 1) < 0) ::_exit(126);
-    ::execv(program.c_str(), argv.data());
+    if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(write_end, 1) < 0) ::_exit(126);
+    ::execv(path, child_argv);
     static constexpr char kFailed[] = "mp-map: --exec: could not execute the command\n";
     (void)!::write(2, kFailed, sizeof kFailed - 1);
     ::_exit(127);
+  }
+  if (pid < 0) {
+    const int error = errno;
+    ::close(out[0]);
+    ::close(out[1]);
+    throw std::system_error(error, std::generic_category(), "vfork");
   }
   ::close(out[1]);
   const int pidfd = pidfd_open(pid);
