@@ -15,8 +15,10 @@
 //
 // prints (once the seed's typos are fixed: ProcessPoolExecutor, and text.encode(), since
 // sha384 takes bytes)
-//   this is good hash is: e5e0197de50509cabd377f29d85d32c5e9cc3af628b7c2335be98609945b607d7c71baf43311ebe8d40df8a7043ae634
-//   text is good hash is: ae09a3c114181a4f1620216e91f9bd71f79fad300c043a2feb04a0dd395d5ccb2e8192f7e3900e60110cb3eecca8c3e7
+//   this is good hash is:
+//   e5e0197de50509cabd377f29d85d32c5e9cc3af628b7c2335be98609945b607d7c71baf43311ebe8d40df8a7043ae634
+//   text is good hash is:
+//   ae09a3c114181a4f1620216e91f9bd71f79fad300c043a2feb04a0dd395d5ccb2e8192f7e3900e60110cb3eecca8c3e7
 //
 // The seeds also show submit() and as_completed() ("Future Object", "Module functions"):
 //

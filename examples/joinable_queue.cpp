@@ -4,8 +4,8 @@
 //   # wait for a element to be pciked
 //   q.join()
 //
-//   # consumer can use this method to to notify producer who is waiting for this value to be consumed
-//   q.task_done()
+//   # consumer can use this method to to notify producer who is waiting for this value to be
+//   consumed q.task_done()
 //
 // and the Python documentation's example shows them at work (queue module, with threads;
 // multiprocessing.JoinableQueue with processes is the same):

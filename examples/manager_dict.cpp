@@ -37,9 +37,9 @@
 //
 // prints
 //   In foo[Process-1]: d contains {'name': 'Jones', 'role': 'Developer', 'place': 'Hyderabad'}
-//   In bar[Process-2]: d  contains {'name': 'Smith', 'role': 'Developer', 'place': 'Hyderabad', 'country': 'India'}
-//   In main: contents of d = {'name': 'Smith', 'place': 'Hyderabad', 'country': 'India'}
-//   In main: d = <DictProxy object, typeid 'dict' at 0x7f...>
+//   In bar[Process-2]: d  contains {'name': 'Smith', 'role': 'Developer', 'place': 'Hyderabad',
+//   'country': 'India'} In main: contents of d = {'name': 'Smith', 'place': 'Hyderabad', 'country':
+//   'India'} In main: d = <DictProxy object, typeid 'dict' at 0x7f...>
 //
 // The dict lives in shared memory (no manager server process): every operation is a
 // memory operation, not a socket round trip. The seed's bar reads the global `d` (which

@@ -70,7 +70,8 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   constexpr std::string_view kFlag = "-mp_write_seeds=";
   for (int i = 1; i < *argc; ++i) {
     const std::string_view arg = (*argv)[i];
-    if (arg.substr(0, kFlag.size()) == kFlag) std::exit(mp_fuzz::write_seeds(arg.substr(kFlag.size())));
+    if (arg.substr(0, kFlag.size()) == kFlag)
+      std::exit(mp_fuzz::write_seeds(arg.substr(kFlag.size())));
   }
   return 0;
 }

@@ -82,9 +82,9 @@ void load_local_callback(std::string_view tail) {
 
 using Loader = void (*)(std::string_view);
 constexpr std::array<Loader, 9> kLoaders = {
-    &load_as<Int>,   &load_as<String>,   &load_as<Strings>,  &load_as<Table>,
-    &load_as<MaybeChoice>, &load_as<Record>, &load_as<Account>, &load_as<Callback>,
-    &load_local_callback,
+    &load_as<Int>,     &load_as<String>,      &load_as<Strings>,
+    &load_as<Table>,   &load_as<MaybeChoice>, &load_as<Record>,
+    &load_as<Account>, &load_as<Callback>,    &load_local_callback,
 };
 
 // Selector byte + pickle.
@@ -93,8 +93,7 @@ std::string seed(std::size_t selector, std::string_view bytes) {
 }
 
 template <class T>
-void add_seeds(std::vector<std::string>& out, std::size_t selector,
-               const std::vector<T>& values) {
+void add_seeds(std::vector<std::string>& out, std::size_t selector, const std::vector<T>& values) {
   for (const T& value : values) out.push_back(seed(selector, mp::pickle::dumps(value)));
 }
 

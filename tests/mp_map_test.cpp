@@ -81,8 +81,7 @@ TEST_P(MpMapTest, BadItemsAreNamedAndTheOthersStillProcessed) {
   EXPECT_EQ(result.out, "1\n9\n25\n");
   EXPECT_NE(result.err.find("line 2: 'abc': square: not an integer"), std::string::npos)
       << result.err;
-  EXPECT_NE(result.err.find("line 4: '': square: not an integer"), std::string::npos)
-      << result.err;
+  EXPECT_NE(result.err.find("line 4: '': square: not an integer"), std::string::npos) << result.err;
 }
 
 TEST_P(MpMapTest, HaltOnErrorStopsAtTheFirstFailure) {
@@ -201,9 +200,9 @@ INSTANTIATE_TEST_SUITE_P(StartMethods, MpMapTest, ::testing::ValuesIn(mp_test::s
 TEST(MpMap, HelpAndVersion) {
   auto help = mp_test::run_command({MP_MAP_PATH, "--help"});
   EXPECT_EQ(help.exit_status, 0);
-  for (const char* word : {"square", "isprime", "count-primes", "fib", "factor", "sha256",
-                           "sleep", "--exec", "--jobs", "--unordered", "--timeout",
-                           "--halt-on-error", "--progress", "--format", "--start-method"})
+  for (const char* word :
+       {"square", "isprime", "count-primes", "fib", "factor", "sha256", "sleep", "--exec", "--jobs",
+        "--unordered", "--timeout", "--halt-on-error", "--progress", "--format", "--start-method"})
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
   auto version = mp_test::run_command({MP_MAP_PATH, "--version"});
   EXPECT_EQ(version.exit_status, 0);

@@ -67,8 +67,8 @@ std::vector<std::string> corruptions(const std::string& good) {
     std::string flipped = good;
     flipped[at] = static_cast<char>(flipped[at] ^ 0x04);
     out.push_back(flipped);
-    out.push_back(good.substr(0, at) + good.substr(at + 1));                  // deleted
-    out.push_back(good.substr(0, at) + '\xFF' + good.substr(at));             // inserted
+    out.push_back(good.substr(0, at) + good.substr(at + 1));       // deleted
+    out.push_back(good.substr(0, at) + '\xFF' + good.substr(at));  // inserted
   }
   out.push_back(good + '\0');  // trailing byte
   return out;
@@ -158,8 +158,10 @@ TEST_P(ResourceLeak, ManyProcessesLeaveTheFdTableAsItWas) {
   for (int round = 0; round < kRounds; ++round) {
     std::vector<mp::Process> children;
     for (int i = 0; i < kPerRound; ++i) {
-      void (*target)() = i % 4 == 0 ? &exit_three : i % 4 == 1 ? &throw_error
-                                    : i % 4 == 2 ? &sleep_forever : &do_nothing;
+      void (*target)() = i % 4 == 0   ? &exit_three
+                         : i % 4 == 1 ? &throw_error
+                         : i % 4 == 2 ? &sleep_forever
+                                      : &do_nothing;
       children.emplace_back(mp::ProcessOptions{.start_method = GetParam()}, target);
     }
     for (auto& child : children) child.start();
