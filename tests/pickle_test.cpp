@@ -758,3 +758,23 @@ TEST(CodeRef, FunctionPointerCrossesIntoReexecutedBinary) {
 }
 
 }  // namespace
+
+namespace pickle_other_tu {
+std::string vector_of_long();
+std::string map_of_string_to_long();
+std::uint32_t vector_of_long_fingerprint();
+}  // namespace pickle_other_tu
+
+// GCC spells a type's default template arguments in __PRETTY_FUNCTION__ or not,
+// depending on where the type was first named in the translation unit; a fingerprint
+// taken from that spelling made loads<std::vector<long>> refuse a pickle of the very
+// same type written by another .cpp file of the same program.
+TEST(PickleAcrossUnits, FingerprintsDoNotDependOnHowATypeWasFirstSpelled) {
+  EXPECT_EQ(pickle_other_tu::vector_of_long_fingerprint(),
+            mp::detail::type_fingerprint<std::vector<long>>);
+  EXPECT_EQ(mp::pickle::loads<std::vector<long>>(pickle_other_tu::vector_of_long()),
+            (std::vector<long>{7, 7}));
+  EXPECT_EQ(
+      (mp::pickle::loads<std::map<std::string, long>>(pickle_other_tu::map_of_string_to_long())),
+      (std::map<std::string, long>{{"seven", 7}}));
+}

@@ -65,28 +65,12 @@ namespace mp {
 
 namespace detail {
 
-// pickle::loads<T> without the type-fingerprint check, for the pool's own messages, whose
-// type the typed trampoline already fixes. The check cannot be used here: under GCC 12
-// the fingerprint of one type can differ between two template instantiation contexts
-// (`std::vector<long int>` in one, `std::vector<long int, std::allocator<long int> >` in
-// the other), so a worker's result could be refused by the parent that asked for it.
+// The pool's own messages are pickles like any other (type-checked by their header).
+// This once skipped the check, when GCC gave one type two fingerprints depending on
+// where it was first named; type_fingerprint is canonical now (detail/type_name.hpp).
 template <class T>
 T pool_loads(std::string_view data) {
-  if (data.size() < kPickleHeaderSize)
-    throw UnpicklingError("mp::Pool: a message is shorter than a pickle header");
-  T value{};
-  try {
-    std::string_view body = data.substr(kPickleHeaderSize);
-    ArchiveLease<PickleInputArchive, pickle_traits<T>::builtin, std::string_view> archive(body);
-    (*archive)(value);
-    if ((*archive).remaining() != 0) [[unlikely]]
-      throw_trailing_bytes((*archive).remaining(), type_name<T>());
-  } catch (const UnpicklingError&) {
-    throw;
-  } catch (...) {
-    rethrow_unpickling_error(type_name<T>());
-  }
-  return value;
+  return pickle::loads<T>(data);
 }
 
 // The worker side of one task: unpickles its input, runs it, appends the pickled result
