@@ -108,7 +108,7 @@ class Future {
     if constexpr (!std::is_void_v<T>) {
       std::call_once(shared_->once, [&] {
         try {
-          shared_->value.emplace(detail::pool_loads<T>(shared_->state->result_bytes()));
+          shared_->value.emplace(pickle::loads<T>(shared_->state->result_bytes()));
         } catch (...) {
           shared_->decode_error = std::current_exception();
         }

@@ -65,14 +65,6 @@ namespace mp {
 
 namespace detail {
 
-// The pool's own messages are pickles like any other (type-checked by their header).
-// This once skipped the check, when GCC gave one type two fingerprints depending on
-// where it was first named; type_fingerprint is canonical now (detail/type_name.hpp).
-template <class T>
-T pool_loads(std::string_view data) {
-  return pickle::loads<T>(data);
-}
-
 // The worker side of one task: unpickles its input, runs it, appends the pickled result
 // to `result`. Exceptions propagate (the worker reports them as RemoteError).
 using PoolTrampoline = void (*)(std::string_view input, std::string& result);
@@ -93,7 +85,7 @@ struct InitCall {
 
 template <class F, class... Args>
 void run_initializer(std::string_view bound) {
-  auto call = pool_loads<std::tuple<F, Args...>>(bound);
+  auto call = pickle::loads<std::tuple<F, Args...>>(bound);
   std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, call);
 }
 
@@ -222,7 +214,7 @@ std::size_t default_chunksize(std::size_t length, int processes) noexcept;
 // The trampolines. Their pickled code references are computed once per instantiation.
 template <class F, class... Args>
 void pool_apply_call(std::string_view input, std::string& result) {
-  auto bound = pool_loads<std::tuple<F, Args...>>(input);
+  auto bound = pickle::loads<std::tuple<F, Args...>>(input);
   using R = std::invoke_result_t<F&, Args&...>;
   if constexpr (std::is_void_v<R>) {
     std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, bound);
@@ -237,7 +229,7 @@ void pool_apply_call(std::string_view input, std::string& result) {
 // A chunk of map (Star false: f(item)) or starmap (Star true: std::apply(f, item)).
 template <class F, class Item, bool Star>
 void pool_map_call(std::string_view input, std::string& result) {
-  auto bound = pool_loads<std::tuple<F, std::vector<Item>>>(input);
+  auto bound = pickle::loads<std::tuple<F, std::vector<Item>>>(input);
   auto& f = std::get<0>(bound);
   auto& items = std::get<1>(bound);
   if constexpr (Star) {
@@ -464,7 +456,7 @@ class IMapIterator {
     while (buffer_pos_ >= buffer_.size()) {
       auto chunk = state_->next_chunk(*core_, state_, timeout);
       if (!chunk) return std::nullopt;
-      buffer_ = detail::pool_loads<std::vector<T>>(*chunk);
+      buffer_ = pickle::loads<std::vector<T>>(*chunk);
       buffer_pos_ = 0;
     }
     return std::move(buffer_[buffer_pos_++]);
@@ -541,7 +533,7 @@ class Pool {
       auto shared = std::make_shared<typename AsyncResult<R>::Shared>();
       shared->state = state;
       shared->decode = [](std::vector<std::string>& results) {
-        return detail::pool_loads<R>(results.at(0));
+        return pickle::loads<R>(results.at(0));
       };
       AsyncResult<R> result(shared);
       if (callback || error_callback) {
@@ -653,7 +645,7 @@ class Pool {
       std::vector<Result> out;
       bool reserved = false;
       for (auto& chunk : results) {
-        auto part = detail::pool_loads<std::vector<Result>>(chunk);
+        auto part = pickle::loads<std::vector<Result>>(chunk);
         if (!reserved) {  // chunks have equal sizes but the last: one allocation
           reserved = true;
           out.reserve(part.size() * results.size());
