@@ -217,6 +217,33 @@ pid_t detail::shared_memory_watchdog_pid() {
 
 // ---- SharedMemory -------------------------------------------------------------------------
 
+namespace {
+
+// The end of both create_only constructors, once the segment exists as `fd`: records its
+// identity in the registry entry (if the tree cleans it up), then maps it; a failure
+// removes the segment and frees the entry.
+std::shared_ptr<detail::shm_mapping> finish_creation(std::shared_ptr<detail::shm_mapping> mapping,
+                                                     const posix::unique_fd& fd,
+                                                     RegistryEntry* entry, std::size_t size,
+                                                     const SharedMemoryOptions& options) {
+  (void)posix::file_identity(fd.get(), mapping->device, mapping->inode);
+  if (entry) {
+    entry->device = mapping->device;
+    entry->inode = mapping->inode;
+    entry->state.store(kActive, std::memory_order_release);
+  }
+  try {
+    map_segment(*mapping, fd.get(), size, options);
+  } catch (...) {
+    (void)posix::shm_remove(mapping->posix_name.c_str());
+    if (entry) entry->state.store(kFree, std::memory_order_release);
+    throw;
+  }
+  return mapping;
+}
+
+}  // namespace
+
 SharedMemory::SharedMemory(create_only_t, std::size_t size, SharedMemoryOptions options) {
   if (size == 0) throw std::invalid_argument("mp::SharedMemory: size must be positive");
   auto mapping = std::make_shared<detail::shm_mapping>();
@@ -243,20 +270,7 @@ SharedMemory::SharedMemory(create_only_t, std::size_t size, SharedMemoryOptions 
       throw std::system_error(
           ec, "mp::SharedMemory: creating a segment of " + std::to_string(size) + " bytes");
   }
-  (void)posix::file_identity(fd.get(), mapping->device, mapping->inode);
-  if (entry) {
-    entry->device = mapping->device;
-    entry->inode = mapping->inode;
-    entry->state.store(kActive, std::memory_order_release);
-  }
-  try {
-    map_segment(*mapping, fd.get(), size, options);
-  } catch (...) {
-    (void)posix::shm_remove(mapping->posix_name.c_str());
-    if (entry) entry->state.store(kFree, std::memory_order_release);
-    throw;
-  }
-  mapping_ = std::move(mapping);
+  mapping_ = finish_creation(std::move(mapping), fd, entry, size, options);
 }
 
 SharedMemory::SharedMemory(create_only_t, std::string_view name, std::size_t size,
@@ -279,20 +293,7 @@ SharedMemory::SharedMemory(create_only_t, std::string_view name, std::size_t siz
     if (entry) entry->state.store(kFree, std::memory_order_release);
     throw std::system_error(ec, "mp::SharedMemory: creating \"" + mapping->name + "\"");
   }
-  (void)posix::file_identity(fd.get(), mapping->device, mapping->inode);
-  if (entry) {
-    entry->device = mapping->device;
-    entry->inode = mapping->inode;
-    entry->state.store(kActive, std::memory_order_release);
-  }
-  try {
-    map_segment(*mapping, fd.get(), size, options);
-  } catch (...) {
-    (void)posix::shm_remove(mapping->posix_name.c_str());
-    if (entry) entry->state.store(kFree, std::memory_order_release);
-    throw;
-  }
-  mapping_ = std::move(mapping);
+  mapping_ = finish_creation(std::move(mapping), fd, entry, size, options);
 }
 
 SharedMemory::SharedMemory(open_only_t, std::string_view name, SharedMemoryOptions options) {
