@@ -481,22 +481,7 @@ std::string check_consistent(const mp::SharedDict<int, std::vector<int>>& d,
   return "";
 }
 
-class ManagerTest : public ::testing::TestWithParam<std::string> {
- protected:
-  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
-
-  template <class F, class... Args>
-  mp::Process start(F f, Args... args) {
-    mp::Process p(options(), f, args...);
-    p.start();
-    return p;
-  }
-
-  static void join_ok(mp::Process& p) {
-    ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
-    EXPECT_EQ(p.exitcode(), 0) << p.repr();
-  }
-};
+class ManagerTest : public mp_test::StartMethodTest<> {};
 
 TEST_P(ManagerTest, ChildReadsAndWritesDictListNamespace) {
   mp::Manager manager;

@@ -277,22 +277,7 @@ void simple_echo(mp::SimpleQueue<std::string> in, mp::SimpleQueue<std::string> o
   for (std::string text; (text = in.get()) != "stop";) out.put(text + "!");
 }
 
-class QueueTest : public ::testing::TestWithParam<std::string> {
- protected:
-  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
-
-  template <class F, class... Args>
-  mp::Process start(F f, Args... args) {
-    mp::Process p(options(), f, args...);
-    p.start();
-    return p;
-  }
-
-  static void join_ok(mp::Process& p) {
-    ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
-    EXPECT_EQ(p.exitcode(), 0) << p.repr();
-  }
-};
+class QueueTest : public mp_test::StartMethodTest<120> {};
 
 TEST_P(QueueTest, ChildPutsParentGetsInOrder) {
   mp::Queue<int> queue;

@@ -149,22 +149,7 @@ void unlocked_value_write(mp::Value<int> value) {
   value.set_value(value.value() + 1);
 }
 
-class SharedCtypesTest : public ::testing::TestWithParam<std::string> {
- protected:
-  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
-
-  template <class F, class... Args>
-  mp::Process start(F f, Args... args) {
-    mp::Process p(options(), f, args...);
-    p.start();
-    return p;
-  }
-
-  static void join_ok(mp::Process& p) {
-    ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
-    EXPECT_EQ(p.exitcode(), 0) << p.repr();
-  }
-};
+class SharedCtypesTest : public mp_test::StartMethodTest<> {};
 
 TEST_P(SharedCtypesTest, ValueSetInChildIsSeenByParent) {
   mp::Value<int> value(100);

@@ -175,21 +175,8 @@ void load_lock_message_and_increment(std::string path, int n) {
   increment_under_lock(lock, counter, n);
 }
 
-class SynchronizeTest : public ::testing::TestWithParam<std::string> {
+class SynchronizeTest : public mp_test::StartMethodTest<> {
  protected:
-  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
-
-  template <class F, class... Args>
-  mp::Process start(F f, Args... args) {
-    mp::Process p(options(), f, args...);
-    p.start();
-    return p;
-  }
-
-  static void join_ok(mp::Process& p) {
-    ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
-    EXPECT_EQ(p.exitcode(), 0) << p.repr();
-  }
   static void kill_and_join(mp::Process& p) {
     p.kill();
     ASSERT_TRUE(p.join(kJoinLimit));

@@ -14,6 +14,8 @@
 
 #include <gtest/gtest.h>
 
+#include <mp/process.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -38,6 +40,29 @@ inline const std::vector<std::string>& start_methods() {
 inline std::string method_name(const ::testing::TestParamInfo<std::string>& param_info) {
   return param_info.param;
 }
+
+// The base of a test that runs once per start method (its parameter): start(f, args...)
+// starts a child with that method; join_ok joins it within JoinLimitSeconds and expects
+// exit code 0.
+template <int JoinLimitSeconds = 60>
+class StartMethodTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static constexpr std::chrono::seconds kChildJoinLimit{JoinLimitSeconds};
+
+  mp::ProcessOptions options() const { return {.start_method = GetParam()}; }
+
+  template <class F, class... Args>
+  mp::Process start(F f, Args... args) {
+    mp::Process p(options(), f, args...);
+    p.start();
+    return p;
+  }
+
+  static void join_ok(mp::Process& p) {
+    ASSERT_TRUE(p.join(kChildJoinLimit)) << p.repr() << " did not end within the limit";
+    EXPECT_EQ(p.exitcode(), 0) << p.repr();
+  }
+};
 
 // A fresh directory, removed with everything in it at the end of the scope.
 class TempDir {
