@@ -1,6 +1,7 @@
 // Tests for the shared heap (mp/detail/heap.hpp, lib/src/heap.cpp): reuse, exhaustion,
 // and a process killed in the middle of allocating.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -46,6 +47,55 @@ TEST(Heap, FreedBlocksAreReused) {
   arena.free(b);  // a double free is reported and ignored, the free list stays sound
   EXPECT_EQ(arena.allocate(100), b);
   EXPECT_NE(arena.allocate(100), b);
+}
+
+// Bytes of the arena's memfd that hold pages (fstat's st_blocks).
+std::uint64_t arena_resident_bytes(const Arena& arena) {
+  struct stat st {};
+  EXPECT_EQ(::fstat(arena.fd(), &st), 0);
+  return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+
+// A freed large block keeps its pages while the arena's warm budget allows, so the next
+// allocation of its size does not fault fresh zeroed pages in (pool chunks and queue
+// items of a few MiB come and go at a high rate); past the budget, and for blocks
+// bigger than warm blocks may be, freeing gives the pages back to the system.
+TEST(Heap, LargeFreedBlocksStayWarmWithinTheBudgetOnly) {
+  Arena arena = Arena::create(std::uint64_t{1} << 31);
+  constexpr std::size_t kMiB = 1 << 20;
+  const auto base = arena_resident_bytes(arena);
+  const auto touch = [&](std::uint64_t offset, std::size_t size) {
+    std::memset(arena.base() + offset, 1, size);
+  };
+  // One 1 MiB-class block, freed and allocated again: same block, pages kept.
+  const auto a = arena.allocate(kMiB - 64);
+  touch(a, kMiB - 64);
+  EXPECT_GE(arena_resident_bytes(arena) - base, kMiB - 64);
+  arena.free(a);
+  EXPECT_GE(arena_resident_bytes(arena) - base, kMiB - 64) << "a warm block keeps its pages";
+  EXPECT_EQ(arena.allocate(kMiB - 64), a);
+  arena.free(a);
+  // More than the budget at once: what exceeds it is given back.
+  std::vector<std::uint64_t> blocks;
+  const std::size_t count = Arena::kWarmBudget / kMiB + 16;
+  for (std::size_t i = 0; i < count; ++i) {
+    blocks.push_back(arena.allocate(kMiB - 64));
+    touch(blocks.back(), kMiB - 64);
+  }
+  EXPECT_GE(arena_resident_bytes(arena) - base, count * (kMiB - 64));
+  for (auto block : blocks) arena.free(block);
+  const auto kept = arena_resident_bytes(arena) - base;
+  EXPECT_LE(kept, Arena::kWarmBudget + 64 * 4096) << "at most the budget stays resident";
+  EXPECT_GE(kept, Arena::kWarmBudget / 2) << "blocks within the budget stay warm";
+  // A block bigger than any warm block is discarded at once.
+  const std::size_t big = 2 * Arena::kWarmMaxBlock;
+  const auto huge = arena.allocate(big);
+  touch(huge, big);
+  arena.free(huge);
+  EXPECT_LE(arena_resident_bytes(arena) - base, Arena::kWarmBudget + 64 * 4096);
+  // Warm and cold blocks are both reused, warm ones first.
+  for (std::size_t i = 0; i < count; ++i)
+    EXPECT_TRUE(arena.is_allocated(arena.allocate(kMiB - 64)));
 }
 
 TEST(Heap, ExhaustionThrowsAndTheHeapStillWorks) {

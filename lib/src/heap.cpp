@@ -16,7 +16,11 @@
 // Large blocks are powers of two as well (not whole pages): rounding up costs address
 // space, of which a sparse 64 GiB arena has plenty, but no memory, since untouched
 // pages are never allocated. Freeing a block of 64 KiB or more gives its pages back to
-// the system (MADV_REMOVE) apart from the first, which holds the block header.
+// the system (MADV_REMOVE) apart from the first, which holds the block header, unless
+// the block is small enough to stay warm and the arena's warm budget has room: such a
+// block goes on its class's warm list with its pages, and allocation takes warm blocks
+// first. The budget is one counter, changed before a push and after a pop; a process
+// killed in between leaves it too high, which only makes later caching more sparing.
 #include <mp/detail/heap.hpp>
 
 #include <sys/random.h>
@@ -49,7 +53,7 @@ constexpr unsigned kMinClass = 6;   // 64-byte blocks
 constexpr unsigned kMaxClass = 40;  // 1 TiB blocks
 constexpr unsigned kClassCount = kMaxClass - kMinClass + 1;
 constexpr std::uint64_t kBlockHeaderSize = 16;
-constexpr std::uint64_t kDiscardFrom = std::uint64_t{1} << 16;
+constexpr std::uint64_t kDiscardFrom = Arena::kDiscardFrom;
 constexpr std::uint64_t kDefaultHeapSize = std::uint64_t{64} << 30;
 
 constexpr std::uint32_t kBlockUsed = 0x55534544;  // "USED"
@@ -66,6 +70,8 @@ struct ArenaHeader {
   std::atomic<std::uint64_t> serials;
   std::atomic<std::uint64_t> free_heads[kClassCount];
   std::atomic<std::uint64_t> roots[Arena::kRootCount];
+  std::atomic<std::uint64_t> warm_heads[kClassCount];  // free blocks that kept their pages
+  std::atomic<std::uint64_t> warm_bytes;
 };
 static_assert(sizeof(ArenaHeader) <= kHeaderSize);
 
@@ -193,20 +199,13 @@ std::uint64_t Arena::allocate(std::size_t size) {
   const std::uint64_t block_size = std::uint64_t{1} << size_class;
   auto& header = header_of(base_);
 
-  // A free block of this class, if any.
-  auto& head = header.free_heads[size_class - kMinClass];
-  std::uint64_t old_head = head.load(std::memory_order_acquire);
+  // A free block of this class, if any: a warm one first.
   std::uint64_t block = 0;
-  for (;;) {
-    block = head_block(old_head);
-    if (block == 0) break;
-    // If another process pops this block first, `next` may be stale; the tag makes the
-    // CAS below fail then. The header is always mapped, so the read is harmless.
-    const std::uint64_t next = block_at(base_, block).next.load(std::memory_order_relaxed);
-    if (head.compare_exchange_weak(old_head, tagged(next, old_head), std::memory_order_acquire,
-                                   std::memory_order_acquire))
-      break;
+  if (block_size >= kDiscardFrom && block_size <= Arena::kWarmMaxBlock) {
+    block = pop(header.warm_heads[size_class - kMinClass]);
+    if (block != 0) header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
   }
+  if (block == 0) block = pop(header.free_heads[size_class - kMinClass]);
 
   if (block == 0) {  // fresh space from the bump pointer
     const std::uint64_t alignment = std::min<std::uint64_t>(block_size, 4096);
@@ -247,9 +246,38 @@ void Arena::free(std::uint64_t offset) noexcept {
   }
   const unsigned size_class = block_header.size_class;
   const std::uint64_t block_size = std::uint64_t{1} << size_class;
-  if (block_size >= kDiscardFrom)
+  auto& header = header_of(base_);
+  if (block_size >= kDiscardFrom) {
+    if (block_size <= Arena::kWarmMaxBlock &&
+        header.warm_bytes.fetch_add(block_size, std::memory_order_relaxed) + block_size <=
+            Arena::kWarmBudget) {
+      push(header.warm_heads[size_class - kMinClass], block);
+      return;
+    }
+    if (block_size <= Arena::kWarmMaxBlock)
+      header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
     (void)posix::discard_pages(base_ + block + 4096, block_size - 4096);
-  auto& head = header_of(base_).free_heads[size_class - kMinClass];
+  }
+  push(header.free_heads[size_class - kMinClass], block);
+}
+
+// Treiber stack operations on a free list's head (see the top of this file).
+std::uint64_t Arena::pop(std::atomic<std::uint64_t>& head) noexcept {
+  std::uint64_t old_head = head.load(std::memory_order_acquire);
+  for (;;) {
+    const std::uint64_t block = head_block(old_head);
+    if (block == 0) return 0;
+    // If another process pops this block first, `next` may be stale; the tag makes the
+    // CAS below fail then. The header is always mapped, so the read is harmless.
+    const std::uint64_t next = block_at(base_, block).next.load(std::memory_order_relaxed);
+    if (head.compare_exchange_weak(old_head, tagged(next, old_head), std::memory_order_acquire,
+                                   std::memory_order_acquire))
+      return block;
+  }
+}
+
+void Arena::push(std::atomic<std::uint64_t>& head, std::uint64_t block) noexcept {
+  auto& block_header = block_at(base_, block);
   std::uint64_t old_head = head.load(std::memory_order_relaxed);
   do {
     block_header.next.store(head_block(old_head), std::memory_order_relaxed);

@@ -33,6 +33,14 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
   ~Arena();
 
+  // Freed blocks of kDiscardFrom bytes or more give their pages back to the system,
+  // except that blocks up to kWarmMaxBlock bytes stay resident ("warm") while the warm
+  // blocks of the arena total at most kWarmBudget bytes: reusing a warm block costs no
+  // page faults, which dominate moving a chunk of a few MiB through fresh pages.
+  static constexpr std::uint64_t kDiscardFrom = std::uint64_t{1} << 16;
+  static constexpr std::uint64_t kWarmMaxBlock = std::uint64_t{4} << 20;
+  static constexpr std::uint64_t kWarmBudget = std::uint64_t{32} << 20;
+
   // Offset of a block of at least `size` bytes, 16-byte aligned (64 for blocks of 64
   // bytes or more). Lock-free. Throws mp::HeapExhausted.
   std::uint64_t allocate(std::size_t size);
@@ -60,6 +68,8 @@ class Arena {
  private:
   Arena(posix::unique_fd fd, std::byte* base, std::uint64_t size) noexcept
       : fd_(std::move(fd)), base_(base), size_(size) {}
+  std::uint64_t pop(std::atomic<std::uint64_t>& head) noexcept;
+  void push(std::atomic<std::uint64_t>& head, std::uint64_t block) noexcept;
 
   posix::unique_fd fd_;
   std::byte* base_ = nullptr;
