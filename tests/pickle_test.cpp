@@ -244,6 +244,24 @@ std::string u64_bytes(std::uint64_t value) {
 
 // ---- Round trips -----------------------------------------------------------------------
 
+// load() decodes into an existing value, reusing its storage: the loop the pool runs
+// over its result chunks.
+TEST(PickleLoad, LoadsIntoAnExistingValueReusingItsStorage) {
+  std::vector<std::int64_t> value;
+  value.reserve(1000);
+  const auto* storage = value.data();
+  mp::pickle::load(mp::pickle::dumps(std::vector<std::int64_t>{1, 2, 3}), value);
+  EXPECT_EQ(value, (std::vector<std::int64_t>{1, 2, 3}));
+  mp::pickle::load(mp::pickle::dumps(std::vector<std::int64_t>(500, 7)), value);
+  EXPECT_EQ(value, std::vector<std::int64_t>(500, 7));
+  EXPECT_EQ(value.data(), storage);
+  std::string text = "keep";
+  EXPECT_THROW(mp::pickle::load(mp::pickle::dumps(42), text), mp::UnpicklingError);
+  EXPECT_THROW(mp::pickle::load(std::string_view("mp"), value), mp::UnpicklingError);
+  mp::pickle::load(mp::pickle::dumps(std::string("hello")), text);
+  EXPECT_EQ(text, "hello");
+}
+
 TEST(Pickle, ArithmeticRoundTrip) {
   EXPECT_EQ(round_trip(42), 42);
   EXPECT_EQ(round_trip(-1), -1);

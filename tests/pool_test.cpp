@@ -29,6 +29,7 @@
 #include <mp/synchronize.hpp>
 
 #include "figures.hpp"
+#include "heap_arena.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -52,6 +53,8 @@ int kill_self_at(int x, int victim) {
   if (x == victim) ::kill(::getpid(), SIGKILL);
   return x;
 }
+std::int64_t square64(std::int64_t x) { return x * x; }
+int kill_self_at_170000(int x) { return kill_self_at(x, 170'000); }
 int exit_at(int x) {
   if (x == 2) std::exit(3);
   return x;
@@ -305,6 +308,52 @@ TEST_P(PoolTest, WorkerKilledInTheMiddleOfMapFailsExactlyItsTask) {
   EXPECT_EQ(pool.map(square, std::views::iota(0, 100)).size(), 100u);
   EXPECT_EQ(pool.worker_pids().size(), 2u);
   EXPECT_NE(pool.worker_pids(), pids_before);
+}
+
+// Chunks of about 1 MB travel through the shared heap, read and written there in place;
+// every block is given back, so repeated maps reuse the same blocks instead of growing
+// the heap.
+TEST_P(PoolTest, LargeChunksGoThroughTheSharedHeapAndAreGivenBack) {
+  mp::Pool pool(options());
+  constexpr std::int64_t n = 1'000'000;  // 8 chunks of 125,000 int64s
+  const auto map_once = [&] {
+    const auto squares = pool.map(square64, std::views::iota(std::int64_t{0}, n));
+    ASSERT_EQ(squares.size(), static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; i += 997) ASSERT_EQ(squares[i], i * i);
+    EXPECT_EQ(squares.back(), (n - 1) * (n - 1));
+  };
+  map_once();
+  const int fd = ::dup(mp::detail::heap_main_fd());
+  ASSERT_GE(fd, 0);
+  auto heap = mp::detail::Arena::attach(mp::posix::unique_fd(fd));
+  const std::uint64_t used = heap.bump_used();
+  for (int i = 0; i < 5; ++i) map_once();
+  // A leak would be 16 blocks of 1 MiB per map.
+  EXPECT_LE(heap.bump_used(), used + (std::uint64_t{8} << 20));
+}
+
+// A worker killed in the middle of a large chunk fails that chunk only; the chunks it
+// had not started are sent again from their heap blocks and come back intact.
+TEST_P(PoolTest, WorkerKilledDuringLargeChunksFailsOnlyItsChunk) {
+  mp::Pool pool(options());
+  constexpr int n = 400'000, chunk = 50'000;  // 200 KB per chunk, in the heap
+  auto it = pool.imap(kill_self_at_170000, std::views::iota(0, n), chunk, 8);
+  std::vector<int> got;
+  int lost = 0;
+  for (;;) {
+    try {
+      auto v = it.next(60s);
+      if (!v) break;
+      got.push_back(*v);
+    } catch (const mp::WorkerLostError&) {
+      ++lost;
+    }
+  }
+  EXPECT_EQ(lost, 1);
+  std::vector<int> expected;
+  for (int i = 0; i < n; ++i)
+    if (i / chunk != 170'000 / chunk) expected.push_back(i);
+  EXPECT_EQ(got, expected);
 }
 
 TEST_P(PoolTest, TaskCallingExitOrCrashingFailsWithWorkerLostError) {

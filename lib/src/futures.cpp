@@ -18,7 +18,7 @@ void FutureState::task_dispatched(std::uint64_t) noexcept {
   if (status_ == Status::pending) status_ = Status::running;
 }
 
-void FutureState::task_done(std::uint64_t, std::string&& result) noexcept {
+void FutureState::task_done(std::uint64_t, PoolBytes&& result) noexcept {
   std::unique_lock lock(mutex_);
   if (status_ == Status::finished || status_ == Status::cancelled) return;
   result_ = std::move(result);

@@ -337,11 +337,6 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
     std::string_view payload;
     while (!tasks.peek(header, payload)) tasks.wait_data();
     if (header.kind == Kind::stop) return;
-    if (header.kind == Kind::task_blob) {
-      BlobRef blob;
-      std::memcpy(&blob, payload.data(), sizeof blob);
-      payload = std::string_view(static_cast<const char*>(heap_address(blob.ref)), blob.size);
-    }
     const auto start = Clock::now();
     channel->started_ns.store(start.time_since_epoch().count(), std::memory_order_relaxed);
     channel->started.store(header.seq + 1, std::memory_order_release);
@@ -355,7 +350,13 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
         cached_trampoline = pickle::loads<PoolTrampoline>(trampoline_bytes);
         cached_trampoline_bytes = trampoline_bytes;
       }
-      cached_trampoline(payload.substr(4 + trampoline_size), result);
+      std::string_view input = payload.substr(4 + trampoline_size);
+      if (header.kind == Kind::task_blob) {  // the input is in a heap block
+        BlobRef blob;
+        std::memcpy(&blob, input.data(), sizeof blob);
+        input = std::string_view(static_cast<const char*>(heap_address(blob.ref)), blob.size);
+      }
+      cached_trampoline(input, result);
     } catch (...) {
       result = encode_error(describe_current_exception());
       kind = Kind::error;
@@ -382,12 +383,11 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     std::shared_ptr<JobSink> sink;
     std::uint64_t index = 0;
     const std::string* trampoline = nullptr;
-    std::string input;
+    PoolBytes input;
   };
   struct InFlight {
     std::uint64_t seq = 0;
     Task task;
-    std::optional<shared_ref> blob;
   };
   struct Worker {
     Process process;
@@ -407,7 +407,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   struct Completion {
     std::shared_ptr<JobSink> sink;
     std::uint64_t index;
-    std::string result;
+    PoolBytes result;
     std::exception_ptr error;
   };
   enum class State { running, closed, terminated };
@@ -495,30 +495,24 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     const auto trampoline_size = static_cast<std::uint32_t>(task.trampoline->size());
     const std::string_view size_bytes(reinterpret_cast<const char*>(&trampoline_size), 4);
     const std::uint64_t seq = w.next_seq;
-    std::optional<shared_ref> blob;
+    // A large input travels in its heap block (kept until the task's result arrives, and
+    // sent again if the worker dies before starting it).
+    if (4 + trampoline_size + task.input.size() > kInlineMax) task.input.move_to_heap();
     bool written;
-    if (4 + trampoline_size + task.input.size() > kInlineMax) {
-      const std::size_t size = 4 + trampoline_size + task.input.size();
-      BlobRef ref{heap_allocate(size), size};
-      char* out = static_cast<char*>(heap_address(ref.ref));
-      std::memcpy(out, size_bytes.data(), 4);
-      std::memcpy(out + 4, task.trampoline->data(), trampoline_size);
-      std::memcpy(out + 4 + trampoline_size, task.input.data(), task.input.size());
+    if (const auto& block = task.input.block()) {
+      const BlobRef ref{*block, task.input.size()};
       written = ring.try_write(Kind::task_blob, seq, 0,
-                               {std::string_view(reinterpret_cast<const char*>(&ref), sizeof ref)});
-      if (!written) {
-        heap_free(ref.ref);
-        return false;
-      }
-      blob = ref.ref;  // the input stays in `task` too, for a re-dispatch
+                               {size_bytes, *task.trampoline,
+                                std::string_view(reinterpret_cast<const char*>(&ref), sizeof ref)});
     } else {
-      written = ring.try_write(Kind::task, seq, 0, {size_bytes, *task.trampoline, task.input});
-      if (!written) return false;
+      written =
+          ring.try_write(Kind::task, seq, 0, {size_bytes, *task.trampoline, task.input.view()});
     }
+    if (!written) return false;
     if (ring.consumer_wants_wake()) ring.futex_wake_consumer();
     ++w.next_seq;
     task.sink->task_dispatched(task.index);
-    w.inflight.push_back(InFlight{seq, std::move(task), blob});
+    w.inflight.push_back(InFlight{seq, std::move(task)});
     return true;
   }
 
@@ -549,16 +543,14 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       }
       InFlight in = std::move(w.inflight.front());
       w.inflight.pop_front();
-      if (in.blob) heap_free(*in.blob);
       Completion c{std::move(in.task.sink), in.task.index, {}, nullptr};
       if (header.kind == Kind::result) {
-        c.result.assign(payload.data(), payload.size());
+        c.result = std::string(payload);
         record_task_time(header.aux);
       } else if (header.kind == Kind::result_blob) {
         BlobRef blob;
         std::memcpy(&blob, payload.data(), sizeof blob);
-        c.result.assign(static_cast<const char*>(heap_address(blob.ref)), blob.size);
-        heap_free(blob.ref);
+        c.result = PoolBytes::adopt(blob.ref, blob.size);  // read in place, freed with it
         record_task_time(header.aux);
       } else {
         auto [type, message] = decode_error(payload);
@@ -570,10 +562,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   }
 
   void fail_inflight(InFlight& in, std::exception_ptr error, std::vector<Completion>& done) {
-    if (in.blob) {
-      heap_free(*in.blob);
-      in.blob.reset();
-    }
+    in.task.input = {};
     done.push_back(Completion{std::move(in.task.sink), in.task.index, {}, std::move(error)});
   }
 
@@ -611,7 +600,6 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
           error = std::make_exception_ptr(WorkerLostError(w.pid, exitcode));
         fail_inflight(in, error, done);
       } else {
-        if (in.blob) heap_free(*in.blob);
         again.push_back(std::move(in.task));
       }
     }
@@ -979,7 +967,7 @@ ResultState::ResultState(std::size_t tasks) : remaining_(tasks), results_(tasks)
   }
 }
 
-void ResultState::task_done(std::uint64_t index, std::string&& result) noexcept {
+void ResultState::task_done(std::uint64_t index, PoolBytes&& result) noexcept {
   std::unique_lock lock(mutex_);
   if (complete_ || index >= results_.size()) return;
   results_[index] = std::move(result);
@@ -1070,8 +1058,8 @@ struct IMapState::Impl {
   std::uint64_t submitted = 0;  // chunks handed to the pool
   std::uint64_t delivered = 0;  // chunks returned by next_chunk
   bool input_done = false;
-  std::map<std::uint64_t, std::pair<std::string, std::exception_ptr>> arrived;  // ordered
-  std::deque<std::pair<std::string, std::exception_ptr>> arrived_any;           // unordered
+  std::map<std::uint64_t, std::pair<PoolBytes, std::exception_ptr>> arrived;  // ordered
+  std::deque<std::pair<PoolBytes, std::exception_ptr>> arrived_any;           // unordered
 };
 
 IMapState::IMapState(bool ordered, std::size_t buffersize,
@@ -1083,7 +1071,7 @@ IMapState::IMapState(bool ordered, std::size_t buffersize,
   impl_->trampoline = trampoline;
 }
 
-void IMapState::task_done(std::uint64_t index, std::string&& result) noexcept {
+void IMapState::task_done(std::uint64_t index, PoolBytes&& result) noexcept {
   std::lock_guard lock(impl_->mutex);
   if (impl_->ordered)
     impl_->arrived[index] = {std::move(result), nullptr};
@@ -1095,9 +1083,9 @@ void IMapState::task_done(std::uint64_t index, std::string&& result) noexcept {
 void IMapState::task_failed(std::uint64_t index, std::exception_ptr error) noexcept {
   std::lock_guard lock(impl_->mutex);
   if (impl_->ordered)
-    impl_->arrived[index] = {std::string(), std::move(error)};
+    impl_->arrived[index] = {PoolBytes(), std::move(error)};
   else
-    impl_->arrived_any.emplace_back(std::string(), std::move(error));
+    impl_->arrived_any.emplace_back(PoolBytes(), std::move(error));
   impl_->changed.notify_all();
 }
 
@@ -1135,11 +1123,10 @@ void IMapState::fill(PoolCore& core, const std::shared_ptr<JobSink>& self) {
   }
 }
 
-std::optional<std::string> IMapState::next_chunk(PoolCore& core,
-                                                 const std::shared_ptr<JobSink>& self,
-                                                 std::optional<std::chrono::nanoseconds> timeout) {
+std::optional<PoolBytes> IMapState::next_chunk(PoolCore& core, const std::shared_ptr<JobSink>& self,
+                                               std::optional<std::chrono::nanoseconds> timeout) {
   fill(core, self);
-  std::pair<std::string, std::exception_ptr> got;
+  std::pair<PoolBytes, std::exception_ptr> got;
   {
     std::unique_lock lock(impl_->mutex);
     auto available = [&] {
@@ -1170,6 +1157,58 @@ std::optional<std::string> IMapState::next_chunk(PoolCore& core,
   fill(core, self);
   if (got.second) std::rethrow_exception(got.second);
   return std::move(got.first);
+}
+
+// ---------------------------------------------------------------- PoolBytes
+
+PoolBytes PoolBytes::copy_of(std::string_view bytes) {
+  if (bytes.size() < kHeapFrom) return PoolBytes(std::string(bytes));
+  const shared_ref block = heap_allocate(bytes.size());
+  std::memcpy(heap_address(block), bytes.data(), bytes.size());
+  return adopt(block, bytes.size());
+}
+
+PoolBytes PoolBytes::adopt(shared_ref block, std::size_t size) noexcept {
+  PoolBytes out;
+  out.block_ = block;
+  out.data_ = static_cast<const char*>(heap_address(block));
+  out.size_ = size;
+  return out;
+}
+
+PoolBytes::PoolBytes(PoolBytes&& other) noexcept
+    : bytes_(std::move(other.bytes_)),
+      block_(std::exchange(other.block_, std::nullopt)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {
+  other.bytes_.clear();
+}
+
+PoolBytes& PoolBytes::operator=(PoolBytes&& other) noexcept {
+  if (this != &other) {
+    if (block_) heap_free(*block_);
+    bytes_ = std::move(other.bytes_);
+    other.bytes_.clear();
+    block_ = std::exchange(other.block_, std::nullopt);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+PoolBytes::~PoolBytes() {
+  if (block_) heap_free(*block_);
+}
+
+std::string_view PoolBytes::view() const noexcept {
+  return block_ ? std::string_view(data_, size_) : std::string_view(bytes_);
+}
+
+void PoolBytes::move_to_heap() {
+  if (block_) return;
+  const shared_ref block = heap_allocate(bytes_.size());
+  std::memcpy(heap_address(block), bytes_.data(), bytes_.size());
+  *this = adopt(block, bytes_.size());
 }
 
 std::size_t default_chunksize(std::size_t length, int processes) noexcept {

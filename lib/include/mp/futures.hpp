@@ -53,7 +53,7 @@ class FutureState : public JobSink {
  public:
   enum class Status { pending, running, cancelled, finished };
 
-  void task_done(std::uint64_t index, std::string&& result) noexcept override;
+  void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
   void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
   void task_dispatched(std::uint64_t index) noexcept override;
 
@@ -65,7 +65,7 @@ class FutureState : public JobSink {
   // For a task taken back by shutdown(cancel_futures=true).
   void set_cancelled() noexcept;
   // After finished: the pickled result, or the error.
-  const std::string& result_bytes() const noexcept { return result_; }
+  std::string_view result_bytes() const noexcept { return result_.view(); }
   std::exception_ptr error() const noexcept { return error_; }
   // Runs `callback` when the future finishes or is cancelled (at once if it has).
   void add_done_callback(std::function<void()> callback);
@@ -86,7 +86,7 @@ class FutureState : public JobSink {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   Status status_ = Status::pending;
-  std::string result_;
+  PoolBytes result_;
   std::exception_ptr error_;
   std::vector<std::function<void()>> callbacks_;
   std::vector<std::shared_ptr<Waiter>> waiters_;

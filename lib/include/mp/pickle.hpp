@@ -146,24 +146,18 @@ std::string dumps(const T& obj) {
   return out;
 }
 
-// The value pickled in `data`, which must be exactly one pickle of T (Python:
-// pickle.loads). Compile-time error if T is not picklable. Throws mp::UnpicklingError
-// if `data` is not a complete, valid pickle of T (wrong type, truncated, corrupt,
-// trailing bytes, sizes that cannot be allocated), or if a function pointer in it names
-// code this process does not have. Other exceptions from a user type's load() or
-// serialize() pass through unchanged (cereal::Exception, std::length_error and
-// std::bad_alloc become UnpicklingError).
+// Loads the value pickled in `data` into `value`, reusing what storage `value` has (a
+// vector's or string's capacity): for decoding many pickles of one type in a loop.
+// Throws as loads(); `value` is then valid but unspecified.
 template <class T>
-T loads(std::string_view data) {
+void load(std::string_view data, T& value) {
   if constexpr (!picklable<T>) {
     detail::report_unpicklable<typename detail::pickle_traits<T>::culprit>();
-    throw std::logic_error("unreachable");
   } else {
     std::uint64_t header = 0;
     if (data.size() >= sizeof header) std::memcpy(&header, data.data(), sizeof header);
     if (data.size() < sizeof header || header != detail::pickle_header<T>) [[unlikely]]
       detail::throw_bad_header(data, detail::pickle_header<T>, detail::type_name<T>());
-    T value{};
     try {
       std::string_view body = data.substr(sizeof header);
       detail::ArchiveLease<detail::PickleInputArchive, detail::pickle_traits<T>::builtin,
@@ -177,6 +171,24 @@ T loads(std::string_view data) {
     } catch (...) {
       detail::rethrow_unpickling_error(detail::type_name<T>());
     }
+  }
+}
+
+// The value pickled in `data`, which must be exactly one pickle of T (Python:
+// pickle.loads). Compile-time error if T is not picklable. Throws mp::UnpicklingError
+// if `data` is not a complete, valid pickle of T (wrong type, truncated, corrupt,
+// trailing bytes, sizes that cannot be allocated), or if a function pointer in it names
+// code this process does not have. Other exceptions from a user type's load() or
+// serialize() pass through unchanged (cereal::Exception, std::length_error and
+// std::bad_alloc become UnpicklingError).
+template <class T>
+T loads(std::string_view data) {
+  if constexpr (!picklable<T>) {
+    detail::report_unpicklable<typename detail::pickle_traits<T>::culprit>();
+    throw std::logic_error("unreachable");
+  } else {
+    T value{};
+    load(data, value);
     return value;
   }
 }

@@ -58,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include <mp/detail/heap.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
@@ -89,12 +90,46 @@ void run_initializer(std::string_view bound) {
   std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, call);
 }
 
+// A pickled task input or result: in a std::string when small, else in a block of the
+// shared heap, which a worker reads (input) or wrote (result) in place, so a chunk of
+// several MiB is copied once per direction instead of through fresh malloc'd strings.
+// Move-only; frees its block.
+class PoolBytes {
+ public:
+  static constexpr std::size_t kHeapFrom = 16 * 1024;  // the pool's records hold less inline
+
+  PoolBytes() noexcept = default;
+  PoolBytes(std::string bytes) noexcept : bytes_(std::move(bytes)) {}  // NOLINT: implicit
+  // A copy of `bytes`: in the shared heap from kHeapFrom bytes on. Throws HeapExhausted.
+  static PoolBytes copy_of(std::string_view bytes);
+  // Takes over a heap block of which the first `size` bytes are the value.
+  static PoolBytes adopt(shared_ref block, std::size_t size) noexcept;
+  PoolBytes(PoolBytes&& other) noexcept;
+  PoolBytes& operator=(PoolBytes&& other) noexcept;
+  PoolBytes(const PoolBytes&) = delete;
+  PoolBytes& operator=(const PoolBytes&) = delete;
+  ~PoolBytes();
+
+  std::string_view view() const noexcept;
+  std::size_t size() const noexcept { return view().size(); }
+  // The heap block holding the bytes, if any.
+  const std::optional<shared_ref>& block() const noexcept { return block_; }
+  // Moves bytes held in a string into the shared heap. Throws HeapExhausted.
+  void move_to_heap();
+
+ private:
+  std::string bytes_;
+  std::optional<shared_ref> block_;
+  const char* data_ = nullptr;  // with block_: its address in this process
+  std::size_t size_ = 0;
+};
+
 // Receives the outcome of each task of one job (apply, map, imap...), in the pool's
 // result thread. Implementations must not throw.
 class JobSink {
  public:
   virtual ~JobSink() = default;
-  virtual void task_done(std::uint64_t index, std::string&& result) noexcept = 0;
+  virtual void task_done(std::uint64_t index, PoolBytes&& result) noexcept = 0;
   virtual void task_failed(std::uint64_t index, std::exception_ptr error) noexcept = 0;
   // The task was handed to a worker (it can no longer be cancelled). Called with the
   // pool's mutex held: must be quick and must not call into the pool.
@@ -105,7 +140,7 @@ class JobSink {
 // long as the program) and the pickled input.
 struct PoolTaskInput {
   const std::string* trampoline;
-  std::string input;
+  PoolBytes input;
 };
 
 // The untyped pool, compiled once in lib/src/pool.cpp.
@@ -154,7 +189,7 @@ class PoolCore {
 class ResultState : public JobSink {
  public:
   explicit ResultState(std::size_t tasks);
-  void task_done(std::uint64_t index, std::string&& result) noexcept override;
+  void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
   void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
 
   bool ready() const;
@@ -164,7 +199,7 @@ class ResultState : public JobSink {
   // the tasks are submitted.
   void set_helper(std::function<int()> helper);
   // After ready(): the pickled results, in task order (empty when error() is set).
-  std::vector<std::string>& results() noexcept { return results_; }
+  std::vector<PoolBytes>& results() noexcept { return results_; }
   std::exception_ptr error() const noexcept { return error_; }
   // Called once when the result becomes ready (in the result thread, or at once if
   // already ready). Exceptions it throws are reported on stderr.
@@ -181,7 +216,7 @@ class ResultState : public JobSink {
   bool ready_ = false;
   std::atomic<bool> ready_flag_{false};
   std::function<int()> helper_;
-  std::vector<std::string> results_;
+  std::vector<PoolBytes> results_;
   std::exception_ptr error_;
   std::function<void()> on_ready_;
 };
@@ -194,15 +229,15 @@ class IMapState : public JobSink {
   // false at the end of the input. It runs in the consumer's thread.
   IMapState(bool ordered, std::size_t buffersize, std::function<bool(std::string& input)> feed,
             const std::string* trampoline);
-  void task_done(std::uint64_t index, std::string&& result) noexcept override;
+  void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
   void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
 
   // Submits chunks until `buffersize` are in flight or the input ends.
   void fill(PoolCore& core, const std::shared_ptr<JobSink>& self);
   // The next chunk's pickled results; nullopt at the end. Throws the chunk's error, or
   // mp::TimeoutError if nothing arrives within `timeout`.
-  std::optional<std::string> next_chunk(PoolCore& core, const std::shared_ptr<JobSink>& self,
-                                        std::optional<std::chrono::nanoseconds> timeout);
+  std::optional<PoolBytes> next_chunk(PoolCore& core, const std::shared_ptr<JobSink>& self,
+                                      std::optional<std::chrono::nanoseconds> timeout);
 
  private:
   struct Impl;
@@ -346,7 +381,7 @@ class AsyncResult {
   // Internal: built by Pool.
   struct Shared {
     std::shared_ptr<detail::ResultState> state;
-    T (*decode)(std::vector<std::string>&) = nullptr;
+    T (*decode)(std::vector<detail::PoolBytes>&) = nullptr;
     std::once_flag once;
     std::optional<T> value;
     std::exception_ptr decode_error;
@@ -456,7 +491,7 @@ class IMapIterator {
     while (buffer_pos_ >= buffer_.size()) {
       auto chunk = state_->next_chunk(*core_, state_, timeout);
       if (!chunk) return std::nullopt;
-      buffer_ = pickle::loads<std::vector<T>>(*chunk);
+      pickle::load(chunk->view(), buffer_);
       buffer_pos_ = 0;
     }
     return std::move(buffer_[buffer_pos_++]);
@@ -532,8 +567,8 @@ class Pool {
     } else {
       auto shared = std::make_shared<typename AsyncResult<R>::Shared>();
       shared->state = state;
-      shared->decode = [](std::vector<std::string>& results) {
-        return pickle::loads<R>(results.at(0));
+      shared->decode = [](std::vector<detail::PoolBytes>& results) {
+        return pickle::loads<R>(results.at(0).view());
       };
       AsyncResult<R> result(shared);
       if (callback || error_callback) {
@@ -641,47 +676,58 @@ class Pool {
     state->set_helper(core_->helper());
     auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
     shared->state = state;
-    shared->decode = [](std::vector<std::string>& results) {
+    shared->decode = [](std::vector<detail::PoolBytes>& results) {
+      // Each chunk is decoded into one reused vector, then moved to the end of `out`:
+      // one allocation for `out`, one for the chunks, whatever their number.
       std::vector<Result> out;
-      bool reserved = false;
-      for (auto& chunk : results) {
-        auto part = pickle::loads<std::vector<Result>>(chunk);
-        if (!reserved) {  // chunks have equal sizes but the last: one allocation
-          reserved = true;
+      std::vector<Result> part;
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        pickle::load(results[i].view(), part);
+        results[i] = {};  // gives the chunk's heap block back at once
+        if (i == 0) {
           out.reserve(part.size() * results.size());
+          if (results.size() == 1) return part;
         }
-        if (out.empty() && out.capacity() <= part.size()) {
-          out = std::move(part);
-        } else {
-          out.insert(out.end(), std::make_move_iterator(part.begin()),
-                     std::make_move_iterator(part.end()));
-        }
-        std::string().swap(chunk);
+        out.insert(out.end(), std::make_move_iterator(part.begin()),
+                   std::make_move_iterator(part.end()));
       }
       return out;
     };
     const std::string* trampoline = detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>();
+    // Chunks are pickled one by one into a reused buffer and copied to the shared heap,
+    // then handed to the pool about every kBatchBytes, so workers start on the first
+    // chunks while later ones are being pickled.
+    constexpr std::size_t kBatchBytes = 256 * 1024;
     std::vector<detail::PoolTaskInput> tasks;
-    tasks.reserve(chunks);
-    std::vector<Item> part;
-    auto add_item = [&](auto&& item) {
-      if (part.empty()) part.reserve(chunksize);
-      part.push_back(static_cast<Item>(std::forward<decltype(item)>(item)));
-      if (part.size() == chunksize) {
-        tasks.push_back(
-            {trampoline, pickle::dumps(std::tuple<F, std::vector<Item>>(fn, std::move(part)))});
-        part = {};
+    std::size_t batch_bytes = 0, first_index = 0;
+    std::tuple<F, std::vector<Item>> bound(fn, std::vector<Item>{});
+    auto& part = std::get<1>(bound);
+    std::string pickled;
+    const auto add_chunk = [&] {
+      pickled.clear();
+      pickle::dump(bound, pickled);
+      part.clear();
+      tasks.push_back({trampoline, detail::PoolBytes::copy_of(pickled)});
+      batch_bytes += pickled.size();
+      if (batch_bytes >= kBatchBytes) {
+        const std::size_t count = tasks.size();
+        core_->submit(state, first_index, std::exchange(tasks, {}));
+        first_index += count;
+        batch_bytes = 0;
       }
+    };
+    auto add_item = [&](auto&& item) {
+      if (part.capacity() < chunksize) part.reserve(chunksize);
+      part.push_back(static_cast<Item>(std::forward<decltype(item)>(item)));
+      if (part.size() == chunksize) add_chunk();
     };
     if constexpr (std::ranges::sized_range<R>) {
       for (auto&& item : items) add_item(std::forward<decltype(item)>(item));
     } else {
       for (auto& item : all) add_item(std::move(item));
     }
-    if (!part.empty())
-      tasks.push_back(
-          {trampoline, pickle::dumps(std::tuple<F, std::vector<Item>>(fn, std::move(part)))});
-    core_->submit(state, 0, std::move(tasks));
+    if (!part.empty()) add_chunk();
+    if (!tasks.empty() || first_index == 0) core_->submit(state, first_index, std::move(tasks));
     return AsyncResult<std::vector<Result>>(shared);
   }
 
