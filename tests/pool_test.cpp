@@ -75,6 +75,19 @@ int wait_for_event(mp::Event event) {
   return 1;
 }
 
+// Blocks on `event` (at most a minute) for item 0; returns other items at once.
+struct WaitOnZero {
+  mutable mp::Event event;
+  int operator()(int x) const {
+    if (x == 0) (void)event.wait(60s);
+    return x;
+  }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(event);
+  }
+};
+
 // A picklable function object with state.
 struct Scale {
   int factor = 1;
@@ -354,6 +367,39 @@ TEST_P(PoolTest, WorkerKilledDuringLargeChunksFailsOnlyItsChunk) {
   for (int i = 0; i < n; ++i)
     if (i / chunk != 170'000 / chunk) expected.push_back(i);
   EXPECT_EQ(got, expected);
+}
+
+// Workers are sent a few tasks ahead. A worker left idle takes back the tasks queued
+// behind a long one in another worker: they do not wait for it.
+TEST_P(PoolTest, IdleWorkerTakesOverTasksQueuedBehindALongOne) {
+  mp::Pool pool(options());
+  mp::Event event;
+  auto it = pool.imap_unordered(WaitOnZero{event}, std::views::iota(0, 8), 1, 8);
+  std::set<int> got;
+  for (int i = 0; i < 7; ++i) {
+    auto v = it.next(30s);  // a TimeoutError here: a task stayed behind item 0
+    ASSERT_TRUE(v.has_value());
+    got.insert(*v);
+  }
+  EXPECT_EQ(got, (std::set<int>{1, 2, 3, 4, 5, 6, 7}));
+  event.set();
+  EXPECT_EQ(it.next(30s), std::optional<int>(0));
+  EXPECT_EQ(it.next(30s), std::nullopt);
+}
+
+// A worker holds back the result of a map's task while more of that map's tasks wait
+// in its queue (nobody needs it sooner), never the result of another job.
+TEST_P(PoolTest, AResultIsDeliveredAtOnceWhileOtherJobsWaitBehindIt) {
+  mp::Pool pool(options(1));
+  mp::Event event;
+  auto first = pool.apply_async(square, 7);
+  auto blocked = pool.map_async(WaitOnZero{event}, std::vector<int>{5, 0, 6, 7}, 1);
+  EXPECT_EQ(first.get(30s), 49);
+  EXPECT_FALSE(blocked.ready());
+  event.set();
+  EXPECT_EQ(blocked.get(30s), (std::vector<int>{5, 0, 6, 7}));
+  // And a map's results all arrive, whatever the worker held back.
+  EXPECT_EQ(pool.map(square, std::views::iota(0, 2000), 1).back(), 1999 * 1999);
 }
 
 TEST_P(PoolTest, TaskCallingExitOrCrashingFailsWithWorkerLostError) {

@@ -17,7 +17,9 @@
 // Crash consistency. A channel belongs to one worker and the parent; nobody else
 // touches it, and it is freed only after the worker has been reaped. A record is visible
 // only once complete, so a worker killed while writing leaves nothing half-read. Before
-// it runs task number s, the worker stores `started = s + 1`; when its pidfd becomes
+// it runs task number s, the worker claims it by advancing `started` from s to s + 1
+// (compare-and-swap: the parent may have advanced it first to take the task back for
+// an idle worker, and the worker then skips it). When the worker's pidfd becomes
 // readable the parent drains the complete results, fails every task below `started`
 // that has no result (exactly the task the worker was running) with WorkerLostError,
 // and queues the rest again for the other workers.
@@ -90,8 +92,12 @@ struct alignas(64) RingControl {
 struct Channel {
   RingControl tasks;
   RingControl results;
-  alignas(64) std::atomic<std::uint64_t> started{0};  // tasks the worker has started
-  std::atomic<std::int64_t> started_ns{0};            // steady clock, of the last start
+  // Tasks claimed by the worker or taken back by the parent: the next task's sequence
+  // number. Each side advances it from s to s + 1 by compare-and-swap, so task s is
+  // either run or taken back, never both.
+  alignas(64) std::atomic<std::uint64_t> started{0};
+  std::atomic<std::uint64_t> running{0};    // the running task's sequence number + 1
+  std::atomic<std::int64_t> started_ns{0};  // steady clock, of the last start
   std::atomic<std::uint32_t> initialized{0};
   alignas(64) char task_data[kRingSize];
   char result_data[kRingSize];
@@ -173,6 +179,31 @@ class Ring {
       return true;
     }
   }
+  // Consumer: how many of the next records (at most `limit`) carry `aux`, from the
+  // first on.
+  std::size_t queued_of(std::uint64_t aux, std::size_t limit) const {
+    std::uint64_t tail = control_.tail.load(std::memory_order_relaxed);
+    const std::uint64_t head = control_.head.load(std::memory_order_acquire);
+    std::size_t count = 0;
+    while (count < limit && tail != head) {
+      const std::size_t pos = tail & (kRingSize - 1);
+      if (kRingSize - pos < sizeof(FrameHeader)) {
+        tail += kRingSize - pos;
+        continue;
+      }
+      FrameHeader header;
+      std::memcpy(&header, data_ + pos, sizeof header);
+      if (header.kind == Kind::padding) {
+        tail += kRingSize - pos;
+        continue;
+      }
+      if (header.aux != aux) break;
+      ++count;
+      tail += align8(sizeof(FrameHeader) + header.size);
+    }
+    return count;
+  }
+
   void consume() {
     control_.tail.store(next_tail_, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -280,9 +311,10 @@ std::pair<std::string, std::string> decode_error(std::string_view payload) {
 
 // ---------------------------------------------------------------- the worker
 
-// Writes a result record, waiting for space if the parent is behind.
+// Writes a result record, waiting for space if the parent is behind, and rings the
+// parent's doorbell if it sleeps, unless `quiet` (see worker_main).
 void worker_write(Ring& ring, Connection& doorbell, Kind kind, std::uint64_t seq, std::uint64_t aux,
-                  std::string_view payload) {
+                  std::string_view payload, bool quiet = false) {
   std::string_view body = payload;
   BlobRef blob{};
   if (kind != Kind::result && payload.size() > kInlineMax) {
@@ -294,14 +326,17 @@ void worker_write(Ring& ring, Connection& doorbell, Kind kind, std::uint64_t seq
     body = std::string_view(reinterpret_cast<const char*>(&blob), sizeof blob);
     kind = Kind::result_blob;
   }
+  const auto ring_doorbell = [&] {
+    if (ring.consumer_wants_wake())
+      (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
+  };
   for (;;) {
     const std::uint64_t tail = ring.tail();
     if (ring.try_write(kind, seq, aux, {body})) break;
+    ring_doorbell();  // only the parent can make room
     ring.wait_space(tail);
   }
-  if (ring.consumer_wants_wake()) {
-    (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
-  }
+  if (!quiet) ring_doorbell();
 }
 
 void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& init,
@@ -337,9 +372,15 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
     std::string_view payload;
     while (!tasks.peek(header, payload)) tasks.wait_data();
     if (header.kind == Kind::stop) return;
+    std::uint64_t expected = header.seq;
+    if (!channel->started.compare_exchange_strong(expected, header.seq + 1,
+                                                  std::memory_order_acq_rel)) {
+      tasks.consume();  // the parent took it back for an idle worker
+      continue;
+    }
     const auto start = Clock::now();
     channel->started_ns.store(start.time_since_epoch().count(), std::memory_order_relaxed);
-    channel->started.store(header.seq + 1, std::memory_order_release);
+    channel->running.store(header.seq + 1, std::memory_order_release);
     result.clear();
     Kind kind = Kind::result;
     try {
@@ -362,14 +403,20 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
       kind = Kind::error;
     }
     const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
+    // The input is no longer needed. A result of a job whose next two tasks are queued
+    // here already need not wake the parent: nobody can use it before those finish, and
+    // the parent will be woken while the last of them runs, in time to send more. Each
+    // wake-up costs the workers a context switch on a busy machine.
+    const std::uint64_t job = header.aux;
+    tasks.consume();
+    const bool quiet = job != 0 && kind == Kind::result && tasks.queued_of(job, 2) >= 2;
     try {
       worker_write(results, doorbell, kind, header.seq, static_cast<std::uint64_t>(elapsed.count()),
-                   result);
+                   result, quiet);
     } catch (...) {
       worker_write(results, doorbell, Kind::error, header.seq, 0,
                    encode_error(describe_current_exception()));
     }
-    tasks.consume();
     if (maxtasks != 0 && ++completed >= maxtasks) return;
   }
 }
@@ -468,9 +515,14 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     if (wake_write) (void)posix::write_all(wake_write.get(), std::string_view("w", 1));
   }
 
+  // Tasks a worker is handed at once: about 200 µs of work, and at least two, so that
+  // a worker finishing a task finds the next one waiting instead of idling until this
+  // thread wakes up to send it (three: a worker wakes this thread for a batched job
+  // only when fewer than two of its tasks wait). A worker left idle takes the other workers'
+  // waiting tasks back (steal()), so queueing ahead costs no imbalance at the end of a job.
   std::size_t depth() const {
     const double d = 200000.0 / std::max(average_task_ns.load(std::memory_order_relaxed), 1.0);
-    return static_cast<std::size_t>(std::clamp(d, 1.0, 256.0));
+    return static_cast<std::size_t>(std::clamp(d, 3.0, 256.0));
   }
 
   // Gives pending tasks to workers with room (mutex held). Never blocks.
@@ -480,14 +532,45 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     while (!pending.empty()) {
       Worker* best = nullptr;
       for (auto& w : workers) {
-        if (w->dead || w->stop_sent || w->inflight.size() >= max_depth) continue;
-        if (options.maxtasksperchild && w->next_seq >= options.maxtasksperchild) continue;
+        if (!can_take_tasks(*w) || w->inflight.size() >= max_depth) continue;
         if (!best || w->inflight.size() < best->inflight.size()) best = w.get();
       }
       if (!best) return;
       if (!send_task(*best, pending.front())) return;
       pending.pop_front();
     }
+    if (steal()) dispatch();
+  }
+
+  bool can_take_tasks(const Worker& w) const {
+    return !w.dead && !w.stop_sent &&
+           !(options.maxtasksperchild && w.next_seq >= options.maxtasksperchild);
+  }
+
+  // With nothing pending and a worker idle, takes back a task that another worker has
+  // been sent but not started (it will skip it) and queues it again. Not with
+  // maxtasksperchild, which counts the tasks sent to each worker. True if it took one.
+  bool steal() {
+    if (!pending.empty() || options.maxtasksperchild) return false;
+    const bool idle = std::any_of(workers.begin(), workers.end(), [&](const auto& w) {
+      return can_take_tasks(*w) && w->inflight.empty();
+    });
+    if (!idle) return false;
+    for (auto& w : workers) {
+      if (w->dead || w->inflight.size() < 2) continue;
+      // Only the task the worker would claim next, and only if it is not the first in
+      // flight (that one is running, or about to: taking it would idle this worker).
+      std::uint64_t next = w->channel->started.load(std::memory_order_acquire);
+      for (auto it = w->inflight.begin() + 1; it != w->inflight.end(); ++it) {
+        if (it->seq != next) continue;
+        if (!w->channel->started.compare_exchange_strong(next, next + 1, std::memory_order_acq_rel))
+          break;  // the worker claimed it meanwhile
+        pending.push_front(std::move(it->task));
+        w->inflight.erase(it);
+        return true;
+      }
+    }
+    return false;
   }
 
   bool send_task(Worker& w, Task& task) {
@@ -495,18 +578,21 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     const auto trampoline_size = static_cast<std::uint32_t>(task.trampoline->size());
     const std::string_view size_bytes(reinterpret_cast<const char*>(&trampoline_size), 4);
     const std::uint64_t seq = w.next_seq;
+    // The job's tag (see worker_main): tasks of one batched job share it.
+    const std::uint64_t job =
+        task.sink->batched() ? reinterpret_cast<std::uintptr_t>(task.sink.get()) : 0;
     // A large input travels in its heap block (kept until the task's result arrives, and
     // sent again if the worker dies before starting it).
     if (4 + trampoline_size + task.input.size() > kInlineMax) task.input.move_to_heap();
     bool written;
     if (const auto& block = task.input.block()) {
       const BlobRef ref{*block, task.input.size()};
-      written = ring.try_write(Kind::task_blob, seq, 0,
+      written = ring.try_write(Kind::task_blob, seq, job,
                                {size_bytes, *task.trampoline,
                                 std::string_view(reinterpret_cast<const char*>(&ref), sizeof ref)});
     } else {
       written =
-          ring.try_write(Kind::task, seq, 0, {size_bytes, *task.trampoline, task.input.view()});
+          ring.try_write(Kind::task, seq, job, {size_bytes, *task.trampoline, task.input.view()});
     }
     if (!written) return false;
     if (ring.consumer_wants_wake()) ring.futex_wake_consumer();
@@ -737,7 +823,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     if (!options.task_timeout) return;
     for (auto& w : workers) {
       if (w->dead || w->killed_for_timeout || w->inflight.empty()) continue;
-      const std::uint64_t started = w->channel->started.load(std::memory_order_acquire);
+      const std::uint64_t started = w->channel->running.load(std::memory_order_acquire);
       if (started == 0 || started - 1 != w->inflight.front().seq) continue;
       const Clock::time_point at(Clock::duration(w->channel->started_ns.load()));
       if (now - at >= *options.task_timeout) {
@@ -753,7 +839,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     std::chrono::nanoseconds wait = *options.task_timeout;
     for (auto& w : workers) {
       if (w->dead || w->killed_for_timeout || w->inflight.empty()) continue;
-      const std::uint64_t started = w->channel->started.load(std::memory_order_acquire);
+      const std::uint64_t started = w->channel->running.load(std::memory_order_acquire);
       if (started == 0 || started - 1 != w->inflight.front().seq) continue;
       const Clock::time_point at(Clock::duration(w->channel->started_ns.load()));
       wait = std::min(wait, std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -960,7 +1046,8 @@ std::vector<int> PoolCore::worker_pids() const {
 
 // ---------------------------------------------------------------- ResultState
 
-ResultState::ResultState(std::size_t tasks) : remaining_(tasks), results_(tasks) {
+ResultState::ResultState(std::size_t tasks)
+    : remaining_(tasks), batched_(tasks > 1), results_(tasks) {
   if (tasks == 0) {
     complete_ = ready_ = true;
     ready_flag_.store(true);

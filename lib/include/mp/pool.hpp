@@ -134,6 +134,9 @@ class JobSink {
   // The task was handed to a worker (it can no longer be cancelled). Called with the
   // pool's mutex held: must be quick and must not call into the pool.
   virtual void task_dispatched(std::uint64_t /*index*/) noexcept {}
+  // Whether the job's results are used only all together (map): then a worker with more
+  // of its tasks queued need not report each result at once.
+  virtual bool batched() const noexcept { return false; }
 };
 
 // One task to submit: the trampoline's pickled code reference (a string that lives as
@@ -189,6 +192,7 @@ class PoolCore {
 class ResultState : public JobSink {
  public:
   explicit ResultState(std::size_t tasks);
+  bool batched() const noexcept override { return batched_; }
   void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
   void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
 
@@ -212,6 +216,7 @@ class ResultState : public JobSink {
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::size_t remaining_;
+  const bool batched_;
   bool complete_ = false;  // results or error final; callbacks run before ready_
   bool ready_ = false;
   std::atomic<bool> ready_flag_{false};
