@@ -402,6 +402,18 @@ TEST_P(PoolTest, AResultIsDeliveredAtOnceWhileOtherJobsWaitBehindIt) {
   EXPECT_EQ(pool.map(square, std::views::iota(0, 2000), 1).back(), 1999 * 1999);
 }
 
+// Many tiny tasks: workers hold back results, and idle workers take queued tasks back,
+// thousands of times per map. A lost doorbell would leave the map waiting forever.
+TEST_P(PoolTest, ManyTinyTasksNeverLoseAResult) {
+  mp::Pool pool(options());
+  for (int round = 0; round < 5; ++round) {
+    auto result =
+        pool.map_async(square64, std::views::iota(std::int64_t{0}, std::int64_t{200'000}), 1);
+    ASSERT_TRUE(result.wait(60s)) << "round " << round;
+    EXPECT_EQ(result.get().back(), std::int64_t{199'999} * 199'999);
+  }
+}
+
 TEST_P(PoolTest, TaskCallingExitOrCrashingFailsWithWorkerLostError) {
   mp::Pool pool(options());
   try {

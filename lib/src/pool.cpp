@@ -180,8 +180,8 @@ class Ring {
     }
   }
   // Consumer: how many of the next records (at most `limit`) carry `aux`, from the
-  // first on.
-  std::size_t queued_of(std::uint64_t aux, std::size_t limit) const {
+  // first on, not counting records numbered below `min_seq`.
+  std::size_t queued_of(std::uint64_t aux, std::size_t limit, std::uint64_t min_seq) const {
     std::uint64_t tail = control_.tail.load(std::memory_order_relaxed);
     const std::uint64_t head = control_.head.load(std::memory_order_acquire);
     std::size_t count = 0;
@@ -197,9 +197,10 @@ class Ring {
         tail += kRingSize - pos;
         continue;
       }
+      tail += align8(sizeof(FrameHeader) + header.size);
+      if (header.seq < min_seq) continue;
       if (header.aux != aux) break;
       ++count;
-      tail += align8(sizeof(FrameHeader) + header.size);
     }
     return count;
   }
@@ -407,12 +408,22 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
     // here already need not wake the parent: nobody can use it before those finish, and
     // the parent will be woken while the last of them runs, in time to send more. Each
     // wake-up costs the workers a context switch on a busy machine.
+    // Queued tasks the parent took back (sequence numbers below `started`) do not
+    // count, and if it takes more back after the count, the parent is rung after all:
+    // it may be asleep by then, and only this result's doorbell would wake it.
     const std::uint64_t job = header.aux;
     tasks.consume();
-    const bool quiet = job != 0 && kind == Kind::result && tasks.queued_of(job, 2) >= 2;
+    const std::uint64_t started = channel->started.load(std::memory_order_acquire);
+    const bool quiet = job != 0 && kind == Kind::result && tasks.queued_of(job, 2, started) >= 2;
     try {
       worker_write(results, doorbell, kind, header.seq, static_cast<std::uint64_t>(elapsed.count()),
                    result, quiet);
+      if (quiet) {
+        std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with prepare_sleep's
+        if (channel->started.load(std::memory_order_relaxed) != started &&
+            results.consumer_wants_wake())
+          (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
+      }
     } catch (...) {
       worker_write(results, doorbell, Kind::error, header.seq, 0,
                    encode_error(describe_current_exception()));
@@ -542,6 +553,17 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     if (steal()) dispatch();
   }
 
+  static constexpr std::chrono::nanoseconds kStealRetry = std::chrono::milliseconds(1);
+  bool steal_possible() const {
+    if (!pending.empty() || options.maxtasksperchild) return false;
+    bool idle = false, queued = false;
+    for (const auto& w : workers) {
+      idle = idle || (can_take_tasks(*w) && w->inflight.empty());
+      queued = queued || (!w->dead && w->inflight.size() >= 2);
+    }
+    return idle && queued;
+  }
+
   bool can_take_tasks(const Worker& w) const {
     return !w.dead && !w.stop_sent &&
            !(options.maxtasksperchild && w.next_seq >= options.maxtasksperchild);
@@ -563,7 +585,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       std::uint64_t next = w->channel->started.load(std::memory_order_acquire);
       for (auto it = w->inflight.begin() + 1; it != w->inflight.end(); ++it) {
         if (it->seq != next) continue;
-        if (!w->channel->started.compare_exchange_strong(next, next + 1, std::memory_order_acq_rel))
+        if (!w->channel->started.compare_exchange_strong(next, next + 1))
           break;  // the worker claimed it meanwhile
         pending.push_front(std::move(it->task));
         w->inflight.erase(it);
@@ -895,6 +917,9 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
         return;
       }
       timeout = next_timeout(Clock::now());
+      // A steal can fail only because the busy worker has not claimed its first task
+      // yet; no event would come to retry it, so look again shortly.
+      if (steal_possible()) timeout = std::min(timeout.value_or(kStealRetry), kStealRetry);
       thread_sleeping.store(true);
     }
     int count = 0;
