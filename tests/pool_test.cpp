@@ -104,6 +104,24 @@ int read_init_value(int) { return init_value; }
 void throwing_initializer() { throw std::runtime_error("initializer refuses"); }
 void crashing_initializer() { crash(); }
 
+// Reads an imap iterator to its end: the values, and how many chunks failed with
+// WorkerLostError.
+template <class It>
+std::pair<std::vector<int>, int> drain_counting_lost(It& it) {
+  std::vector<int> got;
+  int lost = 0;
+  for (;;) {
+    try {
+      auto v = it.next(60s);
+      if (!v) break;
+      got.push_back(*v);
+    } catch (const mp::WorkerLostError&) {
+      ++lost;
+    }
+  }
+  return {got, lost};
+}
+
 class PoolTest : public ::testing::TestWithParam<std::string> {
  protected:
   mp::PoolOptions options(int processes = 2) const {
@@ -301,17 +319,7 @@ TEST_P(PoolTest, WorkerKilledInTheMiddleOfMapFailsExactlyItsTask) {
   }
   // imap shows that exactly that task failed and every other one completed.
   auto it = pool.imap([](int x) { return kill_self_at(x, 7); }, std::views::iota(0, 20));
-  std::vector<int> got;
-  int lost = 0;
-  for (;;) {
-    try {
-      auto v = it.next(60s);
-      if (!v) break;
-      got.push_back(*v);
-    } catch (const mp::WorkerLostError&) {
-      ++lost;
-    }
-  }
+  const auto [got, lost] = drain_counting_lost(it);
   EXPECT_EQ(lost, 1);
   std::vector<int> expected;
   for (int i = 0; i < 20; ++i)
@@ -351,17 +359,7 @@ TEST_P(PoolTest, WorkerKilledDuringLargeChunksFailsOnlyItsChunk) {
   mp::Pool pool(options());
   constexpr int n = 400'000, chunk = 50'000;  // 200 KB per chunk, in the heap
   auto it = pool.imap(kill_self_at_170000, std::views::iota(0, n), chunk, 8);
-  std::vector<int> got;
-  int lost = 0;
-  for (;;) {
-    try {
-      auto v = it.next(60s);
-      if (!v) break;
-      got.push_back(*v);
-    } catch (const mp::WorkerLostError&) {
-      ++lost;
-    }
-  }
+  const auto [got, lost] = drain_counting_lost(it);
   EXPECT_EQ(lost, 1);
   std::vector<int> expected;
   for (int i = 0; i < n; ++i)

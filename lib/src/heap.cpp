@@ -104,6 +104,11 @@ std::uint64_t random_id() {
   return id;
 }
 
+// Whether a freed block of this size may keep its pages (on its class's warm list).
+bool warmable(std::uint64_t block_size) {
+  return block_size >= kDiscardFrom && block_size <= Arena::kWarmMaxBlock;
+}
+
 std::uint64_t round_up(std::uint64_t value, std::uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
@@ -201,7 +206,7 @@ std::uint64_t Arena::allocate(std::size_t size) {
 
   // A free block of this class, if any: a warm one first.
   std::uint64_t block = 0;
-  if (block_size >= kDiscardFrom && block_size <= Arena::kWarmMaxBlock) {
+  if (warmable(block_size)) {
     block = pop(header.warm_heads[size_class - kMinClass]);
     if (block != 0) header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
   }
@@ -247,17 +252,16 @@ void Arena::free(std::uint64_t offset) noexcept {
   const unsigned size_class = block_header.size_class;
   const std::uint64_t block_size = std::uint64_t{1} << size_class;
   auto& header = header_of(base_);
-  if (block_size >= kDiscardFrom) {
-    if (block_size <= Arena::kWarmMaxBlock &&
-        header.warm_bytes.fetch_add(block_size, std::memory_order_relaxed) + block_size <=
-            Arena::kWarmBudget) {
+  if (warmable(block_size)) {
+    if (header.warm_bytes.fetch_add(block_size, std::memory_order_relaxed) + block_size <=
+        Arena::kWarmBudget) {
       push(header.warm_heads[size_class - kMinClass], block);
       return;
     }
-    if (block_size <= Arena::kWarmMaxBlock)
-      header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
-    (void)posix::discard_pages(base_ + block + 4096, block_size - 4096);
+    header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
   }
+  if (block_size >= kDiscardFrom)
+    (void)posix::discard_pages(base_ + block + 4096, block_size - 4096);
   push(header.free_heads[size_class - kMinClass], block);
 }
 

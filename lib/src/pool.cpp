@@ -53,8 +53,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::size_t kRingSize = 256 * 1024;  // per direction, a power of two
-constexpr std::size_t kInlineMax = 16 * 1024;  // larger payloads go out of line
+constexpr std::size_t kRingSize = 256 * 1024;             // per direction, a power of two
+constexpr std::size_t kInlineMax = PoolBytes::kHeapFrom;  // larger payloads go out of line
 
 enum class Kind : std::uint32_t {
   padding = 1,
@@ -160,44 +160,22 @@ class Ring {
 
   // The next record, if any (skipping padding). The payload stays valid until consume().
   bool peek(FrameHeader& header, std::string_view& payload) {
-    for (;;) {
-      const std::uint64_t tail = control_.tail.load(std::memory_order_relaxed);
-      const std::uint64_t head = control_.head.load(std::memory_order_acquire);
-      if (tail == head) return false;
-      const std::size_t pos = tail & (kRingSize - 1);
-      if (kRingSize - pos < sizeof(FrameHeader)) {  // a padding too small for a header
-        control_.tail.store(tail + (kRingSize - pos), std::memory_order_release);
-        continue;
-      }
-      std::memcpy(&header, data_ + pos, sizeof header);
-      if (header.kind == Kind::padding) {
-        control_.tail.store(tail + (kRingSize - pos), std::memory_order_release);
-        continue;
-      }
-      payload = std::string_view(data_ + pos + sizeof header, header.size);
-      next_tail_ = tail + align8(sizeof(FrameHeader) + header.size);
-      return true;
-    }
+    const std::uint64_t tail = control_.tail.load(std::memory_order_relaxed);
+    std::uint64_t at = tail;
+    if (!record_at(at, header)) return false;
+    if (at != tail) control_.tail.store(at, std::memory_order_release);  // past padding
+    payload = std::string_view(data_ + (at & (kRingSize - 1)) + sizeof header, header.size);
+    next_tail_ = at + align8(sizeof(FrameHeader) + header.size);
+    return true;
   }
   // Consumer: how many of the next records (at most `limit`) carry `aux`, from the
   // first on, not counting records numbered below `min_seq`.
   std::size_t queued_of(std::uint64_t aux, std::size_t limit, std::uint64_t min_seq) const {
-    std::uint64_t tail = control_.tail.load(std::memory_order_relaxed);
-    const std::uint64_t head = control_.head.load(std::memory_order_acquire);
+    std::uint64_t at = control_.tail.load(std::memory_order_relaxed);
     std::size_t count = 0;
-    while (count < limit && tail != head) {
-      const std::size_t pos = tail & (kRingSize - 1);
-      if (kRingSize - pos < sizeof(FrameHeader)) {
-        tail += kRingSize - pos;
-        continue;
-      }
-      FrameHeader header;
-      std::memcpy(&header, data_ + pos, sizeof header);
-      if (header.kind == Kind::padding) {
-        tail += kRingSize - pos;
-        continue;
-      }
-      tail += align8(sizeof(FrameHeader) + header.size);
+    FrameHeader header;
+    while (count < limit && record_at(at, header)) {
+      at += align8(sizeof(FrameHeader) + header.size);
       if (header.seq < min_seq) continue;
       if (header.aux != aux) break;
       ++count;
@@ -266,6 +244,23 @@ class Ring {
   std::uint64_t tail() const { return control_.tail.load(std::memory_order_acquire); }
 
  private:
+  // Consumer: the header of the record at or after `at` (moved past padding), if the
+  // producer has published one.
+  bool record_at(std::uint64_t& at, FrameHeader& header) const {
+    const std::uint64_t head = control_.head.load(std::memory_order_acquire);
+    for (;;) {
+      if (at == head) return false;
+      const std::size_t pos = at & (kRingSize - 1);
+      if (kRingSize - pos < sizeof(FrameHeader)) {  // a padding too small for a header
+        at += kRingSize - pos;
+        continue;
+      }
+      std::memcpy(&header, data_ + pos, sizeof header);
+      if (header.kind != Kind::padding) return true;
+      at += kRingSize - pos;
+    }
+  }
+
   RingControl& control_;
   char* data_;
   std::uint64_t next_tail_ = 0;
@@ -312,6 +307,12 @@ std::pair<std::string, std::string> decode_error(std::string_view payload) {
 
 // ---------------------------------------------------------------- the worker
 
+// Wakes the parent through its doorbell if it sleeps on `ring`.
+void ring_doorbell(Ring& ring, Connection& doorbell) {
+  if (ring.consumer_wants_wake())
+    (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
+}
+
 // Writes a result record, waiting for space if the parent is behind, and rings the
 // parent's doorbell if it sleeps, unless `quiet` (see worker_main).
 void worker_write(Ring& ring, Connection& doorbell, Kind kind, std::uint64_t seq, std::uint64_t aux,
@@ -327,17 +328,13 @@ void worker_write(Ring& ring, Connection& doorbell, Kind kind, std::uint64_t seq
     body = std::string_view(reinterpret_cast<const char*>(&blob), sizeof blob);
     kind = Kind::result_blob;
   }
-  const auto ring_doorbell = [&] {
-    if (ring.consumer_wants_wake())
-      (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
-  };
   for (;;) {
     const std::uint64_t tail = ring.tail();
     if (ring.try_write(kind, seq, aux, {body})) break;
-    ring_doorbell();  // only the parent can make room
+    ring_doorbell(ring, doorbell);  // only the parent can make room
     ring.wait_space(tail);
   }
-  if (!quiet) ring_doorbell();
+  if (!quiet) ring_doorbell(ring, doorbell);
 }
 
 void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& init,
@@ -420,9 +417,8 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
                    result, quiet);
       if (quiet) {
         std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with prepare_sleep's
-        if (channel->started.load(std::memory_order_relaxed) != started &&
-            results.consumer_wants_wake())
-          (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
+        if (channel->started.load(std::memory_order_relaxed) != started)
+          ring_doorbell(results, doorbell);
       }
     } catch (...) {
       worker_write(results, doorbell, Kind::error, header.seq, 0,
@@ -573,11 +569,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   // been sent but not started (it will skip it) and queues it again. Not with
   // maxtasksperchild, which counts the tasks sent to each worker. True if it took one.
   bool steal() {
-    if (!pending.empty() || options.maxtasksperchild) return false;
-    const bool idle = std::any_of(workers.begin(), workers.end(), [&](const auto& w) {
-      return can_take_tasks(*w) && w->inflight.empty();
-    });
-    if (!idle) return false;
+    if (!steal_possible()) return false;
     for (auto& w : workers) {
       if (w->dead || w->inflight.size() < 2) continue;
       // Only the task the worker would claim next, and only if it is not the first in
@@ -1275,6 +1267,10 @@ std::optional<PoolBytes> IMapState::next_chunk(PoolCore& core, const std::shared
 
 PoolBytes PoolBytes::copy_of(std::string_view bytes) {
   if (bytes.size() < kHeapFrom) return PoolBytes(std::string(bytes));
+  return heap_copy(bytes);
+}
+
+PoolBytes PoolBytes::heap_copy(std::string_view bytes) {
   const shared_ref block = heap_allocate(bytes.size());
   std::memcpy(heap_address(block), bytes.data(), bytes.size());
   return adopt(block, bytes.size());
@@ -1317,10 +1313,7 @@ std::string_view PoolBytes::view() const noexcept {
 }
 
 void PoolBytes::move_to_heap() {
-  if (block_) return;
-  const shared_ref block = heap_allocate(bytes_.size());
-  std::memcpy(heap_address(block), bytes_.data(), bytes_.size());
-  *this = adopt(block, bytes_.size());
+  if (!block_) *this = heap_copy(bytes_);
 }
 
 std::size_t default_chunksize(std::size_t length, int processes) noexcept {

@@ -118,6 +118,8 @@ class PoolBytes {
   void move_to_heap();
 
  private:
+  static PoolBytes heap_copy(std::string_view bytes);
+
   std::string bytes_;
   std::optional<shared_ref> block_;
   const char* data_ = nullptr;  // with block_: its address in this process
