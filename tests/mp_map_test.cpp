@@ -45,6 +45,36 @@ TEST_P(MpMapTest, SquaresStdinInInputOrder) {
   EXPECT_EQ(result.err, "");
 }
 
+TEST_P(MpMapTest, LongInputKeepsEveryLineAndItsNumber) {
+  // Many chunks, a line longer than any read, an empty line, a final line without '\n'.
+  std::string input = numbers(1, 200000);
+  input += std::string(3 << 20, '1') + "\n\n";
+  input += numbers(200001, 200100);
+  input += "7";
+  auto result = map({"-j", "2", "square"}, input);
+  EXPECT_EQ(result.exit_status, 1);
+  auto lines = lines_of(result.out);
+  ASSERT_EQ(lines.size(), 200101u);
+  for (long i = 1; i <= 200100; ++i) ASSERT_EQ(lines[i - 1], std::to_string(i * i)) << i;
+  EXPECT_EQ(lines.back(), "49");
+  EXPECT_NE(result.err.find("line 200001: '" + std::string(77, '1') + "...': square: "),
+            std::string::npos)
+      << result.err.substr(0, 300);
+  EXPECT_NE(result.err.find("line 200002: '': square: not an integer"), std::string::npos)
+      << result.err.substr(0, 300);
+}
+
+TEST_P(MpMapTest, ItemsAndOutputsHoldingNewlinesStayWhole) {
+  auto result = map({"--format", "jsonl", "--exec", "printf '%s\\n\\n' {}", ":::", "a\nb", "c"});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_EQ(result.out,
+            "{\"input\": \"a\\nb\", \"output\": \"a\\nb\\n\", \"ok\": true, \"error\": null}\n"
+            "{\"input\": \"c\", \"output\": \"c\\n\", \"ok\": true, \"error\": null}\n");
+  auto plain = map({"--exec", "printf '%s\\n\\n' {}", ":::", "a\nb", "c"});
+  ASSERT_EQ(plain.exit_status, 0) << plain.err;
+  EXPECT_EQ(plain.out, "a\nb\n\nc\n\n");
+}
+
 TEST_P(MpMapTest, ItemsAfterTripleColon) {
   auto result = map({"square", ":::", "3", "-4", "3037000500"});
   ASSERT_EQ(result.exit_status, 0) << result.err;

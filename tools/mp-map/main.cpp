@@ -7,8 +7,10 @@
 // Items come from the arguments after ::: or else from standard input, one per line;
 // results go to standard output one per line, in input order (--unordered: as they
 // complete). See usage() for the options and exit statuses.
+#include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -211,25 +213,79 @@ struct Job {
   }
 };
 
-// Strings packed into one buffer: a chunk of items, or their outputs. Pickles as two
-// contiguous arrays (two copies), where a vector of strings pickles string by string.
+// Strings packed one after another into one buffer, each followed by '\n': a chunk of
+// items, or their outputs. A chunk of stdin lines is then one copy of the input, outputs
+// in the plain format are written out as they are, and the whole pickles as one or two
+// contiguous arrays (a vector of strings pickles string by string). The separators alone
+// mark the strings unless one of them holds a '\n' itself; from then on `ends` holds
+// every string's end (the offset of its separator).
 struct Packed {
   std::string bytes;
-  std::vector<std::uint64_t> ends;  // end offset of each string in `bytes`
+  std::vector<std::uint64_t> ends;  // used once a string holds a '\n' (`indexed`)
+  std::uint64_t count = 0;
+  bool indexed = false;
 
-  std::size_t size() const { return ends.size(); }
-  bool empty() const { return ends.empty(); }
-  std::string_view operator[](std::size_t i) const {
-    const std::uint64_t begin = i == 0 ? 0 : ends[i - 1];
-    return std::string_view(bytes).substr(begin, ends[i] - begin);
-  }
+  std::size_t size() const { return count; }
+  bool empty() const { return count == 0; }
+
   void push(std::string_view text) {
+    if (!indexed && text.find('\n') != std::string_view::npos) index_all();
     bytes.append(text);
-    ends.push_back(bytes.size());
+    bytes.push_back('\n');
+    if (indexed) ends.push_back(bytes.size() - 1);
+    ++count;
   }
+  // Appends `n` lines: `lines` is n strings without '\n', each followed by one.
+  void push_lines(std::string_view lines, std::size_t n) {
+    const std::size_t from = bytes.size();
+    bytes.append(lines);
+    if (indexed)
+      for (std::size_t at = from; at < bytes.size(); ++at)
+        if (bytes[at] == '\n') ends.push_back(at);
+    count += n;
+  }
+
+  // Reads the strings in order.
+  class Reader {
+   public:
+    explicit Reader(const Packed& packed) : packed_(packed) {}
+    std::string_view next() {
+      const std::string_view bytes = packed_.bytes;
+      const std::size_t end = packed_.indexed ? static_cast<std::size_t>(packed_.ends[index_])
+                                              : separator(bytes, offset_);
+      const std::string_view text = bytes.substr(offset_, end - offset_);
+      offset_ = end + 1;
+      ++index_;
+      return text;
+    }
+
+   private:
+    // The next '\n' from `from` (there is one: every string is followed by one). Items
+    // are mostly short, where a plain loop beats a call to memchr.
+    static std::size_t separator(std::string_view bytes, std::size_t from) {
+      const std::size_t stop = std::min(bytes.size(), from + 16);
+      for (std::size_t at = from; at < stop; ++at)
+        if (bytes[at] == '\n') return at;
+      return bytes.find('\n', stop);
+    }
+
+    const Packed& packed_;
+    std::size_t offset_ = 0;
+    std::size_t index_ = 0;
+  };
+
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(bytes, ends);
+    ar(bytes, ends, count, indexed);
+  }
+
+ private:
+  // The first string holding a '\n' is coming: record the ends of those so far.
+  void index_all() {
+    indexed = true;
+    ends.reserve(count + 1);
+    for (std::size_t at = 0; at < bytes.size(); ++at)
+      if (bytes[at] == '\n') ends.push_back(at);
   }
 };
 
@@ -255,9 +311,11 @@ ChunkResult run_chunk(const Job& job, const Packed& items) {
   const Function function = job.command ? nullptr : find_function(job.function);
   const std::optional<std::chrono::duration<double>> timeout =
       job.timeout ? std::optional<std::chrono::duration<double>>(*job.timeout) : std::nullopt;
+  Packed::Reader reader(items);
   for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::string_view item = reader.next();
     try {
-      result.outputs.push(job.command ? run(*job.command, items[i], timeout) : function(items[i]));
+      result.outputs.push(job.command ? run(*job.command, item, timeout) : function(item));
     } catch (const std::exception& e) {
       result.outputs.push({});
       result.failed.push_back(i);
@@ -269,46 +327,82 @@ ChunkResult run_chunk(const Job& job, const Packed& items) {
 
 // ---- the input ----
 
-// Items one at a time, from the ::: arguments or from stdin (lines without their '\n';
-// a final line without one counts too).
+// Finds where the first `n` lines of [p, end) end: returns the byte after the last '\n'
+// taken (p if none) and sets `n` to how many lines that is. Counts whole blocks first,
+// which compilers vectorize, so short lines cost no call each.
+const char* skip_lines(const char* p, const char* end, std::size_t& n) {
+  constexpr std::size_t kBlock = 4096;
+  const char* after = p;
+  std::size_t found = 0;
+  while (found < n && p < end) {
+    const std::size_t length = std::min<std::size_t>(static_cast<std::size_t>(end - p), kBlock);
+    const auto in_block = static_cast<std::size_t>(std::count(p, p + length, '\n'));
+    if (found + in_block <= n) {
+      found += in_block;
+      if (in_block != 0) after = static_cast<const char*>(::memrchr(p, '\n', length)) + 1;
+      p += length;
+      continue;
+    }
+    while (found < n) {
+      p = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p))) + 1;
+      ++found;
+    }
+    after = p;
+  }
+  n = found;
+  return after;
+}
+
+// The items, from the ::: arguments or from stdin (lines without their '\n'; a final
+// line without one counts too), taken a chunk at a time. Stdin is read in large blocks
+// into one buffer, from which a chunk's lines are copied at once.
 class Input {
  public:
   explicit Input(const std::optional<std::vector<std::string>>& arguments)
       : arguments_(arguments ? &*arguments : nullptr) {}
 
-  // The next item, or nullopt at the end.
-  std::optional<std::string> next() {
+  // Appends the next `n` items to `into` (fewer at the end of the input); returns how
+  // many it appended.
+  std::size_t take(std::size_t n, Packed& into) {
+    std::size_t taken = 0;
     if (arguments_) {
-      if (index_ >= arguments_->size()) return std::nullopt;
-      return (*arguments_)[index_++];
+      for (; taken < n && index_ < arguments_->size(); ++taken) into.push((*arguments_)[index_++]);
+      return taken;
     }
-    std::string line;
+    while (taken < n) {
+      std::size_t lines = n - taken;
+      const char* begin = buffer_.data() + start_;
+      const char* after = skip_lines(begin, buffer_.data() + filled_, lines);
+      if (lines != 0) {
+        into.push_lines(std::string_view(begin, static_cast<std::size_t>(after - begin)), lines);
+        start_ = static_cast<std::size_t>(after - buffer_.data());
+        taken += lines;
+      }
+      if (taken == n) break;
+      if (!fill()) {
+        if (start_ < filled_) {  // the last line, without its '\n'
+          into.push(std::string_view(buffer_).substr(start_, filled_ - start_));
+          start_ = filled_;
+          ++taken;
+        }
+        break;
+      }
+    }
+    return taken;
+  }
+
+  // Reads ahead until `n` items are waiting or the input ended; returns how many wait.
+  std::size_t look_ahead(std::size_t n) {
+    if (arguments_) return std::min(n, arguments_->size() - index_);
+    std::size_t lines = 0;
+    std::size_t scanned = 0;  // bytes after start_ holding those lines
     while (true) {
-      const std::size_t newline = buffer_.find('\n', scanned_);
-      if (newline != std::string::npos) {
-        line.assign(buffer_, start_, newline - start_);
-        start_ = scanned_ = newline + 1;
-        return line;
-      }
-      scanned_ = buffer_.size();
-      if (eof_) {
-        if (start_ == buffer_.size()) return std::nullopt;
-        line.assign(buffer_, start_);
-        start_ = scanned_ = buffer_.size();
-        return line;
-      }
-      // Keep the partial line, drop what was consumed, read more.
-      buffer_.erase(0, start_);
-      scanned_ -= start_;
-      start_ = 0;
-      const std::size_t old = buffer_.size();
-      buffer_.resize(old + (1 << 16));
-      const std::size_t got = std::fread(buffer_.data() + old, 1, 1 << 16, stdin);
-      buffer_.resize(old + got);
-      if (got == 0) {
-        if (std::ferror(stdin)) throw std::runtime_error("mp-map: reading standard input failed");
-        eof_ = true;
-      }
+      std::size_t more = n - lines;
+      const char* from = buffer_.data() + start_ + scanned;
+      scanned += static_cast<std::size_t>(skip_lines(from, buffer_.data() + filled_, more) - from);
+      lines += more;
+      if (lines == n) return n;
+      if (!fill()) return lines + (start_ + scanned < filled_ ? 1 : 0);
     }
   }
 
@@ -322,11 +416,38 @@ class Input {
   }
 
  private:
+  // Reads more of stdin after what is buffered (moving that to the front, or growing the
+  // buffer, to make room); false at the end of the input.
+  bool fill() {
+    if (eof_) return false;
+    if (start_ != 0) {
+      std::memmove(buffer_.data(), buffer_.data() + start_, filled_ - start_);
+      filled_ -= start_;
+      start_ = 0;
+    }
+    if (buffer_.size() - filled_ < kRead / 2) buffer_.resize(std::max(2 * buffer_.size(), kRead));
+    while (true) {
+      const ssize_t got = ::read(0, buffer_.data() + filled_, buffer_.size() - filled_);
+      if (got > 0) {
+        filled_ += static_cast<std::size_t>(got);
+        return true;
+      }
+      if (got == 0) break;
+      if (errno != EINTR)
+        throw std::runtime_error("reading standard input failed: " +
+                                 std::string(std::strerror(errno)));
+    }
+    eof_ = true;
+    return false;
+  }
+
+  static constexpr std::size_t kRead = 1 << 20;
+
   const std::vector<std::string>* arguments_;
   std::size_t index_ = 0;
-  std::string buffer_;
-  std::size_t start_ = 0;    // first byte of the current line
-  std::size_t scanned_ = 0;  // bytes before this hold no newline of the current line
+  std::string buffer_;      // stdin's bytes: [start_, filled_) not yet taken
+  std::size_t start_ = 0;   // the first byte not taken
+  std::size_t filled_ = 0;  // the end of what was read
   bool eof_ = false;
 };
 
@@ -429,22 +550,12 @@ class Mapper {
     if (const std::size_t hint = chunksize_hint()) return hint;
     if (auto size = input_.known_size()) return chunksize_for(*size);
     constexpr std::size_t kLookahead = 1 << 16;
-    while (lookahead_.size() < kLookahead) {
-      std::optional<std::string> item = input_.next();
-      if (!item) {
-        progress_.set_total(lookahead_.size());
-        return chunksize_for(lookahead_.size());
-      }
-      lookahead_.push_back(std::move(*item));
+    const std::size_t waiting = input_.look_ahead(kLookahead);
+    if (waiting < kLookahead) {
+      progress_.set_total(waiting);
+      return chunksize_for(waiting);
     }
     return chunksize_for(kLookahead * 4);
-  }
-
-  std::optional<std::string> next_item() {
-    if (lookahead_.empty()) return input_.next();
-    std::string item = std::move(lookahead_.front());
-    lookahead_.pop_front();
-    return item;
   }
 
   // Reads the next chunk's items and submits them.
@@ -452,14 +563,7 @@ class Mapper {
     if (chunksize_ == 0) chunksize_ = decide_chunksize();
     auto chunk = std::make_shared<Chunk>();
     chunk->first = next_number_;
-    while (chunk->items.size() < chunksize_) {
-      std::optional<std::string> item = next_item();
-      if (!item) {
-        input_done_ = true;
-        break;
-      }
-      chunk->items.push(*item);
-    }
+    if (input_.take(chunksize_, chunk->items) < chunksize_) input_done_ = true;
     if (chunk->items.empty()) return;
     next_number_ += chunk->items.size();
     pending_.push_back(chunk);
@@ -470,7 +574,9 @@ class Mapper {
     ++in_flight_;
     auto on_result = [this, chunk](const ChunkResult& result) {
       std::lock_guard guard(mutex_);
-      chunk->result = result;
+      // Moved, not copied: the value belongs to the AsyncResult that launch() drops, so
+      // nothing else reads it (and it is not a const object, so the cast is sound).
+      chunk->result = std::move(const_cast<ChunkResult&>(result));
       finish(*chunk);
     };
     auto on_error = [this, chunk](std::exception_ptr error) {
@@ -509,10 +615,13 @@ class Mapper {
       if (!chunk->failure.empty() && chunk->items.size() > 1) {
         // A worker died or the task timed out: retry its items one by one, so that only
         // the item that causes it fails.
-        for (std::size_t i = chunk->items.size(); i-- > 0;) {
+        std::vector<std::string_view> items;
+        Packed::Reader reader(chunk->items);
+        for (std::size_t i = 0; i < chunk->items.size(); ++i) items.push_back(reader.next());
+        for (std::size_t i = items.size(); i-- > 0;) {
           auto single = std::make_shared<Chunk>();
           single->first = chunk->first + i;
-          single->items.push(chunk->items[i]);
+          single->items.push(items[i]);
           it = pending_.insert(it, single);
           launch(single);
         }
@@ -523,10 +632,19 @@ class Mapper {
   }
 
   void emit(const Chunk& chunk) {
-    std::string out;
     const ChunkResult& result = chunk.result;
+    if (options_.format == Format::plain && chunk.failure.empty() && result.failed.empty()) {
+      // Every item succeeded: the outputs, each followed by '\n', are the plain output.
+      std::fwrite(result.outputs.bytes.data(), 1, result.outputs.bytes.size(), stdout);
+      finish_emit(chunk);
+      return;
+    }
+    std::string out;
     std::size_t next_failed = 0;
+    Packed::Reader items(chunk.items);
+    Packed::Reader outputs(result.outputs);
     for (std::size_t i = 0; i < chunk.items.size(); ++i) {
+      const std::string_view item = items.next();
       std::string_view error;
       if (!chunk.failure.empty()) {
         error = chunk.failure;
@@ -534,8 +652,9 @@ class Mapper {
         error = result.errors[next_failed++];
       }
       const bool ok = error.empty();
-      const std::string_view output = ok ? result.outputs[i] : std::string_view();
-      append_record(out, options_.format, chunk.items[i], ok, output, error);
+      // A whole-task failure has no outputs; a failed item's output is empty.
+      const std::string_view output = chunk.failure.empty() ? outputs.next() : std::string_view();
+      append_record(out, options_.format, item, ok, output, error);
       if (!ok) {
         ++failed_items_;
         progress_.clear();
@@ -543,8 +662,7 @@ class Mapper {
         std::fflush(stdout);
         out.clear();
         std::fprintf(stderr, "mp-map: %s: '%s': %.*s\n", input_.where(chunk.first + i).c_str(),
-                     printable(chunk.items[i]).c_str(), static_cast<int>(error.size()),
-                     error.data());
+                     printable(item).c_str(), static_cast<int>(error.size()), error.data());
         if (options_.halt_on_error) {
           halted_ = true;
           break;
@@ -552,6 +670,10 @@ class Mapper {
       }
     }
     std::fwrite(out.data(), 1, out.size(), stdout);
+    finish_emit(chunk);
+  }
+
+  void finish_emit(const Chunk& chunk) {
     if (options_.unordered) std::fflush(stdout);
     done_items_ += chunk.items.size();
     progress_.update(done_items_);
@@ -575,7 +697,6 @@ class Mapper {
   std::uint64_t generation_ = 0;  // under mutex_: counts finished tasks
   std::atomic<std::size_t> in_flight_{0};
   std::deque<std::shared_ptr<Chunk>> pending_;  // submitted, not printed; in input order
-  std::deque<std::string> lookahead_;
   std::size_t chunksize_ = 0;
   std::uint64_t next_number_ = 1;
   std::uint64_t done_items_ = 0;
@@ -589,6 +710,10 @@ class Mapper {
 
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
+  // Chunks and their results are buffers of a few MiB, allocated and freed all the time:
+  // keep them in the heap (glibc would map and unmap each, and fault in its pages anew).
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   using namespace mp_map;
   Options options;
   Job job;
