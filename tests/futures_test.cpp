@@ -24,6 +24,7 @@ using namespace std::chrono_literals;
 namespace {
 
 int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
 int fail_with(int x) {
   if (x == 3) throw std::out_of_range("no three");
   return x;
@@ -166,6 +167,40 @@ TEST_P(FuturesTest, MapIsLazyAndOrdered) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], i * i);
   auto endless = executor.map(square, std::views::iota(0), 1, 8);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(endless.next(60s), i * i);
+}
+
+TEST_P(FuturesTest, MapOverSeveralIterablesZipsThemToTheShortest) {
+  mp::ProcessPoolExecutor executor(options());
+  // Python: list(executor.map(pow, [2, 3, 4], [5, 2])) == [32, 9]
+  std::vector<long> got;
+  for (long v : executor.map(
+           [](long base, int exponent) {
+             long out = 1;
+             for (int i = 0; i < exponent; ++i) out *= base;
+             return out;
+           },
+           std::vector<long>{2, 3, 4}, std::vector<int>{5, 2}))
+    got.push_back(v);
+  EXPECT_EQ(got, (std::vector<long>{32, 9}));
+  // Three inputs, one of them endless and generated, one a temporary: lazy, in order.
+  auto joined = executor.map(
+      [](int i, const std::string& s, char c) { return s + c + std::to_string(i); },
+      std::views::iota(0), std::vector<std::string>{"a", "b", "c"}, std::string("xyz"));
+  std::vector<std::string> strings;
+  for (auto& s : joined) strings.push_back(s);
+  EXPECT_EQ(strings, (std::vector<std::string>{"ax0", "by1", "cz2"}));
+  // An empty input gives nothing; a task's exception arrives at its place.
+  int calls = 0;
+  for (int v : executor.map(add, std::vector<int>{}, std::views::iota(0))) calls += v + 1;
+  EXPECT_EQ(calls, 0);
+  auto failing = executor.map(
+      [](int a, int b) {
+        if (b == 0) throw std::invalid_argument("division by zero");
+        return a / b;
+      },
+      std::vector<int>{4, 1}, std::vector<int>{2, 0});
+  EXPECT_EQ(failing.next(60s), 2);
+  EXPECT_THROW(failing.next(60s), mp::RemoteError);
 }
 
 TEST_P(FuturesTest, LostWorkerFailsItsFutureButTheExecutorStaysUsable) {

@@ -16,11 +16,12 @@
 //     is replaced and the executor stays usable. Python breaks the whole executor.
 //   - An exception thrown by a task arrives as mp::RemoteError (type name, message).
 //   - Future::exception() returns a std::exception_ptr (null: no exception).
-//   - map() takes one input range (zip several with a range of tuples and std::apply in
-//     the function) and is lazy: at most `buffersize` chunks in flight (default 4 per
-//     worker), results in order; it returns mp::IMapIterator (next(timeout) throws
+//   - map() is lazy: at most `buffersize` chunks in flight (default 4 per worker),
+//     results in order; it returns mp::IMapIterator (next(timeout) throws
 //     mp::TimeoutError). Python's map reads all its input at once unless buffersize is
-//     given.
+//     given. With several input ranges (fn(x, y, ...), to the shortest as Python's zip)
+//     chunksize and buffersize are Python's defaults; for others, zip the inputs into
+//     one range of tuples and take them apart in the function.
 //   - as_completed() returns an object with next() and a range interface instead of a
 //     generator.
 //   - running() is true from the moment a worker was handed the task (Python: from the
@@ -33,10 +34,13 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -47,6 +51,54 @@
 namespace mp {
 
 namespace detail {
+
+// Several ranges read in step, as tuples of their values, until the shortest ends
+// (Python's zip; std::views::zip is C++23). Input only, read once.
+template <class... Views>
+class ZipView : public std::ranges::view_interface<ZipView<Views...>> {
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = std::tuple<std::ranges::range_value_t<Views>...>;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    iterator(std::tuple<std::ranges::iterator_t<Views>...> at,
+             std::tuple<std::ranges::sentinel_t<Views>...> ends)
+        : at_(std::move(at)), ends_(std::move(ends)) {}
+    value_type operator*() const {
+      return std::apply([](const auto&... it) { return value_type(*it...); }, at_);
+    }
+    iterator& operator++() {
+      std::apply([](auto&... it) { (++it, ...); }, at_);
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return it.any_at_end(std::index_sequence_for<Views...>{});
+    }
+
+   private:
+    template <std::size_t... I>
+    bool any_at_end(std::index_sequence<I...>) const {
+      return ((std::get<I>(at_) == std::get<I>(ends_)) || ...);
+    }
+    std::tuple<std::ranges::iterator_t<Views>...> at_;
+    std::tuple<std::ranges::sentinel_t<Views>...> ends_;
+  };
+
+  explicit ZipView(Views... views) : views_(std::move(views)...) {}
+  iterator begin() {
+    return iterator(
+        std::apply([](auto&... v) { return std::tuple(std::ranges::begin(v)...); }, views_),
+        std::apply([](auto&... v) { return std::tuple(std::ranges::end(v)...); }, views_));
+  }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  std::tuple<Views...> views_;
+};
 
 // The state behind a Future, compiled once in lib/src/futures.cpp.
 class FutureState : public JobSink {
@@ -214,10 +266,22 @@ class ProcessPoolExecutor {
   }
 
   // fn(item) for every item of `items`, lazily, results in order (see the header
-  // comment). Python: map(fn, *iterables, chunksize=1, buffersize=None).
+  // comment). Python: map(fn, iterable, chunksize=1, buffersize=None).
   template <class F, std::ranges::input_range R>
   auto map(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
     return pool_.imap(std::move(fn), std::forward<R>(items), chunksize, buffersize);
+  }
+  // fn(x, y, ...) with one item of each range at a time, until the shortest ends; lazy,
+  // results in order, as above with chunksize 1 and the default buffersize. Rvalue
+  // ranges are moved into the iterator; lvalue ranges must outlive it.
+  // Python: map(fn, *iterables).
+  template <class F, std::ranges::input_range R1, std::ranges::input_range R2,
+            std::ranges::input_range... Rs>
+  auto map(F fn, R1&& first, R2&& second, Rs&&... rest) {
+    detail::ZipView<std::views::all_t<R1>, std::views::all_t<R2>, std::views::all_t<Rs>...> zipped(
+        std::views::all(std::forward<R1>(first)), std::views::all(std::forward<R2>(second)),
+        std::views::all(std::forward<Rs>(rest))...);
+    return pool_.template imap_impl<F, true>(true, std::move(fn), std::move(zipped), 1, 0);
   }
 
   // No more submissions. cancel_futures: cancels every task no worker has yet. wait:

@@ -626,12 +626,12 @@ class Pool {
   // Input is read in the thread that calls next(). Python: imap(func, iterable, chunksize).
   template <class F, std::ranges::input_range R>
   auto imap(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
-    return imap_impl<F>(true, std::move(fn), std::forward<R>(items), chunksize, buffersize);
+    return imap_impl<F, false>(true, std::move(fn), std::forward<R>(items), chunksize, buffersize);
   }
   // As imap, results in completion order. Python: imap_unordered().
   template <class F, std::ranges::input_range R>
   auto imap_unordered(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
-    return imap_impl<F>(false, std::move(fn), std::forward<R>(items), chunksize, buffersize);
+    return imap_impl<F, false>(false, std::move(fn), std::forward<R>(items), chunksize, buffersize);
   }
 
   // No more tasks may be submitted; workers exit once the queued ones are done.
@@ -738,7 +738,9 @@ class Pool {
     return AsyncResult<std::vector<Result>>(shared);
   }
 
-  template <class F, class R>
+  // Star: std::apply(fn, item) for tuple-like items (ProcessPoolExecutor::map over
+  // several ranges).
+  template <class F, bool Star, class R>
   auto imap_impl(bool ordered, F fn, R&& items, std::size_t chunksize, std::size_t buffersize) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
     static_assert(detail::pool_function_picklable<F>,
@@ -747,9 +749,15 @@ class Pool {
                   "as arguments, use a free function or a captureless lambda, or give the "
                   "function object a serialize() member");
     static_assert(pickle::picklable<Item>, "mp::Pool: the items cannot be pickled");
-    static_assert(std::is_invocable_v<F&, Item&>,
-                  "mp::Pool::imap: the function cannot be called with an item of the range");
-    using Result = std::remove_cvref_t<typename detail::map_result<F, Item, false>::type>;
+    if constexpr (Star)
+      static_assert(
+          requires(F & f, Item & item) { std::apply(f, item); },
+          "mp::ProcessPoolExecutor::map: the function cannot be called with one item of "
+          "each range");
+    else
+      static_assert(std::is_invocable_v<F&, Item&>,
+                    "mp::Pool::imap: the function cannot be called with an item of the range");
+    using Result = std::remove_cvref_t<typename detail::map_result<F, Item, Star>::type>;
     static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
     if (chunksize == 0) chunksize = 1;
     if (buffersize == 0) buffersize = 4 * static_cast<std::size_t>(processes());
@@ -780,7 +788,7 @@ class Pool {
     };
     auto state = std::make_shared<detail::IMapState>(
         ordered, buffersize, std::move(feed),
-        detail::trampoline_ref<&detail::pool_map_call<F, Item, false>>());
+        detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>());
     state->fill(*core_, state);
     return IMapIterator<Result>(core_, state);
   }
