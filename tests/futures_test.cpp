@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mp/futures.hpp>
@@ -38,6 +39,13 @@ int wait_for_event(mp::Event event) {
   return 7;
 }
 int pid_of(int) { return static_cast<int>(::getpid()); }
+// Tells the test it runs (with SIGTERM ignored if asked), then sleeps for a minute.
+int sleep_a_minute(mp::Event running, bool ignore_sigterm) {
+  if (ignore_sigterm) ::signal(SIGTERM, SIG_IGN);
+  running.set();
+  std::this_thread::sleep_for(60s);
+  return 1;
+}
 
 class FuturesTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -201,6 +209,46 @@ TEST_P(FuturesTest, MapOverSeveralIterablesZipsThemToTheShortest) {
       std::vector<int>{4, 1}, std::vector<int>{2, 0});
   EXPECT_EQ(failing.next(60s), 2);
   EXPECT_THROW(failing.next(60s), mp::RemoteError);
+}
+
+// Python 3.14's terminate_workers() and kill_workers(): pending tasks are cancelled,
+// running ones fail at once, and no worker is left behind.
+void check_forced_shutdown(const mp::ProcessPoolExecutorOptions& options, bool kill) {
+  mp::ProcessPoolExecutor executor(options);
+  mp::Event running;
+  auto busy = executor.submit(sleep_a_minute, running, /*ignore_sigterm=*/kill);
+  ASSERT_TRUE(running.wait(60s));
+  // One worker, busy: these wait, the first few handed to it already (as Python's call
+  // queue holds some), the others still in the executor.
+  std::vector<mp::Future<int>> waiting;
+  for (int i = 0; i < 20; ++i) waiting.push_back(executor.submit(square, i));
+  const auto pids = executor.worker_pids();
+  const auto start = std::chrono::steady_clock::now();
+  if (kill)
+    executor.kill_workers();
+  else
+    executor.terminate_workers();
+  EXPECT_THROW(busy.result(30s), mp::BrokenProcessPool);
+  int cancelled = 0;
+  for (auto& f : waiting) {
+    if (f.cancelled())
+      ++cancelled;
+    else
+      EXPECT_THROW(f.result(30s), mp::BrokenProcessPool);
+  }
+  EXPECT_GT(cancelled, 0);
+  EXPECT_THROW(executor.submit(square, 4), std::invalid_argument);
+  executor.shutdown(true);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  for (int pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+}
+
+TEST_P(FuturesTest, TerminateWorkersEndsRunningTasksAndCancelsTheRest) {
+  check_forced_shutdown(options(1), /*kill=*/false);
+}
+
+TEST_P(FuturesTest, KillWorkersEndsEvenAWorkerThatIgnoresSigterm) {
+  check_forced_shutdown(options(1), /*kill=*/true);
 }
 
 TEST_P(FuturesTest, LostWorkerFailsItsFutureButTheExecutorStaysUsable) {

@@ -124,6 +124,16 @@ void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   if (wait) pool_.join();
 }
 
+void ProcessPoolExecutor::terminate_workers() {
+  shutdown(false, true);
+  pool_.core_->terminate(false);
+}
+
+void ProcessPoolExecutor::kill_workers() {
+  shutdown(false, true);
+  pool_.core_->terminate(true);
+}
+
 namespace futures::detail_wait {
 
 bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,

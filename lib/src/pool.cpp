@@ -1001,7 +1001,7 @@ void PoolCore::close() {
   impl_->wake_thread();
 }
 
-void PoolCore::terminate() {
+void PoolCore::terminate(bool kill) {
   std::vector<Impl::Completion> done;
   {
     std::lock_guard lock(impl_->mutex);
@@ -1010,8 +1010,13 @@ void PoolCore::terminate() {
     for (auto& task : impl_->pending)
       done.push_back(Impl::Completion{std::move(task.sink), task.index, {}, error});
     impl_->pending.clear();
-    for (auto& w : impl_->workers)
-      if (!w->dead) w->process.terminate();
+    for (auto& w : impl_->workers) {
+      if (w->dead) continue;
+      if (kill)
+        w->process.kill();
+      else
+        w->process.terminate();
+    }
     impl_->wake_thread();
   }
   impl_->deliver(done);

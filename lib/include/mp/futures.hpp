@@ -27,6 +27,8 @@
 //   - running() is true from the moment a worker was handed the task (Python: from the
 //     moment it entered the call queue); cancel() succeeds only before that.
 //   - The destructor calls shutdown(true): Python's `with` block does the same.
+//     terminate_workers() and kill_workers() (Python 3.14) end the workers first when
+//     a task may never finish.
 #pragma once
 
 #include <chrono>
@@ -288,6 +290,14 @@ class ProcessPoolExecutor {
   // blocks until every remaining task has finished and the workers have exited.
   // Python: shutdown(wait=True, cancel_futures=False).
   void shutdown(bool wait = true, bool cancel_futures = false);
+  // shutdown(false, true), then ends the workers at once with SIGTERM: the futures of
+  // the tasks they were running fail with BrokenProcessPool. Never blocks; shutdown(true)
+  // or the destructor waits for the workers to exit. For a worker stuck in a task that
+  // shutdown() would wait for forever. Python 3.14: terminate_workers().
+  void terminate_workers();
+  // As terminate_workers(), with SIGKILL: ends a worker that ignores or handles
+  // SIGTERM too. Python 3.14: kill_workers().
+  void kill_workers();
 
   // The pids of the current workers. Never blocks.
   std::vector<int> worker_pids() const { return pool_.worker_pids(); }

@@ -170,7 +170,9 @@ class PoolCore {
   void submit(const std::shared_ptr<JobSink>& sink, std::uint64_t first_index,
               std::vector<PoolTaskInput> tasks);
   void close();
-  void terminate();
+  // Fails every task with BrokenProcessPool and ends the workers: SIGTERM, or SIGKILL
+  // with `kill`.
+  void terminate(bool kill = false);
   void join();
   // Removes task `index` of `sink` if no worker has it yet; true if it was removed.
   bool cancel(const JobSink* sink, std::uint64_t index);
