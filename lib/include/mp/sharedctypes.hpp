@@ -103,26 +103,11 @@ class AnyLock : public detail::lockable<AnyLock> {
 
   template <class Archive>
   void save(Archive& ar) const {
-    const bool recursive = std::holds_alternative<RLock>(lock_);
-    ar(recursive);
-    if (recursive)
-      ar(std::get<RLock>(lock_));
-    else
-      ar(std::get<Lock>(lock_));
+    detail::save_either_lock(ar, lock_);
   }
   template <class Archive>
   void load(Archive& ar) {
-    bool recursive = false;
-    ar(recursive);
-    if (recursive) {
-      RLock lock;
-      ar(lock);
-      lock_ = std::move(lock);
-    } else {
-      Lock lock;
-      ar(lock);
-      lock_ = std::move(lock);
-    }
+    detail::load_either_lock(ar, lock_);
   }
 
  private:
@@ -130,6 +115,26 @@ class AnyLock : public detail::lockable<AnyLock> {
 };
 
 namespace detail {
+
+// Pickles the lock of a Value or Array: whether it has one, then the lock.
+template <class Archive>
+void save_optional_lock(Archive& ar, const std::optional<AnyLock>& lock) {
+  const bool has = lock.has_value();
+  ar(has);
+  if (has) ar(*lock);
+}
+template <class Archive>
+void load_optional_lock(Archive& ar, std::optional<AnyLock>& lock) {
+  bool has = false;
+  ar(has);
+  if (has) {
+    AnyLock loaded;
+    ar(loaded);
+    lock = std::move(loaded);
+  } else {
+    lock.reset();
+  }
+}
 
 // The byte-level core of every sharedctypes object: `count` elements of `element_size`
 // bytes in the shared heap, after a small header that records the element type (checked
@@ -297,22 +302,12 @@ class Value {
   template <class Archive>
   void save(Archive& ar) const {
     ar(object_);
-    const bool locked = lock_.has_value();
-    ar(locked);
-    if (locked) ar(*lock_);
+    detail::save_optional_lock(ar, lock_);
   }
   template <class Archive>
   void load(Archive& ar) {
     ar(object_);
-    bool locked = false;
-    ar(locked);
-    if (locked) {
-      AnyLock lock;
-      ar(lock);
-      lock_ = std::move(lock);
-    } else {
-      lock_.reset();
-    }
+    detail::load_optional_lock(ar, lock_);
   }
 
  private:
@@ -472,22 +467,12 @@ class Array {
   template <class Archive>
   void save(Archive& ar) const {
     ar(object_);
-    const bool has = lock_.has_value();
-    ar(has);
-    if (has) ar(*lock_);
+    detail::save_optional_lock(ar, lock_);
   }
   template <class Archive>
   void load(Archive& ar) {
     ar(object_);
-    bool has = false;
-    ar(has);
-    if (has) {
-      AnyLock lock;
-      ar(lock);
-      lock_ = std::move(lock);
-    } else {
-      lock_.reset();
-    }
+    detail::load_optional_lock(ar, lock_);
   }
 
  private:
