@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <numeric>
 #include <ranges>
 #include <set>
 #include <stdexcept>
@@ -241,6 +242,21 @@ void check_forced_shutdown(const mp::ProcessPoolExecutorOptions& options, bool k
   executor.shutdown(true);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
   for (int pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
+}
+
+TEST_P(FuturesTest, MapTakesPythonsKeywordArguments) {
+  mp::ProcessPoolExecutor executor(options());
+  // Python: executor.map(add, xs, ys, chunksize=7, buffersize=2)
+  std::vector<int> xs(100), ys(100);
+  std::iota(xs.begin(), xs.end(), 0);
+  std::iota(ys.begin(), ys.end(), 1000);
+  auto sums = executor.map(add, {.chunksize = 7, .buffersize = 2}, xs, ys);
+  int i = 0;
+  for (int v : sums) EXPECT_EQ(v, 1000 + 2 * i++);
+  EXPECT_EQ(i, 100);
+  // One range, and an endless one: lazy with both.
+  auto squares = executor.map(square, {.chunksize = 5}, std::views::iota(0));
+  for (int k = 0; k < 30; ++k) EXPECT_EQ(squares.next(60s), k * k);
 }
 
 TEST_P(FuturesTest, TerminateWorkersEndsRunningTasksAndCancelsTheRest) {

@@ -19,9 +19,9 @@
 //   - map() is lazy: at most `buffersize` chunks in flight (default 4 per worker),
 //     results in order; it returns mp::IMapIterator (next(timeout) throws
 //     mp::TimeoutError). Python's map reads all its input at once unless buffersize is
-//     given. With several input ranges (fn(x, y, ...), to the shortest as Python's zip)
-//     chunksize and buffersize are Python's defaults; for others, zip the inputs into
-//     one range of tuples and take them apart in the function.
+//     given. Several input ranges give fn(x, y, ...), to the shortest as Python's zip;
+//     chunksize and buffersize go in a MapOptions before the ranges, as Python's keyword
+//     arguments: executor.map(fn, {.chunksize = 64}, xs, ys).
 //   - as_completed() returns an object with next() and a range interface instead of a
 //     generator.
 //   - running() is true from the moment a worker was handed the task (Python: from the
@@ -215,6 +215,13 @@ class Future {
   std::shared_ptr<Shared> shared_;
 };
 
+// Python's keyword arguments of ProcessPoolExecutor.map(): executor.map(fn, {.chunksize =
+// 64}, xs, ys) is Python's executor.map(fn, xs, ys, chunksize=64).
+struct MapOptions {
+  std::size_t chunksize = 1;   // items per task
+  std::size_t buffersize = 0;  // tasks in flight; 0: 4 per worker
+};
+
 // Python's keyword arguments of ProcessPoolExecutor(...).
 struct ProcessPoolExecutorOptions {
   // nullopt: cpu_count(). Throws std::invalid_argument if < 1.
@@ -274,16 +281,27 @@ class ProcessPoolExecutor {
     return pool_.imap(std::move(fn), std::forward<R>(items), chunksize, buffersize);
   }
   // fn(x, y, ...) with one item of each range at a time, until the shortest ends; lazy,
-  // results in order, as above with chunksize 1 and the default buffersize. Rvalue
-  // ranges are moved into the iterator; lvalue ranges must outlive it.
-  // Python: map(fn, *iterables).
+  // results in order, as above. Rvalue ranges are moved into the iterator; lvalue ranges
+  // must outlive it. Python: map(fn, *iterables).
   template <class F, std::ranges::input_range R1, std::ranges::input_range R2,
             std::ranges::input_range... Rs>
   auto map(F fn, R1&& first, R2&& second, Rs&&... rest) {
-    detail::ZipView<std::views::all_t<R1>, std::views::all_t<R2>, std::views::all_t<Rs>...> zipped(
-        std::views::all(std::forward<R1>(first)), std::views::all(std::forward<R2>(second)),
-        std::views::all(std::forward<Rs>(rest))...);
-    return pool_.template imap_impl<F, true>(true, std::move(fn), std::move(zipped), 1, 0);
+    return map(std::move(fn), MapOptions{}, std::forward<R1>(first), std::forward<R2>(second),
+               std::forward<Rs>(rest)...);
+  }
+  // Either form with Python's keyword arguments (MapOptions). Python: map(fn, *iterables,
+  // chunksize=1, buffersize=None).
+  template <class F, std::ranges::input_range R1, std::ranges::input_range... Rs>
+  auto map(F fn, MapOptions options, R1&& first, Rs&&... rest) {
+    if constexpr (sizeof...(Rs) == 0) {
+      return pool_.imap(std::move(fn), std::forward<R1>(first), options.chunksize,
+                        options.buffersize);
+    } else {
+      detail::ZipView<std::views::all_t<R1>, std::views::all_t<Rs>...> zipped(
+          std::views::all(std::forward<R1>(first)), std::views::all(std::forward<Rs>(rest))...);
+      return pool_.template imap_impl<F, true>(true, std::move(fn), std::move(zipped),
+                                               options.chunksize, options.buffersize);
+    }
   }
 
   // No more submissions. cancel_futures: cancels every task no worker has yet. wait:
