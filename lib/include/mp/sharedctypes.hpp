@@ -102,12 +102,8 @@ class AnyLock : public detail::lockable<AnyLock> {
   const std::variant<RLock, Lock>& variant() const noexcept { return lock_; }
 
   template <class Archive>
-  void save(Archive& ar) const {
-    detail::save_either_lock(ar, lock_);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
-    detail::load_either_lock(ar, lock_);
+  void serialize(Archive& ar) {
+    ar(lock_);  // which of the two, then the lock
   }
 
  private:
@@ -115,26 +111,6 @@ class AnyLock : public detail::lockable<AnyLock> {
 };
 
 namespace detail {
-
-// Pickles the lock of a Value or Array: whether it has one, then the lock.
-template <class Archive>
-void save_optional_lock(Archive& ar, const std::optional<AnyLock>& lock) {
-  const bool has = lock.has_value();
-  ar(has);
-  if (has) ar(*lock);
-}
-template <class Archive>
-void load_optional_lock(Archive& ar, std::optional<AnyLock>& lock) {
-  bool has = false;
-  ar(has);
-  if (has) {
-    AnyLock loaded;
-    ar(loaded);
-    lock = std::move(loaded);
-  } else {
-    lock.reset();
-  }
-}
 
 // The byte-level core of every sharedctypes object: `count` elements of `element_size`
 // bytes in the shared heap, after a small header that records the element type (checked
@@ -300,14 +276,8 @@ class Value {
   detail::shared_ref ref() const noexcept { return object_.ref(); }
 
   template <class Archive>
-  void save(Archive& ar) const {
-    ar(object_);
-    detail::save_optional_lock(ar, lock_);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(object_);
-    detail::load_optional_lock(ar, lock_);
+  void serialize(Archive& ar) {
+    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
   }
 
  private:
@@ -465,14 +435,8 @@ class Array {
   detail::shared_ref ref() const noexcept { return object_.ref(); }
 
   template <class Archive>
-  void save(Archive& ar) const {
-    ar(object_);
-    detail::save_optional_lock(ar, lock_);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(object_);
-    detail::load_optional_lock(ar, lock_);
+  void serialize(Archive& ar) {
+    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
   }
 
  private:

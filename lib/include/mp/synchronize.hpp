@@ -223,36 +223,6 @@ class BoundedSemaphore : public Semaphore {
   explicit BoundedSemaphore(int value = 1) : Semaphore(value, bounded_tag{}) {}
 };
 
-namespace detail {
-
-// Pickles a Lock or an RLock held in a variant (Condition's lock, AnyLock): which of the
-// two, then the lock.
-template <class Archive>
-void save_either_lock(Archive& ar, const std::variant<RLock, Lock>& lock) {
-  const bool recursive = std::holds_alternative<RLock>(lock);
-  ar(recursive);
-  if (recursive)
-    ar(std::get<RLock>(lock));
-  else
-    ar(std::get<Lock>(lock));
-}
-template <class Archive>
-void load_either_lock(Archive& ar, std::variant<RLock, Lock>& lock) {
-  bool recursive = false;
-  ar(recursive);
-  if (recursive) {
-    RLock loaded;
-    ar(loaded);
-    lock = std::move(loaded);
-  } else {
-    Lock loaded;
-    ar(loaded);
-    lock = std::move(loaded);
-  }
-}
-
-}  // namespace detail
-
 // A condition variable shared between processes, bound to a Lock or RLock (a new RLock
 // by default, as Python). Python: Condition(lock=None).
 class Condition : private detail::shared_object, public detail::lockable<Condition> {
@@ -305,12 +275,12 @@ class Condition : private detail::shared_object, public detail::lockable<Conditi
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
-    detail::save_either_lock(ar, lock_);
+    ar(lock_);  // which of the two, then the lock
   }
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::condition);
-    detail::load_either_lock(ar, lock_);
+    ar(lock_);
   }
 
  private:
