@@ -221,25 +221,25 @@ struct Job {
 // every string's end (the offset of its separator).
 struct Packed {
   std::string bytes;
-  std::vector<std::uint64_t> ends;  // used once a string holds a '\n' (`indexed`)
+  std::vector<std::uint64_t> ends;  // empty until a string holds a '\n'
   std::uint64_t count = 0;
-  bool indexed = false;
 
   std::size_t size() const { return count; }
   bool empty() const { return count == 0; }
 
   void push(std::string_view text) {
-    if (!indexed && text.find('\n') != std::string_view::npos) index_all();
+    const bool index = !ends.empty() || text.find('\n') != std::string_view::npos;
+    if (index && ends.empty()) index_all();
     bytes.append(text);
     bytes.push_back('\n');
-    if (indexed) ends.push_back(bytes.size() - 1);
+    if (index) ends.push_back(bytes.size() - 1);
     ++count;
   }
   // Appends `n` lines: `lines` is n strings without '\n', each followed by one.
   void push_lines(std::string_view lines, std::size_t n) {
     const std::size_t from = bytes.size();
     bytes.append(lines);
-    if (indexed)
+    if (!ends.empty())
       for (std::size_t at = from; at < bytes.size(); ++at)
         if (bytes[at] == '\n') ends.push_back(at);
     count += n;
@@ -251,8 +251,8 @@ struct Packed {
     explicit Reader(const Packed& packed) : packed_(packed) {}
     std::string_view next() {
       const std::string_view bytes = packed_.bytes;
-      const std::size_t end = packed_.indexed ? static_cast<std::size_t>(packed_.ends[index_])
-                                              : separator(bytes, offset_);
+      const std::size_t end = !packed_.ends.empty() ? static_cast<std::size_t>(packed_.ends[index_])
+                                                    : separator(bytes, offset_);
       const std::string_view text = bytes.substr(offset_, end - offset_);
       offset_ = end + 1;
       ++index_;
@@ -276,13 +276,12 @@ struct Packed {
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(bytes, ends, count, indexed);
+    ar(bytes, ends, count);
   }
 
  private:
   // The first string holding a '\n' is coming: record the ends of those so far.
   void index_all() {
-    indexed = true;
     ends.reserve(count + 1);
     for (std::size_t at = 0; at < bytes.size(); ++at)
       if (bytes[at] == '\n') ends.push_back(at);
