@@ -105,21 +105,21 @@ void throwing_initializer() { throw std::runtime_error("initializer refuses"); }
 void crashing_initializer() { crash(); }
 
 // Reads an imap iterator to its end: the values, and how many chunks failed with
-// WorkerLostError.
-template <class It>
-std::pair<std::vector<int>, int> drain_counting_lost(It& it) {
+// `Error`.
+template <class Error, class It>
+std::pair<std::vector<int>, int> drain_counting(It& it) {
   std::vector<int> got;
-  int lost = 0;
+  int failed = 0;
   for (;;) {
     try {
       auto v = it.next(60s);
       if (!v) break;
       got.push_back(*v);
-    } catch (const mp::WorkerLostError&) {
-      ++lost;
+    } catch (const Error&) {
+      ++failed;
     }
   }
-  return {got, lost};
+  return {got, failed};
 }
 
 class PoolTest : public ::testing::TestWithParam<std::string> {
@@ -288,17 +288,7 @@ TEST_P(PoolTest, ImapConsumesAnEndlessInputLazily) {
 TEST_P(PoolTest, ImapDeliversOtherResultsAfterAFailedChunk) {
   mp::Pool pool(options());
   auto it = pool.imap(fail_on_three, std::views::iota(0, 6));
-  std::vector<int> got;
-  int failures = 0;
-  for (;;) {
-    try {
-      auto v = it.next(60s);
-      if (!v) break;
-      got.push_back(*v);
-    } catch (const mp::RemoteError&) {
-      ++failures;
-    }
-  }
+  const auto [got, failures] = drain_counting<mp::RemoteError>(it);
   EXPECT_EQ(failures, 1);
   EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 4, 5}));
 }
@@ -319,7 +309,7 @@ TEST_P(PoolTest, WorkerKilledInTheMiddleOfMapFailsExactlyItsTask) {
   }
   // imap shows that exactly that task failed and every other one completed.
   auto it = pool.imap([](int x) { return kill_self_at(x, 7); }, std::views::iota(0, 20));
-  const auto [got, lost] = drain_counting_lost(it);
+  const auto [got, lost] = drain_counting<mp::WorkerLostError>(it);
   EXPECT_EQ(lost, 1);
   std::vector<int> expected;
   for (int i = 0; i < 20; ++i)
@@ -359,7 +349,7 @@ TEST_P(PoolTest, WorkerKilledDuringLargeChunksFailsOnlyItsChunk) {
   mp::Pool pool(options());
   constexpr int n = 400'000, chunk = 50'000;  // 200 KB per chunk, in the heap
   auto it = pool.imap(kill_self_at_170000, std::views::iota(0, n), chunk, 8);
-  const auto [got, lost] = drain_counting_lost(it);
+  const auto [got, lost] = drain_counting<mp::WorkerLostError>(it);
   EXPECT_EQ(lost, 1);
   std::vector<int> expected;
   for (int i = 0; i < n; ++i)
