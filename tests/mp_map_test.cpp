@@ -64,6 +64,17 @@ TEST_P(MpMapTest, LongInputKeepsEveryLineAndItsNumber) {
       << result.err.substr(0, 300);
 }
 
+TEST_P(MpMapTest, UnreadableStdinIsAClearError) {
+  // A directory as standard input: read(2) fails with EISDIR.
+  auto result = mp_test::run_command(
+      {"/bin/sh", "-c",
+       std::string("exec '") + MP_MAP_PATH + "' --start-method " + GetParam() + " square < /"});
+  EXPECT_EQ(result.exit_status, 1);
+  EXPECT_EQ(result.out, "");
+  EXPECT_NE(result.err.find("mp-map: reading standard input failed: "), std::string::npos)
+      << result.err;
+}
+
 TEST_P(MpMapTest, ItemsAndOutputsHoldingNewlinesStayWhole) {
   auto result = map({"--format", "jsonl", "--exec", "printf '%s\\n\\n' {}", ":::", "a\nb", "c"});
   ASSERT_EQ(result.exit_status, 0) << result.err;
