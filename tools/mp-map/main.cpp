@@ -773,12 +773,13 @@ class Mapper {
         while (!input_.ended() && input_.ready() < full && stdin_readable()) input_.read_some();
       }
       const std::size_t ready = input_.ready();
-      if (ready == 0) return;
-      if (input_.ended() && chunksize_ == 0) {
-        // The whole input is here: Python's formula on its size.
-        chunksize_ = chunksize_for(ready);
+      if (input_.ended() && !total_known_) {
+        // The whole input is here: Python's formula on its size (unless --chunksize).
+        if (chunksize_ == 0) chunksize_ = chunksize_for(ready);
         progress_.set_total(next_number_ - 1 + ready);
+        total_known_ = true;
       }
+      if (ready == 0) return;
       const std::size_t limit = chunk_limit();
       std::size_t take = 0;
       if (ready >= limit || input_.ended()) {
@@ -1004,6 +1005,7 @@ class Mapper {
   std::uint64_t done_items_ = 0;
   std::uint64_t failed_items_ = 0;
   bool halted_ = false;
+  bool total_known_ = false;  // the input's end was seen: the progress total is set
   bool sigpipe_ignored_ = false;
 };
 
