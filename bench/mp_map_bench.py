@@ -13,8 +13,8 @@ Rows (issue 9), each printed as JSON lines in mp_bench.py's schema, one per tool
   mp_map_long_line     `mp-map sha256` over one line of 40 MB and of 100 MB
                        (--quick: 8 MB) arriving through a pipe, against
                        `sha256sum`: reading a line costs what reading its bytes costs.
-  mp_map_start_jobs    `mp-map -j N square` over one line of stdin (so that all N
-                       workers start), for N = 256 and 1000 (--quick: 64, 256).
+  mp_map_start_jobs    `mp-map -j N --chunksize 1 square` over N lines (so that all
+                       N workers start), for N = 256 and 1000 (--quick: 64, 256).
 
 "impl" names the tool: mp-map, cpython-pool-oneliner, xargs, gnu-parallel. "value"
 is the median wall time of --runs runs, in seconds; the outputs of mp-map and of
@@ -134,15 +134,15 @@ def main():
                     failed = True
             os.remove(line)
 
-        one = os.path.join(tmp, "one.txt")
-        with open(one, "w") as f:
-            f.write("7\n")
         for jobs in ([64, 256] if args.quick else [256, 1000]):
+            few = os.path.join(tmp, "few.txt")
+            with open(few, "w") as f:
+                f.write("".join(f"{i}\n" for i in range(jobs)))
             try:
                 log(f"mp_map_start_jobs: mp-map -j {jobs}")
                 emit("mp-map", "mp_map_start_jobs", {"jobs": jobs},
-                     time_command([args.mp_map, "--no-progress", "-j", str(jobs), "square"], one,
-                                  os.devnull, args.runs))
+                     time_command([args.mp_map, "--no-progress", "-j", str(jobs), "--chunksize",
+                                   "1", "square"], few, os.devnull, args.runs))
             except Exception as e:  # noqa: BLE001
                 log(f"mp_map_start_jobs (-j {jobs}) FAILED: {e}")
                 failed = True

@@ -670,6 +670,11 @@ class Mapper {
   Mapper& operator=(const Mapper&) = delete;
 
   int run() {
+    // What stdin holds already: when that is all of it, no more workers start than
+    // there are chunks to run.
+    constexpr std::size_t kStartLookahead = 1 << 16;
+    while (!input_.ended() && input_.ready() < kStartLookahead && stdin_readable())
+      input_.read_some();
     mp::PoolOptions pool_options{.processes = static_cast<int>(workers_to_start()),
                                  .start_method = options_.start_method};
     if (options_.timeout) {
@@ -800,14 +805,13 @@ class Mapper {
     return 0;  // decided by the input's size
   }
 
-  // Workers to start: -j, or fewer when the input is known to have fewer items.
+  // Workers to start: -j, or fewer when the whole input is known to need fewer.
   unsigned workers_to_start() const {
-    if (auto size = input_.known_size()) {
-      const std::size_t hint = chunksize_hint();
-      const std::size_t chunks = hint ? (*size + hint - 1) / hint : *size;
-      return static_cast<unsigned>(std::clamp<std::size_t>(chunks, 1, jobs_));
-    }
-    return jobs_;
+    if (!input_.ended()) return jobs_;
+    const std::size_t items = input_.ready();
+    const std::size_t hint = chunksize_hint();
+    const std::size_t chunks = hint ? (items + hint - 1) / hint : items;
+    return static_cast<unsigned>(std::clamp<std::size_t>(chunks, 1, jobs_));
   }
 
   // Python's Pool.map: divmod(len, 4 * processes), one more if there is a remainder.
