@@ -1,13 +1,22 @@
 // Runs the real mp-map binary on real input and checks what it prints and its exit
 // status, per start method, failure cases included.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_util.hpp"
@@ -251,3 +260,253 @@ TEST(MpMap, HelpAndVersion) {
 }
 
 }  // namespace
+
+// ---- streams: live input, long lines, write errors, signals, per-item timeouts ----
+
+namespace streams {
+
+// mp-map running with its stdin a pipe the test holds open, and its stdout a pipe the
+// test reads (or a file). Every wait has a generous deadline; nothing sleeps to order
+// events.
+class Running {
+ public:
+  explicit Running(const std::vector<std::string>& argv, const std::string& stdout_file = "") {
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+      throw std::runtime_error("pipe2 failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    if (stdout_file.empty())
+      posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    else
+      posix_spawn_file_actions_addopen(&actions, 1, stdout_file.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    in_ = in[1];
+    out_ = out[0];
+    err_ = err[0];
+    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+  }
+  ~Running() {
+    close_input();
+    close_output();
+    if (err_ >= 0) ::close(err_);
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // Writes all of `text` to mp-map's stdin in pieces of `piece` bytes.
+  void write(const std::string& text, std::size_t piece = 1 << 16) {
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(in_, text.data() + done, std::min(piece, text.size() - done));
+      if (n <= 0) throw std::runtime_error("write to mp-map failed");
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  void close_input() {
+    if (in_ >= 0) ::close(in_);
+    in_ = -1;
+  }
+  void close_output() {
+    if (out_ >= 0) ::close(out_);
+    out_ = -1;
+  }
+
+  // Reads stdout until what was read (since the start) ends with `until`, at most
+  // `limit`; returns everything read.
+  std::string read_until(const std::string& until,
+                         std::chrono::seconds limit = std::chrono::seconds(60)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (out_text_.size() < until.size() ||
+           out_text_.compare(out_text_.size() - until.size(), until.size(), until) != 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd fd{out_, POLLIN, 0};
+      if (::poll(&fd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buffer[4096];
+      const ssize_t n = ::read(out_, buffer, sizeof buffer);
+      if (n <= 0) break;
+      out_text_.append(buffer, static_cast<std::size_t>(n));
+    }
+    return out_text_;
+  }
+
+  // Waits for the exit (at most `limit`): the exit status, -signal, or nullopt if it
+  // is still running. Reads stderr meanwhile.
+  std::optional<int> wait(std::chrono::seconds limit = std::chrono::seconds(60)) {
+    if (!mp_test::wait_gone(pid_, limit)) return std::nullopt;
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    reaped_ = true;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(err_, buffer, sizeof buffer)) > 0)
+      err_text_.append(buffer, static_cast<std::size_t>(n));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+  const std::string& err() const { return err_text_; }
+
+  // The pids of mp-map's children (its workers) now.
+  std::vector<pid_t> children() const {
+    std::vector<pid_t> pids;
+    auto text = mp_test::read_file("/proc/" + std::to_string(pid_) + "/task/" +
+                                   std::to_string(pid_) + "/children");
+    std::istringstream in(text.value_or(""));
+    for (pid_t child; in >> child;) pids.push_back(child);
+    return pids;
+  }
+
+ private:
+  pid_t pid_ = 0;
+  bool reaped_ = false;
+  int in_ = -1, out_ = -1, err_ = -1;
+  std::string out_text_, err_text_;
+};
+
+class MpMapStreamTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::vector<std::string> argv(std::vector<std::string> args) const {
+    std::vector<std::string> out = {MP_MAP_PATH, "--start-method", GetParam(), "--no-progress"};
+    out.insert(out.end(), args.begin(), args.end());
+    return out;
+  }
+  // Runs mp-map through sh, for redirections: `redirect` follows the command.
+  mp_test::CommandResult map_sh(const std::vector<std::string>& args, const std::string& redirect,
+                                const std::string& input = "") const {
+    std::string command = "exec";
+    for (const auto& a : argv(args)) command += " '" + a + "'";
+    return mp_test::run_command({"/bin/sh", "-c", command + " " + redirect}, input);
+  }
+};
+
+void expect_all_gone(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids)
+    EXPECT_TRUE(mp_test::wait_gone(pid, std::chrono::milliseconds(60000)))
+        << "process " << pid << " is still running";
+}
+
+TEST_P(MpMapStreamTest, ResultsAppearWhileTheInputIsStillOpen) {
+  Running ordered(argv({"-j", "2", "square"}));
+  ordered.write("2\n3\n");
+  EXPECT_EQ(ordered.read_until("4\n9\n"), "4\n9\n");
+  ordered.write("4\n");
+  EXPECT_EQ(ordered.read_until("16\n"), "4\n9\n16\n");
+  ordered.close_input();
+  EXPECT_EQ(ordered.wait(), 0) << ordered.err();
+
+  Running unordered(argv({"-j", "2", "--unordered", "square"}));
+  unordered.write("2\n");
+  EXPECT_EQ(unordered.read_until("4\n"), "4\n");
+  unordered.write("3\n");
+  EXPECT_EQ(unordered.read_until("9\n"), "4\n9\n");
+  unordered.close_input();
+  EXPECT_EQ(unordered.wait(), 0) << unordered.err();
+}
+
+TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {
+  const std::string long_line(6 << 20, 'x');
+  const std::vector<std::string> lines = {"first", long_line, "", "last"};
+  std::string expected;
+  for (const auto& line : lines) {
+    auto sum = mp_test::run_command({"/usr/bin/sha256sum"}, line);
+    ASSERT_EQ(sum.exit_status, 0);
+    expected += sum.out.substr(0, 64) + "\n";
+  }
+  Running mp_map(argv({"-j", "2", "sha256"}));
+  for (const auto& line : lines) mp_map.write(line + "\n", 4000);
+  mp_map.close_input();
+  EXPECT_EQ(mp_map.read_until(expected), expected);
+  EXPECT_EQ(mp_map.wait(), 0) << mp_map.err();
+}
+
+TEST_P(MpMapStreamTest, AFailedWriteToStdoutIsAnError) {
+  for (const auto& [redirect, message] : std::vector<std::pair<std::string, std::string>>{
+           {"> /dev/full", "mp-map: write error: No space left on device"},
+           {">&-", "mp-map: write error: Bad file descriptor"}}) {
+    auto few = map_sh({"square", ":::", "1", "2", "3"}, redirect);
+    EXPECT_EQ(few.exit_status, 1) << redirect;
+    EXPECT_NE(few.err.find(message), std::string::npos) << redirect << ": " << few.err;
+    auto many = map_sh({"-j", "2", "square"}, redirect, numbers(1, 100000));
+    EXPECT_EQ(many.exit_status, 1) << redirect;
+    EXPECT_NE(many.err.find(message), std::string::npos) << redirect << ": " << many.err;
+  }
+  // Nothing to write: nothing fails.
+  auto none = map_sh({"square"}, ">&-", "");
+  EXPECT_EQ(none.exit_status, 0) << none.err;
+}
+
+TEST_P(MpMapStreamTest, AClosedPipeEndsItQuietlyWithWorkersStopped) {
+  Running mp_map(argv({"-j", "2", "--chunksize", "1", "sleep"}));
+  mp_map.write("0\n0\n");  // the input stays open: mp-map would wait for more
+  EXPECT_EQ(mp_map.read_until("0\n0\n"), "0\n0\n");
+  const auto workers = mp_map.children();
+  EXPECT_FALSE(workers.empty());
+  mp_map.close_output();
+  mp_map.write("0\n");  // its result meets the closed pipe
+  EXPECT_EQ(mp_map.wait(), -SIGPIPE) << mp_map.err();
+  EXPECT_EQ(mp_map.err(), "");
+  expect_all_gone(workers);
+}
+
+TEST_P(MpMapStreamTest, ASignalPrintsTheCompleteResultsFirst) {
+  mp_test::TempDir dir;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    const std::string out = dir.file("out" + std::to_string(sig));
+    Running mp_map(argv({"-j", "4", "sleep", ":::", "0", "0.1", "0.2", "100"}), out);
+    // Waits until the three short items are in the file (they are printed as soon as
+    // they are next in order), then interrupts the fourth.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (mp_test::read_file(out).value_or("") != "0\n0.1\n0.2\n" &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(mp_test::read_file(out).value_or(""), "0\n0.1\n0.2\n") << strsignal(sig);
+    const auto workers = mp_map.children();
+    ::kill(mp_map.pid(), sig);
+    EXPECT_EQ(mp_map.wait(), -sig) << strsignal(sig) << ": " << mp_map.err();
+    EXPECT_EQ(mp_test::read_file(out).value_or(""), "0\n0.1\n0.2\n") << strsignal(sig);
+    expect_all_gone(workers);
+  }
+}
+
+TEST_P(MpMapStreamTest, ATimeoutFailsTheOverdueItemNotItsChunk) {
+  auto result = mp_test::run_command(argv(
+      {"-j", "2", "--chunksize", "4", "--timeout", "1.5", "sleep", ":::", "0", "5", "0", "0"}));
+  EXPECT_EQ(result.exit_status, 1) << result.err;
+  EXPECT_EQ(result.out, "0\n0\n0\n");
+  EXPECT_NE(result.err.find("argument 2: '5': timed out after 1.5 s"), std::string::npos)
+      << result.err;
+  EXPECT_EQ(result.err.find("argument 1"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("argument 3"), std::string::npos) << result.err;
+}
+
+TEST(MpMapStreams, JobsAboveTheCapIsAUsageError) {
+  for (const char* jobs : {"1025", "100000", "99999999999999999999"}) {
+    auto result = mp_test::run_command({MP_MAP_PATH, "-j", jobs, "square", ":::", "1"});
+    EXPECT_EQ(result.exit_status, 2) << jobs;
+    EXPECT_NE(result.err.find(std::string("-j: at most 1024 worker processes, got ") + jobs),
+              std::string::npos)
+        << result.err;
+  }
+  auto most = mp_test::run_command({MP_MAP_PATH, "-j", "1024", "square", ":::", "3"});
+  EXPECT_EQ(most.exit_status, 0) << most.err;
+  EXPECT_EQ(most.out, "9\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, MpMapStreamTest,
+                         ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
+
+}  // namespace streams

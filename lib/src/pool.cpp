@@ -498,7 +498,10 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     worker->channel_ref = heap_allocate(sizeof(Channel) + alignof(Channel));
     shared_ref aligned = worker->channel_ref;
     aligned.offset = (aligned.offset + alignof(Channel) - 1) & ~std::uint64_t{alignof(Channel) - 1};
-    worker->channel = new (heap_address(aligned)) Channel();
+    // Default-initialized: the control words start at zero, the ring bytes are left as
+    // they are (each is written before it is read), so a worker's 512 KiB of rings cost
+    // nothing until used instead of being faulted in and cleared by the parent.
+    worker->channel = new (heap_address(aligned)) Channel;
     auto [reader, writer] = Pipe(false);
     worker->doorbell = std::move(reader);
     const std::string method =
