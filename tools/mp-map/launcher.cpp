@@ -233,7 +233,12 @@ void run_command(const char* program, char* const* argv, int stdout_fd) {
     pollfd fds[2] = {{kSocket, POLLIN, 0}, {pidfd, POLLIN, 0}};
     // Without a pidfd (a kernel before 5.3), look at the command every 20 ms.
     const int ready = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 20);
-    if (ready < 0 && errno != EINTR) break;
+    if (ready < 0 && errno != EINTR) {  // cannot poll: wait for the command alone
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      ended = true;
+      break;
+    }
     if (ready > 0 && fds[0].revents != 0) {
       Request request;
       int passed = -1;
