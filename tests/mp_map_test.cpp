@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -417,7 +418,7 @@ TEST_P(MpMapExecTest, CommandsCanUseTheTerminal) {
   // mp-map as the session leader of a pseudo-terminal with `stty tostop`: commands that
   // change the terminal's settings and write to it must run, not stop (as under xargs).
   const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-  ASSERT_GE(master, 0);
+  if (master < 0) GTEST_SKIP() << "no pseudo-terminal here: " << std::strerror(errno);
   ASSERT_EQ(::grantpt(master), 0);
   ASSERT_EQ(::unlockpt(master), 0);
   const std::string terminal = ::ptsname(master);
