@@ -421,7 +421,10 @@ TEST_P(MpMapExecTest, CommandsCanUseTheTerminal) {
   if (master < 0) GTEST_SKIP() << "no pseudo-terminal here: " << std::strerror(errno);
   ASSERT_EQ(::grantpt(master), 0);
   ASSERT_EQ(::unlockpt(master), 0);
-  const std::string terminal = ::ptsname(master);
+  // Opened before the fork, so that some descriptor of the slave side is open from then
+  // on: the master reads EIO once none is.
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
   std::vector<std::string> strings =
       argv({"--no-progress", "-j", "2", "--exec",
             "stty -echo </dev/tty && stty echo </dev/tty && stty size </dev/tty >/dev/null "
@@ -433,8 +436,7 @@ TEST_P(MpMapExecTest, CommandsCanUseTheTerminal) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::setsid();
-    const int slave = ::open(terminal.c_str(), O_RDWR);
-    if (slave < 0 || ::ioctl(slave, TIOCSCTTY, 0) != 0) ::_exit(126);
+    if (::ioctl(slave, TIOCSCTTY, 0) != 0) ::_exit(126);
     termios settings{};
     ::tcgetattr(slave, &settings);
     settings.c_lflag |= TOSTOP;
@@ -445,6 +447,7 @@ TEST_P(MpMapExecTest, CommandsCanUseTheTerminal) {
     ::execv(args[0], args.data());
     ::_exit(127);
   }
+  ::close(slave);
   ASSERT_GT(pid, 0);
   // Read the terminal until every descriptor of its slave side is closed (EIO), then
   // wait for mp-map's exit; both within 60 s.
