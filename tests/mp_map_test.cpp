@@ -4,7 +4,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -12,11 +16,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "test_util.hpp"
@@ -66,8 +72,9 @@ TEST_P(MpMapTest, LongInputKeepsEveryLineAndItsNumber) {
   ASSERT_EQ(lines.size(), 200101u);
   for (long i = 1; i <= 200100; ++i) ASSERT_EQ(lines[i - 1], std::to_string(i * i)) << i;
   EXPECT_EQ(lines.back(), "49");
-  EXPECT_NE(result.err.find("line 200001: '" + std::string(77, '1') + "...': square: "),
-            std::string::npos)
+  EXPECT_NE(
+      result.err.find("line 200001: '" + std::string(80, '1') + "... (3145728 bytes)': square: "),
+      std::string::npos)
       << result.err.substr(0, 300);
   EXPECT_NE(result.err.find("line 200002: '': square: not an integer"), std::string::npos)
       << result.err.substr(0, 300);
@@ -222,15 +229,18 @@ TEST_P(MpMapTest, TimeoutFailsOnlyTheSlowItem) {
 }
 
 TEST_P(MpMapTest, AWorkerThatDiesFailsOnlyItsItem) {
-  // The command kills the worker that runs it (its parent) when the item is 3.
-  auto result = map({"-j", "2", "--exec", "if [ {} = 3 ]; then kill -9 $PPID; else echo {}; fi"},
-                    numbers(1, 6));
+  // The command kills the worker that runs it (its grandparent: the parent is the worker's
+  // launcher) when the item is 3.
+  const std::string kill_worker = "kill -9 $(cut -d' ' -f4 /proc/$PPID/stat)";
+  auto result =
+      map({"-j", "2", "--exec", "if [ {} = 3 ]; then " + kill_worker + "; else echo {}; fi"},
+          numbers(1, 6));
   EXPECT_EQ(result.exit_status, 1) << result.err;
   EXPECT_EQ(result.out, "1\n2\n4\n5\n6\n");
   EXPECT_NE(result.err.find("line 3: '3': "), std::string::npos) << result.err;
   // A worker lost in the middle of a chunk of built-in work: only that item fails.
   auto chunked = map({"-j", "2", "--chunksize", "4", "--exec",
-                      "if [ {} = 5 ]; then kill -9 $PPID; else echo {}; fi"},
+                      "if [ {} = 5 ]; then " + kill_worker + "; else echo {}; fi"},
                      numbers(1, 8));
   EXPECT_EQ(chunked.exit_status, 1) << chunked.err;
   EXPECT_EQ(chunked.out, "1\n2\n3\n4\n6\n7\n8\n");
@@ -258,6 +268,363 @@ TEST(MpMap, HelpAndVersion) {
   EXPECT_EQ(version.exit_status, 0);
   EXPECT_EQ(version.out.rfind("mp-map ", 0), 0u);
 }
+
+// ---- --exec: the processes it starts, terminals, templates and items ----
+
+// A `sleep` argument that no other process uses: 313.<this process's pid><a counter>.
+std::string marked_seconds() {
+  static int counter = 0;
+  return "313." + std::to_string(::getpid()) + std::to_string(++counter);
+}
+
+// The running `sleep SECONDS` processes, found by their command lines in /proc.
+std::vector<pid_t> sleeps_with(const std::string& seconds) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto cmdline = mp_test::read_file((entry.path() / "cmdline").string());
+    if (!cmdline) continue;
+    std::vector<std::string> args;
+    std::istringstream in(*cmdline);
+    for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+    if (args.size() >= 2 && std::filesystem::path(args[0]).filename() == "sleep" &&
+        args[1] == seconds)
+      found.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return found;
+}
+
+// Polls (up to 60 s) until at least `count` such sleeps run; true if they do.
+bool wait_for_sleeps(const std::string& seconds, std::size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (sleeps_with(seconds).size() >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// Polls (up to 60 s) until no such sleep runs; kills and returns those still running.
+std::vector<pid_t> sleeps_left(const std::string& seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::vector<pid_t> left = sleeps_with(seconds);
+  while (!left.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    left = sleeps_with(seconds);
+  }
+  for (pid_t pid : left) ::kill(pid, SIGKILL);
+  return left;
+}
+
+// mp-map running in the background, stdout and stderr to a file.
+class Background {
+ public:
+  explicit Background(const std::vector<std::string>& args) : output_(dir_.file("output")) {
+    std::vector<std::string> argv_strings = args;
+    std::vector<char*> argv;
+    for (std::string& arg : argv_strings) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int in = ::open("/dev/null", O_RDONLY);
+      const int out = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (in < 0 || out < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0)
+        ::_exit(126);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Background() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  // Waits up to 60 s: the exit code or -signal, or nullopt (then kills it).
+  std::optional<int> wait() {
+    if (!mp_test::wait_gone(pid_, std::chrono::seconds(60))) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      status_ = -SIGKILL;
+      return std::nullopt;
+    }
+    int raw = 0;
+    ::waitpid(pid_, &raw, 0);
+    status_ = WIFEXITED(raw) ? WEXITSTATUS(raw) : -WTERMSIG(raw);
+    return status_;
+  }
+  std::string output() const { return mp_test::read_file(output_).value_or(""); }
+
+ private:
+  mp_test::TempDir dir_;
+  std::string output_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+class MpMapExecTest : public MpMapTest {
+ protected:
+  std::vector<std::string> argv(std::vector<std::string> args) {
+    std::vector<std::string> all = {MP_MAP_PATH, "--start-method", GetParam()};
+    all.insert(all.end(), args.begin(), args.end());
+    return all;
+  }
+
+  // mp-map, killed with `sig` while its commands sleep, leaves none of them running.
+  void expect_nothing_outlives(int sig) {
+    const std::string seconds = marked_seconds();
+    Background map(
+        argv({"-j", "3", "--exec", "sleep " + seconds + "; echo {}", ":::", "a", "b", "c"}));
+    ASSERT_TRUE(wait_for_sleeps(seconds, 3)) << map.output();
+    ::kill(map.pid(), sig);
+    ASSERT_TRUE(map.wait()) << "mp-map did not end after signal " << sig;
+    EXPECT_EQ(sleeps_left(seconds), std::vector<pid_t>{}) << "signal " << sig;
+  }
+};
+
+TEST_P(MpMapExecTest, NothingOutlivesSigterm) { expect_nothing_outlives(SIGTERM); }
+TEST_P(MpMapExecTest, NothingOutlivesSigint) { expect_nothing_outlives(SIGINT); }
+TEST_P(MpMapExecTest, NothingOutlivesSigkill) { expect_nothing_outlives(SIGKILL); }
+
+TEST_P(MpMapExecTest, NothingOutlivesHaltOnError) {
+  // Item x fails once the sleeps of a and b run; the halt then terminates their workers.
+  mp_test::TempDir dir;
+  const std::string seconds = marked_seconds();
+  const std::string flag = dir.file("");
+  Background map(argv({"-j", "3", "--halt-on-error", "--exec",
+                       "case {} in x) while [ ! -e " + flag + "a ] || [ ! -e " + flag +
+                           "b ]; do sleep 0.01; done; exit 1;; *) sleep " + seconds + " & touch " +
+                           flag + "{}; wait; echo {};; esac",
+                       ":::", "x", "a", "b"}));
+  const auto status = map.wait();
+  ASSERT_TRUE(status) << "mp-map did not end";
+  EXPECT_EQ(*status, 1) << map.output();
+  EXPECT_EQ(sleeps_left(seconds), std::vector<pid_t>{});
+}
+
+TEST_P(MpMapExecTest, NothingOutlivesANormalExit) {
+  // A background job that keeps the output pipe open, and one that does not.
+  const std::string holding = marked_seconds();
+  const std::string detached = marked_seconds();
+  Background map(argv({"-j", "2", "--exec",
+                       "sleep " + holding + " & sleep " + detached + " >/dev/null 2>&1 & echo {}",
+                       ":::", "a", "b"}));
+  const auto status = map.wait();
+  ASSERT_TRUE(status) << "mp-map did not end";
+  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(map.output(), "a\nb\n");
+  EXPECT_EQ(sleeps_left(holding), std::vector<pid_t>{});
+  EXPECT_EQ(sleeps_left(detached), std::vector<pid_t>{});
+}
+
+TEST_P(MpMapExecTest, CommandsCanUseTheTerminal) {
+  // mp-map as the session leader of a pseudo-terminal with `stty tostop`: commands that
+  // change the terminal's settings and write to it must run, not stop (as under xargs).
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) GTEST_SKIP() << "no pseudo-terminal here: " << std::strerror(errno);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  // Opened before the fork, so that some descriptor of the slave side is open from then
+  // on: the master reads EIO once none is.
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  std::vector<std::string> strings =
+      argv({"--no-progress", "-j", "2", "--exec",
+            "stty -echo </dev/tty && stty echo </dev/tty && stty size </dev/tty >/dev/null "
+            "&& echo err-{} >&2 && echo out-{}",
+            ":::", "a", "b"});
+  std::vector<char*> args;
+  for (std::string& s : strings) args.push_back(s.data());
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    if (::ioctl(slave, TIOCSCTTY, 0) != 0) ::_exit(126);
+    termios settings{};
+    ::tcgetattr(slave, &settings);
+    settings.c_lflag |= TOSTOP;
+    ::tcsetattr(slave, TCSANOW, &settings);
+    ::dup2(slave, 0);
+    ::dup2(slave, 1);
+    ::dup2(slave, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(slave);
+  ASSERT_GT(pid, 0);
+  // Read the terminal until every descriptor of its slave side is closed (EIO), then
+  // wait for mp-map's exit; both within 60 s.
+  std::string output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool hung_up = false;
+  while (!hung_up && std::chrono::steady_clock::now() < deadline) {
+    pollfd fd{master, POLLIN, 0};
+    if (::poll(&fd, 1, 100) <= 0) continue;
+    char buffer[4096];
+    const ssize_t n = ::read(master, buffer, sizeof buffer);
+    if (n > 0)
+      output.append(buffer, static_cast<std::size_t>(n));
+    else
+      hung_up = true;
+  }
+  const bool exited = hung_up && mp_test::wait_gone(pid, std::chrono::seconds(60));
+  int raw = 0;
+  if (!exited) ::kill(-pid, SIGKILL);  // mp-map's process group, stopped commands included
+  ::waitpid(pid, &raw, 0);
+  ::close(master);
+  ASSERT_TRUE(exited) << "mp-map did not end; the terminal showed: " << output;
+  EXPECT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == 0) << output;
+  for (const char* text : {"out-a", "out-b", "err-a", "err-b"})
+    EXPECT_NE(output.find(text), std::string::npos) << text << " in " << output;
+}
+
+TEST_P(MpMapExecTest, StartErrorsNameWhatFailed) {
+  // The program exists, but its interpreter does not: execv fails in the child.
+  mp_test::TempDir dir;
+  const std::string program = dir.file("broken");
+  mp_test::write_file(program, "#!/nonexistent/interpreter\n");
+  ASSERT_EQ(::chmod(program.c_str(), 0755), 0);
+  auto result = map({"--exec", program + " {}", ":::", "a"});
+  EXPECT_EQ(result.exit_status, 1);
+  EXPECT_NE(result.err.find("argument 1: 'a': starting the command: execv " + program +
+                            ": No such file or directory"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST_P(MpMapExecTest, QuotedPlaceholdersAreRefused) {
+  mp_test::TempDir dir;
+  const std::string victim = dir.file("touched");
+  const std::string item = "$(touch " + victim + ")";
+  for (const std::string& command :
+       {std::string("echo '{}'"), std::string("echo \"{}\""), std::string("echo \"x {} y\""),
+        std::string("echo 'a'\"b{}\""), std::string("echo \\{}"), std::string("echo ${}"),
+        std::string("echo \"$(echo a)\" \"{}\""), std::string("cat <<EOF\n{}\nEOF")}) {
+    auto result = map({"--exec", command, ":::", item});
+    EXPECT_EQ(result.exit_status, 2) << command << ": " << result.err;
+    EXPECT_NE(result.err.find("leave {} unquoted"), std::string::npos) << command << result.err;
+    EXPECT_EQ(result.out, "");
+  }
+  // Quotes elsewhere, {} inside $(...) within quotes, {} in a comment: accepted.
+  for (const std::string& command :
+       {std::string("printf '%s\\n' {}"), std::string("echo \"$(echo {})\""),
+        std::string("echo {} # not '{}'")}) {
+    auto result = map({"--exec", command, ":::", item});
+    EXPECT_EQ(result.exit_status, 0) << command << ": " << result.err;
+    EXPECT_EQ(result.out, item + "\n") << command;
+  }
+  EXPECT_FALSE(std::filesystem::exists(victim));
+}
+
+TEST_P(MpMapExecTest, AnItemHoldingANulByteFailsAlone) {
+  const std::string input = std::string("keep.txt\0.bak", 13) + "\nother\n";
+  for (const std::string& command : {std::string("echo rm {}"), std::string("echo rm {} | cat")}) {
+    auto result = map({"--exec", command}, input);
+    EXPECT_EQ(result.exit_status, 1) << command;
+    EXPECT_EQ(result.out, "rm other\n") << command;
+    EXPECT_NE(result.err.find("line 1: 'keep.txt\\x00.bak': the item holds a NUL byte"),
+              std::string::npos)
+        << result.err;
+  }
+}
+
+TEST_P(MpMapExecTest, ProgramsAreFoundAsExecvpFindsThem) {
+  mp_test::TempDir dir;
+  // A directory named echo early in PATH does not shadow the real echo.
+  std::filesystem::create_directories(dir.file("bin") + "/echo");
+  const char* path = std::getenv("PATH");
+  auto shadowed = mp_test::run_command(
+      {"/usr/bin/env", "PATH=" + dir.file("bin") + ":" + (path ? path : "/usr/bin:/bin"),
+       MP_MAP_PATH, "--start-method", GetParam(), "--exec", "echo {}", ":::", "hi"});
+  EXPECT_EQ(shadowed.exit_status, 0) << shadowed.err;
+  EXPECT_EQ(shadowed.out, "hi\n");
+  auto directory = map({"--exec", "/tmp {}", ":::", "a"});
+  EXPECT_EQ(directory.exit_status, 2);
+  EXPECT_NE(directory.err.find("cannot run /tmp: is a directory"), std::string::npos)
+      << directory.err;
+  mp_test::write_file(dir.file("plain"), "echo hi\n");
+  auto not_executable = map({"--exec", dir.file("plain") + " {}", ":::", "a"});
+  EXPECT_EQ(not_executable.exit_status, 2);
+  EXPECT_NE(not_executable.err.find("not executable"), std::string::npos) << not_executable.err;
+  auto missing = map({"--exec", "no-such-program-mp-map {}", ":::", "a"});
+  EXPECT_EQ(missing.exit_status, 2);
+  EXPECT_NE(missing.err.find("command not found: no-such-program-mp-map"), std::string::npos)
+      << missing.err;
+}
+
+TEST_P(MpMapExecTest, BuiltInNumbersAreASignAndDigits) {
+  for (const auto& [function, item] :
+       std::vector<std::pair<std::string, std::string>>{{"square", "+-5"},
+                                                        {"square", "-+5"},
+                                                        {"square", "--5"},
+                                                        {"square", "5-"},
+                                                        {"square", "+"},
+                                                        {"isprime", "+-7"},
+                                                        {"isprime", "-7"},
+                                                        {"fib", "+-3"},
+                                                        {"factor", "+-6"},
+                                                        {"count-primes", "+-10"},
+                                                        {"sleep", "1e-3"},
+                                                        {"sleep", "inf"},
+                                                        {"sleep", "-0"},
+                                                        {"sleep", "+-0"},
+                                                        {"sleep", "."}}) {
+    auto result = map({function, ":::", item});
+    EXPECT_EQ(result.exit_status, 1) << function << " " << item << ": " << result.out;
+    EXPECT_EQ(result.out, "") << function << " " << item;
+  }
+  auto good = map({"square", ":::", "+5", "-5", " 7 "});
+  EXPECT_EQ(good.exit_status, 0) << good.err;
+  EXPECT_EQ(good.out, "25\n25\n49\n");
+  auto seconds = map({"sleep", ":::", "0.01", "+0", "0."});
+  EXPECT_EQ(seconds.exit_status, 0) << seconds.err;
+}
+
+TEST_P(MpMapExecTest, LongAndControlValuesAreCutAndEscapedInMessages) {
+  const std::string huge(100000, 'x');
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--jobs", huge, "square"},
+           {huge},
+           {"--format", huge, "square"},
+           {"--exec", huge + " {}"},
+       }) {
+    auto result = map(args, "1\n");
+    EXPECT_EQ(result.exit_status, 2);
+    EXPECT_LT(result.err.size(), 1000u) << result.err.substr(0, 200);
+    EXPECT_NE(result.err.find(std::string(80, 'x') + "... (100000 bytes)"), std::string::npos)
+        << result.err.substr(0, 300);
+  }
+  auto item = map({"square"}, huge + "\n");
+  EXPECT_EQ(item.exit_status, 1);
+  EXPECT_LT(item.err.size(), 1000u);
+  EXPECT_NE(item.err.find("... (100000 bytes)': square: not an integer"), std::string::npos)
+      << item.err.substr(0, 300);
+  // Control bytes: escaped in messages; raw in plain output; escaped by jsonl.
+  const std::string colored = "a\x1b[31mb";
+  auto bad = map({"square", ":::", colored});
+  EXPECT_NE(bad.err.find("'a\\x1b[31mb'"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.err.find('\x1b'), std::string::npos);
+  auto plain = map({"--exec", "echo", ":::", colored});
+  EXPECT_EQ(plain.out, colored + "\n");
+  auto jsonl = map({"--format", "jsonl", "--exec", "echo", ":::", colored});
+  EXPECT_NE(jsonl.out.find("\"output\": \"a\\u001b[31mb\""), std::string::npos) << jsonl.out;
+}
+
+TEST_P(MpMapExecTest, HelpShowsHowToQuote) {
+  auto help = mp_test::run_command({MP_MAP_PATH, "--help"});
+  EXPECT_NE(help.out.find("leave {} unquoted"), std::string::npos);
+  EXPECT_NE(help.out.find("'rm -- {}'"), std::string::npos);
+  // With --, an item that starts with '-' stays an argument.
+  auto dashed = map({"--exec", "basename -- {}", ":::", "-n"});
+  EXPECT_EQ(dashed.exit_status, 0) << dashed.err;
+  EXPECT_EQ(dashed.out, "-n\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, MpMapExecTest, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
 
 }  // namespace
 

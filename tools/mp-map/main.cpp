@@ -38,6 +38,7 @@
 #include "exec.hpp"
 #include "functions.hpp"
 #include "output.hpp"
+#include "text.hpp"
 
 namespace mp_map {
 namespace {
@@ -82,7 +83,11 @@ void usage(std::FILE* out) {
                "\noptions:\n"
                "  --exec 'CMD {}'      run CMD per item ({} is the item, quoted; appended if\n"
                "                       absent); its stdout is the result, a non-zero exit a "
-               "failure\n"
+               "failure;\n"
+               "                       leave {} unquoted ('rm -- {}', not \"rm '{}'\"), with -- "
+               "before it\n"
+               "                       if an item may start with '-'; nothing CMD starts "
+               "outlives mp-map\n"
                "  -j, --jobs N         worker processes (default: the number of CPUs; at most "
                "1024)\n"
                "  --chunksize N        items per task (default: as Pool.map; 1 with --exec or "
@@ -95,6 +100,7 @@ void usage(std::FILE* out) {
                "                       progress on stderr (default: when stderr is a "
                "terminal)\n"
                "  --format FORMAT      plain (default), tsv (input, output, ok, error) or jsonl\n"
+               "                       (plain writes outputs as they are, control bytes and all)\n"
                "  --start-method M     fork (default) or spawn\n"
                "  -h, --help           show this help\n"
                "  --version            show the version\n"
@@ -111,7 +117,7 @@ std::size_t parse_count(const std::string& name, const std::string& text, std::s
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value == 0 ||
       value > max)
     throw UsageError{name + " needs a whole number between 1 and " + std::to_string(max) +
-                     ", got '" + text + "'"};
+                     ", got '" + shown(text) + "'"};
   return value;
 }
 
@@ -175,7 +181,7 @@ Options parse_options(int argc, char** argv) {
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
       if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
           !std::isfinite(seconds) || seconds <= 0 || seconds > 1e6)
-        throw UsageError{"--timeout needs a number of seconds above 0, got '" + text + "'"};
+        throw UsageError{"--timeout needs a number of seconds above 0, got '" + shown(text) + "'"};
       options.timeout = seconds;
     } else if (name == "--keep-going") {
       no_value();
@@ -198,32 +204,32 @@ Options parse_options(int argc, char** argv) {
       else if (format == "jsonl")
         options.format = Format::jsonl;
       else
-        throw UsageError{"--format must be plain, tsv or jsonl, got '" + format + "'"};
+        throw UsageError{"--format must be plain, tsv or jsonl, got '" + shown(format) + "'"};
     } else if (name == "--start-method") {
       options.start_method = take_value();
       if (options.start_method != "fork" && options.start_method != "spawn")
-        throw UsageError{"--start-method must be fork or spawn, got '" + options.start_method +
-                         "'"};
+        throw UsageError{"--start-method must be fork or spawn, got '" +
+                         shown(options.start_method) + "'"};
     } else if (name == "--exec") {
       options.exec = take_value();
     } else if (arg.size() > 1 && arg[0] == '-') {
-      throw UsageError{"unknown option '" + arg + "'"};
+      throw UsageError{"unknown option '" + shown(arg) + "'"};
     } else {
       positional.push_back(arg);
     }
   }
   if (options.exec) {
     if (!positional.empty())
-      throw UsageError{"--exec takes the command as its value; unexpected '" + positional[0] +
-                       "' (put items after :::)"};
+      throw UsageError{"--exec takes the command as its value; unexpected '" +
+                       shown(positional[0]) + "' (put items after :::)"};
   } else {
     if (positional.empty()) throw UsageError{"no function given (or --exec 'COMMAND {}')"};
     if (positional.size() > 1)
-      throw UsageError{"one function only; unexpected '" + positional[1] +
+      throw UsageError{"one function only; unexpected '" + shown(positional[1]) +
                        "' (put items after :::)"};
     options.function = positional[0];
     if (!find_function(options.function))
-      throw UsageError{"unknown function '" + options.function + "' (see mp-map --help)"};
+      throw UsageError{"unknown function '" + shown(options.function) + "' (see mp-map --help)"};
   }
   return options;
 }
@@ -686,7 +692,14 @@ class Mapper {
           std::chrono::duration<double>(per_item * items));
     }
     if (auto size = input_.known_size()) progress_.set_total(*size);
-    mp::Pool pool(pool_options);
+    std::optional<mp::Pool> started;
+    try {
+      started.emplace(pool_options);
+    } catch (const std::system_error& e) {
+      throw std::runtime_error("starting the " + std::to_string(jobs) +
+                               " worker processes: " + e.what());
+    }
+    mp::Pool& pool = *started;
     pool_ = &pool;
     g_main_pid = ::getpid();
     g_wake_fd = wake_write_;
@@ -984,13 +997,7 @@ class Mapper {
     progress_.update(done_items_);
   }
 
-  static std::string printable(std::string_view item) {
-    std::string out(item.size() > 80 ? item.substr(0, 77) : item);
-    if (item.size() > 80) out += "...";
-    for (char& c : out)
-      if (static_cast<unsigned char>(c) < 0x20) c = '?';
-    return out;
-  }
+  static std::string printable(std::string_view item) { return shown(item); }
 
   const Options& options_;
   Job job_;
