@@ -696,7 +696,8 @@ class Mapper {
     try {
       started.emplace(pool_options);
     } catch (const std::system_error& e) {
-      throw std::runtime_error("starting the " + std::to_string(jobs) +
+      throw std::runtime_error("starting the " +
+                               std::to_string(pool_options.processes.value_or(0)) +
                                " worker processes: " + e.what());
     }
     mp::Pool& pool = *started;
