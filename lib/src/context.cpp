@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <sstream>
 #include <stdexcept>
 
@@ -76,10 +77,12 @@ Launcher launcher_for(const std::string& method) {
 
 bool freeze_support_called() noexcept { return g_freeze_support_called.load(); }
 
-// Called in a child (fork or spawn) so that it keeps its parent's default.
-void set_default_method_in_child(const std::string& method) {
-  std::lock_guard lock(g_method_mutex);
-  g_default_method = method;
+void set_default_method_in_child(const std::string& method) noexcept {
+  new (&g_method_mutex) std::mutex;
+  try {
+    g_default_method = method;  // "fork", "spawn": no allocation (short strings)
+  } catch (...) {
+  }
 }
 
 }  // namespace detail

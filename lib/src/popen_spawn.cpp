@@ -234,7 +234,6 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
     die(std::string("corrupt bootstrap: ") + e.what());
   }
 
-  set_default_method_in_child(header.setup.default_start_method);
   const int exitcode = child_main(header.setup, [&header] {
     auto [trampoline, payload] = pickle::loads<std::tuple<Trampoline, std::string>>(header.body);
     trampoline(payload);
