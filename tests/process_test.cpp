@@ -501,7 +501,92 @@ TEST(ProcessFork, ChildNeverRepeatsTheParentsBufferedOutput) {
   EXPECT_EQ(expected, 300000);
 }
 
+// ---- atexit in children ------------------------------------------------------------------
+// Python 3.12+ runs the atexit handlers that a forked child's target registered when the
+// child exits, and never the ones its parent registered before the fork. A spawned child
+// is a program of its own: its handlers run, the parent's were never registered in it.
+
 namespace {
+
+std::string g_atexit_log;     // where the handlers below write (set before they can run)
+pid_t g_registering_pid = 0;  // the test process, which registered parent_handler
+
+void append_to_atexit_log(const char* line) {
+  const int fd = ::open(g_atexit_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  (void)!::write(fd, line, std::strlen(line));
+  ::close(fd);
+}
+
+void first_child_handler() { append_to_atexit_log("child handler 1\n"); }
+void second_child_handler() { append_to_atexit_log("child handler 2\n"); }
+
+// Registered by the test process; inert there, it reports any run in another process.
+void parent_handler() {
+  if (::getpid() != g_registering_pid && !g_atexit_log.empty())
+    append_to_atexit_log("parent handler\n");
+}
+
+void register_handlers(std::string log) {
+  g_atexit_log = log;
+  std::atexit(first_child_handler);
+  std::atexit(second_child_handler);
+}
+
+void register_handlers_and_exit(std::string log, int code) {
+  register_handlers(log);
+  std::exit(code);
+}
+
+class ChildAtexit : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    static const bool registered = [] {
+      g_registering_pid = ::getpid();
+      return std::atexit(parent_handler) == 0;
+    }();
+    ASSERT_TRUE(registered);
+    g_atexit_log = dir_.file("log");  // a forked child inherits it
+  }
+  std::string log() const { return dir_.file("log"); }
+
+  TempDir dir_;
+};
+
+TEST_P(ChildAtexit, TargetsHandlersRunAtNormalExitNotTheParents) {
+  mp::Process p({.start_method = GetParam()}, &register_handlers, log());
+  p.start();
+  ASSERT_TRUE(p.join(kJoinLimit));
+  EXPECT_EQ(p.exitcode(), 0);
+  // Last registered, first run, as at any exit.
+  EXPECT_EQ(read_file(log()).value_or("(none ran)\n"), "child handler 2\nchild handler 1\n");
+}
+
+TEST_P(ChildAtexit, ExitInTargetRunsItsHandlersAndKeepsItsCode) {
+  mp::Process p({.start_method = GetParam()}, &register_handlers_and_exit, log(), 7);
+  p.start();
+  ASSERT_TRUE(p.join(kJoinLimit));
+  EXPECT_EQ(p.exitcode(), 7);
+  EXPECT_EQ(read_file(log()).value_or("(none ran)\n"), "child handler 2\nchild handler 1\n");
+}
+
+TEST_P(ChildAtexit, ExceptionInTargetStillRunsItsHandlers) {
+  mp::Process p(
+      {.start_method = GetParam()},
+      [](std::string log) {
+        register_handlers(log);
+        throw std::runtime_error("after registering");
+      },
+      log());
+  mp_test::CaptureStderr quiet;
+  p.start();
+  ASSERT_TRUE(p.join(kJoinLimit));
+  EXPECT_EQ(p.exitcode(), 1);
+  EXPECT_EQ(read_file(log()).value_or("(none ran)\n"), "child handler 2\nchild handler 1\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ChildAtexit, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
 
 // ---- hostile spawn bootstrap -------------------------------------------------------------
 // A spawned child reads its bootstrap from the fd named by `--mp-spawn N`. Whatever

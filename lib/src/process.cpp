@@ -200,6 +200,9 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   g.is_child = true;
   g.children.clear();
   g.counter = 0;
+  // The parent's registration of exit_function is the parent's: a child that starts
+  // children registers its own (see launch_fork for which handlers a forked child runs).
+  g.atexit_registered = false;
   set_default_method_in_child(setup.start_method);
   if (!g.current) g.current = make_current_state();
   {
