@@ -357,8 +357,12 @@ class ClosedStdio : public ::testing::TestWithParam<std::string> {
       expected_out += std::string("stdout: ") + w + "\n";
       expected_err += std::string("stderr: ") + w + "\n";
     }
-    if (closed != 1) EXPECT_EQ(out, expected_out);
-    if (closed != 2) EXPECT_EQ(err, expected_err);
+    if (closed != 1) {
+      EXPECT_EQ(out, expected_out);
+    }
+    if (closed != 2) {
+      EXPECT_EQ(err, expected_err);
+    }
   }
 
   // Runs mp-map (square, from standard input) with `closed` closed, `input` as stdin.
