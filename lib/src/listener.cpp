@@ -86,7 +86,11 @@ std::pair<std::string_view, std::string_view> digest_name_and_payload(std::strin
 std::string create_response(std::string_view authkey, std::string_view message) {
   const std::string_view name = digest_name_and_payload(message).first;
   if (name.empty()) return hmac(EVP_md5(), authkey, message);
-  return "{" + std::string(name) + "}" + hmac(digest_named(name), authkey, message);
+  std::string response;
+  response.reserve(name.size() + 2 + EVP_MAX_MD_SIZE);
+  response.append("{").append(name).append("}");
+  response.append(hmac(digest_named(name), authkey, message));
+  return response;
 }
 
 // Python's _verify_challenge.
