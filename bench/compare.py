@@ -59,6 +59,7 @@ PROBE_BOUNDS = {
     "probe_shm_first_touch": [("shared_memory_array_write", "GB_per_s", 1.0),
                               ("shared_memory_array_write_prefault", "GB_per_s", 1.0)],
     "probe_boost_message_queue": [("queue_throughput_small", "msgs_per_s", 1.0)],
+    "probe_socket_roundtrip": [("listener_roundtrip", "roundtrip_us", 1.0)],
 }
 
 # The goals of the issues. Keys: "vs_cpython": at least this many times better than
@@ -90,6 +91,8 @@ GOALS = [
     {"bench": "pool_map_trivial_chunk1", "metric": "tasks_per_s", "vs_cpython": 25.0},
     {"bench": "pool_apply_async_latency", "metric": "roundtrip_us", "vs_cpython": 30.0},
     {"bench": "pool_map_cpu", "metric": "speedup", "at_least": 1.9},
+    {"bench": "listener_roundtrip", "metric": "roundtrip_us", "vs_cpython": 5.0,
+     "vs_floor": ("probe_socket_roundtrip", 1.5)},
 ]
 
 # mp-map against the command-line tools it replaces (bench/mp_map_bench.py, wall time of
