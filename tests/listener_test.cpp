@@ -231,12 +231,12 @@ TEST_P(PythonInterop, CppClientIsRefusedByAPythonListenerWithTheWrongKey) {
   EXPECT_EQ(peer.finish(), 3);
 }
 
-TEST_P(PythonInterop, CppClientWithKeyToPythonListenerWithout) {
-  // The Python side sends no challenge; mp's client waits for one and gets the first
-  // message instead, which is no challenge: a protocol error, not a hang.
+TEST_P(PythonInterop, NoAuthkeyOnEitherSide) {
   PythonPeer peer(python(), "listen", dir_.file("sock"), std::nullopt);
   ASSERT_EQ(peer.line(), "ready " + dir_.file("sock"));
   mp::Connection plain = mp::Client(dir_.file("sock"));
+  EXPECT_FALSE(plain.unpickling_allowed());
+  EXPECT_EQ(ask(plain, "echo unauthenticated"), "py:unauthenticated");
   plain.send_bytes("quit");
   EXPECT_EQ(peer.finish(), 0);
 }
@@ -368,6 +368,20 @@ TEST(ListenerTest, AddressesAndErrors) {
   EXPECT_THROW(mp::Client(dir.file(std::string(200, 'x'))), std::invalid_argument);
   EXPECT_THROW(mp::Client(dir.file("nobody")), std::system_error);
   EXPECT_THROW(mp::Listener("127.0.0.1:99999"), std::invalid_argument);
+}
+
+TEST(ListenerTest, UnauthenticatedPicklesOnlyWhenAllowed) {
+  mp::Listener listener("", {.allow_unauthenticated_pickles = true});
+  mp::Connection refusing = mp::Client(listener.address());
+  mp::Connection allowing = listener.accept();
+  EXPECT_TRUE(allowing.unpickling_allowed());
+  EXPECT_FALSE(refusing.unpickling_allowed());
+  refusing.send(std::string("to the listener"));
+  EXPECT_EQ(allowing.recv<std::string>(), "to the listener");
+  allowing.send(std::string("to the client"));
+  EXPECT_THROW(refusing.recv<std::string>(), mp::AuthenticationError);
+  refusing.set_unpickling_allowed(true);
+  EXPECT_EQ(refusing.recv<std::string>(), "to the client");
 }
 
 TEST(ListenerTest, Ipv6WhenAvailable) {

@@ -121,7 +121,8 @@ class Connection {
   // is closed and nothing is left; std::system_error(EMSGSIZE, "bad message length") if
   // the message is longer than `maxlength` or than 1 TiB (an impossible length), and
   // closes the connection (Python: OSError, the same); std::system_error(EPROTO) if the
-  // stream ends inside a message (closes the connection); std::logic_error on a
+  // stream ends inside a message or, with Framing::python, declares a negative length
+  // other than -1 (closes the connection); std::logic_error on a
   // send-only end.
   // Python: recv_bytes(maxlength=None).
   std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);

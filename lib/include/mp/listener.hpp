@@ -38,7 +38,8 @@
 //
 // As in Python, accept() blocks until a client connects and, with an authkey, until it
 // has answered: a client that connects and says nothing holds accept() (watch fileno()
-// with mp::wait first, or accept in a thread of its own).
+// with mp::wait first, or accept in a thread of its own). Likewise a Client with an
+// authkey waits for a challenge that a Listener without one never sends.
 #pragma once
 
 #include <optional>
@@ -52,7 +53,7 @@ namespace mp {
 // Python: Listener(address=None, family=None, backlog=1, authkey=None).
 struct ListenerOptions {
   int backlog = 1;                             // listen(2)'s queue of connections not yet accepted
-  std::optional<std::string> authkey;          // nullopt: no authentication
+  std::optional<std::string> authkey{};        // nullopt: no authentication
   bool allow_unauthenticated_pickles = false;  // recv<T>() without an authkey
 };
 
@@ -103,7 +104,7 @@ class Listener {
 
 // Python: Client(address, family=None, authkey=None).
 struct ClientOptions {
-  std::optional<std::string> authkey;          // nullopt: no authentication
+  std::optional<std::string> authkey{};        // nullopt: no authentication
   bool allow_unauthenticated_pickles = false;  // recv<T>() without an authkey
 };
 
