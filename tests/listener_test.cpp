@@ -484,6 +484,31 @@ TEST_P(ListenerProcessTest, ListenerAndClientInTwoChildren) {
   }
 }
 
+// A child that got an accepted connection as its argument reports what it inherited.
+void report_connection(mp::Connection& connection) {
+  if (connection.recv_bytes() != "ping") throw std::runtime_error("no ping");
+  bool refused = false;
+  try {
+    (void)connection.recv<std::string>();
+  } catch (const mp::AuthenticationError&) {
+    refused = true;
+  }
+  connection.send(std::string(connection.framing() == mp::Framing::python ? "python" : "native") +
+                  (refused ? ", refused" : ", allowed"));
+}
+
+TEST_P(ListenerProcessTest, AcceptedConnectionKeepsItsFramingAndPolicyInAChild) {
+  mp::Listener listener;  // no authkey: the accepted end refuses pickles
+  mp::Connection client = mp::Client(listener.address(), {.allow_unauthenticated_pickles = true});
+  mp::Connection accepted = accept_within_limit(listener);
+  mp::Process child(options(), &report_connection, std::move(accepted));
+  child.start();
+  client.send_bytes("ping");
+  ASSERT_TRUE(client.poll(kLimit));
+  EXPECT_EQ(client.recv<std::string>(), "python, refused");
+  join_ok(child);
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, ListenerProcessTest,
                          ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
 
