@@ -558,13 +558,14 @@ def heap_churn(cfg, name, n):
     puts a new one of HEAP_SIZES[i % len] zeroed bytes there (its memory comes
     from multiprocessing.heap). ops_per_s = N / time. peak_rss_MB: the largest
     resident set (/proc/self/statm, sampled every HEAP_SAMPLE_EVERY steps)
-    minus the one before the run; rss_after_free_MB: the resident set once
-    every array is dropped, minus the one before the run."""
+    minus the one before the first run; rss_after_free_MB: the resident set
+    once every array is dropped, minus the one before the first run (what the
+    heap keeps)."""
     from multiprocessing.sharedctypes import RawArray
     rates, peaks, afters = [], [], []
+    before = resident_mb()
     for _ in range(cfg.runs):
         window = [None] * HEAP_WINDOW
-        before = resident_mb()
         peak = before
         t0 = perf()
         for i in range(n):

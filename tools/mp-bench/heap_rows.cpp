@@ -5,8 +5,9 @@
 //   Timed: N steps; step i drops the array in slot i % kWindow (if any) and puts a new
 //   RawArray<char> of kSizes[i % size count] zeroed bytes there (both sides zero it).
 //   ops_per_s = N / time. peak_rss_MB: the largest resident set (/proc/self/statm,
-//   sampled every kSampleEvery steps) minus the one before the run; rss_after_free_MB:
-//   the resident set once every array is dropped, minus the one before the run.
+//   sampled every kSampleEvery steps) minus the one before the first run;
+//   rss_after_free_MB: the resident set once every array is dropped, minus the one
+//   before the first run (what the heap keeps).
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,9 +45,9 @@ double resident_mb() {
 void heap_churn(const Row& row) {
   const std::int64_t n = row.size();
   std::vector<double> rates, peaks, afters;
+  const double before = resident_mb();
   for (int run = 0; run < row.runs(); ++run) {
     std::vector<std::optional<mp::RawArray<char>>> window(kWindow);
-    const double before = resident_mb();
     double peak = before;
     const auto start = Clock::now();
     for (std::int64_t i = 0; i < n; ++i) {
