@@ -44,7 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_SCRIPT = ROOT / "bench" / "python" / "mp_bench.py"
 BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
-TIME_UNITS = {"s", "ms", "us", "ns"}  # smaller is better; every other unit: bigger
+# Smaller is better: times, and memory (heap_churn's resident sets); every other unit:
+# bigger.
+TIME_UNITS = {"s", "ms", "us", "ns", "MB"}
 
 # probe -> the rows it bounds: (benchmark, metric, factor turning the row's unit
 # into the probe's unit)

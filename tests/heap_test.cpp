@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -67,12 +68,15 @@ TEST(Heap, LargeFreedBlocksStayWarmWithinTheBudgetOnly) {
   const auto touch = [&](std::uint64_t offset, std::size_t size) {
     std::memset(arena.base() + offset, 1, size);
   };
+  // What touching a block adds: its first page holds a free block's header, so it may
+  // be resident already.
+  constexpr std::size_t kTouched = kMiB - 4096;
   // One 1 MiB-class block, freed and allocated again: same block, pages kept.
   const auto a = arena.allocate(kMiB - 64);
   touch(a, kMiB - 64);
-  EXPECT_GE(arena_resident_bytes(arena) - base, kMiB - 64);
+  EXPECT_GE(arena_resident_bytes(arena) - base, kTouched);
   arena.free(a);
-  EXPECT_GE(arena_resident_bytes(arena) - base, kMiB - 64) << "a warm block keeps its pages";
+  EXPECT_GE(arena_resident_bytes(arena) - base, kTouched) << "a warm block keeps its pages";
   EXPECT_EQ(arena.allocate(kMiB - 64), a);
   arena.free(a);
   // More than the budget at once: what exceeds it is given back.
@@ -82,7 +86,7 @@ TEST(Heap, LargeFreedBlocksStayWarmWithinTheBudgetOnly) {
     blocks.push_back(arena.allocate(kMiB - 64));
     touch(blocks.back(), kMiB - 64);
   }
-  EXPECT_GE(arena_resident_bytes(arena) - base, count * (kMiB - 64));
+  EXPECT_GE(arena_resident_bytes(arena) - base, count * kTouched);
   for (auto block : blocks) arena.free(block);
   const auto kept = arena_resident_bytes(arena) - base;
   EXPECT_LE(kept, Arena::kWarmBudget + 64 * 4096) << "at most the budget stays resident";
@@ -96,6 +100,73 @@ TEST(Heap, LargeFreedBlocksStayWarmWithinTheBudgetOnly) {
   // Warm and cold blocks are both reused, warm ones first.
   for (std::size_t i = 0; i < count; ++i)
     EXPECT_TRUE(arena.is_allocated(arena.allocate(kMiB - 64)));
+  EXPECT_TRUE(arena.check().empty()) << arena.check();
+}
+
+// Small blocks, once all are freed, are merged back into large free blocks whose pages
+// go back to the system: the arena's resident size falls back near where it started.
+TEST(Heap, FreedSmallBlocksGiveTheirPagesBack) {
+  Arena arena = Arena::create(std::uint64_t{1} << 30);
+  const auto base = arena_resident_bytes(arena);
+  std::vector<std::uint64_t> blocks;
+  for (int i = 0; i < 200'000; ++i) {
+    blocks.push_back(arena.allocate(1000));
+    std::memset(arena.base() + blocks.back(), 1, 1000);
+  }
+  EXPECT_GE(arena_resident_bytes(arena) - base, std::uint64_t{200'000} * 1000);
+  // The first freed stay warm (a budget per size class), the others merge.
+  for (auto block : blocks) arena.free(block);
+  EXPECT_LE(arena_resident_bytes(arena) - base, Arena::kWarmSmallBytes + (std::uint64_t{1} << 20))
+      << "freed small blocks keep their pages";
+  // Freed in any order, once the warm blocks are given up too.
+  blocks.clear();
+  for (int i = 0; i < 200'000; ++i) {
+    blocks.push_back(arena.allocate(1000));
+    std::memset(arena.base() + blocks.back(), 1, 1000);
+  }
+  std::shuffle(blocks.begin(), blocks.end(), std::mt19937(7));
+  for (auto block : blocks) arena.free(block);
+  EXPECT_GT(arena.release_warm(), 0u);
+  EXPECT_LE(arena_resident_bytes(arena) - base, std::uint64_t{1} << 20)
+      << "freed small blocks keep their pages";
+  EXPECT_TRUE(arena.check().empty()) << arena.check();
+}
+
+// Small blocks freed make room for a large one: the free space merges.
+TEST(Heap, FreedSmallBlocksMakeRoomForALargeOne) {
+  constexpr std::uint64_t kMiB = 1 << 20;
+  Arena arena = Arena::create(8 * kMiB);
+  std::vector<std::uint64_t> blocks;
+  for (std::uint64_t held = 0; held < 5 * kMiB; held += 1000)
+    blocks.push_back(arena.allocate(1000));
+  for (auto block : blocks) arena.free(block);
+  std::uint64_t large = 0;
+  ASSERT_NO_THROW(large = arena.allocate(3 * kMiB));
+  std::memset(arena.base() + large, 2, 3 * kMiB);
+  arena.free(large);
+  EXPECT_TRUE(arena.check().empty()) << arena.check();
+}
+
+// Whatever the size of the blocks freed, their memory serves blocks of other sizes.
+TEST(Heap, FreedMemoryServesOtherSizeClasses) {
+  const auto fill = [](Arena& arena, std::size_t size) {
+    std::vector<std::uint64_t> blocks;
+    try {
+      for (;;) blocks.push_back(arena.allocate(size));
+    } catch (const mp::HeapExhausted&) {
+    }
+    return blocks;
+  };
+  Arena fresh = Arena::create(1 << 20);
+  const std::size_t capacity = fill(fresh, 4000).size();
+  Arena arena = Arena::create(1 << 20);
+  for (std::size_t size : {100, 30000, 1000}) {
+    for (auto block : fill(arena, size)) arena.free(block);
+    const auto blocks = fill(arena, 4000);
+    EXPECT_EQ(blocks.size(), capacity) << "after blocks of " << size << " bytes";
+    for (auto block : blocks) arena.free(block);
+  }
+  EXPECT_TRUE(arena.check().empty()) << arena.check();
 }
 
 TEST(Heap, ExhaustionThrowsAndTheHeapStillWorks) {

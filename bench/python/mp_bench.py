@@ -540,6 +540,51 @@ def shared_memory_array_write(cfg, name, size):
     emit(name, cfg.params(size_bytes=size), "GB_per_s", runs, "GB/s")
 
 
+HEAP_WINDOW = 2000
+# Seven sizes: the window is no multiple of 7, so a slot sees every size in turn.
+HEAP_SIZES = (16, 1000, 100, 40_000, 3000, 10_000, 120_000)
+HEAP_SAMPLE_EVERY = 1024
+
+
+def resident_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGESIZE") / 1e6
+
+
+def heap_churn(cfg, name, n):
+    """mp addition (not in the original spec): shared arrays of mixed sizes
+    created and dropped in a window, in the parent (no children). Timed: N
+    steps; step i drops the RawArray('b') in slot i % HEAP_WINDOW (if any) and
+    puts a new one of HEAP_SIZES[i % len] zeroed bytes there (its memory comes
+    from multiprocessing.heap). ops_per_s = N / time. peak_rss_MB: the largest
+    resident set (/proc/self/statm, sampled every HEAP_SAMPLE_EVERY steps)
+    minus the one before the first run; rss_after_free_MB: the resident set
+    once every array is dropped, minus the one before the first run (what the
+    heap keeps)."""
+    from multiprocessing.sharedctypes import RawArray
+    rates, peaks, afters = [], [], []
+    before = resident_mb()
+    for _ in range(cfg.runs):
+        window = [None] * HEAP_WINDOW
+        peak = before
+        t0 = perf()
+        for i in range(n):
+            slot = i % HEAP_WINDOW
+            window[slot] = None
+            window[slot] = RawArray("b", HEAP_SIZES[i % len(HEAP_SIZES)])
+            if i % HEAP_SAMPLE_EVERY == 0:
+                peak = max(peak, resident_mb())
+        rates.append(n / (perf() - t0))
+        peak = max(peak, resident_mb())
+        window = None
+        peaks.append(peak - before)
+        afters.append(resident_mb() - before)
+    params = cfg.params(N=n, window=HEAP_WINDOW, sizes=",".join(map(str, HEAP_SIZES)))
+    emit(name, params, "ops_per_s", rates, "ops/s")
+    emit(name, params, "peak_rss_MB", peaks, "MB")
+    emit(name, params, "rss_after_free_MB", afters, "MB")
+
+
 def barrier_cycle(cfg, name, n):
     """Barrier(2), parent + one child; 100 untimed cycles (the first with
     READY_TIMEOUT), then timed in the parent: N wait() cycles."""
@@ -634,6 +679,7 @@ BENCHMARKS = {
     "manager_dict_set_get": (manager_dict_set_get, (), 20_000, 5_000),
     "manager_dict_concurrent": (manager_dict_concurrent, (), 20_000, 5_000),  # per child
     "shared_memory_array_write": (shared_memory_array_write, (), SHM_SIZE, SHM_SIZE),
+    "heap_churn": (heap_churn, (), 50_000, 10_000),
     "barrier_cycle": (barrier_cycle, (), 10_000, 2_000),
     "event_pingpong": (event_pingpong, (), 10_000, 2_000),
     "listener_roundtrip": (listener_roundtrip, (), 20_000, 5_000),

@@ -1,26 +1,47 @@
-// The shared heap: Python's multiprocessing/heap.py, without its lock.
+// The shared heap: Python's multiprocessing/heap.py, with a robust lock and an undo
+// journal in place of its threading lock.
 //
-// An arena is a memfd mapped MAP_SHARED | MAP_NORESERVE. Its first page holds the
-// header: a magic, the arena's random id, its size, the bump pointer and one free list
-// per size class. Blocks are powers of two from 64 bytes to 1 TiB, each with a 16-byte
-// block header (state, size class, free-list link); the caller's bytes follow it.
+// An arena is a memfd mapped MAP_SHARED | MAP_NORESERVE. Its first kHeaderSize bytes hold
+// the header: a magic, the arena's random id, its size, the high-water mark, the lists
+// described below, the allocator's lock and its undo journal. The rest is managed as a
+// binary buddy system: blocks are powers of two from 64 bytes to 1 TiB, each aligned to
+// its size, each starting with a 16-byte block header (a tag word: state and size class;
+// a list link) that the caller's bytes follow. A free block's third word (the first of
+// the caller's bytes) links it backwards in its list.
 //
-// Crash safety comes from having no lock to poison: every change is one compare-and-swap
-// on one word.
-//   - Fresh space: CAS on the bump pointer. A request that does not fit throws
-//     HeapExhausted and leaves the pointer alone, so smaller requests still succeed.
-//   - Free lists: Treiber stacks. The head is one 64-bit word, the block offset / 64 in
-//     the low 34 bits and an ABA tag (bumped on every change) in the high 30 bits.
-//   - A process killed between taking a block and using it (or between unlinking and
-//     pushing it) leaks that block; no other state is ever half-updated.
-// Large blocks are powers of two as well (not whole pages): rounding up costs address
-// space, of which a sparse 64 GiB arena has plenty, but no memory, since untouched
-// pages are never allocated. Freeing a block of 64 KiB or more gives its pages back to
-// the system (MADV_REMOVE) apart from the first, which holds the block header, unless
-// the block is small enough to stay warm and the arena's warm budget has room: such a
-// block goes on its class's warm list with its pages, and allocation takes warm blocks
-// first. The budget is one counter, changed before a push and after a pop; a process
-// killed in between leaves it too high, which only makes later caching more sparing.
+// Freeing a block merges it with its buddy (the other half of the block of twice the
+// size) while that is free, so freed memory of any size class serves any other, as
+// Python's heap merges neighbouring free blocks. A free block of 64 KiB or more keeps
+// only its first page (its header) resident: freeing such a block, or merging blocks
+// into one, gives the other pages back to the system (MADV_REMOVE). The arena starts as
+// the largest aligned blocks that fit after the header; allocation splits the smallest
+// free block that fits.
+//
+// In front of the buddy system sit the warm lists, one lock-free stack per size class:
+// a freed block goes there (keeping its pages) while its class's budget allows: at most
+// kWarmSmallBytes of blocks per class under 64 KiB, and kWarmBudget bytes for all warm
+// blocks from 64 KiB to kWarmMaxBlock. A warm block keeps the free blocks around it
+// from merging (and those under 64 KiB resident) until release_warm(). Allocation takes a warm
+// block first, so steady churn costs one compare-and-swap and moving a chunk of a few MiB does not
+// fault in fresh pages. When the buddy system has no block big enough, the warm lists are emptied
+// into it (merging what they held) before the allocation gives up.
+//
+// Crash safety: a process killed at any instruction never leaves the heap inconsistent.
+//   - Warm lists are Treiber stacks: the head is one 64-bit word, the block offset / 64
+//     in the low 34 bits and an ABA tag (bumped on every change) in the high 30 bits. A
+//     block's state changes by compare-and-swap (USED to WARM or GOING on free, which
+//     also catches double frees). A process killed between such a step and the next
+//     leaks that one block (a WARM or GOING block that no list holds: the buddy system
+//     never merges with it). The budgets are counters changed before a push and after a
+//     pop; one left too high by a killed process only makes later caching sparser.
+//   - The buddy lists change only under the arena's lock, a robust lock (mp::Lock's):
+//     a process that dies holding it is taken over by the next one that asks. Each
+//     change to a word that was reachable before the operation is first logged (offset,
+//     old value) in the journal; committing empties the journal. Whoever takes the lock
+//     over from a dead holder writes the logged values back in reverse order, so the
+//     dead operation never happened (the block it was freeing stays GOING: leaked; the
+//     block it was allocating goes back to its list). Pages are given back only after
+//     the commit, so a rollback never restores a header whose page was discarded.
 #include <mp/detail/heap.hpp>
 
 #include <sys/random.h>
@@ -30,61 +51,87 @@
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mp/detail/lock_state.hpp>
 #include <mp/errors.hpp>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include "heap_arena.hpp"
 #include "identity.hpp"
+#include "lock_core.hpp"
 #include "posix/shm.hpp"
 
 namespace mp::detail {
 namespace {
 
-constexpr std::uint64_t kArenaMagic = 0x3170616568706d00;  // "\0mpheap1"
-constexpr std::uint64_t kHeaderSize = 4096;
+constexpr std::uint64_t kArenaMagic = 0x3270616568706d00;  // "\0mpheap2"
+constexpr std::uint64_t kHeaderSize = 16384;
 constexpr unsigned kMinClass = 6;   // 64-byte blocks
 constexpr unsigned kMaxClass = 40;  // 1 TiB blocks
 constexpr unsigned kClassCount = kMaxClass - kMinClass + 1;
 constexpr std::uint64_t kBlockHeaderSize = 16;
 constexpr std::uint64_t kDiscardFrom = Arena::kDiscardFrom;
+constexpr unsigned kDiscardClass = std::bit_width(kDiscardFrom) - 1;
+constexpr std::uint64_t kPage = 4096;  // the first page of a free block holds its header
 constexpr std::uint64_t kDefaultHeapSize = std::uint64_t{64} << 30;
+// An operation logs at most 2 words per size class it splits or merges across, and a
+// few more: 4 per class always suffices.
+constexpr std::size_t kJournalCapacity = 4 * kClassCount;
 
-constexpr std::uint32_t kBlockUsed = 0x55534544;  // "USED"
-constexpr std::uint32_t kBlockFree = 0x46524545;  // "FREE"
+constexpr std::uint32_t kBlockUsed = 0x55534544;   // "USED": the caller's
+constexpr std::uint32_t kBlockFree = 0x46524545;   // "FREE": on a buddy list
+constexpr std::uint32_t kBlockWarm = 0x5741524d;   // "WARM": on a warm list
+constexpr std::uint32_t kBlockGoing = 0x474f4e47;  // "GONG": being given to the buddy lists
 
 constexpr unsigned kOffsetBits = 34;  // offset / 64 < 2^34 for arenas up to 1 TiB
 constexpr std::uint64_t kOffsetMask = (std::uint64_t{1} << kOffsetBits) - 1;
+
+struct JournalEntry {
+  std::uint64_t offset;
+  std::uint64_t old_value;
+};
 
 struct ArenaHeader {
   std::uint64_t magic;
   std::uint64_t id;
   std::uint64_t size;
-  std::atomic<std::uint64_t> bump;
+  std::atomic<std::uint64_t> high_water;  // end of the highest block ever handed out
   std::atomic<std::uint64_t> serials;
-  std::atomic<std::uint64_t> free_heads[kClassCount];
+  std::atomic<std::uint64_t> free_heads[kClassCount];  // buddy lists (offsets), locked
   std::atomic<std::uint64_t> roots[Arena::kRootCount];
-  std::atomic<std::uint64_t> warm_heads[kClassCount];  // free blocks that kept their pages
-  std::atomic<std::uint64_t> warm_bytes;
+  std::atomic<std::uint64_t> warm_heads[kClassCount];   // tagged Treiber stack heads
+  std::atomic<std::uint64_t> warm_bytes;                // of the warm blocks of 64 KiB or more
+  std::atomic<std::uint64_t> warm_counts[kClassCount];  // warm blocks under 64 KiB, per class
+  LockState lock;
+  std::atomic<std::uint64_t> journal_count;
+  JournalEntry journal[kJournalCapacity];
 };
 static_assert(sizeof(ArenaHeader) <= kHeaderSize);
 
-struct BlockHeader {
-  std::atomic<std::uint32_t> state;
-  std::uint32_t size_class;
-  std::atomic<std::uint64_t> next;  // block offset of the next free block (on a free list)
-};
-static_assert(sizeof(BlockHeader) == kBlockHeaderSize);
+// A block's words: its tag and its list link; on a buddy list also the backward link.
+constexpr std::uint64_t kTagWord = 0;
+constexpr std::uint64_t kNextWord = 8;
+constexpr std::uint64_t kPrevWord = 16;
+
+constexpr std::uint64_t tag_of(std::uint32_t state, unsigned size_class) {
+  return state | (std::uint64_t{size_class} << 32);
+}
+constexpr std::uint32_t state_of(std::uint64_t tag) { return static_cast<std::uint32_t>(tag); }
+constexpr unsigned class_of(std::uint64_t tag) { return static_cast<unsigned>(tag >> 32); }
 
 ArenaHeader& header_of(std::byte* base) { return *reinterpret_cast<ArenaHeader*>(base); }
-BlockHeader& block_at(std::byte* base, std::uint64_t block) {
-  return *reinterpret_cast<BlockHeader*>(base + block);
+std::atomic<std::uint64_t>& word_at(std::byte* base, std::uint64_t offset) {
+  return *std::launder(reinterpret_cast<std::atomic<std::uint64_t>*>(base + offset));
 }
 
 std::uint64_t tagged(std::uint64_t block, std::uint64_t old_head) {
@@ -104,14 +151,216 @@ std::uint64_t random_id() {
   return id;
 }
 
-// Whether a freed block of this size may keep its pages (on its class's warm list).
-bool warmable(std::uint64_t block_size) {
-  return block_size >= kDiscardFrom && block_size <= Arena::kWarmMaxBlock;
+// The budget a freed block of `size_class` may keep its pages under, if any: its
+// counter, what one block adds to it, and the counter's limit.
+struct WarmBudget {
+  std::atomic<std::uint64_t>* counter = nullptr;
+  std::uint64_t amount = 0;
+  std::uint64_t limit = 0;
+
+  // Counts one more warm block if the budget allows.
+  bool take() const noexcept {
+    if (counter->fetch_add(amount, std::memory_order_relaxed) + amount <= limit) return true;
+    counter->fetch_sub(amount, std::memory_order_relaxed);
+    return false;
+  }
+  void give_back() const noexcept { counter->fetch_sub(amount, std::memory_order_relaxed); }
+};
+
+WarmBudget warm_budget(ArenaHeader& header, unsigned size_class) {
+  const std::uint64_t block_size = std::uint64_t{1} << size_class;
+  // Small classes have a budget each, so that one class cannot crowd out the others.
+  if (block_size < kDiscardFrom)
+    return {&header.warm_counts[size_class - kMinClass], 1, Arena::kWarmSmallBytes / block_size};
+  if (block_size <= Arena::kWarmMaxBlock)
+    return {&header.warm_bytes, block_size, Arena::kWarmBudget};
+  return {};
 }
 
 std::uint64_t round_up(std::uint64_t value, std::uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
+
+// Gives the pages of a block of `size_class` but the first back to the system.
+void discard_body(std::byte* base, std::uint64_t block, unsigned size_class) {
+  if (size_class >= kDiscardClass)
+    (void)posix::discard_pages(base + block + kPage, (std::uint64_t{1} << size_class) - kPage);
+}
+
+// One change to the buddy lists: holds the arena's lock, logs what it changes, and
+// gives pages back once committed (see the top of this file).
+class Transaction {
+ public:
+  Transaction(std::byte* base, std::uint64_t size)
+      : base_(base), size_(size), header_(header_of(base)) {
+    (void)robust_lock_acquire(header_.lock, true, std::nullopt);
+    if (header_.lock.recovered.load(std::memory_order_relaxed) != 0) roll_back();
+  }
+  ~Transaction() {
+    if (!committed_) roll_back();
+    (void)robust_lock_release(header_.lock);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  void commit() noexcept {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    header_.journal_count.store(0, std::memory_order_release);
+    committed_ = true;
+    // Pages of free blocks other than their first: no rollback can bring back what
+    // they held any more.
+    for (std::size_t i = 0; i < discard_count_; ++i)
+      (void)posix::discard_pages(base_ + discards_[i].offset, discards_[i].old_value);
+  }
+
+  // A block of `size_class` taken off the buddy lists (now USED), or 0 if none is free.
+  std::uint64_t allocate(unsigned size_class) noexcept {
+    unsigned from = size_class;
+    while (from <= kMaxClass && head(from) == 0) ++from;
+    if (from > kMaxClass) return 0;
+    const std::uint64_t block = head(from);
+    unlink(block, from);
+    while (from > size_class) {  // split: the upper halves go on their lists
+      --from;
+      push(block + (std::uint64_t{1} << from), from, /*fresh=*/true);
+    }
+    write(block + kTagWord, tag_of(kBlockUsed, size_class));
+    const std::uint64_t end = block + (std::uint64_t{1} << size_class);
+    if (end > header_.high_water.load(std::memory_order_relaxed))
+      write(offsetof(ArenaHeader, high_water), end);
+    return block;
+  }
+
+  // Puts the GOING block `block` of `size_class` on the buddy lists, merged with its
+  // free buddies.
+  void free(std::uint64_t block, unsigned size_class) noexcept {
+    while (size_class < kMaxClass) {
+      const std::uint64_t block_size = std::uint64_t{1} << size_class;
+      const std::uint64_t buddy = block ^ block_size;
+      // The header's block and what lies past the arena's end are never free.
+      if (buddy == 0 || buddy + block_size > size_) break;
+      if (word(buddy + kTagWord).load(std::memory_order_relaxed) != tag_of(kBlockFree, size_class))
+        break;
+      unlink(buddy, size_class);
+      block = std::min(block, buddy);
+      ++size_class;
+      // Free blocks of 64 KiB or more keep only their first page.
+      if (size_class == kDiscardClass)
+        discard_later(block + kPage, kDiscardFrom - kPage);
+      else if (size_class > kDiscardClass)
+        discard_later(block + block_size, kPage);
+    }
+    push(block, size_class, /*fresh=*/false);
+  }
+
+  // What is wrong with the buddy lists, or "" (see Arena::check()).
+  std::string check() const {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // of the free blocks
+    std::string problems;
+    const auto problem = [&](unsigned size_class, std::uint64_t block, const char* what) {
+      problems += "class " + std::to_string(size_class) + " block " + std::to_string(block) + ": " +
+                  what + "; ";
+    };
+    for (unsigned size_class = kMinClass; size_class <= kMaxClass && problems.empty();
+         ++size_class) {
+      const std::uint64_t block_size = std::uint64_t{1} << size_class;
+      std::uint64_t prev = 0;
+      for (std::uint64_t block = head(size_class); block != 0;
+           block = word(block + kNextWord).load(std::memory_order_relaxed)) {
+        if (block < kHeaderSize || block % block_size != 0 || block + block_size > size_) {
+          problem(size_class, block, "misplaced");
+          break;
+        }
+        if (word(block + kTagWord).load(std::memory_order_relaxed) !=
+            tag_of(kBlockFree, size_class))
+          problem(size_class, block, "not marked free");
+        if (word(block + kPrevWord).load(std::memory_order_relaxed) != prev)
+          problem(size_class, block, "wrong backward link");
+        if (ranges.size() > size_ / 64) {
+          problem(size_class, block, "list loops");
+          break;
+        }
+        ranges.emplace_back(block, block + block_size);
+        prev = block;
+      }
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 1; i < ranges.size() && problems.empty(); ++i)
+      if (ranges[i].first < ranges[i - 1].second) problem(0, ranges[i].first, "overlaps");
+    return problems;
+  }
+
+ private:
+  std::atomic<std::uint64_t>& word(std::uint64_t offset) const { return word_at(base_, offset); }
+  static std::uint64_t head_offset(unsigned size_class) {
+    return offsetof(ArenaHeader, free_heads) + (size_class - kMinClass) * 8;
+  }
+  std::uint64_t head(unsigned size_class) const {
+    return word(head_offset(size_class)).load(std::memory_order_relaxed);
+  }
+
+  // Logs the old value of a word reachable before this operation, then changes it. The
+  // entry is complete before it counts, and counts before the word changes: a process
+  // killed between any two steps leaves a journal that undoes exactly what happened.
+  void write(std::uint64_t offset, std::uint64_t value) noexcept {
+    const std::uint64_t count = header_.journal_count.load(std::memory_order_relaxed);
+    if (count == kJournalCapacity) {  // a bug: every operation bounds the words it logs
+      std::fputs("mp: shared heap: journal overflow\n", stderr);
+      std::abort();
+    }
+    header_.journal[count] = {offset, word(offset).load(std::memory_order_relaxed)};
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    header_.journal_count.store(count + 1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    word(offset).store(value, std::memory_order_relaxed);
+  }
+
+  void roll_back() noexcept {
+    const std::uint64_t count = header_.journal_count.load(std::memory_order_relaxed);
+    for (std::uint64_t i = count; i-- > 0;)
+      word(header_.journal[i].offset)
+          .store(header_.journal[i].old_value, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    header_.journal_count.store(0, std::memory_order_release);
+  }
+
+  // Puts `block` at the head of its class's list. A `fresh` block (the upper half of
+  // a block being split) was unreachable: its own words need no logging.
+  void push(std::uint64_t block, unsigned size_class, bool fresh) noexcept {
+    const std::uint64_t old_head = head(size_class);
+    if (fresh) {
+      word(block + kNextWord).store(old_head, std::memory_order_relaxed);
+      word(block + kPrevWord).store(0, std::memory_order_relaxed);
+      word(block + kTagWord).store(tag_of(kBlockFree, size_class), std::memory_order_release);
+    } else {
+      write(block + kNextWord, old_head);
+      write(block + kPrevWord, 0);
+      write(block + kTagWord, tag_of(kBlockFree, size_class));
+    }
+    if (old_head != 0) write(old_head + kPrevWord, block);
+    write(head_offset(size_class), block);
+  }
+
+  // Takes the FREE `block` off its class's list (its own words stay as they were).
+  void unlink(std::uint64_t block, unsigned size_class) noexcept {
+    const std::uint64_t next = word(block + kNextWord).load(std::memory_order_relaxed);
+    const std::uint64_t prev = word(block + kPrevWord).load(std::memory_order_relaxed);
+    write(prev != 0 ? prev + kNextWord : head_offset(size_class), next);
+    if (next != 0) write(next + kPrevWord, prev);
+  }
+
+  // Ranges are kept as (offset, length) journal entries.
+  void discard_later(std::uint64_t offset, std::uint64_t length) noexcept {
+    if (discard_count_ < kClassCount) discards_[discard_count_++] = {offset, length};
+  }
+
+  std::byte* base_;
+  std::uint64_t size_;
+  ArenaHeader& header_;
+  bool committed_ = false;
+  std::size_t discard_count_ = 0;
+  JournalEntry discards_[kClassCount];
+};
 
 }  // namespace
 
@@ -132,15 +381,30 @@ Arena Arena::create(std::uint64_t size) {
     throw std::system_error(ec, "mp: mapping the shared heap (" + std::to_string(size) +
                                     " bytes; set MP_HEAP_SIZE to a smaller size in bytes)");
   auto* base = static_cast<std::byte*>(address);
-  // A fresh memfd reads as zeros: the free lists start empty.
+  // A fresh memfd reads as zeros: the lists start empty, the lock free.
   auto& header = header_of(base);
   header.magic = kArenaMagic;
   header.id = random_id();
   header.size = size;
-  header.bump.store(kHeaderSize, std::memory_order_release);
+  header.high_water.store(kHeaderSize, std::memory_order_relaxed);
+  // The space after the header as the largest aligned blocks that fit, low to high.
+  for (std::uint64_t block = kHeaderSize; block < size;) {
+    unsigned size_class = std::min<unsigned>(kMaxClass, std::countr_zero(block));
+    while (block + (std::uint64_t{1} << size_class) > size) --size_class;
+    if (size_class < kMinClass) break;
+    auto& head = header.free_heads[size_class - kMinClass];
+    const std::uint64_t old_head = head.load(std::memory_order_relaxed);
+    word_at(base, block + kNextWord).store(old_head, std::memory_order_relaxed);
+    word_at(base, block + kPrevWord).store(0, std::memory_order_relaxed);
+    word_at(base, block + kTagWord)
+        .store(tag_of(kBlockFree, size_class), std::memory_order_relaxed);
+    if (old_head != 0) word_at(base, old_head + kPrevWord).store(block, std::memory_order_relaxed);
+    head.store(block, std::memory_order_relaxed);
+    block += std::uint64_t{1} << size_class;
+  }
+  std::atomic_thread_fence(std::memory_order_release);
   return Arena(std::move(fd), base, size);
 }
-
 Arena Arena::attach(posix::unique_fd fd) {
   std::uint64_t size = 0;
   if (auto ec = posix::file_size(fd.get(), size))
@@ -193,7 +457,7 @@ std::uint64_t Arena::next_serial() noexcept {
 }
 
 std::uint64_t Arena::bump_used() const noexcept {
-  return header_of(base_).bump.load(std::memory_order_relaxed);
+  return header_of(base_).high_water.load(std::memory_order_relaxed);
 }
 
 std::uint64_t Arena::allocate(std::size_t size) {
@@ -201,79 +465,126 @@ std::uint64_t Arena::allocate(std::size_t size) {
   if (wanted > kMaxSize || wanted < size) throw HeapExhausted(size, size_);
   const unsigned size_class =
       std::max(kMinClass, static_cast<unsigned>(std::bit_width(wanted - 1)));
-  const std::uint64_t block_size = std::uint64_t{1} << size_class;
   auto& header = header_of(base_);
 
-  // A free block of this class, if any: a warm one first.
-  std::uint64_t block = 0;
-  if (warmable(block_size)) {
-    block = pop(header.warm_heads[size_class - kMinClass]);
-    if (block != 0) header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
-  }
-  if (block == 0) block = pop(header.free_heads[size_class - kMinClass]);
-
-  if (block == 0) {  // fresh space from the bump pointer
-    const std::uint64_t alignment = std::min<std::uint64_t>(block_size, 4096);
-    std::uint64_t bump = header.bump.load(std::memory_order_relaxed);
-    for (;;) {
-      block = round_up(bump, alignment);
-      if (block + block_size > size_ || block + block_size < block)
-        throw HeapExhausted(size, size_);
-      if (header.bump.compare_exchange_weak(bump, block + block_size, std::memory_order_relaxed))
-        break;
+  // A warm block of this class, if any.
+  if (const WarmBudget budget = warm_budget(header, size_class); budget.counter != nullptr) {
+    if (const std::uint64_t block = pop(header.warm_heads[size_class - kMinClass])) {
+      budget.give_back();
+      word_at(base_, block + kTagWord)
+          .store(tag_of(kBlockUsed, size_class), std::memory_order_release);
+      return block + kBlockHeaderSize;
     }
   }
-  auto& block_header = block_at(base_, block);
-  block_header.size_class = size_class;
-  block_header.state.store(kBlockUsed, std::memory_order_release);
+  std::uint64_t block = 0;
+  {
+    Transaction transaction(base_, size_);
+    block = transaction.allocate(size_class);
+    transaction.commit();
+  }
+  if (block == 0 && release_warm() != 0) {  // warm blocks merged may make room
+    Transaction transaction(base_, size_);
+    block = transaction.allocate(size_class);
+    transaction.commit();
+  }
+  if (block == 0) throw HeapExhausted(size, size_);
   return block + kBlockHeaderSize;
+}
+
+std::uint64_t Arena::release_warm() noexcept {
+  auto& header = header_of(base_);
+  std::uint64_t released = 0;
+  for (unsigned size_class = kMinClass; size_class <= kMaxClass; ++size_class) {
+    const WarmBudget budget = warm_budget(header, size_class);
+    if (budget.counter == nullptr) continue;
+    while (const std::uint64_t block = pop(header.warm_heads[size_class - kMinClass])) {
+      budget.give_back();
+      give_to_buddies(block, size_class, kBlockWarm);
+      ++released;
+    }
+  }
+  return released;
+}
+
+void Arena::give_to_buddies(std::uint64_t block, unsigned size_class,
+                            std::uint32_t state) noexcept {
+  if (state != kBlockGoing)
+    word_at(base_, block + kTagWord)
+        .store(tag_of(kBlockGoing, size_class), std::memory_order_relaxed);
+  discard_body(base_, block, size_class);
+  Transaction transaction(base_, size_);
+  transaction.free(block, size_class);
+  transaction.commit();
+}
+
+std::string Arena::check() {
+  Transaction transaction(base_, size_);
+  std::string problems = transaction.check();
+  transaction.commit();
+  auto& header = header_of(base_);
+  for (unsigned size_class = kMinClass; size_class <= kMaxClass; ++size_class) {
+    std::uint64_t count = 0;
+    for (std::uint64_t block = head_block(header.warm_heads[size_class - kMinClass].load());
+         block != 0; block = word_at(base_, block + kNextWord).load(std::memory_order_relaxed)) {
+      if (block < kHeaderSize || block >= size_ || ++count > size_ / 64 ||
+          word_at(base_, block + kTagWord).load(std::memory_order_relaxed) !=
+              tag_of(kBlockWarm, size_class)) {
+        problems += "warm list of class " + std::to_string(size_class) + " is broken; ";
+        break;
+      }
+    }
+  }
+  return problems;
 }
 
 bool Arena::is_allocated(std::uint64_t offset) const noexcept {
   if (offset < kHeaderSize + kBlockHeaderSize || offset % 16 != 0) return false;
   const std::uint64_t block = offset - kBlockHeaderSize;
-  if (block >= header_of(base_).bump.load(std::memory_order_acquire)) return false;
-  const auto& block_header = block_at(base_, block);
-  return block_header.state.load(std::memory_order_acquire) == kBlockUsed &&
-         block_header.size_class >= kMinClass && block_header.size_class <= kMaxClass;
+  if (block >= header_of(base_).high_water.load(std::memory_order_acquire)) return false;
+  const std::uint64_t tag = word_at(base_, block + kTagWord).load(std::memory_order_acquire);
+  const unsigned size_class = class_of(tag);
+  return state_of(tag) == kBlockUsed && size_class >= kMinClass && size_class <= kMaxClass &&
+         block % (std::uint64_t{1} << size_class) == 0 &&
+         block + (std::uint64_t{1} << size_class) <= size_;
 }
 
 void Arena::free(std::uint64_t offset) noexcept {
-  if (offset < kHeaderSize + kBlockHeaderSize) return;
+  if (offset < kHeaderSize + kBlockHeaderSize || offset >= size_ || offset % 16 != 0) return;
   const std::uint64_t block = offset - kBlockHeaderSize;
-  auto& block_header = block_at(base_, block);
-  std::uint32_t expected = kBlockUsed;
-  if (!block_header.state.compare_exchange_strong(expected, kBlockFree,
-                                                  std::memory_order_acq_rel)) {
+  auto& tag = word_at(base_, block + kTagWord);
+  std::uint64_t expected = tag.load(std::memory_order_relaxed);
+  const unsigned size_class = class_of(expected);
+  if (state_of(expected) != kBlockUsed || size_class < kMinClass || size_class > kMaxClass) {
     std::fprintf(stderr, "mp: shared heap: block at offset %llu freed twice (ignored)\n",
                  static_cast<unsigned long long>(offset));
     return;
   }
-  const unsigned size_class = block_header.size_class;
-  const std::uint64_t block_size = std::uint64_t{1} << size_class;
   auto& header = header_of(base_);
-  if (warmable(block_size)) {
-    if (header.warm_bytes.fetch_add(block_size, std::memory_order_relaxed) + block_size <=
-        Arena::kWarmBudget) {
-      push(header.warm_heads[size_class - kMinClass], block);
-      return;
-    }
-    header.warm_bytes.fetch_sub(block_size, std::memory_order_relaxed);
+  const WarmBudget budget = warm_budget(header, size_class);
+  const bool warm = budget.counter != nullptr && budget.take();
+  const std::uint32_t next_state = warm ? kBlockWarm : kBlockGoing;
+  if (!tag.compare_exchange_strong(expected, tag_of(next_state, size_class),
+                                   std::memory_order_acq_rel)) {
+    if (warm) budget.give_back();
+    std::fprintf(stderr, "mp: shared heap: block at offset %llu freed twice (ignored)\n",
+                 static_cast<unsigned long long>(offset));
+    return;
   }
-  if (block_size >= kDiscardFrom)
-    (void)posix::discard_pages(base_ + block + 4096, block_size - 4096);
-  push(header.free_heads[size_class - kMinClass], block);
+  if (warm)
+    push(header.warm_heads[size_class - kMinClass], block);
+  else
+    give_to_buddies(block, size_class, kBlockGoing);
 }
 
-// Treiber stack operations on a free list's head (see the top of this file).
+// Treiber stack operations on a warm list's head (see the top of this file).
 std::uint64_t Arena::pop(std::atomic<std::uint64_t>& head) noexcept {
   std::uint64_t old_head = head.load(std::memory_order_acquire);
   for (;;) {
     const std::uint64_t block = head_block(old_head);
     if (block == 0) return 0;
     // If another process pops this block first, `next` may be stale; the tag makes the
-    // CAS below fail then. The header is always mapped, so the read is harmless.
-    const std::uint64_t next = block_at(base_, block).next.load(std::memory_order_relaxed);
+    // CAS below fail then. The arena is always mapped, so the read is harmless.
+    const std::uint64_t next = word_at(base_, block + kNextWord).load(std::memory_order_relaxed);
     if (head.compare_exchange_weak(old_head, tagged(next, old_head), std::memory_order_acquire,
                                    std::memory_order_acquire))
       return block;
@@ -281,10 +592,10 @@ std::uint64_t Arena::pop(std::atomic<std::uint64_t>& head) noexcept {
 }
 
 void Arena::push(std::atomic<std::uint64_t>& head, std::uint64_t block) noexcept {
-  auto& block_header = block_at(base_, block);
+  auto& next = word_at(base_, block + kNextWord);
   std::uint64_t old_head = head.load(std::memory_order_relaxed);
   do {
-    block_header.next.store(head_block(old_head), std::memory_order_relaxed);
+    next.store(head_block(old_head), std::memory_order_relaxed);
   } while (!head.compare_exchange_weak(old_head, tagged(block, old_head), std::memory_order_release,
                                        std::memory_order_relaxed));
 }

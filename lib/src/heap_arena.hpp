@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -33,20 +34,32 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
   ~Arena();
 
-  // Freed blocks of kDiscardFrom bytes or more give their pages back to the system,
-  // except that blocks up to kWarmMaxBlock bytes stay resident ("warm") while the warm
-  // blocks of the arena total at most kWarmBudget bytes: reusing a warm block costs no
-  // page faults, which dominate moving a chunk of a few MiB through fresh pages.
+  // Freed blocks are merged with free neighbours, and free blocks of kDiscardFrom bytes
+  // or more give their pages back to the system (all but the first), except that freed
+  // blocks up to kWarmMaxBlock bytes stay as they are, resident ("warm"), while the warm
+  // blocks of the arena total at most kWarmBudget bytes (for blocks under kDiscardFrom:
+  // while the warm blocks of their size class total at most kWarmSmallBytes): reusing a
+  // warm block costs one compare-and-swap and no page faults, which dominate moving a
+  // chunk of a few MiB through fresh pages.
   static constexpr std::uint64_t kDiscardFrom = std::uint64_t{1} << 16;
   static constexpr std::uint64_t kWarmMaxBlock = std::uint64_t{4} << 20;
   static constexpr std::uint64_t kWarmBudget = std::uint64_t{32} << 20;
+  static constexpr std::uint64_t kWarmSmallBytes = std::uint64_t{1} << 20;
 
   // Offset of a block of at least `size` bytes, 16-byte aligned (64 for blocks of 64
-  // bytes or more). Lock-free. Throws mp::HeapExhausted.
+  // bytes or more). Lock-free when a warm block fits, else under the arena's robust lock.
+  // Throws mp::HeapExhausted.
   std::uint64_t allocate(std::size_t size);
-  // Gives back a block allocate() returned. Lock-free; a double free is reported on
-  // stderr and ignored.
+  // Gives back a block allocate() returned. Lock-free while the block stays warm, else
+  // under the arena's robust lock; a double free is reported on stderr and ignored.
   void free(std::uint64_t offset) noexcept;
+  // Gives every warm block to the buddy lists (merging them, giving their pages back);
+  // returns how many there were. allocate() does this before it gives up.
+  std::uint64_t release_warm() noexcept;
+  // What is wrong with the arena's free lists, or "" if nothing: for tests, at a time
+  // when no other process allocates or frees (the warm lists are read without a lock).
+  // Rolls back an operation a dead process left half done, as allocate() would.
+  std::string check();
   // A number no earlier call returned for this arena (in any process).
   std::uint64_t next_serial() noexcept;
   // Whether `offset` is an allocated block of this arena.
@@ -62,7 +75,7 @@ class Arena {
   std::uint64_t id() const noexcept;
   std::uint64_t size() const noexcept { return size_; }
   int fd() const noexcept { return fd_.get(); }
-  // Bytes handed out by the bump pointer so far (free lists reuse blocks below it).
+  // The end of the highest block handed out so far (the high-water mark).
   std::uint64_t bump_used() const noexcept;
 
  private:
@@ -70,6 +83,7 @@ class Arena {
       : fd_(std::move(fd)), base_(base), size_(size) {}
   std::uint64_t pop(std::atomic<std::uint64_t>& head) noexcept;
   void push(std::atomic<std::uint64_t>& head, std::uint64_t block) noexcept;
+  void give_to_buddies(std::uint64_t block, unsigned size_class, std::uint32_t state) noexcept;
 
   posix::unique_fd fd_;
   std::byte* base_ = nullptr;

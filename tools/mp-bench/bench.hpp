@@ -134,6 +134,7 @@ void pool_map_trivial(const Row& row);  // pool_rows.cpp
 void pool_map_trivial_chunk1(const Row& row);
 void pool_apply_async_latency(const Row& row);
 void pool_map_cpu(const Row& row);
+void heap_churn(const Row& row);  // heap_rows.cpp
 
 // Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
 void probe_fork(const Row& row);

@@ -85,6 +85,7 @@ constexpr RowSpec kRows[] = {
     {"shared_memory_array_write_prefault", kImpl, kShmSize, kShmSize,
      &shared_memory_array_write_prefault},
     {"listener_roundtrip", kImpl, 20'000, 5'000, &listener_roundtrip},
+    {"heap_churn", kImpl, 50'000, 10'000, &heap_churn},
     {"probe_fork", kLimit, 200, 50, &probe_fork},
     {"probe_atomic_pair", kLimit, 1'000'000, 200'000, &probe_atomic_pair},
     {"probe_spawn", kLimit, 20, 5, &probe_spawn},

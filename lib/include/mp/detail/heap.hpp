@@ -6,9 +6,10 @@
 // bytes (default 64 GiB, sparse: only touched pages cost memory), mapped by every
 // process of the tree. Forked children inherit the mapping; spawned children receive
 // the file over their bootstrap socket and map it at another address. So objects are
-// named by (arena id, offset), never by address. The allocator is lock-free (a process
-// killed inside it leaks at most the block it held, never corrupts the heap); see
-// lib/src/heap.cpp.
+// named by (arena id, offset), never by address. Freed blocks merge with free neighbours
+// and give their pages back; recently freed blocks are reused lock-free, the rest under a
+// robust lock with an undo journal (a process killed inside the allocator leaks at most
+// the block it was freeing, never corrupts the heap); see lib/src/heap.cpp.
 #pragma once
 
 #include <cstddef>
