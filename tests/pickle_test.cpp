@@ -54,9 +54,85 @@ struct Plain {  // trivially copyable aggregate: raw bytes
   bool operator==(const Plain&) const = default;
 };
 
-union Number {  // trivially copyable aggregate too
+union Number {  // trivially copyable, but which member is active cannot be told
   std::int64_t integer;
   double real;
+};
+
+// Plain structs whose bytes mean the same in another process: raw bytes.
+struct Bits {
+  unsigned low : 3;
+  unsigned high : 5;
+  bool flag : 1;
+  bool operator==(const Bits&) const = default;
+};
+struct PlainParts {
+  Plain plain;
+  std::array<Bits, 2> bits;
+  std::chrono::milliseconds elapsed;
+  std::optional<float> maybe;
+  char name[8];
+  long matrix[2][3];
+  bool operator==(const PlainParts&) const = default;
+};
+struct PlainBase {
+  int base;
+};
+struct DerivedPlain : PlainBase {
+  int extra;
+};
+
+// Trivially copyable aggregates with members whose bytes would mean nothing in another
+// process: not picklable as raw bytes.
+struct WithPointer {
+  int id;
+  const double* values;
+};
+struct WithStringView {
+  int id;
+  std::string_view name;
+};
+struct WithFunctionPointer {
+  int id;
+  int (*function)(int);
+};
+struct WithPointerInArray {
+  int id;
+  int* slots[2];
+};
+struct WithNestedPointer {
+  int id;
+  WithPointer inner;
+};
+struct WithPointerBase : WithPointer {
+  int extra;
+};
+struct WithUnion {
+  Number number;
+};
+struct WithMemberPointer {
+  int Plain::*member;
+};
+// A member with a serialization of its own must not be bypassed by raw bytes.
+struct WithSerializedMember {
+  int id;
+  struct Inner {
+    int kept;
+    template <class Archive>
+    void serialize(Archive& ar) {
+      ar(kept);
+    }
+  } inner;
+};
+
+// The fix for a function pointer member: serialize() pickles it as a code reference.
+struct SerializedFunctionPointer {
+  int id;
+  int (*function)(int);
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id, function);
+  }
 };
 
 struct WithSerialize {
@@ -181,7 +257,17 @@ static_assert(picklable<std::tuple<int, std::string, std::optional<double>>>);
 static_assert(picklable<std::pair<int, std::variant<std::monostate, std::string>>>);
 static_assert(picklable<std::chrono::milliseconds> && picklable<std::chrono::duration<double>>);
 static_assert(picklable<std::chrono::system_clock::time_point>);
-static_assert(picklable<Plain> && picklable<Number> && picklable<WithSerialize>);
+static_assert(picklable<Plain> && picklable<WithSerialize>);
+// Plain structs: raw bytes when every member (recursively) is plain data.
+static_assert(picklable<Bits> && picklable<PlainParts> && picklable<DerivedPlain>);
+static_assert(picklable<std::vector<PlainParts>> && picklable<SerializedFunctionPointer>);
+static_assert(!picklable<WithPointer> && !picklable<WithStringView>);
+static_assert(!picklable<WithFunctionPointer> && !picklable<WithPointerInArray>);
+static_assert(!picklable<WithNestedPointer> && !picklable<WithPointerBase>);
+static_assert(!picklable<WithUnion> && !picklable<Number> && !picklable<WithMemberPointer>);
+static_assert(!picklable<WithSerializedMember>);
+static_assert(!picklable<std::vector<WithPointer>> && !picklable<std::optional<WithStringView>>);
+static_assert(!picklable<std::array<WithNestedPointer, 2>>);
 static_assert(picklable<user_ns::FreeSerialized> && picklable<SplitSaveLoad>);
 static_assert(picklable<Multiplier> && picklable<Negate>);
 static_assert(picklable<int (*)(int)> && picklable<void (*)() noexcept>);
@@ -390,9 +476,30 @@ TEST(Pickle, PlainStructIsRawBytes) {
   const Plain plain{42, 2.5, {'a', 'b', 'c', 'd'}};
   EXPECT_EQ(round_trip(plain), plain);
   EXPECT_EQ(dumps(plain).size(), kHeader + sizeof(Plain));
-  Number number;
-  number.real = 0.75;
-  EXPECT_EQ(round_trip(number).real, 0.75);
+}
+
+TEST(Pickle, PlainStructOfPlainPartsIsRawBytes) {
+  PlainParts parts{Plain{1, 0.5, {'a', 'b', 'c', 'd'}},
+                   {Bits{5, 17, true}, Bits{1, 2, false}},
+                   std::chrono::milliseconds(1500),
+                   2.25f,
+                   "name",
+                   {{1, 2, 3}, {4, 5, 6}}};
+  EXPECT_EQ(round_trip(parts), parts);
+  EXPECT_EQ(dumps(parts).size(), kHeader + sizeof(PlainParts));
+  const DerivedPlain derived = round_trip(DerivedPlain{{7}, 8});
+  EXPECT_EQ(derived.base, 7);
+  EXPECT_EQ(derived.extra, 8);
+}
+
+TEST(Pickle, FunctionPointerMemberTravelsThroughSerialize) {
+  const SerializedFunctionPointer loaded = round_trip(SerializedFunctionPointer{4, &triple});
+  EXPECT_EQ(loaded.id, 4);
+  ASSERT_EQ(loaded.function, &triple);
+  EXPECT_EQ(loaded.function(2), 6);
+  // A code reference, not the 8 bytes of the address.
+  EXPECT_GT(dumps(SerializedFunctionPointer{4, &triple}).size(),
+            kHeader + sizeof(SerializedFunctionPointer));
 }
 
 TEST(Pickle, UserTypeWithSerialize) {
@@ -687,6 +794,92 @@ TEST(Pickle, RandomCorruptionNeverCrashes) {
   }
   EXPECT_GT(refused, 0);
   EXPECT_EQ(loaded + refused, 3000);
+}
+
+// ---- Nesting depth ---------------------------------------------------------------------
+
+// A recursive user type: each level is a vector holding the next.
+struct Tree {
+  std::vector<Tree> children;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(children);
+  }
+};
+
+// A chain `depth` levels deep, built and torn down without recursion (the destructor of
+// a deep chain would itself overflow the stack).
+Tree tree_chain(std::size_t depth) {
+  Tree node;
+  for (std::size_t i = 0; i < depth; ++i) {
+    Tree parent;
+    parent.children.push_back(std::move(node));
+    node = std::move(parent);
+  }
+  return node;
+}
+void dismantle(Tree& tree) {
+  std::vector<Tree> pending = std::move(tree.children);
+  while (!pending.empty()) {
+    std::vector<Tree> next = std::move(pending.back().children);
+    pending = std::move(next);
+  }
+}
+std::size_t chain_depth(const Tree& tree) {
+  std::size_t depth = 0;
+  for (const Tree* node = &tree; !node->children.empty(); node = &node->children.front()) {
+    EXPECT_EQ(node->children.size(), 1u);
+    ++depth;
+  }
+  return depth;
+}
+
+// The pickle of tree_chain(depth), written directly: a one-element size per level, then
+// the innermost empty vector.
+std::string tree_chain_pickle(std::size_t depth) {
+  std::string body;
+  body.reserve((depth + 1) * 8);
+  for (std::size_t i = 0; i < depth; ++i) body += u64_bytes(1);
+  body += u64_bytes(0);
+  return with_header_of(Tree{}, body);
+}
+
+TEST(PickleDepth, OrdinaryDepthRoundTrips) {
+  Tree chain = tree_chain(1000);
+  const std::string bytes = dumps(chain);
+  EXPECT_EQ(bytes, tree_chain_pickle(1000));
+  Tree loaded = loads<Tree>(bytes);
+  EXPECT_EQ(chain_depth(loaded), 1000u);
+  dismantle(loaded);
+  dismantle(chain);
+}
+
+TEST(PickleDepth, LoadingAHugeDepthThrowsUnpicklingError) {
+  for (std::size_t depth : {std::size_t{20000}, std::size_t{200000}}) {
+    const std::string bytes = tree_chain_pickle(depth);
+    const std::string message = unpickling_error([&] {
+      Tree loaded = loads<Tree>(bytes);
+      dismantle(loaded);
+    });
+    EXPECT_TRUE(contains(message, "levels deep")) << message;
+  }
+  // The archive is usable afterwards.
+  Tree loaded = loads<Tree>(tree_chain_pickle(10));
+  EXPECT_EQ(chain_depth(loaded), 10u);
+}
+
+TEST(PickleDepth, DumpingAHugeDepthThrowsPicklingError) {
+  Tree chain = tree_chain(200000);
+  std::string out = "kept";
+  try {
+    dump(chain, out);
+    ADD_FAILURE() << "dump of a 200000-deep value succeeded";
+  } catch (const mp::PicklingError& e) {
+    EXPECT_TRUE(contains(e.what(), "levels deep")) << e.what();
+  }
+  EXPECT_EQ(out, "kept");
+  dismantle(chain);
+  EXPECT_EQ(dumps(tree_chain(3)), tree_chain_pickle(3));
 }
 
 // ---- Code references -------------------------------------------------------------------

@@ -321,6 +321,68 @@ TEST(ShareableListTest, KeepsMultibyteUtf8Intact) {
   list.shm().unlink();
 }
 
+// Another process may scribble over the segment at any time: a slot's layout (its offset
+// and capacity) is checked on every access, not only when the list is opened.
+TEST(ShareableListTest, CorruptSlotLayoutThrowsOnEveryAccess) {
+  mp::ShareableList list(mp::create_only,
+                         {std::string("first"), std::string("second slot"), std::int64_t{3}});
+  Unlinker cleanup{list.shm().name()};
+  mp::SharedMemory raw(mp::open_only, list.shm().name());  // a second mapping
+  const std::uint64_t size = raw.size();
+  // The layout of lib/src/shared_memory.cpp: a 64-byte header, then 32 bytes per slot:
+  // descriptor (length in the low 40 bits), capacity, offset of the data.
+  std::byte* slot1 = raw.buf().data() + 64 + 32;
+  auto field = [&](std::size_t at) {
+    std::uint64_t value;
+    std::memcpy(&value, slot1 + at, sizeof value);
+    return value;
+  };
+  auto put = [&](std::size_t at, std::uint64_t value) {
+    std::memcpy(slot1 + at, &value, sizeof value);
+  };
+  const std::uint64_t descriptor = field(0), capacity = field(8), offset = field(16);
+  const std::uint64_t length_mask = (std::uint64_t{1} << 40) - 1;
+  struct Corruption {
+    const char* what;
+    std::uint64_t descriptor, capacity, offset;
+  };
+  const Corruption corruptions[] = {
+      {"huge offset", descriptor, capacity, std::uint64_t{1} << 62},
+      {"offset at the end", descriptor, capacity, size},
+      {"data running past the end", descriptor, capacity, size - capacity},
+      {"offset past the end", descriptor, capacity, size + 4096},
+      {"negative offset", descriptor, capacity, ~std::uint64_t{0} - 7},
+      {"offset inside the header", descriptor, capacity, 8},
+      {"length and capacity overflowing", descriptor | length_mask, length_mask, offset},
+      {"capacity beyond any length", descriptor, ~std::uint64_t{0} / 2, offset},
+      {"capacity past the end", descriptor, size, offset},
+  };
+  for (const Corruption& corruption : corruptions) {
+    SCOPED_TRACE(corruption.what);
+    put(0, corruption.descriptor);
+    put(8, corruption.capacity);
+    put(16, corruption.offset);
+    try {
+      (void)list.at(1);
+      ADD_FAILURE() << "read a corrupt slot";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(list.set(1, "x"), std::invalid_argument);
+    EXPECT_THROW((void)list.to_vector(), std::invalid_argument);
+    // The other slots are untouched.
+    EXPECT_EQ(list[0], mp::ShareableItem(std::string("first")));
+    EXPECT_EQ(list[2], mp::ShareableItem(std::int64_t{3}));
+  }
+  put(0, descriptor);
+  put(8, capacity);
+  put(16, offset);
+  EXPECT_EQ(list[1], mp::ShareableItem(std::string("second slot")));
+  list.set(1, "restored");
+  EXPECT_EQ(list[1], mp::ShareableItem(std::string("restored")));
+  list.shm().unlink();
+}
+
 TEST(ShareableListTest, UnrelatedProgramAttachesByName) {
   mp::ShareableList list(mp::create_only, {std::string("first slot, long enough"), std::int64_t{5},
                                            1.5, false, bytes_of("abc"), std::monostate{}});

@@ -35,6 +35,17 @@ void throw_bad_size(std::uint64_t count, std::size_t available) {
                         " elements but only " + std::to_string(available) + " bytes are left");
 }
 
+void throw_too_deep_to_pickle(std::size_t limit) {
+  throw PicklingError("mp::pickle: cannot pickle a value nested more than " +
+                      std::to_string(limit) +
+                      " levels deep (a recursive type this deep would overflow the stack)");
+}
+
+void throw_too_deep_to_unpickle(std::size_t limit) {
+  throw UnpicklingError("mp::pickle: corrupt pickle: values nested more than " +
+                        std::to_string(limit) + " levels deep");
+}
+
 void throw_bad_bool(unsigned value) {
   throw UnpicklingError("mp::pickle: corrupt pickle: byte " + std::to_string(value) +
                         " where a bool (0 or 1) was expected");

@@ -448,6 +448,34 @@ std::size_t round8(std::size_t n) { return (n + 7) / 8 * 8; }
                               "\" does not hold a ShareableList");
 }
 
+[[noreturn]] void throw_corrupt_slot(std::size_t index, const std::string& name) {
+  throw std::invalid_argument("mp::ShareableList: slot " + std::to_string(index) + " of \"" + name +
+                              "\" is corrupt");
+}
+
+// Where a slot's two buffers lie in the segment.
+struct SlotLayout {
+  std::uint64_t capacity;
+  std::uint64_t offset;
+};
+
+// Reads the capacity and offset of slot `index` (< `slots`) once and checks that both
+// buffers lie in the data area of the segment. Checking once at open is not enough: any
+// process that maps the segment can overwrite them later, and the reader would copy from
+// wherever they point. Throws std::invalid_argument if they do not fit.
+SlotLayout checked_layout(const SharedMemory& shm, std::size_t slots, std::size_t index) {
+  SlotHeader& slot = slot_of(shm.buf().data(), index);
+  const SlotLayout layout{
+      std::atomic_ref<std::uint64_t>(slot.capacity).load(std::memory_order_relaxed),
+      std::atomic_ref<std::uint64_t>(slot.offset).load(std::memory_order_relaxed)};
+  const std::uint64_t size = shm.size();
+  const std::uint64_t data_start = kListHeaderSize + std::uint64_t{slots} * sizeof(SlotHeader);
+  if (layout.capacity > kLengthMask || layout.offset < data_start || layout.offset > size ||
+      (size - layout.offset) / 2 < layout.capacity)
+    throw_corrupt_slot(index, shm.name());
+  return layout;
+}
+
 }  // namespace
 
 ShareableList::ShareableList(create_only_t, std::vector<ShareableItem> values,
@@ -507,36 +535,45 @@ void ShareableList::check_layout() {
     throw_not_a_list(shm_.name());
   const std::uint64_t count = header.count;
   if (count > (size - kListHeaderSize) / sizeof(SlotHeader)) throw_not_a_list(shm_.name());
-  const std::uint64_t data_start = kListHeaderSize + count * sizeof(SlotHeader);
   for (std::uint64_t i = 0; i < count; ++i) {
-    const auto& slot = slot_of(base, i);
-    if (slot.capacity > kLengthMask || slot.offset < data_start || slot.offset > size ||
-        (size - slot.offset) / 2 < slot.capacity)
+    try {
+      (void)checked_layout(shm_, count, i);
+    } catch (const std::invalid_argument&) {
       throw_not_a_list(shm_.name());
+    }
   }
   slots_ = count;
 }
 
-std::size_t ShareableList::capacity(std::size_t index) const {
-  if (index >= slots_)
+namespace {
+// The layout of slot `index` of a list of `slots` in `shm`, checked. Throws
+// std::out_of_range for a bad index, std::logic_error once the segment is closed and
+// std::invalid_argument for a corrupt layout.
+SlotLayout slot_layout(const SharedMemory& shm, std::size_t slots, std::size_t index) {
+  if (index >= slots)
     throw std::out_of_range("mp::ShareableList: index " + std::to_string(index) +
-                            " out of range (size " + std::to_string(slots_) + ")");
-  if (!base()) throw std::logic_error("mp::ShareableList: the segment is closed");
-  return slot_of(base(), index).capacity;
+                            " out of range (size " + std::to_string(slots) + ")");
+  if (!shm.buf().data()) throw std::logic_error("mp::ShareableList: the segment is closed");
+  return checked_layout(shm, slots, index);
+}
+}  // namespace
+
+std::size_t ShareableList::capacity(std::size_t index) const {
+  return slot_layout(shm_, slots_, index).capacity;
 }
 
 ShareableItem ShareableList::at(std::size_t index) const {
-  const std::size_t capacity = this->capacity(index);  // checks index and closed
+  const SlotLayout layout = slot_layout(shm_, slots_, index);
   auto& slot = slot_of(base(), index);
   std::string bytes;
   for (;;) {
     const std::uint64_t before = slot.descriptor.load(std::memory_order_acquire);
     const std::uint64_t length = length_of(before);
-    if (length > capacity || type_of(before) >= kTypeCount)
-      throw std::invalid_argument("mp::ShareableList: slot " + std::to_string(index) + " of \"" +
-                                  shm_.name() + "\" is corrupt");
-    bytes.assign(reinterpret_cast<const char*>(base() + slot.offset + buffer_of(before) * capacity),
-                 length);
+    if (length > layout.capacity || type_of(before) >= kTypeCount)
+      throw_corrupt_slot(index, shm_.name());
+    bytes.assign(
+        reinterpret_cast<const char*>(base() + layout.offset + buffer_of(before) * layout.capacity),
+        length);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (slot.descriptor.load(std::memory_order_relaxed) == before)
       return decode(type_of(before), bytes);
@@ -544,7 +581,8 @@ ShareableItem ShareableList::at(std::size_t index) const {
 }
 
 void ShareableList::set(std::size_t index, const ShareableItem& value) {
-  const std::size_t capacity = this->capacity(index);  // checks index and closed
+  const SlotLayout layout = slot_layout(shm_, slots_, index);
+  const std::uint64_t capacity = layout.capacity;
   const Encoded encoded = encode(value);
   if (encoded.bytes.size() > capacity)
     throw std::invalid_argument("mp::ShareableList: a value of " +
@@ -556,7 +594,8 @@ void ShareableList::set(std::size_t index, const ShareableItem& value) {
   (void)detail::robust_lock_acquire(header.lock, true, std::nullopt);
   const std::uint64_t old = slot.descriptor.load(std::memory_order_relaxed);
   const std::uint64_t buffer = buffer_of(old) ^ 1;
-  std::memcpy(base() + slot.offset + buffer * capacity, encoded.bytes.data(), encoded.bytes.size());
+  std::memcpy(base() + layout.offset + buffer * capacity, encoded.bytes.data(),
+              encoded.bytes.size());
   slot.descriptor.store(
       make_descriptor(encoded.bytes.size(), encoded.type, buffer, version_of(old) + 1),
       std::memory_order_release);

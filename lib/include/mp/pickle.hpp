@@ -9,12 +9,26 @@
 //   - A type that cannot be pickled is a compile-time error naming the type and saying
 //     what to add (Python raises at run time). Built in: arithmetic types, enums,
 //     std::string, vector, array, deque, list, (unordered_)(multi)map/set, pair, tuple,
-//     optional, variant, chrono durations and time points; trivially copyable aggregates
-//     ("plain structs", copied as raw bytes); empty classes such as captureless lambdas
-//     (zero bytes); function pointers; and any type with a cereal-style
+//     optional, variant, chrono durations and time points; plain structs (below, copied
+//     as raw bytes); empty classes such as captureless lambdas (zero bytes); function
+//     pointers; and any type with a cereal-style
 //     `template <class Archive> void serialize(Archive& ar)` member (or free serialize,
 //     or save/load). Not picklable: raw data pointers, std::string_view and references
-//     (they would dangle in the other process), capturing lambdas.
+//     (they would dangle in the other process), capturing lambdas, unions.
+//   - A plain struct is a trivially copyable aggregate without serialization of its own
+//     whose bases and members (and elements of C array members) are all arithmetic types,
+//     enums, plain structs, or std::array, std::optional, chrono durations or time points
+//     of them, recursively (bit-fields included). Only then do its bytes mean the same in
+//     another process. A pointer, std::string_view, function pointer, member pointer,
+//     union or class with its own serialize() inside it is a compile-time error naming
+//     that member's type: give the struct serialize() (there, a function pointer member
+//     pickles as a code reference). A class that is not an aggregate (private members,
+//     constructors) cannot be inspected, so it needs serialize() whatever it holds; nor
+//     can a struct of more than 4096 members and C array elements (use std::array).
+//   - Values nested deeper than a fixed bound (detail::kMaxPickleNesting, 10,000 nested
+//     `ar(...)` calls: 4,999 levels of `struct Node { std::vector<Node> children; }`)
+//     throw PicklingError or UnpicklingError instead of overflowing the stack (Python
+//     raises RecursionError).
 //   - A function pointer pickles as (module, offset): the module's GNU build id and the
 //     offset from its load address, so it resolves in a spawned child running the same
 //     binary at another address (Python pickles functions by qualified name). Loading it

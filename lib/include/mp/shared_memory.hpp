@@ -186,7 +186,9 @@ class ShareableList {
   // Number of slots (fixed). Python: len(l).
   std::size_t size() const noexcept { return slots_; }
   // The item in slot `index`; never blocks. Throws std::out_of_range for a bad index.
-  // Python: l[index]. (Every access throws std::logic_error once shm() is closed.)
+  // Python: l[index]. (Every access throws std::logic_error once shm() is closed, and
+  // std::invalid_argument if the slot's place or value in the segment was overwritten
+  // with bytes that do not fit it: each access checks them, not only the opening.)
   ShareableItem at(std::size_t index) const;
   ShareableItem operator[](std::size_t index) const { return at(index); }
   // Replaces slot `index` atomically (it may change type). Throws std::out_of_range for a

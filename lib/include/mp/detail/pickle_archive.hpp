@@ -15,7 +15,9 @@
 //   function pointer     module id (8-byte size + characters) and 8-byte offset
 //                        (mp/detail/code_ref.hpp); null: an empty id and offset 0
 //   plain struct         its sizeof(T) bytes (a trivially copyable aggregate without
-//                        serialization functions of its own)
+//                        serialization functions of its own whose bases and members
+//                        are all arithmetic, enums, plain structs or std::array,
+//                        optional, duration or time_point of them; see raw_bytes_class)
 //   empty class          nothing (a captureless lambda, a stateless function object)
 //   anything else        whatever its serialize()/save()/load() writes
 #pragma once
@@ -40,6 +42,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <mp/detail/aggregate_members.hpp>
 #include <mp/detail/type_name.hpp>
 #include <new>
 #include <optional>
@@ -67,23 +70,58 @@ struct cannot_pickle {
       "aggregate (it must also be default constructible and movable). A capturing lambda cannot "
       "cross a process boundary: pass the captured values as arguments or use a function object "
       "with serialize(). Raw data pointers and std::string_view cannot be pickled either (they "
-      "would dangle in the other process).");
+      "would dangle in the other process). A plain struct is pickled as its raw bytes only if "
+      "every member is an arithmetic type, an enum, or a plain struct or std::array of them: "
+      "when T is a member of one (a pointer, std::string_view, function pointer, union...), "
+      "give that struct serialize() (which may pickle a function pointer member). A plain "
+      "struct of more than 4096 members and C array elements cannot be inspected: use "
+      "std::array for large arrays.");
 };
 
 }  // namespace mp::pickle
 
 namespace mp::detail {
 
-// Triggers mp's compile-time error naming T.
+// Triggers mp's compile-time error naming T, or the member of T to blame when T is a
+// plain struct with a member that cannot be copied as raw bytes (defined below).
 template <class T>
-constexpr void report_unpicklable() {
-  [[maybe_unused]] pickle::cannot_pickle<T> report;
-}
+constexpr void report_unpicklable();
 
 // Out-of-line throwers (lib/src/pickle.cpp): keep the inline read path small.
 [[noreturn]] void throw_truncated(std::size_t wanted, std::size_t available);
 [[noreturn]] void throw_bad_size(std::uint64_t count, std::size_t available);
 [[noreturn]] void throw_bad_bool(unsigned value);
+[[noreturn]] void throw_too_deep_to_pickle(std::size_t limit);
+[[noreturn]] void throw_too_deep_to_unpickle(std::size_t limit);
+
+// How deeply `ar(...)` calls may nest while pickling or unpickling (each level of a
+// recursive type such as `struct Node { std::vector<Node> children; }` takes two: its
+// serialize() and the vector's element). Deeper values throw PicklingError or
+// UnpicklingError instead of overflowing the stack; a pickle of another process could
+// otherwise crash its reader by claiming a deep enough nesting. The bound leaves room for
+// the frames of each level on a thread's stack, even with sanitizers.
+inline constexpr std::size_t kMaxPickleNesting = 10000;
+
+// Counts one level of nesting for the lifetime of the guard.
+template <bool Output>
+class NestingGuard {
+ public:
+  explicit NestingGuard(std::size_t& depth) : depth_(depth) {
+    if (depth_ >= kMaxPickleNesting) [[unlikely]] {
+      if constexpr (Output)
+        throw_too_deep_to_pickle(kMaxPickleNesting);
+      else
+        throw_too_deep_to_unpickle(kMaxPickleNesting);
+    }
+    ++depth_;
+  }
+  ~NestingGuard() { --depth_; }
+  NestingGuard(const NestingGuard&) = delete;
+  NestingGuard& operator=(const NestingGuard&) = delete;
+
+ private:
+  std::size_t& depth_;
+};
 
 class PickleOutputArchive
     : public cereal::OutputArchive<PickleOutputArchive, cereal::AllowEmptyClassElision> {
@@ -99,8 +137,24 @@ class PickleOutputArchive
 
   void rebind(std::string& out) noexcept { out_ = &out; }
 
+  // cereal's entry points, each counting one level of nesting (kMaxPickleNesting).
+  template <class... Types>
+  PickleOutputArchive& operator()(Types&&... args) {
+    NestingGuard<true> guard(depth_);
+    return OutputArchive::operator()(std::forward<Types>(args)...);
+  }
+  template <class T>
+  PickleOutputArchive& operator&(T&& arg) {
+    return (*this)(std::forward<T>(arg));
+  }
+  template <class T>
+  PickleOutputArchive& operator<<(T&& arg) {
+    return (*this)(std::forward<T>(arg));
+  }
+
  private:
   std::string* out_;
+  std::size_t depth_ = 0;
 };
 
 class PickleInputArchive
@@ -146,9 +200,25 @@ class PickleInputArchive
 
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - next_); }
 
+  // cereal's entry points, each counting one level of nesting (kMaxPickleNesting).
+  template <class... Types>
+  PickleInputArchive& operator()(Types&&... args) {
+    NestingGuard<false> guard(depth_);
+    return InputArchive::operator()(std::forward<Types>(args)...);
+  }
+  template <class T>
+  PickleInputArchive& operator&(T&& arg) {
+    return (*this)(std::forward<T>(arg));
+  }
+  template <class T>
+  PickleInputArchive& operator>>(T&& arg) {
+    return (*this)(std::forward<T>(arg));
+  }
+
  private:
   const char* next_ = nullptr;
   const char* end_ = nullptr;
+  std::size_t depth_ = 0;
 };
 
 // Constructing and destroying a cereal archive costs more than pickling an int (its
@@ -352,19 +422,54 @@ inline constexpr bool has_own_serialization =
     cereal::traits::detail::count_output_serializers<T, pickle_probe::ProbeOutputArchive>::value !=
     0;
 
-// A class mp pickles as its raw bytes: a trivially copyable aggregate ("plain struct")
-// without serialization functions of its own. Pointer members are copied as they are:
-// they are only meaningful if they point to code or to memory shared at the same
-// address. Member values are not validated on load (a corrupt bool member stays
-// corrupt), as with memcpy.
+// A class mp may pickle as its raw bytes: a trivially copyable aggregate ("plain
+// struct", not a union) without serialization functions of its own...
 template <class T>
-concept class_or_union = std::is_class_v<T> || std::is_union_v<T>;
-
-template <class T>
-concept raw_bytes_class =
-    class_or_union<T> && !std::is_empty_v<T> && std::is_trivially_copyable_v<T> &&
+concept plain_struct =
+    std::is_class_v<T> && !std::is_empty_v<T> && std::is_trivially_copyable_v<T> &&
     std::is_aggregate_v<T> && std::is_default_constructible_v<T> && std::is_copy_assignable_v<T> &&
     !is_library_type<T> && !has_own_serialization<T>;
+
+// ...and does when each of its bases and members (each element of a C array member) is
+// one of these, recursively: bytes that mean the same in another process. A pointer (it
+// would dangle, or for a function point elsewhere in a binary loaded at another
+// address), std::string_view, a member pointer, a union (which member is active cannot
+// be told) or a class with a serialization of its own makes the struct need a
+// serialize() of its own. A class that is not an aggregate (private members,
+// constructors) cannot be inspected, so it needs serialize() whatever it holds.
+template <class T>
+consteval bool raw_member();
+
+template <class T>
+struct raw_library_member : std::false_type {};
+template <class T, std::size_t N>
+struct raw_library_member<std::array<T, N>> : std::bool_constant<raw_member<T>()> {};
+template <class T>
+struct raw_library_member<std::optional<T>>
+    : std::bool_constant<raw_member<T>() && std::is_trivially_copyable_v<std::optional<T>>> {};
+template <class Rep, class Period>
+struct raw_library_member<std::chrono::duration<Rep, Period>>
+    : std::bool_constant<raw_member<Rep>()> {};
+template <class Clock, class Duration>
+struct raw_library_member<std::chrono::time_point<Clock, Duration>>
+    : std::bool_constant<raw_member<Duration>()> {};
+
+// Converts to every type; the conversion is noexcept when the type is a raw member.
+struct RawMemberProbe {
+  template <class U>
+  operator U() const noexcept(raw_member<U>());
+};
+
+template <class T>
+consteval bool raw_members() {
+  if constexpr (aggregate_slots<T>() == kUnknownSlots)
+    return false;
+  else
+    return every_slot_passes<T, RawMemberProbe>();
+}
+
+template <class T>
+concept raw_bytes_class = plain_struct<T> && raw_members<T>();
 
 // An empty class without serialization of its own (a captureless lambda, a stateless
 // function object): pickles to zero bytes (cereal's AllowEmptyClassElision), loads as a
@@ -374,6 +479,43 @@ concept empty_class =
     std::is_class_v<T> && std::is_empty_v<T> && std::is_default_constructible_v<T> &&
     std::is_copy_assignable_v<T> && !is_library_type<T> &&
     !has_own_serialization<T>;
+
+template <class T>
+consteval bool raw_member() {
+  if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T>) {
+    return true;
+  } else if constexpr (!std::is_class_v<T> || !std::is_trivially_copyable_v<T>) {
+    return false;  // pointers, member pointers, unions, references, non-trivial classes
+  } else if constexpr (is_library_type<T>) {
+    return raw_library_member<T>::value;
+  } else {
+    return raw_bytes_class<T> || empty_class<T>;
+  }
+}
+
+// Blames, at compile time, the first member of the plain struct T that is not a raw
+// member (naming its type): converting to it instantiates its report.
+template <class U>
+consteval bool blame_unless_raw_member() {
+  if constexpr (!raw_member<U>()) report_unpicklable<U>();
+  return true;
+}
+struct MemberBlamer {
+  template <class U>
+  operator U() const noexcept(blame_unless_raw_member<U>());
+};
+
+template <class T>
+constexpr void report_unpicklable() {
+  if constexpr (plain_struct<T> && aggregate_slots<T>() != kUnknownSlots) {
+    static_assert(!raw_bytes_class<T>, "mp: internal error: T is picklable");
+    [[maybe_unused]] constexpr bool blamed = every_slot_passes<T, MemberBlamer>();
+    // Then T itself, should no member have been blamed.
+    [[maybe_unused]] pickle::cannot_pickle<T> report;
+  } else {
+    [[maybe_unused]] pickle::cannot_pickle<T> report;
+  }
+}
 
 template <class T>
 requires raw_bytes_class<T>
