@@ -172,15 +172,15 @@ step_cross_compiler() {
     say "cross-compiler: SKIPPED: $other is not installed"
     exit 77
   fi
-  local pc
+  local pc flags
   pc=$(find "$prefix" -name mp.pc -print -quit)
   export PKG_CONFIG_PATH=${pc%/*}
+  flags=$(pkg-config --cflags --libs mp)
   mkdir -p "$work/cross-compiler"
   say "cross-compiler: $other builds a program against the mp that $cxx built"
   # shellcheck disable=SC2086 # the flags are meant to split
   "$other" -std=c++20 -O1 -Wall -Wextra -Werror -o "$work/cross-compiler/consumer" \
-    "$here/cross_compiler/main.cpp" $(pkg-config --cflags --libs mp) \
-    -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
+    "$here/cross_compiler/main.cpp" $flags -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
   say "cross-compiler: run"
   "$work/cross-compiler/consumer" || die "cross-compiler: the consumer exited with $?"
 }
