@@ -165,8 +165,11 @@ namespace {
 
 constexpr auto kCaptureless = [](int x) { return x + 1; };
 inline int g_captured = 5;
-inline const auto kCapturing = [c = g_captured](int x) { return x + c; };
-inline const auto kCapturingByReference = [&c = g_captured](int x) { return x + c; };
+// Only named in static_asserts (clang++ would warn that they are never emitted).
+[[maybe_unused]] inline const auto kCapturing = [c = g_captured](int x) { return x + c; };
+[[maybe_unused]] inline const auto kCapturingByReference = [&c = g_captured](int x) {
+  return x + c;
+};
 
 static_assert(picklable<int> && picklable<bool> && picklable<double> && picklable<char>);
 static_assert(picklable<Color> && picklable<Legacy>);
