@@ -10,6 +10,11 @@ Rows (issue 9), each printed as JSON lines in mp_bench.py's schema, one per tool
                        same with multiprocessing.Pool.map (processes = CPUs).
   mp_map_exec_true_1k  `mp-map -j 2 --exec true` over 1,000 items against
                        `xargs -P 2 -n 1 true` and GNU `parallel -j 2 true`.
+  mp_map_long_line     `mp-map sha256` over one line of 40 MB and of 100 MB
+                       (--quick: 8 MB) arriving through a pipe, against
+                       `sha256sum`: reading a line costs what reading its bytes costs.
+  mp_map_start_jobs    `mp-map -j N --chunksize 1 square` over N lines (so that all
+                       N workers start), for N = 256 and 1000 (--quick: 64, 256).
 
 "impl" names the tool: mp-map, cpython-pool-oneliner, xargs, gnu-parallel. "value"
 is the median wall time of --runs runs, in seconds; the outputs of mp-map and of
@@ -111,6 +116,35 @@ def main():
                      time_command(argv, ids, os.devnull, args.runs))
             except Exception as e:  # noqa: BLE001
                 log(f"mp_map_exec_true_1k ({impl}) FAILED: {e}")
+                failed = True
+
+        for megabytes in ([8] if args.quick else [40, 100]):
+            line = os.path.join(tmp, "line.txt")
+            with open(line, "wb") as f:
+                f.write(b"a" * (megabytes * 1_000_000) + b"\n")
+            params = {"MB": megabytes}
+            for impl, command in [("mp-map", f"cat '{line}' | '{args.mp_map}' --no-progress sha256"),
+                                  ("sha256sum", f"cat '{line}' | sha256sum")]:
+                try:
+                    log(f"mp_map_long_line: {impl} over a {megabytes} MB line")
+                    emit(impl, "mp_map_long_line", params,
+                         time_command(["sh", "-c", command], os.devnull, os.devnull, args.runs))
+                except Exception as e:  # noqa: BLE001
+                    log(f"mp_map_long_line ({impl}) FAILED: {e}")
+                    failed = True
+            os.remove(line)
+
+        for jobs in ([64, 256] if args.quick else [256, 1000]):
+            few = os.path.join(tmp, "few.txt")
+            with open(few, "w") as f:
+                f.write("".join(f"{i}\n" for i in range(jobs)))
+            try:
+                log(f"mp_map_start_jobs: mp-map -j {jobs}")
+                emit("mp-map", "mp_map_start_jobs", {"jobs": jobs},
+                     time_command([args.mp_map, "--no-progress", "-j", str(jobs), "--chunksize",
+                                   "1", "square"], few, os.devnull, args.runs))
+            except Exception as e:  # noqa: BLE001
+                log(f"mp_map_start_jobs (-j {jobs}) FAILED: {e}")
                 failed = True
     return 1 if failed else 0
 

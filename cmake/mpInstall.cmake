@@ -6,6 +6,9 @@
 #   <libdir>/cmake/mp/mpTargets.cmake  the exported target, as mp::mp
 #   <libdir>/cmake/mp/mpConfig.cmake, mpConfigVersion.cmake   for find_package(mp CONFIG)
 #   <libdir>/pkgconfig/mp.pc           for pkg-config
+# and, when it was built, the component mp::listener (Listener/Client; needs libcrypto):
+#   <libdir>/libmp_listener.a (or .so), <libdir>/cmake/mp/mpListenerTargets.cmake
+#   <libdir>/pkgconfig/mp-listener.pc
 # so that a consumer writes find_package(mp CONFIG REQUIRED) and
 # target_link_libraries(app PRIVATE mp::mp). Everything installed is relocatable:
 # tests/packaging/run.sh installs into a temporary prefix and builds against it.
@@ -35,6 +38,21 @@ install(EXPORT mpTargets
   FILE mpTargets.cmake
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
+# mp::listener: its own export set, loaded by mpConfig.cmake only when a consumer asks for
+# the component (find_package(mp COMPONENTS listener)), so that OpenSSL is looked for
+# only by those who use it.
+if(TARGET mp_listener)
+  install(TARGETS mp_listener EXPORT mpListenerTargets
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
+            NAMELINK_COMPONENT mp_development
+    RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT mp_runtime)
+  install(EXPORT mpListenerTargets
+    NAMESPACE mp::
+    FILE mpListenerTargets.cmake
+    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+endif()
+
 # Boost is linked as $<BUILD_INTERFACE:Boost::headers> (lib/CMakeLists.txt): it is
 # header-only and used in lib/src only, so consumers of mp need no Boost at all.
 
@@ -50,6 +68,7 @@ install(FILES "${PROJECT_BINARY_DIR}/mpConfig.cmake" "${PROJECT_BINARY_DIR}/mpCo
 
 # pkg-config. The system libraries go to Libs for a static libmp (pkg-config --libs
 # omits Libs.private unless --static) and to Libs.private for a shared one.
+get_target_property(_mp_type mp TYPE)
 set(_mp_pc_system_libs "-pthread")
 foreach(_mp_lib IN LISTS CMAKE_DL_LIBS)
   string(APPEND _mp_pc_system_libs " -l${_mp_lib}")
@@ -88,6 +107,24 @@ install(CODE "
 " COMPONENT mp_development)
 install(FILES "${PROJECT_BINARY_DIR}/mp.pc"
   DESTINATION "${MP_INSTALL_PKGCONFIGDIR}" COMPONENT mp_development)
+
+# mp-listener.pc: mp::listener, on top of mp.pc and libcrypto's own libcrypto.pc. A
+# static library needs libcrypto at link time (Requires); a shared one only privately.
+if(TARGET mp_listener)
+  if(_mp_type STREQUAL "STATIC_LIBRARY")
+    set(MP_PC_LISTENER_REQUIRES "Requires: mp = ${PROJECT_VERSION}, libcrypto")
+  else()
+    set(MP_PC_LISTENER_REQUIRES "Requires: mp = ${PROJECT_VERSION}\nRequires.private: libcrypto")
+  endif()
+  configure_file("${CMAKE_CURRENT_LIST_DIR}/mp-listener.pc.in" "${PROJECT_BINARY_DIR}/mp-listener.pc.in" @ONLY)
+  install(CODE "
+    set(MP_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+    configure_file(\"${PROJECT_BINARY_DIR}/mp-listener.pc.in\" \"${PROJECT_BINARY_DIR}/mp-listener.pc\" @ONLY)
+  " COMPONENT mp_development)
+  install(FILES "${PROJECT_BINARY_DIR}/mp-listener.pc"
+    DESTINATION "${MP_INSTALL_PKGCONFIGDIR}" COMPONENT mp_development)
+  unset(MP_PC_LISTENER_REQUIRES)
+endif()
 
 unset(_mp_type)
 unset(_mp_link_libraries)

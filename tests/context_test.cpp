@@ -125,4 +125,85 @@ TEST(Context, SpawnChildRefusesBadBootstrap) {
   EXPECT_NE(empty.err.find("no bootstrap"), std::string::npos) << empty.err;
 }
 
+// ---- The start method of a child ---------------------------------------------------------
+// A child's default start method is the method that started it, a context's included,
+// so its own children start the same way: Python's Process._bootstrap forces the
+// child's context to its start method.
+
+void write_default_method(std::string path) {
+  mp_test::write_file(path, mp::get_start_method().value_or("none"));
+}
+
+// Writes, one per line: the child's default method, its current_process().start_method(),
+// the method of a child it makes without naming one, and whether that child ran (it
+// writes its own default to path + ".grandchild").
+void report_start_methods(std::string path) {
+  std::string text = mp::get_start_method(true).value_or("none") + "\n" +
+                     mp::current_process().start_method() + "\n";
+  mp::Process grandchild(&write_default_method, path + ".grandchild");
+  text += grandchild.start_method() + "\n";
+  grandchild.start();
+  const bool ended = grandchild.join(std::chrono::seconds(60));
+  text += ended && grandchild.exitcode() == 0 ? "grandchild ok" : "grandchild failed";
+  mp_test::write_file(path, text);
+}
+
+class ChildStartMethod : public ::testing::TestWithParam<std::string> {
+ protected:
+  // The method the parent's default is set to while the child starts with GetParam().
+  std::string other_method() const { return GetParam() == "fork" ? "spawn" : "fork"; }
+
+  void expect_child_reports(mp::Process& p, const std::string& path) {
+    p.start();
+    ASSERT_TRUE(p.join(std::chrono::seconds(90)));
+    ASSERT_EQ(p.exitcode(), 0);
+    const std::string method = GetParam();
+    EXPECT_EQ(mp_test::read_file(path).value_or("(no report)"),
+              method + "\n" + method + "\n" + method + "\ngrandchild ok");
+    EXPECT_EQ(mp_test::read_file(path + ".grandchild").value_or("(no report)"), method);
+  }
+
+  void TearDown() override { mp::set_start_method("fork", true); }
+};
+
+TEST_P(ChildStartMethod, ContextMethodBecomesTheChildsDefault) {
+  mp::set_start_method(other_method(), true);
+  mp_test::TempDir dir;
+  const std::string path = dir.file("report");
+  mp::Process p = mp::get_context(GetParam()).process(&report_start_methods, path);
+  expect_child_reports(p, path);
+  EXPECT_EQ(mp::get_start_method(), other_method()) << "the parent's default changed";
+}
+
+TEST_P(ChildStartMethod, OptionsMethodBecomesTheChildsDefault) {
+  mp::set_start_method(other_method(), true);
+  mp_test::TempDir dir;
+  const std::string path = dir.file("report");
+  mp::Process p({.start_method = GetParam()}, &report_start_methods, path);
+  expect_child_reports(p, path);
+}
+
+TEST_P(ChildStartMethod, ChangedDefaultReachesTheChild) {
+  mp::set_start_method(GetParam(), true);
+  mp_test::TempDir dir;
+  const std::string path = dir.file("report");
+  mp::Process p(&report_start_methods, path);
+  expect_child_reports(p, path);
+}
+
+// Starting a child through a context leaves an unset default unset (Python fixes it as
+// a side effect; its documentation says contexts leave the global default alone).
+TEST_P(ChildStartMethod, ContextLeavesAnUnsetDefaultUnset) {
+  if (mp::get_start_method(true))
+    GTEST_SKIP() << "an earlier test of this process set the default (ctest runs each alone)";
+  mp::Process p = mp::get_context(GetParam()).process(&exit_with, 0);
+  p.start();
+  ASSERT_TRUE(p.join(std::chrono::seconds(60)));
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(mp::get_start_method(true), std::nullopt);
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ChildStartMethod,
+                         ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
+
 }  // namespace

@@ -163,3 +163,35 @@ TEST(Demo, UsageErrorsExitTwo) {
 }
 
 }  // namespace
+
+namespace {
+
+// Every subcommand prints; when that cannot be written (a full disk, a closed stdout)
+// it says so and exits 1, as coreutils do.
+class DemoWriteErrorTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DemoWriteErrorTest, AFailedWriteToStdoutIsAnError) {
+  for (const char* demo : {"process", "value", "array", "dict"}) {
+    for (const auto& [redirect, message] : std::vector<std::pair<std::string, std::string>>{
+             {"> /dev/full", "write error: No space left on device"},
+             {">&-", "write error: Bad file descriptor"}}) {
+      const std::string command = std::string("exec '") + MP_DEMO_PATH + "' " + demo +
+                                  " --delay 0 --start-method " + GetParam() +
+                                  (std::string(demo) == "array" ? " text " : " ") + redirect;
+      auto result = mp_test::run_command({"/bin/sh", "-c", command});
+      EXPECT_EQ(result.exit_status, 1) << command << ": " << result.err;
+      EXPECT_NE(result.err.find(std::string("mp-demo ") + demo + ": " + message), std::string::npos)
+          << command << ": " << result.err;
+    }
+  }
+  auto help = mp_test::run_command(
+      {"/bin/sh", "-c", std::string("exec '") + MP_DEMO_PATH + "' --help > /dev/full"});
+  EXPECT_EQ(help.exit_status, 1);
+  EXPECT_NE(help.err.find("mp-demo: write error: No space left on device"), std::string::npos)
+      << help.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, DemoWriteErrorTest,
+                         ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
+
+}  // namespace

@@ -40,6 +40,17 @@ int wait_for_event(mp::Event event) {
   return 7;
 }
 int pid_of(int) { return static_cast<int>(::getpid()); }
+// Tells the test it runs, then waits for `go` (at most a minute).
+int started_then_wait(mp::Event started, mp::Event go) {
+  started.set();
+  (void)go.wait(60s);
+  return 8;
+}
+int slow_identity(int x) {
+  std::this_thread::sleep_for(200ms);
+  return x;
+}
+int throw_a_mebibyte(int) { throw std::runtime_error(std::string(1 << 20, 'e')); }
 // Tells the test it runs (with SIGTERM ignored if asked), then sleeps for a minute.
 int sleep_a_minute(mp::Event running, bool ignore_sigterm) {
   if (ignore_sigterm) ::signal(SIGTERM, SIG_IGN);
@@ -86,10 +97,11 @@ TEST_P(FuturesTest, ExceptionArrivesAsRemoteError) {
 
 TEST_P(FuturesTest, ResultTimeoutRunningAndCancel) {
   mp::ProcessPoolExecutor executor(options(1));
-  mp::Event go;
-  auto blocked = executor.submit(wait_for_event, go);
+  mp::Event started, go;
+  auto blocked = executor.submit(started_then_wait, started, go);
   EXPECT_THROW(blocked.result(10ms), mp::TimeoutError);
   EXPECT_THROW((void)blocked.exception(1ms), mp::TimeoutError);
+  ASSERT_TRUE(started.wait(60s));
   EXPECT_TRUE(blocked.running());
   EXPECT_FALSE(blocked.cancel());  // a worker has it
   // More tasks than a worker is ever handed at once: the last ones stay queued.
@@ -102,7 +114,7 @@ TEST_P(FuturesTest, ResultTimeoutRunningAndCancel) {
   EXPECT_TRUE(queued.back().cancel());  // again: still true
   EXPECT_THROW(queued.back().result(), mp::CancelledError);
   go.set();
-  EXPECT_EQ(blocked.result(60s), 7);
+  EXPECT_EQ(blocked.result(60s), 8);
   for (int i = 0; i < 299; ++i) EXPECT_EQ(queued[i].result(60s), i * i);
 }
 
@@ -298,18 +310,132 @@ TEST_P(FuturesTest, MaxTasksPerChildAndShutdown) {
   EXPECT_EQ(pids.size(), 3u);
 
   mp::ProcessPoolExecutor other(options(1));
-  mp::Event go;
-  auto running = other.submit(wait_for_event, go);
+  mp::Event started, go;
+  auto running = other.submit(started_then_wait, started, go);
+  ASSERT_TRUE(started.wait(60s));  // a task not started yet would be cancelled too
   std::vector<mp::Future<int>> queued;
   for (int i = 0; i < 300; ++i) queued.push_back(other.submit(square, i));
   other.shutdown(false, true);  // the queued tasks are cancelled, the running one goes on
   EXPECT_TRUE(queued.back().cancelled());
   EXPECT_THROW(other.submit(square, 1), std::invalid_argument);
   go.set();
-  EXPECT_EQ(running.result(60s), 7);
+  EXPECT_EQ(running.result(60s), 8);
   for (auto& f : queued) {
     EXPECT_TRUE(f.cancelled() || f.result(60s) >= 0);
     EXPECT_TRUE(f.done());
+  }
+}
+
+TEST_P(FuturesTest, TasksHandedToABusyWorkerStayPendingAndCancellable) {
+  mp::ProcessPoolExecutor executor(options(1));
+  mp::Event started, go;
+  auto busy = executor.submit(started_then_wait, started, go);
+  ASSERT_TRUE(started.wait(60s));
+  EXPECT_TRUE(busy.running());
+  // Few enough that the worker is handed them all at once.
+  std::vector<mp::Future<int>> queued;
+  for (int i = 0; i < 6; ++i) queued.push_back(executor.submit(square, i));
+  for (auto& f : queued) EXPECT_FALSE(f.running());
+  EXPECT_TRUE(queued[1].cancel());
+  EXPECT_TRUE(queued[4].cancel());
+  EXPECT_TRUE(queued[1].cancelled());
+  EXPECT_TRUE(queued[4].done());
+  EXPECT_FALSE(busy.cancel());
+  go.set();
+  EXPECT_EQ(busy.result(60s), 8);
+  for (int i : {0, 2, 3, 5}) EXPECT_EQ(queued[i].result(60s), i * i);
+  EXPECT_THROW(queued[1].result(60s), mp::CancelledError);
+  EXPECT_THROW(queued[4].result(60s), mp::CancelledError);
+  EXPECT_FALSE(queued[0].running());  // finished
+  // The worker carries on after skipping the cancelled tasks.
+  EXPECT_EQ(executor.submit(square, 9).result(60s), 81);
+}
+
+TEST_P(FuturesTest, ShutdownCancelsEveryTaskThatHasNotStarted) {
+  mp::ProcessPoolExecutor executor(options(1));
+  mp::Event started, go;
+  auto busy = executor.submit(started_then_wait, started, go);
+  ASSERT_TRUE(started.wait(60s));
+  std::vector<mp::Future<int>> queued;
+  for (int i = 0; i < 6; ++i) queued.push_back(executor.submit(square, i));
+  executor.shutdown(false, true);
+  for (auto& f : queued) EXPECT_TRUE(f.cancelled());
+  go.set();
+  EXPECT_EQ(busy.result(60s), 8);
+  executor.shutdown(true);
+}
+
+TEST_P(FuturesTest, MaxTasksPerChildWorkerSkippingCancelledTasksIsReplaced) {
+  mp::ProcessPoolExecutor executor(
+      {.max_workers = 1, .max_tasks_per_child = 3, .start_method = GetParam()});
+  mp::Event started, go;
+  auto busy = executor.submit(started_then_wait, started, go);
+  ASSERT_TRUE(started.wait(60s));
+  auto cancelled = executor.submit(square, 1);
+  auto last = executor.submit(square, 2);
+  EXPECT_TRUE(cancelled.cancel());
+  go.set();
+  EXPECT_EQ(busy.result(60s), 8);
+  EXPECT_EQ(last.result(60s), 4);
+  EXPECT_EQ(executor.submit(square, 3).result(60s), 9);  // a new worker serves
+}
+
+TEST_P(FuturesTest, TheLargestTimeoutWaitsInsteadOfTimingOut) {
+  mp::ProcessPoolExecutor executor(options(1));
+  constexpr auto forever = std::chrono::nanoseconds::max();
+  EXPECT_EQ(executor.submit(slow_identity, 1).result(forever), 1);
+  EXPECT_EQ(executor.submit(slow_identity, 2).exception(forever), nullptr);
+  std::vector<mp::Future<int>> fs{executor.submit(slow_identity, 3)};
+  auto waited = mp::futures::wait(fs, forever);
+  EXPECT_EQ(waited.done.size(), 1u);
+  EXPECT_TRUE(waited.not_done.empty());
+  std::vector<mp::Future<int>> more{executor.submit(slow_identity, 4)};
+  auto completed = mp::futures::as_completed(more, forever);
+  auto first = completed.next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->result(), 4);
+  auto mapped = executor.map(slow_identity, std::vector<int>{5});
+  EXPECT_EQ(mapped.next(forever), 5);
+}
+
+TEST_P(FuturesTest, AFutureGivenTwiceIsYieldedAndListedOnce) {
+  mp::ProcessPoolExecutor executor(options());
+  auto a = executor.submit(square, 2);
+  auto b = executor.submit(square, 3);
+  std::vector<mp::Future<int>> fs{a, b, a, a};
+  int yielded = 0;
+  for (const auto& f : mp::futures::as_completed(fs, 60s)) yielded += f.result() > 0;
+  EXPECT_EQ(yielded, 2);
+  auto waited = mp::futures::wait(fs, 60s);
+  EXPECT_EQ(waited.done.size(), 2u);
+  EXPECT_TRUE(waited.not_done.empty());
+  mp::Event never;
+  auto stuck = executor.submit(wait_for_event, never);
+  std::vector<mp::Future<int>> twice{stuck, stuck, a};
+  auto partial = mp::futures::wait(twice, 10ms);
+  EXPECT_EQ(partial.done.size(), 1u);
+  EXPECT_EQ(partial.not_done.size(), 1u);
+  never.set();
+  EXPECT_EQ(stuck.result(60s), 7);
+}
+
+TEST_P(FuturesTest, MapChunksizeBelowOneIsRejected) {
+  mp::ProcessPoolExecutor executor(options(1));
+  const std::vector<int> xs{1, 2};
+  EXPECT_THROW(executor.map(square, xs, 0), std::invalid_argument);
+  EXPECT_THROW(executor.map(add, {.chunksize = 0}, xs, xs), std::invalid_argument);
+  EXPECT_THROW(executor.map(square, {.chunksize = 0}, xs), std::invalid_argument);
+}
+
+TEST_P(FuturesTest, RemoteErrorCarriesTheWholeMessage) {
+  mp::ProcessPoolExecutor executor(options(1));
+  auto f = executor.submit(throw_a_mebibyte, 0);
+  try {
+    f.result(60s);
+    FAIL() << "result should have thrown";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.message().size(), std::size_t{1} << 20);
+    EXPECT_EQ(e.message(), std::string(1 << 20, 'e'));
   }
 }
 

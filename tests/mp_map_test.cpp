@@ -1,13 +1,28 @@
 // Runs the real mp-map binary on real input and checks what it prints and its exit
 // status, per start method, failure cases included.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "test_util.hpp"
@@ -57,8 +72,9 @@ TEST_P(MpMapTest, LongInputKeepsEveryLineAndItsNumber) {
   ASSERT_EQ(lines.size(), 200101u);
   for (long i = 1; i <= 200100; ++i) ASSERT_EQ(lines[i - 1], std::to_string(i * i)) << i;
   EXPECT_EQ(lines.back(), "49");
-  EXPECT_NE(result.err.find("line 200001: '" + std::string(77, '1') + "...': square: "),
-            std::string::npos)
+  EXPECT_NE(
+      result.err.find("line 200001: '" + std::string(80, '1') + "... (3145728 bytes)': square: "),
+      std::string::npos)
       << result.err.substr(0, 300);
   EXPECT_NE(result.err.find("line 200002: '': square: not an integer"), std::string::npos)
       << result.err.substr(0, 300);
@@ -213,15 +229,18 @@ TEST_P(MpMapTest, TimeoutFailsOnlyTheSlowItem) {
 }
 
 TEST_P(MpMapTest, AWorkerThatDiesFailsOnlyItsItem) {
-  // The command kills the worker that runs it (its parent) when the item is 3.
-  auto result = map({"-j", "2", "--exec", "if [ {} = 3 ]; then kill -9 $PPID; else echo {}; fi"},
-                    numbers(1, 6));
+  // The command kills the worker that runs it (its grandparent: the parent is the worker's
+  // launcher) when the item is 3.
+  const std::string kill_worker = "kill -9 $(cut -d' ' -f4 /proc/$PPID/stat)";
+  auto result =
+      map({"-j", "2", "--exec", "if [ {} = 3 ]; then " + kill_worker + "; else echo {}; fi"},
+          numbers(1, 6));
   EXPECT_EQ(result.exit_status, 1) << result.err;
   EXPECT_EQ(result.out, "1\n2\n4\n5\n6\n");
   EXPECT_NE(result.err.find("line 3: '3': "), std::string::npos) << result.err;
   // A worker lost in the middle of a chunk of built-in work: only that item fails.
   auto chunked = map({"-j", "2", "--chunksize", "4", "--exec",
-                      "if [ {} = 5 ]; then kill -9 $PPID; else echo {}; fi"},
+                      "if [ {} = 5 ]; then " + kill_worker + "; else echo {}; fi"},
                      numbers(1, 8));
   EXPECT_EQ(chunked.exit_status, 1) << chunked.err;
   EXPECT_EQ(chunked.out, "1\n2\n3\n4\n6\n7\n8\n");
@@ -250,4 +269,611 @@ TEST(MpMap, HelpAndVersion) {
   EXPECT_EQ(version.out.rfind("mp-map ", 0), 0u);
 }
 
+// ---- --exec: the processes it starts, terminals, templates and items ----
+
+// A `sleep` argument that no other process uses: 313.<this process's pid><a counter>.
+std::string marked_seconds() {
+  static int counter = 0;
+  return "313." + std::to_string(::getpid()) + std::to_string(++counter);
+}
+
+// The running `sleep SECONDS` processes, found by their command lines in /proc.
+std::vector<pid_t> sleeps_with(const std::string& seconds) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto cmdline = mp_test::read_file((entry.path() / "cmdline").string());
+    if (!cmdline) continue;
+    std::vector<std::string> args;
+    std::istringstream in(*cmdline);
+    for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+    if (args.size() >= 2 && std::filesystem::path(args[0]).filename() == "sleep" &&
+        args[1] == seconds)
+      found.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return found;
+}
+
+// Polls (up to 60 s) until at least `count` such sleeps run; true if they do.
+bool wait_for_sleeps(const std::string& seconds, std::size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (sleeps_with(seconds).size() >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// Polls (up to 60 s) until no such sleep runs; kills and returns those still running.
+std::vector<pid_t> sleeps_left(const std::string& seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::vector<pid_t> left = sleeps_with(seconds);
+  while (!left.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    left = sleeps_with(seconds);
+  }
+  for (pid_t pid : left) ::kill(pid, SIGKILL);
+  return left;
+}
+
+// mp-map running in the background, stdout and stderr to a file.
+class Background {
+ public:
+  explicit Background(const std::vector<std::string>& args) : output_(dir_.file("output")) {
+    std::vector<std::string> argv_strings = args;
+    std::vector<char*> argv;
+    for (std::string& arg : argv_strings) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int in = ::open("/dev/null", O_RDONLY);
+      const int out = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (in < 0 || out < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0)
+        ::_exit(126);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Background() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  // Waits up to 60 s: the exit code or -signal, or nullopt (then kills it).
+  std::optional<int> wait() {
+    if (!mp_test::wait_gone(pid_, std::chrono::seconds(60))) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      status_ = -SIGKILL;
+      return std::nullopt;
+    }
+    int raw = 0;
+    ::waitpid(pid_, &raw, 0);
+    status_ = WIFEXITED(raw) ? WEXITSTATUS(raw) : -WTERMSIG(raw);
+    return status_;
+  }
+  std::string output() const { return mp_test::read_file(output_).value_or(""); }
+
+ private:
+  mp_test::TempDir dir_;
+  std::string output_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+class MpMapExecTest : public MpMapTest {
+ protected:
+  std::vector<std::string> argv(std::vector<std::string> args) {
+    std::vector<std::string> all = {MP_MAP_PATH, "--start-method", GetParam()};
+    all.insert(all.end(), args.begin(), args.end());
+    return all;
+  }
+
+  // mp-map, killed with `sig` while its commands sleep, leaves none of them running.
+  void expect_nothing_outlives(int sig) {
+    const std::string seconds = marked_seconds();
+    Background map(
+        argv({"-j", "3", "--exec", "sleep " + seconds + "; echo {}", ":::", "a", "b", "c"}));
+    ASSERT_TRUE(wait_for_sleeps(seconds, 3)) << map.output();
+    ::kill(map.pid(), sig);
+    ASSERT_TRUE(map.wait()) << "mp-map did not end after signal " << sig;
+    EXPECT_EQ(sleeps_left(seconds), std::vector<pid_t>{}) << "signal " << sig;
+  }
+};
+
+TEST_P(MpMapExecTest, NothingOutlivesSigterm) { expect_nothing_outlives(SIGTERM); }
+TEST_P(MpMapExecTest, NothingOutlivesSigint) { expect_nothing_outlives(SIGINT); }
+TEST_P(MpMapExecTest, NothingOutlivesSigkill) { expect_nothing_outlives(SIGKILL); }
+
+TEST_P(MpMapExecTest, NothingOutlivesHaltOnError) {
+  // Item x fails once the sleeps of a and b run; the halt then terminates their workers.
+  mp_test::TempDir dir;
+  const std::string seconds = marked_seconds();
+  const std::string flag = dir.file("");
+  Background map(argv({"-j", "3", "--halt-on-error", "--exec",
+                       "case {} in x) while [ ! -e " + flag + "a ] || [ ! -e " + flag +
+                           "b ]; do sleep 0.01; done; exit 1;; *) sleep " + seconds + " & touch " +
+                           flag + "{}; wait; echo {};; esac",
+                       ":::", "x", "a", "b"}));
+  const auto status = map.wait();
+  ASSERT_TRUE(status) << "mp-map did not end";
+  EXPECT_EQ(*status, 1) << map.output();
+  EXPECT_EQ(sleeps_left(seconds), std::vector<pid_t>{});
+}
+
+TEST_P(MpMapExecTest, NothingOutlivesANormalExit) {
+  // A background job that keeps the output pipe open, and one that does not.
+  const std::string holding = marked_seconds();
+  const std::string detached = marked_seconds();
+  Background map(argv({"-j", "2", "--exec",
+                       "sleep " + holding + " & sleep " + detached + " >/dev/null 2>&1 & echo {}",
+                       ":::", "a", "b"}));
+  const auto status = map.wait();
+  ASSERT_TRUE(status) << "mp-map did not end";
+  EXPECT_EQ(*status, 0);
+  EXPECT_EQ(map.output(), "a\nb\n");
+  EXPECT_EQ(sleeps_left(holding), std::vector<pid_t>{});
+  EXPECT_EQ(sleeps_left(detached), std::vector<pid_t>{});
+}
+
+TEST_P(MpMapExecTest, CommandsCanUseTheTerminal) {
+  // mp-map as the session leader of a pseudo-terminal with `stty tostop`: commands that
+  // change the terminal's settings and write to it must run, not stop (as under xargs).
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) GTEST_SKIP() << "no pseudo-terminal here: " << std::strerror(errno);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  // Opened before the fork, so that some descriptor of the slave side is open from then
+  // on: the master reads EIO once none is.
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  std::vector<std::string> strings =
+      argv({"--no-progress", "-j", "2", "--exec",
+            "stty -echo </dev/tty && stty echo </dev/tty && stty size </dev/tty >/dev/null "
+            "&& echo err-{} >&2 && echo out-{}",
+            ":::", "a", "b"});
+  std::vector<char*> args;
+  for (std::string& s : strings) args.push_back(s.data());
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    if (::ioctl(slave, TIOCSCTTY, 0) != 0) ::_exit(126);
+    termios settings{};
+    ::tcgetattr(slave, &settings);
+    settings.c_lflag |= TOSTOP;
+    ::tcsetattr(slave, TCSANOW, &settings);
+    ::dup2(slave, 0);
+    ::dup2(slave, 1);
+    ::dup2(slave, 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(slave);
+  ASSERT_GT(pid, 0);
+  // Read the terminal until every descriptor of its slave side is closed (EIO), then
+  // wait for mp-map's exit; both within 60 s.
+  std::string output;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool hung_up = false;
+  while (!hung_up && std::chrono::steady_clock::now() < deadline) {
+    pollfd fd{master, POLLIN, 0};
+    if (::poll(&fd, 1, 100) <= 0) continue;
+    char buffer[4096];
+    const ssize_t n = ::read(master, buffer, sizeof buffer);
+    if (n > 0)
+      output.append(buffer, static_cast<std::size_t>(n));
+    else
+      hung_up = true;
+  }
+  const bool exited = hung_up && mp_test::wait_gone(pid, std::chrono::seconds(60));
+  int raw = 0;
+  if (!exited) ::kill(-pid, SIGKILL);  // mp-map's process group, stopped commands included
+  ::waitpid(pid, &raw, 0);
+  ::close(master);
+  ASSERT_TRUE(exited) << "mp-map did not end; the terminal showed: " << output;
+  EXPECT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == 0) << output;
+  for (const char* text : {"out-a", "out-b", "err-a", "err-b"})
+    EXPECT_NE(output.find(text), std::string::npos) << text << " in " << output;
+}
+
+TEST_P(MpMapExecTest, StartErrorsNameWhatFailed) {
+  // The program exists, but its interpreter does not: execv fails in the child.
+  mp_test::TempDir dir;
+  const std::string program = dir.file("broken");
+  mp_test::write_file(program, "#!/nonexistent/interpreter\n");
+  ASSERT_EQ(::chmod(program.c_str(), 0755), 0);
+  auto result = map({"--exec", program + " {}", ":::", "a"});
+  EXPECT_EQ(result.exit_status, 1);
+  EXPECT_NE(result.err.find("argument 1: 'a': starting the command: execv " + program +
+                            ": No such file or directory"),
+            std::string::npos)
+      << result.err;
+}
+
+TEST_P(MpMapExecTest, QuotedPlaceholdersAreRefused) {
+  mp_test::TempDir dir;
+  const std::string victim = dir.file("touched");
+  const std::string item = "$(touch " + victim + ")";
+  for (const std::string& command :
+       {std::string("echo '{}'"), std::string("echo \"{}\""), std::string("echo \"x {} y\""),
+        std::string("echo 'a'\"b{}\""), std::string("echo \\{}"), std::string("echo ${}"),
+        std::string("echo \"$(echo a)\" \"{}\""), std::string("cat <<EOF\n{}\nEOF")}) {
+    auto result = map({"--exec", command, ":::", item});
+    EXPECT_EQ(result.exit_status, 2) << command << ": " << result.err;
+    EXPECT_NE(result.err.find("leave {} unquoted"), std::string::npos) << command << result.err;
+    EXPECT_EQ(result.out, "");
+  }
+  // Quotes elsewhere, {} inside $(...) within quotes, {} in a comment: accepted.
+  for (const std::string& command :
+       {std::string("printf '%s\\n' {}"), std::string("echo \"$(echo {})\""),
+        std::string("echo {} # not '{}'")}) {
+    auto result = map({"--exec", command, ":::", item});
+    EXPECT_EQ(result.exit_status, 0) << command << ": " << result.err;
+    EXPECT_EQ(result.out, item + "\n") << command;
+  }
+  EXPECT_FALSE(std::filesystem::exists(victim));
+}
+
+TEST_P(MpMapExecTest, AnItemHoldingANulByteFailsAlone) {
+  const std::string input = std::string("keep.txt\0.bak", 13) + "\nother\n";
+  for (const std::string& command : {std::string("echo rm {}"), std::string("echo rm {} | cat")}) {
+    auto result = map({"--exec", command}, input);
+    EXPECT_EQ(result.exit_status, 1) << command;
+    EXPECT_EQ(result.out, "rm other\n") << command;
+    EXPECT_NE(result.err.find("line 1: 'keep.txt\\x00.bak': the item holds a NUL byte"),
+              std::string::npos)
+        << result.err;
+  }
+}
+
+TEST_P(MpMapExecTest, ProgramsAreFoundAsExecvpFindsThem) {
+  mp_test::TempDir dir;
+  // A directory named echo early in PATH does not shadow the real echo.
+  std::filesystem::create_directories(dir.file("bin") + "/echo");
+  const char* path = std::getenv("PATH");
+  auto shadowed = mp_test::run_command(
+      {"/usr/bin/env", "PATH=" + dir.file("bin") + ":" + (path ? path : "/usr/bin:/bin"),
+       MP_MAP_PATH, "--start-method", GetParam(), "--exec", "echo {}", ":::", "hi"});
+  EXPECT_EQ(shadowed.exit_status, 0) << shadowed.err;
+  EXPECT_EQ(shadowed.out, "hi\n");
+  auto directory = map({"--exec", "/tmp {}", ":::", "a"});
+  EXPECT_EQ(directory.exit_status, 2);
+  EXPECT_NE(directory.err.find("cannot run /tmp: is a directory"), std::string::npos)
+      << directory.err;
+  mp_test::write_file(dir.file("plain"), "echo hi\n");
+  auto not_executable = map({"--exec", dir.file("plain") + " {}", ":::", "a"});
+  EXPECT_EQ(not_executable.exit_status, 2);
+  EXPECT_NE(not_executable.err.find("not executable"), std::string::npos) << not_executable.err;
+  auto missing = map({"--exec", "no-such-program-mp-map {}", ":::", "a"});
+  EXPECT_EQ(missing.exit_status, 2);
+  EXPECT_NE(missing.err.find("command not found: no-such-program-mp-map"), std::string::npos)
+      << missing.err;
+}
+
+TEST_P(MpMapExecTest, BuiltInNumbersAreASignAndDigits) {
+  for (const auto& [function, item] :
+       std::vector<std::pair<std::string, std::string>>{{"square", "+-5"},
+                                                        {"square", "-+5"},
+                                                        {"square", "--5"},
+                                                        {"square", "5-"},
+                                                        {"square", "+"},
+                                                        {"isprime", "+-7"},
+                                                        {"isprime", "-7"},
+                                                        {"fib", "+-3"},
+                                                        {"factor", "+-6"},
+                                                        {"count-primes", "+-10"},
+                                                        {"sleep", "1e-3"},
+                                                        {"sleep", "inf"},
+                                                        {"sleep", "-0"},
+                                                        {"sleep", "+-0"},
+                                                        {"sleep", "."}}) {
+    auto result = map({function, ":::", item});
+    EXPECT_EQ(result.exit_status, 1) << function << " " << item << ": " << result.out;
+    EXPECT_EQ(result.out, "") << function << " " << item;
+  }
+  auto good = map({"square", ":::", "+5", "-5", " 7 "});
+  EXPECT_EQ(good.exit_status, 0) << good.err;
+  EXPECT_EQ(good.out, "25\n25\n49\n");
+  auto seconds = map({"sleep", ":::", "0.01", "+0", "0."});
+  EXPECT_EQ(seconds.exit_status, 0) << seconds.err;
+}
+
+TEST_P(MpMapExecTest, LongAndControlValuesAreCutAndEscapedInMessages) {
+  const std::string huge(100000, 'x');
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--jobs", huge, "square"},
+           {huge},
+           {"--format", huge, "square"},
+           {"--exec", huge + " {}"},
+       }) {
+    auto result = map(args, "1\n");
+    EXPECT_EQ(result.exit_status, 2);
+    EXPECT_LT(result.err.size(), 1000u) << result.err.substr(0, 200);
+    EXPECT_NE(result.err.find(std::string(80, 'x') + "... (100000 bytes)"), std::string::npos)
+        << result.err.substr(0, 300);
+  }
+  auto item = map({"square"}, huge + "\n");
+  EXPECT_EQ(item.exit_status, 1);
+  EXPECT_LT(item.err.size(), 1000u);
+  EXPECT_NE(item.err.find("... (100000 bytes)': square: not an integer"), std::string::npos)
+      << item.err.substr(0, 300);
+  // Control bytes: escaped in messages; raw in plain output; escaped by jsonl.
+  const std::string colored = "a\x1b[31mb";
+  auto bad = map({"square", ":::", colored});
+  EXPECT_NE(bad.err.find("'a\\x1b[31mb'"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.err.find('\x1b'), std::string::npos);
+  auto plain = map({"--exec", "echo", ":::", colored});
+  EXPECT_EQ(plain.out, colored + "\n");
+  auto jsonl = map({"--format", "jsonl", "--exec", "echo", ":::", colored});
+  EXPECT_NE(jsonl.out.find("\"output\": \"a\\u001b[31mb\""), std::string::npos) << jsonl.out;
+}
+
+TEST_P(MpMapExecTest, HelpShowsHowToQuote) {
+  auto help = mp_test::run_command({MP_MAP_PATH, "--help"});
+  EXPECT_NE(help.out.find("leave {} unquoted"), std::string::npos);
+  EXPECT_NE(help.out.find("'rm -- {}'"), std::string::npos);
+  // With --, an item that starts with '-' stays an argument.
+  auto dashed = map({"--exec", "basename -- {}", ":::", "-n"});
+  EXPECT_EQ(dashed.exit_status, 0) << dashed.err;
+  EXPECT_EQ(dashed.out, "-n\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, MpMapExecTest, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
 }  // namespace
+
+// ---- streams: live input, long lines, write errors, signals, per-item timeouts ----
+
+namespace streams {
+
+// mp-map running with its stdin a pipe the test holds open, and its stdout a pipe the
+// test reads (or a file). Every wait has a generous deadline; nothing sleeps to order
+// events.
+class Running {
+ public:
+  explicit Running(const std::vector<std::string>& argv, const std::string& stdout_file = "") {
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+      throw std::runtime_error("pipe2 failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    if (stdout_file.empty())
+      posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    else
+      posix_spawn_file_actions_addopen(&actions, 1, stdout_file.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    in_ = in[1];
+    out_ = out[0];
+    err_ = err[0];
+    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+  }
+  ~Running() {
+    close_input();
+    close_output();
+    if (err_ >= 0) ::close(err_);
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // Writes all of `text` to mp-map's stdin in pieces of `piece` bytes.
+  void write(const std::string& text, std::size_t piece = 1 << 16) {
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(in_, text.data() + done, std::min(piece, text.size() - done));
+      if (n <= 0) throw std::runtime_error("write to mp-map failed");
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  void close_input() {
+    if (in_ >= 0) ::close(in_);
+    in_ = -1;
+  }
+  void close_output() {
+    if (out_ >= 0) ::close(out_);
+    out_ = -1;
+  }
+
+  // Reads stdout until what was read (since the start) ends with `until`, at most
+  // `limit`; returns everything read.
+  std::string read_until(const std::string& until,
+                         std::chrono::seconds limit = std::chrono::seconds(60)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (out_text_.size() < until.size() ||
+           out_text_.compare(out_text_.size() - until.size(), until.size(), until) != 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd fd{out_, POLLIN, 0};
+      if (::poll(&fd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buffer[4096];
+      const ssize_t n = ::read(out_, buffer, sizeof buffer);
+      if (n <= 0) break;
+      out_text_.append(buffer, static_cast<std::size_t>(n));
+    }
+    return out_text_;
+  }
+
+  // Waits for the exit (at most `limit`): the exit status, -signal, or nullopt if it
+  // is still running. Reads stderr meanwhile.
+  std::optional<int> wait(std::chrono::seconds limit = std::chrono::seconds(60)) {
+    if (!mp_test::wait_gone(pid_, limit)) return std::nullopt;
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    reaped_ = true;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(err_, buffer, sizeof buffer)) > 0)
+      err_text_.append(buffer, static_cast<std::size_t>(n));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+  const std::string& err() const { return err_text_; }
+
+  // The pids of mp-map's children (its workers) now.
+  std::vector<pid_t> children() const {
+    std::vector<pid_t> pids;
+    auto text = mp_test::read_file("/proc/" + std::to_string(pid_) + "/task/" +
+                                   std::to_string(pid_) + "/children");
+    std::istringstream in(text.value_or(""));
+    for (pid_t child; in >> child;) pids.push_back(child);
+    return pids;
+  }
+
+ private:
+  pid_t pid_ = 0;
+  bool reaped_ = false;
+  int in_ = -1, out_ = -1, err_ = -1;
+  std::string out_text_, err_text_;
+};
+
+class MpMapStreamTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::vector<std::string> argv(std::vector<std::string> args) const {
+    std::vector<std::string> out = {MP_MAP_PATH, "--start-method", GetParam(), "--no-progress"};
+    out.insert(out.end(), args.begin(), args.end());
+    return out;
+  }
+  // Runs mp-map through sh, for redirections: `redirect` follows the command.
+  mp_test::CommandResult map_sh(const std::vector<std::string>& args, const std::string& redirect,
+                                const std::string& input = "") const {
+    std::string command = "exec";
+    for (const auto& a : argv(args)) command += " '" + a + "'";
+    return mp_test::run_command({"/bin/sh", "-c", command + " " + redirect}, input);
+  }
+};
+
+void expect_all_gone(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids)
+    EXPECT_TRUE(mp_test::wait_gone(pid, std::chrono::milliseconds(60000)))
+        << "process " << pid << " is still running";
+}
+
+TEST_P(MpMapStreamTest, ResultsAppearWhileTheInputIsStillOpen) {
+  Running ordered(argv({"-j", "2", "square"}));
+  ordered.write("2\n3\n");
+  EXPECT_EQ(ordered.read_until("4\n9\n"), "4\n9\n");
+  ordered.write("4\n");
+  EXPECT_EQ(ordered.read_until("16\n"), "4\n9\n16\n");
+  ordered.close_input();
+  EXPECT_EQ(ordered.wait(), 0) << ordered.err();
+
+  Running unordered(argv({"-j", "2", "--unordered", "square"}));
+  unordered.write("2\n");
+  EXPECT_EQ(unordered.read_until("4\n"), "4\n");
+  unordered.write("3\n");
+  EXPECT_EQ(unordered.read_until("9\n"), "4\n9\n");
+  unordered.close_input();
+  EXPECT_EQ(unordered.wait(), 0) << unordered.err();
+}
+
+TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {
+  const std::string long_line(6 << 20, 'x');
+  const std::vector<std::string> lines = {"first", long_line, "", "last"};
+  std::string expected;
+  for (const auto& line : lines) {
+    auto sum = mp_test::run_command({"/usr/bin/sha256sum"}, line);
+    ASSERT_EQ(sum.exit_status, 0);
+    expected += sum.out.substr(0, 64) + "\n";
+  }
+  Running mp_map(argv({"-j", "2", "sha256"}));
+  for (const auto& line : lines) mp_map.write(line + "\n", 4000);
+  mp_map.close_input();
+  EXPECT_EQ(mp_map.read_until(expected), expected);
+  EXPECT_EQ(mp_map.wait(), 0) << mp_map.err();
+}
+
+TEST_P(MpMapStreamTest, AFailedWriteToStdoutIsAnError) {
+  for (const auto& [redirect, message] : std::vector<std::pair<std::string, std::string>>{
+           {"> /dev/full", "mp-map: write error: No space left on device"},
+           {">&-", "mp-map: write error: Bad file descriptor"}}) {
+    auto few = map_sh({"square", ":::", "1", "2", "3"}, redirect);
+    EXPECT_EQ(few.exit_status, 1) << redirect;
+    EXPECT_NE(few.err.find(message), std::string::npos) << redirect << ": " << few.err;
+    auto many = map_sh({"-j", "2", "square"}, redirect, numbers(1, 100000));
+    EXPECT_EQ(many.exit_status, 1) << redirect;
+    EXPECT_NE(many.err.find(message), std::string::npos) << redirect << ": " << many.err;
+  }
+  // Nothing to write: nothing fails.
+  auto none = map_sh({"square"}, ">&-", "");
+  EXPECT_EQ(none.exit_status, 0) << none.err;
+}
+
+TEST_P(MpMapStreamTest, AClosedPipeEndsItQuietlyWithWorkersStopped) {
+  Running mp_map(argv({"-j", "2", "--chunksize", "1", "sleep"}));
+  mp_map.write("0\n0\n");  // the input stays open: mp-map would wait for more
+  EXPECT_EQ(mp_map.read_until("0\n0\n"), "0\n0\n");
+  const auto workers = mp_map.children();
+  EXPECT_FALSE(workers.empty());
+  mp_map.close_output();
+  mp_map.write("0\n");  // its result meets the closed pipe
+  EXPECT_EQ(mp_map.wait(), -SIGPIPE) << mp_map.err();
+  EXPECT_EQ(mp_map.err(), "");
+  expect_all_gone(workers);
+}
+
+TEST_P(MpMapStreamTest, ASignalPrintsTheCompleteResultsFirst) {
+  mp_test::TempDir dir;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    const std::string out = dir.file("out" + std::to_string(sig));
+    Running mp_map(argv({"-j", "4", "sleep", ":::", "0", "0.1", "0.2", "100"}), out);
+    // Waits until the three short items are in the file (they are printed as soon as
+    // they are next in order), then interrupts the fourth.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (mp_test::read_file(out).value_or("") != "0\n0.1\n0.2\n" &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(mp_test::read_file(out).value_or(""), "0\n0.1\n0.2\n") << strsignal(sig);
+    const auto workers = mp_map.children();
+    ::kill(mp_map.pid(), sig);
+    EXPECT_EQ(mp_map.wait(), -sig) << strsignal(sig) << ": " << mp_map.err();
+    EXPECT_EQ(mp_test::read_file(out).value_or(""), "0\n0.1\n0.2\n") << strsignal(sig);
+    expect_all_gone(workers);
+  }
+}
+
+TEST_P(MpMapStreamTest, ATimeoutFailsTheOverdueItemNotItsChunk) {
+  auto result = mp_test::run_command(argv(
+      {"-j", "2", "--chunksize", "4", "--timeout", "1.5", "sleep", ":::", "0", "5", "0", "0"}));
+  EXPECT_EQ(result.exit_status, 1) << result.err;
+  EXPECT_EQ(result.out, "0\n0\n0\n");
+  EXPECT_NE(result.err.find("argument 2: '5': timed out after 1.5 s"), std::string::npos)
+      << result.err;
+  EXPECT_EQ(result.err.find("argument 1"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("argument 3"), std::string::npos) << result.err;
+}
+
+TEST(MpMapStreams, JobsAboveTheCapIsAUsageError) {
+  for (const char* jobs : {"1025", "100000", "99999999999999999999"}) {
+    auto result = mp_test::run_command({MP_MAP_PATH, "-j", jobs, "square", ":::", "1"});
+    EXPECT_EQ(result.exit_status, 2) << jobs;
+    EXPECT_NE(result.err.find(std::string("-j: at most 1024 worker processes, got ") + jobs),
+              std::string::npos)
+        << result.err;
+  }
+  auto most = mp_test::run_command({MP_MAP_PATH, "-j", "1024", "square", ":::", "3"});
+  EXPECT_EQ(most.exit_status, 0) << most.err;
+  EXPECT_EQ(most.out, "9\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, MpMapStreamTest,
+                         ::testing::ValuesIn(mp_test::start_methods()), mp_test::method_name);
+
+}  // namespace streams

@@ -21,7 +21,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
+#include <variant>
 #include <vector>
 
 #include <mp/pool.hpp>
@@ -121,6 +123,54 @@ std::pair<std::vector<int>, int> drain_counting(It& it) {
   }
   return {got, failed};
 }
+
+// Returns x after a fifth of a second: a result that is not ready when the caller
+// starts waiting for it.
+int slow_identity(int x) {
+  std::this_thread::sleep_for(200ms);
+  return x;
+}
+void slow_void(int) { std::this_thread::sleep_for(200ms); }
+int throw_a_mebibyte(int) { throw std::runtime_error(std::string(1 << 20, 'm')); }
+void record_in(mp::Value<int> total, int x) {
+  total.update([x](int& n) { n += x; });
+}
+void ignore_item(int) {}
+int identity(int x) { return x; }
+
+// An input range whose iterator throws when it reaches `fail_at` (dereferenced or
+// advanced), as a Python generator that raises.
+class ThrowingRange {
+ public:
+  explicit ThrowingRange(int fail_at) : fail_at_(fail_at) {}
+  class iterator {
+   public:
+    using value_type = int;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(int at, int fail_at) : at_(at), fail_at_(fail_at) {}
+    int operator*() const {
+      if (at_ == fail_at_) throw std::domain_error("the input broke at " + std::to_string(at_));
+      return at_;
+    }
+    iterator& operator++() {
+      ++at_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return false; }
+
+   private:
+    int at_ = 0;
+    int fail_at_ = 0;
+  };
+  iterator begin() const { return iterator(0, fail_at_); }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  int fail_at_;
+};
+static_assert(std::ranges::input_range<ThrowingRange>);
 
 class PoolTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -607,6 +657,131 @@ TEST_P(PoolTest, CtrlCEndsTheProgramWithoutOrphansOrNoise) {
   ::close(child.out);
   EXPECT_EQ(read_all(child.err), "");  // no message from any worker
   ::close(child.err);
+}
+
+TEST_P(PoolTest, TheLargestTimeoutWaitsInsteadOfTimingOut) {
+  mp::Pool pool(options(1));
+  constexpr auto forever = std::chrono::nanoseconds::max();
+  EXPECT_EQ(pool.apply_async(slow_identity, 1).get(forever), 1);
+  auto waited = pool.apply_async(slow_identity, 2);
+  EXPECT_TRUE(waited.wait(forever));
+  EXPECT_NO_THROW(pool.apply_async(slow_void, 3).get(forever));
+  EXPECT_TRUE(pool.apply_async(slow_void, 4).wait(forever));
+  auto it = pool.imap(slow_identity, std::vector<int>{5});
+  EXPECT_EQ(it.next(forever), 5);
+  EXPECT_EQ(it.next(forever), std::nullopt);
+  // Durations coarser than nanoseconds saturate instead of overflowing when converted.
+  EXPECT_EQ(pool.apply_async(slow_identity, 6).get(std::chrono::hours::max()), 6);
+}
+
+TEST_P(PoolTest, ChunksizeBelowOneIsRejected) {
+  mp::Pool pool(options(1));
+  const std::vector<int> items{1, 2, 3};
+  std::vector<std::tuple<int, int>> pairs{{1, 2}};
+  EXPECT_THROW(pool.map(square, items, 0), std::invalid_argument);
+  EXPECT_THROW(pool.map_async(square, items, 0), std::invalid_argument);
+  EXPECT_THROW(pool.starmap(add, pairs, 0), std::invalid_argument);
+  EXPECT_THROW(pool.starmap_async(add, pairs, 0), std::invalid_argument);
+  EXPECT_THROW(pool.imap(square, items, 0), std::invalid_argument);
+  EXPECT_THROW(pool.imap_unordered(square, items, 0), std::invalid_argument);
+  EXPECT_EQ(pool.map(square, items), (std::vector<int>{1, 4, 9}));  // the default still works
+  EXPECT_EQ(pool.map(square, items, std::nullopt), (std::vector<int>{1, 4, 9}));
+}
+
+TEST_P(PoolTest, RemoteErrorCarriesTheWholeMessage) {
+  mp::Pool pool(options(1));
+  try {
+    pool.apply(throw_a_mebibyte, 0);
+    FAIL() << "apply should have thrown";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.type_name(), "std::runtime_error");
+    EXPECT_EQ(e.message(), std::string(1 << 20, 'm'));
+  }
+  EXPECT_EQ(pool.apply(square, 4), 16);
+}
+
+TEST_P(PoolTest, AnInputErrorSurfacesFromNextAtItsPosition) {
+  mp::Pool pool(options());
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{3}}) {
+    auto it = pool.imap(identity, ThrowingRange(5), chunksize);  // does not throw itself
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(it.next(60s), i) << chunksize;
+    try {
+      (void)it.next(60s);
+      ADD_FAILURE() << "next() should have thrown the input's error";
+    } catch (const std::domain_error& e) {
+      EXPECT_STREQ(e.what(), "the input broke at 5");
+    }
+    EXPECT_EQ(it.next(60s), std::nullopt);  // the input ended there
+  }
+  auto unordered = pool.imap_unordered(identity, ThrowingRange(4), 2);
+  std::multiset<int> got;
+  int errors = 0;
+  for (;;) {
+    try {
+      auto v = unordered.next(60s);
+      if (!v) break;
+      got.insert(*v);
+    } catch (const std::domain_error&) {
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors, 1);
+  EXPECT_EQ(got, (std::multiset<int>{0, 1, 2, 3}));
+  EXPECT_EQ(pool.apply(square, 5), 25);
+}
+
+TEST_P(PoolTest, MapAcceptsAFunctionReturningVoid) {
+  mp::Pool pool(options());
+  mp::Value<int> total(0);
+  std::vector<std::tuple<mp::Value<int>, int>> args;
+  for (int i = 1; i <= 4; ++i) args.emplace_back(total, i);
+  // Python returns a list of None: here one std::monostate per item.
+  const std::vector<std::monostate> none = pool.starmap(record_in, args, 1);
+  EXPECT_EQ(none.size(), 4u);
+  EXPECT_EQ(total.value(), 10);
+  EXPECT_EQ(pool.map(ignore_item, mp_test::iota(0, 10)).size(), 10u);
+  EXPECT_EQ(pool.map_async(ignore_item, std::vector<int>{1, 2, 3}).get().size(), 3u);
+  EXPECT_EQ(pool.starmap_async(record_in, args).get().size(), 4u);
+  std::size_t count = 0;
+  for (std::monostate item : pool.imap(ignore_item, mp_test::iota(0, 7), 2)) {
+    (void)item;
+    ++count;
+  }
+  EXPECT_EQ(count, 7u);
+  auto unordered = pool.imap_unordered(ignore_item, std::vector<int>{1, 2});
+  EXPECT_TRUE(unordered.next(60s).has_value());
+}
+
+// Run in a child program whose shared heap is 4 MiB (HeapExhaustedFailsOnlyTheTask).
+TEST(PoolHeapChild, LargeTaskFailsThroughItsResult) {
+  const char* method = std::getenv("MP_TEST_POOL_HEAP_CHILD");
+  if (!method) GTEST_SKIP() << "run by PoolTest.HeapExhaustedFailsOnlyTheTask";
+  mp::Pool pool({.processes = 1, .start_method = method});
+  const std::string large(8 << 20, 'x');  // more than the whole heap
+  const auto length = [](const std::string& s) { return s.size(); };
+  EXPECT_THROW(pool.apply(length, large), mp::HeapExhausted);
+  auto failed = pool.apply_async(length, large);
+  EXPECT_THROW(failed.get(60s), mp::HeapExhausted);
+  auto it = pool.imap(length, std::vector<std::string>{"ab", large, "abc"});
+  EXPECT_EQ(it.next(60s), 2u);
+  EXPECT_THROW(it.next(60s), mp::HeapExhausted);
+  EXPECT_EQ(it.next(60s), 3u);
+  // The pool keeps serving, small and large-but-fitting tasks alike.
+  EXPECT_EQ(pool.apply(square, 6), 36);
+  EXPECT_EQ(pool.apply(length, std::string(100000, 'y')), 100000u);
+  pool.close();
+  pool.join();
+}
+
+TEST_P(PoolTest, HeapExhaustedFailsOnlyTheTask) {
+  ::setenv("MP_HEAP_SIZE", "4194304", 1);
+  ::setenv("MP_TEST_POOL_HEAP_CHILD", GetParam().c_str(), 1);
+  auto result = mp_test::run_command(
+      {MP_TESTS_BINARY_PATH, "--gtest_filter=PoolHeapChild.LargeTaskFailsThroughItsResult"});
+  ::unsetenv("MP_HEAP_SIZE");
+  ::unsetenv("MP_TEST_POOL_HEAP_CHILD");
+  EXPECT_EQ(result.exit_status, 0) << result.out << result.err;
+  EXPECT_NE(result.out.find("[  PASSED  ] 1 test"), std::string::npos) << result.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, PoolTest, ::testing::ValuesIn(mp_test::start_methods()),

@@ -1,15 +1,24 @@
 // Tests for <mp/process.hpp>: every test runs once per start method (fork, spawn).
 // Children report through files (a channel that works with both start methods) and
 // through their exit codes; every child is joined with a bound.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -18,8 +27,13 @@
 #include <vector>
 
 #include <mp/context.hpp>
+#include <mp/detail/code_ref.hpp>
+#include <mp/detail/heap.hpp>
+#include <mp/pickle.hpp>
 #include <mp/process.hpp>
 
+#include "heap_arena.hpp"
+#include "posix/fd.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -486,3 +500,201 @@ TEST(ProcessFork, ChildNeverRepeatsTheParentsBufferedOutput) {
     ASSERT_EQ(line, "line " + std::to_string(expected)) << "a line repeated or lost";
   EXPECT_EQ(expected, 300000);
 }
+
+// ---- atexit in children ------------------------------------------------------------------
+// Python 3.12+ runs the atexit handlers that a forked child's target registered when the
+// child exits, and never the ones its parent registered before the fork. A spawned child
+// is a program of its own: its handlers run, the parent's were never registered in it.
+
+namespace {
+
+std::string g_atexit_log;     // where the handlers below write (set before they can run)
+pid_t g_registering_pid = 0;  // the test process, which registered parent_handler
+
+void append_to_atexit_log(const char* line) {
+  const int fd = ::open(g_atexit_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  (void)!::write(fd, line, std::strlen(line));
+  ::close(fd);
+}
+
+void first_child_handler() { append_to_atexit_log("child handler 1\n"); }
+void second_child_handler() { append_to_atexit_log("child handler 2\n"); }
+
+// Registered by the test process; inert there, it reports any run in another process.
+void parent_handler() {
+  if (::getpid() != g_registering_pid && !g_atexit_log.empty())
+    append_to_atexit_log("parent handler\n");
+}
+
+void register_handlers(std::string log) {
+  g_atexit_log = log;
+  std::atexit(first_child_handler);
+  std::atexit(second_child_handler);
+}
+
+void register_handlers_and_exit(std::string log, int code) {
+  register_handlers(log);
+  std::exit(code);
+}
+
+class ChildAtexit : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    static const bool registered = [] {
+      g_registering_pid = ::getpid();
+      return std::atexit(parent_handler) == 0;
+    }();
+    ASSERT_TRUE(registered);
+    g_atexit_log = dir_.file("log");  // a forked child inherits it
+  }
+  std::string log() const { return dir_.file("log"); }
+
+  TempDir dir_;
+};
+
+TEST_P(ChildAtexit, TargetsHandlersRunAtNormalExitNotTheParents) {
+  mp::Process p({.start_method = GetParam()}, &register_handlers, log());
+  p.start();
+  ASSERT_TRUE(p.join(kJoinLimit));
+  EXPECT_EQ(p.exitcode(), 0);
+  // Last registered, first run, as at any exit.
+  EXPECT_EQ(read_file(log()).value_or("(none ran)\n"), "child handler 2\nchild handler 1\n");
+}
+
+TEST_P(ChildAtexit, ExitInTargetRunsItsHandlersAndKeepsItsCode) {
+  mp::Process p({.start_method = GetParam()}, &register_handlers_and_exit, log(), 7);
+  p.start();
+  ASSERT_TRUE(p.join(kJoinLimit));
+  EXPECT_EQ(p.exitcode(), 7);
+  EXPECT_EQ(read_file(log()).value_or("(none ran)\n"), "child handler 2\nchild handler 1\n");
+}
+
+TEST_P(ChildAtexit, ExceptionInTargetStillRunsItsHandlers) {
+  mp::Process p(
+      {.start_method = GetParam()},
+      [](std::string log) {
+        register_handlers(log);
+        throw std::runtime_error("after registering");
+      },
+      log());
+  mp_test::CaptureStderr quiet;
+  p.start();
+  ASSERT_TRUE(p.join(kJoinLimit));
+  EXPECT_EQ(p.exitcode(), 1);
+  EXPECT_EQ(read_file(log()).value_or("(none ran)\n"), "child handler 2\nchild handler 1\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ChildAtexit, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
+// ---- hostile spawn bootstrap -------------------------------------------------------------
+// A spawned child reads its bootstrap from the fd named by `--mp-spawn N`. Whatever
+// arrives there, it must end with a message on stderr and exit code 1: no abort, no
+// memory taken for what a frame only claims to hold.
+
+struct BootstrapRun {
+  bool ended = false;
+  int status = -1;        // exit code, or -signal
+  long max_rss_kib = -1;  // the child's peak resident memory
+  std::string err;
+};
+
+// Runs this test binary as a spawned child (`--mp-spawn 3`) with what `feed` sends (and
+// then end of file) on fd 3, stderr captured.
+BootstrapRun run_bootstrap(const std::function<void(int socket)>& feed) {
+  TempDir dir;
+  const std::string err_path = dir.file("err");
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    throw std::runtime_error("socketpair failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  posix_spawn_file_actions_adddup2(&actions, pair[1], 3);
+  // This very binary (not MP_TESTS_BINARY_PATH): a good start must carry its module id.
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const char* argv[] = {self.c_str(), "--mp-spawn", "3", nullptr};
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, const_cast<char**>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pair[1]);
+  if (rc != 0) {
+    ::close(pair[0]);
+    throw std::runtime_error("posix_spawn failed");
+  }
+  feed(pair[0]);
+  ::shutdown(pair[0], SHUT_WR);
+  BootstrapRun run;
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  struct pollfd watch = {pidfd, POLLIN, 0};
+  run.ended = pidfd >= 0 && ::poll(&watch, 1, 60'000) == 1;
+  if (pidfd >= 0) ::close(pidfd);
+  if (!run.ended) ::kill(pid, SIGKILL);
+  int status = 0;
+  struct rusage usage {};
+  while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  ::close(pair[0]);
+  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  run.max_rss_kib = usage.ru_maxrss;
+  run.err = read_file(err_path).value_or("");
+  return run;
+}
+
+// Sends `bytes`; the child may stop reading early (that is the point): no SIGPIPE.
+void send_bytes(int socket, const std::string& bytes) { (void)mp::posix::write_all(socket, bytes); }
+
+BootstrapRun run_bootstrap(const std::string& bootstrap) {
+  return run_bootstrap([&bootstrap](int socket) { send_bytes(socket, bootstrap); });
+}
+
+std::string frame_header(std::uint64_t length) {
+  return std::string(reinterpret_cast<const char*>(&length), sizeof length);
+}
+
+TEST(SpawnBootstrap, HugeDeclaredLengthIsReportedNotAborted) {
+  // 32 GiB claimed (under the refusal limit), 5 bytes sent.
+  const auto run = run_bootstrap(frame_header(std::uint64_t{1} << 35) + "hello");
+  ASSERT_TRUE(run.ended);
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_NE(run.err.find("truncated bootstrap"), std::string::npos) << run.err;
+}
+
+TEST(SpawnBootstrap, DeclaredLengthTakesNoMemoryUntilTheDataArrives) {
+  // 512 MiB claimed, nothing sent: the child must not reserve (and zero) that much.
+  const auto run = run_bootstrap(frame_header(std::uint64_t{512} << 20));
+  ASSERT_TRUE(run.ended);
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_LT(run.max_rss_kib, 128 * 1024) << "peak resident memory in KiB";
+  EXPECT_NE(run.err.find("truncated bootstrap"), std::string::npos) << run.err;
+}
+
+TEST(SpawnBootstrap, HugeSecondFrameAfterAGoodStartIsReported) {
+  // A correct start (module id, shared heap, no passed fds), then a header frame that
+  // claims 32 GiB and holds 1 byte.
+  mp::detail::heap_ensure();
+  const auto run = run_bootstrap([](int socket) {
+    const std::string module_id = mp::pickle::dumps(mp::detail::main_module_id());
+    send_bytes(socket, frame_header(module_id.size()) + module_id);
+    ASSERT_FALSE(mp::posix::send_fd(socket, 'H', mp::detail::heap_main_fd()));
+    const std::uint32_t passed_fds = 0;
+    send_bytes(socket, std::string(reinterpret_cast<const char*>(&passed_fds), sizeof passed_fds));
+    send_bytes(socket, frame_header(std::uint64_t{1} << 35) + "x");
+  });
+  ASSERT_TRUE(run.ended);
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_LT(run.max_rss_kib, 128 * 1024) << "peak resident memory in KiB";
+  EXPECT_NE(run.err.find("truncated bootstrap"), std::string::npos) << run.err;
+}
+
+TEST(SpawnBootstrap, RefusedLengthIsReported) {
+  const auto run = run_bootstrap(frame_header(~std::uint64_t{0}));
+  ASSERT_TRUE(run.ended);
+  EXPECT_EQ(run.status, 1) << run.err;
+  EXPECT_NE(run.err.find("corrupt bootstrap"), std::string::npos) << run.err;
+}
+
+}  // namespace

@@ -7,11 +7,19 @@
 //     process's fd table (/proc/self/fd) as it was.
 //   - KillParent: SIGKILL an mp child that has children of its own: its daemon children
 //     die with it (mp's promise); its non-daemon children keep running, as in Python.
+//   - ClosedStdio: a program started with stdin, stdout or stderr closed uses the heap,
+//     children and a Pool normally (mp's fds never take the numbers 0, 1, 2), and mp-map
+//     so started fails cleanly instead of reading from or writing into its pool.
 // The suite-wide leak check (no stray process, nothing new in /dev/shm) is
 // tests/leak_check.sh, run by ctest before and after all other tests.
 // Figures go to README's Reliability section through mp_test::record_figure.
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -281,6 +289,121 @@ TEST_P(KillParent, DaemonChildrenDieNonDaemonChildrenKeepRunning) {
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, KillParent, ::testing::ValuesIn(mp_test::start_methods()),
+                         mp_test::method_name);
+
+// ---- ClosedStdio -----------------------------------------------------------------------
+
+struct Finished {
+  bool ended = false;  // false: still running at the limit (then killed)
+  int status = -1;     // exit code, or -signal
+};
+
+// Runs `argv` with fd `closed` (0, 1 or 2) closed, the other stdio numbers on the files
+// `stdio[i]` (stdin read, the others written), and waits for it at most `limit`.
+Finished run_with_stdio_closed(const std::vector<std::string>& argv, int closed,
+                               const std::string (&stdio)[3], std::chrono::seconds limit) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fd == closed) {
+      posix_spawn_file_actions_addclose(&actions, fd);
+    } else {
+      const int flags = fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC;
+      posix_spawn_file_actions_addopen(&actions, fd, stdio[fd].c_str(), flags, 0600);
+    }
+  }
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("posix_spawn failed for " + argv[0]);
+  Finished result;
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  struct pollfd watch = {pidfd, POLLIN, 0};
+  result.ended = pidfd >= 0 && ::poll(&watch, 1, static_cast<int>(limit.count() * 1000)) == 1;
+  if (pidfd >= 0) ::close(pidfd);
+  if (!result.ended) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return result;
+}
+
+constexpr auto kProgramLimit = 180s;
+
+class ClosedStdio : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Runs tests/programs/closed_stdio.cpp with `closed` closed; it reports "ok" when the
+  // heap, a child (and its spawned grandchild) and a Pool all worked.
+  void expect_library_works(int closed) {
+    mp_test::TempDir dir;
+    const std::string stdio[3] = {"/dev/null", dir.file("out"), dir.file("err")};
+    const std::string result_path = dir.file("result");
+    const auto run = run_with_stdio_closed({MP_CLOSED_STDIO_PATH, GetParam(), result_path}, closed,
+                                           stdio, kProgramLimit);
+    const std::string out = mp_test::read_file(stdio[1]).value_or("");
+    const std::string err = mp_test::read_file(stdio[2]).value_or("");
+    const std::string report = mp_test::read_file(result_path).value_or("(no result file)\n");
+    ASSERT_TRUE(run.ended) << "still running after " << kProgramLimit.count() << " s\n" << report;
+    EXPECT_EQ(run.status, 0) << report << "stderr: " << err;
+    EXPECT_EQ(report.substr(0, 3), "ok\n") << report << "stderr: " << err;
+    // What the program printed went where it belongs, and nothing else did.
+    const char* when[] = {"heap made", "child started", "pool made", "pool done"};
+    std::string expected_out, expected_err;
+    for (const char* w : when) {
+      expected_out += std::string("stdout: ") + w + "\n";
+      expected_err += std::string("stderr: ") + w + "\n";
+    }
+    if (closed != 1) {
+      EXPECT_EQ(out, expected_out);
+    }
+    if (closed != 2) {
+      EXPECT_EQ(err, expected_err);
+    }
+  }
+
+  // Runs mp-map (square, from standard input) with `closed` closed, `input` as stdin.
+  Finished run_mp_map(int closed, const std::string& input, std::string& err) {
+    mp_test::TempDir dir;
+    mp_test::write_file(dir.file("in"), input);
+    const std::string stdio[3] = {dir.file("in"), dir.file("out"), dir.file("err")};
+    const auto run =
+        run_with_stdio_closed({MP_MAP_PATH, "--start-method", GetParam(), "-j", "2", "square"},
+                              closed, stdio, kProgramLimit);
+    err = mp_test::read_file(stdio[2]).value_or("");
+    return run;
+  }
+};
+
+TEST_P(ClosedStdio, LibraryWorksWithStdinClosed) { expect_library_works(0); }
+TEST_P(ClosedStdio, LibraryWorksWithStdoutClosed) { expect_library_works(1); }
+TEST_P(ClosedStdio, LibraryWorksWithStderrClosed) { expect_library_works(2); }
+
+// With its pool's socket on fd 0, mp-map read its input from its own pool and hung.
+TEST_P(ClosedStdio, MpMapWithStdinClosedFailsCleanly) {
+  std::string err;
+  const auto run = run_mp_map(0, "", err);
+  ASSERT_TRUE(run.ended) << "mp-map hung with stdin closed";
+  EXPECT_GT(run.status, 0) << err;
+  EXPECT_NE(err, "");
+}
+
+// With a library fd on fd 1, mp-map wrote its results into it: a long input then hung
+// (a socket of its pool filled up). Whether mp-map reports the failed writes (exit 1)
+// is mp-map's part; the library's is that the writes fail instead of landing in its fds.
+TEST_P(ClosedStdio, MpMapWithStdoutClosedEnds) {
+  std::string input;
+  for (int i = 1; i <= 200000; ++i) input += std::to_string(i) + "\n";
+  std::string err;
+  const auto run = run_mp_map(1, input, err);
+  ASSERT_TRUE(run.ended) << "mp-map hung with stdout closed";
+  EXPECT_GE(run.status, 0) << "killed by signal " << -run.status << "\n" << err;
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, ClosedStdio, ::testing::ValuesIn(mp_test::start_methods()),
                          mp_test::method_name);
 
 }  // namespace

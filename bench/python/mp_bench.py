@@ -581,6 +581,42 @@ def event_pingpong(cfg, name, n):
     emit(name, cfg.params(N=n), "roundtrip_us", runs, "us")
 
 
+
+def listener_echo(address, authkey):
+    from multiprocessing.connection import Client
+    conn = Client(address, authkey=authkey)
+    while (x := conn.recv()) is not None:
+        conn.send(x)
+    conn.close()
+
+
+def listener_roundtrip(cfg, name, n):
+    """multiprocessing.connection.Listener on a Unix socket (with an authkey); the
+    child connects with Client and echoes. Timed: N x (send(i); recv() == i) after
+    100 untimed round trips."""
+    import tempfile
+    from multiprocessing.connection import Listener
+    ctx, runs, authkey = cfg.ctx, [], b"mp-bench"
+    for _ in range(cfg.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            address = os.path.join(tmp, "listener")
+            with Listener(address, authkey=authkey) as listener, Children() as kids:
+                kids.start(ctx.Process(target=listener_echo, args=(address, authkey)))
+                conn = listener.accept()
+                for i in range(WARMUP):
+                    conn.send(i)
+                    conn.recv()
+                t0 = perf()
+                for i in range(n):
+                    conn.send(i)
+                    if conn.recv() != i:
+                        raise BenchError("listener echo mismatch")
+                runs.append((perf() - t0) / n * 1e6)
+                conn.send(None)
+                kids.join_ok()
+                conn.close()
+    emit(name, cfg.params(N=n, family="AF_UNIX"), "roundtrip_us", runs, "us")
+
 # name: (function, extra arguments, full size, --quick size)
 BENCHMARKS = {
     "process_start_fork": (process_start, ("fork",), 200, 50),
@@ -600,6 +636,7 @@ BENCHMARKS = {
     "shared_memory_array_write": (shared_memory_array_write, (), SHM_SIZE, SHM_SIZE),
     "barrier_cycle": (barrier_cycle, (), 10_000, 2_000),
     "event_pingpong": (event_pingpong, (), 10_000, 2_000),
+    "listener_roundtrip": (listener_roundtrip, (), 20_000, 5_000),
 }
 
 

@@ -1,6 +1,7 @@
 // mp::Connection, mp::Pipe and mp::wait: Python's multiprocessing/connection.py.
 //
-// A message is a frame: its length as 8 bytes in native order, then its bytes. A frame
+// A message is a frame: its length as 8 bytes in native order (Framing::native), or
+// CPython's header (Framing::python, python_frames.hpp), then its bytes. A frame
 // goes out in one sendmsg() (header and body as two iovecs) and comes in with two
 // reads, the header then the body, so nothing past the current message is ever read:
 // poll() and wait() need only ask the kernel, and a Connection has no buffer that a
@@ -16,8 +17,30 @@
 
 #include "posix/fd.hpp"
 #include "posix/socket.hpp"
+#include "python_frames.hpp"
 
 namespace mp {
+
+namespace detail {
+
+std::atomic<std::uint64_t> python_long_frame_threshold{kPythonShortFrameMax};
+
+std::size_t python_frame_header(std::uint64_t length, unsigned char* out) noexcept {
+  auto put_big_endian = [](std::uint64_t value, unsigned char* to, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i, value >>= 8) to[i] = static_cast<unsigned char>(value);
+  };
+  if (length > python_long_frame_threshold.load(std::memory_order_relaxed) ||
+      length > kPythonShortFrameMax) {
+    put_big_endian(0xffffffff, out, 4);  // -1
+    put_big_endian(length, out + 4, 8);
+    return 12;
+  }
+  put_big_endian(length, out, 4);
+  return 4;
+}
+
+}  // namespace detail
+
 namespace {
 
 // A frame longer than this is corrupt (Python's limit is the 2**63 of its 8-byte form;
@@ -44,8 +67,8 @@ std::optional<std::chrono::nanoseconds> to_nanoseconds(const WaitTimeout& timeou
 
 }  // namespace
 
-Connection::Connection(int fd, bool readable, bool writable)
-    : fd_(fd), readable_(readable), writable_(writable) {
+Connection::Connection(int fd, bool readable, bool writable, Framing framing)
+    : fd_(fd), readable_(readable), writable_(writable), framing_(framing) {
   if (fd < 0) throw std::invalid_argument("mp::Connection: invalid handle");
   if (!readable && !writable) {
     close();
@@ -58,6 +81,8 @@ Connection::Connection(Connection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       readable_(std::exchange(other.readable_, false)),
       writable_(std::exchange(other.writable_, false)),
+      framing_(other.framing_),
+      unpickling_allowed_(other.unpickling_allowed_),
       is_socket_(other.is_socket_),
       spin_skip_(other.spin_skip_) {}
 
@@ -67,6 +92,8 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     readable_ = std::exchange(other.readable_, false);
     writable_ = std::exchange(other.writable_, false);
+    framing_ = other.framing_;
+    unpickling_allowed_ = other.unpickling_allowed_;
     is_socket_ = other.is_socket_;
     spin_skip_ = other.spin_skip_;
   }
@@ -92,6 +119,14 @@ void Connection::check_writable() const {
   if (!writable_) throw std::logic_error("mp::Connection: connection is read-only");
 }
 
+void Connection::check_unpickling_allowed() const {
+  if (!unpickling_allowed_)
+    throw AuthenticationError(
+        "mp::Connection::recv: refusing to unpickle from a peer that was not authenticated "
+        "(mp pickles can name code); use an authkey, or allow it explicitly "
+        "(allow_unauthenticated_pickles, set_unpickling_allowed); recv_bytes works");
+}
+
 void Connection::fail_and_close(int error, const char* what) {
   close();
   throw std::system_error(error, std::generic_category(), what);
@@ -114,20 +149,43 @@ void Connection::send_bytes(std::span<const std::byte> buffer, std::size_t offse
     throw std::invalid_argument("mp::Connection::send_bytes: buffer length < offset + size");
   if (length > kMaxFrame)
     throw std::invalid_argument("mp::Connection::send_bytes: message longer than 1 TiB");
-  std::uint64_t header = length;
+  std::uint64_t native_header = length;
+  unsigned char python_header[12];
   struct iovec parts[2] = {
-      {&header, sizeof header},
+      {&native_header, sizeof native_header},
       {const_cast<std::byte*>(buffer.data() + offset), length},  // sendmsg does not write
   };
+  if (framing_ == Framing::python)
+    parts[0] = {python_header, detail::python_frame_header(length, python_header)};
   if (auto ec = posix::write_all(fd_, parts, is_socket_))
     throw std::system_error(ec, "mp::Connection::send_bytes");
 }
 
 // ---- receiving ----
 
-bool Connection::read_length(std::uint64_t& length) {
-  auto* out = reinterpret_cast<char*>(&length);
+bool Connection::read_header(void* out_bytes, std::size_t size, bool at_boundary) {
+  auto* out = static_cast<char*>(out_bytes);
   std::size_t got = 0;
+  while (got < size) {
+    std::size_t n = 0;
+    if (auto ec = posix::read_some(fd_, out + got, size - got, n)) {
+      // Linux says ECONNRESET once the data is drained when the peer closed with our
+      // messages unread in its socket: between messages that is an end of stream too.
+      if (at_boundary && got == 0 && ec == std::errc::connection_reset) return false;
+      if (at_boundary && got == 0) throw std::system_error(ec, "mp::Connection::recv");
+      close();
+      throw std::system_error(ec, "mp::Connection::recv");
+    }
+    if (n == 0) {
+      if (at_boundary && got == 0) return false;
+      fail_and_close(EPROTO, "mp::Connection::recv: got end of file during message");
+    }
+    got += n;
+  }
+  return true;
+}
+
+bool Connection::read_length(std::uint64_t& length) {
   // A peer that answers within microseconds (a request/reply exchange) finds this process
   // still on its CPU: sleeping in read() and being woken by another CPU costs tens of
   // microseconds on each side in a VM, more than the exchange itself. So recv polls for
@@ -139,21 +197,26 @@ bool Connection::read_length(std::uint64_t& length) {
   } else {
     --spin_skip_;
   }
-  while (got < sizeof length) {
-    std::size_t n = 0;
-    if (auto ec = posix::read_some(fd_, out + got, sizeof length - got, n)) {
-      // Linux says ECONNRESET once the data is drained when the peer closed with our
-      // messages unread in its socket: between messages that is an end of stream too.
-      if (got == 0 && ec == std::errc::connection_reset) return false;
-      if (got == 0) throw std::system_error(ec, "mp::Connection::recv");
-      close();
-      throw std::system_error(ec, "mp::Connection::recv");
+  if (framing_ == Framing::native) {
+    if (!read_header(&length, sizeof length, true)) return false;
+  } else {
+    unsigned char header[8];
+    if (!read_header(header, 4, true)) return false;
+    auto big_endian = [&header](int bytes) {
+      std::uint64_t value = 0;
+      for (int i = 0; i < bytes; ++i) value = (value << 8) | header[i];
+      return value;
+    };
+    const auto short_length = static_cast<std::int32_t>(static_cast<std::uint32_t>(big_endian(4)));
+    if (short_length >= 0) {
+      length = static_cast<std::uint64_t>(short_length);
+    } else if (short_length == -1) {
+      read_header(header, 8, false);
+      length = big_endian(8);
+    } else {
+      // CPython would go on reading at a wrong offset; the stream has lost its framing.
+      fail_and_close(EPROTO, "mp::Connection::recv: bad message length (negative)");
     }
-    if (n == 0) {
-      if (got == 0) return false;
-      fail_and_close(EPROTO, "mp::Connection::recv: got end of file during message");
-    }
-    got += n;
   }
   if (length > kMaxFrame || length > SIZE_MAX)
     fail_and_close(EMSGSIZE, "mp::Connection::recv: bad message length");
@@ -220,6 +283,32 @@ bool Connection::poll(WaitTimeout timeout) const {
   if (auto ec = posix::poll_until(fds, to_nanoseconds(timeout), ready))
     throw std::system_error(ec, "mp::Connection::poll");
   return ready > 0;
+}
+
+// ---- handles (Python's reduction.send_handle / recv_handle) ----
+
+void send_handle(Connection& connection, int handle) {
+  if (connection.closed()) throw_closed();
+  if (!connection.writable()) throw std::logic_error("mp::send_handle: connection is read-only");
+  // Python sends one byte, the number of fds modulo 256, with the fds (reduction.sendfds).
+  if (auto ec = posix::send_fd(connection.fileno(), 1, handle))
+    throw std::system_error(ec, "mp::send_handle");
+}
+
+int recv_handle(Connection& connection) {
+  if (connection.closed()) throw_closed();
+  if (!connection.readable()) throw std::logic_error("mp::recv_handle: connection is write-only");
+  char count = 0;
+  posix::unique_fd received;
+  if (auto ec = posix::recv_fd(connection.fileno(), count, received)) {
+    if (ec == std::errc::connection_aborted)
+      throw EOFError("mp::recv_handle: the other end is closed");
+    throw std::system_error(ec, "mp::recv_handle");
+  }
+  if (count != 1)
+    throw std::system_error(EPROTO, std::generic_category(),
+                            "mp::recv_handle: expected one file descriptor");
+  return received.release();
 }
 
 std::pair<Connection, Connection> Pipe(bool duplex) {

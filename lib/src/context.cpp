@@ -9,10 +9,12 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <mutex>
+#include <new>
+#include <sstream>
 #include <stdexcept>
 
+#include "posix/fd.hpp"
 #include "process_state.hpp"
 
 namespace mp {
@@ -75,10 +77,12 @@ Launcher launcher_for(const std::string& method) {
 
 bool freeze_support_called() noexcept { return g_freeze_support_called.load(); }
 
-// Called in a child (fork or spawn) so that it keeps its parent's default.
-void set_default_method_in_child(const std::string& method) {
-  std::lock_guard lock(g_method_mutex);
-  g_default_method = method;
+void set_default_method_in_child(const std::string& method) noexcept {
+  new (&g_method_mutex) std::mutex;
+  try {
+    g_default_method = method;  // "fork", "spawn": no allocation (short strings)
+  } catch (...) {
+  }
 }
 
 }  // namespace detail
@@ -126,7 +130,9 @@ int cpu_count() {
   if (::sched_getaffinity(0, sizeof(set), &set) == 0) count = CPU_COUNT(&set);
   if (count <= 0) count = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
   // cgroup v2: "max 100000" or "<quota> <period>" (Python ignores this; gh-80235).
-  std::ifstream cpu_max("/sys/fs/cgroup/cpu.max");
+  std::string cpu_max_text;
+  if (posix::read_small_file("/sys/fs/cgroup/cpu.max", cpu_max_text)) cpu_max_text.clear();
+  std::istringstream cpu_max(cpu_max_text);
   std::string quota;
   long long period = 0;
   if (cpu_max >> quota >> period && quota != "max" && period > 0) {

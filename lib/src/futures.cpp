@@ -5,17 +5,14 @@
 #include <algorithm>
 #include <iostream>
 
+#include "timed_wait.hpp"
+
 namespace mp::detail {
 
 void FutureState::Waiter::notify() {
   std::lock_guard lock(mutex);
   ++generation;
   changed.notify_all();
-}
-
-void FutureState::task_dispatched(std::uint64_t) noexcept {
-  std::lock_guard lock(mutex_);
-  if (status_ == Status::pending) status_ = Status::running;
 }
 
 void FutureState::task_done(std::uint64_t, PoolBytes&& result) noexcept {
@@ -70,7 +67,13 @@ bool FutureState::wait_for(std::optional<std::chrono::nanoseconds> timeout) cons
     changed_.wait(lock, done);
     return true;
   }
-  return changed_.wait_for(lock, *timeout, done);
+  return wait_for_timeout(changed_, lock, *timeout, done);
+}
+
+bool FutureState::running(const PoolCore* core) const {
+  if (!core || status() != Status::pending) return false;
+  if (!core->started(this, 0)) return false;
+  return status() == Status::pending;  // not finished meanwhile
 }
 
 bool FutureState::cancel(PoolCore* core) {
@@ -79,8 +82,8 @@ bool FutureState::cancel(PoolCore* core) {
     if (status_ == Status::cancelled) return true;
     if (status_ != Status::pending) return false;
   }
-  // Not yet handed to a worker: take it out of the pool's queue (it may have been
-  // dispatched meanwhile; then cancel fails, as in Python).
+  // Not started yet: take it out of the pool's queue or back from its worker (it may
+  // have started meanwhile; then cancel fails, as in Python).
   if (!core || !core->cancel(this, 0)) return false;
   set_cancelled();
   return true;
@@ -139,8 +142,8 @@ namespace futures::detail_wait {
 bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
                  const std::function<bool()>& satisfied,
                  std::optional<std::chrono::nanoseconds> timeout) {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
+  const posix::Deadline deadline =
+      timeout ? posix::Deadline::after(*timeout) : posix::Deadline::never();
   auto waiter = std::make_shared<mp::detail::FutureState::Waiter>();
   for (auto& state : states) state->add_waiter(waiter);
   bool ok = true;
@@ -153,16 +156,12 @@ bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& st
       lock.lock();
       if (now_satisfied) break;
       if (waiter->generation != seen) continue;
-      if (timeout) {
-        if (!waiter->changed.wait_until(lock, deadline,
-                                        [&] { return waiter->generation != seen; })) {
-          lock.unlock();
-          ok = satisfied();
-          lock.lock();
-          break;
-        }
-      } else {
-        waiter->changed.wait(lock, [&] { return waiter->generation != seen; });
+      if (!mp::detail::wait_until_deadline(waiter->changed, lock, deadline,
+                                           [&] { return waiter->generation != seen; })) {
+        lock.unlock();
+        ok = satisfied();
+        lock.lock();
+        break;
       }
     }
   }

@@ -47,6 +47,7 @@
 #include "posix/futex.hpp"
 #include "posix/signal.hpp"
 #include "posix/socket.hpp"
+#include "timed_wait.hpp"
 
 namespace mp::detail {
 namespace {
@@ -65,6 +66,8 @@ enum class Kind : std::uint32_t {
   result_blob,  // payload: BlobRef
   error,        // payload: u32 type size, type name, message
   init_failed,  // payload: as error
+  error_blob,   // payload: BlobRef of an error's payload (a long message)
+  init_failed_blob,
 };
 
 struct FrameHeader {
@@ -89,6 +92,18 @@ struct alignas(64) RingControl {
   std::atomic<std::uint32_t> producer_sleeping{0};
 };
 
+// A task's state word in its channel, slot seq % kStateSlots: seq * 4 + one of these.
+// The parent writes `queued` before it publishes the task; the worker moves it to
+// `running` before it starts the task, the parent to `cancelled` to take it back: one
+// compare-and-swap each, so a task either starts or is cancelled, never both. A worker
+// is never handed a task kStateSlots or more after the oldest one it still holds, so
+// no two of its unfinished tasks share a slot.
+constexpr std::size_t kStateSlots = 512;
+constexpr std::uint64_t kQueued = 1, kRunning = 2, kCancelled = 3;
+constexpr std::uint64_t task_state(std::uint64_t seq, std::uint64_t state) {
+  return seq * 4 + state;
+}
+
 struct Channel {
   RingControl tasks;
   RingControl results;
@@ -99,6 +114,7 @@ struct Channel {
   std::atomic<std::uint64_t> running{0};    // the running task's sequence number + 1
   std::atomic<std::int64_t> started_ns{0};  // steady clock, of the last start
   std::atomic<std::uint32_t> initialized{0};
+  alignas(64) std::atomic<std::uint64_t> task_states[kStateSlots]{};
   alignas(64) char task_data[kRingSize];
   char result_data[kRingSize];
 };
@@ -296,6 +312,19 @@ std::string encode_error(const std::pair<std::string, std::string>& error) {
   return out;
 }
 
+// An error record's payload: in the record, or in the heap block it names (which is
+// freed).
+std::string error_payload(const FrameHeader& header, std::string_view payload) {
+  if (header.kind != Kind::error_blob && header.kind != Kind::init_failed_blob)
+    return std::string(payload);
+  BlobRef blob;
+  if (payload.size() < sizeof blob) return {};
+  std::memcpy(&blob, payload.data(), sizeof blob);
+  std::string out(static_cast<const char*>(heap_address(blob.ref)), blob.size);
+  heap_free(blob.ref);
+  return out;
+}
+
 std::pair<std::string, std::string> decode_error(std::string_view payload) {
   std::uint32_t size = 0;
   if (payload.size() < sizeof size) return {"unknown exception", ""};
@@ -315,18 +344,30 @@ void ring_doorbell(Ring& ring, Connection& doorbell) {
 
 // Writes a result record, waiting for space if the parent is behind, and rings the
 // parent's doorbell if it sleeps, unless `quiet` (see worker_main).
+// Throws HeapExhausted for a result too large for the heap; never for an error (a
+// long message that does not fit is cut, and says so).
 void worker_write(Ring& ring, Connection& doorbell, Kind kind, std::uint64_t seq, std::uint64_t aux,
                   std::string_view payload, bool quiet = false) {
   std::string_view body = payload;
   BlobRef blob{};
-  if (kind != Kind::result && payload.size() > kInlineMax) {
-    body = payload.substr(0, kInlineMax);  // an error message: its start is enough
-  } else if (payload.size() > kInlineMax) {
-    blob.ref = heap_allocate(payload.size());
-    blob.size = payload.size();
-    std::memcpy(heap_address(blob.ref), payload.data(), payload.size());
-    body = std::string_view(reinterpret_cast<const char*>(&blob), sizeof blob);
-    kind = Kind::result_blob;
+  std::string cut;
+  if (payload.size() > kInlineMax) {
+    const Kind blob_kind = kind == Kind::result  ? Kind::result_blob
+                           : kind == Kind::error ? Kind::error_blob
+                                                 : Kind::init_failed_blob;
+    try {
+      blob.ref = heap_allocate(payload.size());
+      blob.size = payload.size();
+      std::memcpy(heap_address(blob.ref), payload.data(), payload.size());
+      body = std::string_view(reinterpret_cast<const char*>(&blob), sizeof blob);
+      kind = blob_kind;
+    } catch (...) {
+      if (kind == Kind::result) throw;
+      const std::string mark =
+          "... [cut: " + std::to_string(payload.size()) + " bytes in all; the shared heap is full]";
+      cut = std::string(payload.substr(0, kInlineMax - mark.size())) + mark;
+      body = cut;
+    }
   }
   for (;;) {
     const std::uint64_t tail = ring.tail();
@@ -374,6 +415,15 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
     if (!channel->started.compare_exchange_strong(expected, header.seq + 1,
                                                   std::memory_order_acq_rel)) {
       tasks.consume();  // the parent took it back for an idle worker
+      continue;
+    }
+    std::uint64_t queued = task_state(header.seq, kQueued);
+    if (!channel->task_states[header.seq % kStateSlots].compare_exchange_strong(
+            queued, task_state(header.seq, kRunning), std::memory_order_acq_rel)) {
+      // Cancelled before it started. It counts as one of the worker's tasks: the parent
+      // hands it no more than maxtasksperchild.
+      tasks.consume();
+      if (maxtasks != 0 && ++completed >= maxtasks) return;
       continue;
     }
     const auto start = Clock::now();
@@ -498,7 +548,10 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     worker->channel_ref = heap_allocate(sizeof(Channel) + alignof(Channel));
     shared_ref aligned = worker->channel_ref;
     aligned.offset = (aligned.offset + alignof(Channel) - 1) & ~std::uint64_t{alignof(Channel) - 1};
-    worker->channel = new (heap_address(aligned)) Channel();
+    // Default-initialized: the control words start at zero, the ring bytes are left as
+    // they are (each is written before it is read), so a worker's 512 KiB of rings cost
+    // nothing until used instead of being faulted in and cleared by the parent.
+    worker->channel = new (heap_address(aligned)) Channel;
     auto [reader, writer] = Pipe(false);
     worker->doorbell = std::move(reader);
     const std::string method =
@@ -545,6 +598,8 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       Worker* best = nullptr;
       for (auto& w : workers) {
         if (!can_take_tasks(*w) || w->inflight.size() >= max_depth) continue;
+        if (!w->inflight.empty() && w->next_seq - w->inflight.front().seq >= kStateSlots)
+          continue;  // see kStateSlots
         if (!best || w->inflight.size() < best->inflight.size()) best = w.get();
       }
       if (!best) return;
@@ -580,6 +635,15 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
       // Only the task the worker would claim next, and only if it is not the first in
       // flight (that one is running, or about to: taking it would idle this worker).
       std::uint64_t next = w->channel->started.load(std::memory_order_acquire);
+      if (w->inflight.front().seq < next) {
+        // Tasks cancelled while queued (no longer in flight) may come first: claim them
+        // in the worker's stead (it skips them) up to the next task in flight.
+        auto ahead = std::find_if(w->inflight.begin() + 1, w->inflight.end(),
+                                  [&](const InFlight& in) { return in.seq >= next; });
+        while (ahead != w->inflight.end() && next < ahead->seq &&
+               w->channel->started.compare_exchange_strong(next, next + 1))
+          ++next;
+      }
       for (auto it = w->inflight.begin() + 1; it != w->inflight.end(); ++it) {
         if (it->seq != next) continue;
         if (!w->channel->started.compare_exchange_strong(next, next + 1))
@@ -592,6 +656,19 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     return false;
   }
 
+  // Cancels task `seq` of worker `w` if the worker has not started it (it will skip
+  // it); the caller removes it from w.inflight. True if it was cancelled.
+  static bool take_back(Worker& w, std::uint64_t seq) {
+    std::uint64_t queued = task_state(seq, kQueued);
+    return w.channel->task_states[seq % kStateSlots].compare_exchange_strong(
+        queued, task_state(seq, kCancelled), std::memory_order_acq_rel);
+  }
+
+  // Whether a task's input is too large for a record of the ring.
+  static bool travels_in_heap(std::size_t trampoline_size, std::size_t input_size) {
+    return 4 + trampoline_size + input_size > kInlineMax;
+  }
+
   bool send_task(Worker& w, Task& task) {
     Ring ring = w.tasks();
     const auto trampoline_size = static_cast<std::uint32_t>(task.trampoline->size());
@@ -601,8 +678,10 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     const std::uint64_t job =
         task.sink->batched() ? reinterpret_cast<std::uintptr_t>(task.sink.get()) : 0;
     // A large input travels in its heap block (kept until the task's result arrives, and
-    // sent again if the worker dies before starting it).
-    if (4 + trampoline_size + task.input.size() > kInlineMax) task.input.move_to_heap();
+    // sent again if the worker dies before starting it), which submit() allocated.
+    // Published with the record (try_write's release store).
+    w.channel->task_states[seq % kStateSlots].store(task_state(seq, kQueued),
+                                                    std::memory_order_relaxed);
     bool written;
     if (const auto& block = task.input.block()) {
       const BlobRef ref{*block, task.input.size()};
@@ -616,7 +695,6 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     if (!written) return false;
     if (ring.consumer_wants_wake()) ring.futex_wake_consumer();
     ++w.next_seq;
-    task.sink->task_dispatched(task.index);
     w.inflight.push_back(InFlight{seq, std::move(task)});
     return true;
   }
@@ -627,8 +705,8 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
     FrameHeader header;
     std::string_view payload;
     while (ring.peek(header, payload)) {
-      if (header.kind == Kind::init_failed) {
-        auto [type, message] = decode_error(payload);
+      if (header.kind == Kind::init_failed || header.kind == Kind::init_failed_blob) {
+        auto [type, message] = decode_error(error_payload(header, payload));
         set_broken("the pool's initializer failed in worker " + std::to_string(w.pid) + ": " +
                        type + (message.empty() ? "" : ": ") + message,
                    done);
@@ -643,6 +721,11 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
         w.inflight.pop_front();
       }
       if (w.inflight.empty() || w.inflight.front().seq != header.seq) {
+        if (header.kind == Kind::result_blob || header.kind == Kind::error_blob) {
+          BlobRef blob;  // nobody waits for it: give its block back
+          std::memcpy(&blob, payload.data(), sizeof blob);
+          heap_free(blob.ref);
+        }
         ring.consume();
         continue;
       }
@@ -658,7 +741,7 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
         c.result = PoolBytes::adopt(blob.ref, blob.size);  // read in place, freed with it
         record_task_time(header.aux);
       } else {
-        auto [type, message] = decode_error(payload);
+        auto [type, message] = decode_error(error_payload(header, payload));
         c.error = std::make_exception_ptr(RemoteError(std::move(type), std::move(message)));
       }
       ring.consume();
@@ -739,7 +822,27 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
   }
 
   // ---- the result thread
-  void run() {
+  // An exception must never end the program from here. None is expected; should one
+  // escape a step all the same, it breaks the pool: every task fails with its message.
+  void run() noexcept {
+    for (;;) {
+      try {
+        run_loop();
+        return;
+      } catch (...) {
+        auto [type, message] = describe_current_exception();
+        std::vector<Completion> done;
+        try {
+          std::lock_guard lock(mutex);
+          set_broken("mp::Pool: the pool's result thread failed: " + type + ": " + message, done);
+        } catch (...) {
+        }
+        deliver(done);
+      }
+    }
+  }
+
+  void run_loop() {
     std::vector<Completion> done;
     std::vector<pollfd> fds;
     std::vector<Worker*> polled;
@@ -972,7 +1075,26 @@ PoolCore::~PoolCore() {
 
 void PoolCore::submit(const std::shared_ptr<JobSink>& sink, std::uint64_t first_index,
                       std::vector<PoolTaskInput> tasks) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->state != Impl::State::running)
+      throw std::invalid_argument(
+          "mp::Pool: the pool is not running (close() or terminate() was called)");
+  }
+  // A large input travels in a block of the shared heap. It is allocated here, in the
+  // caller's thread, so that a full heap (HeapExhausted) fails just this task through
+  // its result, not the thread that hands tasks to the workers.
+  std::vector<std::pair<std::uint64_t, std::exception_ptr>> refused;
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    if (!Impl::travels_in_heap(tasks[i].trampoline->size(), tasks[i].input.size())) continue;
+    try {
+      tasks[i].input.move_to_heap();
+    } catch (...) {
+      refused.emplace_back(first_index + i, std::current_exception());
+    }
+  }
   std::exception_ptr broken_error;
+  bool wake = false;
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->state != Impl::State::running)
@@ -981,18 +1103,25 @@ void PoolCore::submit(const std::shared_ptr<JobSink>& sink, std::uint64_t first_
     if (impl_->broken) {
       broken_error = std::make_exception_ptr(BrokenProcessPool(*impl_->broken));
     } else {
-      std::uint64_t index = first_index;
-      for (auto& task : tasks)
-        impl_->pending.push_back(Impl::Task{sink, index++, task.trampoline, std::move(task.input)});
+      std::size_t next_refused = 0;
+      for (std::size_t i = 0; i < tasks.size(); ++i) {
+        if (next_refused < refused.size() && refused[next_refused].first == first_index + i) {
+          ++next_refused;
+          continue;
+        }
+        impl_->pending.push_back(
+            Impl::Task{sink, first_index + i, tasks[i].trampoline, std::move(tasks[i].input)});
+      }
       impl_->dispatch();
-      if (impl_->pending.empty()) return;
+      wake = !impl_->pending.empty();
     }
   }
   if (broken_error) {
     for (std::size_t i = 0; i < tasks.size(); ++i) sink->task_failed(first_index + i, broken_error);
     return;
   }
-  if (impl_->thread_sleeping.load()) impl_->wake_thread();
+  for (auto& [index, error] : refused) sink->task_failed(index, error);
+  if (wake && impl_->thread_sleeping.load()) impl_->wake_thread();
 }
 
 void PoolCore::close() {
@@ -1043,7 +1172,31 @@ bool PoolCore::cancel(const JobSink* sink, std::uint64_t index) {
       return true;
     }
   }
+  for (auto& w : impl_->workers) {
+    if (w->dead) continue;
+    for (auto it = w->inflight.begin(); it != w->inflight.end(); ++it) {
+      if (it->task.sink.get() != sink || it->task.index != index) continue;
+      if (!Impl::take_back(*w, it->seq)) return false;  // it has started
+      w->inflight.erase(it);
+      return true;
+    }
+  }
   return false;
+}
+
+bool PoolCore::started(const JobSink* sink, std::uint64_t index) const {
+  std::lock_guard lock(impl_->mutex);
+  for (auto& task : impl_->pending)
+    if (task.sink.get() == sink && task.index == index) return false;
+  for (auto& w : impl_->workers) {
+    if (w->dead) continue;
+    for (auto& in : w->inflight) {
+      if (in.task.sink.get() != sink || in.task.index != index) continue;
+      return w->channel->task_states[in.seq % kStateSlots].load(std::memory_order_acquire) ==
+             task_state(in.seq, kRunning);
+    }
+  }
+  return true;  // neither waiting nor handed out: it ran, its outcome is on its way
 }
 
 std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_pending() {
@@ -1051,6 +1204,15 @@ std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_p
   std::lock_guard lock(impl_->mutex);
   for (auto& task : impl_->pending) out.emplace_back(std::move(task.sink), task.index);
   impl_->pending.clear();
+  // And the tasks handed to workers that have not started them.
+  for (auto& w : impl_->workers) {
+    if (w->dead) continue;
+    std::erase_if(w->inflight, [&](Impl::InFlight& in) {
+      if (!Impl::take_back(*w, in.seq)) return false;
+      out.emplace_back(std::move(in.task.sink), in.task.index);
+      return true;
+    });
+  }
   return out;
 }
 
@@ -1121,11 +1283,13 @@ bool ResultState::ready() const { return ready_flag_.load(std::memory_order_acqu
 
 void ResultState::set_helper(std::function<int()> helper) { helper_ = std::move(helper); }
 
+constexpr std::chrono::microseconds kHelpSpin{100};
+
 // Spins a little first, draining the pool's result rings itself: a short task's result
 // is then in hand microseconds after the worker wrote it.
 void ResultState::help_until(Clock::time_point deadline) const {
   if (!helper_) return;
-  const auto spin_until = std::min(deadline, Clock::now() + std::chrono::microseconds(100));
+  const auto spin_until = std::min(deadline, Clock::now() + kHelpSpin);
   while (!ready()) {
     const int helped = helper_();
     if (helped < 0) return;
@@ -1142,10 +1306,10 @@ void ResultState::wait() const {
 }
 
 bool ResultState::wait_for(std::chrono::nanoseconds timeout) const {
-  const auto deadline = Clock::now() + timeout;
-  help_until(deadline);
+  const posix::Deadline deadline = posix::Deadline::after(timeout);
+  help_until(Clock::now() + std::min(timeout, std::chrono::nanoseconds(kHelpSpin)));
   std::unique_lock lock(mutex_);
-  return changed_.wait_until(lock, deadline, [&] { return ready_; });
+  return wait_until_deadline(changed_, lock, deadline, [&] { return ready_; });
 }
 
 void ResultState::on_ready(std::function<void()> callback) {
@@ -1205,6 +1369,13 @@ void IMapState::task_failed(std::uint64_t index, std::exception_ptr error) noexc
 
 void IMapState::fill(PoolCore& core, const std::shared_ptr<JobSink>& self) {
   std::lock_guard feed_lock(impl_->feed_mutex);
+  // As Python's imap: an exception of the input (or a pool that no longer takes tasks)
+  // takes the next position, after the results before it, and ends the input.
+  const auto fail_here = [&](std::uint64_t index, std::exception_ptr error) {
+    task_failed(index, std::move(error));
+    std::lock_guard lock(impl_->mutex);
+    impl_->input_done = true;
+  };
   for (;;) {
     std::uint64_t index;
     {
@@ -1217,9 +1388,12 @@ void IMapState::fill(PoolCore& core, const std::shared_ptr<JobSink>& self) {
     try {
       more = impl_->feed(input);
     } catch (...) {
-      std::lock_guard lock(impl_->mutex);
-      impl_->input_done = true;
-      throw;
+      {
+        std::lock_guard lock(impl_->mutex);
+        ++impl_->submitted;
+      }
+      fail_here(index, std::current_exception());
+      return;
     }
     if (!more) {
       std::lock_guard lock(impl_->mutex);
@@ -1233,7 +1407,12 @@ void IMapState::fill(PoolCore& core, const std::shared_ptr<JobSink>& self) {
     }
     std::vector<PoolTaskInput> tasks;
     tasks.push_back({impl_->trampoline, std::move(input)});
-    core.submit(self, index, std::move(tasks));
+    try {
+      core.submit(self, index, std::move(tasks));
+    } catch (...) {
+      fail_here(index, std::current_exception());
+      return;
+    }
   }
 }
 
@@ -1252,7 +1431,7 @@ std::optional<PoolBytes> IMapState::next_chunk(PoolCore& core, const std::shared
       return impl_->input_done && impl_->delivered == impl_->submitted;
     };
     if (timeout) {
-      if (!impl_->changed.wait_for(lock, *timeout, available))
+      if (!wait_for_timeout(impl_->changed, lock, *timeout, available))
         throw TimeoutError("mp::IMapIterator::next: timed out");
     } else {
       impl_->changed.wait(lock, available);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <algorithm>
 #include <climits>
 #include <csignal>
 #include <cstdint>
@@ -31,6 +32,7 @@
 #include <mp/detail/fd_passing.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
+#include <new>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
@@ -38,6 +40,7 @@
 
 #include "heap_arena.hpp"
 #include "posix/pidfd.hpp"
+#include "posix/socket.hpp"
 #include "posix/spawn.hpp"
 #include "process_state.hpp"
 
@@ -56,6 +59,8 @@ constexpr char kPassedFdTag = 'F';
 constexpr std::uint32_t kMaxPassedFds = 1u << 16;
 // A bootstrap larger than this is refused by the child as corrupt.
 constexpr std::uint64_t kMaxBootstrap = std::uint64_t{1} << 36;
+// A frame is first given this much room, then room grows with what has arrived.
+constexpr std::size_t kInitialFrameRoom = std::size_t{64} << 10;
 
 struct SpawnHeader {
   ChildSetup setup;
@@ -74,24 +79,43 @@ void append_frame(std::string& out, const std::string& frame) {
   out += frame;
 }
 
-// Reads one frame from the bootstrap socket; false (with `error`) on EOF or a bogus
-// length.
-bool read_frame(int fd, std::string& out, std::string& error) {
-  std::uint64_t length = 0;
-  if (posix::read_exact(fd, &length, sizeof length)) {
-    error = "no bootstrap from the parent (was this binary started with --mp-spawn by hand?)";
+// Reads one frame from the bootstrap socket; false (with `error`) on EOF, a bogus
+// length, or no memory for the frame. Room grows with what has arrived (at most
+// doubling), never with what the length claims: a corrupt length meets the end of the
+// stream long before memory runs out, and nothing is zero-filled ahead of the data.
+bool read_frame(int fd, std::string& out, std::string& error) noexcept {
+  try {
+    std::uint64_t length = 0;
+    if (posix::read_exact(fd, &length, sizeof length)) {
+      error = "no bootstrap from the parent (was this binary started with --mp-spawn by hand?)";
+      return false;
+    }
+    if (length > kMaxBootstrap || length > SIZE_MAX) {
+      error = "corrupt bootstrap (frame length " + std::to_string(length) + ")";
+      return false;
+    }
+    const auto total = static_cast<std::size_t>(length);
+    out.clear();
+    std::size_t got = 0;
+    while (got < total) {
+      if (got == out.size()) out.resize(std::min(total, std::max(kInitialFrameRoom, 2 * got)));
+      std::size_t n = 0;
+      if (auto ec = posix::read_some(fd, out.data() + got, out.size() - got, n)) {
+        error = "cannot read the bootstrap: " + ec.message();
+        return false;
+      }
+      if (n == 0) {
+        error = "truncated bootstrap (a frame of " + std::to_string(total) + " bytes ended after " +
+                std::to_string(got) + ")";
+        return false;
+      }
+      got += n;
+    }
+    return true;
+  } catch (const std::bad_alloc&) {
+    error = "no memory for the bootstrap";
     return false;
   }
-  if (length > kMaxBootstrap) {
-    error = "corrupt bootstrap (frame length " + std::to_string(length) + ")";
-    return false;
-  }
-  out.assign(length, '\0');
-  if (posix::read_exact(fd, out.data(), out.size())) {
-    error = "truncated bootstrap";
-    return false;
-  }
-  return true;
 }
 
 [[noreturn]] void die(const std::string& message) noexcept {
@@ -210,7 +234,6 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
     die(std::string("corrupt bootstrap: ") + e.what());
   }
 
-  set_default_method_in_child(header.setup.default_start_method);
   const int exitcode = child_main(header.setup, [&header] {
     auto [trampoline, payload] = pickle::loads<std::tuple<Trampoline, std::string>>(header.body);
     trampoline(payload);

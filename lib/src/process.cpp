@@ -200,6 +200,10 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   g.is_child = true;
   g.children.clear();
   g.counter = 0;
+  // The parent's registration of exit_function is the parent's: a child that starts
+  // children registers its own (see launch_fork for which handlers a forked child runs).
+  g.atexit_registered = false;
+  set_default_method_in_child(setup.start_method);
   if (!g.current) g.current = make_current_state();
   {
     auto& self = *g.current;
@@ -208,6 +212,7 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     self.name = setup.name;
     self.identity = setup.identity;
     self.daemon = setup.daemon;
+    self.start_method = setup.start_method;
     self.pid = ::getpid();
     self.popen.reset();
   }
@@ -339,7 +344,7 @@ void Process::start() {
   }
   setup.parent_pid = ::getpid();
   setup.parent_name = self.name;
-  setup.default_start_method = detail::resolve_start_method("");
+  setup.start_method = method;
   setup.parent_death_by_signal = ::gettid() == ::getpid();
 
   auto& g = globals();

@@ -53,7 +53,9 @@ struct ChildSetup {
   bool daemon = false;
   pid_t parent_pid = 0;
   std::string parent_name;
-  std::string default_start_method;
+  // The method that started this child: the child's own default, as Python's
+  // _bootstrap forces it (its children then start the same way unless told otherwise).
+  std::string start_method;
   // Daemon children die with their parent. PR_SET_PDEATHSIG fires when the creating
   // *thread* ends, so it is used only when the main thread started the child; a
   // child started from another thread watches its parent's pidfd instead.
@@ -61,8 +63,7 @@ struct ChildSetup {
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(name, identity, daemon, parent_pid, parent_name, default_start_method,
-       parent_death_by_signal);
+    ar(name, identity, daemon, parent_pid, parent_name, start_method, parent_death_by_signal);
   }
 };
 
@@ -110,8 +111,10 @@ std::unique_ptr<Popen> launch_spawn(Process& process, const ChildSetup& setup,
 std::string resolve_start_method(const std::string& requested);
 Launcher launcher_for(const std::string& method);
 
-// Makes a child keep its parent's default start method.
-void set_default_method_in_child(const std::string& method);
+// Makes `method` (the one that started this child) the child's default start method.
+// Called once in a new child, which has one thread: a forked child may have inherited
+// the lock held by another thread of its parent, so it is made anew.
+void set_default_method_in_child(const std::string& method) noexcept;
 
 // Whether mp::freeze_support has been called in this process.
 bool freeze_support_called() noexcept;

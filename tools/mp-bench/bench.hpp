@@ -144,6 +144,8 @@ void probe_futex_roundtrip(const Row& row);
 void probe_memcpy(const Row& row);
 void probe_shm_first_touch(const Row& row);
 void probe_boost_message_queue(const Row& row);  // queue_rows.cpp
+void listener_roundtrip(const Row& row);         // listener_rows.cpp
+void probe_socket_roundtrip(const Row& row);     // probes.cpp
 
 // The argument that makes mp-bench exit at once (probe_spawn re-executes itself with it).
 inline constexpr std::string_view kProbeExitArgument = "--probe-exit";

@@ -54,7 +54,7 @@ void pool_map_trivial_impl(const Row& row, std::size_t chunksize) {
   for (int run = 0; run < row.runs(); ++run) {
     check_deadline();
     const auto start = Clock::now();
-    auto results = pool.map(square, items, chunksize);
+    auto results = pool.map(square, items, chunksize ? std::optional(chunksize) : std::nullopt);
     const double elapsed = seconds_since(start);
     std::int64_t sum = 0;
     for (auto v : results) sum += v;

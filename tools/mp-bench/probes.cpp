@@ -5,6 +5,8 @@
 //   probe_spawn           posix_spawn(this binary --probe-exit); waitpid()
 //                                                                 vs process_start_spawn
 //   probe_pipe_roundtrip  8-byte write/read echo over two pipes   vs pipe_roundtrip
+//   probe_socket_roundtrip 8-byte write/read echo over an AF_UNIX stream socket pair
+//                                                                 vs listener_roundtrip
 //   probe_futex_roundtrip FUTEX_WAIT/WAKE ping-pong on one shared word; also with
 //                         50 us of spinning before sleeping       vs event_pingpong
 //   probe_memcpy          memcpy between two pre-faulted 256 MiB buffers
@@ -31,6 +33,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -390,6 +393,46 @@ void probe_pipe_roundtrip(const Row& row) {
     }
     row.emit({{"N", n}, {"probe", std::string("pipe write/read 8 bytes, echo")}}, placement.metric,
              runs, "us");
+  }
+}
+
+void probe_socket_roundtrip(const Row& row) {
+  const std::int64_t n = row.size();
+  for (const Placement& placement : ping_pong_placements()) {
+    const PinSelf pin_parent(placement.parent_cpu);
+    std::vector<double> runs;
+    for (int run = 0; run < row.runs(); ++run) {
+      int pair[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) throw_errno("socketpair");
+      Fd parent_end(pair[0]), child_end(pair[1]);
+
+      Child child(fork_child([&] {
+        pin_self(placement.child_cpu);
+        parent_end.reset();
+        std::int64_t value = 0;
+        while (read_all(child_end.get(), &value, sizeof value)) {
+          write_all(child_end.get(), &value, sizeof value);
+        }
+        return 0;
+      }));
+      child_end.reset();
+
+      auto round_trip = [&](std::int64_t i) {
+        write_all(parent_end.get(), &i, sizeof i);
+        std::int64_t echo = -1;
+        if (!read_all(parent_end.get(), &echo, sizeof echo) || echo != i) {
+          throw BenchError("socket echo mismatch");
+        }
+      };
+      for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
+      const auto start = Clock::now();
+      for (std::int64_t i = 0; i < n; ++i) round_trip(i);
+      runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
+      parent_end.reset();  // end of file: the child leaves its loop
+      child.wait_ok("socket echo child");
+    }
+    row.emit({{"N", n}, {"probe", std::string("unix socket write/read 8 bytes, echo")}},
+             placement.metric, runs, "us");
   }
 }
 

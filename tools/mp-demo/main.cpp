@@ -1,5 +1,9 @@
 // mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] [--unshared] [ARGS]
 // Runs the course examples from ../shared/seeds with real processes.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -44,10 +48,42 @@ void usage(std::FILE* out) {
                "  -h, --help             show this help\n");
 }
 
+// A standard descriptor that was closed at the start gets /dev/null, so that no
+// descriptor opened later (shared memory, pipes) takes its number and receives what is
+// printed; true if it was closed.
+bool occupy_if_closed(int fd) {
+  if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) return false;
+  const int null = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+  if (null >= 0 && null != fd) {
+    ::dup2(null, fd);
+    ::close(null);
+  }
+  return true;
+}
+
+bool stdout_closed = false;
+
+// What a subcommand returns, unless what it printed could not be written (a full disk,
+// a closed stdout): then a message and 1, as coreutils' close_stdout does. The children
+// print to the same file, and so does the parent, last.
+int check_stdout(const char* who, int status) {
+  int error = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    error = errno ? errno : EIO;
+  else if (stdout_closed)
+    error = EBADF;
+  if (error == 0) return status;
+  std::fprintf(stderr, "%s: write error: %s\n", who, std::strerror(error));
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
+  (void)occupy_if_closed(0);
+  stdout_closed = occupy_if_closed(1);
+  (void)occupy_if_closed(2);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
     usage(stderr);
@@ -55,13 +91,14 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     usage(stdout);
-    return 0;
+    return check_stdout("mp-demo", 0);
   }
   for (const auto& demo : kDemos) {
     if (args[0] != demo.name) continue;
     try {
       auto options = mp_demo::parse_options({args.begin() + 1, args.end()});
-      return demo.run(options);
+      const int status = demo.run(options);
+      return check_stdout(("mp-demo " + args[0]).c_str(), status);
     } catch (const mp_demo::UsageError& e) {
       std::fprintf(stderr, "mp-demo %s: %s\n\n", demo.name, e.message.c_str());
       usage(stderr);

@@ -3,8 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +13,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+
+#include "launcher.hpp"
+#include "text.hpp"
 
 namespace mp_map {
 namespace {
@@ -44,9 +46,27 @@ std::vector<std::string> split_words(std::string_view text) {
   return words;
 }
 
+// Whether `path` is what execve can run: an executable regular file (a directory has
+// the x bit too, and execvp passes over it).
+bool is_executable_file(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+         ::access(path.c_str(), X_OK) == 0;
+}
+
+// The program `name` names, found as execvp finds it: a name with a '/' is a path; else
+// the first executable regular file of that name in PATH. Throws std::invalid_argument
+// saying why there is none.
 std::string find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos)
-    return ::access(name.c_str(), X_OK) == 0 ? name : std::string();
+  if (name.find('/') != std::string::npos) {
+    if (is_executable_file(name)) return name;
+    struct stat info {};
+    const char* why = ::stat(name.c_str(), &info) != 0 ? std::strerror(errno)
+                      : S_ISDIR(info.st_mode)          ? "is a directory"
+                      : !S_ISREG(info.st_mode)         ? "not a regular file"
+                                                       : "not executable";
+    throw std::invalid_argument("--exec: cannot run " + shown(name) + ": " + why);
+  }
   const char* path = std::getenv("PATH");
   std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
   while (true) {
@@ -54,9 +74,87 @@ std::string find_program(const std::string& name) {
     std::string dir(dirs.substr(0, colon));
     if (dir.empty()) dir = ".";
     const std::string candidate = dir + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    if (colon == std::string_view::npos) return {};
+    if (is_executable_file(candidate)) return candidate;
+    if (colon == std::string_view::npos) break;
     dirs.remove_prefix(colon + 1);
+  }
+  throw std::invalid_argument("--exec: command not found: " + shown(name) +
+                              " (no executable file of that name in PATH)");
+}
+
+// Refuses a shell template where {} stands inside quotes, or right after a backslash or
+// a '$', or in a here-document: mp-map single-quotes the item itself, and the user's own quoting
+// around it would close and reopen those quotes, letting the item's text run as shell code
+// (`echo '{}'` with the item `$(touch x)` runs touch). Follows the shell's quoting:
+// single and double quotes, backslashes, $(...) and `...` (inside which quoting starts
+// anew), comments. Throws std::invalid_argument.
+void check_placeholders(std::string_view text) {
+  // Contexts: 'u' unquoted (also inside $(...) and (...)), 's' single quotes,
+  // 'd' double quotes, 'c' $(...), 'p' (...), 'b' `...`.
+  std::string stack = "u";
+  auto refuse = [](const char* where) {
+    throw std::invalid_argument(
+        std::string("--exec: {} stands ") + where +
+        "; mp-map quotes each item itself, so leave {} unquoted (--exec 'echo {}', not "
+        "--exec \"echo '{}'\"): quotes around it would let the item's text run as shell code");
+  };
+  bool word_start = true;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const char top = stack.back();
+    const bool placeholder = text.substr(i, 2) == "{}";
+    if (top == 's') {
+      if (placeholder) refuse("inside single quotes");
+      if (c == '\'') stack.pop_back();
+      continue;
+    }
+    if (top == 'd') {
+      if (placeholder) refuse("inside double quotes");
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        stack.pop_back();
+      } else if (c == '`') {
+        stack.push_back('b');
+      } else if (c == '$' && i + 1 < text.size() && text[i + 1] == '(') {
+        stack.push_back('c');
+        ++i;
+      }
+      continue;
+    }
+    // Unquoted: at the top level, or inside $(...), (...) or `...`.
+    const bool was_word_start = word_start;
+    word_start = c == ' ' || c == '\t' || c == '\n' || c == ';' || c == '&' || c == '|' ||
+                 c == '(' || c == ')';
+    if (c == '\\') {
+      if (text.substr(i + 1, 2) == "{}") refuse("right after a backslash");
+      ++i;
+    } else if (c == '$' && text.substr(i + 1, 2) == "{}") {
+      refuse("right after a '$'");
+    } else if (c == '<' && text.substr(i + 1, 1) == "<" &&
+               text.find("{}", i) != std::string_view::npos) {
+      // A here-document's text is expanded ($(...) included) whatever quotes it holds.
+      refuse("after a here-document (<<)");
+    } else if (c == '#' && was_word_start) {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;  // a comment
+    } else if (c == '\'') {
+      stack.push_back('s');
+    } else if (c == '"') {
+      stack.push_back('d');
+    } else if (c == '`') {
+      if (top == 'b')
+        stack.pop_back();
+      else
+        stack.push_back('b');
+    } else if (c == '$' && i + 1 < text.size() && text[i + 1] == '(') {
+      stack.push_back('c');
+      ++i;
+      word_start = true;
+    } else if (c == '(') {
+      stack.push_back('p');
+    } else if (c == ')' && (top == 'c' || top == 'p')) {
+      stack.pop_back();
+    }
   }
 }
 
@@ -93,8 +191,6 @@ std::string describe_status(int status) {
   return "ended with status " + std::to_string(status);
 }
 
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
 }  // namespace
 
 Command prepare(std::string text) {
@@ -104,8 +200,8 @@ Command prepare(std::string text) {
   if (!needs_shell(command.text)) {
     command.words = split_words(command.text);
     command.program = find_program(command.words[0]);
-    if (command.program.empty())
-      throw std::invalid_argument("--exec: command not found: " + command.words[0]);
+  } else {
+    check_placeholders(command.text);
   }
   return command;
 }
@@ -118,10 +214,12 @@ std::string shell_line(std::string_view text, std::string_view item) {
 
 std::string run(const Command& command, std::string_view item,
                 std::optional<std::chrono::duration<double>> timeout) {
-  // Everything the child needs is built before fork: after it, only async-signal-safe
-  // calls (the calling worker may have threads).
+  if (item.find('\0') != std::string_view::npos)
+    throw std::runtime_error(
+        "the item holds a NUL byte, which no command argument can carry (not run)");
   std::vector<std::string> args;
   std::string program;
+  int status = 0;
   if (!command.program.empty()) {
     program = command.program;
     bool substituted = false;
@@ -134,44 +232,18 @@ std::string run(const Command& command, std::string_view item,
     program = "/bin/sh";
     args = {"sh", "-c", shell_line(command.text, item)};
   }
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
 
   int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-  const pid_t parent = ::getpid();
-  const char* path = program.c_str();
-  char* const* child_argv = argv.data();
-  const int write_end = out[1];
-  sigset_t no_signals;
-  ::sigemptyset(&no_signals);
-  // vfork: the child borrows this process's memory until it execs, so starting a command
-  // costs no page-table copy (a pool worker maps a large heap); this thread waits until
-  // then. The child only makes system calls, on values prepared above, and never returns.
-  const pid_t pid = ::vfork();
-  if (pid == 0) {
-    ::setpgid(0, 0);  // a timeout kills the command with everything it started
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    // Pool workers ignore SIGINT; an ignored signal would stay ignored across exec.
-    for (int sig : {SIGINT, SIGPIPE, SIGTERM, SIGQUIT, SIGHUP}) ::signal(sig, SIG_DFL);
-    ::sigprocmask(SIG_SETMASK, &no_signals, nullptr);
-    const int null = ::open("/dev/null", O_RDONLY);
-    if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(write_end, 1) < 0) ::_exit(126);
-    ::execv(path, child_argv);
-    static constexpr char kFailed[] = "mp-map: --exec: could not execute the command\n";
-    (void)!::write(2, kFailed, sizeof kFailed - 1);
-    ::_exit(127);
-  }
-  if (pid < 0) {
-    const int error = errno;
+  if (::pipe2(out, O_CLOEXEC) != 0)
+    throw std::system_error(errno, std::generic_category(), "starting the command: pipe");
+  try {
+    launcher::start(program, args, out[1]);
+  } catch (...) {
     ::close(out[0]);
     ::close(out[1]);
-    throw std::system_error(error, std::generic_category(), "vfork");
+    throw;
   }
   ::close(out[1]);
-  const int pidfd = pidfd_open(pid);
 
   using Clock = std::chrono::steady_clock;
   const auto deadline = timeout
@@ -183,41 +255,42 @@ std::string run(const Command& command, std::string_view item,
     return left.count() <= 0 ? 0 : static_cast<int>(std::min<long long>(left.count(), 1 << 30));
   };
   bool timed_out = false;
+  bool ended = false;  // the launcher has reported: the command and its descendants are gone
+  bool eof = false;
   std::string output;
   char buffer[65536];
-  // Read stdout to its end, then wait for the exit, both within the deadline.
-  for (bool eof = false; !eof;) {
-    pollfd fd{out[0], POLLIN, 0};
-    const int ready = ::poll(&fd, 1, wait_ms());
+  // Read stdout while waiting for the launcher's report, within the deadline; after the
+  // report every writer is gone, so the pipe ends too.
+  while (!eof || !ended) {
+    pollfd fds[2];
+    nfds_t count = 0;
+    if (!eof) fds[count++] = {out[0], POLLIN, 0};
+    if (!ended) fds[count++] = {launcher::event_fd(), POLLIN, 0};
+    const int ready = ::poll(fds, count, timed_out || ended ? -1 : wait_ms());
     if (ready < 0 && errno == EINTR) continue;
     if (ready == 0) {
       timed_out = true;
-      break;
+      launcher::kill_command();
+      continue;
     }
-    const ssize_t n = ::read(out[0], buffer, sizeof buffer);
-    if (n > 0)
-      output.append(buffer, static_cast<std::size_t>(n));
-    else if (n == 0 || errno != EINTR)
-      eof = true;
+    if (!eof && fds[0].revents != 0) {
+      const ssize_t n = ::read(out[0], buffer, sizeof buffer);
+      if (n > 0)
+        output.append(buffer, static_cast<std::size_t>(n));
+      else if (n == 0 || errno != EINTR)
+        eof = true;
+    }
+    if (!ended && fds[count - 1].revents != 0) {
+      try {
+        status = launcher::finish();
+      } catch (...) {
+        ::close(out[0]);
+        throw;
+      }
+      ended = true;
+    }
   }
   ::close(out[0]);
-  if (!timed_out && pidfd >= 0) {
-    pollfd fd{pidfd, POLLIN, 0};
-    while (true) {
-      const int ready = ::poll(&fd, 1, wait_ms());
-      if (ready < 0 && errno == EINTR) continue;
-      timed_out = ready == 0;
-      break;
-    }
-  }
-  if (timed_out) {
-    ::kill(-pid, SIGKILL);
-    ::kill(pid, SIGKILL);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (pidfd >= 0) ::close(pidfd);
   if (timed_out) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%g", timeout->count());

@@ -24,8 +24,10 @@ struct Command {
   }
 };
 
-// Checks and prepares a template. Throws std::invalid_argument for an empty command or a
-// program that is not found (for a template run without a shell).
+// Checks and prepares a template. Throws std::invalid_argument for an empty command, a
+// program that execvp would not find (for a template run without a shell), or a shell
+// template with {} inside quotes or right after '\' or '$' (which would undo the quoting
+// of the item).
 Command prepare(std::string text);
 
 // The shell command line for `item`: every {} replaced by the item quoted for sh, or the
@@ -34,9 +36,11 @@ std::string shell_line(std::string_view text, std::string_view item);
 
 // Runs the command for `item` with stdin from /dev/null and stderr inherited; returns
 // its standard output without one trailing newline. Throws std::runtime_error naming
-// the exit status or signal if it fails, or that it was killed after `timeout`. The
-// command dies with the calling process (PR_SET_PDEATHSIG) and, on a timeout, its
-// whole process group is killed.
+// the exit status or signal if it fails, that it was killed after `timeout`, that the
+// item holds a NUL byte (then nothing runs), or what could not be started. The command
+// runs in mp-map's process group under the calling process's launcher (launcher.hpp):
+// whatever it leaves running is killed when it exits, and everything it started when
+// it times out or the calling process dies.
 std::string run(const Command& command, std::string_view item,
                 std::optional<std::chrono::duration<double>> timeout);
 

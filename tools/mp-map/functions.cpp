@@ -10,6 +10,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 
 namespace mp_map {
 namespace {
@@ -27,11 +28,21 @@ std::string_view trim(std::string_view text) {
 template <class Int>
 Int parse_integer(std::string_view item, const char* what) {
   const std::string_view text = trim(item);
+  // Exactly an optional sign and decimal digits: from_chars alone would take the '-' of
+  // "+-5" after a '+' removed here.
   std::string_view digits = text;
-  if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
+  const bool negative = !digits.empty() && digits.front() == '-';
+  if (!digits.empty() && (digits.front() == '+' || negative)) digits.remove_prefix(1);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos)
+    throw std::invalid_argument(std::string("not ") + what);
+  if (negative && !std::is_signed_v<Int>) {
+    if (digits.find_first_not_of('0') == std::string_view::npos) return Int{0};  // "-0"
+    throw std::invalid_argument(std::string("not ") + what);
+  }
   Int value{};
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec == std::errc::invalid_argument || end != digits.data() + digits.size())
+  const auto [end, ec] =
+      std::from_chars(negative ? text.data() : digits.data(), digits.data() + digits.size(), value);
+  if (ec == std::errc::invalid_argument || end != digits.data() + digits.size())
     throw std::invalid_argument(std::string("not ") + what);
   if (ec == std::errc::result_out_of_range)
     throw std::invalid_argument(std::string("out of range (") + what + ")");
@@ -130,10 +141,23 @@ std::string sha256(std::string_view item) { return sha256_hex(item); }
 
 std::string sleep_seconds(std::string_view item) {
   const std::string text(trim(item));
+  // A plain decimal: an optional '+', digits and an optional fraction (from_chars alone
+  // would also take "1e3", "inf" and "-0").
+  std::string_view number = text;
+  if (!number.empty() && number.front() == '+') number.remove_prefix(1);
+  const std::size_t point = number.find('.');
+  const std::string_view whole = number.substr(0, point);
+  const std::string_view fraction =
+      point == std::string_view::npos ? std::string_view() : number.substr(point + 1);
+  const auto digits_only = [](std::string_view part) {
+    return part.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  if (whole.size() + fraction.size() == 0 || !digits_only(whole) || !digits_only(fraction))
+    throw std::invalid_argument("not a number of seconds between 0 and 86400");
   double seconds = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-      !std::isfinite(seconds) || seconds < 0 || seconds > 86'400)
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), seconds);
+  if (ec != std::errc() || end != number.data() + number.size() || !std::isfinite(seconds) ||
+      seconds < 0 || seconds > 86'400)
     throw std::invalid_argument("not a number of seconds between 0 and 86400");
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   return text;

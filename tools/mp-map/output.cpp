@@ -1,5 +1,9 @@
 #include "output.hpp"
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 
@@ -112,6 +116,31 @@ void append_record(std::string& out, Format format, std::string_view input, bool
              ", \"error\": " + (ok ? "null" : json_string(error)) + "}\n";
       return;
   }
+}
+
+void Output::write(std::string_view bytes) {
+  buffer_.append(bytes);
+  if (buffer_.size() >= kFlushFrom) flush();
+}
+
+void Output::flush() {
+  if (buffer_.empty()) return;
+  if (closed_) throw WriteError{EBADF};
+  std::size_t done = 0;
+  while (done < buffer_.size()) {
+    const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n >= 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      pollfd fd{fd_, POLLOUT, 0};  // a non-blocking stdout we were given: wait for room
+      (void)::poll(&fd, 1, -1);
+    } else if (errno != EINTR) {
+      const int error = errno;
+      buffer_.clear();
+      throw WriteError{error};
+    }
+  }
+  buffer_.clear();
 }
 
 Progress::Progress(bool enabled, std::FILE* out)

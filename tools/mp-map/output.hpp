@@ -23,6 +23,29 @@ void append_record(std::string& out, Format format, std::string_view input, bool
 // JSON string literal for `text`; bytes that are not UTF-8 become U+FFFD.
 std::string json_string(std::string_view text);
 
+// Standard output, written with write(2) so that every failure is seen: a full disk, a
+// closed descriptor, a reader that went away (EPIPE). Bytes are buffered until flush();
+// a large buffer is written out at once. write() and flush() throw WriteError.
+struct WriteError {
+  int error;  // errno
+};
+
+class Output {
+ public:
+  // `closed`: the descriptor was closed when mp-map started (something else occupies it
+  // now); the first write fails with EBADF, as a write to a closed stdout does.
+  explicit Output(int fd, bool closed = false) : fd_(fd), closed_(closed) {}
+  void write(std::string_view bytes);
+  void flush();
+  bool empty() const { return buffer_.empty(); }
+
+ private:
+  static constexpr std::size_t kFlushFrom = 1 << 20;
+  int fd_;
+  bool closed_;
+  std::string buffer_;
+};
+
 // A one-line progress display on a terminal: done/total, rate, ETA. Redrawn at most ten
 // times a second; clear() erases it (before other stderr output and at the end).
 class Progress {

@@ -5,8 +5,11 @@
 //   - Pipe(duplex=false) is a socket pair shut down in one direction, not os.pipe(), so
 //     that both kinds of pipe behave the same: a send to a closed peer throws
 //     std::system_error(EPIPE) (Python: BrokenPipeError) and never raises SIGPIPE.
-//   - Frames are an 8-byte length in native byte order, then the bytes (Python: 4 bytes
-//     big-endian, with an escape for large messages); not wire-compatible with Python.
+//   - Pipe's frames are an 8-byte length in native byte order, then the bytes (Python: 4
+//     bytes big-endian, with an escape for large messages); not wire-compatible with Python.
+//     Connections made with Framing::python (those of mp::Listener and mp::Client, see
+//     <mp/listener.hpp>) use Python's frames exactly; there a negative length other than
+//     Python's -1 escape is a protocol error (EPROTO; Python silently loses its framing).
 //     A frame longer than 1 TiB, or one whose bytes stop early, is an error, and the body
 //     is read as it arrives: a bogus length costs memory only for bytes actually sent.
 //   - Misuse is a logic error, not OSError: any use after close() (or after a broken
@@ -25,7 +28,12 @@
 //     mp::PicklingError; Python can send connections through queues.
 //   - mp::wait returns the indices of the ready objects (Python returns the objects), and
 //     refuses to wait forever on an empty list (Python hangs).
-//   - No Listener/Client (sockets with an authkey) yet.
+//   - Listener/Client (sockets with an authkey) are in <mp/listener.hpp>, a separate
+//     target (mp::listener), because they need OpenSSL's libcrypto.
+//   - recv<T>() can be refused on a connection (set_unpickling_allowed(false)): mp pickles
+//     name code, so Listener/Client connections without an authkey refuse them by default
+//     (Python unpickles whatever arrives). send_bytes/recv_bytes always work.
+//   - send_handle/recv_handle are functions of this header (Python: reduction module).
 //
 // As in Python, a Connection is not thread-safe, and two processes that both send large
 // messages on a duplex pair without reading deadlock once both socket buffers are full
@@ -54,6 +62,11 @@ namespace mp {
 // A timeout in seconds (any std::chrono duration converts); std::nullopt waits forever.
 using WaitTimeout = std::optional<std::chrono::duration<double>>;
 
+// How a Connection frames its messages. native: Pipe's (8-byte native length). python:
+// CPython's multiprocessing.connection (4-byte big-endian signed length; -1 then an
+// 8-byte big-endian length for bodies over 0x7fffffff), to talk to Python processes.
+enum class Framing : std::uint8_t { native, python };
+
 // One end of a Pipe: sends and receives whole messages (pickled objects or bytes).
 // Move-only; the destructor closes it. Python: multiprocessing.connection.Connection.
 class Connection {
@@ -62,8 +75,9 @@ class Connection {
   Connection() noexcept = default;
   // Takes ownership of `fd`, a connected stream socket (or a pipe end: then a send to a
   // closed reader raises SIGPIPE, as for any pipe). Throws std::invalid_argument if both
-  // flags are false. Python: Connection(handle, readable, writable).
-  explicit Connection(int fd, bool readable = true, bool writable = true);
+  // flags are false. Python: Connection(handle, readable, writable) with Framing::python.
+  explicit Connection(int fd, bool readable = true, bool writable = true,
+                      Framing framing = Framing::native);
   Connection(Connection&& other) noexcept;
   Connection& operator=(Connection&& other) noexcept;
   Connection(const Connection&) = delete;
@@ -84,8 +98,11 @@ class Connection {
   // mp::EOFError if the other end is closed and nothing is left, mp::UnpicklingError if
   // the message is not a pickle of T (it is consumed), else as recv_bytes.
   // Python: recv().
+  // Throws mp::AuthenticationError, reading nothing, if unpickling is not allowed here
+  // (see set_unpickling_allowed).
   template <class T>
   T recv() {
+    check_unpickling_allowed();
     const std::string bytes = recv_bytes();
     return pickle::loads<T>(bytes);
   }
@@ -104,7 +121,8 @@ class Connection {
   // is closed and nothing is left; std::system_error(EMSGSIZE, "bad message length") if
   // the message is longer than `maxlength` or than 1 TiB (an impossible length), and
   // closes the connection (Python: OSError, the same); std::system_error(EPROTO) if the
-  // stream ends inside a message (closes the connection); std::logic_error on a
+  // stream ends inside a message or, with Framing::python, declares a negative length
+  // other than -1 (closes the connection); std::logic_error on a
   // send-only end.
   // Python: recv_bytes(maxlength=None).
   std::string recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
@@ -128,6 +146,13 @@ class Connection {
   bool closed() const noexcept { return fd_ < 0; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
+  Framing framing() const noexcept { return framing_; }
+
+  // Whether recv<T>() unpickles (default: true). mp pickles can name functions of this
+  // binary, so a peer that is not authenticated must not send them: mp::Listener and
+  // mp::Client without an authkey turn this off unless told otherwise.
+  bool unpickling_allowed() const noexcept { return unpickling_allowed_; }
+  void set_unpickling_allowed(bool allowed) noexcept { unpickling_allowed_ = allowed; }
 
   // Pickling support for mp::pickle: valid only while pickling the arguments of a
   // spawned child, which then receives a duplicate of the fd (see the header comment).
@@ -136,20 +161,29 @@ class Connection {
     const std::uint32_t index = detail::register_fd_for_child(fileno(), "a Connection");
     const bool readable = readable_;
     const bool writable = writable_;
-    ar(index, readable, writable);
+    const bool python_framing = framing_ == Framing::python;
+    const bool unpickling_allowed = unpickling_allowed_;
+    ar(index, readable, writable, python_framing, unpickling_allowed);
   }
   template <class Archive>
   void load(Archive& ar) {
     std::uint32_t index = 0;
     bool readable = false;
     bool writable = false;
-    ar(index, readable, writable);
-    *this = Connection(detail::take_inherited_fd(index), readable, writable);
+    bool python_framing = false;
+    bool unpickling_allowed = false;
+    ar(index, readable, writable, python_framing, unpickling_allowed);
+    *this = Connection(detail::take_inherited_fd(index), readable, writable,
+                       python_framing ? Framing::python : Framing::native);
+    unpickling_allowed_ = unpickling_allowed;
   }
 
  private:
   void check_readable() const;
   void check_writable() const;
+  void check_unpickling_allowed() const;
+  // Reads exactly `size` header bytes; false at a clean end of stream before the first.
+  bool read_header(void* out, std::size_t size, bool at_boundary);
   // Reads the next frame's length; false at a clean end of stream.
   bool read_length(std::uint64_t& length);
   // Reads `size` bytes of the current frame into `out`.
@@ -161,9 +195,24 @@ class Connection {
   int fd_ = -1;
   bool readable_ = false;
   bool writable_ = false;
+  Framing framing_ = Framing::native;
+  bool unpickling_allowed_ = true;
   bool is_socket_ = true;       // false after sendmsg() said ENOTSOCK: a pipe, written with writev
   std::uint8_t spin_skip_ = 0;  // receives left before recv polls briefly again (connection.cpp)
 };
+
+// Sends a duplicate of the file descriptor `handle` over `connection`, which must be an
+// AF_UNIX socket (one byte with SCM_RIGHTS, as Python's reduction.send_handle, so a
+// Python peer's recv_handle takes it). Blocks while the socket is full. Throws
+// std::system_error if the OS refuses (ENOTSOCK, EPIPE, EBADF, ...), else as send_bytes.
+// Python: multiprocessing.reduction.send_handle(conn, handle, destination_pid).
+void send_handle(Connection& connection, int handle);
+
+// Receives a file descriptor sent by send_handle (or Python's) and returns it; the
+// caller owns it (close-on-exec). Blocks until it arrives. Throws mp::EOFError if the
+// other end is closed, std::system_error(EPROTO) if a byte came without a descriptor,
+// else as recv_bytes. Python: multiprocessing.reduction.recv_handle(conn).
+int recv_handle(Connection& connection);
 
 // A connected pair of Connections. duplex: both ends send and receive (a socket pair);
 // else (receive end, send end). Throws std::system_error if the OS refuses.

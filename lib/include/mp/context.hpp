@@ -9,6 +9,9 @@
 //   - cpu_count() honours CPU affinity and a cgroup v2 CPU quota (Python's cpu_count
 //     reports the host; process_cpu_count (3.13) only honours affinity).
 //   - Only "fork" and "spawn" exist so far; "forkserver" is planned.
+//   - Starting a process through a context (or with ProcessOptions::start_method) never
+//     fixes the default start method: Python's spawn context fixes it as a side effect,
+//     against its own advice that libraries use contexts to leave the default alone.
 #pragma once
 
 #include <optional>
@@ -60,7 +63,9 @@ Context get_context(std::optional<std::string_view> method = std::nullopt);
 void set_start_method(std::string_view method, bool force = false);
 
 // The default start method; with allow_none, nullopt if none was set yet (Python
-// then fixes the default on first use, and so does mp).
+// then fixes the default on first use, and so does mp). In a child it starts as the
+// method that started the child (a context's too), so the child's own children start
+// the same way, as Python's Process._bootstrap forces it.
 std::optional<std::string> get_start_method(bool allow_none = false);
 
 // {"fork", "spawn"}: the methods this platform supports, default first.

@@ -24,13 +24,16 @@
 //     arguments: executor.map(fn, {.chunksize = 64}, xs, ys).
 //   - as_completed() returns an object with next() and a range interface instead of a
 //     generator.
-//   - running() is true from the moment a worker was handed the task (Python: from the
-//     moment it entered the call queue); cancel() succeeds only before that.
+//   - running() is true from the moment a worker starts the task, and cancel() and
+//     shutdown(cancel_futures=true) succeed until then, even for a task already handed
+//     to a worker (Python: running from the moment it enters the call queue of
+//     max_workers + 1 tasks, which can no longer be cancelled).
 //   - The destructor calls shutdown(true): Python's `with` block does the same.
 //     terminate_workers() and kill_workers() (Python 3.14) end the workers first when
 //     a task may never finish.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -124,13 +127,15 @@ class ZipView {
 // The state behind a Future, compiled once in lib/src/futures.cpp.
 class FutureState : public JobSink {
  public:
-  enum class Status { pending, running, cancelled, finished };
+  // Whether the task runs is asked of the pool (running()): its worker decides.
+  enum class Status { pending, cancelled, finished };
 
   void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
   void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
-  void task_dispatched(std::uint64_t index) noexcept override;
 
   Status status() const;
+  // Whether a worker has started the task and it has not finished.
+  bool running(const PoolCore* core) const;
   // Waits until finished or cancelled; false if `timeout` passed first.
   bool wait_for(std::optional<std::chrono::nanoseconds> timeout) const;
   // Marks the future cancelled if it is pending; true if it is (now) cancelled.
@@ -202,9 +207,9 @@ class Future {
     auto s = shared_->state->status();
     return s == Status::finished || s == Status::cancelled;
   }
-  bool running() const { return shared_->state->status() == Status::running; }
+  bool running() const { return shared_->state->running(shared_->core.get()); }
   bool cancelled() const { return shared_->state->status() == Status::cancelled; }
-  // Cancels the task if no worker has it yet; true if the future is cancelled.
+  // Cancels the task if no worker has started it yet; true if the future is cancelled.
   // Never blocks. Python: cancel().
   bool cancel() const { return shared_->state->cancel(shared_->core.get()); }
   // Calls fn(future) when it finishes or is cancelled: at once (in this thread) if it
@@ -237,7 +242,7 @@ class Future {
 // Python's keyword arguments of ProcessPoolExecutor.map(): executor.map(fn, {.chunksize =
 // 64}, xs, ys) is Python's executor.map(fn, xs, ys, chunksize=64).
 struct MapOptions {
-  std::size_t chunksize = 1;   // items per task
+  std::size_t chunksize = 1;   // items per task; 0 throws std::invalid_argument
   std::size_t buffersize = 0;  // tasks in flight; 0: 4 per worker
 };
 
@@ -294,7 +299,8 @@ class ProcessPoolExecutor {
   }
 
   // fn(item) for every item of `items`, lazily, results in order (see the header
-  // comment). Python: map(fn, iterable, chunksize=1, buffersize=None).
+  // comment). Throws std::invalid_argument if chunksize is 0 (Python: ValueError).
+  // Python: map(fn, iterable, chunksize=1, buffersize=None).
   template <class F, std::ranges::input_range R>
   auto map(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
     return pool_.imap(std::move(fn), std::forward<R>(items), chunksize, buffersize);
@@ -362,15 +368,30 @@ namespace detail_wait {
 bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
                  const std::function<bool()>& satisfied,
                  std::optional<std::chrono::nanoseconds> timeout);
+
+// `fs` without repetitions (the first of each), as Python's set(fs).
+template <class T>
+std::vector<Future<T>> distinct_futures(const std::vector<Future<T>>& fs) {
+  std::vector<Future<T>> out;
+  std::vector<const mp::detail::FutureState*> seen;
+  for (auto& f : fs) {
+    if (std::find(seen.begin(), seen.end(), f.state().get()) != seen.end()) continue;
+    seen.push_back(f.state().get());
+    out.push_back(f);
+  }
+  return out;
+}
 }  // namespace detail_wait
 
 // Waits until the condition holds or `timeout` passes (nullopt: forever) and returns
-// the futures split into done and not done. Never throws TimeoutError (as Python).
+// the futures split into done and not done, each future once however often `fs` lists
+// it (Python returns sets). Never throws TimeoutError (as Python).
 // Python: concurrent.futures.wait(fs, timeout, return_when).
 template <class T>
-WaitResult<T> wait(const std::vector<Future<T>>& fs,
+WaitResult<T> wait(const std::vector<Future<T>>& given,
                    std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
                    ReturnWhen return_when = ALL_COMPLETED) {
+  const std::vector<Future<T>> fs = detail_wait::distinct_futures(given);
   std::vector<std::shared_ptr<mp::detail::FutureState>> states;
   for (auto& f : fs) states.push_back(f.state());
   auto satisfied = [&] {
@@ -389,19 +410,21 @@ WaitResult<T> wait(const std::vector<Future<T>>& fs,
   return out;
 }
 
-// Yields the futures as they complete (finished or cancelled). next() returns nullopt
-// when all were yielded and throws mp::TimeoutError once `timeout` (counted from
-// as_completed()) has passed. Python: as_completed(fs, timeout).
+// Yields the futures as they complete (finished or cancelled), each once however often
+// `fs` lists it. next() returns nullopt when all were yielded and throws
+// mp::TimeoutError once `timeout` (counted from as_completed()) has passed.
+// Python: as_completed(fs, timeout).
 template <class T>
 class AsCompleted {
  public:
   std::optional<Future<T>> next() {
     if (remaining_.empty()) return std::nullopt;
     std::optional<std::chrono::nanoseconds> left;
-    if (deadline_) {
-      left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline_ -
-                                                                  std::chrono::steady_clock::now());
-      if (left->count() < 0) left = std::chrono::nanoseconds(0);
+    if (timeout_) {
+      // What is left of the timeout; timeout - elapsed cannot overflow, as
+      // start + timeout would for nanoseconds::max().
+      const auto elapsed = std::chrono::steady_clock::now() - start_;
+      left = *timeout_ - std::min<std::chrono::nanoseconds>(elapsed, *timeout_);
     }
     std::vector<std::shared_ptr<mp::detail::FutureState>> states;
     for (auto& f : remaining_) states.push_back(f.state());
@@ -445,22 +468,24 @@ class AsCompleted {
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  AsCompleted(std::vector<Future<T>> fs, std::optional<std::chrono::nanoseconds> timeout)
-      : remaining_(std::move(fs)), total_(remaining_.size()) {
-    if (timeout) deadline_ = std::chrono::steady_clock::now() + *timeout;
-  }
+  AsCompleted(const std::vector<Future<T>>& fs, std::optional<std::chrono::nanoseconds> timeout)
+      : remaining_(detail_wait::distinct_futures(fs)),
+        total_(remaining_.size()),
+        start_(std::chrono::steady_clock::now()),
+        timeout_(timeout) {}
 
  private:
   std::vector<Future<T>> remaining_;
   std::size_t total_;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::chrono::steady_clock::time_point start_;
+  std::optional<std::chrono::nanoseconds> timeout_;
   std::optional<Future<T>> current_;
 };
 
 template <class T>
-AsCompleted<T> as_completed(std::vector<Future<T>> fs,
+AsCompleted<T> as_completed(const std::vector<Future<T>>& fs,
                             std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-  return AsCompleted<T>(std::move(fs), timeout);
+  return AsCompleted<T>(fs, timeout);
 }
 
 }  // namespace futures

@@ -31,6 +31,13 @@
 //     context manager calls terminate(); call terminate() first for that behaviour.
 //   - imap iterators are C++ input ranges; next() returns std::nullopt at the end
 //     (Python raises StopIteration).
+//   - map/starmap of a function returning void give a std::vector<std::monostate>, one
+//     per item, and imap yields std::monostate (Python: None); chunksize is a
+//     std::optional (nullopt: Python's default) and 0 throws std::invalid_argument
+//     (Python: ValueError).
+//   - A task whose input does not fit in the shared heap fails through its result with
+//     mp::HeapExhausted (a std::bad_alloc); the pool carries on.
+//   - A task's exception message arrives whole, however long.
 //
 // Thread safety: every method may be called from any thread of the process that
 // created the pool (not from its workers). Callbacks run in the pool's result thread,
@@ -51,11 +58,13 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <mp/detail/heap.hpp>
@@ -133,9 +142,6 @@ class JobSink {
   virtual ~JobSink() = default;
   virtual void task_done(std::uint64_t index, PoolBytes&& result) noexcept = 0;
   virtual void task_failed(std::uint64_t index, std::exception_ptr error) noexcept = 0;
-  // The task was handed to a worker (it can no longer be cancelled). Called with the
-  // pool's mutex held: must be quick and must not call into the pool.
-  virtual void task_dispatched(std::uint64_t /*index*/) noexcept {}
   // Whether the job's results are used only all together (map): then a worker with more
   // of its tasks queued need not report each result at once.
   virtual bool batched() const noexcept { return false; }
@@ -166,7 +172,8 @@ class PoolCore {
 
   // Queues tasks first_index, first_index + 1, ... of `sink`. Never blocks on workers.
   // Throws std::invalid_argument after close()/terminate(). A broken pool fails the
-  // tasks through the sink.
+  // tasks through the sink, and so does a full heap (HeapExhausted) the task whose input
+  // does not fit.
   void submit(const std::shared_ptr<JobSink>& sink, std::uint64_t first_index,
               std::vector<PoolTaskInput> tasks);
   void close();
@@ -174,9 +181,12 @@ class PoolCore {
   // with `kill`.
   void terminate(bool kill = false);
   void join();
-  // Removes task `index` of `sink` if no worker has it yet; true if it was removed.
+  // Removes task `index` of `sink` if no worker has started it yet (a worker it was
+  // handed to skips it); true if it was removed.
   bool cancel(const JobSink* sink, std::uint64_t index);
-  // Removes every task no worker has yet and returns them (sink, index).
+  // Whether a worker has started task `index` of `sink` (true once it has finished).
+  bool started(const JobSink* sink, std::uint64_t index) const;
+  // Removes every task no worker has started and returns them (sink, index).
   std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> take_pending();
   int processes() const noexcept;
   // For a thread waiting on a result: drains finished results without waiting for the
@@ -235,7 +245,8 @@ class ResultState : public JobSink {
 class IMapState : public JobSink {
  public:
   // `feed` pickles the next chunk of input into `input` and returns true, or returns
-  // false at the end of the input. It runs in the consumer's thread.
+  // false at the end of the input. It runs in the consumer's thread. An exception it
+  // throws takes the next chunk's place (next_chunk throws it) and ends the input.
   IMapState(bool ordered, std::size_t buffersize, std::function<bool(std::string& input)> feed,
             const std::string* trampoline);
   void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
@@ -271,26 +282,6 @@ void pool_apply_call(std::string_view input, std::string& result) {
 }
 
 // A chunk of map (Star false: f(item)) or starmap (Star true: std::apply(f, item)).
-template <class F, class Item, bool Star>
-void pool_map_call(std::string_view input, std::string& result) {
-  auto bound = pickle::loads<std::tuple<F, std::vector<Item>>>(input);
-  auto& f = std::get<0>(bound);
-  auto& items = std::get<1>(bound);
-  if constexpr (Star) {
-    using R = decltype(std::apply(f, items[0]));
-    std::vector<R> out;
-    out.reserve(items.size());
-    for (auto& item : items) out.push_back(std::apply(f, item));
-    pickle::dump(out, result);
-  } else {
-    using R = std::invoke_result_t<F&, Item&>;
-    std::vector<R> out;
-    out.reserve(items.size());
-    for (auto& item : items) out.push_back(std::invoke(f, item));
-    pickle::dump(out, result);
-  }
-}
-
 // What fn returns for one item: fn(item) or std::apply(fn, item).
 template <class F, class Item, bool Star>
 struct map_result {
@@ -300,6 +291,60 @@ template <class F, class Item>
 struct map_result<F, Item, true> {
   using type = decltype(std::apply(std::declval<F&>(), std::declval<Item&>()));
 };
+// The value map/imap give for one item: std::monostate for a function returning void
+// (Python's None).
+template <class F, class Item, bool Star>
+using map_value_t =
+    std::conditional_t<std::is_void_v<typename map_result<F, Item, Star>::type>, std::monostate,
+                       std::remove_cvref_t<typename map_result<F, Item, Star>::type>>;
+
+template <class F, class Item, bool Star>
+void pool_map_call(std::string_view input, std::string& result) {
+  auto bound = pickle::loads<std::tuple<F, std::vector<Item>>>(input);
+  auto& f = std::get<0>(bound);
+  auto& items = std::get<1>(bound);
+  using R = typename map_result<F, Item, Star>::type;
+  auto call = [&f](Item& item) -> decltype(auto) {
+    if constexpr (Star)
+      return std::apply(f, item);
+    else
+      return std::invoke(f, item);
+  };
+  if constexpr (std::is_void_v<R>) {
+    for (auto& item : items) call(item);
+    pickle::dump(static_cast<std::uint64_t>(items.size()), result);  // see load_chunk
+  } else {
+    std::vector<R> out;
+    out.reserve(items.size());
+    for (auto& item : items) out.push_back(call(item));
+    pickle::dump(out, result);
+  }
+}
+
+// Decodes a chunk's results written by pool_map_call. A chunk of a function returning
+// void is the number of its items: a std::monostate pickles to no bytes at all.
+template <class T>
+void load_chunk(std::string_view bytes, std::vector<T>& out) {
+  if constexpr (std::is_same_v<T, std::monostate>) {
+    const auto count = pickle::loads<std::uint64_t>(bytes);
+    if (count > std::uint64_t{1} << 40)
+      throw std::length_error("mp::Pool: a chunk claims " + std::to_string(count) + " results");
+    out.assign(static_cast<std::size_t>(count), std::monostate{});
+  } else {
+    pickle::load(bytes, out);
+  }
+}
+
+// A timeout in nanoseconds, saturated: a coarser duration too large for nanoseconds
+// (std::chrono::hours::max()) becomes nanoseconds::max(), which waits forever.
+template <class Rep, class Period>
+std::chrono::nanoseconds saturated_nanoseconds(std::chrono::duration<Rep, Period> timeout) {
+  const std::chrono::duration<long double, std::nano> wide(timeout);
+  if (wide.count() >= static_cast<long double>(std::chrono::nanoseconds::max().count()))
+    return std::chrono::nanoseconds::max();
+  if (wide.count() <= 0) return std::chrono::nanoseconds::zero();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+}
 
 template <auto Trampoline>
 const std::string* trampoline_ref() {
@@ -361,7 +406,7 @@ class AsyncResult {
   // Waits at most `timeout`; throws mp::TimeoutError if the result is not ready by then.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) const {
-    if (!state_->state->wait_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout)))
+    if (!state_->state->wait_for(detail::saturated_nanoseconds(timeout)))
       throw TimeoutError("mp::AsyncResult::get: timed out");
     return value();
   }
@@ -370,7 +415,7 @@ class AsyncResult {
   // Waits at most `timeout`; returns ready(). Python: wait(timeout) (returns None).
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->state->wait_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return state_->state->wait_for(detail::saturated_nanoseconds(timeout));
   }
   // Never blocks. Python: ready().
   bool ready() const { return state_->state->ready(); }
@@ -429,14 +474,14 @@ class AsyncResult<void> {
   }
   template <class Rep, class Period>
   void get(std::chrono::duration<Rep, Period> timeout) const {
-    if (!state_->wait_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout)))
+    if (!state_->wait_for(detail::saturated_nanoseconds(timeout)))
       throw TimeoutError("mp::AsyncResult::get: timed out");
     check();
   }
   void wait() const { state_->wait(); }
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->wait_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return state_->wait_for(detail::saturated_nanoseconds(timeout));
   }
   bool ready() const { return state_->ready(); }
   bool successful() const {
@@ -464,7 +509,7 @@ class IMapIterator {
   // The same, waiting at most `timeout`; throws mp::TimeoutError if nothing arrives.
   template <class Rep, class Period>
   std::optional<T> next(std::chrono::duration<Rep, Period> timeout) {
-    return next_impl(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return next_impl(detail::saturated_nanoseconds(timeout));
   }
 
   class iterator {
@@ -500,7 +545,7 @@ class IMapIterator {
     while (buffer_pos_ >= buffer_.size()) {
       auto chunk = state_->next_chunk(*core_, state_, timeout);
       if (!chunk) return std::nullopt;
-      pickle::load(chunk->view(), buffer_);
+      detail::load_chunk(chunk->view(), buffer_);
       buffer_pos_ = 0;
     }
     return std::move(buffer_[buffer_pos_++]);
@@ -601,31 +646,36 @@ class Pool {
   }
 
   // fn(item) for every item of `items` (any input range), in chunks of `chunksize`
-  // (0: Python's default, ceil(len / (4 * processes))); waits and returns the results
-  // in order. Throws the first failure as AsyncResult::get. Python: map().
+  // (nullopt: Python's default, ceil(len / (4 * processes))); waits and returns the
+  // results in order: a std::vector of fn's result type, of std::monostate if fn returns
+  // void (Python's list of None). Throws std::invalid_argument if chunksize is 0 (Python:
+  // ValueError), the first failure as AsyncResult::get. Python: map().
   template <class F, std::ranges::input_range R>
-  auto map(F fn, R&& items, std::size_t chunksize = 0) {
+  auto map(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return map_async(std::move(fn), std::forward<R>(items), chunksize).get();
   }
   template <class F, std::ranges::input_range R>
-  auto map_async(F fn, R&& items, std::size_t chunksize = 0) {
+  auto map_async(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
     return map_impl<F, Item, false>(std::move(fn), std::forward<R>(items), chunksize);
   }
   // std::apply(fn, item) for every tuple-like item. Python: starmap().
   template <class F, std::ranges::input_range R>
-  auto starmap(F fn, R&& items, std::size_t chunksize = 0) {
+  auto starmap(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return starmap_async(std::move(fn), std::forward<R>(items), chunksize).get();
   }
   template <class F, std::ranges::input_range R>
-  auto starmap_async(F fn, R&& items, std::size_t chunksize = 0) {
+  auto starmap_async(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
     return map_impl<F, Item, true>(std::move(fn), std::forward<R>(items), chunksize);
   }
 
   // Lazily maps fn over `items` (an rvalue range is moved into the iterator; an lvalue
   // range must outlive it), at most `buffersize` chunks in flight (0: 4 * processes).
-  // Input is read in the thread that calls next(). Python: imap(func, iterable, chunksize).
+  // Input is read in the thread that calls next(); an exception the range throws comes
+  // out of next() after the results of the items before it, and ends the iteration.
+  // Yields std::monostate for a function returning void. Throws std::invalid_argument if
+  // chunksize is 0. Python: imap(func, iterable, chunksize).
   template <class F, std::ranges::input_range R>
   auto imap(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
     return imap_impl<F, false>(true, std::move(fn), std::forward<R>(items), chunksize, buffersize);
@@ -653,7 +703,7 @@ class Pool {
 
  private:
   template <class F, class Item, bool Star, class R>
-  auto map_impl(F fn, R&& items, std::size_t chunksize) {
+  auto map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option) {
     static_assert(detail::pool_function_picklable<F>,
                   "mp::Pool: the function cannot be pickled for the worker processes (a capturing "
                   "lambda or a function object without serialize()); pass the captured values "
@@ -667,8 +717,11 @@ class Pool {
     else
       static_assert(std::is_invocable_v<F&, Item&>,
                     "mp::Pool::map: the function cannot be called with an item of the range");
-    using Result = std::remove_cvref_t<typename detail::map_result<F, Item, Star>::type>;
+    using Result = detail::map_value_t<F, Item, Star>;
     static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
+    if (chunksize_option && *chunksize_option == 0)
+      throw std::invalid_argument("mp::Pool::map: chunksize must be at least 1");
+    std::size_t chunksize = chunksize_option.value_or(0);
     // A sized range is read once, straight into the chunks; another one is listed first
     // (the default chunksize needs its length), as Python lists the iterable.
     std::vector<Item> all;
@@ -691,7 +744,7 @@ class Pool {
       std::vector<Result> out;
       std::vector<Result> part;
       for (std::size_t i = 0; i < results.size(); ++i) {
-        pickle::load(results[i].view(), part);
+        detail::load_chunk(results[i].view(), part);
         results[i] = {};  // gives the chunk's heap block back at once
         if (i == 0) {
           out.reserve(part.size() * results.size());
@@ -759,9 +812,9 @@ class Pool {
     else
       static_assert(std::is_invocable_v<F&, Item&>,
                     "mp::Pool::imap: the function cannot be called with an item of the range");
-    using Result = std::remove_cvref_t<typename detail::map_result<F, Item, Star>::type>;
+    using Result = detail::map_value_t<F, Item, Star>;
     static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
-    if (chunksize == 0) chunksize = 1;
+    if (chunksize == 0) throw std::invalid_argument("mp::Pool::imap: chunksize must be at least 1");
     if (buffersize == 0) buffersize = 4 * static_cast<std::size_t>(processes());
     // The feeder holds a view or an rvalue range itself and any other lvalue range by
     // address: what std::views::all would hold, without its ref_view, which clang++ 14
@@ -775,6 +828,7 @@ class Pool {
       bool started = false;
       F fn;
       std::size_t chunksize;
+      std::exception_ptr error;  // the input's, thrown after the chunk read before it
       Range& range() {
         if constexpr (std::is_pointer_v<Held>)
           return *held;
@@ -784,20 +838,27 @@ class Pool {
     };
     auto feeder = [&] {
       if constexpr (std::is_pointer_v<Held>)
-        return std::make_shared<Feeder>(Feeder{&items, {}, false, std::move(fn), chunksize});
+        return std::make_shared<Feeder>(
+            Feeder{&items, {}, false, std::move(fn), chunksize, nullptr});
       else
         return std::make_shared<Feeder>(
-            Feeder{Range(std::forward<R>(items)), {}, false, std::move(fn), chunksize});
+            Feeder{Range(std::forward<R>(items)), {}, false, std::move(fn), chunksize, nullptr});
     }();
     auto feed = [feeder](std::string& input) {
-      if (!feeder->started) {
-        feeder->it = std::ranges::begin(feeder->range());
-        feeder->started = true;
-      }
+      if (feeder->error) std::rethrow_exception(std::exchange(feeder->error, nullptr));
       std::vector<Item> part;
-      while (part.size() < feeder->chunksize && feeder->it != std::ranges::end(feeder->range())) {
-        part.push_back(static_cast<Item>(*feeder->it));
-        ++feeder->it;
+      try {
+        if (!feeder->started) {
+          feeder->it = std::ranges::begin(feeder->range());
+          feeder->started = true;
+        }
+        while (part.size() < feeder->chunksize && feeder->it != std::ranges::end(feeder->range())) {
+          part.push_back(static_cast<Item>(*feeder->it));
+          ++feeder->it;
+        }
+      } catch (...) {
+        if (part.empty()) throw;
+        feeder->error = std::current_exception();  // the items read so far run first
       }
       if (part.empty()) return false;
       input = pickle::dumps(std::tuple<F, std::vector<Item>>(feeder->fn, std::move(part)));

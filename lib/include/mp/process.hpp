@@ -41,7 +41,8 @@ struct ProcessOptions {
   std::string name{};
   // nullopt: inherit the flag of the current process (Python: daemon=None).
   std::optional<bool> daemon{};
-  // "fork" or "spawn"; empty: the default set by mp::set_start_method ("fork").
+  // "fork" or "spawn"; empty: the default set by mp::set_start_method ("fork"); in a
+  // child, the method that started it.
   std::string start_method{};
 };
 
@@ -181,7 +182,8 @@ class Process {
   // A file descriptor that becomes readable when the child ends (a pidfd), owned by
   // this object. Throws std::invalid_argument before start(). Python: sentinel.
   int sentinel() const;
-  // The start method this process uses ("fork", "spawn").
+  // The start method this process uses ("fork", "spawn"). For current_process() in a
+  // child: the method that started it.
   std::string start_method() const;
   // "<Process name='Process-1' pid=123 parent=100 started daemon>", as Python's repr.
   std::string repr() const;

@@ -1,10 +1,13 @@
 #include "posix/fd.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 namespace mp::posix {
 
@@ -14,6 +17,23 @@ void unique_fd::reset(int fd) noexcept {
 }
 
 std::error_code last_error() noexcept { return {errno, std::system_category()}; }
+
+int above_stdio(int fd) noexcept {
+  if (fd < 0 || fd > STDERR_FILENO) return fd;
+  const long moved = ::syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  const int saved = errno;
+  ::syscall(SYS_close, fd);
+  errno = saved;
+  return static_cast<int>(moved);
+}
+
+std::error_code keep_above_stdio(unique_fd& fd) noexcept {
+  if (!fd || fd.get() > STDERR_FILENO) return {};
+  const int moved = above_stdio(fd.release());
+  if (moved < 0) return last_error();
+  fd.reset(moved);
+  return {};
+}
 
 std::error_code wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout,
                               bool& ready) noexcept {
@@ -71,8 +91,11 @@ std::error_code read_exact(int fd, void* out, std::size_t size) noexcept {
 std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
-  first.reset(fds[0]);
-  second.reset(fds[1]);
+  unique_fd made_first(fds[0]), made_second(fds[1]);
+  if (auto ec = keep_above_stdio(made_first)) return ec;
+  if (auto ec = keep_above_stdio(made_second)) return ec;
+  first = std::move(made_first);
+  second = std::move(made_second);
   return {};
 }
 
@@ -116,11 +139,34 @@ std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept {
         cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-      out.reset(fd);
+      unique_fd received(fd);
+      if (auto ec = keep_above_stdio(received)) return ec;
+      out = std::move(received);
       return {};
     }
   }
   return std::make_error_code(std::errc::protocol_error);
+}
+
+std::error_code read_small_file(const char* path, std::string& out) noexcept {
+  unique_fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return last_error();
+  if (auto ec = keep_above_stdio(fd)) return ec;
+  try {
+    out.clear();
+    char buffer[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return last_error();
+      }
+      if (n == 0) return {};
+      out.append(buffer, static_cast<std::size_t>(n));
+    }
+  } catch (const std::bad_alloc&) {
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
 }
 
 }  // namespace mp::posix

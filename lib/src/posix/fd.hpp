@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -36,6 +37,21 @@ class unique_fd {
 // The last errno as an error_code.
 std::error_code last_error() noexcept;
 
+// Every fd the library creates goes through one of these two right away, so that it is
+// never 0, 1 or 2: a program started with stdin, stdout or stderr closed would otherwise
+// get a library fd under a stdio number, and then printf writes into the shared heap, a
+// redirect of stdin to /dev/null closes a socket, and so on.
+//
+// Returns `fd` itself when it is above 2 (or negative: an error to pass on). Otherwise
+// moves it to the lowest free number >= 3, close-on-exec, closes the original and
+// returns the new number; -1 with errno set (and the original closed) if that fails.
+// Raw system calls only, so a forked child may call it.
+int above_stdio(int fd) noexcept;
+
+// The same for an owned fd: `fd` afterwards holds a number >= 3 (close-on-exec if it
+// had to move), or is empty and the error returned.
+[[nodiscard]] std::error_code keep_above_stdio(unique_fd& fd) noexcept;
+
 // Waits until `fd` is readable (or hung up), at most `timeout` (nullopt: forever).
 // Sets `ready`. Retries on EINTR with the remaining time, so it never returns early.
 [[nodiscard]] std::error_code wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout,
@@ -47,16 +63,20 @@ std::error_code last_error() noexcept;
 // Reads exactly `size` bytes into `out`; std::errc::connection_aborted on early EOF.
 [[nodiscard]] std::error_code read_exact(int fd, void* out, std::size_t size) noexcept;
 
-// Creates a connected AF_UNIX stream socket pair, both ends close-on-exec.
+// Creates a connected AF_UNIX stream socket pair, both ends close-on-exec and >= 3.
 [[nodiscard]] std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept;
 
 // Sends one byte `tag` carrying a copy of `fd` (SCM_RIGHTS) over the AF_UNIX socket
 // `socket`.
 [[nodiscard]] std::error_code send_fd(int socket, char tag, int fd) noexcept;
 
-// Receives what send_fd sent: the tag byte and the fd (close-on-exec) in `out`.
+// Receives what send_fd sent: the tag byte and the fd (close-on-exec, >= 3) in `out`.
 // std::errc::connection_aborted on EOF, std::errc::protocol_error if no fd came with
 // the byte.
 [[nodiscard]] std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept;
+
+// Reads the whole of the (small) file `path` into `out`, through an fd that is never
+// 0, 1 or 2 (std::ifstream could take one of those for a moment).
+[[nodiscard]] std::error_code read_small_file(const char* path, std::string& out) noexcept;
 
 }  // namespace mp::posix

@@ -12,9 +12,9 @@ namespace mp::posix {
 
 std::error_code pidfd_open(pid_t pid, unique_fd& out) noexcept {
   // pidfds are always close-on-exec.
-  long fd = ::syscall(SYS_pidfd_open, pid, 0);
+  const int fd = above_stdio(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (fd < 0) return last_error();
-  out.reset(static_cast<int>(fd));
+  out.reset(fd);
   return {};
 }
 
@@ -64,8 +64,10 @@ void stdin_from_devnull(int devnull_fd) noexcept {
 }
 
 int devnull() noexcept {
-  static const int fd =
-      static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC));
+  // Above the stdio numbers: a child's stdin_from_devnull must copy it onto fd 0, and
+  // a user who closes stdin must not close it.
+  static const int fd = above_stdio(
+      static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC)));
   return fd;
 }
 

@@ -1,5 +1,7 @@
 #include "posix/proc.hpp"
 
+#include "posix/fd.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <cerrno>
@@ -12,7 +14,7 @@ std::error_code process_status(pid_t pid, ProcessStatus& out) noexcept {
   out = {};
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  int fd = above_stdio(::open(path, O_RDONLY | O_CLOEXEC));
   if (fd < 0) {
     if (errno == ENOENT || errno == ESRCH) return {};
     return {errno, std::system_category()};

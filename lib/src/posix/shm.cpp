@@ -13,13 +13,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace mp::posix {
 
 std::error_code memfd_create_sized(const char* name, std::uint64_t size, unique_fd& out) noexcept {
-  unique_fd fd(::memfd_create(name, MFD_CLOEXEC));
+  unique_fd fd(above_stdio(::memfd_create(name, MFD_CLOEXEC)));
   if (!fd) return last_error();
   while (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     if (errno != EINTR) return last_error();
@@ -57,11 +57,13 @@ std::size_t page_size() noexcept {
 // ---- Named segments ------------------------------------------------------------------
 
 std::error_code shm_create(const char* name, std::uint64_t size, unique_fd& out) noexcept {
-  unique_fd fd(::shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) return last_error();
+  const int created = ::shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (created < 0) return last_error();
+  unique_fd fd(above_stdio(created));
   std::error_code ec;
+  if (!fd) ec = last_error();
   // The umask may have removed bits; 0600 exactly, as Python's SharedMemory.
-  if (::fchmod(fd.get(), 0600) != 0) ec = last_error();
+  if (!ec && ::fchmod(fd.get(), 0600) != 0) ec = last_error();
   while (!ec && ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     if (errno != EINTR) ec = last_error();
   }
@@ -74,7 +76,7 @@ std::error_code shm_create(const char* name, std::uint64_t size, unique_fd& out)
 }
 
 std::error_code shm_attach(const char* name, unique_fd& out) noexcept {
-  unique_fd fd(::shm_open(name, O_RDWR | O_CLOEXEC, 0));
+  unique_fd fd(above_stdio(::shm_open(name, O_RDWR | O_CLOEXEC, 0)));
   if (!fd) return last_error();
   out = std::move(fd);
   return {};
@@ -127,7 +129,9 @@ namespace {
 
 // The value of huge= among /dev/shm's mount options ("never" if absent).
 std::string dev_shm_huge_option() {
-  std::ifstream mounts("/proc/self/mounts");
+  std::string text;
+  if (read_small_file("/proc/self/mounts", text)) return "never";
+  std::istringstream mounts(text);
   std::string device, mount_point, type, options, rest;
   while (mounts >> device >> mount_point >> type >> options) {
     std::getline(mounts, rest);
@@ -146,9 +150,8 @@ std::string dev_shm_huge_option() {
 }
 
 bool shmem_huge_forced() {
-  std::ifstream file("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
   std::string text;
-  std::getline(file, text);
+  if (read_small_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled", text)) return false;
   return text.find("[force]") != std::string::npos;
 }
 
@@ -220,13 +223,15 @@ std::error_code start_tree_watchdog(int tree_fd, const MappedRange* unmap, std::
   if (flock_retrying(tree_fd, LOCK_SH) != 0) return last_error();
   char path[64];
   std::snprintf(path, sizeof path, "/proc/self/fd/%d", tree_fd);
-  unique_fd reopened(::open(path, O_RDONLY | O_CLOEXEC));
+  unique_fd reopened(above_stdio(::open(path, O_RDONLY | O_CLOEXEC)));
   if (!reopened) return last_error();
-  unique_fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  unique_fd null_fd(above_stdio(::open("/dev/null", O_RDWR | O_CLOEXEC)));
   if (!null_fd) return last_error();
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return last_error();
   unique_fd report_read(report[0]), report_write(report[1]);
+  if (auto ec = keep_above_stdio(report_read)) return ec;
+  if (auto ec = keep_above_stdio(report_write)) return ec;
 
   const pid_t middle = ::fork();
   if (middle < 0) return last_error();
