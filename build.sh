@@ -6,6 +6,12 @@
 #                               (ARGS go to ctest, e.g. -R process or -L packaging)
 #   ./build.sh sanitize [ARGS...]  the same with ASan+UBSan, in build-asan/, without
 #                               the packaging tests
+#   ./build.sh test-clang [ARGS...]  the same built by clang++, in build-clang/; of the
+#                               packaging tests only install, headers (each header alone,
+#                               by clang++) and cross-compiler (a g++-built program against
+#                               the clang++-built library); then, if build/ exists, its
+#                               cross-compiler test (a clang++-built program against the
+#                               g++-built library)
 #   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython
 #   ./build.sh fuzz [SECONDS]   build the libFuzzer targets in fuzz/ with clang (in
 #                               build-fuzz/) and run each for SECONDS (default 60) from
@@ -18,7 +24,7 @@
 #
 # On Debian (bookworm) it first installs the packages it needs with apt-get, if any is
 # missing, using sudo when not root (fuzz also needs clang, its libFuzzer runtime and
-# python3; reliability python3). Environment:
+# python3; test-clang clang; reliability python3). Environment:
 #   MP_BUILD_TYPE=...   CMake build type of build/ (default RelWithDebInfo)
 #   MP_SKIP_APT=1       never run apt-get (other distributions, or no root)
 #   MP_JOBS=N           parallel build jobs (default: all cores)
@@ -29,6 +35,7 @@ readonly ROOT=$PWD
 readonly BUILD_DIR=$ROOT/build
 readonly ASAN_BUILD_DIR=$ROOT/build-asan
 readonly FUZZ_BUILD_DIR=$ROOT/build-fuzz
+readonly CLANG_BUILD_DIR=$ROOT/build-clang
 readonly BUILD_TYPE=${MP_BUILD_TYPE:-RelWithDebInfo}
 JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
@@ -151,6 +158,25 @@ cmd_sanitize() {
     run_tests "$ASAN_BUILD_DIR" --label-exclude packaging "$@"
 }
 
+# The suite built by clang++: mp must build and work with either compiler, and a program
+# built by one must work with the library built by the other.
+cmd_test_clang() {
+  ensure_packages clang
+  command -v clang++ >/dev/null || die "clang++ is not installed"
+  local -a launcher=()
+  if command -v ccache >/dev/null; then
+    launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+  configure "$CLANG_BUILD_DIR" -DCMAKE_CXX_COMPILER=clang++ "${launcher[@]}"
+  build "$CLANG_BUILD_DIR"
+  # find_package, pkg-config and add_subdirectory test CMake's and pkg-config's files,
+  # which do not depend on the compiler: build/ runs them.
+  run_tests "$CLANG_BUILD_DIR" -E '^packaging[.](find_package|pkg-config|add_subdirectory)$' "$@"
+  if [[ -f $BUILD_DIR/CMakeCache.txt && -f $BUILD_DIR/lib/libmp.a ]]; then
+    run_tests "$BUILD_DIR" -R '^packaging[.](install|cross-compiler)$'
+  fi
+}
+
 # Builds mp-bench in Release (build-release/) and runs bench/compare.py: mp-bench and
 # the CPython script, pinned to the same CPUs, side by side; the tables go to stdout and
 # into README.md. ARGS go to compare.py (--quick, --only NAME[,NAME], --runs N, ...).
@@ -252,6 +278,7 @@ main() {
     demo) cmd_demo "$@" ;;
     test) cmd_test "$@" ;;
     sanitize) cmd_sanitize "$@" ;;
+    test-clang) cmd_test_clang "$@" ;;
     bench) cmd_bench "$@" ;;
     fuzz) cmd_fuzz "$@" ;;
     fuzz-seeds) cmd_fuzz_seeds "$@" ;;

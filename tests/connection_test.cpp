@@ -397,7 +397,8 @@ void expect_frame_error(const std::string& raw, std::errc expected) {
     try {
       auto [a, b] = mp::Pipe();
       // A thread writes, since `raw` may not fit in the socket's buffer.
-      std::thread writer([&raw, &a] {
+      // An init-capture: clang++ 14 cannot capture a structured binding.
+      std::thread writer([&raw, &a = a] {
         const int fd = a.fileno();
         std::size_t done = 0;
         while (done < raw.size()) {

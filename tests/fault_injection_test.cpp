@@ -70,7 +70,8 @@ TEST_P(FaultInjection, RandomSigkillsLeaveConsistentStateAndNoLeaks) {
 
   std::mt19937 random(std::random_device{}());
   std::vector<mp::Process> workers;
-  auto start_worker = [&](int index) {
+  // Init-captures: clang++ 14 cannot capture a structured binding.
+  auto start_worker = [&, &method = method, &name = name](int index) {
     mp::Process worker({.start_method = method}, &run_worker, name, state, index);
     worker.start();
     return worker;

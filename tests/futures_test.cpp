@@ -183,10 +183,10 @@ TEST_P(FuturesTest, AsCompletedYieldsInCompletionOrder) {
 TEST_P(FuturesTest, MapIsLazyAndOrdered) {
   mp::ProcessPoolExecutor executor(options());
   std::vector<int> got;
-  for (int v : executor.map(square, std::views::iota(0, 100), 3)) got.push_back(v);
+  for (int v : executor.map(square, mp_test::iota(0, 100), 3)) got.push_back(v);
   ASSERT_EQ(got.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], i * i);
-  auto endless = executor.map(square, std::views::iota(0), 1, 8);
+  auto endless = executor.map(square, mp_test::iota(0), 1, 8);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(endless.next(60s), i * i);
 }
 
@@ -204,15 +204,15 @@ TEST_P(FuturesTest, MapOverSeveralIterablesZipsThemToTheShortest) {
     got.push_back(v);
   EXPECT_EQ(got, (std::vector<long>{32, 9}));
   // Three inputs, one of them endless and generated, one a temporary: lazy, in order.
-  auto joined = executor.map(
-      [](int i, const std::string& s, char c) { return s + c + std::to_string(i); },
-      std::views::iota(0), std::vector<std::string>{"a", "b", "c"}, std::string("xyz"));
+  auto joined =
+      executor.map([](int i, const std::string& s, char c) { return s + c + std::to_string(i); },
+                   mp_test::iota(0), std::vector<std::string>{"a", "b", "c"}, std::string("xyz"));
   std::vector<std::string> strings;
   for (auto& s : joined) strings.push_back(s);
   EXPECT_EQ(strings, (std::vector<std::string>{"ax0", "by1", "cz2"}));
   // An empty input gives nothing; a task's exception arrives at its place.
   int calls = 0;
-  for (int v : executor.map(add, std::vector<int>{}, std::views::iota(0))) calls += v + 1;
+  for (int v : executor.map(add, std::vector<int>{}, mp_test::iota(0))) calls += v + 1;
   EXPECT_EQ(calls, 0);
   auto failing = executor.map(
       [](int a, int b) {
@@ -267,7 +267,7 @@ TEST_P(FuturesTest, MapTakesPythonsKeywordArguments) {
   for (int v : sums) EXPECT_EQ(v, 1000 + 2 * i++);
   EXPECT_EQ(i, 100);
   // One range, and an endless one: lazy with both.
-  auto squares = executor.map(square, {.chunksize = 5}, std::views::iota(0));
+  auto squares = executor.map(square, {.chunksize = 5}, mp_test::iota(0));
   for (int k = 0; k < 30; ++k) EXPECT_EQ(squares.next(60s), k * k);
 }
 

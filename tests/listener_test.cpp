@@ -435,7 +435,7 @@ TEST(ListenerTest, PythonFramingOnTheWire) {
 
 TEST(ListenerTest, HandshakeFunctionsOverAPipe) {
   auto [left, right] = mp::Pipe();
-  std::thread other([&right] {
+  std::thread other([&right = right] {  // an init-capture: clang++ 14 cannot capture a binding
     mp::answer_challenge(right, "pipe key");
     mp::deliver_challenge(right, "pipe key");
   });
@@ -445,7 +445,7 @@ TEST(ListenerTest, HandshakeFunctionsOverAPipe) {
 
   auto [a, b] = mp::Pipe();
   std::thread wrong(
-      [&b] { EXPECT_THROW(mp::answer_challenge(b, "wrong"), mp::AuthenticationError); });
+      [&b = b] { EXPECT_THROW(mp::answer_challenge(b, "wrong"), mp::AuthenticationError); });
   EXPECT_THROW(mp::deliver_challenge(a, "right"), mp::AuthenticationError);
   wrong.join();
 }

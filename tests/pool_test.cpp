@@ -255,7 +255,7 @@ TEST_P(PoolTest, MapReturnsResultsInOrder) {
   EXPECT_EQ(pool.map(square, inputs, 1).size(), 1000u);
   EXPECT_EQ(pool.map(square, inputs, 7)[999], 999 * 999);
   EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
-  EXPECT_EQ(pool.map(Scale{2}, std::views::iota(0, 10))[9], 18);
+  EXPECT_EQ(pool.map(Scale{2}, mp_test::iota(0, 10))[9], 18);
   auto strings =
       pool.map([](const std::string& s) { return s + "!"; }, std::vector<std::string>{"a", "b"});
   EXPECT_EQ(strings, (std::vector<std::string>{"a!", "b!"}));
@@ -281,7 +281,7 @@ TEST_P(PoolTest, MapAsyncStarmapStarmapAsync) {
 TEST_P(PoolTest, MapFailsWithTheTasksException) {
   mp::Pool pool(options());
   try {
-    pool.map(fail_on_three, std::views::iota(0, 10), 1);
+    pool.map(fail_on_three, mp_test::iota(0, 10), 1);
     FAIL() << "map should have thrown";
   } catch (const mp::RemoteError& e) {
     EXPECT_EQ(e.type_name(), "std::invalid_argument");
@@ -293,12 +293,12 @@ TEST_P(PoolTest, MapFailsWithTheTasksException) {
 TEST_P(PoolTest, ImapInOrderAndUnordered) {
   mp::Pool pool(options());
   std::vector<int> got;
-  for (int v : pool.imap(square, std::views::iota(0, 50))) got.push_back(v);
+  for (int v : pool.imap(square, mp_test::iota(0, 50))) got.push_back(v);
   ASSERT_EQ(got.size(), 50u);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i], i * i);
 
   std::multiset<int> unordered;
-  auto it = pool.imap_unordered(square, std::views::iota(0, 50), 4);
+  auto it = pool.imap_unordered(square, mp_test::iota(0, 50), 4);
   while (auto v = it.next()) unordered.insert(*v);
   std::multiset<int> expected;
   for (int i = 0; i < 50; ++i) expected.insert(i * i);
@@ -319,7 +319,7 @@ TEST_P(PoolTest, ImapNextWithTimeout) {
 TEST_P(PoolTest, ImapConsumesAnEndlessInputLazily) {
   mp::Pool pool(options());
   // 10^12 items: eager consumption would need terabytes.
-  auto endless = std::views::iota(std::int64_t{0}, std::int64_t{1000000000000});
+  auto endless = mp_test::iota(std::int64_t{0}, std::int64_t{1000000000000});
   auto it = pool.imap([](std::int64_t x) { return x * 2; }, endless, 3);
   for (std::int64_t i = 0; i < 1000; ++i) {
     auto v = it.next(60s);
@@ -337,7 +337,7 @@ TEST_P(PoolTest, ImapConsumesAnEndlessInputLazily) {
 
 TEST_P(PoolTest, ImapDeliversOtherResultsAfterAFailedChunk) {
   mp::Pool pool(options());
-  auto it = pool.imap(fail_on_three, std::views::iota(0, 6));
+  auto it = pool.imap(fail_on_three, mp_test::iota(0, 6));
   const auto [got, failures] = drain_counting<mp::RemoteError>(it);
   EXPECT_EQ(failures, 1);
   EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 4, 5}));
@@ -358,7 +358,7 @@ TEST_P(PoolTest, WorkerKilledInTheMiddleOfMapFailsExactlyItsTask) {
     EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos) << e.what();
   }
   // imap shows that exactly that task failed and every other one completed.
-  auto it = pool.imap([](int x) { return kill_self_at(x, 7); }, std::views::iota(0, 20));
+  auto it = pool.imap([](int x) { return kill_self_at(x, 7); }, mp_test::iota(0, 20));
   const auto [got, lost] = drain_counting<mp::WorkerLostError>(it);
   EXPECT_EQ(lost, 1);
   std::vector<int> expected;
@@ -366,7 +366,7 @@ TEST_P(PoolTest, WorkerKilledInTheMiddleOfMapFailsExactlyItsTask) {
     if (i != 7) expected.push_back(i);
   EXPECT_EQ(got, expected);
   // Later submissions work, on replaced workers.
-  EXPECT_EQ(pool.map(square, std::views::iota(0, 100)).size(), 100u);
+  EXPECT_EQ(pool.map(square, mp_test::iota(0, 100)).size(), 100u);
   EXPECT_EQ(pool.worker_pids().size(), 2u);
   EXPECT_NE(pool.worker_pids(), pids_before);
 }
@@ -378,7 +378,7 @@ TEST_P(PoolTest, LargeChunksGoThroughTheSharedHeapAndAreGivenBack) {
   mp::Pool pool(options());
   constexpr std::int64_t n = 1'000'000;  // 8 chunks of 125,000 int64s
   const auto map_once = [&] {
-    const auto squares = pool.map(square64, std::views::iota(std::int64_t{0}, n));
+    const auto squares = pool.map(square64, mp_test::iota(std::int64_t{0}, n));
     ASSERT_EQ(squares.size(), static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; i += 997) ASSERT_EQ(squares[i], i * i);
     EXPECT_EQ(squares.back(), (n - 1) * (n - 1));
@@ -398,7 +398,7 @@ TEST_P(PoolTest, LargeChunksGoThroughTheSharedHeapAndAreGivenBack) {
 TEST_P(PoolTest, WorkerKilledDuringLargeChunksFailsOnlyItsChunk) {
   mp::Pool pool(options());
   constexpr int n = 400'000, chunk = 50'000;  // 200 KB per chunk, in the heap
-  auto it = pool.imap(kill_self_at_170000, std::views::iota(0, n), chunk, 8);
+  auto it = pool.imap(kill_self_at_170000, mp_test::iota(0, n), chunk, 8);
   const auto [got, lost] = drain_counting<mp::WorkerLostError>(it);
   EXPECT_EQ(lost, 1);
   std::vector<int> expected;
@@ -412,7 +412,7 @@ TEST_P(PoolTest, WorkerKilledDuringLargeChunksFailsOnlyItsChunk) {
 TEST_P(PoolTest, IdleWorkerTakesOverTasksQueuedBehindALongOne) {
   mp::Pool pool(options());
   mp::Event event;
-  auto it = pool.imap_unordered(WaitOnZero{event}, std::views::iota(0, 8), 1, 8);
+  auto it = pool.imap_unordered(WaitOnZero{event}, mp_test::iota(0, 8), 1, 8);
   std::set<int> got;
   for (int i = 0; i < 7; ++i) {
     auto v = it.next(30s);  // a TimeoutError here: a task stayed behind item 0
@@ -437,7 +437,7 @@ TEST_P(PoolTest, AResultIsDeliveredAtOnceWhileOtherJobsWaitBehindIt) {
   event.set();
   EXPECT_EQ(blocked.get(30s), (std::vector<int>{5, 0, 6, 7}));
   // And a map's results all arrive, whatever the worker held back.
-  EXPECT_EQ(pool.map(square, std::views::iota(0, 2000), 1).back(), 1999 * 1999);
+  EXPECT_EQ(pool.map(square, mp_test::iota(0, 2000), 1).back(), 1999 * 1999);
 }
 
 // Many tiny tasks: workers hold back results, and idle workers take queued tasks back,
@@ -446,7 +446,7 @@ TEST_P(PoolTest, ManyTinyTasksNeverLoseAResult) {
   mp::Pool pool(options());
   for (int round = 0; round < 5; ++round) {
     auto result =
-        pool.map_async(square64, std::views::iota(std::int64_t{0}, std::int64_t{200'000}), 1);
+        pool.map_async(square64, mp_test::iota(std::int64_t{0}, std::int64_t{200'000}), 1);
     ASSERT_TRUE(result.wait(60s)) << "round " << round;
     EXPECT_EQ(result.get().back(), std::int64_t{199'999} * 199'999);
   }
@@ -455,13 +455,13 @@ TEST_P(PoolTest, ManyTinyTasksNeverLoseAResult) {
 TEST_P(PoolTest, TaskCallingExitOrCrashingFailsWithWorkerLostError) {
   mp::Pool pool(options());
   try {
-    pool.map(exit_at, std::views::iota(0, 4), 1);
+    pool.map(exit_at, mp_test::iota(0, 4), 1);
     FAIL() << "map should have thrown";
   } catch (const mp::WorkerLostError& e) {
     EXPECT_EQ(e.exitcode(), 3);
   }
   try {
-    pool.map(crash_at, std::views::iota(0, 4), 1);
+    pool.map(crash_at, mp_test::iota(0, 4), 1);
     FAIL() << "map should have thrown";
   } catch (const mp::WorkerLostError& e) {
     EXPECT_EQ(e.exitcode(), -SIGSEGV);
@@ -518,7 +518,7 @@ TEST_P(PoolTest, MaxtasksperchildReplacesWorkers) {
   auto opts = options(1);
   opts.maxtasksperchild = 2;
   mp::Pool pool(opts);
-  auto pids = pool.map(worker_pid_of, std::views::iota(0, 6), 1);
+  auto pids = pool.map(worker_pid_of, mp_test::iota(0, 6), 1);
   std::set<int> distinct(pids.begin(), pids.end());
   EXPECT_EQ(distinct.size(), 3u);
   EXPECT_EQ(pids[0], pids[1]);
@@ -739,11 +739,11 @@ TEST_P(PoolTest, MapAcceptsAFunctionReturningVoid) {
   const std::vector<std::monostate> none = pool.starmap(record_in, args, 1);
   EXPECT_EQ(none.size(), 4u);
   EXPECT_EQ(total.value(), 10);
-  EXPECT_EQ(pool.map(ignore_item, std::views::iota(0, 10)).size(), 10u);
+  EXPECT_EQ(pool.map(ignore_item, mp_test::iota(0, 10)).size(), 10u);
   EXPECT_EQ(pool.map_async(ignore_item, std::vector<int>{1, 2, 3}).get().size(), 3u);
   EXPECT_EQ(pool.starmap_async(record_in, args).get().size(), 4u);
   std::size_t count = 0;
-  for (std::monostate item : pool.imap(ignore_item, std::views::iota(0, 7), 2)) {
+  for (std::monostate item : pool.imap(ignore_item, mp_test::iota(0, 7), 2)) {
     (void)item;
     ++count;
   }

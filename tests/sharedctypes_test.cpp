@@ -27,7 +27,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto kJoinLimit = 60s;
+[[maybe_unused]] constexpr auto kJoinLimit = 60s;
 
 // A ctypes Structure's analogue.
 struct Point {

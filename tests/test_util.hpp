@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -233,5 +234,46 @@ class CaptureStderr {
   int file_ = -1;
   int saved_ = -1;
 };
+
+// first, first + 1, ... up to `last` excluded (or without end): std::views::iota's role
+// in the tests, as a plain range, since clang++ 14 cannot instantiate libstdc++ 12's
+// views (std::ranges::view_interface).
+template <class T>
+class IotaIterator {
+ public:
+  using value_type = T;
+  using difference_type = std::ptrdiff_t;
+  IotaIterator() = default;
+  explicit IotaIterator(T value) : value_(value) {}
+  T operator*() const { return value_; }
+  IotaIterator& operator++() {
+    ++value_;
+    return *this;
+  }
+  IotaIterator operator++(int) {
+    IotaIterator before = *this;
+    ++value_;
+    return before;
+  }
+  bool operator==(const IotaIterator&) const = default;
+
+ private:
+  T value_{};
+};
+template <class T, class Sentinel>
+struct IotaRange {
+  IotaIterator<T> first;
+  Sentinel last;
+  IotaIterator<T> begin() const { return first; }
+  Sentinel end() const { return last; }
+};
+template <class T>
+IotaRange<T, IotaIterator<T>> iota(T first, T last) {
+  return {IotaIterator<T>(first), IotaIterator<T>(last)};
+}
+template <class T>
+IotaRange<T, std::unreachable_sentinel_t> iota(T first) {
+  return {IotaIterator<T>(first), std::unreachable_sentinel};
+}
 
 }  // namespace mp_test

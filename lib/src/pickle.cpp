@@ -147,4 +147,23 @@ const void* load_function_address(PickleInputArchive& ar) {
   return reinterpret_cast<const void*>(module->base + offset);
 }
 
+std::uint32_t address_fingerprint(const void* anchor) noexcept {
+  Fnv1a32Sink sink;
+  const auto put_bytes = [&sink](const void* data, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) sink.put(static_cast<const char*>(data)[i]);
+  };
+  std::uint64_t offset = reinterpret_cast<std::uintptr_t>(anchor);
+  try {
+    if (const posix::LoadedModule* module = posix::module_holding(anchor)) {
+      put_bytes(module->id.data(), module->id.size());
+      offset -= module->base;
+    }
+  } catch (...) {
+    // No module table (out of memory): the absolute address still tells types apart in
+    // this process and its fork children; a spawned child then refuses the pickle.
+  }
+  put_bytes(&offset, sizeof offset);
+  return sink.hash;
+}
+
 }  // namespace mp::detail

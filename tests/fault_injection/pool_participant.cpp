@@ -51,7 +51,7 @@ void problem(const std::string& dir, const std::string& text) {
     const char* method = (round + static_cast<unsigned>(worker_index)) % 2 ? "spawn" : "fork";
     mp::Pool pool({.processes = 2, .start_method = method});
     for (int i = 0; i < 4; ++i) {
-      auto results = pool.map(square, std::views::iota(0, 300), 7);
+      auto results = pool.map(square, mp_test::iota(0, 300), 7);
       for (int x = 0; x < 300; ++x)
         if (results[static_cast<std::size_t>(x)] != x * x) problem(dir, "wrong map result");
     }

@@ -9,13 +9,17 @@
 #   find_package      build and run tests/packaging/find_package against the prefix
 #   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp`, run it
 #   add_subdirectory  build and run tests/packaging/add_subdirectory against the sources
+#   cross-compiler    build tests/packaging/cross_compiler with the other compiler (clang++
+#                     for a g++-built mp, g++ for a clang++-built one; $MP_OTHER_CXX
+#                     overrides) against the prefix and run it; exits 77 (skipped) if that
+#                     compiler is not installed
 # The steps after install use the prefix that install left in the work directory,
 # $MP_PACKAGING_WORK (default: a temporary directory, removed at the end). ctest runs
 # each step as its own test (tests/packaging/CMakeLists.txt).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory]..." >&2
+  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory|cross-compiler]..." >&2
   exit 2
 }
 [[ $# -ge 1 && -d $1 ]] || usage
@@ -25,7 +29,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory)
+[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory cross-compiler)
 
 [[ -f $build_dir/CMakeCache.txt ]] || { echo "$build_dir is not a configured build tree" >&2; exit 2; }
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" | head -n 1; }
@@ -156,6 +160,31 @@ step_add_subdirectory() {
     -DMP_SOURCE_DIR="$source_dir"
 }
 
+# Pickles cross between the library's code and the program's: a type must be identified
+# the same way whichever compiler built each side.
+step_cross_compiler() {
+  require_prefix
+  local other=${MP_OTHER_CXX:-}
+  if [[ -z $other ]]; then
+    if "$cxx" --version 2>/dev/null | grep -qi clang; then other=g++; else other=clang++; fi
+  fi
+  if ! command -v "$other" >/dev/null; then
+    say "cross-compiler: SKIPPED: $other is not installed"
+    exit 77
+  fi
+  local pc flags
+  pc=$(find "$prefix" -name mp.pc -print -quit)
+  export PKG_CONFIG_PATH=${pc%/*}
+  flags=$(pkg-config --cflags --libs mp)
+  mkdir -p "$work/cross-compiler"
+  say "cross-compiler: $other builds a program against the mp that $cxx built"
+  # shellcheck disable=SC2086 # the flags are meant to split
+  "$other" -std=c++20 -O1 -Wall -Wextra -Werror -o "$work/cross-compiler/consumer" \
+    "$here/cross_compiler/main.cpp" $flags -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
+  say "cross-compiler: run"
+  "$work/cross-compiler/consumer" || die "cross-compiler: the consumer exited with $?"
+}
+
 for step in "${steps[@]}"; do
   case $step in
     install) step_install ;;
@@ -163,6 +192,7 @@ for step in "${steps[@]}"; do
     find_package) step_find_package ;;
     pkg-config) step_pkg_config ;;
     add_subdirectory) step_add_subdirectory ;;
+    cross-compiler) step_cross_compiler ;;
     *) usage ;;
   esac
   say "$step: passed"

@@ -39,7 +39,8 @@ void pipe_roundtrip(const Row& row) {
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;
   for (int run = 0; run < row.runs(); ++run) {
-    auto [parent_conn, child_conn] = mp::Pipe();
+    auto [parent_end, child_conn] = mp::Pipe();
+    auto& parent_conn = parent_end;  // clang++ 14 cannot capture a structured binding
     mp::Process child = context.process(&pipe_echo, std::move(child_conn));
     ReapOnError reaper(child);
     child.start();

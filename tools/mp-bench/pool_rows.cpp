@@ -7,7 +7,7 @@
 //   pool_map_cpu               64 x count_primes_below(20000) serially, then through
 //                              pool.map(chunksize=1); speedup = serial / parallel.
 #include <cstdint>
-#include <ranges>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -45,12 +45,16 @@ void pool_map_trivial_impl(const Row& row, std::size_t chunksize) {
   for (std::int64_t i = 0; i < n; ++i) expected += i * i;
   std::vector<double> runs;
   mp::Pool pool({.processes = 2, .start_method = row.options().start_method});
-  (void)pool.map(square, std::views::iota(std::int64_t{0}, std::int64_t{1000}));
+  // Vectors, not std::views::iota, which clang++ 14 cannot instantiate from libstdc++ 12.
+  std::vector<std::int64_t> warmup(1000);
+  std::iota(warmup.begin(), warmup.end(), std::int64_t{0});
+  std::vector<std::int64_t> items(static_cast<std::size_t>(n));
+  std::iota(items.begin(), items.end(), std::int64_t{0});
+  (void)pool.map(square, warmup);
   for (int run = 0; run < row.runs(); ++run) {
     check_deadline();
     const auto start = Clock::now();
-    auto results = pool.map(square, std::views::iota(std::int64_t{0}, n),
-                            chunksize ? std::optional(chunksize) : std::nullopt);
+    auto results = pool.map(square, items, chunksize ? std::optional(chunksize) : std::nullopt);
     const double elapsed = seconds_since(start);
     std::int64_t sum = 0;
     for (auto v : results) sum += v;

@@ -57,10 +57,29 @@ namespace mp {
 
 namespace detail {
 
+// A range as std::views::all holds it, without std::ranges::ref_view (which clang++ 14
+// cannot instantiate from libstdc++ 12): an lvalue range that is not a view by address
+// (it must outlive the holder), anything else by value.
+template <class Range>
+class RangeAddress {
+ public:
+  explicit RangeAddress(Range& range) : range_(&range) {}
+  auto begin() const { return std::ranges::begin(*range_); }
+  auto end() const { return std::ranges::end(*range_); }
+
+ private:
+  Range* range_;
+};
+template <class R>
+using held_range_t =
+    std::conditional_t<std::is_lvalue_reference_v<R> && !std::ranges::view<std::remove_cvref_t<R>>,
+                       RangeAddress<std::remove_reference_t<R>>, std::remove_cvref_t<R>>;
+
 // Several ranges read in step, as tuples of their values, until the shortest ends
-// (Python's zip; std::views::zip is C++23). Input only, read once.
+// (Python's zip; std::views::zip is C++23). Input only, read once. Not derived from
+// std::ranges::view_interface, which clang++ 14 cannot instantiate from libstdc++ 12.
 template <class... Views>
-class ZipView : public std::ranges::view_interface<ZipView<Views...>> {
+class ZipView {
  public:
   class iterator {
    public:
@@ -303,8 +322,9 @@ class ProcessPoolExecutor {
       return pool_.imap(std::move(fn), std::forward<R1>(first), options.chunksize,
                         options.buffersize);
     } else {
-      detail::ZipView<std::views::all_t<R1>, std::views::all_t<Rs>...> zipped(
-          std::views::all(std::forward<R1>(first)), std::views::all(std::forward<Rs>(rest))...);
+      detail::ZipView<detail::held_range_t<R1>, detail::held_range_t<Rs>...> zipped(
+          detail::held_range_t<R1>(std::forward<R1>(first)),
+          detail::held_range_t<Rs>(std::forward<Rs>(rest))...);
       return pool_.template imap_impl<F, true>(true, std::move(fn), std::move(zipped),
                                                options.chunksize, options.buffersize);
     }

@@ -5,7 +5,12 @@
 // Differences from Python, on purpose:
 //   - Typed: loads<T>(bytes) says which type it expects. The bytes carry a fingerprint of
 //     the type's name and loads checks it, so loading another type's pickle fails cleanly
-//     instead of producing a wrong value.
+//     instead of producing a wrong value. The fingerprint is the same whichever compiler
+//     (GCC or Clang) built each side. Types that a name does not identify (those of an
+//     anonymous namespace, whose name two .cpp files may both use, lambdas, local classes
+//     and classes of the global namespace) are told apart by the offset of an object
+//     unique to the type in the binary instead: distinct in each translation unit, the
+//     same in every process running that binary.
 //   - A type that cannot be pickled is a compile-time error naming the type and saying
 //     what to add (Python raises at run time). Built in: arithmetic types, enums,
 //     std::string, vector, array, deque, list, (unordered_)(multi)map/set, pair, tuple,
@@ -73,14 +78,28 @@ inline constexpr unsigned char kPickleMagic1 = 'p';
 inline constexpr unsigned char kPickleVersion = 1;
 inline constexpr std::size_t kPickleHeaderSize = 8;
 
-// The header of a pickle of T, as an 8-byte word in memory order.
+// The header of a pickle of a type with this fingerprint, as an 8-byte word in memory
+// order.
+constexpr std::uint64_t make_pickle_header(std::uint32_t fingerprint) noexcept {
+  return std::bit_cast<std::uint64_t>(std::array<unsigned char, 8>{
+      kPickleMagic0, kPickleMagic1, kPickleVersion, 0, static_cast<unsigned char>(fingerprint),
+      static_cast<unsigned char>(fingerprint >> 8), static_cast<unsigned char>(fingerprint >> 16),
+      static_cast<unsigned char>(fingerprint >> 24)});
+}
+
+// The header of a pickle of T: its type fingerprint (a compile-time constant, the same
+// whichever compiler built the code), or, for a type that its name does not identify (an
+// anonymous namespace's, a lambda, a local class), the identity of its type_anchor, the
+// same in every process running this binary.
 template <class T>
-inline constexpr std::uint64_t pickle_header = std::bit_cast<std::uint64_t>(
-    std::array<unsigned char, 8>{kPickleMagic0, kPickleMagic1, kPickleVersion, 0,
-                                 static_cast<unsigned char>(type_fingerprint<T>),
-                                 static_cast<unsigned char>(type_fingerprint<T> >> 8),
-                                 static_cast<unsigned char>(type_fingerprint<T> >> 16),
-                                 static_cast<unsigned char>(type_fingerprint<T> >> 24)});
+std::uint64_t pickle_header() noexcept {
+  if constexpr (has_address_identity<T>) {
+    static const std::uint64_t header = make_pickle_header(address_fingerprint(&type_anchor<T>));
+    return header;
+  } else {
+    return std::integral_constant<std::uint64_t, make_pickle_header(type_fingerprint<T>)>::value;
+  }
+}
 
 // Cold paths, compiled once in lib/src/pickle.cpp.
 // Explains why `data` does not start with `expected_header` and throws UnpicklingError.
@@ -135,7 +154,7 @@ void dump(const T& obj, std::string& out) {
   } else {
     const std::size_t old_size = out.size();
     try {
-      const std::uint64_t header = detail::pickle_header<T>;
+      const std::uint64_t header = detail::pickle_header<T>();
       out.append(reinterpret_cast<const char*>(&header), sizeof header);
       detail::ArchiveLease<detail::PickleOutputArchive, detail::pickle_traits<T>::builtin,
                            std::string>
@@ -169,9 +188,10 @@ void load(std::string_view data, T& value) {
     detail::report_unpicklable<typename detail::pickle_traits<T>::culprit>();
   } else {
     std::uint64_t header = 0;
+    const std::uint64_t expected_header = detail::pickle_header<T>();
     if (data.size() >= sizeof header) std::memcpy(&header, data.data(), sizeof header);
-    if (data.size() < sizeof header || header != detail::pickle_header<T>) [[unlikely]]
-      detail::throw_bad_header(data, detail::pickle_header<T>, detail::type_name<T>());
+    if (data.size() < sizeof header || header != expected_header) [[unlikely]]
+      detail::throw_bad_header(data, expected_header, detail::type_name<T>());
     try {
       std::string_view body = data.substr(sizeof header);
       detail::ArchiveLease<detail::PickleInputArchive, detail::pickle_traits<T>::builtin,

@@ -816,27 +816,43 @@ class Pool {
     static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
     if (chunksize == 0) throw std::invalid_argument("mp::Pool::imap: chunksize must be at least 1");
     if (buffersize == 0) buffersize = 4 * static_cast<std::size_t>(processes());
-    auto view = std::views::all(std::forward<R>(items));
-    using View = decltype(view);
+    // The feeder holds a view or an rvalue range itself and any other lvalue range by
+    // address: what std::views::all would hold, without its ref_view, which clang++ 14
+    // cannot instantiate from libstdc++ 12.
+    constexpr bool is_view = std::ranges::view<std::remove_cvref_t<R>>;
+    using Range = std::conditional_t<is_view, std::remove_cvref_t<R>, std::remove_reference_t<R>>;
+    using Held = std::conditional_t<std::is_lvalue_reference_v<R> && !is_view, Range*, Range>;
     struct Feeder {
-      View view;
-      std::ranges::iterator_t<View> it;
+      Held held;
+      std::ranges::iterator_t<Range> it;
       bool started = false;
       F fn;
       std::size_t chunksize;
       std::exception_ptr error;  // the input's, thrown after the chunk read before it
+      Range& range() {
+        if constexpr (std::is_pointer_v<Held>)
+          return *held;
+        else
+          return held;
+      }
     };
-    auto feeder = std::make_shared<Feeder>(
-        Feeder{std::move(view), {}, false, std::move(fn), chunksize, nullptr});
+    auto feeder = [&] {
+      if constexpr (std::is_pointer_v<Held>)
+        return std::make_shared<Feeder>(
+            Feeder{&items, {}, false, std::move(fn), chunksize, nullptr});
+      else
+        return std::make_shared<Feeder>(
+            Feeder{Range(std::forward<R>(items)), {}, false, std::move(fn), chunksize, nullptr});
+    }();
     auto feed = [feeder](std::string& input) {
       if (feeder->error) std::rethrow_exception(std::exchange(feeder->error, nullptr));
       std::vector<Item> part;
       try {
         if (!feeder->started) {
-          feeder->it = std::ranges::begin(feeder->view);
+          feeder->it = std::ranges::begin(feeder->range());
           feeder->started = true;
         }
-        while (part.size() < feeder->chunksize && feeder->it != std::ranges::end(feeder->view)) {
+        while (part.size() < feeder->chunksize && feeder->it != std::ranges::end(feeder->range())) {
           part.push_back(static_cast<Item>(*feeder->it));
           ++feeder->it;
         }

@@ -138,8 +138,10 @@ int scan_one(dl_phdr_info* info, std::size_t size, void* data) noexcept {
     std::string build_id;
     for (ElfW(Half) i = 0; i < info->dlpi_phnum; ++i) {
       const ElfW(Phdr)& segment = info->dlpi_phdr[i];
-      if (segment.p_type == PT_LOAD && (segment.p_flags & PF_X)) {
-        module.code.push_back({segment.p_vaddr, segment.p_vaddr + segment.p_memsz});
+      if (segment.p_type == PT_LOAD) {
+        module.loaded.push_back({segment.p_vaddr, segment.p_vaddr + segment.p_memsz});
+        if (segment.p_flags & PF_X)
+          module.code.push_back({segment.p_vaddr, segment.p_vaddr + segment.p_memsz});
       } else if (segment.p_type == PT_NOTE && build_id.empty() &&
                  is_loaded(info, segment.p_vaddr, segment.p_filesz)) {
         const auto* notes =
@@ -236,6 +238,13 @@ const LoadedModule* find_by_address(const ModuleTable& table, std::uintptr_t add
   return nullptr;
 }
 
+const LoadedModule* find_holding(const ModuleTable& table, std::uintptr_t address) {
+  for (const LoadedModule& module : table.modules)
+    for (const LoadedModule::Range& range : module.loaded)
+      if (address - module.base >= range.begin && address - module.base < range.end) return &module;
+  return nullptr;
+}
+
 const LoadedModule* find_by_id(const ModuleTable& table, std::string_view id) {
   for (const LoadedModule& module : table.modules)
     if (module.id == id) return &module;
@@ -249,6 +258,13 @@ const LoadedModule* module_containing(const void* address) {
   const ModuleTable& table = cache().table();
   if (const LoadedModule* module = find_by_address(table, value)) return module;
   return find_by_address(cache().refresh(table), value);
+}
+
+const LoadedModule* module_holding(const void* address) {
+  const auto value = reinterpret_cast<std::uintptr_t>(address);
+  const ModuleTable& table = cache().table();
+  if (const LoadedModule* module = find_holding(table, value)) return module;
+  return find_holding(cache().refresh(table), value);
 }
 
 const LoadedModule* module_with_id(std::string_view id) {

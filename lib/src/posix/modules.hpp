@@ -30,6 +30,8 @@ struct LoadedModule {
     std::uint64_t end;
   };
   std::vector<Range> code;
+  // Every PT_LOAD segment (code and data), as [begin, end) offsets from base.
+  std::vector<Range> loaded;
 
   bool has_code_at(std::uint64_t offset) const noexcept {
     for (const Range& range : code)
@@ -40,6 +42,9 @@ struct LoadedModule {
 
 // The module whose executable segments hold `address`, or nullptr. Thread-safe.
 const LoadedModule* module_containing(const void* address);
+
+// The module whose segments (code or data) hold `address`, or nullptr. Thread-safe.
+const LoadedModule* module_holding(const void* address);
 
 // The module with this id, or nullptr. Thread-safe.
 const LoadedModule* module_with_id(std::string_view id);
