@@ -1,5 +1,6 @@
 // mp::pickle::python against real CPython: C++ dumps -> Python loads, Python dumps at
 // protocols 2 to 5 -> C++ loads, for every python3 on the machine; and hostile bytes.
+#include <mp/connection.hpp>
 #include <mp/python_pickle.hpp>
 
 #include <gtest/gtest.h>
@@ -459,19 +460,22 @@ TEST(PythonPickleTest, DeepNestingIsBounded) {
 }
 
 TEST(PythonPickleTest, SharedReferenceExpansionIsBounded) {
-  // x0 = 'xxxx...'; x1 = [x0, x0]; x2 = [x1, x1]; ... 2^40 copies of x0.
-  std::string bytes = "\x80\x04X" + std::string("\x00\x04\x00\x00", 4) + std::string(1024, 'x');
-  bytes +=
-      "\x94"
-      "0";  // MEMOIZE, POP
-  for (int level = 0; level < 40; ++level) {
-    bytes += "(h" + std::string(1, static_cast<char>(level)) + "h" +
-             std::string(1, static_cast<char>(level)) +
-             "l\x94"
-             "0";
+  // x0 = a 1 KiB str (or bytes, or int); x1 = [x0, x0]; x2 = [x1, x1]; ... 2^40 copies of x0.
+  for (char opcode : {'X', 'B', '\x8b'}) {
+    std::string bytes = std::string("\x80\x04") + opcode + std::string("\x00\x04\x00\x00", 4) +
+                        std::string(1024, 'x');
+    bytes +=
+        "\x94"
+        "0";  // MEMOIZE, POP
+    for (int level = 0; level < 40; ++level) {
+      bytes += "(h" + std::string(1, static_cast<char>(level)) + "h" +
+               std::string(1, static_cast<char>(level)) +
+               "l\x94"
+               "0";
+    }
+    bytes += "h\x28.";
+    expect_unpickling_error(bytes, "too large");
   }
-  bytes += "h\x28.";
-  expect_unpickling_error(bytes, "too large");
 }
 
 TEST(PythonPickleTest, MalformedStreamsAreErrors) {
@@ -550,6 +554,23 @@ TEST(PythonPickleTest, ObjectAccessors) {
   EXPECT_EQ(Object::set({Object::integer(1), Object::integer(2)}),
             Object::set({Object::integer(2), Object::integer(1)}));
   EXPECT_THROW(py::dumps(std::string("\xff")), mp::PicklingError);
+}
+
+TEST(PythonPickleTest, ConnectionSendsAndReceivesPythonPickles) {
+  auto [left, right] = mp::Pipe();
+  left.send_python(std::map<std::string, std::vector<int>>{{"a", {1, 2}}});
+  EXPECT_EQ((right.recv_python<std::map<std::string, std::vector<int>>>()),
+            (std::map<std::string, std::vector<int>>{{"a", {1, 2}}}));
+  // What Python's Connection.send([1, 'x']) puts in a message (protocol 4, framed).
+  left.send_bytes(
+      raw("\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01x\x94"
+          "e."));
+  EXPECT_EQ(right.recv_python(), Object::list({Object::integer(1), Object::str("x")}));
+  // A message that is not a Python pickle is consumed and reported.
+  left.send_bytes(std::string_view("not a pickle"));
+  EXPECT_THROW(right.recv_python<int>(), mp::UnpicklingError);
+  left.send_python(5);
+  EXPECT_EQ(right.recv_python<int>(), 5);
 }
 
 }  // namespace

@@ -539,6 +539,7 @@ struct Node {
   Object::Kind kind = Object::Kind::none;
   Global global = Global::none;  // a whitelisted callable, awaiting REDUCE
   Object scalar;                 // none, bool, int, float, str, bytes
+  std::size_t payload = 0;       // bytes of a str, bytes or big int: what a copy costs
   std::vector<std::uint32_t> children;
 };
 
@@ -592,9 +593,10 @@ class Loader {
     nodes_.push_back(std::move(node));
     return static_cast<std::uint32_t>(nodes_.size() - 1);
   }
-  void push_scalar(Object value) {
+  void push_scalar(Object value, std::size_t payload = 0) {
     Node node;
     node.kind = value.kind();
+    node.payload = payload;
     node.scalar = std::move(value);
     stack_.push_back(add(std::move(node)));
   }
@@ -651,9 +653,9 @@ class Loader {
   void string_node(std::string_view text, bool is_str) {
     if (is_str) {
       if (!decode_utf8(text, nullptr)) fail("a str that is not UTF-8");
-      push_scalar(Object::str(std::string(text)));
+      push_scalar(Object::str(std::string(text)), text.size());
     } else {
-      push_scalar(Object::bytes(std::string(text)));
+      push_scalar(Object::bytes(std::string(text)), text.size());
     }
   }
 
@@ -699,13 +701,16 @@ class Loader {
       case 'M':
         push_scalar(Object::from_int64(static_cast<std::int64_t>(le(2))));
         break;
-      case 0x8a:
-        push_scalar(Object::integer_from_bytes(take(le(1))));
-        break;      // LONG1
+      case 0x8a: {  // LONG1
+        const std::string_view bytes = take(le(1));
+        push_scalar(Object::integer_from_bytes(bytes), bytes.size());
+        break;
+      }
       case 0x8b: {  // LONG4
         const auto size = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
         if (size < 0) fail("LONG4 with a negative length");
-        push_scalar(Object::integer_from_bytes(take(static_cast<std::uint64_t>(size))));
+        const std::string_view bytes = take(static_cast<std::uint64_t>(size));
+        push_scalar(Object::integer_from_bytes(bytes), bytes.size());
         break;
       }
       case 'G': {  // BINFLOAT, big-endian
@@ -878,7 +883,7 @@ class Loader {
           if (code > 0xff) fail("_codecs.encode: a character beyond latin1");
           octets.push_back(static_cast<char>(code));
         }
-        push_scalar(Object::bytes(std::move(octets)));
+        push_scalar(Object::bytes(std::move(octets)), code_points.size());
         break;
       }
       case Global::bytes:
@@ -980,11 +985,8 @@ class Loader {
       case Kind::floating:
       case Kind::str:
       case Kind::bytes: {
-        const Object& scalar = node.scalar;
-        spend(1 + (node.kind == Kind::str     ? scalar.as_str().size()
-                   : node.kind == Kind::bytes ? scalar.as_bytes().size()
-                                              : 0));
-        return scalar;
+        spend(1 + node.payload);
+        return node.scalar;
       }
       default:
         break;
