@@ -554,6 +554,14 @@ TEST(PythonPickleTest, ObjectAccessors) {
   EXPECT_EQ(Object::set({Object::integer(1), Object::integer(2)}),
             Object::set({Object::integer(2), Object::integer(1)}));
   EXPECT_THROW(py::dumps(std::string("\xff")), mp::PicklingError);
+  // Duplicate keys (only hand-made pickles have them) still compare sanely.
+  const Object dup =
+      Object::dict({{Object::str("a"), Object::dict()}, {Object::str("a"), Object::integer(1)}});
+  EXPECT_EQ(dup, dup);
+  EXPECT_EQ(py::loads(py::dumps(dup)), dup);
+  EXPECT_NE(dup, Object::dict({{Object::str("a"), Object::integer(1)},
+                               {Object::str("a"), Object::integer(1)}}));
+  EXPECT_EQ(dup.find(Object::str("a"))->as_int64(), 1);
 }
 
 TEST(PythonPickleTest, ConnectionSendsAndReceivesPythonPickles) {

@@ -24,7 +24,8 @@
 //     Nesting deeper than 1000 containers is refused (throws, never overflows the stack).
 //   - Bad bytes (truncated, lengths larger than the bytes that follow, unknown opcodes,
 //     stack or MARK mismatches, memo indices never stored) throw mp::UnpicklingError;
-//     nothing is allocated for a declared length before its bytes are present.
+//     nothing is allocated for a declared length before its bytes are present. While
+//     loading, memory stays proportional to the input (about 150 bytes per opcode).
 //   - Typed: loads<T> converts to T and throws mp::UnpicklingError naming both the Python
 //     type found and T when they disagree, or when an int does not fit T. Lenient where
 //     Python code is: a float T accepts an int, a std::vector or std::tuple accepts a
@@ -74,7 +75,8 @@ struct Bytes {
 
 // A Python value of any of the plain types: what loads<Object> returns for data of unknown
 // shape. A tree of values (no sharing, no cycles); copyable; == compares structurally
-// (same kind, equal contents; dicts and sets regardless of order).
+// (same kind, so 1 != 1.0 != True unlike Python; equal contents; a NaN equals a NaN;
+// dicts and sets as multisets of entries, regardless of order, in quadratic time).
 class Object {
  public:
   enum class Kind {
