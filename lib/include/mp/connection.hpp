@@ -56,6 +56,7 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/python_pickle.hpp>
 
 namespace mp {
 
@@ -176,6 +177,23 @@ class Connection {
     *this = Connection(detail::take_inherited_fd(index), readable, writable,
                        python_framing ? Framing::python : Framing::native);
     unpickling_allowed_ = unpickling_allowed;
+  }
+
+  // Sends `obj` as a Python pickle (protocol 4, see <mp/python_pickle.hpp>), the message a
+  // Python peer's Connection.recv() unpickles (given Python's framing on this Connection).
+  // Throws mp::PicklingError for a str that is not UTF-8, else as send_bytes.
+  template <class T>
+  void send_python(const T& obj) {
+    send_bytes(std::string_view(pickle::python::dumps(obj)));
+  }
+
+  // Receives one message holding a Python pickle of plain data (what a Python peer's
+  // Connection.send(obj) writes) as T. Never runs code from the pickle. Throws
+  // mp::UnpicklingError for a bad pickle or one that is not a T (consumed), else as
+  // recv_bytes.
+  template <class T = pickle::python::Object>
+  T recv_python() {
+    return pickle::python::loads<T>(recv_bytes());
   }
 
  private:

@@ -10,6 +10,7 @@
 #include <mp/pickle.hpp>
 #include <mp/pool.hpp>
 #include <mp/process.hpp>
+#include <mp/python_pickle.hpp>
 #include <mp/queues.hpp>
 #include <mp/shared_memory.hpp>
 #include <mp/sharedctypes.hpp>

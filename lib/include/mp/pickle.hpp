@@ -1,6 +1,7 @@
 // mp::pickle: turning values into bytes and back, so that arguments, results and
 // functions cross process boundaries. Mirrors Python's `pickle` (dumps/loads,
-// PicklingError/UnpicklingError) as used by `multiprocessing.reduction`.
+// PicklingError/UnpicklingError) as used by `multiprocessing.reduction`. Python's own
+// pickle format, to exchange plain data with Python programs, is <mp/python_pickle.hpp>.
 //
 // Differences from Python, on purpose:
 //   - Typed: loads<T>(bytes) says which type it expects. The bytes carry a fingerprint of
