@@ -21,6 +21,8 @@
 #   ./build.sh fuzz-seeds       rewrite fuzz/corpus/ from the targets' seed generators
 #   ./build.sh reliability      write README's Reliability section from the figures that
 #                               the last test, sanitize and fuzz runs recorded
+#   ./build.sh test-busy [ARGS...]  the process-heavy tests of build/ again, beside one
+#                               busy loop per CPU (a loaded machine; ARGS go to ctest)
 #
 # On Debian (bookworm) it first installs the packages it needs with apt-get, if any is
 # missing, using sudo when not root (fuzz also needs clang, its libFuzzer runtime and
@@ -147,6 +149,52 @@ cmd_test() {
   configure "$BUILD_DIR"
   build "$BUILD_DIR"
   run_tests "$BUILD_DIR" "$@"
+}
+
+# The tests that start processes (their ctest names match this), run by test-busy.
+readonly BUSY_TESTS='ProcessTest|PoolTest|FuturesTest|QueueTest|SynchronizeTest|Manager|FaultInjection|ResourceLeak|KillParent'
+readonly FIGURES=$BUILD_DIR/reliability/figures.jsonl
+HOGS=()
+
+# Stops the busy loops and puts back the figures of the last full run (the leak-check
+# fixture empties the file at the start of every ctest run, and README's Reliability
+# section reports the full run's figures).
+end_busy() {
+  if [[ ${#HOGS[@]} -gt 0 ]]; then
+    kill "${HOGS[@]}" 2>/dev/null || true
+    wait "${HOGS[@]}" 2>/dev/null || true
+    HOGS=()
+  fi
+  if [[ -f $FIGURES.before-test-busy ]]; then
+    mv -f "$FIGURES.before-test-busy" "$FIGURES"
+  fi
+}
+
+# Runs the process-heavy tests beside one busy loop per CPU, so that a test assuming a
+# child got somewhere in time, or bounding elapsed time, fails here rather than on a
+# loaded machine. The loops are bash (not this build's executables: leak_check.sh
+# counts only those) and are stopped on every way out.
+cmd_test_busy() {
+  ensure_packages
+  configure "$BUILD_DIR"
+  build "$BUILD_DIR"
+  local cpus i
+  cpus=$(nproc 2>/dev/null || echo 2)
+  trap end_busy EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM HUP
+  if [[ -f $FIGURES ]]; then
+    cp -f "$FIGURES" "$FIGURES.before-test-busy"
+  fi
+  for ((i = 0; i < cpus; ++i)); do
+    bash -c 'while :; do :; done' &
+    HOGS+=($!)
+  done
+  say "Busy loops on all $cpus CPUs (pids ${HOGS[*]})"
+  local started=$SECONDS
+  run_tests "$BUILD_DIR" -R "$BUSY_TESTS" "$@"
+  end_busy
+  echo "test-busy: the process-heavy tests passed beside $cpus busy loops in $((SECONDS - started))s"
 }
 
 cmd_sanitize() {
@@ -277,6 +325,7 @@ main() {
   case $command in
     demo) cmd_demo "$@" ;;
     test) cmd_test "$@" ;;
+    test-busy) cmd_test_busy "$@" ;;
     sanitize) cmd_sanitize "$@" ;;
     test-clang) cmd_test_clang "$@" ;;
     bench) cmd_bench "$@" ;;

@@ -252,7 +252,9 @@ void check_forced_shutdown(const mp::ProcessPoolExecutorOptions& options, bool k
   EXPECT_GT(cancelled, 0);
   EXPECT_THROW(executor.submit(square, 4), std::invalid_argument);
   executor.shutdown(true);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  // Bounded far above a loaded machine's scheduling delays, far below a hang (the
+  // results above wait up to 30 s each).
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
   for (int pid : pids) EXPECT_TRUE(mp_test::wait_gone(pid, 10000ms)) << pid;
 }
 

@@ -468,7 +468,7 @@ TEST_P(ProcessTest, MainExitTerminatesDaemonChildren) {
   auto text = read_file(dir.file("pid"));
   ASSERT_TRUE(text);
   const pid_t daemon = std::stoi(*text);
-  const bool gone = mp_test::wait_gone(daemon, 1s);
+  const bool gone = mp_test::wait_gone(daemon, 10s);
   EXPECT_TRUE(gone) << "daemon child outlived the normal exit of its parent";
   if (!gone) ::kill(daemon, SIGKILL);
 }
