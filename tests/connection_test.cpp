@@ -509,6 +509,19 @@ TEST(ConnectionTest, FdPassingCollectsAndRestoresConnections) {
   EXPECT_THROW((void)mp::detail::take_inherited_fd(7), mp::UnpicklingError);
 }
 
+TEST(ConnectionTest, TheLargestTimeoutWaits) {
+  // now() + the largest timeout overflows into the past: poll and wait must wait.
+  auto [a, b] = mp::Pipe();
+  std::thread sender([&a] {
+    std::this_thread::sleep_for(200ms);
+    a.send(1);
+  });
+  const auto largest = std::chrono::duration<double>(std::chrono::nanoseconds::max());
+  EXPECT_TRUE(b.poll(largest));
+  EXPECT_EQ(mp::wait({b}, largest), std::vector<std::size_t>{0});
+  sender.join();
+}
+
 TEST(ConnectionTest, WaitTimesOutWithoutReturningEarly) {
   auto [a, b] = mp::Pipe();
   auto start = Clock::now();

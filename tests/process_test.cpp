@@ -124,6 +124,8 @@ void start_grandchild(std::string method, bool daemon, bool from_thread, std::st
   if (then_sleep) sleep_forever();
 }
 
+void exit_after_a_while() { std::this_thread::sleep_for(200ms); }
+
 void write_after_a_while(std::string path) {
   std::this_thread::sleep_for(200ms);
   write_file(path, "done");
@@ -175,6 +177,14 @@ TEST_P(ProcessTest, StartJoinExitcodeZero) {
   // Reaped: no zombie left behind.
   EXPECT_EQ(::waitpid(p.pid(), nullptr, WNOHANG), -1);
   EXPECT_EQ(errno, ECHILD);
+}
+
+TEST_P(ProcessTest, TheLargestJoinTimeoutWaits) {
+  // now() + nanoseconds::max() overflows into the past: join must wait, not return.
+  mp::Process p(options(), &exit_after_a_while);
+  p.start();
+  EXPECT_TRUE(p.join(std::chrono::nanoseconds::max())) << p.repr();
+  EXPECT_EQ(p.exitcode(), 0);
 }
 
 TEST_P(ProcessTest, ExitCodeOfExit) {

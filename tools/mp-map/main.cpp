@@ -296,10 +296,11 @@ struct Packed {
     explicit Reader(const Packed& packed) : packed_(packed) {}
     std::string_view next() {
       const std::string_view bytes = packed_.bytes;
-      const std::size_t end = !packed_.ends.empty() ? static_cast<std::size_t>(packed_.ends[index_])
-                                                    : separator(bytes, offset_);
-      const std::string_view text = bytes.substr(offset_, end - offset_);
-      offset_ = end + 1;
+      const std::size_t stop = !packed_.ends.empty()
+                                   ? static_cast<std::size_t>(packed_.ends[index_])
+                                   : separator(bytes, offset_);
+      const std::string_view text = bytes.substr(offset_, stop - offset_);
+      offset_ = stop + 1;
       ++index_;
       return text;
     }

@@ -250,6 +250,8 @@ class Condition : private detail::shared_object, public detail::lockable<Conditi
   template <class Predicate>
   auto wait_for(Predicate pred, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     using clock = std::chrono::steady_clock;
+    // A timeout too long for a time point (nanoseconds::max()) waits forever.
+    if (timeout && *timeout >= clock::time_point::max() - clock::now()) timeout.reset();
     const auto deadline = timeout ? std::optional(clock::now() + *timeout) : std::nullopt;
     auto result = pred();
     while (!result) {

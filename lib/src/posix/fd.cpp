@@ -38,6 +38,8 @@ std::error_code keep_above_stdio(unique_fd& fd) noexcept {
 std::error_code wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout,
                               bool& ready) noexcept {
   using clock = std::chrono::steady_clock;
+  // A timeout too long for a time point (nanoseconds::max()) waits forever.
+  if (timeout && *timeout >= clock::time_point::max() - clock::now()) timeout.reset();
   const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
   ready = false;
   for (;;) {

@@ -80,6 +80,8 @@ bool spin_until_readable(int fd, std::chrono::nanoseconds spin) noexcept {
 std::error_code poll_until(std::span<struct pollfd> fds,
                            std::optional<std::chrono::nanoseconds> timeout, int& ready) noexcept {
   using clock = std::chrono::steady_clock;
+  // A timeout too long for a time point (nanoseconds::max()) waits forever.
+  if (timeout && *timeout >= clock::time_point::max() - clock::now()) timeout.reset();
   const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
   ready = 0;
   for (;;) {
