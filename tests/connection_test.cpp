@@ -512,9 +512,9 @@ TEST(ConnectionTest, FdPassingCollectsAndRestoresConnections) {
 TEST(ConnectionTest, TheLargestTimeoutWaits) {
   // now() + the largest timeout overflows into the past: poll and wait must wait.
   auto [a, b] = mp::Pipe();
-  std::thread sender([&a] {
+  std::thread sender([&sender_end = a] {
     std::this_thread::sleep_for(200ms);
-    a.send(1);
+    sender_end.send(1);
   });
   const auto largest = std::chrono::duration<double>(std::chrono::nanoseconds::max());
   EXPECT_TRUE(b.poll(largest));
