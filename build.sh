@@ -41,8 +41,9 @@ readonly CLANG_BUILD_DIR=$ROOT/build-clang
 readonly BUILD_TYPE=${MP_BUILD_TYPE:-RelWithDebInfo}
 JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
+# python3: the Listener/Client and Python-pickle tests talk to Debian's CPython.
 readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev googletest
-                   libssl-dev pkg-config)
+                   libssl-dev pkg-config python3)
 # Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
 readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
 
