@@ -15,6 +15,10 @@
 
 #include <mp/process.hpp>
 
+namespace mp {
+class Connection;
+}  // namespace mp
+
 namespace mp_bench {
 
 // Command-line settings shared by all rows.
@@ -146,7 +150,16 @@ void probe_memcpy(const Row& row);
 void probe_shm_first_touch(const Row& row);
 void probe_boost_message_queue(const Row& row);  // queue_rows.cpp
 void listener_roundtrip(const Row& row);         // listener_rows.cpp
-void probe_socket_roundtrip(const Row& row);     // probes.cpp
+
+// The echo loop of pipe_roundtrip's and listener_roundtrip's children: sends back every
+// message until None (nullopt) arrives. In connection_rows.cpp, as the next one.
+void echo_until_none(mp::Connection& conn);
+// Times row.size() round trips (send(i); recv() == i, after 100 untimed ones) with a
+// started echo child, then stops and joins it (releasing `reaper`); the mean round trip
+// in us. `what` names the echo in errors.
+double time_echo_roundtrips(const Row& row, mp::Connection& conn, mp::Process& child,
+                            ReapOnError& reaper, const std::string& what);
+void probe_socket_roundtrip(const Row& row);  // probes.cpp
 
 // The argument that makes mp-bench exit at once (probe_spawn re-executes itself with it).
 inline constexpr std::string_view kProbeExitArgument = "--probe-exit";

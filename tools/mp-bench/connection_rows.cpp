@@ -24,42 +24,51 @@ using Message = std::optional<std::int64_t>;
 
 // A free function taking Connection&: the target of a child with any start method.
 void pipe_echo(mp::Connection& conn) {
+  echo_until_none(conn);
+  conn.close();
+}
+
+}  // namespace
+
+void echo_until_none(mp::Connection& conn) {
   for (;;) {
     const auto message = conn.recv<Message>();
     if (!message) break;
     conn.send(message);
   }
-  conn.close();
 }
 
-}  // namespace
+double time_echo_roundtrips(const Row& row, mp::Connection& conn, mp::Process& child,
+                            ReapOnError& reaper, const std::string& what) {
+  auto round_trip = [&](std::int64_t i) {
+    conn.send(Message(i));
+    if (conn.recv<Message>() != i) throw BenchError(what + " mismatch");
+  };
+  for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
+  const std::int64_t n = row.size();
+  const auto start = Clock::now();
+  for (std::int64_t i = 0; i < n; ++i) {
+    if ((i & 1023) == 0) check_deadline();
+    round_trip(i);
+  }
+  const double per_round_trip_us = seconds_since(start) / static_cast<double>(n) * 1e6;
+  conn.send(Message());
+  if (!child.join(std::chrono::seconds(60))) throw BenchError(what + " child did not end");
+  reaper.release();
+  if (child.exitcode() != 0) throw BenchError(what + " child: " + describe_exit(child.exitcode()));
+  return per_round_trip_us;
+}
 
 void pipe_roundtrip(const Row& row) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;
   for (int run = 0; run < row.runs(); ++run) {
-    auto [parent_end, child_conn] = mp::Pipe();
-    auto& parent_conn = parent_end;  // clang++ 14 cannot capture a structured binding
+    auto [parent_conn, child_conn] = mp::Pipe();
     mp::Process child = context.process(&pipe_echo, std::move(child_conn));
     ReapOnError reaper(child);
     child.start();
-    auto round_trip = [&](std::int64_t i) {
-      parent_conn.send(Message(i));
-      if (parent_conn.recv<Message>() != i) throw BenchError("pipe echo mismatch");
-    };
-    for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
-    const auto start = Clock::now();
-    for (std::int64_t i = 0; i < n; ++i) {
-      if ((i & 1023) == 0) check_deadline();
-      round_trip(i);
-    }
-    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
-    parent_conn.send(Message());
-    if (!child.join(std::chrono::seconds(60))) throw BenchError("pipe echo child did not end");
-    reaper.release();
-    if (child.exitcode() != 0)
-      throw BenchError("pipe echo child: " + describe_exit(child.exitcode()));
+    runs.push_back(time_echo_roundtrips(row, parent_conn, child, reaper, "pipe echo"));
   }
   row.emit({{"N", n}, {"start_method", row.options().start_method}}, "roundtrip_us", runs, "us");
 }

@@ -20,18 +20,11 @@
 namespace mp_bench {
 namespace {
 
-constexpr int kWarmupRounds = 100;
 constexpr const char* kAuthkey = "mp-bench";
-
-using Message = std::optional<std::int64_t>;  // nullopt plays Python's None
 
 void listener_echo(std::string address) {
   mp::Connection conn = mp::Client(address, {.authkey = kAuthkey});
-  for (;;) {
-    const auto message = conn.recv<Message>();
-    if (!message) break;
-    conn.send(message);
-  }
+  echo_until_none(conn);
 }
 
 }  // namespace
@@ -47,22 +40,7 @@ void listener_roundtrip(const Row& row) {
     ReapOnError reaper(child);
     child.start();
     mp::Connection conn = listener.accept();
-    auto round_trip = [&](std::int64_t i) {
-      conn.send(Message(i));
-      if (conn.recv<Message>() != i) throw BenchError("listener echo mismatch");
-    };
-    for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
-    const auto start = Clock::now();
-    for (std::int64_t i = 0; i < n; ++i) {
-      if ((i & 1023) == 0) check_deadline();
-      round_trip(i);
-    }
-    runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
-    conn.send(Message());
-    if (!child.join(std::chrono::seconds(60))) throw BenchError("listener echo child did not end");
-    reaper.release();
-    if (child.exitcode() != 0)
-      throw BenchError("listener echo child: " + describe_exit(child.exitcode()));
+    runs.push_back(time_echo_roundtrips(row, conn, child, reaper, "listener echo"));
   }
   row.emit(
       {{"N", n}, {"family", std::string("AF_UNIX")}, {"start_method", row.options().start_method}},
