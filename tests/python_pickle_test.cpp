@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <glob.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -476,6 +479,41 @@ TEST(PythonPickleTest, SharedReferenceExpansionIsBounded) {
     bytes += "h\x28.";
     expect_unpickling_error(bytes, "too large");
   }
+}
+
+TEST(PythonPickleTest, SharedSmallValuesExpandWithinBoundedMemory) {
+  // x0 = 7; x1 = (x0, x0); x2 = (x1, x1); ... 2^40 small ints, and every copy is an
+  // Object of its own: the bound is on the memory the copies take, not only their payload.
+  std::string bytes =
+      "\x80\x04K\x07\x94"
+      "0";
+  for (int level = 0; level < 40; ++level) {
+    const std::string get = "h" + std::string(1, static_cast<char>(level));
+    bytes += get + get + "\x86\x94" + "0";
+  }
+  bytes += "h\x28.";
+  // Loaded in a child, whose peak resident size grows by what loads allocated.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rusage before{};
+    ::getrusage(RUSAGE_SELF, &before);
+    bool refused = false;
+    try {
+      (void)py::loads(bytes);
+    } catch (const mp::UnpicklingError& e) {
+      refused = std::string(e.what()).find("too large") != std::string::npos;
+    }
+    rusage after{};
+    ::getrusage(RUSAGE_SELF, &after);
+    const long grown_mib = (after.ru_maxrss - before.ru_maxrss) / 1024;
+    ::_exit(!refused ? 1 : grown_mib > 512 ? 2 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 1) << "loads did not refuse the expansion";
+  EXPECT_NE(WEXITSTATUS(status), 2) << "loads took more than 512 MiB before refusing";
 }
 
 TEST(PythonPickleTest, MalformedStreamsAreErrors) {

@@ -20,6 +20,8 @@ namespace mp::pickle::python {
 namespace {
 
 constexpr std::size_t kMaxDepth = 1000;
+// What loads may allocate for the Objects of a result beyond one Object per input byte.
+constexpr std::size_t kExpansionBytes = std::size_t{128} << 20;
 
 // Drops redundant sign bytes from little-endian two's complement.
 void trim_twos_complement(std::string& bytes) {
@@ -552,7 +554,7 @@ struct Node {
 class Loader {
  public:
   explicit Loader(std::string_view data)
-      : data_(data), budget_((std::size_t{1} << 24) + 64 * data.size()) {}
+      : data_(data), budget_(kExpansionBytes + sizeof(Object) * data.size()) {}
 
   Object run() {
     while (true) {
@@ -974,9 +976,13 @@ class Loader {
     }
   }
 
-  void spend(std::size_t units) {
-    if (units > budget_) fail("the pickle expands to too large a value (shared references)");
-    budget_ -= units;
+  // Memo references let a short pickle name one value many times (a list of ten copies of
+  // a list of ten copies of ...), and an Object holds each copy apart. The budget is the
+  // memory the result may take: what the Objects themselves occupy plus their payloads,
+  // a fixed allowance plus one Object per input byte, which every unshared pickle meets.
+  void spend(std::size_t bytes) {
+    if (bytes > budget_) fail("the pickle expands to too large a value (shared references)");
+    budget_ -= bytes;
   }
 
   Object convert(std::uint32_t index, std::size_t depth) {
@@ -991,7 +997,7 @@ class Loader {
       case Kind::floating:
       case Kind::str:
       case Kind::bytes: {
-        spend(1 + node.payload);
+        spend(sizeof(Object) + node.payload);
         return node.scalar;
       }
       default:
@@ -999,9 +1005,9 @@ class Loader {
     }
     if (in_progress_[index]) fail("a value that contains itself (recursive structure)");
     in_progress_[index] = true;
-    spend(1);
+    spend(sizeof(Object));
     std::vector<Object> items;
-    items.reserve(std::min<std::size_t>(node.children.size(), budget_));
+    items.reserve(std::min<std::size_t>(node.children.size(), budget_ / sizeof(Object)));
     for (std::uint32_t child : node.children) items.push_back(convert(child, depth + 1));
     in_progress_[index] = false;
     switch (node.kind) {
