@@ -21,7 +21,7 @@ namespace {
 
 constexpr std::size_t kMaxDepth = 1000;
 // What loads may allocate for the Objects of a result beyond one Object per input byte.
-constexpr std::size_t kExpansionBytes = std::size_t{128} << 20;
+constexpr std::size_t kExpansionBytes = std::size_t{32} << 20;
 
 // Drops redundant sign bytes from little-endian two's complement.
 void trim_twos_complement(std::string& bytes) {
