@@ -15,8 +15,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mp/connection.hpp>
@@ -368,6 +370,42 @@ TEST(ListenerTest, AddressesAndErrors) {
   EXPECT_THROW(mp::Client(dir.file(std::string(200, 'x'))), std::invalid_argument);
   EXPECT_THROW(mp::Client(dir.file("nobody")), std::system_error);
   EXPECT_THROW(mp::Listener("127.0.0.1:99999"), std::invalid_argument);
+}
+
+// A program started with stdin, stdout and stderr closed: the listening socket and both
+// ends of a connection must not take fds 0 to 2 (a printf would write into the socket).
+// In a forked child, which reports through its exit status.
+TEST(ListenerTest, SocketsNeverTakeTheStandardFds) {
+  for (const std::string& address : {std::string(), std::string("127.0.0.1:0")}) {
+    SCOPED_TRACE(address.empty() ? "abstract Unix socket" : address);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(0);
+      ::close(1);
+      ::close(2);
+      int status = 0;
+      try {
+        mp::Listener listener(address, {.authkey = "key"});
+        if (listener.fileno() <= 2) status |= 1;
+        std::optional<mp::Connection> server;
+        std::thread accepting([&] { server.emplace(listener.accept()); });
+        mp::Connection client = mp::Client(listener.address(), {.authkey = "key"});
+        accepting.join();
+        if (client.fileno() <= 2) status |= 2;
+        if (server->fileno() <= 2) status |= 4;
+        client.send_bytes("ping");
+        if (server->recv_bytes() != "ping") status |= 8;
+      } catch (...) {
+        status |= 16;
+      }
+      ::_exit(status);
+    }
+    int raw = 0;
+    ASSERT_EQ(::waitpid(pid, &raw, 0), pid);
+    ASSERT_TRUE(WIFEXITED(raw));
+    EXPECT_EQ(WEXITSTATUS(raw), 0) << "1: listener, 2: client, 4: accepted, 8: data, 16: threw";
+  }
 }
 
 TEST(ListenerTest, UnauthenticatedPicklesOnlyWhenAllowed) {

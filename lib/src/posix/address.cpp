@@ -121,13 +121,24 @@ std::string to_string(const SocketAddress& address) {
   }
 }
 
+namespace {
+
+// A stream socket of `family`, close-on-exec, at fd 3 or above.
+std::error_code open_socket(int family, unique_fd& out) noexcept {
+  out.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!out) return last_error();
+  return keep_above_stdio(out);
+}
+
+}  // namespace
+
 std::error_code listen_on(const std::vector<SocketAddress>& candidates, int backlog, unique_fd& out,
                           SocketAddress& bound) noexcept {
   std::error_code last = std::make_error_code(std::errc::address_not_available);
   for (const SocketAddress& candidate : candidates) {
-    unique_fd socket(::socket(candidate.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!socket) {
-      last = last_error();
+    unique_fd socket;
+    if (auto ec = open_socket(candidate.family(), socket)) {
+      last = ec;
       continue;
     }
     if (candidate.family() != AF_UNIX) {
@@ -171,7 +182,8 @@ std::error_code accept_one(int listener, unique_fd& out, SocketAddress& peer) no
                              &peer.length, SOCK_CLOEXEC);
     if (fd >= 0) {
       out.reset(fd);
-      tune(fd, peer.family());
+      if (auto ec = keep_above_stdio(out)) return ec;
+      tune(out.get(), peer.family());
       return {};
     }
     // accept(2): errors of the new connection are reported by accept; try the next one.
@@ -183,9 +195,9 @@ std::error_code accept_one(int listener, unique_fd& out, SocketAddress& peer) no
 std::error_code connect_to(const std::vector<SocketAddress>& candidates, unique_fd& out) noexcept {
   std::error_code last = std::make_error_code(std::errc::address_not_available);
   for (const SocketAddress& candidate : candidates) {
-    unique_fd socket(::socket(candidate.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!socket) {
-      last = last_error();
+    unique_fd socket;
+    if (auto ec = open_socket(candidate.family(), socket)) {
+      last = ec;
       continue;
     }
     int rc = ::connect(socket.get(), reinterpret_cast<const struct sockaddr*>(&candidate.storage),
