@@ -12,7 +12,9 @@
 #                               the clang++-built library); then, if build/ exists, its
 #                               cross-compiler test (a clang++-built program against the
 #                               g++-built library)
-#   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython
+#   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython (ARGS go to
+#                               bench/compare.py; --busy 3: beside 3 busy loops per CPU,
+#                               into README's busy-machine table)
 #   ./build.sh fuzz [SECONDS]   build the libFuzzer targets in fuzz/ with clang (in
 #                               build-fuzz/) and run each for SECONDS (default 60) from
 #                               its seed corpus in fuzz/corpus/; fails on a crash, leak,
@@ -237,9 +239,16 @@ cmd_bench() {
   cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMP_BUILD_TESTS=OFF \
     -DMP_BUILD_EXAMPLES=OFF || die "cmake could not configure $dir (see above)"
   build "$dir" mp-bench mp-map
+  # A quiet run keeps its figures; a busy one (--busy K) holds its rows against them.
+  local quiet=$dir/bench-quiet.jsonl
+  local -a saved=(--raw-out "$quiet")
+  if [[ " $* " == *" --busy "* ]]; then
+    saved=()
+    [[ -f $quiet ]] && saved=(--quiet-raw "$quiet")
+  fi
   say "Running mp-bench and CPython side by side, then mp-map beside xargs and parallel"
   python3 "$ROOT/bench/compare.py" --mp-bench "$dir/tools/mp-bench/mp-bench" \
-    --mp-map "$dir/tools/mp-map/mp-map" --update-readme "$@"
+    --mp-map "$dir/tools/mp-map/mp-map" --update-readme "${saved[@]}" "$@"
 }
 
 # Configures and builds build-fuzz/: the library and the fuzz targets, all compiled by

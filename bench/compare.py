@@ -5,6 +5,7 @@
                              [--runs N] [--start-method M] [--timeout S]
                              [--cpus 0,1] [--repeat K] [--all-python] [--update-readme]
                              [--raw-out FILE] [--from-raw FILE]
+                             [--busy K [--quiet-raw FILE]]
 
 Both programs run in this one invocation, one after the other, pinned to the
 same CPUs (os.sched_setaffinity, inherited by both and their children). Each
@@ -27,6 +28,13 @@ the machine go between <!-- performance:begin --> and <!-- performance:end -->
 in README.md (bench/RESULTS.md if README.md has no such markers); not with
 --only, whose partial table would replace the full one.
 
+With --busy K, K busy-loop processes per CPU (each pinned to one of the CPUs both
+programs use) run beside every invocation, the same for both programs, started and
+stopped here: a busy machine, as parallel programs make it. Its tables and goals go
+between <!-- performance-busy:begin --> and <!-- performance-busy:end --> (added after
+the quiet tables if missing); --quiet-raw names the saved JSON lines (--raw-out) of a
+quiet run, against which the rows of BUSY_VS_QUIET are held.
+
 Exit status 1 if either program failed (the table still shows what ran).
 Standard library only.
 """
@@ -44,6 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_SCRIPT = ROOT / "bench" / "python" / "mp_bench.py"
 BEGIN, END = "<!-- performance:begin -->", "<!-- performance:end -->"
+BUSY_BEGIN, BUSY_END = "<!-- performance-busy:begin -->", "<!-- performance-busy:end -->"
 # Smaller is better: times, and memory (heap_churn's resident sets); every other unit:
 # bigger.
 TIME_UNITS = {"s", "ms", "us", "ns", "MB"}
@@ -97,6 +106,12 @@ GOALS = [
      "vs_floor": ("probe_socket_roundtrip", 1.5, "same_cpu_roundtrip_us")},
 ]
 
+# On a busy machine (--busy): every row at least this many times better than CPython
+# under the same load, and these rows at most this many times their quiet figure.
+BUSY_VS_CPYTHON = 3.0
+BUSY_VS_QUIET = [("barrier_cycle", "us_per_cycle", 20.0),
+                 ("event_pingpong", "roundtrip_us", 20.0)]
+
 # mp-map against the command-line tools it replaces (bench/mp_map_bench.py, wall time of
 # whole commands): (bench, other tool, mp-map at least this many times faster).
 MP_MAP_SCRIPT = ROOT / "bench" / "mp_map_bench.py"
@@ -132,6 +147,35 @@ def pin(cpus_text):
         log(f"# warning: only CPUs {sorted(cpus)} of {cpus_text} are available")
     os.sched_setaffinity(0, cpus)
     return sorted(cpus)
+
+
+class BusyLoops:
+    """`per_cpu` busy-loop processes on each of `cpus` (each pinned to its CPU) while
+    the with-block runs; always stopped, also when the block raises."""
+
+    def __init__(self, per_cpu, cpus):
+        self.per_cpu, self.cpus, self.procs = per_cpu, cpus, []
+
+    def __enter__(self):
+        try:
+            for cpu in self.cpus:
+                for _ in range(self.per_cpu):
+                    self.procs.append(subprocess.Popen(
+                        [sys.executable, "-c", "while True: pass"],
+                        stdin=subprocess.DEVNULL,
+                        preexec_fn=lambda cpu=cpu: os.sched_setaffinity(0, {cpu})))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        self.procs = []
+        return False
 
 
 def list_rows(command):
@@ -362,7 +406,34 @@ def goal_lines(records):
     return lines
 
 
-def render(records, title_lines=()):
+def busy_goal_lines(records, quiet_records):
+    """Goals on a busy machine: each row against CPython under the same load, and the
+    rows of BUSY_VS_QUIET against mp's own quiet figures (if a quiet run is given)."""
+    table, quiet = index(records), index(quiet_records)
+    lines = []
+    for r in records:
+        if r["impl"] != "mp-cpp":
+            continue
+        better = better_ratio(r["value"], value_of(table, "cpython-multiprocessing",
+                                                   r["bench"], r["metric"]), r["unit"])
+        if better is not None:
+            lines.append(f"- {r['bench']} {r['metric']}: ≥ {BUSY_VS_CPYTHON:g}× CPython under "
+                         f"the same load: {fmt_ratio(better)} — "
+                         f"{'met' if better >= BUSY_VS_CPYTHON else 'MISSED'}")
+    for bench, metric, most in BUSY_VS_QUIET:
+        busy_v = value_of(table, "mp-cpp", bench, metric)
+        quiet_v = value_of(quiet, "mp-cpp", bench, metric)
+        unit = next((r["unit"] for r in records if r.get("bench") == bench), "us")
+        cost = cost_ratio(busy_v, quiet_v, unit)
+        lines.append(f"- {bench}: ≤ {most:g}× its quiet figure ({fmt(quiet_v, unit)}): " +
+                     ("not measured" if cost is None else
+                      f"{fmt_ratio(cost)} — {'met' if cost <= most else 'MISSED'}"))
+    return lines
+
+
+def render(records, title_lines=(), busy_quiet=None):
+    """The tables and goals; busy_quiet (a list of a quiet run's records, maybe empty)
+    marks a busy-machine run, whose goals are busy_goal_lines."""
     out = list(title_lines)
     out += main_table(records)
     probes = probe_table(records)
@@ -372,7 +443,10 @@ def render(records, title_lines=()):
                 "both processes to one CPU (same_cpu) or one each (cross_cpu); an "
                 "unpinned pair, as in the rows, lands on either."]
         out += [""] + probes
-    out += ["", "Goals:", ""] + goal_lines(records)
+    if busy_quiet is None:
+        out += ["", "Goals:", ""] + goal_lines(records)
+    else:
+        out += ["", "Goals on a busy machine:", ""] + busy_goal_lines(records, busy_quiet)
     tools = mp_map_lines(records)
     if tools:
         out += [""] + tools
@@ -444,11 +518,13 @@ def machine_lines(args, cpus, mp_bench, python, load_at_start=None):
         mode += f", best of {args.repeat} invocations"
     reproduce = "".join([" --quick" if args.quick else "",
                          f" --repeat {args.repeat}" if args.repeat != 3 else "",
-                         f" --runs {args.runs}" if args.runs != 3 else ""])
+                         f" --runs {args.runs}" if args.runs != 3 else "",
+                         f" --busy {args.busy}" if args.busy else ""])
     return [
         f"Measured {datetime.date.today().isoformat()} on {model}, {os.cpu_count()} CPUs"
         f"{mem}, Linux {platform.release()}; both programs pinned to CPUs "
-        f"{','.join(map(str, cpus))}{load}.",
+        f"{','.join(map(str, cpus))}{load}" +
+        (f"; {args.busy} busy-loop processes per CPU beside both." if args.busy else "."),
         "",
         f"{built}; CPython {py_version or '?'} (`bench/python/mp_bench.py`). "
         f"{mode}; start method {args.start_method} except for "
@@ -457,15 +533,23 @@ def machine_lines(args, cpus, mp_bench, python, load_at_start=None):
     ]
 
 
-def update_readme(text):
+def update_readme(text, busy=False):
     readme = ROOT / "README.md"
-    block = f"{BEGIN}\n{text}{END}"
+    begin, end_mark = (BUSY_BEGIN, BUSY_END) if busy else (BEGIN, END)
+    block = f"{begin}\n{text}{end_mark}"
     if readme.exists():
         content = readme.read_text()
-        if BEGIN in content and END in content and content.index(BEGIN) < content.index(END):
-            start, end = content.index(BEGIN), content.index(END) + len(END)
+        if begin in content and end_mark in content and \
+                content.index(begin) < content.index(end_mark):
+            start, end = content.index(begin), content.index(end_mark) + len(end_mark)
             readme.write_text(content[:start] + block + content[end:])
             log(f"# wrote the tables into {readme}")
+            return
+        if busy and END in content:  # the first busy run: right after the quiet tables
+            at = content.index(END) + len(END)
+            heading = "\n\n### On a busy machine\n\n"
+            readme.write_text(content[:at] + heading + block + content[at:])
+            log(f"# wrote the busy-machine tables into {readme}")
             return
     results = ROOT / "bench" / "RESULTS.md"
     results.write_text("# mp vs CPython: measured performance\n\n" + block + "\n")
@@ -497,9 +581,24 @@ def main(argv=None):
                     help="save the JSON lines of every invocation here")
     ap.add_argument("--from-raw", type=Path,
                     help="print the tables from saved JSON lines instead of running")
+    ap.add_argument("--busy", type=int, default=0, metavar="K",
+                    help="run K busy-loop processes per CPU beside both programs")
+    ap.add_argument("--quiet-raw", type=Path,
+                    help="with --busy: saved JSON lines (--raw-out) of a quiet run")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
+    if not 0 <= args.busy <= 16:
+        ap.error("--busy must be between 0 and 16")
+    if args.quiet_raw and not args.busy:
+        ap.error("--quiet-raw goes with --busy")
+    busy_quiet = None
+    if args.busy:
+        busy_quiet = []
+        if args.quiet_raw:
+            saved = [json.loads(line) for line in args.quiet_raw.read_text().splitlines()
+                     if line]
+            busy_quiet = best_of([[r for r in saved if "bench" in r]])
 
     if args.from_raw:
         saved = [json.loads(line) for line in args.from_raw.read_text().splitlines() if line]
@@ -518,8 +617,9 @@ def main(argv=None):
         for i in range(args.repeat):
             if args.repeat > 1:
                 log(f"# invocation {i + 1} of {args.repeat}")
-            records, rc = run_both(args, mp_bench, args.python)
-            if args.mp_map and (not args.only or "mp_map" in args.only):
+            with BusyLoops(args.busy, cpus):
+                records, rc = run_both(args, mp_bench, args.python)
+            if args.mp_map and not args.busy and (not args.only or "mp_map" in args.only):
                 command = [args.python, str(MP_MAP_SCRIPT), "--mp-map", str(args.mp_map),
                            "--runs", str(args.runs)] + (["--quick"] if args.quick else [])
                 tool_records, tool_rc = run_json_lines(command, "mp_map_bench.py")
@@ -535,12 +635,12 @@ def main(argv=None):
                 for r in (r for invocation in invocations for r in invocation):
                     f.write(json.dumps(r) + "\n")
 
-    text = render(records, header)
+    text = render(records, header, busy_quiet)
     sys.stdout.write(text)
     if args.update_readme and args.only:
         log("# --only ran part of the rows: README.md left as it is")
     elif args.update_readme:
-        update_readme(text)
+        update_readme(text, busy=bool(args.busy))
     return 1 if status else 0
 
 
