@@ -1,0 +1,120 @@
+#include "input.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace mp_map {
+namespace {
+
+// Finds where the first `n` lines of [p, end) end: returns the byte after the last '\n'
+// taken (p if none) and sets `n` to how many lines that is. Counts whole blocks first,
+// which compilers vectorize, so short lines cost no call each.
+const char* skip_lines(const char* p, const char* end, std::size_t& n) {
+  constexpr std::size_t kBlock = 4096;
+  const char* after = p;
+  std::size_t found = 0;
+  while (found < n && p < end) {
+    const std::size_t length = std::min<std::size_t>(static_cast<std::size_t>(end - p), kBlock);
+    const auto in_block = static_cast<std::size_t>(std::count(p, p + length, '\n'));
+    if (found + in_block <= n) {
+      found += in_block;
+      if (in_block != 0) after = static_cast<const char*>(::memrchr(p, '\n', length)) + 1;
+      p += length;
+      continue;
+    }
+    while (found < n) {
+      p = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p))) + 1;
+      ++found;
+    }
+    after = p;
+  }
+  n = found;
+  return after;
+}
+
+}  // namespace
+
+void Input::read_some() {
+  if (ended()) return;
+  make_room();
+  while (true) {
+    const ssize_t got = stdin_closed_
+                            ? (errno = EBADF, -1)
+                            : ::read(0, buffer_.data() + filled_, buffer_.size() - filled_);
+    if (got > 0) {
+      scan(filled_, filled_ + static_cast<std::size_t>(got));
+      filled_ += static_cast<std::size_t>(got);
+      return;
+    }
+    if (got == 0) break;
+    if (errno != EINTR)
+      throw std::runtime_error("reading standard input failed: " +
+                               std::string(std::strerror(errno)));
+  }
+  eof_ = true;
+}
+
+std::size_t Input::take(std::size_t n, Packed& into) {
+  n = std::min(n, ready());
+  if (arguments_) {
+    for (std::size_t i = 0; i < n; ++i) into.push((*arguments_)[index_++]);
+    return n;
+  }
+  std::size_t lines = std::min(n, lines_);
+  if (lines != 0) {
+    const char* begin = buffer_.data() + start_;
+    // Every ready line: they end where the scan found the last '\n'. Fewer: find the
+    // end of the n-th line (only the bytes taken are scanned again).
+    const char* after = lines == lines_ ? buffer_.data() + lines_end_
+                                        : skip_lines(begin, buffer_.data() + lines_end_, lines);
+    const auto size = static_cast<std::size_t>(after - begin);
+    if (start_ == 0 && into.empty() && size >= kAdoptFrom && size * 2 >= buffer_.size()) {
+      // A long line fills most of the buffer: the buffer becomes the chunk, and what
+      // follows the line moves to a fresh buffer, so the line is not copied.
+      std::string rest = buffer_.substr(size, filled_ - size);
+      buffer_.resize(size);
+      into.adopt_lines(std::move(buffer_), lines);
+      buffer_ = std::move(rest);
+      filled_ -= size;
+      lines_end_ -= size;
+      start_ = 0;
+    } else {
+      into.push_lines(std::string_view(begin, size), lines);
+      start_ += size;
+    }
+    lines_ -= lines;
+  }
+  if (lines < n) {  // the last line, without its '\n'
+    into.push(std::string_view(buffer_).substr(start_, filled_ - start_));
+    start_ = lines_end_ = filled_;
+    ++lines;
+  }
+  return lines;
+}
+
+void Input::scan(std::size_t from, std::size_t to) {
+  const char* begin = buffer_.data() + from;
+  const auto length = to - from;
+  const auto found = static_cast<std::size_t>(std::count(begin, begin + length, '\n'));
+  if (found == 0) return;
+  lines_ += found;
+  lines_end_ = static_cast<std::size_t>(static_cast<const char*>(::memrchr(begin, '\n', length)) +
+                                        1 - buffer_.data());
+}
+
+void Input::make_room() {
+  if (buffer_.size() - filled_ >= kRead / 2) return;
+  if (start_ != 0) {
+    std::memmove(buffer_.data(), buffer_.data() + start_, filled_ - start_);
+    filled_ -= start_;
+    lines_end_ -= start_;
+    start_ = 0;
+  }
+  if (buffer_.size() - filled_ < kRead / 2) buffer_.resize(std::max(2 * buffer_.size(), kRead));
+}
+
+}  // namespace mp_map
