@@ -1,11 +1,13 @@
 // Runs the real mp-map binary on real input and checks what it prints and its exit
 // status, per start method, failure cases included.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -492,6 +494,76 @@ TEST_P(MpMapExecTest, StartErrorsNameWhatFailed) {
   EXPECT_NE(result.err.find("argument 1: 'a': starting the command: execv " + program +
                             ": No such file or directory"),
             std::string::npos)
+      << result.err;
+}
+
+// Runs `argv` with at most `tasks` processes and threads for its user (RLIMIT_NPROC);
+// returns its exit status and stderr. The limit binds root too: as root, the command
+// runs as a user id of its own (its own processes are then all that count); otherwise
+// the limit is set above what the user runs already.
+mp_test::CommandResult run_with_few_processes(const std::vector<std::string>& argv, int tasks) {
+  rlim_t limit = static_cast<rlim_t>(tasks);
+  const bool root = ::geteuid() == 0;
+  if (!root) {
+    // Threads and processes of this user now (the limit counts both).
+    std::size_t running = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      struct stat info {};
+      if (::stat(entry.path().c_str(), &info) == 0 && info.st_uid == ::getuid()) {
+        const auto status = mp_test::read_file((entry.path() / "status").string());
+        const auto at = status ? status->find("Threads:") : std::string::npos;
+        running += at == std::string::npos ? 1 : std::stoul(status->substr(at + 8));
+      }
+    }
+    limit += running;
+  }
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const uid_t uid = 60000 + static_cast<uid_t>(::getpid() % 5000);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(err[1], 2);
+    const rlimit few{limit, limit};
+    if (::setrlimit(RLIMIT_NPROC, &few) != 0) ::_exit(120);
+    if (root && (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0))
+      ::_exit(121);
+    ::execv(args[0], args.data());
+    ::_exit(122);
+  }
+  ::close(err[1]);
+  mp_test::CommandResult result;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(err[0], buffer, sizeof buffer)) > 0)
+    result.err.append(buffer, static_cast<std::size_t>(n));
+  ::close(err[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return result;
+}
+
+TEST_P(MpMapExecTest, AWorkerThatCannotStartIsNamed) {
+  // Room for mp-map and three workers: the fourth cannot start.
+  auto result = run_with_few_processes(argv({"-j", "8", "square", ":::", "1", "2", "3", "4", "5",
+                                             "6", "7", "8", "9", "10", "11", "12"}),
+                                       4);
+  ASSERT_NE(result.exit_status, 120) << "setrlimit failed";
+  ASSERT_NE(result.exit_status, 121) << "cannot change user";
+  EXPECT_EQ(result.exit_status, 1) << result.err;
+  const std::string step = GetParam() == "spawn" ? "posix_spawn " : "fork";
+  const std::string worker = GetParam() == "spawn" ? "SpawnPoolWorker-" : "ForkPoolWorker-";
+  const auto at = result.err.find("mp-map: starting " + worker);
+  ASSERT_NE(at, std::string::npos) << result.err;
+  EXPECT_NE(result.err.find(": " + step, at), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("Resource temporarily unavailable\n", at), std::string::npos)
       << result.err;
 }
 

@@ -134,9 +134,11 @@ class Mapper {
     try {
       started.emplace(pool_options);
     } catch (const std::system_error& e) {
-      throw std::runtime_error("starting the " +
-                               std::to_string(pool_options.processes.value_or(0)) +
-                               " worker processes: " + e.what());
+      // The library's message names the worker and the step ("mp: starting
+      // ForkPoolWorker-3: fork: ..."); mp-map's own prefix replaces "mp: ".
+      std::string_view what = e.what();
+      if (what.starts_with("mp: ")) what.remove_prefix(4);
+      throw std::runtime_error(std::string(what));
     }
     mp::Pool& pool = *started;
     pool_ = &pool;
