@@ -603,6 +603,24 @@ TEST_P(MpMapExecTest, AnItemHoldingANulByteFailsAlone) {
   }
 }
 
+TEST_P(MpMapExecTest, AnItemTooLongForACommandArgumentFailsAlone) {
+  // One argument holds at most 128 KiB (MAX_ARG_STRLEN); the item beside it still runs.
+  const std::string fits(100000, 'f');
+  const std::string too_long(200000, 'x');
+  for (const std::string& command : {std::string("echo {}"), std::string("echo {} | wc -c")}) {
+    auto result = map({"--exec", command}, fits + "\n" + too_long + "\nshort\n");
+    EXPECT_EQ(result.exit_status, 1) << command << ": " << result.err;
+    const auto lines = lines_of(result.out);
+    ASSERT_EQ(lines.size(), 2u) << command << ": " << result.err;
+    EXPECT_EQ(lines[1], command == "echo {}" ? "short" : "6") << command;
+    EXPECT_NE(result.err.find("line 2: 'xxx"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("the item is too long to pass to a command"), std::string::npos)
+        << result.err;
+    EXPECT_EQ(result.err.find("line 1"), std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find("line 3"), std::string::npos) << result.err;
+  }
+}
+
 TEST_P(MpMapExecTest, ProgramsAreFoundAsExecvpFindsThem) {
   mp_test::TempDir dir;
   // A directory named echo early in PATH does not shadow the real echo.
