@@ -56,6 +56,13 @@ void Input::read_some() {
                                std::string(std::strerror(errno)));
   }
   eof_ = true;
+  if (lines_end_ < filled_) {
+    // A last line without its '\n' is an item too: it gets one, as the others have.
+    if (filled_ == buffer_.size()) buffer_.resize(filled_ + 1);
+    buffer_.data()[filled_] = '\n';
+    scan(filled_, filled_ + 1);
+    ++filled_;
+  }
 }
 
 std::size_t Input::take(std::size_t n, Packed& into) {
@@ -72,27 +79,18 @@ std::size_t Input::take(std::size_t n, Packed& into) {
     const char* after = lines == lines_ ? buffer_.data() + lines_end_
                                         : skip_lines(begin, buffer_.data() + lines_end_, lines);
     const auto size = static_cast<std::size_t>(after - begin);
-    if (start_ == 0 && into.empty() && size >= kAdoptFrom && size * 2 >= buffer_.size()) {
-      // A long line fills most of the buffer: the buffer becomes the chunk, and what
-      // follows the line moves to a fresh buffer, so the line is not copied.
-      std::string rest = buffer_.substr(size, filled_ - size);
-      buffer_.resize(size);
-      into.adopt_lines(std::move(buffer_), lines);
-      buffer_ = std::move(rest);
-      filled_ -= size;
-      lines_end_ -= size;
-      start_ = 0;
+    if (into.empty() && size >= Packed::kShareFrom) {
+      // Long lines go straight to shared memory (one copy), and the buffer they grew
+      // gives its memory back.
+      into.share_lines(std::string_view(begin, size), lines);
+      start_ += size;
     } else {
       into.push_lines(std::string_view(begin, size), lines);
       start_ += size;
     }
     lines_ -= lines;
   }
-  if (lines < n) {  // the last line, without its '\n'
-    into.push(std::string_view(buffer_).substr(start_, filled_ - start_));
-    start_ = lines_end_ = filled_;
-    ++lines;
-  }
+  shrink();
   return lines;
 }
 
@@ -108,13 +106,23 @@ void Input::scan(std::size_t from, std::size_t to) {
 
 void Input::make_room() {
   if (buffer_.size() - filled_ >= kRead / 2) return;
-  if (start_ != 0) {
-    std::memmove(buffer_.data(), buffer_.data() + start_, filled_ - start_);
-    filled_ -= start_;
-    lines_end_ -= start_;
-    start_ = 0;
-  }
+  compact();
   if (buffer_.size() - filled_ < kRead / 2) buffer_.resize(std::max(2 * buffer_.size(), kRead));
+}
+
+void Input::compact() {
+  if (start_ == 0) return;
+  std::memmove(buffer_.data(), buffer_.data() + start_, filled_ - start_);
+  filled_ -= start_;
+  lines_end_ -= start_;
+  start_ = 0;
+}
+
+void Input::shrink() {
+  const std::size_t left = filled_ - start_;
+  if (buffer_.size() <= 4 * kRead || left > buffer_.size() / 4) return;
+  compact();
+  buffer_.resize(std::max(2 * left, kRead));
 }
 
 }  // namespace mp_map

@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +12,32 @@
 #include "packed.hpp"
 
 namespace mp_map {
+
+// Bytes from malloc, grown by realloc: a large buffer's pages are then remapped rather
+// than copied, and new bytes are left untouched (a std::string would write zeros into
+// them, so memory would be used before a byte is read).
+class Buffer {
+ public:
+  Buffer() = default;
+  ~Buffer() { std::free(data_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  char* data() noexcept { return data_; }
+  const char* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  // Keeps the first min(size, size()) bytes. Throws std::bad_alloc.
+  void resize(std::size_t size) {
+    void* grown = std::realloc(data_, size);
+    if (!grown && size != 0) throw std::bad_alloc();
+    data_ = static_cast<char*>(grown);
+    size_ = size;
+  }
+
+ private:
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
 
 // The items, from the ::: arguments or from stdin (lines without their '\n'; a final
 // line without one counts too). Stdin is read only when the caller knows it is readable
@@ -28,7 +56,7 @@ class Input {
   // The items that can be taken now, without reading.
   std::size_t ready() const {
     if (arguments_) return arguments_->size() - index_;
-    return lines_ + (eof_ && lines_end_ < filled_ ? 1 : 0);
+    return lines_;  // at the end, a last line without '\n' got one
   }
 
   // Reads once from stdin (call it when poll says stdin is readable: it may block
@@ -37,6 +65,9 @@ class Input {
 
   // Appends the next min(n, ready()) items to `into`; returns how many. Never reads.
   std::size_t take(std::size_t n, Packed& into);
+
+  // The bytes read from stdin and not yet taken.
+  std::size_t buffered() const { return filled_ - start_; }
 
   // How the n-th item (from 1) is named in messages.
   std::string where(std::uint64_t n) const {
@@ -55,14 +86,17 @@ class Input {
   // taken to the front, or grows the buffer (doubling, so a long line is moved O(1)
   // times per byte).
   void make_room();
+  // Moves the bytes not taken to the front.
+  void compact();
+  // Gives back the memory of a buffer that a long line grew, once the line is taken.
+  void shrink();
 
   static constexpr std::size_t kRead = 1 << 20;
-  static constexpr std::size_t kAdoptFrom = 4 << 20;
 
   const std::vector<std::string>* arguments_;
   bool stdin_closed_;
   std::size_t index_ = 0;
-  std::string buffer_;         // stdin's bytes: [start_, filled_) not yet taken
+  Buffer buffer_;              // stdin's bytes: [start_, filled_) not yet taken
   std::size_t start_ = 0;      // the first byte not taken
   std::size_t lines_end_ = 0;  // after the last '\n' read (<= filled_)
   std::size_t filled_ = 0;     // the end of what was read

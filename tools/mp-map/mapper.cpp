@@ -115,9 +115,12 @@ class Mapper {
 
   int run() {
     // What stdin holds already: when that is all of it, no more workers start than
-    // there are chunks to run.
+    // there are chunks to run. A few MiB at most: forked workers would count a larger
+    // buffer in their own memory use (its pages are shared with mp-map, but resident).
     constexpr std::size_t kStartLookahead = 1 << 16;
-    while (!input_.ended() && input_.ready() < kStartLookahead && stdin_readable())
+    constexpr std::size_t kStartLookaheadBytes = 4 << 20;
+    while (!input_.ended() && input_.ready() < kStartLookahead &&
+           input_.buffered() < kStartLookaheadBytes && stdin_readable())
       input_.read_some();
     mp::PoolOptions pool_options{.processes = static_cast<int>(workers_to_start()),
                                  .start_method = options_.start_method};
@@ -302,6 +305,7 @@ class Mapper {
   }
 
   void launch(const std::shared_ptr<Chunk>& chunk) {
+    chunk->items.share();  // a large chunk goes to its worker as a handle
     if (options_.timeout && !job_.command) chunk->slot.emplace(0);
     ++in_flight_;
     auto on_result = [this, chunk](const ChunkResult& result) {
@@ -395,7 +399,7 @@ class Mapper {
     const ChunkResult& result = chunk.result;
     if (options_.format == Format::plain && chunk.failure.empty() && result.failed.empty()) {
       // Every item succeeded: the outputs, each followed by '\n', are the plain output.
-      output_.write(result.outputs.bytes);
+      output_.write(result.outputs.view());
       finish_emit(chunk);
       return;
     }

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <mp/sharedctypes.hpp>
 
 namespace mp_map {
 
@@ -18,13 +21,41 @@ namespace mp_map {
 // contiguous arrays (a vector of strings pickles string by string). The separators alone
 // mark the strings unless one of them holds a '\n' itself; from then on `ends` holds
 // every string's end (the offset of its separator).
+//
+// Large buffers live in mp's shared memory instead (share()): then a chunk crosses to
+// its worker, and its outputs back, as a handle, and the worker reads the items where
+// they are. A long line then costs one copy in mp-map's memory, not one per step of
+// pickling and transport in each process.
 struct Packed {
-  std::string bytes;
-  std::vector<std::uint64_t> ends;  // empty until a string holds a '\n'
+  // From this size on, share() moves the bytes to shared memory.
+  static constexpr std::size_t kShareFrom = std::size_t{1} << 20;
+
+  std::string bytes;                         // empty once shared
+  std::optional<mp::RawArray<char>> shared;  // the bytes, when shared; then no more pushes
+  std::vector<std::uint64_t> ends;           // empty until a string holds a '\n'
   std::uint64_t count = 0;
 
   std::size_t size() const { return count; }
   bool empty() const { return count == 0; }
+
+  // All the strings, each followed by its '\n'.
+  std::string_view view() const {
+    return shared ? std::string_view(shared->begin(), shared->size()) : std::string_view(bytes);
+  }
+
+  // Moves the bytes to shared memory if there are kShareFrom or more of them.
+  void share() {
+    if (shared || bytes.size() < kShareFrom) return;
+    shared.emplace(std::string_view(bytes));
+    std::string().swap(bytes);
+  }
+
+  // Starts an empty Packed with `n` lines (`lines`: n strings without '\n', each followed
+  // by one), copied straight to shared memory.
+  void share_lines(std::string_view lines, std::size_t n) {
+    shared.emplace(lines);
+    count = n;
+  }
 
   void push(std::string_view text) {
     const bool index = !ends.empty() || text.find('\n') != std::string_view::npos;
@@ -44,22 +75,12 @@ struct Packed {
     count += n;
   }
 
-  // As push_lines, taking over `lines` when nothing was pushed yet.
-  void adopt_lines(std::string&& lines, std::size_t n) {
-    if (count != 0) {
-      push_lines(lines, n);
-      return;
-    }
-    bytes = std::move(lines);
-    count = n;
-  }
-
   // Reads the strings in order.
   class Reader {
    public:
     explicit Reader(const Packed& packed) : packed_(packed) {}
     std::string_view next() {
-      const std::string_view bytes = packed_.bytes;
+      const std::string_view bytes = packed_.view();
       const std::size_t stop = !packed_.ends.empty()
                                    ? static_cast<std::size_t>(packed_.ends[index_])
                                    : separator(bytes, offset_);
@@ -86,7 +107,7 @@ struct Packed {
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(bytes, ends, count);
+    ar(bytes, shared, ends, count);
   }
 
  private:

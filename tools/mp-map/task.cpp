@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -66,7 +67,9 @@ class Watchdog {
 
 ChunkResult run_chunk(const Job& job, const Packed& items, const ItemSlot& slot) {
   ChunkResult result;
-  result.outputs.bytes.reserve(items.bytes.size() * 2);
+  // Outputs are mostly about as long as their items (up to a bound: a long item's output
+  // is mostly short, and this is only a first guess).
+  result.outputs.bytes.reserve(std::min<std::size_t>(items.view().size() * 2, 16 << 20));
   result.outputs.ends.reserve(items.size());
   const Function function = job.command ? nullptr : find_function(job.function);
   const std::optional<std::chrono::duration<double>> timeout =
@@ -86,6 +89,7 @@ ChunkResult run_chunk(const Job& job, const Packed& items, const ItemSlot& slot)
       result.errors.push_back(job.command ? e.what() : job.function + ": " + e.what());
     }
   }
+  result.outputs.share();
   return result;
 }
 
