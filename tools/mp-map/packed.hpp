@@ -22,10 +22,11 @@ namespace mp_map {
 // mark the strings unless one of them holds a '\n' itself; from then on `ends` holds
 // every string's end (the offset of its separator).
 //
-// Large buffers live in mp's shared memory instead (share()): then a chunk crosses to
-// its worker, and its outputs back, as a handle, and the worker reads the items where
-// they are. A long line then costs one copy in mp-map's memory, not one per step of
-// pickling and transport in each process.
+// A large chunk of items lives in mp's shared memory instead (share()): it then crosses
+// to its worker as a handle, and the worker reads the items where they are. A long line
+// costs one copy in mp-map's memory, not one per step of pickling and transport in each
+// process. Only mp-map shares: a handle must stay alive until its pickle is loaded, and
+// mp-map keeps each chunk until its result is in.
 struct Packed {
   // From this size on, share() moves the bytes to shared memory.
   static constexpr std::size_t kShareFrom = std::size_t{1} << 20;

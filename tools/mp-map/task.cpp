@@ -89,7 +89,8 @@ ChunkResult run_chunk(const Job& job, const Packed& items, const ItemSlot& slot)
       result.errors.push_back(job.command ? e.what() : job.function + ": " + e.what());
     }
   }
-  result.outputs.share();
+  // The outputs are not shared: a handle must stay alive until its pickle is loaded,
+  // and the worker drops its result as soon as the result is pickled.
   return result;
 }
 
