@@ -15,6 +15,8 @@
 
 #include <gtest/gtest.h>
 
+#include <mp/context.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -268,7 +270,21 @@ TEST(MpMap, HelpAndVersion) {
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
   auto version = mp_test::run_command({MP_MAP_PATH, "--version"});
   EXPECT_EQ(version.exit_status, 0);
-  EXPECT_EQ(version.out.rfind("mp-map ", 0), 0u);
+  EXPECT_EQ(version.out, "mp-map " MP_PROJECT_VERSION "\n");
+  // The start methods are the library's.
+  std::string choices;
+  const auto methods = mp::get_all_start_methods();
+  for (std::size_t i = 0; i < methods.size(); ++i)
+    choices += (i == 0 ? "" : i + 1 == methods.size() ? " or " : ", ") + methods[i];
+  EXPECT_NE(help.out.find("--start-method M     " + choices +
+                          " (default: " + *mp::get_start_method() + ")"),
+            std::string::npos)
+      << help.out;
+  auto bad = mp_test::run_command({MP_MAP_PATH, "--start-method", "forkserver", "square"});
+  EXPECT_EQ(bad.exit_status, 2);
+  EXPECT_NE(bad.err.find("--start-method must be " + choices + ", got 'forkserver'"),
+            std::string::npos)
+      << bad.err;
 }
 
 // ---- --exec: the processes it starts, terminals, templates and items ----
