@@ -79,15 +79,13 @@ std::size_t Input::take(std::size_t n, Packed& into) {
     const char* after = lines == lines_ ? buffer_.data() + lines_end_
                                         : skip_lines(begin, buffer_.data() + lines_end_, lines);
     const auto size = static_cast<std::size_t>(after - begin);
-    if (into.empty() && size >= Packed::kShareFrom) {
-      // Long lines go straight to shared memory (one copy), and the buffer they grew
-      // gives its memory back.
+    // Long lines go straight to shared memory (one copy), and shrink() below has the
+    // buffer they grew give its memory back.
+    if (into.empty() && size >= Packed::kShareFrom)
       into.share_lines(std::string_view(begin, size), lines);
-      start_ += size;
-    } else {
+    else
       into.push_lines(std::string_view(begin, size), lines);
-      start_ += size;
-    }
+    start_ += size;
     lines_ -= lines;
   }
   shrink();
