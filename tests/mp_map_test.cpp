@@ -637,6 +637,20 @@ TEST_P(MpMapExecTest, AnItemTooLongForACommandArgumentFailsAlone) {
   }
 }
 
+TEST_P(MpMapExecTest, AChunkWithLargeOutputsRunsEachItemOnce) {
+  // Four items in one chunk, 1.2 MB of outputs: the chunk's result comes back whole (a
+  // result mp-map could not load would make it retry the items one by one).
+  mp_test::TempDir dir;
+  const std::string log = dir.file("log");
+  auto result = map({"-j", "1", "--chunksize", "4", "--exec",
+                     "echo {} >> " + log + "; head -c 300000 /dev/zero | tr '\\0' {}", ":::", "a",
+                     "b", "c", "d"});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_EQ(result.out, std::string(300000, 'a') + "\n" + std::string(300000, 'b') + "\n" +
+                            std::string(300000, 'c') + "\n" + std::string(300000, 'd') + "\n");
+  EXPECT_EQ(mp_test::read_file(log).value_or(""), "a\nb\nc\nd\n");
+}
+
 TEST_P(MpMapExecTest, ProgramsAreFoundAsExecvpFindsThem) {
   mp_test::TempDir dir;
   // A directory named echo early in PATH does not shadow the real echo.
