@@ -271,14 +271,15 @@ TEST(MpMap, HelpAndVersion) {
   auto version = mp_test::run_command({MP_MAP_PATH, "--version"});
   EXPECT_EQ(version.exit_status, 0);
   EXPECT_EQ(version.out, "mp-map " MP_PROJECT_VERSION "\n");
-  // The start methods are the library's.
+  // The start methods are the library's, default first (mp::get_start_method() would
+  // fix this process's default).
   std::string choices;
   const auto methods = mp::get_all_start_methods();
   for (std::size_t i = 0; i < methods.size(); ++i)
     choices += (i == 0 ? "" : i + 1 == methods.size() ? " or " : ", ") + methods[i];
-  EXPECT_NE(help.out.find("--start-method M     " + choices +
-                          " (default: " + *mp::get_start_method() + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      help.out.find("--start-method M     " + choices + " (default: " + methods.front() + ")"),
+      std::string::npos)
       << help.out;
   auto bad = mp_test::run_command({MP_MAP_PATH, "--start-method", "forkserver", "square"});
   EXPECT_EQ(bad.exit_status, 2);
