@@ -574,6 +574,9 @@ TEST_P(MpMapExecTest, AWorkerThatCannotStartIsNamed) {
                                        4);
   ASSERT_NE(result.exit_status, 120) << "setrlimit failed";
   ASSERT_NE(result.exit_status, 121) << "cannot change user";
+  if (result.exit_status == 122 && ::geteuid() == 0)
+    GTEST_SKIP() << "mp-map cannot be run by another user here (a directory above it is "
+                    "not open to others)";
   EXPECT_EQ(result.exit_status, 1) << result.err;
   const std::string step = GetParam() == "spawn" ? "posix_spawn " : "fork";
   const std::string worker = GetParam() == "spawn" ? "SpawnPoolWorker-" : "ForkPoolWorker-";
