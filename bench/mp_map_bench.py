@@ -13,10 +13,10 @@ Rows (issue 9), each printed as JSON lines in mp_bench.py's schema, one per tool
   mp_map_long_line     `mp-map sha256` over one line of 40 MB and of 100 MB
                        (--quick: 8 MB) arriving through a pipe, against
                        `sha256sum`: reading a line costs what reading its bytes costs.
-                       Also its peak resident memory ("peak_rss_mb": the largest of
-                       the processes), about two copies of the line for mp-map. (The
-                       shell that runs the pipeline is forked from this script and
-                       counts its size, some 30 MB: values near that are the floor.)
+                       Its peak resident memory (the largest of the processes; about
+                       two copies of the line for mp-map) goes to stderr. (The shell
+                       that runs the pipeline is forked from this script and counts
+                       its size, some 30 MB: values near that are the floor.)
   mp_map_start_jobs    `mp-map -j N --chunksize 1 square` over N lines (so that all
                        N workers start), for N = 256 and 1024, the most -j takes
                        (--quick: 64, 256).
@@ -50,10 +50,10 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def emit(impl, bench, params, runs, metric="wall_s", unit="s"):
+def emit(impl, bench, params, runs):
     value = statistics.median(runs)
-    print(json.dumps({"impl": impl, "bench": bench, "params": params, "metric": metric,
-                      "value": float(f"{value:.6g}"), "unit": unit,
+    print(json.dumps({"impl": impl, "bench": bench, "params": params, "metric": "wall_s",
+                      "value": float(f"{value:.6g}"), "unit": "s",
                       "runs": [float(f"{r:.6g}") for r in runs]}), flush=True)
 
 
@@ -145,7 +145,8 @@ def main():
                     emit(impl, "mp_map_long_line", params,
                          time_command(["sh", "-c", command], os.devnull, os.devnull, args.runs,
                                       peaks))
-                    emit(impl, "mp_map_long_line", params, peaks, "peak_rss_mb", "MB")
+                    log(f"mp_map_long_line: {impl} peak resident memory "
+                        f"{statistics.median(peaks):.0f} MB (median of {len(peaks)})")
                 except Exception as e:  # noqa: BLE001
                     log(f"mp_map_long_line ({impl}) FAILED: {e}")
                     failed = True
