@@ -114,6 +114,43 @@ class Mapper {
   Mapper& operator=(const Mapper&) = delete;
 
   int run() {
+    std::optional<mp::Pool> pool;
+    start_pool(pool);
+    pool_ = &*pool;
+    take_signals();
+    int status = 0;
+    int write_error = 0;
+    try {
+      loop();
+      status = failed_items_ > 0 ? 1 : 0;
+    } catch (const WriteError& e) {
+      write_error = e.error;
+      halted_ = true;
+    }
+    if (halted_ || g_signal != 0)
+      pool->terminate();
+    else
+      pool->close();
+    pool->join();
+    pool_ = nullptr;
+    progress_.update(done_items_, true);
+    progress_.clear();
+    if (g_signal != 0) die_by(g_signal);
+    if (write_error != 0) {
+      if (write_error == EPIPE && !sigpipe_ignored_) die_by(SIGPIPE);
+      std::fprintf(stderr, "mp-map: write error: %s\n", std::strerror(write_error));
+      return 1;
+    }
+    return status;
+  }
+
+  void set_sigpipe_ignored(bool ignored) { sigpipe_ignored_ = ignored; }
+
+ private:
+  // Starts the workers: as many as -j says, or fewer when stdin already holds the
+  // whole input and it needs fewer. Throws std::runtime_error naming a worker that
+  // could not start.
+  void start_pool(std::optional<mp::Pool>& pool) {
     // What stdin holds already: when that is all of it, no more workers start than
     // there are chunks to run. A few MiB at most: forked workers would count a larger
     // buffer in their own memory use (its pages are shared with mp-map, but resident).
@@ -133,9 +170,8 @@ class Mapper {
           std::chrono::duration<double>(per_item * items));
     }
     if (auto size = input_.known_size()) progress_.set_total(*size);
-    std::optional<mp::Pool> started;
     try {
-      started.emplace(pool_options);
+      pool.emplace(pool_options);
     } catch (const std::system_error& e) {
       // The library's message names the worker and the step ("mp: starting
       // ForkPoolWorker-3: fork: ..."); mp-map's own prefix replaces "mp: ".
@@ -143,46 +179,21 @@ class Mapper {
       if (what.starts_with("mp: ")) what.remove_prefix(4);
       throw std::runtime_error(std::string(what));
     }
-    mp::Pool& pool = *started;
-    pool_ = &pool;
+  }
+
+  // From here on SIGINT, SIGTERM and SIGHUP wake the main loop, and a write to a closed
+  // pipe fails with EPIPE in this thread (the pool's threads and workers keep the
+  // default), so that the workers are stopped before mp-map ends by SIGPIPE.
+  void take_signals() {
     g_main_pid = ::getpid();
     g_wake_fd = wake_write_;
     install_signal_handlers();
-    // A write to a closed pipe then fails with EPIPE here (the pool's threads and
-    // workers keep the default): the workers are stopped before mp-map ends by SIGPIPE.
     sigset_t pipe_signal;
     ::sigemptyset(&pipe_signal);
     ::sigaddset(&pipe_signal, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
-    int status = 0;
-    int write_error = 0;
-    try {
-      loop();
-      status = failed_items_ > 0 ? 1 : 0;
-    } catch (const WriteError& e) {
-      write_error = e.error;
-      halted_ = true;
-    }
-    if (halted_ || g_signal != 0)
-      pool.terminate();
-    else
-      pool.close();
-    pool.join();
-    pool_ = nullptr;
-    progress_.update(done_items_, true);
-    progress_.clear();
-    if (g_signal != 0) die_by(g_signal);
-    if (write_error != 0) {
-      if (write_error == EPIPE && !sigpipe_ignored_) die_by(SIGPIPE);
-      std::fprintf(stderr, "mp-map: write error: %s\n", std::strerror(write_error));
-      return 1;
-    }
-    return status;
   }
 
-  void set_sigpipe_ignored(bool ignored) { sigpipe_ignored_ = ignored; }
-
- private:
   void loop() {
     const std::size_t window = 4 * static_cast<std::size_t>(jobs_);
     while (true) {
