@@ -926,8 +926,8 @@ TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {
 
 TEST_P(MpMapStreamTest, ALongLineCostsAboutOneCopyOfItsMemory) {
   // A 64 MiB line (the last, without its '\n'): mp-map holds it while it reads it and
-  // while it hands it over, its worker reads it in place. Before, the line was copied
-  // for pickling and transport in each process (about 4.6 copies at the peak).
+  // while it hands it over, its worker reads it in place. A line copied for pickling
+  // and transport would take four copies or more.
   constexpr std::size_t kLine = 64 << 20;
   mp_test::TempDir dir;
   const std::string input = dir.file("line");
