@@ -924,7 +924,7 @@ TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {
   EXPECT_EQ(mp_map.wait(), 0) << mp_map.err();
 }
 
-TEST_P(MpMapStreamTest, ALongLineCostsAboutOneCopyOfItsMemory) {
+TEST_P(MpMapStreamTest, ALongLineTakesAtMostTwoCopiesOfMemory) {
   // A 64 MiB line (the last, without its '\n'): mp-map holds it while it reads it and
   // while it hands it over, its worker reads it in place. A line copied for pickling
   // and transport would take four copies or more.
