@@ -219,7 +219,11 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   // child, which made starting N processes cost O(N^2) copied pages. (Moving the vector
   // touches none of its elements; the list keeps them reachable for leak checkers.)
   if (!g.children.empty()) {
-    g.inherited = new InheritedChildren{std::move(g.children), g.inherited};
+    try {
+      g.inherited = new InheritedChildren{std::move(g.children), g.inherited};
+    } catch (const std::bad_alloc&) {
+      new (&g.children) std::vector<std::shared_ptr<ProcessState>>;  // forgotten, then
+    }
     g.children.clear();
   }
   g.cleanup_at = 0;
