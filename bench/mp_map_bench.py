@@ -13,8 +13,13 @@ Rows (issue 9), each printed as JSON lines in mp_bench.py's schema, one per tool
   mp_map_long_line     `mp-map sha256` over one line of 40 MB and of 100 MB
                        (--quick: 8 MB) arriving through a pipe, against
                        `sha256sum`: reading a line costs what reading its bytes costs.
+                       Its peak resident memory (the largest of the processes; about
+                       two copies of the line for mp-map) goes to stderr. (The shell
+                       that runs the pipeline is forked from this script and counts
+                       its size, some 30 MB: values near that are the floor.)
   mp_map_start_jobs    `mp-map -j N --chunksize 1 square` over N lines (so that all
-                       N workers start), for N = 256 and 1000 (--quick: 64, 256).
+                       N workers start), for N = 256 and 1024, the most -j takes
+                       (--quick: 64, 256).
 
 "impl" names the tool: mp-map, cpython-pool-oneliner, xargs, gnu-parallel. "value"
 is the median wall time of --runs runs, in seconds; the outputs of mp-map and of
@@ -52,15 +57,24 @@ def emit(impl, bench, params, runs):
                       "runs": [float(f"{r:.6g}") for r in runs]}), flush=True)
 
 
-def time_command(argv, stdin_path, stdout_path, runs):
+def time_command(argv, stdin_path, stdout_path, runs, peaks=None):
+    """Wall times of `runs` runs; with a list `peaks`, appends each run's peak resident
+    memory in MB (the largest of the command and the processes it waited for)."""
     times = []
     for _ in range(runs):
-        with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
+        with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout, \
+                tempfile.TemporaryFile() as stderr:
             start = time.perf_counter()
-            done = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+            child = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+            _, status, usage = os.wait4(child.pid, 0)
             times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.decode()[:300]}")
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if peaks is not None:
+                peaks.append(usage.ru_maxrss / 1024)
+            if child.returncode != 0:
+                stderr.seek(0)
+                raise RuntimeError(f"{argv[0]} failed ({child.returncode}): "
+                                   f"{stderr.read().decode()[:300]}")
     return times
 
 
@@ -127,14 +141,18 @@ def main():
                                   ("sha256sum", f"cat '{line}' | sha256sum")]:
                 try:
                     log(f"mp_map_long_line: {impl} over a {megabytes} MB line")
+                    peaks = []
                     emit(impl, "mp_map_long_line", params,
-                         time_command(["sh", "-c", command], os.devnull, os.devnull, args.runs))
+                         time_command(["sh", "-c", command], os.devnull, os.devnull, args.runs,
+                                      peaks))
+                    log(f"mp_map_long_line: {impl} peak resident memory "
+                        f"{statistics.median(peaks):.0f} MB (median of {len(peaks)})")
                 except Exception as e:  # noqa: BLE001
                     log(f"mp_map_long_line ({impl}) FAILED: {e}")
                     failed = True
             os.remove(line)
 
-        for jobs in ([64, 256] if args.quick else [256, 1000]):
+        for jobs in ([64, 256] if args.quick else [256, 1024]):
             few = os.path.join(tmp, "few.txt")
             with open(few, "w") as f:
                 f.write("".join(f"{i}\n" for i in range(jobs)))

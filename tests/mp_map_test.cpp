@@ -1,17 +1,21 @@
 // Runs the real mp-map binary on real input and checks what it prints and its exit
 // status, per start method, failure cases included.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+
+#include <mp/context.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -266,7 +270,22 @@ TEST(MpMap, HelpAndVersion) {
     EXPECT_NE(help.out.find(word), std::string::npos) << word;
   auto version = mp_test::run_command({MP_MAP_PATH, "--version"});
   EXPECT_EQ(version.exit_status, 0);
-  EXPECT_EQ(version.out.rfind("mp-map ", 0), 0u);
+  EXPECT_EQ(version.out, "mp-map " MP_PROJECT_VERSION "\n");
+  // The start methods are the library's, default first (mp::get_start_method() would
+  // fix this process's default).
+  std::string choices;
+  const auto methods = mp::get_all_start_methods();
+  for (std::size_t i = 0; i < methods.size(); ++i)
+    choices += (i == 0 ? "" : i + 1 == methods.size() ? " or " : ", ") + methods[i];
+  EXPECT_NE(
+      help.out.find("--start-method M     " + choices + " (default: " + methods.front() + ")"),
+      std::string::npos)
+      << help.out;
+  auto bad = mp_test::run_command({MP_MAP_PATH, "--start-method", "forkserver", "square"});
+  EXPECT_EQ(bad.exit_status, 2);
+  EXPECT_NE(bad.err.find("--start-method must be " + choices + ", got 'forkserver'"),
+            std::string::npos)
+      << bad.err;
 }
 
 // ---- --exec: the processes it starts, terminals, templates and items ----
@@ -495,6 +514,79 @@ TEST_P(MpMapExecTest, StartErrorsNameWhatFailed) {
       << result.err;
 }
 
+// Runs `argv` with at most `tasks` processes and threads for its user (RLIMIT_NPROC);
+// returns its exit status and stderr. The limit binds root too: as root, the command
+// runs as a user id of its own (its own processes are then all that count); otherwise
+// the limit is set above what the user runs already.
+mp_test::CommandResult run_with_few_processes(const std::vector<std::string>& argv, int tasks) {
+  rlim_t limit = static_cast<rlim_t>(tasks);
+  const bool root = ::geteuid() == 0;
+  if (!root) {
+    // Threads and processes of this user now (the limit counts both).
+    std::size_t running = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      struct stat info {};
+      if (::stat(entry.path().c_str(), &info) == 0 && info.st_uid == ::getuid()) {
+        const auto status = mp_test::read_file((entry.path() / "status").string());
+        const auto at = status ? status->find("Threads:") : std::string::npos;
+        running += at == std::string::npos ? 1 : std::stoul(status->substr(at + 8));
+      }
+    }
+    limit += running;
+  }
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const uid_t uid = 60000 + static_cast<uid_t>(::getpid() % 5000);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(err[1], 2);
+    const rlimit few{limit, limit};
+    if (::setrlimit(RLIMIT_NPROC, &few) != 0) ::_exit(120);
+    if (root && (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0))
+      ::_exit(121);
+    ::execv(args[0], args.data());
+    ::_exit(122);
+  }
+  ::close(err[1]);
+  mp_test::CommandResult result;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(err[0], buffer, sizeof buffer)) > 0)
+    result.err.append(buffer, static_cast<std::size_t>(n));
+  ::close(err[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return result;
+}
+
+TEST_P(MpMapExecTest, AWorkerThatCannotStartIsNamed) {
+  // Room for mp-map and three workers: the fourth cannot start.
+  auto result = run_with_few_processes(argv({"-j", "8", "square", ":::", "1", "2", "3", "4", "5",
+                                             "6", "7", "8", "9", "10", "11", "12"}),
+                                       4);
+  ASSERT_NE(result.exit_status, 120) << "setrlimit failed";
+  ASSERT_NE(result.exit_status, 121) << "cannot change user";
+  if (result.exit_status == 122 && ::geteuid() == 0)
+    GTEST_SKIP() << "mp-map cannot be run by another user here (a directory above it is "
+                    "not open to others)";
+  EXPECT_EQ(result.exit_status, 1) << result.err;
+  const std::string step = GetParam() == "spawn" ? "posix_spawn " : "fork";
+  const std::string worker = GetParam() == "spawn" ? "SpawnPoolWorker-" : "ForkPoolWorker-";
+  const auto at = result.err.find("mp-map: starting " + worker);
+  ASSERT_NE(at, std::string::npos) << result.err;
+  EXPECT_NE(result.err.find(": " + step, at), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("Resource temporarily unavailable\n", at), std::string::npos)
+      << result.err;
+}
+
 TEST_P(MpMapExecTest, QuotedPlaceholdersAreRefused) {
   mp_test::TempDir dir;
   const std::string victim = dir.file("touched");
@@ -529,6 +621,38 @@ TEST_P(MpMapExecTest, AnItemHoldingANulByteFailsAlone) {
               std::string::npos)
         << result.err;
   }
+}
+
+TEST_P(MpMapExecTest, AnItemTooLongForACommandArgumentFailsAlone) {
+  // One argument holds at most 128 KiB (MAX_ARG_STRLEN); the item beside it still runs.
+  const std::string fits(100000, 'f');
+  const std::string too_long(200000, 'x');
+  for (const std::string& command : {std::string("echo {}"), std::string("echo {} | wc -c")}) {
+    auto result = map({"--exec", command}, fits + "\n" + too_long + "\nshort\n");
+    EXPECT_EQ(result.exit_status, 1) << command << ": " << result.err;
+    const auto lines = lines_of(result.out);
+    ASSERT_EQ(lines.size(), 2u) << command << ": " << result.err;
+    EXPECT_EQ(lines[1], command == "echo {}" ? "short" : "6") << command;
+    EXPECT_NE(result.err.find("line 2: 'xxx"), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find("the item is too long to pass to a command"), std::string::npos)
+        << result.err;
+    EXPECT_EQ(result.err.find("line 1"), std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find("line 3"), std::string::npos) << result.err;
+  }
+}
+
+TEST_P(MpMapExecTest, AChunkWithLargeOutputsRunsEachItemOnce) {
+  // Four items in one chunk, 1.2 MB of outputs: the chunk's result comes back whole (a
+  // result mp-map could not load would make it retry the items one by one).
+  mp_test::TempDir dir;
+  const std::string log = dir.file("log");
+  auto result = map({"-j", "1", "--chunksize", "4", "--exec",
+                     "echo {} >> " + log + "; head -c 300000 /dev/zero | tr '\\0' {}", ":::", "a",
+                     "b", "c", "d"});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_EQ(result.out, std::string(300000, 'a') + "\n" + std::string(300000, 'b') + "\n" +
+                            std::string(300000, 'c') + "\n" + std::string(300000, 'd') + "\n");
+  EXPECT_EQ(mp_test::read_file(log).value_or(""), "a\nb\nc\nd\n");
 }
 
 TEST_P(MpMapExecTest, ProgramsAreFoundAsExecvpFindsThem) {
@@ -798,6 +922,39 @@ TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {
   mp_map.close_input();
   EXPECT_EQ(mp_map.read_until(expected), expected);
   EXPECT_EQ(mp_map.wait(), 0) << mp_map.err();
+}
+
+TEST_P(MpMapStreamTest, ALongLineTakesAtMostTwoCopiesOfMemory) {
+  // A 64 MiB line (the last, without its '\n'): mp-map holds it while it reads it and
+  // while it hands it over, its worker reads it in place. A line copied for pickling
+  // and transport would take four copies or more.
+  constexpr std::size_t kLine = 64 << 20;
+  mp_test::TempDir dir;
+  const std::string input = dir.file("line");
+  mp_test::write_file(input, std::string(kLine, 'a'));
+  auto sum = mp_test::run_command({"/usr/bin/sha256sum", input});
+  ASSERT_EQ(sum.exit_status, 0);
+  const std::string output = dir.file("output");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, input.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const auto args = argv({"-j", "2", "sha256"});
+  std::vector<char*> pointers;
+  for (const auto& a : args) pointers.push_back(const_cast<char*>(a.c_str()));
+  pointers.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(::posix_spawn(&pid, pointers[0], &actions, nullptr, pointers.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  int status = 0;
+  rusage usage{};
+  ASSERT_EQ(::wait4(pid, &status, 0, &usage), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(mp_test::read_file(output).value_or(""), sum.out.substr(0, 64) + "\n");
+  // The peak of mp-map and of each worker (kilobytes): two copies and a margin for the
+  // program itself.
+  const long limit_kb = static_cast<long>(2 * kLine + (64 << 20)) / 1024;
+  EXPECT_LT(usage.ru_maxrss, limit_kb) << "peak resident memory, KiB";
 }
 
 TEST_P(MpMapStreamTest, AFailedWriteToStdoutIsAnError) {

@@ -563,6 +563,14 @@ struct PoolCore::Impl : std::enable_shared_from_this<PoolCore::Impl> {
           ProcessOptions{.name = name, .daemon = true, .start_method = method}, &worker_main,
           aligned, std::move(writer), options.initializer, options.maxtasksperchild);
       worker->process.start();
+    } catch (const std::system_error& e) {
+      heap_free(worker->channel_ref);
+      // "mp: fork: <reason>" becomes "mp: starting ForkPoolWorker-3: fork: <reason>".
+      std::string_view step = e.what();
+      if (step.starts_with("mp: ")) step.remove_prefix(4);
+      if (const auto reason = ": " + e.code().message(); step.ends_with(reason))
+        step.remove_suffix(reason.size());
+      throw std::system_error(e.code(), "mp: starting " + name + ": " + std::string(step));
     } catch (...) {
       heap_free(worker->channel_ref);
       throw;

@@ -161,7 +161,7 @@ std::unique_ptr<Popen> launch_spawn(Process&, const ChildSetup& setup, const Tar
   pid_t pid = 0;
   if (auto ec = posix::spawn_with_fd(exe, {"--mp-spawn", std::to_string(kBootstrapFd)},
                                      child_end.get(), kBootstrapFd, pid))
-    throw std::system_error(ec, "mp: cannot spawn " + exe);
+    throw std::system_error(ec, "mp: posix_spawn " + exe);
   child_end.reset();
 
   posix::unique_fd pidfd;

@@ -29,6 +29,13 @@ namespace detail {
 
 namespace {
 
+// The children of the processes this one was forked from: copies that are not ours to
+// release (see child_main).
+struct InheritedChildren {
+  std::vector<std::shared_ptr<ProcessState>> children;
+  InheritedChildren* next;
+};
+
 // Process-wide bookkeeping. Leaked on purpose: the atexit handler and children that
 // outlive static destruction still need it.
 struct Globals {
@@ -39,6 +46,10 @@ struct Globals {
   pid_t parent_pid = 0;               // 0 in the main process
   std::string parent_name;
   std::vector<std::shared_ptr<ProcessState>> children;
+  // start() reaps finished children once `children` has grown to this size: twice what
+  // the last pass left (at least kCleanupMin), so N starts cost O(N) polls, not O(N^2).
+  std::size_t cleanup_at = 0;
+  InheritedChildren* inherited = nullptr;
   int counter = 0;
   bool atexit_registered = false;
   bool is_child = false;
@@ -74,17 +85,22 @@ std::string identity_name(const std::vector<int>& identity) {
   return name;
 }
 
-// Reaps finished children and forgets them. Python: process._cleanup().
-void cleanup_children() {
+constexpr std::size_t kCleanupMin = 16;
+
+// Reaps finished children and forgets them. Python: process._cleanup(). With `when_grown`,
+// only when the list has grown enough since the last pass (see Globals::cleanup_at).
+void cleanup_children(bool when_grown) {
   auto& g = globals();
   std::vector<std::shared_ptr<ProcessState>> finished;
   {
     std::lock_guard lock(g.mutex);
+    if (when_grown && g.children.size() < g.cleanup_at) return;
     auto keep = std::stable_partition(g.children.begin(), g.children.end(), [](auto& state) {
       return state->popen && !state->popen->poll().has_value();
     });
     finished.assign(std::make_move_iterator(keep), std::make_move_iterator(g.children.end()));
     g.children.erase(keep, g.children.end());
+    g.cleanup_at = std::max(kCleanupMin, 2 * g.children.size());
   }
 }
 
@@ -198,7 +214,19 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   // parent; the child has one thread, so a fresh mutex is safe.
   new (&g.mutex) std::mutex;
   g.is_child = true;
-  g.children.clear();
+  // The parent's children are not ours. They are set aside without being destroyed:
+  // releasing each shared_ptr would write to, and so copy, a page of the parent's per
+  // child, which made starting N processes cost O(N^2) copied pages. (Moving the vector
+  // touches none of its elements; the list keeps them reachable for leak checkers.)
+  if (!g.children.empty()) {
+    try {
+      g.inherited = new InheritedChildren{std::move(g.children), g.inherited};
+    } catch (const std::bad_alloc&) {
+      new (&g.children) std::vector<std::shared_ptr<ProcessState>>;  // forgotten, then
+    }
+    g.children.clear();
+  }
+  g.cleanup_at = 0;
   g.counter = 0;
   // The parent's registration of exit_function is the parent's: a child that starts
   // children registers its own (see launch_fork for which handlers a forked child runs).
@@ -331,7 +359,7 @@ void Process::start() {
   if (self.daemon.value_or(false))
     throw std::logic_error(
         "mp::Process::start: daemonic processes are not allowed to have children");
-  detail::cleanup_children();
+  detail::cleanup_children(true);
 
   const std::string method = detail::resolve_start_method(state.start_method);
   detail::ChildSetup& setup = state.setup;  // lives on: no free after fork
@@ -352,7 +380,9 @@ void Process::start() {
     // Allocate before the child exists: after fork every page the parent writes to
     // is copied while the child lives.
     std::lock_guard glock(g.mutex);
-    g.children.reserve(g.children.size() + 1);
+    // (Doubling: reserving one more each time would reallocate at every start.)
+    if (g.children.size() == g.children.capacity())
+      g.children.reserve(std::max<std::size_t>(8, 2 * g.children.size()));
   }
   auto popen = detail::launcher_for(method)(*this, setup, target_.get());
 
@@ -542,7 +572,7 @@ Process* parent_process() {
 }
 
 std::vector<Process> active_children() {
-  detail::cleanup_children();
+  detail::cleanup_children(false);
   auto& g = globals();
   std::lock_guard lock(g.mutex);
   std::vector<Process> out;

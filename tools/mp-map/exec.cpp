@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 #include "launcher.hpp"
 #include "text.hpp"
@@ -191,6 +192,129 @@ std::string describe_status(int status) {
   return "ended with status " + std::to_string(status);
 }
 
+// A descriptor, closed when it goes.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const noexcept { return fd_; }
+  void reset() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// The longest string one argument of a command can be (Linux's MAX_ARG_STRLEN, 32
+// pages, counts the terminating NUL).
+std::size_t max_argument_length() {
+  const long page = ::sysconf(_SC_PAGESIZE);
+  return 32 * static_cast<std::size_t>(page > 0 ? page : 4096) - 1;
+}
+
+// The program and arguments that run `command` for `item`. Throws std::runtime_error
+// for an item that no command argument can carry (a NUL byte, or too long).
+std::vector<std::string> command_args(const Command& command, std::string_view item,
+                                      std::string& program) {
+  if (item.find('\0') != std::string_view::npos)
+    throw std::runtime_error(
+        "the item holds a NUL byte, which no command argument can carry (not run)");
+  std::vector<std::string> args;
+  if (!command.program.empty()) {
+    program = command.program;
+    bool substituted = false;
+    for (const std::string& word : command.words) {
+      args.push_back(replace_all(word, item));
+      substituted = substituted || word.find("{}") != std::string::npos;
+    }
+    if (!substituted) args.emplace_back(item);
+  } else {
+    program = "/bin/sh";
+    args = {"sh", "-c", shell_line(command.text, item)};
+  }
+  const std::size_t limit = max_argument_length();
+  for (const std::string& arg : args)
+    if (arg.size() > limit)
+      throw std::runtime_error(
+          "the item is too long to pass to a command: it makes an argument of " +
+          std::to_string(arg.size()) + " bytes, and the system takes at most " +
+          std::to_string(limit) + " per argument (not run)");
+  return args;
+}
+
+// Starts the command through the launcher; returns the read end of its stdout.
+Fd start_command(const std::string& program, const std::vector<std::string>& args) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0)
+    throw std::system_error(errno, std::generic_category(), "starting the command: pipe");
+  Fd read_end(ends[0]);
+  Fd write_end(ends[1]);
+  launcher::start(program, args, write_end.get());
+  return read_end;  // the write end closes here: the command holds the only copy
+}
+
+struct Outcome {
+  std::string output;  // everything the command wrote to stdout
+  int status = 0;      // its wait status
+  bool timed_out = false;
+};
+
+// Reads the command's stdout until it ends and the launcher has reported the command's
+// end (after which every writer is gone); on the deadline, has the launcher kill the
+// command and everything it started, and still waits for the report.
+Outcome drain(const Fd& out, std::optional<std::chrono::duration<double>> timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = timeout
+                            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout)
+                            : Clock::time_point::max();
+  auto wait_ms = [&]() -> int {
+    if (!timeout) return -1;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    return left.count() <= 0 ? 0 : static_cast<int>(std::min<long long>(left.count(), 1 << 30));
+  };
+  Outcome outcome;
+  bool ended = false;  // the launcher has reported: the command and its descendants are gone
+  bool eof = false;
+  char buffer[65536];
+  while (!eof || !ended) {
+    pollfd fds[2];
+    nfds_t count = 0;
+    if (!eof) fds[count++] = {out.get(), POLLIN, 0};
+    if (!ended) fds[count++] = {launcher::event_fd(), POLLIN, 0};
+    const int ready = ::poll(fds, count, outcome.timed_out || ended ? -1 : wait_ms());
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {  // the deadline: kill, then wait for the report as usual
+      outcome.timed_out = true;
+      launcher::kill_command();
+      continue;
+    }
+    if (!eof && fds[0].revents != 0) {
+      const ssize_t n = ::read(out.get(), buffer, sizeof buffer);
+      if (n > 0)
+        outcome.output.append(buffer, static_cast<std::size_t>(n));
+      else if (n == 0 || errno != EINTR)
+        eof = true;
+    }
+    if (!ended && fds[count - 1].revents != 0) {
+      outcome.status = launcher::finish();
+      ended = true;
+    }
+  }
+  return outcome;
+}
+
 }  // namespace
 
 Command prepare(std::string text) {
@@ -214,90 +338,18 @@ std::string shell_line(std::string_view text, std::string_view item) {
 
 std::string run(const Command& command, std::string_view item,
                 std::optional<std::chrono::duration<double>> timeout) {
-  if (item.find('\0') != std::string_view::npos)
-    throw std::runtime_error(
-        "the item holds a NUL byte, which no command argument can carry (not run)");
-  std::vector<std::string> args;
   std::string program;
-  int status = 0;
-  if (!command.program.empty()) {
-    program = command.program;
-    bool substituted = false;
-    for (const std::string& word : command.words) {
-      args.push_back(replace_all(word, item));
-      substituted = substituted || word.find("{}") != std::string::npos;
-    }
-    if (!substituted) args.emplace_back(item);
-  } else {
-    program = "/bin/sh";
-    args = {"sh", "-c", shell_line(command.text, item)};
-  }
-
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0)
-    throw std::system_error(errno, std::generic_category(), "starting the command: pipe");
-  try {
-    launcher::start(program, args, out[1]);
-  } catch (...) {
-    ::close(out[0]);
-    ::close(out[1]);
-    throw;
-  }
-  ::close(out[1]);
-
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = timeout
-                            ? Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout)
-                            : Clock::time_point::max();
-  auto wait_ms = [&]() -> int {
-    if (!timeout) return -1;
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    return left.count() <= 0 ? 0 : static_cast<int>(std::min<long long>(left.count(), 1 << 30));
-  };
-  bool timed_out = false;
-  bool ended = false;  // the launcher has reported: the command and its descendants are gone
-  bool eof = false;
-  std::string output;
-  char buffer[65536];
-  // Read stdout while waiting for the launcher's report, within the deadline; after the
-  // report every writer is gone, so the pipe ends too.
-  while (!eof || !ended) {
-    pollfd fds[2];
-    nfds_t count = 0;
-    if (!eof) fds[count++] = {out[0], POLLIN, 0};
-    if (!ended) fds[count++] = {launcher::event_fd(), POLLIN, 0};
-    const int ready = ::poll(fds, count, timed_out || ended ? -1 : wait_ms());
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready == 0) {
-      timed_out = true;
-      launcher::kill_command();
-      continue;
-    }
-    if (!eof && fds[0].revents != 0) {
-      const ssize_t n = ::read(out[0], buffer, sizeof buffer);
-      if (n > 0)
-        output.append(buffer, static_cast<std::size_t>(n));
-      else if (n == 0 || errno != EINTR)
-        eof = true;
-    }
-    if (!ended && fds[count - 1].revents != 0) {
-      try {
-        status = launcher::finish();
-      } catch (...) {
-        ::close(out[0]);
-        throw;
-      }
-      ended = true;
-    }
-  }
-  ::close(out[0]);
-  if (timed_out) {
+  const std::vector<std::string> args = command_args(command, item, program);
+  Fd out = start_command(program, args);
+  const Outcome outcome = drain(out, timeout);
+  if (outcome.timed_out) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%g", timeout->count());
     throw std::runtime_error(std::string("timed out after ") + seconds + " s (killed)");
   }
-  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-    throw std::runtime_error("the command failed: " + describe_status(status));
+  if (!(WIFEXITED(outcome.status) && WEXITSTATUS(outcome.status) == 0))
+    throw std::runtime_error("the command failed: " + describe_status(outcome.status));
+  std::string output = std::move(outcome.output);
   if (!output.empty() && output.back() == '\n') output.pop_back();
   return output;
 }

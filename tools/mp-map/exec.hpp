@@ -37,7 +37,8 @@ std::string shell_line(std::string_view text, std::string_view item);
 // Runs the command for `item` with stdin from /dev/null and stderr inherited; returns
 // its standard output without one trailing newline. Throws std::runtime_error naming
 // the exit status or signal if it fails, that it was killed after `timeout`, that the
-// item holds a NUL byte (then nothing runs), or what could not be started. The command
+// item holds a NUL byte or is too long for a command argument (then nothing runs), or
+// what could not be started. The command
 // runs in mp-map's process group under the calling process's launcher (launcher.hpp):
 // whatever it leaves running is killed when it exits, and everything it started when
 // it times out or the calling process dies.

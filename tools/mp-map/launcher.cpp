@@ -192,9 +192,26 @@ void reply(const Reply& message) {
 constexpr int kIgnored[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM,   SIGPIPE,
                             SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF};
 
-// Runs one command to its end and replies: stdin from /dev/null (the launcher's own),
-// stdout to `stdout_fd`.
-void run_command(const char* program, char* const* argv, int stdout_fd) {
+// A descriptor the launcher closes when it goes out of scope (no allocation: safe in
+// the launcher).
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) noexcept : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Starts the command: stdin from /dev/null (the launcher's own), stdout to `stdout_fd`,
+// the default signal actions and an empty signal mask. Returns its pid, or -1 after
+// replying why it could not start.
+pid_t start_command(const char* program, char* const* argv, const ScopedFd& stdout_fd) {
   volatile int exec_error = 0;  // written by the vforked child, which shares this memory
   // vfork: the launcher is a copy of a worker that may map a large heap; the child
   // borrows it until it execs, so starting a command costs no page-table copy.
@@ -206,7 +223,7 @@ void run_command(const char* program, char* const* argv, int stdout_fd) {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::dup2(stdout_fd, 1) < 0) {
+    if (::dup2(stdout_fd.get(), 1) < 0) {
       exec_error = errno;
       ::_exit(127);
     }
@@ -214,30 +231,34 @@ void run_command(const char* program, char* const* argv, int stdout_fd) {
     exec_error = errno;
     ::_exit(127);
   }
-  const int fork_error = errno;
-  ::close(stdout_fd);
   if (pid < 0) {
-    reply({'F', fork_error, 'f', 0});
-    return;
+    reply({'F', errno, 'f', 0});
+    return -1;
   }
-  int status = 0;
   if (exec_error != 0) {
+    int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     reply({'F', exec_error, 'x', 0});
-    return;
+    return -1;
   }
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  return pid;
+}
+
+// Waits for the command to end, killing it and everything it started if the worker
+// asks ('K'); returns its wait status.
+int wait_or_kill(pid_t pid) {
+  const ScopedFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  int status = 0;
   bool ended = false;
   while (!ended) {
-    pollfd fds[2] = {{kSocket, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    pollfd fds[2] = {{kSocket, POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
     // Without a pidfd (a kernel before 5.3), look at the command every 20 ms.
-    const int ready = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 20);
+    const int ready = ::poll(fds, pidfd.get() >= 0 ? 2 : 1, pidfd.get() >= 0 ? -1 : 20);
     if (ready < 0 && errno != EINTR) {  // cannot poll: wait for the command alone
       while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
       }
-      ended = true;
-      break;
+      return status;
     }
     if (ready > 0 && fds[0].revents != 0) {
       Request request;
@@ -248,13 +269,30 @@ void run_command(const char* program, char* const* argv, int stdout_fd) {
     }
     if (!ended && ::waitpid(pid, &status, WNOHANG) == pid) ended = true;
   }
-  if (pidfd >= 0) ::close(pidfd);
-  // What the command left behind: reap what already ended, kill what did not.
+  return status;
+}
+
+// Reaps what the command left behind that already ended, and kills the rest.
+void reap_leftovers() {
   pid_t reaped;
-  int leftover_status;
-  while ((reaped = ::waitpid(-1, &leftover_status, WNOHANG)) > 0) {
+  int status = 0;
+  while ((reaped = ::waitpid(-1, &status, WNOHANG)) > 0) {
   }
-  if (reaped == 0) kill_descendants(0, &leftover_status, &ended);
+  bool ended = false;
+  if (reaped == 0) kill_descendants(0, &status, &ended);
+}
+
+// Runs one command to its end and replies with its status (or why it could not start),
+// once nothing it started is left.
+void run_command(const char* program, char* const* argv, int stdout_fd) {
+  pid_t pid;
+  {
+    const ScopedFd out(stdout_fd);  // the command's copy is its own; ours closes here
+    pid = start_command(program, argv, out);
+  }
+  if (pid < 0) return;
+  const int status = wait_or_kill(pid);
+  reap_leftovers();
   reply({'E', status, 0, 0});
 }
 
