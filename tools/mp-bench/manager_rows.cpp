@@ -68,7 +68,7 @@ void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds li
 
 }  // namespace
 
-void manager_dict_set_get(const Row& row) {
+MP_BENCH_ROW(manager_dict_set_get, 1300, 20'000, 5'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> set_runs, get_runs;
@@ -95,7 +95,7 @@ void manager_dict_set_get(const Row& row) {
   row.emit(params, "get_ops_per_s", get_runs, "ops/s");
 }
 
-void manager_dict_concurrent(const Row& row) {
+MP_BENCH_ROW(manager_dict_concurrent, 1400, 20'000, 5'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;

@@ -120,7 +120,9 @@ void array_write(const Row& row, bool prefault) {
 
 }  // namespace
 
-void shared_memory_array_write(const Row& row) { array_write(row, false); }
-void shared_memory_array_write_prefault(const Row& row) { array_write(row, true); }
+MP_BENCH_ROW(shared_memory_array_write, 1700, kShmSize, kShmSize) { array_write(row, false); }
+MP_BENCH_ROW(shared_memory_array_write_prefault, 1800, kShmSize, kShmSize) {
+  array_write(row, true);
+}
 
 }  // namespace mp_bench

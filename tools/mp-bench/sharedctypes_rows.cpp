@@ -39,7 +39,7 @@ void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds li
 
 }  // namespace
 
-void value_lock_increment(const Row& row) {
+MP_BENCH_ROW(value_lock_increment, 1100, 200'000, 50'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;
