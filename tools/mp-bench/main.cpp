@@ -1,7 +1,7 @@
 // mp-bench: mp's half of the side-by-side benchmark with CPython.
 //
 //   mp-bench [--quick] [--only NAME[,NAME...]] [--runs 3] [--start-method fork]
-//            [--timeout 600] [--list]
+//            [--timeout 600] [--list] [--sizes]
 //
 // Prints the JSON lines of bench/python/mp_bench.py (same names, params, metrics,
 // units, sizes and timed sections) with "impl": "mp-cpp"; bench/compare.py runs both
@@ -112,12 +112,13 @@ struct UsageError {
 struct CommandLine {
   Options options;
   bool list = false;
+  bool sizes = false;
   std::vector<std::string> only;
 };
 
 constexpr const char* kUsage =
     "usage: mp-bench [--quick] [--only NAME[,NAME]] [--runs N] [--start-method M]\n"
-    "                [--timeout SECONDS] [--list] [--version]\n";
+    "                [--timeout SECONDS] [--list] [--sizes] [--version]\n";
 
 void usage(std::FILE* out) {
   std::fputs(kUsage, out);
@@ -132,6 +133,7 @@ void usage(std::FILE* out) {
                "(default fork)\n"
                "  --timeout SECONDS    per-row time limit (default 600)\n"
                "  --list               list row names and exit\n"
+               "  --sizes              list rows as NAME FULL_SIZE QUICK_SIZE and exit\n"
                "  --version            show the mp version and how mp-bench was built\n"
                "  -h, --help           show this help\n");
 }
@@ -189,6 +191,8 @@ CommandLine parse_command_line(int argc, char** argv) {
       command_line.options.quick = true;
     } else if (arg == "--list") {
       command_line.list = true;
+    } else if (arg == "--sizes") {
+      command_line.sizes = true;
     } else if (arg == "--only") {
       command_line.only = split_names(take_value());
     } else if (arg == "--runs") {
@@ -335,6 +339,13 @@ int main(int argc, char** argv) {
   using namespace mp_bench;
   try {
     const CommandLine command_line = parse_command_line(argc, argv);
+    if (command_line.sizes) {
+      for (const auto& row : registered_rows()) {
+        std::printf("%.*s %lld %lld\n", static_cast<int>(row.name.size()), row.name.data(),
+                    static_cast<long long>(row.full_size), static_cast<long long>(row.quick_size));
+      }
+      return 0;
+    }
     if (command_line.list) {
       for (const auto& row : registered_rows()) {
         std::printf("%.*s\n", static_cast<int>(row.name.size()), row.name.data());
