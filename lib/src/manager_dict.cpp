@@ -9,8 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include <mp/managers.hpp>
-
 #include "manager_segment.hpp"
 
 namespace mp::detail {

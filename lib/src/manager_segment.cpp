@@ -4,8 +4,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <mp/managers.hpp>
-
 #include "manager_segment.hpp"
 
 namespace mp::detail {

@@ -39,7 +39,7 @@
 #include <utility>
 #include <vector>
 
-#include <mp/detail/manager_segment.hpp>
+#include <mp/detail/manager_core.hpp>
 #include <mp/errors.hpp>
 
 namespace mp::detail {

@@ -57,8 +57,9 @@
 #include <utility>
 #include <vector>
 
-#include <mp/detail/manager_segment.hpp>
+#include <mp/detail/manager_core.hpp>
 #include <mp/detail/shared_ctype.hpp>
+#include <mp/detail/type_name.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 #include <mp/synchronize.hpp>
@@ -81,40 +82,66 @@ class Queue;
 template <class T>
 class JoinableQueue;
 
-class Manager;
-
 namespace detail {
 
-// The store of SharedDict and Namespace: pickled keys and values in a hash table that
-// keeps insertion order (lib/src/manager_dict.cpp). Each operation is one transaction.
-class DictCore : public ContainerCore {
- public:
-  DictCore() noexcept = default;
-  // A new empty container of `kind` (dict or name_space) whose element types
-  // `fingerprint` names. Throws mp::HeapExhausted.
-  DictCore(const ManagerCore& manager, ContainerKind kind, std::uint64_t fingerprint);
+template <class T>
+const std::string& pickle_into(std::string& buffer, const T& value) {
+  buffer.clear();
+  mp::pickle::dump(value, buffer);
+  return buffer;
+}
 
-  void set(std::string_view key, std::string_view value) const;
-  // Copies the value into `out`; false if the key is missing.
-  bool get(std::string_view key, std::string& out) const;
-  bool contains(std::string_view key) const;
-  // Removes the key; copies its value into `out` if not null. False if missing.
-  bool erase(std::string_view key, std::string* out) const;
-  // If the key is missing, inserts `value`. Copies the value now stored into `out`.
-  void setdefault(std::string_view key, std::string_view value, std::string& out) const;
-  // All pairs in one operation (a later duplicate key wins).
-  void update(const std::vector<std::string>& keys, const std::vector<std::string>& values) const;
-  // Under the lock: calls `function(context, old, out)` with the current value (nullptr if
-  // missing); it writes the new value's pickle to `out`. If it throws, nothing changes.
-  using modify_function = void (*)(void* context, const std::string* old, std::string& out);
-  void modify(std::string_view key, modify_function function, void* context) const;
-  std::size_t size() const;
-  void clear() const;
-  // Copies of the keys and/or values in insertion order (either pointer may be null).
-  void snapshot(std::vector<std::string>* keys, std::vector<std::string>* values) const;
+// Instantiated with a type that cannot be pickled, reports mp's compile-time error
+// naming it (mp::pickle::cannot_pickle<T>), as pickle::dumps would. A trait, so
+// snake_case as the standard's: classes are CamelCase.
+template <class T>
+struct require_picklable
+    : std::conditional_t<mp::pickle::picklable<T>, std::true_type,
+                         mp::pickle::cannot_pickle<typename pickle_traits<T>::culprit>> {};
+
+// Names the element types of a container (the low half K's fingerprint, the high half V's).
+template <class K, class V>
+inline constexpr std::uint64_t pair_fingerprint = std::uint64_t{type_fingerprint<K>} |
+                                                  (std::uint64_t{type_fingerprint<V>} << 32);
+
+// A snapshot's iterator: shares the copied elements, so it stays valid after the
+// container changes.
+template <class Element>
+class SnapshotIterator {
+ public:
+  using value_type = Element;
+  using difference_type = std::ptrdiff_t;
+  using reference = const Element&;
+  using pointer = const Element*;
+  using iterator_category = std::input_iterator_tag;
+
+  SnapshotIterator() = default;
+  explicit SnapshotIterator(std::shared_ptr<const std::vector<Element>> elements)
+      : elements_(std::move(elements)) {}
+
+  const Element& operator*() const { return (*elements_)[index_]; }
+  const Element* operator->() const { return &(*elements_)[index_]; }
+  SnapshotIterator& operator++() {
+    ++index_;
+    return *this;
+  }
+  SnapshotIterator operator++(int) {
+    auto old = *this;
+    ++index_;
+    return old;
+  }
+  friend bool operator==(const SnapshotIterator& it, std::default_sentinel_t) {
+    return !it.elements_ || it.index_ >= it.elements_->size();
+  }
+
+ private:
+  std::shared_ptr<const std::vector<Element>> elements_;
+  std::size_t index_ = 0;
 };
 
 }  // namespace detail
+
+class Manager;
 
 // A dict in a Manager's segment, shared by every process that has a handle (copies of a
 // handle, and handles passed to children or pickled, refer to the same dict).
@@ -325,34 +352,6 @@ class SharedDict {
 
   detail::DictCore core_;
 };
-
-namespace detail {
-
-// The store of SharedList: pickled items in an array (lib/src/manager_list.cpp). Each
-// operation is one transaction. Indexes may be negative (from the end).
-class ListCore : public ContainerCore {
- public:
-  ListCore() noexcept = default;
-  // A new empty list whose item type `fingerprint` names. Throws mp::HeapExhausted.
-  ListCore(const ManagerCore& manager, std::uint64_t fingerprint);
-
-  void append(std::span<const std::string> items) const;
-  // Throw std::out_of_range for a bad index (Python: IndexError).
-  void get(std::int64_t index, std::string& out) const;
-  void set(std::int64_t index, std::string_view item) const;
-  void pop(std::int64_t index, std::string& out) const;
-  // Clamps the index as Python's list.insert does. Never throws std::out_of_range.
-  void insert(std::int64_t index, std::string_view item) const;
-  // The first index of `item`, or nullopt.
-  std::optional<std::size_t> index(std::string_view item) const;
-  // Removes the first `item`; false if there is none.
-  bool remove(std::string_view item) const;
-  std::size_t size() const;
-  void clear() const;
-  void snapshot(std::vector<std::string>& out) const;
-};
-
-}  // namespace detail
 
 // A list in a Manager's segment. Python: ListProxy, from Manager().list().
 // Atomicity, exceptions and handles as SharedDict. Indexes may be negative (counted from
