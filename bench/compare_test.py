@@ -6,7 +6,10 @@ CPython script that measured different things.
 
 With MP_BENCH=path/to/mp-bench in the environment (ctest sets it), also checks
 that every row both programs have uses the same sizes, and runs one quick row
-through compare.py end to end. Standard library only.
+through compare.py end to end. With MP_BENCH_BASELINE=path/to/a/mp_bench.py (the
+baseline specification the repository's copy implements), checks that every row
+of the baseline's SIZES keeps its sizes in bench/python/mp_bench.py. Standard
+library only.
 """
 
 import contextlib
@@ -139,6 +142,19 @@ class WithMpBench(unittest.TestCase):
              "--cpus", "0"], capture_output=True, text=True, timeout=300)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("| lock_uncontended | ns_per_pair |", result.stdout)
+
+
+@unittest.skipUnless(os.environ.get("MP_BENCH_BASELINE"),
+                     "MP_BENCH_BASELINE (the baseline mp_bench.py) not set")
+class WithBaseline(unittest.TestCase):
+    def test_the_repository_copy_keeps_every_baseline_size(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("baseline", os.environ["MP_BENCH_BASELINE"])
+        baseline = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(baseline)
+        ours = compare.python_sizes()
+        for name, sizes in baseline.SIZES.items():
+            self.assertEqual(ours.get(name), tuple(sizes), name)
 
 
 if __name__ == "__main__":
