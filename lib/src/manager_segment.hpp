@@ -94,6 +94,7 @@ struct Scratch {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> fresh;  // [begin, end) of new arrays
   std::string copy;
 };
+
 inline Scratch& scratch() {  // this thread's (one instance in every file: an inline function)
   thread_local Scratch instance;
   return instance;
@@ -116,8 +117,7 @@ class ManagerTransaction {
       roll_back();
     }
     ++header_.operations;
-    scratch().to_free.clear();
-    scratch().fresh.clear();
+    reset_scratch();
   }
   ~ManagerTransaction() {
     if (!committed_) roll_back();
@@ -180,8 +180,8 @@ class ManagerTransaction {
     word(root + kRootFingerprint * 8) = fingerprint;
     return root;
   }
-  // The function of DictCore::modify may run operations on other managers, which reuse
-  // this thread's scratch lists; call this after it, before this operation uses them.
+  // Empties this thread's scratch lists. DictCore::modify calls it again after the user's
+  // function, which may have run operations of other managers (they reuse the lists).
   void reset_scratch() {
     scratch().to_free.clear();
     scratch().fresh.clear();
