@@ -151,17 +151,21 @@ const std::vector<RowSpec>& registered_rows();
 //   }
 //
 // defines `void queue_throughput_small(const Row& row)` in namespace mp_bench and
-// registers it under that name. ORDER places it in --list and in a full run (mp rows in
-// mp_bench.py's order, then the probes, cheap ones before the 256 MiB ones, so that fork
-// and exec never copy page tables of big buffers); FULL and QUICK are its sizes (N,
-// bytes, chunks...), as mp_bench.py's for the row of the same name: bench/compare.py
-// refuses rows whose params differ. MP_BENCH_PROBE is the same for a limit probe
-// ("impl": "limit"). Use them inside namespace mp_bench.
+// registers it under that name. ORDER places it in --list and in a full run: mp rows
+// (100 to 2000, in mp_bench.py's order), then the probes (2100 to 2900, cheap ones
+// before the 256 MiB ones, so that fork and exec never copy page tables of big
+// buffers); take a free number between two neighbours (mp-bench stops at start if two
+// rows share a name or an order). FULL and QUICK are its sizes (N, bytes, chunks...),
+// those of mp_bench.py's row of the same name: `mp-bench --sizes` lists them, and
+// bench/compare.py refuses rows whose sizes or params differ from CPython's.
+// MP_BENCH_PROBE is the same for a limit probe ("impl": "limit"), MP_BENCH_ROW_IMPL for
+// a row of another implementation measured beside mp (IMPL: its "impl" string, a
+// std::string_view constant). Use them inside namespace mp_bench.
 #define MP_BENCH_ROW(NAME, ORDER, FULL, QUICK) \
-  MP_BENCH_REGISTER_(NAME, ::mp_bench::kImplMp, ORDER, FULL, QUICK)
+  MP_BENCH_ROW_IMPL(NAME, ::mp_bench::kImplMp, ORDER, FULL, QUICK)
 #define MP_BENCH_PROBE(NAME, ORDER, FULL, QUICK) \
-  MP_BENCH_REGISTER_(NAME, ::mp_bench::kImplLimit, ORDER, FULL, QUICK)
-#define MP_BENCH_REGISTER_(NAME, IMPL, ORDER, FULL, QUICK)                \
+  MP_BENCH_ROW_IMPL(NAME, ::mp_bench::kImplLimit, ORDER, FULL, QUICK)
+#define MP_BENCH_ROW_IMPL(NAME, IMPL, ORDER, FULL, QUICK)                 \
   void NAME(const ::mp_bench::Row& row);                                  \
   [[maybe_unused]] static const bool mp_bench_registered_##NAME =         \
       ::mp_bench::register_row({#NAME, IMPL, ORDER, FULL, QUICK, &NAME}); \
