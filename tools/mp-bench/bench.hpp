@@ -17,6 +17,7 @@
 
 namespace mp {
 class Connection;
+class Semaphore;
 }  // namespace mp
 
 namespace mp_bench {
@@ -118,6 +119,19 @@ class ReapOnError {
 
 // The size of the 256 MiB rows (shared memory, memcpy).
 inline constexpr std::int64_t kShmSize = std::int64_t{256} * 1024 * 1024;
+
+// How long a child may take (Python: READY_TIMEOUT, RESULT_TIMEOUT, JOIN_TIMEOUT).
+inline constexpr auto kReadyTimeout = std::chrono::seconds(60);    // to say it is ready/done
+inline constexpr auto kResultTimeout = std::chrono::seconds(600);  // to send its result
+inline constexpr auto kJoinTimeout = std::chrono::seconds(60);     // to exit once finished
+
+// Joins a finished child (within kJoinTimeout) and checks that it exited with 0; throws
+// BenchError naming it `what` otherwise. Python: Children.join_ok(). In children.cpp.
+void join_ok(mp::Process& child, const std::string& what);
+// Acquires `semaphore` `count` times, each within `limit`; throws BenchError ("children
+// not " + what) otherwise. Python: wait_sem().
+void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
+                    const char* what);
 
 // The function that measures one row and emits its lines; throws to fail the row.
 using BenchFunction = void (*)(const Row&);

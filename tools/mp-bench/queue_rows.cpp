@@ -34,9 +34,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
-constexpr auto kResultTimeout = std::chrono::seconds(600);
-
 void small_producer(mp::Queue<int> queue, std::int64_t n, mp::Semaphore ready, mp::Event go) {
   ready.release();
   go.wait();

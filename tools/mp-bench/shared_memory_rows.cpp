@@ -26,8 +26,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kResultTimeout = std::chrono::seconds(600);  // Python: RESULT_TIMEOUT
-
 // Python: shm_pattern(): a repeating 256-byte block (seed, seed+1, ...) mod 256.
 std::vector<unsigned char> shm_pattern(std::size_t size, int seed) {
   std::vector<unsigned char> pattern(size);

@@ -20,21 +20,12 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
-constexpr auto kResultTimeout = std::chrono::seconds(600);
-
 void value_incrementer(mp::Value<int> value, std::int64_t n, mp::Semaphore ready, mp::Event go,
                        mp::Semaphore done) {
   ready.release();
   go.wait();
   for (std::int64_t i = 0; i < n; ++i) value.update([](int& v) { ++v; });
   done.release();
-}
-
-void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
-                    const char* what) {
-  for (int i = 0; i < count; ++i)
-    if (!semaphore.acquire(true, limit)) throw BenchError(std::string("children not ") + what);
 }
 
 }  // namespace

@@ -15,7 +15,6 @@ namespace mp_bench {
 namespace {
 
 constexpr int kWarmup = 100;
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
 
 // Children: free functions taking handles, so every start method can run them.
 void barrier_worker(mp::Barrier barrier, std::int64_t cycles) {
@@ -28,12 +27,6 @@ void event_ponger(mp::Event ping, mp::Event pong, std::int64_t rounds) {
     ping.clear();
     pong.set();
   }
-}
-
-void join_ok(mp::Process& child, const char* what) {
-  if (!child.join(std::chrono::seconds(60))) throw BenchError(std::string(what) + " did not end");
-  if (child.exitcode() != 0)
-    throw BenchError(std::string(what) + ": " + describe_exit(child.exitcode()));
 }
 
 }  // namespace
