@@ -35,7 +35,11 @@ between <!-- performance-busy:begin --> and <!-- performance-busy:end --> (added
 the quiet tables if missing); --quiet-raw names the saved JSON lines (--raw-out) of a
 quiet run, against which the rows of BUSY_VS_QUIET are held.
 
-Exit status 1 if either program failed (the table still shows what ran).
+Exit status 1 if either program failed (the table still shows what ran), 2 if
+a row of mp-bench and the CPython row of the same name would measure different
+things: different sizes (mp-bench --sizes against the script's BENCHMARKS, checked
+before anything runs) or different "params" in their lines (sizes, payloads,
+processes...). Then no table is printed, since its ratios would compare unlike work.
 Standard library only.
 """
 
@@ -255,6 +259,80 @@ def best_of(invocations):
                     r["value"] != best[key]["value"]:
                 best[key] = r
     return [best[k] for k in order]
+
+
+MP_IMPL, PY_IMPL = "mp-cpp", "cpython-multiprocessing"
+
+
+def param_mismatches(records):
+    """The rows whose mp-bench and CPython records carry different params, one
+    message each ("NAME: key: mp-cpp X, CPython Y; ..."). Rows only one side has
+    are not compared. Key order does not matter."""
+    params = {}  # (impl, bench) -> the distinct params dicts seen, in order
+    for r in records:
+        if r.get("impl") in (MP_IMPL, PY_IMPL) and "bench" in r:
+            seen = params.setdefault((r["impl"], r["bench"]), [])
+            p = r.get("params", {})
+            if p not in seen:
+                seen.append(p)
+    messages = []
+    for (impl, bench), mp_params in params.items():
+        if impl != MP_IMPL or (PY_IMPL, bench) not in params:
+            continue
+        for mine in mp_params:
+            for theirs in params[(PY_IMPL, bench)]:
+                if mine == theirs:
+                    continue
+                keys = list(dict.fromkeys([*mine, *theirs]))
+                diffs = [f"{k}: mp-cpp {json.dumps(mine.get(k, '(absent)'))}, "
+                         f"CPython {json.dumps(theirs.get(k, '(absent)'))}"
+                         for k in keys if mine.get(k, "(absent)") != theirs.get(k, "(absent)")]
+                messages.append(f"{bench}: " + "; ".join(diffs))
+    return messages
+
+
+def python_sizes():
+    """{name: (full size, --quick size)} of the CPython script's rows."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mp_bench", PYTHON_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: (full, quick) for name, (_, _, full, quick) in module.BENCHMARKS.items()}
+
+
+def mp_bench_sizes(mp_bench):
+    """{name: (full size, --quick size)} of mp-bench's rows (mp-bench --sizes)."""
+    out = subprocess.run([str(mp_bench), "--sizes"], check=True, capture_output=True, text=True)
+    sizes = {}
+    for line in out.stdout.splitlines():
+        name, full, quick = line.split()
+        sizes[name] = (int(full), int(quick))
+    return sizes
+
+
+def size_mismatches(mp_sizes, py_sizes):
+    """The rows both programs have whose sizes differ, one message each."""
+    return [f"{name}: mp-cpp full/quick {mp_sizes[name][0]}/{mp_sizes[name][1]}, "
+            f"CPython {py_sizes[name][0]}/{py_sizes[name][1]}"
+            for name in mp_sizes if name in py_sizes and mp_sizes[name] != py_sizes[name]]
+
+
+def refuse(mismatches, what):
+    """Logs why the rows cannot be compared and returns True; False if none."""
+    if not mismatches:
+        return False
+    log(f"compare.py: refusing to compare: these rows of mp-bench and of the CPython "
+        f"script have the same name but different {what} (they must be the same on "
+        f"both sides: BENCHMARKS in bench/python/mp_bench.py, MP_BENCH_ROW in "
+        f"tools/mp-bench):")
+    for message in mismatches:
+        log(f"  {message}")
+    return True
+
+
+def refuse_mismatches(records):
+    """Logs why the rows cannot be compared and returns True, or returns False."""
+    return refuse(param_mismatches(records), "params")
 
 
 # ---------------------------------------------------------------------------
@@ -608,6 +686,8 @@ def main(argv=None):
         status = 0
     else:
         mp_bench = args.mp_bench or find_mp_bench()
+        if refuse(size_mismatches(mp_bench_sizes(mp_bench), python_sizes()), "sizes"):
+            return 2
         cpus = pin(args.cpus)
         load = os.getloadavg()[0]
         if load > 0.5:
@@ -635,6 +715,8 @@ def main(argv=None):
                 for r in (r for invocation in invocations for r in invocation):
                     f.write(json.dumps(r) + "\n")
 
+    if refuse_mismatches(records):
+        return 2
     text = render(records, header, busy_quiet)
     sys.stdout.write(text)
     if args.update_readme and args.only:

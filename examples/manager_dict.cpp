@@ -1,110 +1,13 @@
-// "Data sharing between process: dict or list", from the seeds (../shared/seeds/001_*.txt):
-//
-//   # Dict/list Example
-//   from multiprocessing import Process, current_process
-//   from multiprocessing import Manager
-//   from time import sleep
-//
-//   def foo(d):
-//       t = current_process()
-//       print(f"In foo[{t.name}]: d contains {dict(d)}")
-//       sleep(2)
-//       d["name"] = "Smith"
-//       d["country"] = "India"
-//
-//   def bar(arr):
-//       t = current_process()
-//       sleep(3)
-//       print(f"In bar[{t.name}]: d  contains {dict(d)}")
-//       del d["role"]
-//
-//   if __name__ == '__main__':
-//       manager = Manager()
-//       d = manager.dict()
-//
-//       d["name"] = "Jones"
-//       d["role"] = "Developer"
-//       d["place"] = "Hyderabad"
-//
-//       t1 = Process(target=foo, args=(d,))
-//       t2 = Process(target=bar, args=(d,))
-//       t1.start()
-//       t2.start()
-//       t1.join()
-//       t2.join()
-//       print("In main: contents of d =", dict(d))
-//       print("In main: d =", d)
-//
-// prints
-//   In foo[Process-1]: d contains {'name': 'Jones', 'role': 'Developer', 'place': 'Hyderabad'}
-//   In bar[Process-2]: d  contains {'name': 'Smith', 'role': 'Developer', 'place': 'Hyderabad',
-//   'country': 'India'} In main: contents of d = {'name': 'Smith', 'place': 'Hyderabad', 'country':
-//   'India'} In main: d = <DictProxy object, typeid 'dict' at 0x7f...>
-//
-// The dict lives in shared memory (no manager server process): every operation is a
-// memory operation, not a socket round trip. The seed's bar reads the global `d` (which
-// works only with fork); here it gets d as its argument, like foo. Both children wait at
-// a Barrier after foo's first line, so bar reads after foo's writes however slowly either
-// starts.
-#include <string>
-#include <utility>
-#include <vector>
-
+// The course's "Data sharing between process: dict or list": two processes read and
+// change a manager's dict. The program, the Python it reproduces and where it differs
+// are in course/manager_dict.cpp (mp-demo dict runs the same code).
 #include <mp/mp.hpp>
 
+#include "course.hpp"
 #include "example.hpp"
-
-namespace {
-
-using Dict = mp::SharedDict<std::string, std::string>;
-
-// Python's repr() of dict(d), in insertion order as Python's: {'name': 'Jones', ...}.
-std::string repr(const std::vector<std::pair<std::string, std::string>>& items) {
-  std::string out = "{";
-  for (const auto& [key, value] : items) {
-    if (out.size() > 1) out += ", ";
-    out += "'" + key + "': '" + value + "'";
-  }
-  return out + "}";
-}
-
-void foo(Dict d, mp::Barrier started) {
-  const std::string& t = mp::current_process().name();
-  example::say("In foo[%s]: d contains %s\n", t.c_str(), repr(d.items()).c_str());
-  started.wait();
-  example::sleep(2);
-  d["name"] = "Smith";
-  d["country"] = "India";
-}
-
-void bar(Dict d, mp::Barrier started) {
-  const std::string& t = mp::current_process().name();
-  started.wait();
-  example::sleep(3);
-  example::say("In bar[%s]: d  contains %s\n", t.c_str(), repr(d.items()).c_str());
-  d.erase("role");
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
   example::parse_args(argc, argv);
-
-  mp::Manager manager;
-  Dict d = manager.dict<std::string, std::string>();
-  d["name"] = "Jones";
-  d["role"] = "Developer";
-  d["place"] = "Hyderabad";
-
-  mp::Barrier started(2);
-  mp::Process t1(&foo, d, started);
-  mp::Process t2(&bar, d, started);
-  t1.start();
-  t2.start();
-  t1.join();
-  t2.join();
-  example::say("In main: contents of d = %s\n", repr(d.items()).c_str());
-  example::say("In main: d = <mp::SharedDict object, %zu items>\n", d.size());
-  return t1.exitcode() == 0 && t2.exitcode() == 0 ? 0 : 1;
+  return course::manager_dict({.time_scale = example::time_scale()});
 }

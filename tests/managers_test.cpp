@@ -20,6 +20,7 @@
 #include <mp/managers.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/queues.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 

@@ -17,6 +17,7 @@
 
 namespace mp {
 class Connection;
+class Semaphore;
 }  // namespace mp
 
 namespace mp_bench {
@@ -116,40 +117,73 @@ class ReapOnError {
   mp::Process* process_;
 };
 
+// The size of the 256 MiB rows (shared memory, memcpy).
+inline constexpr std::int64_t kShmSize = std::int64_t{256} * 1024 * 1024;
+
+// How long a child may take (Python: READY_TIMEOUT, RESULT_TIMEOUT, JOIN_TIMEOUT).
+inline constexpr auto kReadyTimeout = std::chrono::seconds(60);    // to say it is ready/done
+inline constexpr auto kResultTimeout = std::chrono::seconds(600);  // to send its result
+inline constexpr auto kJoinTimeout = std::chrono::seconds(60);     // to exit once finished
+
+// Joins a finished child (within kJoinTimeout) and checks that it exited with 0; throws
+// BenchError naming it `what` otherwise. Python: Children.join_ok(). In children.cpp.
+void join_ok(mp::Process& child, const std::string& what);
+// Acquires `semaphore` `count` times, each within `limit`; throws BenchError ("children
+// not " + what) otherwise. Python: wait_sem().
+void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
+                    const char* what);
+
 // The function that measures one row and emits its lines; throws to fail the row.
 using BenchFunction = void (*)(const Row&);
 
-// Rows, one function each (process_start.cpp, probes.cpp; later issues add theirs).
-void process_start_fork(const Row& row);
-void process_start_spawn(const Row& row);
-void pipe_roundtrip(const Row& row);          // connection_rows.cpp
-void value_lock_increment(const Row& row);    // sharedctypes_rows.cpp
-void queue_throughput_small(const Row& row);  // queue_rows.cpp
-void queue_throughput_1k(const Row& row);
-void queue_throughput_1m(const Row& row);
-void lock_uncontended(const Row& row);      // sync_rows.cpp
-void manager_dict_set_get(const Row& row);  // manager_rows.cpp
-void manager_dict_concurrent(const Row& row);
-void barrier_cycle(const Row& row);
-void event_pingpong(const Row& row);
-void shared_memory_array_write(const Row& row);  // shared_memory_rows.cpp
-void shared_memory_array_write_prefault(const Row& row);
-void pool_map_trivial(const Row& row);  // pool_rows.cpp
-void pool_map_trivial_chunk1(const Row& row);
-void pool_apply_async_latency(const Row& row);
-void pool_map_cpu(const Row& row);
-void heap_churn(const Row& row);  // heap_rows.cpp
+// What "impl" a row's lines carry: mp's rows, or the limit probes (plain POSIX, no mp,
+// to show what the machine allows).
+inline constexpr std::string_view kImplMp = "mp-cpp";
+inline constexpr std::string_view kImplLimit = "limit";
 
-// Limit probes: plain POSIX, no mp, to show what the machine allows (probes.cpp).
-void probe_fork(const Row& row);
-void probe_atomic_pair(const Row& row);
-void probe_spawn(const Row& row);
-void probe_pipe_roundtrip(const Row& row);
-void probe_futex_roundtrip(const Row& row);
-void probe_memcpy(const Row& row);
-void probe_shm_first_touch(const Row& row);
-void probe_boost_message_queue(const Row& row);  // queue_rows.cpp
-void listener_roundtrip(const Row& row);         // listener_rows.cpp
+// One registered row: its name (mp_bench.py's, for mp rows), its place in --list and in
+// a full run, and its sizes (mp_bench.py's SIZES: full, --quick).
+struct RowSpec {
+  std::string_view name;
+  std::string_view impl;
+  int order;
+  std::int64_t full_size;
+  std::int64_t quick_size;
+  BenchFunction function;
+};
+
+// Adds a row to the registry; called by MP_BENCH_ROW/MP_BENCH_PROBE before main().
+// A second row of the same name or order ends the program with a message.
+bool register_row(const RowSpec& spec);
+// Every registered row, by order.
+const std::vector<RowSpec>& registered_rows();
+
+// Adding a row is one block in one file (any tools/mp-bench/*.cpp: the build finds it):
+//
+//   MP_BENCH_ROW(queue_throughput_small, 700, 200'000, 50'000) {
+//     ...measure, then row.emit(...)...
+//   }
+//
+// defines `void queue_throughput_small(const Row& row)` in namespace mp_bench and
+// registers it under that name. ORDER places it in --list and in a full run: mp rows
+// (100 to 2000, in mp_bench.py's order), then the probes (2100 to 2900, cheap ones
+// before the 256 MiB ones, so that fork and exec never copy page tables of big
+// buffers); take a free number between two neighbours (mp-bench stops at start if two
+// rows share a name or an order). FULL and QUICK are its sizes (N, bytes, chunks...),
+// those of mp_bench.py's row of the same name: `mp-bench --sizes` lists them, and
+// bench/compare.py refuses rows whose sizes or params differ from CPython's.
+// MP_BENCH_PROBE is the same for a limit probe ("impl": "limit"), MP_BENCH_ROW_IMPL for
+// a row of another implementation measured beside mp (IMPL: its "impl" string, a
+// std::string_view constant). Use them inside namespace mp_bench.
+#define MP_BENCH_ROW(NAME, ORDER, FULL, QUICK) \
+  MP_BENCH_ROW_IMPL(NAME, ::mp_bench::kImplMp, ORDER, FULL, QUICK)
+#define MP_BENCH_PROBE(NAME, ORDER, FULL, QUICK) \
+  MP_BENCH_ROW_IMPL(NAME, ::mp_bench::kImplLimit, ORDER, FULL, QUICK)
+#define MP_BENCH_ROW_IMPL(NAME, IMPL, ORDER, FULL, QUICK)                 \
+  void NAME(const ::mp_bench::Row& row);                                  \
+  [[maybe_unused]] static const bool mp_bench_registered_##NAME =         \
+      ::mp_bench::register_row({#NAME, IMPL, ORDER, FULL, QUICK, &NAME}); \
+  void NAME(const ::mp_bench::Row& row)
 
 // The echo loop of pipe_roundtrip's and listener_roundtrip's children: sends back every
 // message until None (nullopt) arrives. In connection_rows.cpp, as the next one.
@@ -159,7 +193,6 @@ void echo_until_none(mp::Connection& conn);
 // in us. `what` names the echo in errors.
 double time_echo_roundtrips(const Row& row, mp::Connection& conn, mp::Process& child,
                             ReapOnError& reaper, const std::string& what);
-void probe_socket_roundtrip(const Row& row);  // probes.cpp
 
 // The argument that makes mp-bench exit at once (probe_spawn re-executes itself with it).
 inline constexpr std::string_view kProbeExitArgument = "--probe-exit";

@@ -59,7 +59,7 @@ double time_echo_roundtrips(const Row& row, mp::Connection& conn, mp::Process& c
   return per_round_trip_us;
 }
 
-void pipe_roundtrip(const Row& row) {
+MP_BENCH_ROW(pipe_roundtrip, 1000, 20'000, 5'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;

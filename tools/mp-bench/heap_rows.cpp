@@ -42,7 +42,7 @@ double resident_mb() {
 
 }  // namespace
 
-void heap_churn(const Row& row) {
+MP_BENCH_ROW(heap_churn, 2000, 50'000, 10'000) {
   const std::int64_t n = row.size();
   std::vector<double> rates, peaks, afters;
   const double before = resident_mb();

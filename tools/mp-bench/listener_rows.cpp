@@ -29,7 +29,7 @@ void listener_echo(std::string address) {
 
 }  // namespace
 
-void listener_roundtrip(const Row& row) {
+MP_BENCH_ROW(listener_roundtrip, 1900, 20'000, 5'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;

@@ -1,7 +1,7 @@
 // mp-bench: mp's half of the side-by-side benchmark with CPython.
 //
 //   mp-bench [--quick] [--only NAME[,NAME...]] [--runs 3] [--start-method fork]
-//            [--timeout 600] [--list]
+//            [--timeout 600] [--list] [--sizes]
 //
 // Prints the JSON lines of bench/python/mp_bench.py (same names, params, metrics,
 // units, sizes and timed sections) with "impl": "mp-cpp"; bench/compare.py runs both
@@ -13,9 +13,9 @@
 // floor each mp row is compared with (raw fork, raw posix_spawn of this binary, pipe
 // and futex ping-pong, memcpy, first touch of a fresh shared mapping).
 //
-// Adding a row: write `void NAME(const Row&)` (see bench.hpp) and add one line to
-// kRows below, with the sizes of mp_bench.py's SIZES. A row appears only once the
-// library feature it measures exists.
+// Adding a row: one MP_BENCH_ROW block in any tools/mp-bench/*.cpp (see bench.hpp), with
+// the sizes of mp_bench.py's SIZES. A row appears only once the library feature it
+// measures exists.
 #include <cxxabi.h>
 
 #include <algorithm>
@@ -40,8 +40,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr std::string_view kImpl = "mp-cpp";
-constexpr std::string_view kLimit = "limit";
 #if defined(__clang__)
 constexpr const char* kCompiler = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -52,51 +50,6 @@ constexpr const char* kCompiler = "an unknown compiler";
 #ifndef MP_BENCH_BUILD_TYPE
 #define MP_BENCH_BUILD_TYPE "unknown"
 #endif
-constexpr std::int64_t kShmSize = std::int64_t{256} * 1024 * 1024;
-
-struct RowSpec {
-  std::string_view name;
-  std::string_view impl;
-  std::int64_t full_size;
-  std::int64_t quick_size;
-  BenchFunction function;
-};
-
-// The rows, in mp_bench.py's order, then the probes (cheap ones before the 256 MiB
-// ones, so that fork and exec never copy page tables of big buffers).
-constexpr RowSpec kRows[] = {
-    {"process_start_fork", kImpl, 200, 50, &process_start_fork},
-    {"process_start_spawn", kImpl, 20, 5, &process_start_spawn},
-    {"pool_map_trivial", kImpl, 1'000'000, 200'000, &pool_map_trivial},
-    {"pool_map_trivial_chunk1", kImpl, 50'000, 10'000, &pool_map_trivial_chunk1},
-    {"pool_apply_async_latency", kImpl, 5'000, 1'000, &pool_apply_async_latency},
-    {"pool_map_cpu", kImpl, 64, 16, &pool_map_cpu},
-    {"queue_throughput_small", kImpl, 200'000, 50'000, &queue_throughput_small},
-    {"queue_throughput_1k", kImpl, 100'000, 20'000, &queue_throughput_1k},
-    {"queue_throughput_1m", kImpl, 500, 100, &queue_throughput_1m},
-    {"pipe_roundtrip", kImpl, 20'000, 5'000, &pipe_roundtrip},
-    {"value_lock_increment", kImpl, 200'000, 50'000, &value_lock_increment},
-    {"lock_uncontended", kImpl, 1'000'000, 200'000, &lock_uncontended},
-    {"manager_dict_set_get", kImpl, 20'000, 5'000, &manager_dict_set_get},
-    {"manager_dict_concurrent", kImpl, 20'000, 5'000, &manager_dict_concurrent},  // per child
-    {"barrier_cycle", kImpl, 10'000, 2'000, &barrier_cycle},
-    {"event_pingpong", kImpl, 10'000, 2'000, &event_pingpong},
-    {"shared_memory_array_write", kImpl, kShmSize, kShmSize, &shared_memory_array_write},
-    {"shared_memory_array_write_prefault", kImpl, kShmSize, kShmSize,
-     &shared_memory_array_write_prefault},
-    {"listener_roundtrip", kImpl, 20'000, 5'000, &listener_roundtrip},
-    {"heap_churn", kImpl, 50'000, 10'000, &heap_churn},
-    {"probe_fork", kLimit, 200, 50, &probe_fork},
-    {"probe_atomic_pair", kLimit, 1'000'000, 200'000, &probe_atomic_pair},
-    {"probe_spawn", kLimit, 20, 5, &probe_spawn},
-    {"probe_pipe_roundtrip", kLimit, 20'000, 5'000, &probe_pipe_roundtrip},
-    {"probe_futex_roundtrip", kLimit, 10'000, 2'000, &probe_futex_roundtrip},
-    {"probe_boost_message_queue", kLimit, 200'000, 50'000, &probe_boost_message_queue},
-    {"probe_socket_roundtrip", kLimit, 20'000, 5'000, &probe_socket_roundtrip},
-    {"probe_memcpy", kLimit, kShmSize, kShmSize, &probe_memcpy},
-    {"probe_shm_first_touch", kLimit, kShmSize, kShmSize, &probe_shm_first_touch},
-};
-
 // ---------------------------------------------------------------------------
 // --timeout. A signal handler cannot throw, so SIGALRM (installed without
 // SA_RESTART, so it interrupts blocking calls with EINTR) sets a flag that
@@ -159,12 +112,13 @@ struct UsageError {
 struct CommandLine {
   Options options;
   bool list = false;
+  bool sizes = false;
   std::vector<std::string> only;
 };
 
 constexpr const char* kUsage =
     "usage: mp-bench [--quick] [--only NAME[,NAME]] [--runs N] [--start-method M]\n"
-    "                [--timeout SECONDS] [--list] [--version]\n";
+    "                [--timeout SECONDS] [--list] [--sizes] [--version]\n";
 
 void usage(std::FILE* out) {
   std::fputs(kUsage, out);
@@ -179,6 +133,7 @@ void usage(std::FILE* out) {
                "(default fork)\n"
                "  --timeout SECONDS    per-row time limit (default 600)\n"
                "  --list               list row names and exit\n"
+               "  --sizes              list rows as NAME FULL_SIZE QUICK_SIZE and exit\n"
                "  --version            show the mp version and how mp-bench was built\n"
                "  -h, --help           show this help\n");
 }
@@ -236,6 +191,8 @@ CommandLine parse_command_line(int argc, char** argv) {
       command_line.options.quick = true;
     } else if (arg == "--list") {
       command_line.list = true;
+    } else if (arg == "--sizes") {
+      command_line.sizes = true;
     } else if (arg == "--only") {
       command_line.only = split_names(take_value());
     } else if (arg == "--runs") {
@@ -262,7 +219,7 @@ CommandLine parse_command_line(int argc, char** argv) {
 }
 
 const RowSpec* find_row(std::string_view name) {
-  for (const auto& row : kRows) {
+  for (const auto& row : registered_rows()) {
     if (row.name == name) return &row;
   }
   return nullptr;
@@ -279,7 +236,7 @@ std::string exception_type_name(const std::exception& e) {
 int run(const CommandLine& command_line) {
   std::vector<const RowSpec*> selected;
   if (command_line.only.empty()) {
-    for (const auto& row : kRows) selected.push_back(&row);
+    for (const auto& row : registered_rows()) selected.push_back(&row);
   } else {
     std::string unknown;
     for (const auto& name : command_line.only) {
@@ -291,7 +248,7 @@ int run(const CommandLine& command_line) {
     }
     if (!unknown.empty()) {
       std::string choices;
-      for (const auto& row : kRows) {
+      for (const auto& row : registered_rows()) {
         choices += (choices.empty() ? "" : ", ") + std::string(row.name);
       }
       throw UsageError{"unknown benchmark(s): " + unknown + "; choose from: " + choices};
@@ -301,7 +258,7 @@ int run(const CommandLine& command_line) {
   const Options& options = command_line.options;
   g_timeout_seconds = options.timeout_seconds;
   std::fprintf(stderr, "# %.*s: mp %s, %u CPUs, mode=%s, runs=%d, start_method=%s\n",
-               static_cast<int>(kImpl.size()), kImpl.data(), MP_BENCH_MP_VERSION,
+               static_cast<int>(kImplMp.size()), kImplMp.data(), MP_BENCH_MP_VERSION,
                std::thread::hardware_concurrency(), options.quick ? "quick" : "full", options.runs,
                options.start_method.c_str());
   std::vector<std::string_view> failures;
@@ -331,7 +288,38 @@ int run(const CommandLine& command_line) {
   return 0;
 }
 
+// The registry, built before main() by the rows' static initializers: a function-local
+// static, so that it exists before the first of them runs whatever the link order.
+std::vector<RowSpec>& registry() {
+  static std::vector<RowSpec> rows;
+  return rows;
+}
+
 }  // namespace
+
+bool register_row(const RowSpec& spec) {
+  for (const RowSpec& row : registry()) {
+    if (row.name == spec.name || row.order == spec.order) {
+      std::fprintf(stderr, "mp-bench: rows %.*s and %.*s share a %s\n",
+                   static_cast<int>(row.name.size()), row.name.data(),
+                   static_cast<int>(spec.name.size()), spec.name.data(),
+                   row.name == spec.name ? "name" : "order");
+      std::abort();
+    }
+  }
+  registry().push_back(spec);
+  return true;
+}
+
+const std::vector<RowSpec>& registered_rows() {
+  static const bool sorted = [] {
+    std::sort(registry().begin(), registry().end(),
+              [](const RowSpec& a, const RowSpec& b) { return a.order < b.order; });
+    return true;
+  }();
+  (void)sorted;
+  return registry();
+}
 
 void check_deadline() {
   if (g_deadline_passed) {
@@ -351,8 +339,15 @@ int main(int argc, char** argv) {
   using namespace mp_bench;
   try {
     const CommandLine command_line = parse_command_line(argc, argv);
+    if (command_line.sizes) {
+      for (const auto& row : registered_rows()) {
+        std::printf("%.*s %lld %lld\n", static_cast<int>(row.name.size()), row.name.data(),
+                    static_cast<long long>(row.full_size), static_cast<long long>(row.quick_size));
+      }
+      return 0;
+    }
     if (command_line.list) {
-      for (const auto& row : kRows) {
+      for (const auto& row : registered_rows()) {
         std::printf("%.*s\n", static_cast<int>(row.name.size()), row.name.data());
       }
       return 0;

@@ -26,9 +26,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
-constexpr auto kResultTimeout = std::chrono::seconds(600);
-
 using Dict = mp::SharedDict<std::int64_t, std::int64_t>;
 
 // Connection&: a Connection moves into the child's arguments (as in pipe_roundtrip).
@@ -55,20 +52,9 @@ void manager_dict_writer(Dict d, std::int64_t n, std::int64_t writer, mp::Semaph
   done.release();
 }
 
-void join_ok(mp::Process& child) {
-  if (!child.join(std::chrono::seconds(60))) throw BenchError("child did not end");
-  if (child.exitcode() != 0) throw BenchError("child: " + describe_exit(child.exitcode()));
-}
-
-void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
-                    const char* what) {
-  for (int i = 0; i < count; ++i)
-    if (!semaphore.acquire(true, limit)) throw BenchError(std::string("children not ") + what);
-}
-
 }  // namespace
 
-void manager_dict_set_get(const Row& row) {
+MP_BENCH_ROW(manager_dict_set_get, 1300, 20'000, 5'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> set_runs, get_runs;
@@ -82,7 +68,7 @@ void manager_dict_set_get(const Row& row) {
     child.start();
     if (!recv_conn.poll(kResultTimeout)) throw BenchError("child sent no result");
     const auto [t_set, t_get, total] = recv_conn.recv<std::tuple<double, double, std::int64_t>>();
-    join_ok(child);
+    join_ok(child, "child");
     reaper.release();
     if (total != n * (n - 1) / 2 || d.size() != static_cast<std::size_t>(n))
       throw BenchError("manager dict contents wrong");
@@ -95,7 +81,7 @@ void manager_dict_set_get(const Row& row) {
   row.emit(params, "get_ops_per_s", get_runs, "ops/s");
 }
 
-void manager_dict_concurrent(const Row& row) {
+MP_BENCH_ROW(manager_dict_concurrent, 1400, 20'000, 5'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;
@@ -118,7 +104,7 @@ void manager_dict_concurrent(const Row& row) {
     go.set();
     wait_semaphore(done, 2, kResultTimeout, "done");
     runs.push_back(static_cast<double>(2 * n) / seconds_since(start));
-    for (auto& child : children) join_ok(child);
+    for (auto& child : children) join_ok(child, "child");
     for (auto& reaper : reapers) reaper.release();
     if (d.size() != static_cast<std::size_t>(2 * n))
       throw BenchError("manager dict contents wrong");

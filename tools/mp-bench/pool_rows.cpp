@@ -75,10 +75,10 @@ void pool_map_trivial_impl(const Row& row, std::size_t chunksize) {
 
 }  // namespace
 
-void pool_map_trivial(const Row& row) { pool_map_trivial_impl(row, 0); }
-void pool_map_trivial_chunk1(const Row& row) { pool_map_trivial_impl(row, 1); }
+MP_BENCH_ROW(pool_map_trivial, 300, 1'000'000, 200'000) { pool_map_trivial_impl(row, 0); }
+MP_BENCH_ROW(pool_map_trivial_chunk1, 400, 50'000, 10'000) { pool_map_trivial_impl(row, 1); }
 
-void pool_apply_async_latency(const Row& row) {
+MP_BENCH_ROW(pool_apply_async_latency, 500, 5'000, 1'000) {
   const std::int64_t n = row.size();
   std::vector<double> runs;
   mp::Pool pool({.processes = 2, .start_method = row.options().start_method});
@@ -95,7 +95,7 @@ void pool_apply_async_latency(const Row& row) {
            "roundtrip_us", runs, "us");
 }
 
-void pool_map_cpu(const Row& row) {
+MP_BENCH_ROW(pool_map_cpu, 600, 64, 16) {
   const std::int64_t chunks = row.size();
   const std::vector<int> tasks(static_cast<std::size_t>(chunks), kPrimeN);
   std::vector<double> serial_runs, parallel_runs, speedups;

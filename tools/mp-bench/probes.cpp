@@ -308,7 +308,7 @@ class PinSelf {
 
 }  // namespace
 
-void probe_fork(const Row& row) {
+MP_BENCH_PROBE(probe_fork, 2100, 200, 50) {
   // The child leaves through syscall(), bound here in the parent: a libc function a
   // forked child calls first is bound lazily in every child (a symbol lookup and a
   // copied GOT page), which is not the machine's floor.
@@ -329,7 +329,7 @@ void probe_fork(const Row& row) {
            runs, "us");
 }
 
-void probe_spawn(const Row& row) {
+MP_BENCH_PROBE(probe_spawn, 2300, 20, 5) {
   // Setup, untimed: the resolved path of this binary (what a spawn start method execs).
   char path[PATH_MAX];
   const ssize_t length = ::readlink("/proc/self/exe", path, sizeof path - 1);
@@ -352,7 +352,7 @@ void probe_spawn(const Row& row) {
            "per_process_us", runs, "us");
 }
 
-void probe_pipe_roundtrip(const Row& row) {
+MP_BENCH_PROBE(probe_pipe_roundtrip, 2400, 20'000, 5'000) {
   const std::int64_t n = row.size();
   for (const Placement& placement : ping_pong_placements()) {
     const PinSelf pin_parent(placement.parent_cpu);
@@ -396,7 +396,7 @@ void probe_pipe_roundtrip(const Row& row) {
   }
 }
 
-void probe_socket_roundtrip(const Row& row) {
+MP_BENCH_PROBE(probe_socket_roundtrip, 2700, 20'000, 5'000) {
   const std::int64_t n = row.size();
   for (const Placement& placement : ping_pong_placements()) {
     const PinSelf pin_parent(placement.parent_cpu);
@@ -436,7 +436,7 @@ void probe_socket_roundtrip(const Row& row) {
   }
 }
 
-void probe_futex_roundtrip(const Row& row) {
+MP_BENCH_PROBE(probe_futex_roundtrip, 2500, 10'000, 2'000) {
   const std::int64_t n = row.size();
   const std::int64_t rounds = kWarmupRounds + n;
   std::vector<Placement> placements = ping_pong_placements();
@@ -491,7 +491,7 @@ void probe_futex_roundtrip(const Row& row) {
 // The floor of any lock whose release must wake sleepers: one compare-and-swap to
 // take a word in shared memory, one exchange to give it back (the old value tells the
 // releaser whether anyone sleeps). No mp. Python: nothing to compare; lock_uncontended.
-void probe_atomic_pair(const Row& row) {
+MP_BENCH_PROBE(probe_atomic_pair, 2200, 1'000'000, 200'000) {
   const std::int64_t n = row.size();
   Mapping shared(4096, MAP_SHARED | MAP_ANONYMOUS);
   auto* word = new (shared.data()) std::atomic<std::uint64_t>(0);
@@ -513,7 +513,7 @@ void probe_atomic_pair(const Row& row) {
       "ns_per_pair", runs, "ns");
 }
 
-void probe_memcpy(const Row& row) {
+MP_BENCH_PROBE(probe_memcpy, 2800, kShmSize, kShmSize) {
   const auto size = static_cast<std::size_t>(row.size());
   // Setup, untimed: both buffers faulted in, so only the copy is measured.
   Mapping source(size, MAP_PRIVATE | MAP_ANONYMOUS);
@@ -537,7 +537,7 @@ void probe_memcpy(const Row& row) {
            "GB_per_s", runs, "GB/s");
 }
 
-void probe_shm_first_touch(const Row& row) {
+MP_BENCH_PROBE(probe_shm_first_touch, 2900, kShmSize, kShmSize) {
   const auto size = static_cast<std::size_t>(row.size());
   // The pattern of shared_memory_array_write, pre-faulted (built untimed, as there).
   Mapping pattern(size, MAP_PRIVATE | MAP_ANONYMOUS);

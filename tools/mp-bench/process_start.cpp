@@ -50,7 +50,7 @@ void process_start(const Row& row, const char* method) {
 
 }  // namespace
 
-void process_start_fork(const Row& row) { process_start(row, "fork"); }
-void process_start_spawn(const Row& row) { process_start(row, "spawn"); }
+MP_BENCH_ROW(process_start_fork, 100, 200, 50) { process_start(row, "fork"); }
+MP_BENCH_ROW(process_start_spawn, 200, 20, 5) { process_start(row, "spawn"); }
 
 }  // namespace mp_bench

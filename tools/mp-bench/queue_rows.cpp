@@ -34,9 +34,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
-constexpr auto kResultTimeout = std::chrono::seconds(600);
-
 void small_producer(mp::Queue<int> queue, std::int64_t n, mp::Semaphore ready, mp::Event go) {
   ready.release();
   go.wait();
@@ -103,11 +100,11 @@ void queue_throughput(const Row& row, std::int64_t payload_bytes) {
 
 }  // namespace
 
-void queue_throughput_small(const Row& row) { queue_throughput(row, 0); }
-void queue_throughput_1k(const Row& row) { queue_throughput(row, 1024); }
-void queue_throughput_1m(const Row& row) { queue_throughput(row, 1024 * 1024); }
+MP_BENCH_ROW(queue_throughput_small, 700, 200'000, 50'000) { queue_throughput(row, 0); }
+MP_BENCH_ROW(queue_throughput_1k, 800, 100'000, 20'000) { queue_throughput(row, 1024); }
+MP_BENCH_ROW(queue_throughput_1m, 900, 500, 100) { queue_throughput(row, 1024 * 1024); }
 
-void probe_boost_message_queue(const Row& row) {
+MP_BENCH_PROBE(probe_boost_message_queue, 2600, 200'000, 50'000) {
   namespace bip = boost::interprocess;
   const std::int64_t n = row.size();
   const std::string name = "mp-bench-probe-mq-" + std::to_string(::getpid());

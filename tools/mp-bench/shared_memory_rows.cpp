@@ -26,8 +26,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kResultTimeout = std::chrono::seconds(600);  // Python: RESULT_TIMEOUT
-
 // Python: shm_pattern(): a repeating 256-byte block (seed, seed+1, ...) mod 256.
 std::vector<unsigned char> shm_pattern(std::size_t size, int seed) {
   std::vector<unsigned char> pattern(size);
@@ -120,7 +118,9 @@ void array_write(const Row& row, bool prefault) {
 
 }  // namespace
 
-void shared_memory_array_write(const Row& row) { array_write(row, false); }
-void shared_memory_array_write_prefault(const Row& row) { array_write(row, true); }
+MP_BENCH_ROW(shared_memory_array_write, 1700, kShmSize, kShmSize) { array_write(row, false); }
+MP_BENCH_ROW(shared_memory_array_write_prefault, 1800, kShmSize, kShmSize) {
+  array_write(row, true);
+}
 
 }  // namespace mp_bench

@@ -20,9 +20,6 @@
 namespace mp_bench {
 namespace {
 
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
-constexpr auto kResultTimeout = std::chrono::seconds(600);
-
 void value_incrementer(mp::Value<int> value, std::int64_t n, mp::Semaphore ready, mp::Event go,
                        mp::Semaphore done) {
   ready.release();
@@ -31,15 +28,9 @@ void value_incrementer(mp::Value<int> value, std::int64_t n, mp::Semaphore ready
   done.release();
 }
 
-void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
-                    const char* what) {
-  for (int i = 0; i < count; ++i)
-    if (!semaphore.acquire(true, limit)) throw BenchError(std::string("children not ") + what);
-}
-
 }  // namespace
 
-void value_lock_increment(const Row& row) {
+MP_BENCH_ROW(value_lock_increment, 1100, 200'000, 50'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;

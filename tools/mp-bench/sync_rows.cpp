@@ -15,7 +15,6 @@ namespace mp_bench {
 namespace {
 
 constexpr int kWarmup = 100;
-constexpr auto kReadyTimeout = std::chrono::seconds(60);  // Python: READY_TIMEOUT
 
 // Children: free functions taking handles, so every start method can run them.
 void barrier_worker(mp::Barrier barrier, std::int64_t cycles) {
@@ -30,16 +29,10 @@ void event_ponger(mp::Event ping, mp::Event pong, std::int64_t rounds) {
   }
 }
 
-void join_ok(mp::Process& child, const char* what) {
-  if (!child.join(std::chrono::seconds(60))) throw BenchError(std::string(what) + " did not end");
-  if (child.exitcode() != 0)
-    throw BenchError(std::string(what) + ": " + describe_exit(child.exitcode()));
-}
-
 }  // namespace
 
 // Timed, in the parent: N x (acquire(); release()) on one mp::Lock.
-void lock_uncontended(const Row& row) {
+MP_BENCH_ROW(lock_uncontended, 1200, 1'000'000, 200'000) {
   const std::int64_t n = row.size();
   mp::Lock lock;
   std::vector<double> runs;
@@ -56,7 +49,7 @@ void lock_uncontended(const Row& row) {
 }
 
 // Barrier(2) shared by the parent and one child: 100 untimed cycles, then N timed.
-void barrier_cycle(const Row& row) {
+MP_BENCH_ROW(barrier_cycle, 1500, 10'000, 2'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;
@@ -78,7 +71,7 @@ void barrier_cycle(const Row& row) {
 }
 
 // Two Events ping-pong: parent set(ping), wait(pong), clear(pong); the child mirrors.
-void event_pingpong(const Row& row) {
+MP_BENCH_ROW(event_pingpong, 1600, 10'000, 2'000) {
   const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
   std::vector<double> runs;

@@ -1,4 +1,5 @@
-// mp-demo: the course examples the project grew from (../shared/seeds), run for real.
+// mp-demo: the course examples the project grew from, run for real. The programs are
+// examples/course's, shared with the examples; this tool adds a command line.
 #pragma once
 
 #include <chrono>
@@ -15,11 +16,6 @@ struct Options {
   std::string start_method;  // empty: mp's default
   bool unshared = false;     // --unshared: the value demo without shared memory
   std::vector<std::string> positional;
-
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(delay, start_method, unshared, positional);
-  }
 };
 
 // Thrown for bad command-line input: main prints it with the usage and exits 2.
@@ -29,9 +25,6 @@ struct UsageError {
 
 // Parses the options after the subcommand. Throws UsageError.
 Options parse_options(const std::vector<std::string>& args);
-
-// Sleeps `factor` times the demo delay.
-void pause(const Options& options, double factor);
 
 int process_demo(const Options& options);
 int value_demo(const Options& options);

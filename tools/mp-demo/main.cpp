@@ -1,5 +1,5 @@
 // mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] [--unshared] [ARGS]
-// Runs the course examples from ../shared/seeds with real processes.
+// Runs the course examples (examples/course) with real processes.
 #include <fcntl.h>
 #include <unistd.h>
 

@@ -1,6 +1,5 @@
 #include <charconv>
 #include <cmath>
-#include <thread>
 
 #include "demos.hpp"
 
@@ -43,10 +42,6 @@ Options parse_options(const std::vector<std::string>& args) {
     }
   }
   return options;
-}
-
-void pause(const Options& options, double factor) {
-  std::this_thread::sleep_for(options.delay * factor);
 }
 
 }  // namespace mp_demo

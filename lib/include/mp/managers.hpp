@@ -23,7 +23,7 @@
 //   - Crash safety: a process killed (even by SIGKILL) in the middle of any operation
 //     leaves every object of the manager as if that operation had run entirely or not at
 //     all, and never blocks the others (the next process rolls the operation back within
-//     about 25 ms; see lib/src/managers.cpp). A Python manager dies with its server.
+//     about 25 ms; see lib/src/manager_segment.hpp). A Python manager dies with its server.
 //   - A full segment throws mp::HeapExhausted (the operation changes nothing); set
 //     ManagerOptions::segment_size. Erased entries' memory is reused.
 //   - Iteration walks a snapshot taken under the manager's lock (Python's dict raises
@@ -57,12 +57,11 @@
 #include <utility>
 #include <vector>
 
-#include <mp/detail/heap.hpp>
+#include <mp/detail/manager_core.hpp>
+#include <mp/detail/shared_ctype.hpp>
 #include <mp/detail/type_name.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
-#include <mp/queues.hpp>
-#include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 
 namespace mp {
@@ -75,97 +74,15 @@ struct ManagerOptions {
   std::size_t segment_size = std::size_t{1} << 30;
 };
 
+// What Manager's Queue(), JoinableQueue(), Value() and Array() factories make: declared
+// here, defined in <mp/queues.hpp> and <mp/sharedctypes.hpp>, which a program that calls
+// those factories includes (<mp/mp.hpp> includes both). This header stays light.
+template <class T>
+class Queue;
+template <class T>
+class JoinableQueue;
+
 namespace detail {
-
-// The byte-level core of Manager, SharedDict, SharedList and Namespace, compiled once in
-// lib/src/managers.cpp: a segment in the shared heap with its own allocator and an undo
-// journal, one Lock, and containers of pickled bytes addressed by their root offset.
-// Every method takes the lock (waiting as long as it takes; a dead holder is taken over
-// and its operation rolled back) and throws std::logic_error on an empty handle.
-class manager_core : private shared_object {
- public:
-  // Refers to nothing (a handle about to be loaded from a pickle).
-  manager_core() noexcept = default;
-  // A new segment. Throws std::invalid_argument for a size below 64 KiB,
-  // mp::HeapExhausted if mp's heap has no room, std::system_error.
-  explicit manager_core(std::size_t segment_size);
-
-  std::size_t segment_size() const;
-  // (locks taken over from dead holders, operations of theirs rolled back) so far.
-  std::pair<std::uint64_t, std::uint64_t> recoveries() const;
-
-  enum class container : std::uint32_t { dict = 1, list, name_space };
-  // A new empty container; returns its root offset. `fingerprint` names its element
-  // types (checked when a handle is loaded). Throws mp::HeapExhausted.
-  std::uint64_t create(container kind, std::uint64_t fingerprint) const;
-  // Throws mp::UnpicklingError unless `root` is a container of this kind and fingerprint.
-  void check(std::uint64_t root, container kind, std::uint64_t fingerprint) const;
-
-  // ---- dict: keys and values are pickles ----
-  void dict_set(std::uint64_t root, std::string_view key, std::string_view value) const;
-  // Copies the value into `out`; false if the key is missing.
-  bool dict_get(std::uint64_t root, std::string_view key, std::string& out) const;
-  bool dict_contains(std::uint64_t root, std::string_view key) const;
-  // Removes the key; copies its value into `out` if not null. False if missing.
-  bool dict_erase(std::uint64_t root, std::string_view key, std::string* out) const;
-  // If the key is missing, inserts `value`. Copies the value now stored into `out`.
-  void dict_setdefault(std::uint64_t root, std::string_view key, std::string_view value,
-                       std::string& out) const;
-  // All pairs in one operation (a later duplicate key wins).
-  void dict_update(std::uint64_t root, const std::vector<std::string>& keys,
-                   const std::vector<std::string>& values) const;
-  // Under the lock: calls `modify(context, old, out)` with the current value (nullptr if
-  // missing); it writes the new value's pickle to `out`. If it throws, nothing changes.
-  using modify_function = void (*)(void* context, const std::string* old, std::string& out);
-  void dict_modify(std::uint64_t root, std::string_view key, modify_function modify,
-                   void* context) const;
-  std::size_t dict_size(std::uint64_t root) const;
-  void dict_clear(std::uint64_t root) const;
-  // Copies of the keys and/or values in insertion order (either pointer may be null).
-  void dict_snapshot(std::uint64_t root, std::vector<std::string>* keys,
-                     std::vector<std::string>* values) const;
-
-  // ---- list: items are pickles; indexes may be negative (from the end) ----
-  void list_append(std::uint64_t root, std::span<const std::string> items) const;
-  // Throw std::out_of_range for a bad index (Python: IndexError).
-  void list_get(std::uint64_t root, std::int64_t index, std::string& out) const;
-  void list_set(std::uint64_t root, std::int64_t index, std::string_view item) const;
-  void list_pop(std::uint64_t root, std::int64_t index, std::string& out) const;
-  // Clamps the index as Python's list.insert does. Never throws std::out_of_range.
-  void list_insert(std::uint64_t root, std::int64_t index, std::string_view item) const;
-  // The first index of `item`, or -1.
-  std::int64_t list_index(std::uint64_t root, std::string_view item) const;
-  // Removes the first `item`; false if there is none.
-  bool list_remove(std::uint64_t root, std::string_view item) const;
-  std::size_t list_size(std::uint64_t root) const;
-  void list_clear(std::uint64_t root) const;
-  void list_snapshot(std::uint64_t root, std::vector<std::string>& out) const;
-
-  template <class Archive>
-  void save(Archive& ar) const {
-    check_bound();
-    save_ref(ar);
-    ar(*lock_);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
-    load_ref(ar, shared_kind::manager);
-    Lock lock;
-    ar(lock);
-    lock_ = std::move(lock);
-  }
-
- private:
-  friend class manager_transaction;
-  void check_bound() const;
-  std::byte* segment() const noexcept { return static_cast<std::byte*>(state()); }
-  mutable std::optional<Lock> lock_;
-};
-
-// Per-thread buffers for pickles, so that an operation does not allocate.
-std::string& manager_key_buffer();
-std::string& manager_value_buffer();
-std::string& manager_out_buffer();
 
 template <class T>
 const std::string& pickle_into(std::string& buffer, const T& value) {
@@ -175,7 +92,8 @@ const std::string& pickle_into(std::string& buffer, const T& value) {
 }
 
 // Instantiated with a type that cannot be pickled, reports mp's compile-time error
-// naming it (mp::pickle::cannot_pickle<T>), as pickle::dumps would.
+// naming it (mp::pickle::cannot_pickle<T>), as pickle::dumps would. A trait, so
+// snake_case as the standard's: classes are CamelCase.
 template <class T>
 struct require_picklable
     : std::conditional_t<mp::pickle::picklable<T>, std::true_type,
@@ -189,7 +107,7 @@ inline constexpr std::uint64_t pair_fingerprint = std::uint64_t{type_fingerprint
 // A snapshot's iterator: shares the copied elements, so it stays valid after the
 // container changes.
 template <class Element>
-class snapshot_iterator {
+class SnapshotIterator {
  public:
   using value_type = Element;
   using difference_type = std::ptrdiff_t;
@@ -197,22 +115,22 @@ class snapshot_iterator {
   using pointer = const Element*;
   using iterator_category = std::input_iterator_tag;
 
-  snapshot_iterator() = default;
-  explicit snapshot_iterator(std::shared_ptr<const std::vector<Element>> elements)
+  SnapshotIterator() = default;
+  explicit SnapshotIterator(std::shared_ptr<const std::vector<Element>> elements)
       : elements_(std::move(elements)) {}
 
   const Element& operator*() const { return (*elements_)[index_]; }
   const Element* operator->() const { return &(*elements_)[index_]; }
-  snapshot_iterator& operator++() {
+  SnapshotIterator& operator++() {
     ++index_;
     return *this;
   }
-  snapshot_iterator operator++(int) {
+  SnapshotIterator operator++(int) {
     auto old = *this;
     ++index_;
     return old;
   }
-  friend bool operator==(const snapshot_iterator& it, std::default_sentinel_t) {
+  friend bool operator==(const SnapshotIterator& it, std::default_sentinel_t) {
     return !it.elements_ || it.index_ >= it.elements_->size();
   }
 
@@ -243,7 +161,7 @@ class SharedDict {
   // No mapped_type: cereal would take any template that has one for a std::map.
   using key_type = K;
   using value_type = std::pair<K, V>;
-  using iterator = detail::snapshot_iterator<value_type>;
+  using iterator = detail::SnapshotIterator<value_type>;
 
   // A handle to nothing, for mp::pickle to load into. Manager::dict() makes dicts.
   SharedDict() = default;
@@ -268,73 +186,72 @@ class SharedDict {
 
   // Stores value under key. Python: d[key] = value.
   void set(const K& key, const V& value) const {
-    core_.dict_set(root_, pickled_key(key),
-                   detail::pickle_into(detail::manager_value_buffer(), value));
+    core_.set(pickled_key(key), detail::pickle_into(detail::manager_value_buffer(), value));
   }
   // A copy of the value, or nullopt. Python: d.get(key).
   std::optional<V> get(const K& key) const {
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_get(root_, pickled_key(key), out)) return std::nullopt;
+    if (!core_.get(pickled_key(key), out)) return std::nullopt;
     return mp::pickle::loads<V>(out);
   }
   // Python: d.get(key, default).
   V get(const K& key, const V& default_value) const {
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_get(root_, pickled_key(key), out)) return default_value;
+    if (!core_.get(pickled_key(key), out)) return default_value;
     return mp::pickle::loads<V>(out);
   }
   // Throws std::out_of_range if the key is missing. Python: d[key] (KeyError).
   V at(const K& key) const {
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_get(root_, pickled_key(key), out)) throw_missing("at");
+    if (!core_.get(pickled_key(key), out)) throw_missing("at");
     return mp::pickle::loads<V>(out);
   }
   // Removes the key; returns whether it was there. Python: del d[key] (which raises
   // KeyError when it is missing).
-  bool erase(const K& key) const { return core_.dict_erase(root_, pickled_key(key), nullptr); }
+  bool erase(const K& key) const { return core_.erase(pickled_key(key), nullptr); }
   // Removes the key and returns its value. Throws std::out_of_range if it is missing.
   // Python: d.pop(key).
   V pop(const K& key) const {
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_erase(root_, pickled_key(key), &out)) throw_missing("pop");
+    if (!core_.erase(pickled_key(key), &out)) throw_missing("pop");
     return mp::pickle::loads<V>(out);
   }
   // Python: d.pop(key, default).
   V pop(const K& key, const V& default_value) const {
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_erase(root_, pickled_key(key), &out)) return default_value;
+    if (!core_.erase(pickled_key(key), &out)) return default_value;
     return mp::pickle::loads<V>(out);
   }
   // Inserts key with `default_value` if missing; returns the value now stored.
   // Python: d.setdefault(key, default).
   V setdefault(const K& key, const V& default_value = V{}) const {
     std::string& out = detail::manager_out_buffer();
-    core_.dict_setdefault(root_, pickled_key(key),
-                          detail::pickle_into(detail::manager_value_buffer(), default_value), out);
+    core_.setdefault(pickled_key(key),
+                     detail::pickle_into(detail::manager_value_buffer(), default_value), out);
     return mp::pickle::loads<V>(out);
   }
   // Python: key in d.
-  bool contains(const K& key) const { return core_.dict_contains(root_, pickled_key(key)); }
+  bool contains(const K& key) const { return core_.contains(pickled_key(key)); }
   // Python: len(d).
-  std::size_t size() const { return core_.dict_size(root_); }
+  std::size_t size() const { return core_.size(); }
   bool empty() const { return size() == 0; }
   // Python: d.clear().
-  void clear() const { core_.dict_clear(root_); }
+  void clear() const { core_.clear(); }
 
   // Copies, in insertion order (as Python's dict). Python: list(d.keys()), ...
   std::vector<K> keys() const {
     std::vector<std::string> pickles;
-    core_.dict_snapshot(root_, &pickles, nullptr);
+    core_.snapshot(&pickles, nullptr);
     return load_all<K>(pickles);
   }
   std::vector<V> values() const {
     std::vector<std::string> pickles;
-    core_.dict_snapshot(root_, nullptr, &pickles);
+    core_.snapshot(nullptr, &pickles);
     return load_all<V>(pickles);
   }
   std::vector<value_type> items() const {
     std::vector<std::string> keys, values;
-    core_.dict_snapshot(root_, &keys, &values);
+    core_.snapshot(&keys, &values);
     std::vector<value_type> result;
     result.reserve(keys.size());
     for (std::size_t i = 0; i < keys.size(); ++i)
@@ -356,7 +273,7 @@ class SharedDict {
       keys.push_back(mp::pickle::dumps(static_cast<const K&>(pair.first)));
       values.push_back(mp::pickle::dumps(static_cast<const V&>(pair.second)));
     }
-    core_.dict_update(root_, keys, values);
+    core_.update(keys, values);
   }
   // Python: d.update(other) for another shared dict (a snapshot of it).
   void update(const SharedDict& other) const { update(other.items()); }
@@ -373,8 +290,8 @@ class SharedDict {
       Fn* fn;
       std::optional<V> result;
     } context{&fn, std::nullopt};
-    core_.dict_modify(
-        root_, pickled_key(key),
+    core_.modify(
+        pickled_key(key),
         [](void* opaque, const std::string* old, std::string& out) {
           auto& ctx = *static_cast<ModifyContext*>(opaque);
           V value = old ? mp::pickle::loads<V>(*old) : V{};
@@ -407,17 +324,17 @@ class SharedDict {
   // Pickles as a reference to the same dict (mp::pickle); loading checks K and V.
   template <class Archive>
   void save(Archive& ar) const {
-    ar(core_, root_);
+    ar(core_);
   }
   template <class Archive>
   void load(Archive& ar) {
-    ar(core_, root_);
-    core_.check(root_, detail::manager_core::container::dict, detail::pair_fingerprint<K, V>);
+    ar(core_);
+    core_.check(detail::ContainerKind::dict, detail::pair_fingerprint<K, V>);
   }
 
  private:
   friend class Manager;
-  SharedDict(detail::manager_core core, std::uint64_t root) : core_(std::move(core)), root_(root) {}
+  explicit SharedDict(detail::DictCore core) : core_(std::move(core)) {}
 
   static const std::string& pickled_key(const K& key) {
     return detail::pickle_into(detail::manager_key_buffer(), key);
@@ -433,8 +350,7 @@ class SharedDict {
     return result;
   }
 
-  detail::manager_core core_;
-  std::uint64_t root_ = 0;
+  detail::DictCore core_;
 };
 
 // A list in a Manager's segment. Python: ListProxy, from Manager().list().
@@ -446,7 +362,7 @@ class SharedList {
 
  public:
   using value_type = T;
-  using iterator = detail::snapshot_iterator<T>;
+  using iterator = detail::SnapshotIterator<T>;
 
   // A handle to nothing, for mp::pickle to load into. Manager::list() makes lists.
   SharedList() = default;
@@ -471,7 +387,7 @@ class SharedList {
   // Python: l.append(x).
   void append(const T& value) const {
     const std::string& item = detail::pickle_into(detail::manager_value_buffer(), value);
-    core_.list_append(root_, std::span<const std::string>(&item, 1));
+    core_.append(std::span<const std::string>(&item, 1));
   }
   // Appends all of `values` in one atomic operation. Python: l.extend(iterable).
   template <std::ranges::input_range Values>
@@ -480,53 +396,53 @@ class SharedList {
     std::vector<std::string> items;
     for (const auto& value : values)
       items.push_back(mp::pickle::dumps(static_cast<const T&>(value)));
-    core_.list_append(root_, items);
+    core_.append(items);
   }
   void extend(std::initializer_list<T> values) const { extend(std::span<const T>(values)); }
   // Python: l[index].
   T get(std::int64_t index) const {
     std::string& out = detail::manager_out_buffer();
-    core_.list_get(root_, index, out);
+    core_.get(index, out);
     return mp::pickle::loads<T>(out);
   }
   // Python: l[index] = value.
   void set(std::int64_t index, const T& value) const {
-    core_.list_set(root_, index, detail::pickle_into(detail::manager_value_buffer(), value));
+    core_.set(index, detail::pickle_into(detail::manager_value_buffer(), value));
   }
   // Removes and returns the item at `index` (the last by default). Python: l.pop(i=-1).
   T pop(std::int64_t index = -1) const {
     std::string& out = detail::manager_out_buffer();
-    core_.list_pop(root_, index, out);
+    core_.pop(index, out);
     return mp::pickle::loads<T>(out);
   }
   // Inserts before `index` (clamped to the list, as Python). Python: l.insert(i, x).
   void insert(std::int64_t index, const T& value) const {
-    core_.list_insert(root_, index, detail::pickle_into(detail::manager_value_buffer(), value));
+    core_.insert(index, detail::pickle_into(detail::manager_value_buffer(), value));
   }
   // The index of the first item equal to value. Throws std::invalid_argument if there is
   // none (Python: ValueError). Python: l.index(x).
   std::size_t index(const T& value) const {
-    const std::int64_t found =
-        core_.list_index(root_, detail::pickle_into(detail::manager_value_buffer(), value));
-    if (found < 0) throw std::invalid_argument("mp::SharedList::index: value is not in list");
-    return static_cast<std::size_t>(found);
+    const std::optional<std::size_t> found =
+        core_.index(detail::pickle_into(detail::manager_value_buffer(), value));
+    if (!found) throw std::invalid_argument("mp::SharedList::index: value is not in list");
+    return *found;
   }
   // Removes the first item equal to value. Throws std::invalid_argument if there is none
   // (Python: ValueError). Python: l.remove(x).
   void remove(const T& value) const {
-    if (!core_.list_remove(root_, detail::pickle_into(detail::manager_value_buffer(), value)))
+    if (!core_.remove(detail::pickle_into(detail::manager_value_buffer(), value)))
       throw std::invalid_argument("mp::SharedList::remove: value is not in list");
   }
   // Python: len(l).
-  std::size_t size() const { return core_.list_size(root_); }
+  std::size_t size() const { return core_.size(); }
   std::size_t len() const { return size(); }
   bool empty() const { return size() == 0; }
   // Python: l.clear().
-  void clear() const { core_.list_clear(root_); }
+  void clear() const { core_.clear(); }
   // A copy of the items. Python: list(l).
   std::vector<T> to_vector() const {
     std::vector<std::string> pickles;
-    core_.list_snapshot(root_, pickles);
+    core_.snapshot(pickles);
     std::vector<T> result;
     result.reserve(pickles.size());
     for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
@@ -539,20 +455,19 @@ class SharedList {
 
   template <class Archive>
   void save(Archive& ar) const {
-    ar(core_, root_);
+    ar(core_);
   }
   template <class Archive>
   void load(Archive& ar) {
-    ar(core_, root_);
-    core_.check(root_, detail::manager_core::container::list, detail::type_fingerprint<T>);
+    ar(core_);
+    core_.check(detail::ContainerKind::list, detail::type_fingerprint<T>);
   }
 
  private:
   friend class Manager;
-  SharedList(detail::manager_core core, std::uint64_t root) : core_(std::move(core)), root_(root) {}
+  explicit SharedList(detail::ListCore core) : core_(std::move(core)) {}
 
-  detail::manager_core core_;
-  std::uint64_t root_ = 0;
+  detail::ListCore core_;
 };
 
 // Named attributes of any picklable types, in a Manager's segment. Python: Namespace,
@@ -567,8 +482,7 @@ class Namespace {
   template <class T>
   void set(const std::string& name, const T& value) const {
     static_assert(detail::require_picklable<T>::value);
-    core_.dict_set(root_, pickled_name(name),
-                   detail::pickle_into(detail::manager_value_buffer(), value));
+    core_.set(pickled_name(name), detail::pickle_into(detail::manager_value_buffer(), value));
   }
   // Throws std::out_of_range if there is no such attribute (Python: AttributeError),
   // mp::UnpicklingError if it holds another type than T. Python: ns.name.
@@ -576,7 +490,7 @@ class Namespace {
   T get(const std::string& name) const {
     static_assert(detail::require_picklable<T>::value);
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_get(root_, pickled_name(name), out))
+    if (!core_.get(pickled_name(name), out))
       throw std::out_of_range("mp::Namespace: no attribute '" + name + "'");
     return mp::pickle::loads<T>(out);
   }
@@ -585,21 +499,17 @@ class Namespace {
   T get(const std::string& name, const T& default_value) const {
     static_assert(detail::require_picklable<T>::value);
     std::string& out = detail::manager_out_buffer();
-    if (!core_.dict_get(root_, pickled_name(name), out)) return default_value;
+    if (!core_.get(pickled_name(name), out)) return default_value;
     return mp::pickle::loads<T>(out);
   }
   // Python: hasattr(ns, name).
-  bool contains(const std::string& name) const {
-    return core_.dict_contains(root_, pickled_name(name));
-  }
+  bool contains(const std::string& name) const { return core_.contains(pickled_name(name)); }
   // Removes the attribute; returns whether it existed. Python: del ns.name.
-  bool erase(const std::string& name) const {
-    return core_.dict_erase(root_, pickled_name(name), nullptr);
-  }
+  bool erase(const std::string& name) const { return core_.erase(pickled_name(name), nullptr); }
   // The attributes' names, in the order they were first set. Python: vars(ns).keys().
   std::vector<std::string> names() const {
     std::vector<std::string> pickles;
-    core_.dict_snapshot(root_, &pickles, nullptr);
+    core_.snapshot(&pickles, nullptr);
     std::vector<std::string> result;
     result.reserve(pickles.size());
     for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<std::string>(pickle));
@@ -608,23 +518,22 @@ class Namespace {
 
   template <class Archive>
   void save(Archive& ar) const {
-    ar(core_, root_);
+    ar(core_);
   }
   template <class Archive>
   void load(Archive& ar) {
-    ar(core_, root_);
-    core_.check(root_, detail::manager_core::container::name_space, 0);
+    ar(core_);
+    core_.check(detail::ContainerKind::name_space, 0);
   }
 
  private:
   friend class Manager;
-  Namespace(detail::manager_core core, std::uint64_t root) : core_(std::move(core)), root_(root) {}
+  explicit Namespace(detail::DictCore core) : core_(std::move(core)) {}
   static const std::string& pickled_name(const std::string& name) {
     return detail::pickle_into(detail::manager_key_buffer(), name);
   }
 
-  detail::manager_core core_;
-  std::uint64_t root_ = 0;
+  detail::DictCore core_;
 };
 
 // Python: multiprocessing.Manager() (a started SyncManager). Copies refer to the same
@@ -641,14 +550,14 @@ class Manager {
   // Diagnostics: how many times a process took the manager's lock over from one that
   // died holding it, and how many operations of those dead processes were rolled back
   // (the others had completed). Python has no equivalent.
-  std::uint64_t takeovers() const { return core_.recoveries().first; }
-  std::uint64_t rolled_back() const { return core_.recoveries().second; }
+  std::uint64_t takeovers() const { return core_.recoveries().takeovers; }
+  std::uint64_t rolled_back() const { return core_.recoveries().rolled_back; }
 
   // A new empty dict. Throws mp::HeapExhausted. Python: manager.dict().
   template <class K, class V>
   SharedDict<K, V> dict() const {
     return SharedDict<K, V>(
-        core_, core_.create(detail::manager_core::container::dict, detail::pair_fingerprint<K, V>));
+        detail::DictCore(core_, detail::ContainerKind::dict, detail::pair_fingerprint<K, V>));
   }
   // A new dict holding a copy of `pairs` (a std::map, a vector of pairs...).
   // Python: manager.dict(mapping).
@@ -661,8 +570,7 @@ class Manager {
   // A new empty list. Throws mp::HeapExhausted. Python: manager.list().
   template <class T>
   SharedList<T> list() const {
-    return SharedList<T>(
-        core_, core_.create(detail::manager_core::container::list, detail::type_fingerprint<T>));
+    return SharedList<T>(detail::ListCore(core_, detail::type_fingerprint<T>));
   }
   // A new list holding a copy of `values`. Python: manager.list(sequence).
   template <class T, class Values>
@@ -673,11 +581,13 @@ class Manager {
   }
   // A new namespace without attributes. Python: manager.Namespace().
   mp::Namespace Namespace() const {
-    return mp::Namespace(core_, core_.create(detail::manager_core::container::name_space, 0));
+    return mp::Namespace(detail::DictCore(core_, detail::ContainerKind::name_space, 0));
   }
 
   // Python's SyncManager factories: mp's own objects (not proxies), living in mp's heap,
-  // not in the segment. They throw what those types' constructors throw.
+  // not in the segment. They throw what those types' constructors throw. Queue(),
+  // JoinableQueue(), Value() and Array() need <mp/queues.hpp> or <mp/sharedctypes.hpp>
+  // (see the top of this file).
   mp::Lock Lock() const { return mp::Lock(); }
   mp::RLock RLock() const { return mp::RLock(); }
   mp::Semaphore Semaphore(int value = 1) const { return mp::Semaphore(value); }
@@ -721,7 +631,7 @@ class Manager {
   // Not picklable (as Python's Manager): pass its dicts, lists and namespaces instead.
 
  private:
-  detail::manager_core core_;
+  detail::ManagerCore core_;
 };
 
 }  // namespace mp

@@ -55,19 +55,13 @@
 #include <vector>
 
 #include <mp/detail/heap.hpp>
+#include <mp/detail/shared_ctype.hpp>
 #include <mp/detail/type_name.hpp>
 #include <mp/synchronize.hpp>
 
 namespace mp {
 
-// What Value, Array, RawValue and RawArray can hold: the analogue of a ctypes type or
-// Structure. Trivially copyable (its bytes are the value, valid in every process), a
-// plain object type (not const, a reference or a C array: use Array for several), and
-// aligned to at most 16 bytes (the heap's alignment).
-template <class T>
-concept shared_ctype =
-    std::is_trivially_copyable_v<T> && std::is_object_v<T> && !std::is_const_v<T> &&
-    !std::is_volatile_v<T> && !std::is_array_v<T> && alignof(T) <= 16;
+// shared_ctype, what these objects can hold: <mp/detail/shared_ctype.hpp>.
 
 // Tag: construct a Value or Array without a lock. Python: lock=False.
 struct no_lock_t {

@@ -1,0 +1,67 @@
+// ManagerCore: a Manager's segment and its lock (the layout and the transactions are in
+// manager_segment.hpp), and the per-thread buffers of the typed wrappers.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "manager_segment.hpp"
+
+namespace mp::detail {
+
+ManagerCore::ManagerCore(std::size_t segment_size)
+    : shared_object(shared_kind::manager,
+                    segment_size >= kMinSegmentSize ? segment_size - kHeapOverhead : 0,
+                    sizeof(SegmentHeader)),
+      lock_(std::in_place) {
+  if (segment_size < kMinSegmentSize)  // the base allocated an empty object: fine to drop
+    throw std::invalid_argument("mp::Manager: segment_size " + std::to_string(segment_size) +
+                                " is below the minimum of " + std::to_string(kMinSegmentSize) +
+                                " bytes");
+  auto& header = *reinterpret_cast<SegmentHeader*>(segment());
+  header.magic = kSegmentMagic;
+  header.size = segment_size - kHeapOverhead;
+  header.bump = kFirstBlock;
+}
+
+void ManagerCore::check_bound() const {
+  if (!lock_ || segment() == nullptr)
+    throw std::logic_error("mp::Manager: this handle refers to no manager (default-constructed)");
+}
+
+std::size_t ManagerCore::segment_size() const {
+  check_bound();
+  return reinterpret_cast<const SegmentHeader*>(segment())->size + kHeapOverhead;
+}
+
+Recoveries ManagerCore::recoveries() const {
+  ManagerTransaction t(*this);
+  const Recoveries result{.takeovers = t.header().takeovers, .rolled_back = t.header().rolled_back};
+  t.commit();
+  return result;
+}
+
+void ManagerCore::check(std::uint64_t root, ContainerKind kind, std::uint64_t fingerprint) const {
+  check_bound();
+  const auto& header = *reinterpret_cast<const SegmentHeader*>(segment());
+  const std::uint64_t* words = reinterpret_cast<const std::uint64_t*>(segment() + root);
+  if (root < kFirstBlock || root % 16 != 0 || root + 16 > header.size ||
+      words[kRootKind] != (kRootMagic | static_cast<std::uint32_t>(kind)))
+    throw UnpicklingError("mp::Manager: the pickled handle names no container of this kind");
+  if (words[kRootFingerprint] != fingerprint)
+    throw UnpicklingError("mp::Manager: the pickled container holds other types");
+}
+
+std::string& manager_key_buffer() {
+  thread_local std::string buffer;
+  return buffer;
+}
+std::string& manager_value_buffer() {
+  thread_local std::string buffer;
+  return buffer;
+}
+std::string& manager_out_buffer() {
+  thread_local std::string buffer;
+  return buffer;
+}
+
+}  // namespace mp::detail
