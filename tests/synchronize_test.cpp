@@ -228,13 +228,7 @@ TEST(Spin, AdaptiveSpinRestsAfterAFruitlessSpin) {
   EXPECT_EQ(skip, 0) << "a spin that found its condition keeps spinning on";
 }
 
-class SynchronizeTest : public mp_test::StartMethodTest<> {
- protected:
-  static void kill_and_join(mp::Process& p) {
-    p.kill();
-    ASSERT_TRUE(p.join(kJoinLimit));
-  }
-};
+class SynchronizeTest : public mp_test::StartMethodTest<> {};
 
 // ---- Lock ----
 
