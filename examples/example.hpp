@@ -2,12 +2,14 @@
 // printing. Header-only, so that an example is one .cpp file and one line of CMake.
 //
 // Every example takes
-//   --start-method fork|spawn  the start method of its processes (default: mp's, fork)
+//   --start-method METHOD      the start method of its processes, one of
+//                              mp::get_all_start_methods() (default: mp's, fork)
 //   --time-scale X             seconds slept per second the Python sleeps (default 0.05,
 //                              so that the examples run in CI; 1 sleeps as the seeds do)
 // and positional arguments of its own, described in its header comment.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
@@ -94,9 +96,12 @@ struct Deque {
 // and returns the positional arguments. Prints a usage message and exits 2 on bad input;
 // `usage` names the positional arguments, as "[TEXT...]"; without it, there are none.
 inline std::vector<std::string> parse_args(int argc, char** argv, const char* usage = "") {
+  const std::vector<std::string> methods = mp::get_all_start_methods();
+  std::string method_choice;  // "fork|spawn"
+  for (const auto& method : methods) method_choice += (method_choice.empty() ? "" : "|") + method;
   auto fail = [&](const std::string& message) {
-    std::fprintf(stderr, "%s: %s\nusage: %s [--start-method fork|spawn] [--time-scale X] %s\n",
-                 argv[0], message.c_str(), argv[0], usage);
+    std::fprintf(stderr, "%s: %s\nusage: %s [--start-method %s] [--time-scale X] %s\n", argv[0],
+                 message.c_str(), argv[0], method_choice.c_str(), usage);
     std::exit(2);
   };
   std::vector<std::string> positional;
@@ -108,8 +113,8 @@ inline std::vector<std::string> parse_args(int argc, char** argv, const char* us
     };
     if (arg == "--start-method") {
       const std::string method = value();
-      if (method != "fork" && method != "spawn")
-        fail("--start-method must be fork or spawn, got '" + method + "'");
+      if (std::find(methods.begin(), methods.end(), method) == methods.end())
+        fail("--start-method must be one of " + method_choice + ", got '" + method + "'");
       mp::set_start_method(method, /*force=*/true);
     } else if (arg == "--time-scale") {
       const std::string text = value();
@@ -119,7 +124,8 @@ inline std::vector<std::string> parse_args(int argc, char** argv, const char* us
         fail("--time-scale needs a number between 0 and 100, got '" + text + "'");
       ::setenv(kTimeScaleVariable, text.c_str(), 1);
     } else if (arg == "-h" || arg == "--help") {
-      std::printf("usage: %s [--start-method fork|spawn] [--time-scale X] %s\n", argv[0], usage);
+      std::printf("usage: %s [--start-method %s] [--time-scale X] %s\n", argv[0],
+                  method_choice.c_str(), usage);
       std::exit(0);
     } else if (arg.size() > 1 && arg[0] == '-') {
       fail("unknown option '" + arg + "'");

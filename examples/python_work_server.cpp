@@ -16,7 +16,7 @@
 // (<mp/python_pickle.hpp>): the server never runs code named by a client, which Python's
 // own Connection.recv() would do for any pickle it is sent.
 //
-// usage: example_python_work_server [--start-method fork|spawn] [CLIENT COMMAND...]
+// usage: example_python_work_server [--start-method METHOD] [CLIENT COMMAND...]
 //   Listens on a Unix socket in a new temporary directory (a "host:port" address would
 //   serve TCP clients on other machines the same way) with the authkey in
 //   MP_EXAMPLE_AUTHKEY (default "mp-example"). With a client command, the server starts

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include <mp/context.hpp>
 #include <mp/pickle.hpp>
 
+#include "process_state.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -18,9 +20,33 @@ void exit_with(int code) { std::exit(code); }
 
 TEST(Context, AllStartMethodsDefaultFirst) {
   auto methods = mp::get_all_start_methods();
-  ASSERT_EQ(methods.size(), 2u);
+  ASSERT_GE(methods.size(), 2u);
   EXPECT_EQ(methods[0], "fork");
-  EXPECT_EQ(methods[1], "spawn");
+  EXPECT_NE(std::find(methods.begin(), methods.end(), "spawn"), methods.end());
+  for (std::size_t i = 0; i < methods.size(); ++i) {
+    EXPECT_EQ(std::count(methods.begin(), methods.end(), methods[i]), 1) << methods[i];
+    EXPECT_EQ(mp::get_context(methods[i]).get_start_method(), methods[i]);
+  }
+}
+
+// The build reads the same list (lib/src/start_methods.def) to run the examples and
+// the per-method ctest entries once per method; both readings must agree.
+TEST(Context, BuildKnowsTheLibrarysStartMethods) {
+  std::string library;
+  for (const auto& method : mp::get_all_start_methods())
+    library += (library.empty() ? "" : ",") + method;
+  EXPECT_EQ(library, MP_BUILD_START_METHODS);
+}
+
+TEST(Context, PoolWorkersAreNamedAfterTheirStartMethod) {
+  EXPECT_EQ(mp::detail::pool_worker_name("fork", 3), "ForkPoolWorker-3");
+  EXPECT_EQ(mp::detail::pool_worker_name("spawn", 1), "SpawnPoolWorker-1");
+  for (const auto& method : mp::get_all_start_methods()) {
+    const std::string name = mp::detail::pool_worker_name(method, 7);
+    EXPECT_TRUE(name.ends_with("PoolWorker-7")) << name;
+  }
+  EXPECT_THROW((void)mp::detail::pool_worker_name("bogus", 1), std::invalid_argument);
+  EXPECT_THROW((void)mp::detail::pool_worker_name("", 1), std::invalid_argument);
 }
 
 TEST(Context, SetStartMethodOnceUnlessForced) {
@@ -125,6 +151,22 @@ TEST(Context, SpawnChildRefusesBadBootstrap) {
   EXPECT_NE(empty.err.find("no bootstrap"), std::string::npos) << empty.err;
 }
 
+// `--mp-spawn` makes a re-executed child of this binary only with an fd number after it;
+// anything else is left to the program (it never reads a bootstrap from stdin).
+[[noreturn]] void freeze_support_with_spawn_flag(const char* fd) {
+  std::string arg0 = "mp_tests", flag = "--mp-spawn", fd_text = fd;
+  char* argv[] = {arg0.data(), flag.data(), fd_text.data(), nullptr};
+  mp::freeze_support(3, argv);
+  std::_Exit(0);
+}
+
+TEST(Context, SpawnFlagWithoutAnFdNumberIsNoChild) {
+  for (const char* fd : {"", "x", "3x", "-1", "+3", "3 ", " 3", "99999999999999999999"}) {
+    EXPECT_EXIT(freeze_support_with_spawn_flag(fd), ::testing::ExitedWithCode(0), "")
+        << "--mp-spawn '" << fd << "'";
+  }
+}
+
 // ---- The start method of a child ---------------------------------------------------------
 // A child's default start method is the method that started it, a context's included,
 // so its own children start the same way: Python's Process._bootstrap forces the
@@ -151,7 +193,12 @@ void report_start_methods(std::string path) {
 class ChildStartMethod : public ::testing::TestWithParam<std::string> {
  protected:
   // The method the parent's default is set to while the child starts with GetParam().
-  std::string other_method() const { return GetParam() == "fork" ? "spawn" : "fork"; }
+  std::string other_method() const {
+    const auto& methods = mp_test::start_methods();
+    for (std::size_t i = 0; i < methods.size(); ++i)
+      if (methods[i] == GetParam()) return mp_test::start_method_in_turn(i + 1);
+    return methods.front();
+  }
 
   void expect_child_reports(mp::Process& p, const std::string& path) {
     p.start();
@@ -163,7 +210,7 @@ class ChildStartMethod : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(mp_test::read_file(path + ".grandchild").value_or("(no report)"), method);
   }
 
-  void TearDown() override { mp::set_start_method("fork", true); }
+  void TearDown() override { mp::set_start_method(mp_test::start_methods().front(), true); }
 };
 
 TEST_P(ChildStartMethod, ContextMethodBecomesTheChildsDefault) {

@@ -141,6 +141,16 @@ TEST(Demo, HelpListsSubcommands) {
   EXPECT_NE(result.out.find("array"), std::string::npos);
 }
 
+TEST(Demo, HelpAndUsageErrorsListEveryStartMethod) {
+  auto help = mp_test::run_command({MP_DEMO_PATH, "--help"});
+  auto wrong = mp_test::run_command({MP_DEMO_PATH, "process", "--start-method", "teleport"});
+  EXPECT_EQ(wrong.exit_status, 2);
+  for (const auto& method : mp::get_all_start_methods()) {
+    EXPECT_NE(help.out.find(method), std::string::npos) << method << " in " << help.out;
+    EXPECT_NE(wrong.err.find(method), std::string::npos) << method << " in " << wrong.err;
+  }
+}
+
 TEST(Demo, UsageErrorsExitTwo) {
   for (std::vector<std::string> args : {std::vector<std::string>{},
                                         {"no-such-demo"},

@@ -32,8 +32,10 @@
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
 
+#include "exception_text.hpp"
 #include "heap_arena.hpp"
 #include "posix/fd.hpp"
+#include "process_state.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -43,6 +45,45 @@ using mp_test::wait_for_file;
 using mp_test::write_file;
 
 namespace {
+
+// ---- Helpers shared by the start methods ----
+
+struct CustomError {};
+
+TEST(ExceptionText, TypeAndMessageOfTheCurrentException) {
+  auto describe = [](auto thrower) {
+    try {
+      thrower();
+    } catch (...) {
+      return mp::detail::describe_current_exception();
+    }
+    return mp::detail::ExceptionText{};
+  };
+  auto text = describe([] { throw std::runtime_error("boom"); });
+  EXPECT_EQ(text.type, "std::runtime_error");
+  EXPECT_EQ(text.message, "boom");
+  EXPECT_EQ(text.line(), "std::runtime_error: boom");
+  text = describe([] { throw 42; });
+  EXPECT_EQ(text.type, "int");
+  EXPECT_EQ(text.line(), "int");
+  text = describe([] { throw CustomError{}; });
+  EXPECT_EQ(text.type, "(anonymous namespace)::CustomError");
+  EXPECT_EQ(text.message, "");
+  EXPECT_EQ(mp::detail::demangle("not a mangled name!"), "not a mangled name!");
+  EXPECT_EQ(mp::detail::demangle(""), "");
+}
+
+TEST(KillAndReap, LeavesNoZombie) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    for (;;) ::pause();
+  }
+  mp::detail::kill_and_reap(pid);
+  errno = 0;
+  EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD) << "the child was not reaped";
+}
 
 constexpr auto kJoinLimit = 30s;
 

@@ -25,6 +25,7 @@
 #include <mp/process.hpp>
 #include <mp/synchronize.hpp>
 
+#include "spin.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -176,13 +177,58 @@ void load_lock_message_and_increment(std::string path, int n) {
   increment_under_lock(lock, counter, n);
 }
 
-class SynchronizeTest : public mp_test::StartMethodTest<> {
- protected:
-  static void kill_and_join(mp::Process& p) {
-    p.kill();
-    ASSERT_TRUE(p.join(kJoinLimit));
+// ---- The spin policy (spin.hpp) ----
+
+TEST(Spin, StopsAsSoonAsDone) {
+  int looks = 0;
+  EXPECT_TRUE(mp::detail::spin_until([&] { return ++looks == 5; }, mp::detail::kWakeSpin));
+  EXPECT_EQ(looks, 5);
+  looks = 0;
+  EXPECT_TRUE(mp::detail::spin_until([&] { return ++looks == 1; }, mp::detail::kQueueSpin));
+  EXPECT_EQ(looks, 1);
+}
+
+TEST(Spin, ZeroTimeSpinsOneRound) {
+  int looks = 0;
+  const mp::detail::SpinBudget budget{10, 1, std::chrono::nanoseconds(0)};
+  EXPECT_FALSE(mp::detail::spin_until([&] { return ++looks < 0; }, budget));
+  EXPECT_EQ(looks, 11);  // the first look, then one round
+  looks = 0;
+  EXPECT_FALSE(mp::detail::spin_until([&] { return ++looks < 0; }, mp::detail::kLockSpin));
+  EXPECT_EQ(looks, 1 + mp::detail::kLockSpin.looks_per_round);
+}
+
+TEST(Spin, TimedBudgetEndsAfterItsTime) {
+  for (const auto& budget :
+       {mp::detail::kWakeSpin, mp::detail::kQueueSpin, mp::detail::kPollSpin}) {
+    int looks = 0;
+    const auto start = Clock::now();
+    EXPECT_FALSE(mp::detail::spin_until([&] { return ++looks < 0; }, budget));
+    const auto spent = Clock::now() - start;
+    EXPECT_GE(spent, budget.time);
+    EXPECT_LT(spent, budget.time + 2s);  // a round is short, even on a busy machine
+    EXPECT_GT(looks, budget.looks_per_round);
   }
-};
+}
+
+TEST(Spin, AdaptiveSpinRestsAfterAFruitlessSpin) {
+  std::uint8_t skip = 0;
+  int looks = 0;
+  auto never = [&] { return ++looks < 0; };
+  const mp::detail::SpinBudget budget{4, 0, std::chrono::nanoseconds(0)};
+  EXPECT_FALSE(mp::detail::adaptive_spin_until(never, budget, skip));
+  EXPECT_EQ(looks, 5);
+  EXPECT_EQ(skip, mp::detail::kWaitsWithoutSpin);
+  for (int i = 0; i < mp::detail::kWaitsWithoutSpin; ++i)
+    EXPECT_FALSE(mp::detail::adaptive_spin_until(never, budget, skip));
+  EXPECT_EQ(looks, 5) << "spun while resting";
+  EXPECT_EQ(skip, 0);
+  int hits = 0;
+  EXPECT_TRUE(mp::detail::adaptive_spin_until([&] { return ++hits == 2; }, budget, skip));
+  EXPECT_EQ(skip, 0) << "a spin that found its condition keeps spinning on";
+}
+
+class SynchronizeTest : public mp_test::StartMethodTest<> {};
 
 // ---- Lock ----
 

@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <mp/context.hpp>
 #include <mp/process.hpp>
 
 #include <chrono>
@@ -31,10 +32,16 @@ extern char** environ;
 
 namespace mp_test {
 
-// Every test that starts processes runs once per start method, as CPython's suite.
+// Every test that starts processes runs once per start method, as CPython's suite: every
+// method the library has (mp::get_all_start_methods), so a new one is tested at once.
 inline const std::vector<std::string>& start_methods() {
-  static const std::vector<std::string> methods = {"fork", "spawn"};
+  static const std::vector<std::string> methods = mp::get_all_start_methods();
   return methods;
+}
+
+// The start methods in turn: the n-th of start_methods(), round and round.
+inline const std::string& start_method_in_turn(unsigned n) {
+  return start_methods()[n % start_methods().size()];
 }
 
 // Names parameterized tests after their start method: ProcessTest.Foo/fork.

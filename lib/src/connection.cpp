@@ -18,6 +18,7 @@
 #include "posix/fd.hpp"
 #include "posix/socket.hpp"
 #include "python_frames.hpp"
+#include "spin.hpp"
 
 namespace mp {
 
@@ -46,9 +47,6 @@ namespace {
 // A frame longer than this is corrupt (Python's limit is the 2**63 of its 8-byte form;
 // mp refuses what no process of a real program sends).
 constexpr std::uint64_t kMaxFrame = std::uint64_t{1} << 40;  // 1 TiB
-// recv's brief poll before it sleeps (see read_length).
-constexpr std::chrono::nanoseconds kSpinBeforeSleep = std::chrono::microseconds(50);
-constexpr std::uint8_t kReceivesWithoutSpin = 8;
 // A frame body is first given this much room, then room grows with what has arrived.
 constexpr std::size_t kInitialBody = std::size_t{64} << 10;
 
@@ -188,15 +186,10 @@ bool Connection::read_header(void* out_bytes, std::size_t size, bool at_boundary
 bool Connection::read_length(std::uint64_t& length) {
   // A peer that answers within microseconds (a request/reply exchange) finds this process
   // still on its CPU: sleeping in read() and being woken by another CPU costs tens of
-  // microseconds on each side in a VM, more than the exchange itself. So recv polls for
-  // up to kSpinBeforeSleep first. Adaptive, as glibc's adaptive mutexes: a spin that
-  // finds nothing (a slow peer, or a busy machine where spinning steals the peer's CPU)
-  // turns spinning off for the next kReceivesWithoutSpin receives.
-  if (spin_skip_ == 0) {
-    if (!posix::spin_until_readable(fd_, kSpinBeforeSleep)) spin_skip_ = kReceivesWithoutSpin;
-  } else {
-    --spin_skip_;
-  }
+  // microseconds on each side in a VM, more than the exchange itself. So recv polls
+  // briefly first, unless recent polls found nothing (spin.hpp).
+  (void)detail::adaptive_spin_until([this] { return posix::readable_now(fd_); }, detail::kPollSpin,
+                                    spin_skip_);
   if (framing_ == Framing::native) {
     if (!read_header(&length, sizeof length, true)) return false;
   } else {

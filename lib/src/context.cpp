@@ -1,5 +1,6 @@
-// Start methods and module functions: Python's multiprocessing/context.py. This is
-// the only file that knows the list of start methods.
+// Start methods and module functions: Python's multiprocessing/context.py. The list of
+// start methods lives in start_methods.def; this file turns it into the table that every
+// other part of mp (and every test, example and tool) asks.
 #include <mp/context.hpp>
 
 #include <sched.h>
@@ -8,7 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
 #include <mutex>
 #include <new>
 #include <sstream>
@@ -16,6 +16,7 @@
 
 #include "posix/fd.hpp"
 #include "process_state.hpp"
+#include "spawn_bootstrap.hpp"
 
 namespace mp {
 namespace detail {
@@ -23,12 +24,14 @@ namespace {
 
 struct MethodEntry {
   const char* name;
+  const char* title;  // "Fork": pool workers are named ForkPoolWorker-N
   Launcher launch;
 };
-// Default first. forkserver will be one more entry (and one more popen_*.cpp).
+// Default first.
 constexpr MethodEntry kMethods[] = {
-    {"fork", &launch_fork},
-    {"spawn", &launch_spawn},
+#define MP_START_METHOD(name, title) {#name, #title, &launch_##name},
+#include "start_methods.def"
+#undef MP_START_METHOD
 };
 
 std::mutex g_method_mutex;
@@ -75,12 +78,18 @@ Launcher launcher_for(const std::string& method) {
   return entry->launch;
 }
 
+std::string pool_worker_name(std::string_view method, int number) {
+  const MethodEntry* entry = find_method(method);
+  if (!entry) check_method(method);
+  return std::string(entry->title) + "PoolWorker-" + std::to_string(number);
+}
+
 bool freeze_support_called() noexcept { return g_freeze_support_called.load(); }
 
 void set_default_method_in_child(const std::string& method) noexcept {
   new (&g_method_mutex) std::mutex;
   try {
-    g_default_method = method;  // "fork", "spawn": no allocation (short strings)
+    g_default_method = method;  // a method's name: no allocation (a short string)
   } catch (...) {
   }
 }
@@ -89,11 +98,7 @@ void set_default_method_in_child(const std::string& method) noexcept {
 
 void freeze_support(int argc, char** argv) {
   detail::g_freeze_support_called = true;
-  if (argc >= 3 && argv && argv[1] && std::strcmp(argv[1], "--mp-spawn") == 0) {
-    char* end = nullptr;
-    long fd = std::strtol(argv[2], &end, 10);
-    if (end && *end == '\0' && fd >= 0) detail::spawn_main(static_cast<int>(fd));
-  }
+  detail::spawn_main_if_requested(argc, argv);
 }
 
 Context get_context(std::optional<std::string_view> method) {

@@ -1,9 +1,39 @@
 #include <mp/errors.hpp>
 
+#include <cxxabi.h>
+
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <memory>
+
+#include "exception_text.hpp"
 
 namespace mp {
+
+namespace detail {
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, decltype(&std::free)> out(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), &std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
+}
+
+ExceptionText describe_current_exception() {
+  ExceptionText text{"unknown exception", {}};
+  if (auto* type = abi::__cxa_current_exception_type()) text.type = demangle(type->name());
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    text.message = e.what();
+  } catch (...) {
+  }
+  return text;
+}
+
+}  // namespace detail
 
 std::string describe_exitcode(std::optional<int> exitcode) {
   if (!exitcode) return "still running";

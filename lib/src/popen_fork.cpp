@@ -2,7 +2,6 @@
 // of the parent, so it runs Process::run() directly: any callable works.
 #include <pthread.h>
 #include <stdio_ext.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -65,14 +64,7 @@ std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, co
     if (ends_in_handler) exit_forked_child(exitcode);
     posix::exit_now(exitcode);  // the parent's handlers must not run
   }
-  // No one else can reap our child, so opening its pidfd now cannot race.
-  posix::unique_fd pidfd;
-  if (auto ec = posix::pidfd_open(pid, pidfd)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    throw std::system_error(ec, "mp: pidfd_open");
-  }
-  popen->set_child(pid, std::move(pidfd));
+  popen->adopt(pid);
   return popen;
 }
 

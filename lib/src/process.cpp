@@ -2,13 +2,14 @@
 // how a child is launched (that is popen_fork.cpp / popen_spawn.cpp).
 #include <mp/process.hpp>
 
-#include <cxxabi.h>
 #include <fcntl.h>
 #include <stdio_ext.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <ext/stdio_sync_filebuf.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 
 #include <mp/detail/heap.hpp>
 
+#include "exception_text.hpp"
 #include "posix/pidfd.hpp"
 #include "process_state.hpp"
 
@@ -122,14 +124,6 @@ void exit_function() {
   }
 }
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* out = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string name = status == 0 && out ? out : mangled;
-  std::free(out);
-  return name;
-}
-
 // Watches the parent's pidfd from a thread and kills this process when it ends. Used
 // for daemon children whose creating thread was not the main thread (see ChildSetup).
 void watch_parent(int parent_pidfd) {
@@ -143,6 +137,22 @@ void watch_parent(int parent_pidfd) {
 }
 
 }  // namespace
+
+void kill_and_reap(pid_t pid) noexcept {
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
+void Popen::adopt(pid_t pid) {
+  posix::unique_fd pidfd;
+  if (auto ec = posix::pidfd_open(pid, pidfd)) {
+    kill_and_reap(pid);
+    throw std::system_error(ec, "mp: pidfd_open");
+  }
+  pid_ = pid;
+  pidfd_ = std::move(pidfd);
+}
 
 std::optional<int> Popen::poll() {
   std::lock_guard lock(mutex_);
@@ -272,18 +282,9 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     body();
   } catch (...) {
     // Python prints "Process Process-1:" and the traceback, and exits with 1.
-    std::string type = "unknown exception";
-    if (auto* t = abi::__cxa_current_exception_type()) type = demangle(t->name());
-    std::string what;
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
+    const ExceptionText error = describe_current_exception();
     flush_std_streams();
-    std::string text =
-        "Process " + setup.name + ":\n" + type + (what.empty() ? "" : ": ") + what + "\n";
+    std::string text = "Process " + setup.name + ":\n" + error.line() + "\n";
     (void)!::write(STDERR_FILENO, text.data(), text.size());
     exitcode = 1;
   }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/types.h>
@@ -23,12 +24,11 @@ namespace mp::detail {
 class Popen {
  public:
   Popen() = default;
-  Popen(pid_t pid, posix::unique_fd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
-  // Sets the child of a Popen allocated before the child existed.
-  void set_child(pid_t pid, posix::unique_fd pidfd) {
-    pid_ = pid;
-    pidfd_ = std::move(pidfd);
-  }
+  // Takes `pid`, a child this process has just created, by opening its pidfd (no one
+  // else can reap the child, so this cannot race). If that fails, the child is killed
+  // and reaped, and std::system_error is thrown. Allocate the Popen before the child
+  // exists: after fork every page the parent writes is copied while the child lives.
+  void adopt(pid_t pid);
   pid_t pid() const noexcept { return pid_; }
   int sentinel() const noexcept { return pidfd_.get(); }
   // The exit code if the child has ended (reaping it); never blocks.
@@ -100,16 +100,23 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
 void flush_std_streams() noexcept;
 
 // A launch strategy: creates the child that will run process.run() (fork) or the
-// target (spawn). Throws on failure; the child does not exist then.
+// target (spawn). Throws on failure; the child does not exist then. One per line of
+// start_methods.def: popen_NAME.cpp defines launch_NAME.
 using Launcher = std::unique_ptr<Popen> (*)(Process& process, const ChildSetup& setup,
                                             const Target* target);
-std::unique_ptr<Popen> launch_fork(Process& process, const ChildSetup& setup, const Target* target);
-std::unique_ptr<Popen> launch_spawn(Process& process, const ChildSetup& setup,
-                                    const Target* target);
+#define MP_START_METHOD(name, title)                                              \
+  std::unique_ptr<Popen> launch_##name(Process& process, const ChildSetup& setup, \
+                                       const Target* target);
+#include "start_methods.def"
+#undef MP_START_METHOD
 
 // Resolves "" to the default and checks the name. Throws std::invalid_argument.
 std::string resolve_start_method(const std::string& requested);
 Launcher launcher_for(const std::string& method);
+
+// The name of a pool's worker number `number` started with `method`, as Python names
+// them: "ForkPoolWorker-3". Throws std::invalid_argument for an unknown method.
+std::string pool_worker_name(std::string_view method, int number);
 
 // Makes `method` (the one that started this child) the child's default start method.
 // Called once in a new child, which has one thread: a forked child may have inherited
@@ -119,8 +126,7 @@ void set_default_method_in_child(const std::string& method) noexcept;
 // Whether mp::freeze_support has been called in this process.
 bool freeze_support_called() noexcept;
 
-// The spawned child's side: reads the bootstrap from `fd`, checks the binary, runs
-// the target and exits. Never returns.
-[[noreturn]] void spawn_main(int fd) noexcept;
+// Ends (SIGKILL) and reaps a child of this process that no Popen owns yet.
+void kill_and_reap(pid_t pid) noexcept;
 
 }  // namespace mp::detail

@@ -51,6 +51,7 @@
 #include "heap_arena.hpp"
 #include "posix/futex.hpp"
 #include "queue_record.hpp"
+#include "spin.hpp"
 
 namespace mp::detail {
 
@@ -69,8 +70,6 @@ using posix::Deadline;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kNoJournal = ~std::uint64_t{0};
-constexpr auto kSpinTime = 50us;
-constexpr int kPausesPerLook = 64;
 constexpr auto kSleepSlice = 200ms;
 // Freed item blocks kept for reuse (at most this many, each at most this large: an idle
 // queue holds at most 7 x 4 MiB). A reused block's pages are mapped already; a fresh one
@@ -186,22 +185,6 @@ class Held {
  private:
   Lock* lock_;
 };
-
-// Spins until done() or about kSpinTime passed.
-template <class Done>
-bool spin_until(Done done) {
-  if (done()) return true;
-  const auto until = Clock::now() + kSpinTime;
-  for (;;) {
-    for (int i = 0; i < 8; ++i) {
-      // Looking less often than every pause leaves the other side's cache lines alone
-      // for a while, so that it writes several items before they move over.
-      for (int j = 0; j < kPausesPerLook; ++j) posix::cpu_relax();
-      if (done()) return true;
-    }
-    if (Clock::now() >= until) return false;
-  }
-}
 
 // Rolls the producers' count back if the last put was killed after counting its item and
 // before committing it. Under the put lock.
@@ -367,7 +350,7 @@ bool wait_for_room(queue_state& q, Lock& get_lock, const Deadline& deadline) {
                q.consumers.got_count.load(std::memory_order_acquire) <
            maxsize;
   };
-  if (spin_until(has_room)) return true;
+  if (spin_until(has_room, kQueueSpin)) return true;
   for (;;) {
     q.waiters.putters.store(1, std::memory_order_seq_cst);
     const std::uint64_t got = q.consumers.got_count.load(std::memory_order_seq_cst);
@@ -388,7 +371,7 @@ bool wait_for_items(queue_state& q, Lock& put_lock, const Deadline& deadline) {
     return q.consumers.head.load(std::memory_order_acquire) !=
            q.producers.tail.load(std::memory_order_acquire);
   };
-  if (spin_until(has_items)) return true;
+  if (spin_until(has_items, kQueueSpin)) return true;
   for (;;) {
     q.waiters.getters.store(1, std::memory_order_seq_cst);
     const std::uint64_t head = q.consumers.head.load(std::memory_order_seq_cst);

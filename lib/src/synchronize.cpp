@@ -6,10 +6,10 @@
 // only costs a spare wake-up). Owners are named by owner ids (pid + start time, see
 // identity.hpp) so that a waiter can tell that an owner died and take over.
 //
-// Waiting: spin briefly (a hand-off between running processes then costs no system
-// call), then sleep on a futex with an absolute CLOCK_MONOTONIC deadline. Waits that
-// depend on another process's progress (Lock, RLock, Barrier) sleep in bounded slices
-// and check after each slice whether that process still lives.
+// Waiting: spin briefly (spin.hpp: a hand-off between running processes then costs no
+// system call), then sleep on a futex with an absolute CLOCK_MONOTONIC deadline. Waits
+// that depend on another process's progress (Lock, RLock, Barrier) sleep in bounded
+// slices and check after each slice whether that process still lives.
 #include <mp/synchronize.hpp>
 
 #include <atomic>
@@ -24,6 +24,7 @@
 #include "identity.hpp"
 #include "lock_core.hpp"
 #include "posix/futex.hpp"
+#include "spin.hpp"
 
 namespace mp {
 namespace {
@@ -35,29 +36,11 @@ using posix::Deadline;
 constexpr auto kOwnerCheckSlice = 25ms;
 // The same for Barrier parties (each check reads /proc once per waiting party).
 constexpr auto kPartyCheckSlice = 40ms;
-// Spinning before sleeping: a few iterations for a lock (critical sections are short),
-// longer for events and barriers, whose partner is often running on another CPU.
-constexpr int kLockSpins = 100;
-constexpr auto kSpinTime = 20us;
 
 bool timed_out(const std::error_code& ec) { return ec == std::errc::timed_out; }
 
 Deadline deadline_for(std::optional<std::chrono::nanoseconds> timeout) {
   return timeout ? Deadline::after(*timeout) : Deadline::never();
-}
-
-// Spins until done() is true or about kSpinTime has passed; returns done()'s last value.
-template <class Done>
-bool spin_until(Done done) {
-  if (done()) return true;
-  const auto until = std::chrono::steady_clock::now() + kSpinTime;
-  for (;;) {
-    for (int i = 0; i < 32; ++i) {
-      posix::cpu_relax();
-      if (done()) return true;
-    }
-    if (std::chrono::steady_clock::now() >= until) return false;
-  }
 }
 
 // ---- Lock / RLock state ----------------------------------------------------------------
@@ -70,14 +53,13 @@ std::uint32_t low_half(std::uint64_t word) { return static_cast<std::uint32_t>(w
 // The slow path of taking the lock: spin, then sleep in slices, checking after each
 // whether the owner died. Returns whether the lock was taken.
 bool acquire_slow(LockState& state, detail::owner_id me, const Deadline& deadline) {
-  for (int i = 0; i < kLockSpins; ++i) {
-    posix::cpu_relax();
+  auto taken = [&] {
     std::uint64_t expected = 0;
-    if (state.word.load(std::memory_order_relaxed) == 0 &&
-        state.word.compare_exchange_weak(expected, me, std::memory_order_acquire,
-                                         std::memory_order_relaxed))
-      return true;
-  }
+    return state.word.load(std::memory_order_relaxed) == 0 &&
+           state.word.compare_exchange_weak(expected, me, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+  };
+  if (detail::spin_until(taken, detail::kLockSpin)) return true;
   for (;;) {
     std::uint64_t word = state.word.load(std::memory_order_relaxed);
     if (word == 0) {
@@ -278,7 +260,7 @@ bool Semaphore::acquire(bool block, std::optional<std::chrono::nanoseconds> time
   if (semaphore_try(sem)) return true;
   if (!block) return false;
   const Deadline deadline = deadline_for(timeout);
-  if (spin_until([&] { return semaphore_try(sem); })) return true;
+  if (detail::spin_until([&] { return semaphore_try(sem); }, detail::kWakeSpin)) return true;
   for (;;) {
     // Announce the sleep before the last look at the value: release() increments the
     // value before it reads `sleepers` (both sequentially consistent), so either it sees
@@ -448,7 +430,7 @@ bool Event::wait(std::optional<std::chrono::nanoseconds> timeout) {
   auto changed = [&] { return event.word.load(std::memory_order_acquire) != start; };
   if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return changed();
   const Deadline deadline = deadline_for(timeout);
-  if (spin_until(changed)) return true;
+  if (detail::spin_until(changed, detail::kWakeSpin)) return true;
   event.sleepers.fetch_add(1, std::memory_order_seq_cst);
   bool result = false;
   for (;;) {
@@ -555,7 +537,7 @@ bool a_party_died(BarrierState& barrier, std::uint32_t generation, int count) {
 bool barrier_sleep(BarrierState& barrier, std::uint64_t word, const Deadline& deadline) {
   const std::uint32_t low = low_half(word);
   auto changed = [&] { return low_half(barrier.word.load(std::memory_order_acquire)) != low; };
-  if (spin_until(changed)) return true;
+  if (detail::spin_until(changed, detail::kWakeSpin)) return true;
   barrier.sleepers.fetch_add(1, std::memory_order_seq_cst);
   bool result = true;
   for (;;) {

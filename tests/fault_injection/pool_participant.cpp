@@ -1,5 +1,5 @@
-// Fault-injection participant: pools. Each worker process runs a Pool (fork and spawn
-// in turn) whose tasks record their worker's pid, loses a pool worker on purpose now
+// Fault-injection participant: pools. Each worker process runs a Pool (every start
+// method in turn) whose tasks record their worker's pid, loses a pool worker on purpose now
 // and then, and checks every result; the driver SIGKILLs these pool parents at random.
 // The promises checked: results are always right (a lost pool worker costs exactly
 // its task), and no pool worker outlives its killed parent.
@@ -48,7 +48,8 @@ void problem(const std::string& dir, const std::string& text) {
 [[noreturn]] void work(std::string dir, int worker_index) {
   const SquareAndNote square{dir + "/pool_workers"};
   for (unsigned round = 0;; ++round) {
-    const char* method = (round + static_cast<unsigned>(worker_index)) % 2 ? "spawn" : "fork";
+    const std::string& method =
+        mp_test::start_method_in_turn(round + static_cast<unsigned>(worker_index));
     mp::Pool pool({.processes = 2, .start_method = method});
     for (int i = 0; i < 4; ++i) {
       auto results = pool.map(square, mp_test::iota(0, 300), 7);

@@ -1,6 +1,6 @@
 // Fault-injection participant: process trees. Each worker keeps starting children
-// (daemon and not, fork and spawn) and is SIGKILLed at random while it has some. The
-// promise checked: a daemon child never outlives its killed parent.
+// (daemon and not, every start method in turn) and is SIGKILLed at random while it has
+// some. The promise checked: a daemon child never outlives its killed parent.
 #include <signal.h>
 #include <unistd.h>
 
@@ -31,7 +31,8 @@ std::string setup(const std::string& dir) {
 [[noreturn]] void work(std::string pid_dir, int worker_index) {
   std::deque<mp::Process> daemons;  // at most 4 alive at once
   for (unsigned round = 0;; ++round) {
-    const char* method = (round + static_cast<unsigned>(worker_index)) % 2 ? "spawn" : "fork";
+    const std::string& method =
+        mp_test::start_method_in_turn(round + static_cast<unsigned>(worker_index));
     // Daemon children that stay until this worker dies (or four newer ones exist)...
     daemons.emplace_back(mp::ProcessOptions{.daemon = true, .start_method = method},
                          &daemon_sleeper, pid_dir);
@@ -42,7 +43,7 @@ std::string setup(const std::string& dir) {
       daemons.pop_front();
     }
     // ...and a non-daemon one, started and joined (the child registry under churn).
-    mp::Process child({.daemon = false, .start_method = "fork"}, &quick_child);
+    mp::Process child({.daemon = false, .start_method = method}, &quick_child);
     child.start();
     (void)child.join(std::chrono::seconds(30));
   }

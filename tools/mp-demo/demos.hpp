@@ -23,6 +23,9 @@ struct UsageError {
   std::string message;
 };
 
+// The start methods mp has, as "fork|spawn" (default first).
+std::string start_method_choices();
+
 // Parses the options after the subcommand. Throws UsageError.
 Options parse_options(const std::vector<std::string>& args);
 

@@ -1,4 +1,4 @@
-// mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] [--unshared] [ARGS]
+// mp-demo SUBCOMMAND [--delay SECONDS] [--start-method METHOD] [--unshared] [ARGS]
 // Runs the course examples (examples/course) with real processes.
 #include <fcntl.h>
 #include <unistd.h>
@@ -33,19 +33,22 @@ constexpr Demo kDemos[] = {
 };
 
 void usage(std::FILE* out) {
+  const std::string methods = mp_demo::start_method_choices();
   std::fprintf(out,
-               "usage: mp-demo SUBCOMMAND [--delay SECONDS] [--start-method fork|spawn] "
+               "usage: mp-demo SUBCOMMAND [--delay SECONDS] [--start-method %s] "
                "[--unshared] [ARGS]\n"
                "\nRuns the examples of the multiprocessing course with real processes.\n"
-               "\nsubcommands:\n");
+               "\nsubcommands:\n",
+               methods.c_str());
   for (const auto& demo : kDemos) std::fprintf(out, "  %-10s %s\n", demo.name, demo.summary);
   std::fprintf(out,
                "\noptions:\n"
                "  --delay SECONDS        base delay (the seeds' sleep(2) is 2*SECONDS; "
                "default 0.1)\n"
-               "  --start-method METHOD  fork (default) or spawn\n"
+               "  --start-method METHOD  one of %s (the first is the default)\n"
                "  --unshared             value: pass a plain int (children get copies)\n"
-               "  -h, --help             show this help\n");
+               "  -h, --help             show this help\n",
+               methods.c_str());
 }
 
 // A standard descriptor that was closed at the start gets /dev/null, so that no

@@ -1,5 +1,8 @@
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+
+#include <mp/context.hpp>
 
 #include "demos.hpp"
 
@@ -16,6 +19,12 @@ double parse_seconds(const std::string& text) {
 }
 }  // namespace
 
+std::string start_method_choices() {
+  std::string out;
+  for (const auto& method : mp::get_all_start_methods()) out += (out.empty() ? "" : "|") + method;
+  return out;
+}
+
 Options parse_options(const std::vector<std::string>& args) {
   Options options;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -30,9 +39,10 @@ Options parse_options(const std::vector<std::string>& args) {
       options.delay = std::chrono::duration<double>(parse_seconds(value_of("--delay")));
     } else if (arg == "--start-method" || arg.rfind("--start-method=", 0) == 0) {
       options.start_method = value_of("--start-method");
-      if (options.start_method != "fork" && options.start_method != "spawn")
-        throw UsageError{"--start-method must be fork or spawn, got '" + options.start_method +
-                         "'"};
+      const auto methods = mp::get_all_start_methods();
+      if (std::find(methods.begin(), methods.end(), options.start_method) == methods.end())
+        throw UsageError{"--start-method must be one of " + start_method_choices() + ", got '" +
+                         options.start_method + "'"};
     } else if (arg == "--unshared") {
       options.unshared = true;
     } else if (arg.size() > 1 && arg[0] == '-' && arg != "-") {

@@ -67,14 +67,9 @@ std::error_code read_some(int fd, void* out, std::size_t size, std::size_t& got)
   }
 }
 
-bool spin_until_readable(int fd, std::chrono::nanoseconds spin) noexcept {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + spin;
+bool readable_now(int fd) noexcept {
   struct pollfd watch = {fd, POLLIN, 0};
-  do {
-    if (::poll(&watch, 1, 0) != 0) return true;
-  } while (clock::now() < deadline);
-  return false;
+  return ::poll(&watch, 1, 0) != 0;
 }
 
 std::error_code poll_until(std::span<struct pollfd> fds,

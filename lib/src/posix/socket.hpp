@@ -31,9 +31,9 @@ namespace mp::posix {
 [[nodiscard]] std::error_code read_some(int fd, void* out, std::size_t size,
                                         std::size_t& got) noexcept;
 
-// Polls `fd` for input without blocking, again and again, for at most `spin`; true as
-// soon as it is readable (or hung up, or in error: the read that follows reports it).
-bool spin_until_readable(int fd, std::chrono::nanoseconds spin) noexcept;
+// Polls `fd` for input without blocking; true if it is readable (or hung up, or in
+// error: the read that follows reports it).
+bool readable_now(int fd) noexcept;
 
 // poll(2) on `fds` until one has events or `timeout` passed (nullopt: forever); `ready`
 // is the number of fds with events (0: timed out). Retries on EINTR with the remaining

@@ -70,10 +70,10 @@ int main(int argc, char** argv) {
   const std::string bytes = mp::pickle::dumps(order);
   if (mp::pickle::loads<Order>(bytes) != order) return fail("pickle round trip");
 
-  for (const char* method : {"fork", "spawn"}) {
+  for (const std::string& method : mp::get_all_start_methods()) {
     mp::Process process = mp::get_context(method).process(check_in_child, 42, std::string("hello"));
-    if (!run_to_success(process, std::string(method) + " with a free function")) {
-      return fail(std::string("a child started with ") + method);
+    if (!run_to_success(process, method + " with a free function")) {
+      return fail("a child started with " + method);
     }
   }
   mp::Process lambda_process(

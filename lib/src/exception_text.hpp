@@ -1,0 +1,24 @@
+// What mp prints or sends about an exception: its demangled type name and its what()
+// text, as Python's traceback shows the exception's class and message.
+#pragma once
+
+#include <string>
+
+namespace mp::detail {
+
+struct ExceptionText {
+  std::string type;     // "std::runtime_error"; "unknown exception" if unknown
+  std::string message;  // what(), empty if it is not a std::exception
+
+  // "std::runtime_error: boom", or only the type when there is no message.
+  std::string line() const { return message.empty() ? type : type + ": " + message; }
+};
+
+// The readable form of a mangled type name (typeid(x).name()); the name itself if it
+// cannot be demangled.
+std::string demangle(const char* mangled);
+
+// The exception being handled. Call only inside a catch block.
+ExceptionText describe_current_exception();
+
+}  // namespace mp::detail

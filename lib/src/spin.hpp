@@ -1,0 +1,78 @@
+// The one spin-then-sleep policy of mp's waiters (locks, events, barriers, semaphores,
+// queues, connections).
+//
+// A waiter whose partner is probably running on another CPU right now first spins: it
+// looks at its condition, with CPU pause hints between looks, for a bounded budget.
+// Only when that finds nothing does it sleep (futex or poll), which costs a system call
+// on each side and tens of microseconds of wake-up latency in a VM. A spin that finds
+// nothing has given up at most the budget; the sleep then gives up the CPU, so there is
+// no sched_yield step in between.
+//
+// Each kind of waiter names its budget in the table below; what it sleeps on, and what
+// it checks between sleeps (a dead owner, a timeout), stays with the waiter.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "posix/futex.hpp"
+
+namespace mp::detail {
+
+struct SpinBudget {
+  // Looks at the condition between two readings of the clock.
+  int looks_per_round;
+  // cpu_relax() before each look. Looking less often leaves the other side's cache lines
+  // alone for a while, so that it can write several items before they move over.
+  int pauses_per_look;
+  // Spinning ends with the first round that ends this long after it began; zero: after
+  // one round (the clock is not read at all).
+  std::chrono::nanoseconds time;
+};
+
+// Lock and RLock: a critical section is short, so its owner releases soon or not for a
+// long time; a hundred looks, then sleep.
+inline constexpr SpinBudget kLockSpin{100, 1, std::chrono::nanoseconds(0)};
+// Event, Semaphore, Barrier: the process that sets or releases is often running on
+// another CPU and about to.
+inline constexpr SpinBudget kWakeSpin{32, 1, std::chrono::microseconds(20)};
+// Queue: a producer and a consumer running side by side; the consumer looks rarely.
+inline constexpr SpinBudget kQueueSpin{8, 64, std::chrono::microseconds(50)};
+// Connection: each look is a poll() system call, pause enough in itself.
+inline constexpr SpinBudget kPollSpin{1, 0, std::chrono::microseconds(50)};
+
+// Spins until done() is true or `budget` is spent; returns done()'s last value.
+template <class Done>
+bool spin_until(Done done, const SpinBudget& budget) {
+  if (done()) return true;
+  using Clock = std::chrono::steady_clock;
+  const bool timed = budget.time > std::chrono::nanoseconds::zero();
+  const Clock::time_point until = timed ? Clock::now() + budget.time : Clock::time_point();
+  for (;;) {
+    for (int i = 0; i < budget.looks_per_round; ++i) {
+      for (int j = 0; j < budget.pauses_per_look; ++j) posix::cpu_relax();
+      if (done()) return true;
+    }
+    if (!timed || Clock::now() >= until) return false;
+  }
+}
+
+// Waits after a spin that found nothing in which adaptive_spin_until does not spin.
+inline constexpr std::uint8_t kWaitsWithoutSpin = 8;
+
+// spin_until for a waiter that keeps `skip` (zero at first) from one wait to the next.
+// Adaptive, as glibc's adaptive mutexes: a spin that finds nothing (a slow partner, or a
+// busy machine where spinning steals the partner's CPU) turns spinning off for the next
+// kWaitsWithoutSpin waits. Returns whether done() became true while spinning.
+template <class Done>
+bool adaptive_spin_until(Done done, const SpinBudget& budget, std::uint8_t& skip) {
+  if (skip != 0) {
+    --skip;
+    return false;
+  }
+  if (spin_until(done, budget)) return true;
+  skip = kWaitsWithoutSpin;
+  return false;
+}
+
+}  // namespace mp::detail
