@@ -150,6 +150,11 @@ void probe_memcpy(const Row& row);
 void probe_shm_first_touch(const Row& row);
 void probe_boost_message_queue(const Row& row);  // queue_rows.cpp
 void listener_roundtrip(const Row& row);         // listener_rows.cpp
+void peer_boost_ipc_map(const Row& row);         // peer_rows.cpp
+void interprocess_map_set_get(const Row& row);
+void peer_boost_process_spawn(const Row& row);
+void process_start_spawn_rss(const Row& row);
+void interprocess_vector_update(const Row& row);
 
 // The echo loop of pipe_roundtrip's and listener_roundtrip's children: sends back every
 // message until None (nullopt) arrives. In connection_rows.cpp, as the next one.

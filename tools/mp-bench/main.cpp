@@ -42,6 +42,7 @@ namespace {
 
 constexpr std::string_view kImpl = "mp-cpp";
 constexpr std::string_view kLimit = "limit";
+constexpr std::string_view kPeer = "peer";  // another library doing the same work
 #if defined(__clang__)
 constexpr const char* kCompiler = "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -86,6 +87,11 @@ constexpr RowSpec kRows[] = {
      &shared_memory_array_write_prefault},
     {"listener_roundtrip", kImpl, 20'000, 5'000, &listener_roundtrip},
     {"heap_churn", kImpl, 50'000, 10'000, &heap_churn},
+    {"peer_boost_ipc_map", kPeer, 20'000, 5'000, &peer_boost_ipc_map},
+    {"interprocess_map_set_get", kImpl, 20'000, 5'000, &interprocess_map_set_get},
+    {"peer_boost_process_spawn", kPeer, 20, 5, &peer_boost_process_spawn},
+    {"process_start_spawn_rss", kImpl, 20, 5, &process_start_spawn_rss},
+    {"interprocess_vector_update", kImpl, kShmSize, kShmSize, &interprocess_vector_update},
     {"probe_fork", kLimit, 200, 50, &probe_fork},
     {"probe_atomic_pair", kLimit, 1'000'000, 200'000, &probe_atomic_pair},
     {"probe_spawn", kLimit, 20, 5, &probe_spawn},
