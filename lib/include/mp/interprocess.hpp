@@ -33,7 +33,8 @@
 //     anonymous objects reached through them) can be read and written in place, which
 //     is what a worker that updates a shared histogram or particle array does. recovered()
 //     tells whether the segment is in this state. To go on allocating, copy what is
-//     wanted into a fresh segment.
+//     wanted into a fresh segment. (Boost's std::nothrow forms throw SegmentPoisoned
+//     too: a poisoned segment is not the same as a full one.)
 //   A process killed while changing one of the user's own containers (under the user's
 //   mp::Lock, whose recovered() says so) leaves that container as it left it: as for any
 //   data an mp::Lock protects, repair or discard it.
