@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -324,6 +325,36 @@ TEST_P(InterprocessProcessTest, OwnerDeathInTheIndexPoisonsNamesOnly) {
   EXPECT_EQ(*answer, 42);
   void* block = segment.allocate(100);  // the allocator is intact
   segment.deallocate(block);
+  segment.unlink();
+}
+
+TEST_P(InterprocessProcessTest, TreeEndRemovesTheSegmentUnlessPersistent) {
+  auto result = mp_test::run_command({MP_MANAGED_SEGMENT_TREE_PATH, GetParam()});
+  ASSERT_EQ(result.exit_status, -SIGKILL) << result.err;
+  std::istringstream fields(result.out);
+  std::string lasting, persistent;
+  int watchdog = 0;
+  fields >> lasting >> persistent >> watchdog;
+  ASSERT_FALSE(persistent.empty()) << result.out;
+  Unlinker cleanup1{lasting}, cleanup2{persistent};
+  ASSERT_GT(watchdog, 0);
+  ASSERT_TRUE(mp_test::wait_gone(watchdog, 30s)) << "the watchdog did not end";
+  EXPECT_FALSE(segment_exists(lasting)) << "left behind by an ended tree";
+  ASSERT_TRUE(segment_exists(persistent)) << "persist = true did not persist";
+  mp::ManagedSharedMemory kept(mp::open_only, persistent);
+  ASSERT_NE(kept.find<int>("answer"), nullptr);
+  EXPECT_EQ(*kept.find<int>("answer"), 42);
+  kept.unlink();
+}
+
+TEST(InterprocessTest, ClosedSegmentThrowsInsteadOfTouchingUnmappedMemory) {
+  mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
+  Unlinker cleanup{segment.name()};
+  mp::ManagedSharedMemory copy = segment;
+  segment.shm().close();
+  EXPECT_THROW(copy.find<int>("x"), std::logic_error);
+  EXPECT_THROW(copy.allocate(8), std::logic_error);
+  EXPECT_FALSE(copy.recovered());
   segment.unlink();
 }
 

@@ -232,18 +232,16 @@ class ManagedSharedMemory {
   // True once a process died inside the allocator or the index of names: see the header
   // comment for what is then refused and what stays safe. Never blocks.
   bool recovered() const noexcept {
-    if (!buffer_) return false;
-    std::byte* base = shm_.buf().data();
-    const auto* header = reinterpret_cast<const detail::managed_header*>(base);
-    for (std::uint64_t offset : header->mutex_offset) {
-      const auto* mutex = reinterpret_cast<const detail::segment_mutex_state*>(base + offset);
-      if (mutex->poisoned.load(std::memory_order_acquire) != 0) return true;
-    }
+    if (shm_.buf().empty()) return false;
+    for (const detail::segment_mutex_state* mutex : mutexes_)
+      if (mutex != nullptr && mutex->poisoned.load(std::memory_order_acquire) != 0) return true;
     return false;
   }
 
   const std::string& name() const noexcept { return shm_.name(); }
   std::size_t size() const noexcept { return shm_.size(); }
+  // The segment underneath. Closing it unmaps the managed segment for every copy of
+  // this handle in this process: their operations then throw std::logic_error.
   const SharedMemory& shm() const noexcept { return shm_; }
   // Removes the segment's name (see SharedMemory::unlink).
   void unlink() const { shm_.unlink(); }
@@ -271,6 +269,7 @@ class ManagedSharedMemory {
 
   segment_manager* manager() const {
     if (!buffer_) throw std::logic_error("mp::ManagedSharedMemory: empty handle");
+    if (shm_.buf().empty()) throw std::logic_error("mp::ManagedSharedMemory: shm() was closed");
     return buffer_->get_segment_manager();
   }
 
@@ -287,6 +286,7 @@ class ManagedSharedMemory {
         base + header->buffer_offset, sizeof(segment_manager), header->mutex_offset, base);
     if (found != 2 || header->mutex_offset[0] != header->buffer_offset)
       throw std::logic_error("mp::ManagedSharedMemory: unexpected segment manager layout");
+    remember_mutexes(base, header->mutex_offset);
     header->ready.store(1, std::memory_order_release);
   }
 
@@ -314,10 +314,18 @@ class ManagedSharedMemory {
     }
     buffer_ = std::make_shared<detail::managed_buffer>(
         boost::interprocess::open_only, base + header->buffer_offset, header->buffer_size);
+    remember_mutexes(base, header->mutex_offset);
+  }
+
+  // The mutexes at offsets checked already: recovered() never reads the header again.
+  void remember_mutexes(std::byte* base, const std::uint64_t (&offsets)[2]) {
+    for (std::size_t i = 0; i < 2; ++i)
+      mutexes_[i] = reinterpret_cast<const detail::segment_mutex_state*>(base + offsets[i]);
   }
 
   SharedMemory shm_;
   std::shared_ptr<detail::managed_buffer> buffer_;
+  const detail::segment_mutex_state* mutexes_[2] = {nullptr, nullptr};
 };
 
 // Boost.Interprocess's containers with a managed segment's allocator: construct them in
