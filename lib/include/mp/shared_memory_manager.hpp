@@ -56,6 +56,7 @@ class MP_API SharedMemoryManager {
   mp::SharedMemory SharedMemory(std::size_t size);
   // A new ShareableList holding `values`, unlinked at shutdown. Throws std::logic_error
   // if the manager is not running, otherwise as mp::ShareableList(create_only, values).
+  // options.memory.persist is ignored: the manager's segments never persist.
   // Python: smm.ShareableList(sequence).
   mp::ShareableList ShareableList(std::vector<ShareableItem> values,
                                   ShareableListOptions options = {});
