@@ -273,7 +273,20 @@ class ManagedSharedMemory {
     return buffer_->get_segment_manager();
   }
 
+  // Builds the segment manager in the new segment; the segment is removed if that fails.
   void build() {
+    try {
+      build_manager();
+    } catch (...) {
+      try {
+        shm_.unlink();
+      } catch (...) {
+      }
+      throw;
+    }
+  }
+
+  void build_manager() {
     std::byte* base = shm_.buf().data();
     auto* header = new (base) detail::managed_header{};
     header->magic = detail::managed_header::kMagic;
