@@ -282,14 +282,33 @@ TEST_P(InterprocessProcessTest, WriterKilledInsideAllocationNeverDeadlocks) {
   segment.unlink();
 }
 
-// Takes the segment's allocator lock (which = 0) or its index lock (1) and dies.
+// Takes the segment's allocator lock (which = 0) or its index lock (1; 2: the index
+// lock only to read) and dies.
 void die_holding(mp::ManagedSharedMemory segment, int which) {
   std::byte* base = segment.shm().buf().data();
   const auto* header = reinterpret_cast<const mp::detail::managed_header*>(base);
-  auto* mutex =
-      reinterpret_cast<mp::detail::segment_mutex_state*>(base + header->mutex_offset[which]);
-  mp::detail::segment_mutex_lock(*mutex, which == 1);
+  auto* mutex = reinterpret_cast<mp::detail::segment_mutex_state*>(
+      base + header->mutex_offset[which == 0 ? 0 : 1]);
+  mp::detail::segment_mutex_lock(*mutex, which != 0, which == 2);
   std::_Exit(0);
+}
+
+TEST_P(InterprocessProcessTest, OwnerDeathWhileOnlyReadingNamesPoisonsNothing) {
+  mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
+  Unlinker cleanup{segment.name()};
+  segment.construct<int>("answer")(42);
+  auto child = start(&die_holding, segment, 2);
+  join_ok(child);
+  ASSERT_NE(segment.find<int>("answer"), nullptr);  // taken over, not poisoned
+  EXPECT_EQ(*segment.find<int>("answer"), 42);
+  EXPECT_NE(segment.construct<int>("other")(1), nullptr);
+  EXPECT_FALSE(segment.recovered());
+  // A reader's death does not excuse a later writer's.
+  auto writer = start(&die_holding, segment, 1);
+  join_ok(writer);
+  EXPECT_THROW(segment.find<int>("answer"), mp::SegmentPoisoned);
+  EXPECT_TRUE(segment.recovered());
+  segment.unlink();
 }
 
 TEST_P(InterprocessProcessTest, OwnerDeathInTheAllocatorPoisonsAllocationOnly) {

@@ -28,7 +28,9 @@
 //     throws mp::SegmentPoisoned; deallocation does nothing (the memory is leaked, never
 //     handed out twice), so containers may still be destroyed and shrink;
 //   - index poisoned: construct, find, find_or_construct and destroy of named objects
-//     throw mp::SegmentPoisoned;
+//     throw mp::SegmentPoisoned (a process killed inside this class's find(), which
+//     changes nothing, poisons nothing; through get_segment_manager() every operation
+//     counts as a change);
 //   - in both cases, the objects already made stay valid: pointers obtained before (and
 //     anonymous objects reached through them) can be read and written in place, which
 //     is what a worker that updates a shared histogram or particle array does. recovered()
@@ -76,14 +78,29 @@ namespace mp {
 
 namespace detail {
 
+// True in a thread while ManagedSharedMemory runs an operation that only reads the
+// segment manager's structures (find): a holder that dies then poisons nothing.
+inline thread_local bool segment_reading_only = false;
+
+class segment_reading_scope {
+ public:
+  segment_reading_scope() noexcept : old_(segment_reading_only) { segment_reading_only = true; }
+  ~segment_reading_scope() { segment_reading_only = old_; }
+  segment_reading_scope(const segment_reading_scope&) = delete;
+  segment_reading_scope& operator=(const segment_reading_scope&) = delete;
+
+ private:
+  bool old_;
+};
+
 // The segment manager's mutexes: mp's robust lock, poisoned after a takeover.
 class segment_mutex {
  public:
   segment_mutex() = default;
   segment_mutex(const segment_mutex&) = delete;
   segment_mutex& operator=(const segment_mutex&) = delete;
-  void lock() { segment_mutex_lock(state_, false); }
-  bool try_lock() { return segment_mutex_try_lock(state_, false); }
+  void lock() { segment_mutex_lock(state_, false, segment_reading_only); }
+  bool try_lock() { return segment_mutex_try_lock(state_, false, segment_reading_only); }
   void unlock() noexcept { segment_mutex_unlock(state_, false); }
 
  private:
@@ -95,8 +112,8 @@ class segment_recursive_mutex {
   segment_recursive_mutex() = default;
   segment_recursive_mutex(const segment_recursive_mutex&) = delete;
   segment_recursive_mutex& operator=(const segment_recursive_mutex&) = delete;
-  void lock() { segment_mutex_lock(state_, true); }
-  bool try_lock() { return segment_mutex_try_lock(state_, true); }
+  void lock() { segment_mutex_lock(state_, true, segment_reading_only); }
+  bool try_lock() { return segment_mutex_try_lock(state_, true, segment_reading_only); }
   void unlock() noexcept { segment_mutex_unlock(state_, true); }
 
  private:
@@ -207,9 +224,12 @@ class ManagedSharedMemory {
     return manager()->template find_or_construct<T>(name);
   }
   // The object `name` of type T, or nullptr if there is none.
+  // A process killed inside find() poisons nothing (it changes nothing).
   template <class T>
   T* find(const char* name) {
-    return manager()->template find<T>(name).first;
+    segment_manager* segment = manager();
+    detail::segment_reading_scope reading;
+    return segment->template find<T>(name).first;
   }
   template <class T>
   bool destroy(const char* name) {

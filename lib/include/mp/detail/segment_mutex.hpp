@@ -34,13 +34,18 @@ struct segment_mutex_state {
   LockState lock{};
   std::atomic<std::uint32_t> poisoned{0};   // 1 once a dead owner's lock was taken over
   std::atomic<std::uint32_t> takeovers{0};  // how many times that happened
+  // 1 while the holder only reads the structure (a lookup by name): a holder that dies
+  // then leaves nothing half-changed, and its lock is taken over without poisoning.
+  std::atomic<std::uint32_t> reading{0};
 };
 
-// Takes the lock (recursive: again in the thread that holds it, counted). Throws
-// mp::SegmentPoisoned, the lock released, if the mutex is (or has just become) poisoned.
-MP_API void segment_mutex_lock(segment_mutex_state& mutex, bool recursive);
+// Takes the lock (recursive: again in the thread that holds it, counted). `reading`: the
+// caller only reads the guarded structure (set by the outermost acquisition). Throws
+// mp::SegmentPoisoned, the lock released, if the mutex is (or has just become) poisoned:
+// taking over from a dead holder poisons it unless that holder was only reading.
+MP_API void segment_mutex_lock(segment_mutex_state& mutex, bool recursive, bool reading);
 // One attempt; a dead owner is not taken over. Throws as segment_mutex_lock.
-MP_API bool segment_mutex_try_lock(segment_mutex_state& mutex, bool recursive);
+MP_API bool segment_mutex_try_lock(segment_mutex_state& mutex, bool recursive, bool reading);
 MP_API void segment_mutex_unlock(segment_mutex_state& mutex, bool recursive) noexcept;
 
 }  // namespace detail
