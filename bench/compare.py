@@ -9,7 +9,7 @@
 
 Both programs run in this one invocation, one after the other, pinned to the
 same CPUs (os.sched_setaffinity, inherited by both and their children). Each
-prints JSON lines (schema: bench/python/mp_bench.py); this script prints two
+prints JSON lines (schema: bench/python/mp_bench.py); this script prints three
 markdown tables:
 
   1. mp vs CPython per (benchmark, metric). "mp vs CPython" is oriented so that
@@ -18,6 +18,8 @@ markdown tables:
      machine allows with raw system calls, beside the mp (and CPython) rows they
      bound. "mp / floor" is how many times the floor mp costs (1.0 is the
      machine's limit): mp/probe for times, probe/mp for rates.
+  3. The peers of mp-bench ("impl": "peer", rows peer_*): another library (Boost)
+     doing the work of the mp rows beside them; "mp vs peer" as "mp vs CPython".
 
 followed by the performance goals of the project and whether they were met.
 Both programs run --repeat times (default 3, alternating) and each row keeps
@@ -70,7 +72,8 @@ PROBE_BOUNDS = {
     "probe_pipe_roundtrip": [("pipe_roundtrip", "roundtrip_us", 1.0)],
     "probe_futex_roundtrip": [("event_pingpong", "roundtrip_us", 1.0),
                               ("barrier_cycle", "us_per_cycle", 1.0)],
-    "probe_memcpy": [("queue_throughput_1m", "MB_per_s", 1e-3)],
+    "probe_memcpy": [("queue_throughput_1m", "MB_per_s", 1e-3),
+                     ("interprocess_vector_update", "GB_per_s", 1.0)],
     "probe_shm_first_touch": [("shared_memory_array_write", "GB_per_s", 1.0),
                               ("shared_memory_array_write_prefault", "GB_per_s", 1.0)],
     "probe_boost_message_queue": [("queue_throughput_small", "msgs_per_s", 1.0)],
@@ -442,6 +445,31 @@ def probe_table(records):
     return lines
 
 
+# Peers ("impl": "peer", rows peer_*): another library doing a row's work, and the
+# mp rows (same metric) it is compared with.
+PEER_ROWS = {
+    "peer_boost_ipc_map": ["manager_dict_set_get", "interprocess_map_set_get"],
+    "peer_boost_process_spawn": ["process_start_spawn_rss"],
+}
+
+
+def peer_table(records):
+    table = index(records)
+    peers = [r for r in records if r["impl"] == "peer"]
+    if not peers:
+        return []
+    lines = ["| peer | metric | peer | mp row | mp | mp vs peer |",
+             "|---|---|---:|---|---:|---:|"]
+    for p in peers:
+        for bench in PEER_ROWS.get(p["bench"], []):
+            mp_v = value_of(table, "mp-cpp", bench, p["metric"])
+            lines.append(
+                f"| {p['bench']} | {p['metric']} | {fmt(p['value'], p['unit'])} | {bench} "
+                f"| {fmt(mp_v, p['unit'])} "
+                f"| {fmt_ratio(better_ratio(mp_v, p['value'], p['unit']))} |")
+    return lines
+
+
 def goal_lines(records):
     table = index(records)
     lines = []
@@ -521,6 +549,11 @@ def render(records, title_lines=(), busy_quiet=None):
                 "both processes to one CPU (same_cpu) or one each (cross_cpu); an "
                 "unpinned pair, as in the rows, lands on either."]
         out += [""] + probes
+    peers = peer_table(records)
+    if peers:
+        out += ["", "Peers: another library doing the same work (docs/boost.md); "
+                "\"mp vs peer\" is bigger when mp is better."]
+        out += [""] + peers
     if busy_quiet is None:
         out += ["", "Goals:", ""] + goal_lines(records)
     else:

@@ -53,6 +53,16 @@ if(TARGET mp_listener)
     DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 endif()
 
+# mp::interprocess (header-only, needs Boost's headers): its own export set, loaded only
+# for find_package(mp COMPONENTS interprocess), which alone looks for Boost.
+if(TARGET mp_interprocess)
+  install(TARGETS mp_interprocess EXPORT mpInterprocessTargets)
+  install(EXPORT mpInterprocessTargets
+    NAMESPACE mp::
+    FILE mpInterprocessTargets.cmake
+    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+endif()
+
 # Boost is linked as $<BUILD_INTERFACE:Boost::headers> (lib/CMakeLists.txt): it is
 # header-only and used in lib/src only, so consumers of mp need no Boost at all.
 

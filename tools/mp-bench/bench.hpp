@@ -140,6 +140,8 @@ using BenchFunction = void (*)(const Row&);
 // to show what the machine allows).
 inline constexpr std::string_view kImplMp = "mp-cpp";
 inline constexpr std::string_view kImplLimit = "limit";
+// Another library doing the same work as an mp row (peer_rows.cpp).
+inline constexpr std::string_view kImplPeer = "peer";
 
 // One registered row: its name (mp_bench.py's, for mp rows), its place in --list and in
 // a full run, and its sizes (mp_bench.py's SIZES: full, --quick).
