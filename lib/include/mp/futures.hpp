@@ -277,17 +277,7 @@ class ProcessPoolExecutor {
   // Python: submit(fn, *args).
   template <class F, class... Args, class R = std::invoke_result_t<F&, Args&...>>
   Future<R> submit(F fn, Args... args) {
-    static_assert(detail::pool_function_picklable<F>,
-                  "mp::ProcessPoolExecutor: the function cannot be pickled for the worker "
-                  "processes (a capturing lambda or a function object without serialize()); "
-                  "pass the captured values as arguments, use a free function or a "
-                  "captureless lambda, or give the function object a serialize() member");
-    static_assert((pickle::picklable<Args> && ...),
-                  "mp::ProcessPoolExecutor: an argument cannot be pickled; give its type "
-                  "a serialize() member");
-    if constexpr (!std::is_void_v<R>)
-      static_assert(pickle::picklable<R>,
-                    "mp::ProcessPoolExecutor: the function's result cannot be pickled");
+    detail::check_pool_call<F, Args...>();
     auto shared = std::make_shared<typename Future<R>::Shared>();
     shared->state = std::make_shared<detail::FutureState>();
     shared->core = pool_.core_;
