@@ -7,6 +7,7 @@
 #include <new>
 
 #include <mp/connection.hpp>
+#include <mp/context.hpp>
 #include <mp/process.hpp>
 
 #include "pool_channel.hpp"
@@ -34,8 +35,12 @@ class ShmWorkerLink final : public WorkerLink {
     try {
       auto [reader, writer] = Pipe(false);
       doorbell_ = std::move(reader);
+      const std::string method =
+          launch.start_method.empty() ? *get_start_method() : launch.start_method;
+      std::string name = (method == "spawn" ? "SpawnPoolWorker-" : "ForkPoolWorker-") +
+                         std::to_string(launch.number);
       process_ = Process(
-          ProcessOptions{.name = launch.name, .daemon = true, .start_method = launch.start_method},
+          ProcessOptions{.name = std::move(name), .daemon = true, .start_method = method},
           &worker_main, aligned, std::move(writer), launch.initializer, launch.maxtasksperchild);
       process_.start();
     } catch (...) {

@@ -54,8 +54,8 @@ struct WorkerReply {
 
 // What a worker is started with.
 struct WorkerLaunch {
-  std::string name;
-  std::string start_method;
+  int number = 0;            // 1 for the pool's first worker, 2 for the next...
+  std::string start_method;  // empty: the default
   InitCall initializer;
   std::uint64_t maxtasksperchild = 0;
 };

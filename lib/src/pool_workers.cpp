@@ -3,8 +3,6 @@
 
 #include <poll.h>
 
-#include <mp/context.hpp>
-
 #include "pool_channel.hpp"
 #include "posix/socket.hpp"
 
@@ -12,10 +10,8 @@ namespace mp::detail {
 
 void WorkerHandler::start_worker() {
   WorkerLaunch launch;
-  launch.start_method =
-      state_.options.start_method.empty() ? *get_start_method() : state_.options.start_method;
-  launch.name = (launch.start_method == "spawn" ? "SpawnPoolWorker-" : "ForkPoolWorker-") +
-                std::to_string(++worker_counter_);
+  launch.number = ++worker_counter_;
+  launch.start_method = state_.options.start_method;
   launch.initializer = state_.options.initializer;
   launch.maxtasksperchild = state_.options.maxtasksperchild;
   auto worker = std::make_unique<WorkerSlot>();
