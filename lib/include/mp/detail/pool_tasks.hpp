@@ -46,12 +46,16 @@ constexpr void check_pool_function() {
 template <class F, class... Args>
 constexpr void check_pool_call() {
   check_pool_function<F>();
-  static_assert((pickle::picklable<Args> && ...),
-                "mp::Pool: an argument cannot be pickled; give its type a serialize() member");
+  static_assert(
+      (pickle::picklable<Args> && ...),
+      "mp::Pool / mp::ProcessPoolExecutor: an argument cannot be pickled; give its type a "
+      "serialize() member");
   using R = std::invoke_result_t<F&, Args&...>;
   if constexpr (!std::is_void_v<R>)
-    static_assert(pickle::picklable<R>,
-                  "mp::Pool: the function's result cannot be pickled; give its type serialize()");
+    static_assert(
+        pickle::picklable<R>,
+        "mp::Pool / mp::ProcessPoolExecutor: the function's result cannot be pickled; give "
+        "its type serialize()");
 }
 
 template <class F, class... Args>
