@@ -50,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include <mp/detail/future_state.hpp>
 #include <mp/errors.hpp>
 #include <mp/pool.hpp>
 
@@ -122,52 +123,6 @@ class ZipView {
 
  private:
   std::tuple<Views...> views_;
-};
-
-// The state behind a Future, compiled once in lib/src/futures.cpp.
-class FutureState : public JobSink {
- public:
-  // Whether the task runs is asked of the pool (running()): its worker decides.
-  enum class Status { pending, cancelled, finished };
-
-  void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
-  void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
-
-  Status status() const;
-  // Whether a worker has started the task and it has not finished.
-  bool running(const PoolCore* core) const;
-  // Waits until finished or cancelled; false if `timeout` passed first.
-  bool wait_for(std::optional<std::chrono::nanoseconds> timeout) const;
-  // Marks the future cancelled if it is pending; true if it is (now) cancelled.
-  bool cancel(PoolCore* core);
-  // For a task taken back by shutdown(cancel_futures=true).
-  void set_cancelled() noexcept;
-  // After finished: the pickled result, or the error.
-  std::string_view result_bytes() const noexcept { return result_.view(); }
-  std::exception_ptr error() const noexcept { return error_; }
-  // Runs `callback` when the future finishes or is cancelled (at once if it has).
-  void add_done_callback(std::function<void()> callback);
-
-  // A waiter of futures::wait / as_completed: notified on every completion.
-  struct Waiter {
-    std::mutex mutex;
-    std::condition_variable changed;
-    std::uint64_t generation = 0;
-    void notify();
-  };
-  void add_waiter(const std::shared_ptr<Waiter>& waiter);
-  void remove_waiter(const Waiter* waiter);
-
- private:
-  void complete(std::unique_lock<std::mutex>& lock, Status status) noexcept;
-
-  mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;
-  Status status_ = Status::pending;
-  PoolBytes result_;
-  std::exception_ptr error_;
-  std::vector<std::function<void()>> callbacks_;
-  std::vector<std::shared_ptr<Waiter>> waiters_;
 };
 
 }  // namespace detail
@@ -277,17 +232,7 @@ class ProcessPoolExecutor {
   // Python: submit(fn, *args).
   template <class F, class... Args, class R = std::invoke_result_t<F&, Args&...>>
   Future<R> submit(F fn, Args... args) {
-    static_assert(detail::pool_function_picklable<F>,
-                  "mp::ProcessPoolExecutor: the function cannot be pickled for the worker "
-                  "processes (a capturing lambda or a function object without serialize()); "
-                  "pass the captured values as arguments, use a free function or a "
-                  "captureless lambda, or give the function object a serialize() member");
-    static_assert((pickle::picklable<Args> && ...),
-                  "mp::ProcessPoolExecutor: an argument cannot be pickled; give its type "
-                  "a serialize() member");
-    if constexpr (!std::is_void_v<R>)
-      static_assert(pickle::picklable<R>,
-                    "mp::ProcessPoolExecutor: the function's result cannot be pickled");
+    detail::check_pool_call<F, Args...>();
     auto shared = std::make_shared<typename Future<R>::Shared>();
     shared->state = std::make_shared<detail::FutureState>();
     shared->core = pool_.core_;

@@ -67,306 +67,20 @@
 #include <variant>
 #include <vector>
 
-#include <mp/detail/heap.hpp>
+#include <mp/detail/pool_core.hpp>
+#include <mp/detail/pool_results.hpp>
+#include <mp/detail/pool_tasks.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
 namespace mp {
-
-namespace detail {
-
-// The worker side of one task: unpickles its input, runs it, appends the pickled result
-// to `result`. Exceptions propagate (the worker reports them as RemoteError).
-using PoolTrampoline = void (*)(std::string_view input, std::string& result);
-
-// An initializer as a picklable value: a trampoline plus the pickled (function,
-// arguments). Empty when `run` is null.
-struct InitCall {
-  InitCall() noexcept {}  // user-provided: GCC 12 otherwise warns on PoolOptions{...}
-  InitCall(void (*run_fn)(std::string_view), std::string bound_call)
-      : run(run_fn), bound(std::move(bound_call)) {}
-  void (*run)(std::string_view bound) = nullptr;
-  std::string bound;
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(run, bound);
-  }
-};
-
-template <class F, class... Args>
-void run_initializer(std::string_view bound) {
-  auto call = pickle::loads<std::tuple<F, Args...>>(bound);
-  std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, call);
-}
-
-// A pickled task input or result: in a std::string when small, else in a block of the
-// shared heap, which a worker reads (input) or wrote (result) in place, so a chunk of
-// several MiB is copied once per direction instead of through fresh malloc'd strings.
-// Move-only; frees its block.
-class PoolBytes {
- public:
-  static constexpr std::size_t kHeapFrom = 16 * 1024;  // the pool's records hold less inline
-
-  PoolBytes() noexcept = default;
-  PoolBytes(std::string bytes) noexcept : bytes_(std::move(bytes)) {}  // NOLINT: implicit
-  // A copy of `bytes`: in the shared heap from kHeapFrom bytes on. Throws HeapExhausted.
-  static PoolBytes copy_of(std::string_view bytes);
-  // Takes over a heap block of which the first `size` bytes are the value.
-  static PoolBytes adopt(shared_ref block, std::size_t size) noexcept;
-  PoolBytes(PoolBytes&& other) noexcept;
-  PoolBytes& operator=(PoolBytes&& other) noexcept;
-  PoolBytes(const PoolBytes&) = delete;
-  PoolBytes& operator=(const PoolBytes&) = delete;
-  ~PoolBytes();
-
-  std::string_view view() const noexcept;
-  std::size_t size() const noexcept { return view().size(); }
-  // The heap block holding the bytes, if any.
-  const std::optional<shared_ref>& block() const noexcept { return block_; }
-  // Moves bytes held in a string into the shared heap. Throws HeapExhausted.
-  void move_to_heap();
-
- private:
-  static PoolBytes heap_copy(std::string_view bytes);
-
-  std::string bytes_;
-  std::optional<shared_ref> block_;
-  const char* data_ = nullptr;  // with block_: its address in this process
-  std::size_t size_ = 0;
-};
-
-// Receives the outcome of each task of one job (apply, map, imap...), in the pool's
-// result thread. Implementations must not throw.
-class JobSink {
- public:
-  virtual ~JobSink() = default;
-  virtual void task_done(std::uint64_t index, PoolBytes&& result) noexcept = 0;
-  virtual void task_failed(std::uint64_t index, std::exception_ptr error) noexcept = 0;
-  // Whether the job's results are used only all together (map): then a worker with more
-  // of its tasks queued need not report each result at once.
-  virtual bool batched() const noexcept { return false; }
-};
-
-// One task to submit: the trampoline's pickled code reference (a string that lives as
-// long as the program) and the pickled input.
-struct PoolTaskInput {
-  const std::string* trampoline;
-  PoolBytes input;
-};
-
-// The untyped pool, compiled once in lib/src/pool.cpp.
-struct PoolCoreOptions {
-  int processes = 0;
-  InitCall initializer;
-  std::uint64_t maxtasksperchild = 0;  // 0: unlimited
-  std::string start_method;
-  std::optional<std::chrono::nanoseconds> task_timeout;
-};
-
-class PoolCore {
- public:
-  explicit PoolCore(PoolCoreOptions options);
-  ~PoolCore();
-  PoolCore(const PoolCore&) = delete;
-  PoolCore& operator=(const PoolCore&) = delete;
-
-  // Queues tasks first_index, first_index + 1, ... of `sink`. Never blocks on workers.
-  // Throws std::invalid_argument after close()/terminate(). A broken pool fails the
-  // tasks through the sink, and so does a full heap (HeapExhausted) the task whose input
-  // does not fit.
-  void submit(const std::shared_ptr<JobSink>& sink, std::uint64_t first_index,
-              std::vector<PoolTaskInput> tasks);
-  void close();
-  // Fails every task with BrokenProcessPool and ends the workers: SIGTERM, or SIGKILL
-  // with `kill`.
-  void terminate(bool kill = false);
-  void join();
-  // Removes task `index` of `sink` if no worker has started it yet (a worker it was
-  // handed to skips it); true if it was removed.
-  bool cancel(const JobSink* sink, std::uint64_t index);
-  // Whether a worker has started task `index` of `sink` (true once it has finished).
-  bool started(const JobSink* sink, std::uint64_t index) const;
-  // Removes every task no worker has started and returns them (sink, index).
-  std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> take_pending();
-  int processes() const noexcept;
-  // For a thread waiting on a result: drains finished results without waiting for the
-  // result thread. Returns 1 if it delivered some, 0 if none was there, -1 if spinning
-  // is not worth it (tasks run long, or the pool is gone). Never blocks.
-  std::function<int()> helper() const;
-  // The pids of the current workers (for tests and diagnostics).
-  std::vector<int> worker_pids() const;
-
- private:
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
-};
-
-// The state of an AsyncResult: how many tasks are left, their pickled results, the
-// first error. Compiled once in lib/src/pool.cpp.
-class ResultState : public JobSink {
- public:
-  explicit ResultState(std::size_t tasks);
-  bool batched() const noexcept override { return batched_; }
-  void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
-  void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
-
-  bool ready() const;
-  void wait() const;
-  bool wait_for(std::chrono::nanoseconds timeout) const;
-  // Lets waiters drain the pool's results themselves (PoolCore::helper()). Set before
-  // the tasks are submitted.
-  void set_helper(std::function<int()> helper);
-  // After ready(): the pickled results, in task order (empty when error() is set).
-  std::vector<PoolBytes>& results() noexcept { return results_; }
-  std::exception_ptr error() const noexcept { return error_; }
-  // Called once when the result becomes ready (in the result thread, or at once if
-  // already ready). Exceptions it throws are reported on stderr.
-  void on_ready(std::function<void()> callback);
-
- private:
-  void finish_locked(std::unique_lock<std::mutex>& lock) noexcept;
-  void help_until(std::chrono::steady_clock::time_point deadline) const;
-
-  mutable std::mutex mutex_;
-  mutable std::condition_variable changed_;
-  std::size_t remaining_;
-  const bool batched_;
-  bool complete_ = false;  // results or error final; callbacks run before ready_
-  bool ready_ = false;
-  std::atomic<bool> ready_flag_{false};
-  std::function<int()> helper_;
-  std::vector<PoolBytes> results_;
-  std::exception_ptr error_;
-  std::function<void()> on_ready_;
-};
-
-// The state of an imap iterator: chunk results as they arrive, delivered in order
-// (imap) or as they come (imap_unordered), with the input fed lazily. Compiled once.
-class IMapState : public JobSink {
- public:
-  // `feed` pickles the next chunk of input into `input` and returns true, or returns
-  // false at the end of the input. It runs in the consumer's thread. An exception it
-  // throws takes the next chunk's place (next_chunk throws it) and ends the input.
-  IMapState(bool ordered, std::size_t buffersize, std::function<bool(std::string& input)> feed,
-            const std::string* trampoline);
-  void task_done(std::uint64_t index, PoolBytes&& result) noexcept override;
-  void task_failed(std::uint64_t index, std::exception_ptr error) noexcept override;
-
-  // Submits chunks until `buffersize` are in flight or the input ends.
-  void fill(PoolCore& core, const std::shared_ptr<JobSink>& self);
-  // The next chunk's pickled results; nullopt at the end. Throws the chunk's error, or
-  // mp::TimeoutError if nothing arrives within `timeout`.
-  std::optional<PoolBytes> next_chunk(PoolCore& core, const std::shared_ptr<JobSink>& self,
-                                      std::optional<std::chrono::nanoseconds> timeout);
-
- private:
-  struct Impl;
-  std::shared_ptr<Impl> impl_;
-};
-
-std::size_t default_chunksize(std::size_t length, int processes) noexcept;
-
-// The trampolines. Their pickled code references are computed once per instantiation.
-template <class F, class... Args>
-void pool_apply_call(std::string_view input, std::string& result) {
-  auto bound = pickle::loads<std::tuple<F, Args...>>(input);
-  using R = std::invoke_result_t<F&, Args&...>;
-  if constexpr (std::is_void_v<R>) {
-    std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, bound);
-    pickle::dump(true, result);
-  } else {
-    pickle::dump(
-        std::apply([](auto& f, auto&... args) -> R { return std::invoke(f, args...); }, bound),
-        result);
-  }
-}
-
-// A chunk of map (Star false: f(item)) or starmap (Star true: std::apply(f, item)).
-// What fn returns for one item: fn(item) or std::apply(fn, item).
-template <class F, class Item, bool Star>
-struct map_result {
-  using type = std::invoke_result_t<F&, Item&>;
-};
-template <class F, class Item>
-struct map_result<F, Item, true> {
-  using type = decltype(std::apply(std::declval<F&>(), std::declval<Item&>()));
-};
-// The value map/imap give for one item: std::monostate for a function returning void
-// (Python's None).
-template <class F, class Item, bool Star>
-using map_value_t =
-    std::conditional_t<std::is_void_v<typename map_result<F, Item, Star>::type>, std::monostate,
-                       std::remove_cvref_t<typename map_result<F, Item, Star>::type>>;
-
-template <class F, class Item, bool Star>
-void pool_map_call(std::string_view input, std::string& result) {
-  auto bound = pickle::loads<std::tuple<F, std::vector<Item>>>(input);
-  auto& f = std::get<0>(bound);
-  auto& items = std::get<1>(bound);
-  using R = typename map_result<F, Item, Star>::type;
-  auto call = [&f](Item& item) -> decltype(auto) {
-    if constexpr (Star)
-      return std::apply(f, item);
-    else
-      return std::invoke(f, item);
-  };
-  if constexpr (std::is_void_v<R>) {
-    for (auto& item : items) call(item);
-    pickle::dump(static_cast<std::uint64_t>(items.size()), result);  // see load_chunk
-  } else {
-    std::vector<R> out;
-    out.reserve(items.size());
-    for (auto& item : items) out.push_back(call(item));
-    pickle::dump(out, result);
-  }
-}
-
-// Decodes a chunk's results written by pool_map_call. A chunk of a function returning
-// void is the number of its items: a std::monostate pickles to no bytes at all.
-template <class T>
-void load_chunk(std::string_view bytes, std::vector<T>& out) {
-  if constexpr (std::is_same_v<T, std::monostate>) {
-    const auto count = pickle::loads<std::uint64_t>(bytes);
-    if (count > std::uint64_t{1} << 40)
-      throw std::length_error("mp::Pool: a chunk claims " + std::to_string(count) + " results");
-    out.assign(static_cast<std::size_t>(count), std::monostate{});
-  } else {
-    pickle::load(bytes, out);
-  }
-}
-
-// A timeout in nanoseconds, saturated: a coarser duration too large for nanoseconds
-// (std::chrono::hours::max()) becomes nanoseconds::max(), which waits forever.
-template <class Rep, class Period>
-std::chrono::nanoseconds saturated_nanoseconds(std::chrono::duration<Rep, Period> timeout) {
-  const std::chrono::duration<long double, std::nano> wide(timeout);
-  if (wide.count() >= static_cast<long double>(std::chrono::nanoseconds::max().count()))
-    return std::chrono::nanoseconds::max();
-  if (wide.count() <= 0) return std::chrono::nanoseconds::zero();
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
-}
-
-template <auto Trampoline>
-const std::string* trampoline_ref() {
-  static const std::string ref = pickle::dumps(Trampoline);
-  return &ref;
-}
-
-template <class F>
-inline constexpr bool pool_function_picklable = pickle::picklable<F>;
-
-}  // namespace detail
 
 // Python's initializer + initargs as one picklable value: `mp::initializer(fn, args...)`
 // runs fn(args...) once in every worker before its first task. Compile-time error if
 // fn or an argument cannot be pickled.
 template <class F, class... Args>
 detail::InitCall initializer(F fn, Args... args) {
-  static_assert(detail::pool_function_picklable<F>,
-                "mp::Pool: the function cannot be pickled for the worker processes (a capturing "
-                "lambda or a function object without serialize()); pass the captured values "
-                "as arguments, use a free function or a captureless lambda, or give the "
-                "function object a serialize() member");
+  detail::check_pool_function<F>();
   static_assert((pickle::picklable<Args> && ...),
                 "mp::initializer: an argument cannot be pickled; give its type serialize()");
   static_assert(std::is_invocable_v<F&, Args&...>,
@@ -590,17 +304,7 @@ class Pool {
   AsyncResult<R> apply_async_with(
       std::function<void(const std::conditional_t<std::is_void_v<R>, int, R>&)> callback,
       std::function<void(std::exception_ptr)> error_callback, F fn, Args... args) {
-    static_assert(detail::pool_function_picklable<F>,
-                  "mp::Pool: the function cannot be pickled for the worker processes (a capturing "
-                  "lambda or a function object without serialize()); pass the captured values "
-                  "as arguments, use a free function or a captureless lambda, or give the "
-                  "function object a serialize() member");
-    static_assert((pickle::picklable<Args> && ...),
-                  "mp::Pool: an argument cannot be pickled; give its type a serialize() member");
-    if constexpr (!std::is_void_v<R>)
-      static_assert(pickle::picklable<R>,
-                    "mp::Pool: the function's result cannot be pickled; give its type "
-                    "serialize()");
+    detail::check_pool_call<F, Args...>();
     auto state = std::make_shared<detail::ResultState>(1);
     state->set_helper(core_->helper());
     std::vector<detail::PoolTaskInput> tasks;
@@ -704,21 +408,8 @@ class Pool {
  private:
   template <class F, class Item, bool Star, class R>
   auto map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option) {
-    static_assert(detail::pool_function_picklable<F>,
-                  "mp::Pool: the function cannot be pickled for the worker processes (a capturing "
-                  "lambda or a function object without serialize()); pass the captured values "
-                  "as arguments, use a free function or a captureless lambda, or give the "
-                  "function object a serialize() member");
-    static_assert(pickle::picklable<Item>, "mp::Pool: the items cannot be pickled");
-    if constexpr (Star)
-      static_assert(
-          requires(F & f, Item & item) { std::apply(f, item); },
-          "mp::Pool::starmap: the function cannot be called with an item's elements");
-    else
-      static_assert(std::is_invocable_v<F&, Item&>,
-                    "mp::Pool::map: the function cannot be called with an item of the range");
+    detail::check_pool_map<F, Item, Star>();
     using Result = detail::map_value_t<F, Item, Star>;
-    static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
     if (chunksize_option && *chunksize_option == 0)
       throw std::invalid_argument("mp::Pool::map: chunksize must be at least 1");
     std::size_t chunksize = chunksize_option.value_or(0);
@@ -738,58 +429,14 @@ class Pool {
     state->set_helper(core_->helper());
     auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
     shared->state = state;
-    shared->decode = [](std::vector<detail::PoolBytes>& results) {
-      // Each chunk is decoded into one reused vector, then moved to the end of `out`:
-      // one allocation for `out`, one for the chunks, whatever their number.
-      std::vector<Result> out;
-      std::vector<Result> part;
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        detail::load_chunk(results[i].view(), part);
-        results[i] = {};  // gives the chunk's heap block back at once
-        if (i == 0) {
-          out.reserve(part.size() * results.size());
-          if (results.size() == 1) return part;
-        }
-        out.insert(out.end(), std::make_move_iterator(part.begin()),
-                   std::make_move_iterator(part.end()));
-      }
-      return out;
-    };
-    const std::string* trampoline = detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>();
-    // Chunks are pickled one by one into a reused buffer and copied to the shared heap,
-    // then handed to the pool about every kBatchBytes, so workers start on the first
-    // chunks while later ones are being pickled.
-    constexpr std::size_t kBatchBytes = 256 * 1024;
-    std::vector<detail::PoolTaskInput> tasks;
-    std::size_t batch_bytes = 0, first_index = 0;
-    std::tuple<F, std::vector<Item>> bound(fn, std::vector<Item>{});
-    auto& part = std::get<1>(bound);
-    std::string pickled;
-    const auto add_chunk = [&] {
-      pickled.clear();
-      pickle::dump(bound, pickled);
-      part.clear();
-      tasks.push_back({trampoline, detail::PoolBytes::copy_of(pickled)});
-      batch_bytes += pickled.size();
-      if (batch_bytes >= kBatchBytes) {
-        const std::size_t count = tasks.size();
-        core_->submit(state, first_index, std::exchange(tasks, {}));
-        first_index += count;
-        batch_bytes = 0;
-      }
-    };
-    auto add_item = [&](auto&& item) {
-      if (part.capacity() < chunksize) part.reserve(chunksize);
-      part.push_back(static_cast<Item>(std::forward<decltype(item)>(item)));
-      if (part.size() == chunksize) add_chunk();
-    };
+    shared->decode = &detail::decode_chunks<Result>;
+    detail::ChunkSubmitter<F, Item, Star> submitter(*core_, state, fn, chunksize);
     if constexpr (std::ranges::sized_range<R>) {
-      for (auto&& item : items) add_item(std::forward<decltype(item)>(item));
+      for (auto&& item : items) submitter.add(std::forward<decltype(item)>(item));
     } else {
-      for (auto& item : all) add_item(std::move(item));
+      for (auto& item : all) submitter.add(std::move(item));
     }
-    if (!part.empty()) add_chunk();
-    if (!tasks.empty() || first_index == 0) core_->submit(state, first_index, std::move(tasks));
+    submitter.finish();
     return AsyncResult<std::vector<Result>>(shared);
   }
 
@@ -798,22 +445,8 @@ class Pool {
   template <class F, bool Star, class R>
   auto imap_impl(bool ordered, F fn, R&& items, std::size_t chunksize, std::size_t buffersize) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
-    static_assert(detail::pool_function_picklable<F>,
-                  "mp::Pool: the function cannot be pickled for the worker processes (a capturing "
-                  "lambda or a function object without serialize()); pass the captured values "
-                  "as arguments, use a free function or a captureless lambda, or give the "
-                  "function object a serialize() member");
-    static_assert(pickle::picklable<Item>, "mp::Pool: the items cannot be pickled");
-    if constexpr (Star)
-      static_assert(
-          requires(F & f, Item & item) { std::apply(f, item); },
-          "mp::ProcessPoolExecutor::map: the function cannot be called with one item of "
-          "each range");
-    else
-      static_assert(std::is_invocable_v<F&, Item&>,
-                    "mp::Pool::imap: the function cannot be called with an item of the range");
+    detail::check_pool_map<F, Item, Star>();
     using Result = detail::map_value_t<F, Item, Star>;
-    static_assert(pickle::picklable<Result>, "mp::Pool: the function's result cannot be pickled");
     if (chunksize == 0) throw std::invalid_argument("mp::Pool::imap: chunksize must be at least 1");
     if (buffersize == 0) buffersize = 4 * static_cast<std::size_t>(processes());
     // The feeder holds a view or an rvalue range itself and any other lvalue range by

@@ -1,0 +1,253 @@
+// What a pool task is, for the typed front ends (<mp/pool.hpp>, <mp/futures.hpp>): the
+// compile-time checks on what they ship to workers, the trampolines that run a task in
+// a worker, and the two halves of a map: cutting the input into pickled chunks, and
+// decoding the chunks' results. Internal to mp.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <mp/detail/pool_core.hpp>
+#include <mp/detail/pool_results.hpp>
+#include <mp/pickle.hpp>
+
+namespace mp::detail {
+
+// A function a pool can ship to its workers: it is pickled, with fork workers too.
+template <class F>
+concept pool_function = pickle::picklable<F>;
+
+// The one check of a function given to Pool, ProcessPoolExecutor or initializer(): its
+// message is the one users see for a capturing lambda.
+template <class F>
+constexpr void check_pool_function() {
+  static_assert(pool_function<F>,
+                "mp::Pool / mp::ProcessPoolExecutor: the function cannot be pickled for the "
+                "worker processes (a capturing lambda or a function object without "
+                "serialize()); pass the captured values as arguments, use a free function or a "
+                "captureless lambda, or give the function object a serialize() member");
+}
+
+// apply_async / submit: fn(args...) must cross to a worker and its result back.
+template <class F, class... Args>
+constexpr void check_pool_call() {
+  check_pool_function<F>();
+  static_assert(
+      (pickle::picklable<Args> && ...),
+      "mp::Pool / mp::ProcessPoolExecutor: an argument cannot be pickled; give its type a "
+      "serialize() member");
+  using R = std::invoke_result_t<F&, Args&...>;
+  if constexpr (!std::is_void_v<R>)
+    static_assert(
+        pickle::picklable<R>,
+        "mp::Pool / mp::ProcessPoolExecutor: the function's result cannot be pickled; give "
+        "its type serialize()");
+}
+
+template <class F, class... Args>
+void run_initializer(std::string_view bound) {
+  auto call = pickle::loads<std::tuple<F, Args...>>(bound);
+  std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, call);
+}
+
+// The trampolines. Their pickled code references are computed once per instantiation.
+template <class F, class... Args>
+void pool_apply_call(std::string_view input, std::string& result) {
+  auto bound = pickle::loads<std::tuple<F, Args...>>(input);
+  using R = std::invoke_result_t<F&, Args&...>;
+  if constexpr (std::is_void_v<R>) {
+    std::apply([](auto& f, auto&... args) { std::invoke(f, args...); }, bound);
+    pickle::dump(true, result);
+  } else {
+    pickle::dump(
+        std::apply([](auto& f, auto&... args) -> R { return std::invoke(f, args...); }, bound),
+        result);
+  }
+}
+
+// A chunk of map (Star false: f(item)) or starmap (Star true: std::apply(f, item)).
+// What fn returns for one item: fn(item) or std::apply(fn, item).
+template <class F, class Item, bool Star>
+struct map_result {
+  using type = std::invoke_result_t<F&, Item&>;
+};
+template <class F, class Item>
+struct map_result<F, Item, true> {
+  using type = decltype(std::apply(std::declval<F&>(), std::declval<Item&>()));
+};
+// The value map/imap give for one item: std::monostate for a function returning void
+// (Python's None).
+template <class F, class Item, bool Star>
+using map_value_t =
+    std::conditional_t<std::is_void_v<typename map_result<F, Item, Star>::type>, std::monostate,
+                       std::remove_cvref_t<typename map_result<F, Item, Star>::type>>;
+
+template <class F, class Item, bool Star>
+void pool_map_call(std::string_view input, std::string& result) {
+  auto bound = pickle::loads<std::tuple<F, std::vector<Item>>>(input);
+  auto& f = std::get<0>(bound);
+  auto& items = std::get<1>(bound);
+  using R = typename map_result<F, Item, Star>::type;
+  auto call = [&f](Item& item) -> decltype(auto) {
+    if constexpr (Star)
+      return std::apply(f, item);
+    else
+      return std::invoke(f, item);
+  };
+  if constexpr (std::is_void_v<R>) {
+    for (auto& item : items) call(item);
+    pickle::dump(static_cast<std::uint64_t>(items.size()), result);  // see load_chunk
+  } else {
+    std::vector<R> out;
+    out.reserve(items.size());
+    for (auto& item : items) out.push_back(call(item));
+    pickle::dump(out, result);
+  }
+}
+
+// Decodes a chunk's results written by pool_map_call. A chunk of a function returning
+// void is the number of its items: a std::monostate pickles to no bytes at all.
+template <class T>
+void load_chunk(std::string_view bytes, std::vector<T>& out) {
+  if constexpr (std::is_same_v<T, std::monostate>) {
+    const auto count = pickle::loads<std::uint64_t>(bytes);
+    if (count > std::uint64_t{1} << 40)
+      throw std::length_error("mp::Pool: a chunk claims " + std::to_string(count) + " results");
+    out.assign(static_cast<std::size_t>(count), std::monostate{});
+  } else {
+    pickle::load(bytes, out);
+  }
+}
+
+// A timeout in nanoseconds, saturated: a coarser duration too large for nanoseconds
+// (std::chrono::hours::max()) becomes nanoseconds::max(), which waits forever.
+template <class Rep, class Period>
+std::chrono::nanoseconds saturated_nanoseconds(std::chrono::duration<Rep, Period> timeout) {
+  const std::chrono::duration<long double, std::nano> wide(timeout);
+  if (wide.count() >= static_cast<long double>(std::chrono::nanoseconds::max().count()))
+    return std::chrono::nanoseconds::max();
+  if (wide.count() <= 0) return std::chrono::nanoseconds::zero();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+}
+
+template <auto Trampoline>
+const std::string* trampoline_ref() {
+  static const std::string ref = pickle::dumps(Trampoline);
+  return &ref;
+}
+
+// Whether map (Star false: fn(item)) or starmap (Star true: std::apply(fn, item)) can
+// call fn with an Item.
+template <class F, class Item, bool Star>
+inline constexpr bool map_callable = std::is_invocable_v<F&, Item&>;
+template <class F, class Item>
+inline constexpr bool map_callable<F, Item, true> = requires(F& f, Item& item) {
+  std::apply(f, item);
+};
+
+// map / imap / starmap: fn must cross to the workers, the items too, and the results back.
+template <class F, class Item, bool Star>
+constexpr void check_pool_map() {
+  check_pool_function<F>();
+  static_assert(pickle::picklable<Item>, "mp::Pool: the items cannot be pickled");
+  static_assert(map_callable<F, Item, Star>,
+                "mp::Pool::map / starmap / imap, mp::ProcessPoolExecutor::map: the function "
+                "cannot be called with an item of the range (starmap and several ranges: with "
+                "an item's elements)");
+  if constexpr (map_callable<F, Item, Star>)
+    static_assert(pickle::picklable<map_value_t<F, Item, Star>>,
+                  "mp::Pool: the function's result cannot be pickled");
+}
+
+// The first half of map_async: cuts items into chunks of `chunksize`, pickles each chunk
+// (with the function) into a reused buffer, copies it to the shared heap, and hands the
+// chunks to the pool about every kBatchBytes, so workers start on the first chunks while
+// later ones are being pickled.
+template <class F, class Item, bool Star>
+class ChunkSubmitter {
+ public:
+  ChunkSubmitter(PoolCore& core, std::shared_ptr<ResultState> state, const F& fn,
+                 std::size_t chunksize)
+      : core_(core),
+        state_(std::move(state)),
+        bound_(fn, std::vector<Item>{}),
+        chunksize_(chunksize) {}
+
+  template <class T>
+  void add(T&& item) {
+    auto& part = std::get<1>(bound_);
+    if (part.capacity() < chunksize_) part.reserve(chunksize_);
+    part.push_back(static_cast<Item>(std::forward<T>(item)));
+    if (part.size() == chunksize_) add_chunk();
+  }
+
+  // Submits what is left (and an empty job, whose result is ready at once).
+  void finish() {
+    if (!std::get<1>(bound_).empty()) add_chunk();
+    if (!tasks_.empty() || first_index_ == 0) core_.submit(state_, first_index_, std::move(tasks_));
+  }
+
+ private:
+  static constexpr std::size_t kBatchBytes = 256 * 1024;
+
+  void add_chunk() {
+    pickled_.clear();
+    pickle::dump(bound_, pickled_);
+    std::get<1>(bound_).clear();
+    tasks_.push_back(
+        {trampoline_ref<&pool_map_call<F, Item, Star>>(), PoolBytes::copy_of(pickled_)});
+    batch_bytes_ += pickled_.size();
+    if (batch_bytes_ >= kBatchBytes) {
+      const std::size_t count = tasks_.size();
+      core_.submit(state_, first_index_, std::exchange(tasks_, {}));
+      first_index_ += count;
+      batch_bytes_ = 0;
+    }
+  }
+
+  PoolCore& core_;
+  std::shared_ptr<ResultState> state_;
+  std::tuple<F, std::vector<Item>> bound_;
+  std::size_t chunksize_;
+  std::string pickled_;
+  std::vector<PoolTaskInput> tasks_;
+  std::size_t batch_bytes_ = 0;
+  std::size_t first_index_ = 0;
+};
+
+// The second half of map_async: the chunks' results, decoded in order into one vector.
+// Each chunk is decoded into one reused vector, then moved to the end of the output:
+// one allocation for the output, one for the chunks, whatever their number. Each
+// chunk's heap block is given back as soon as it is decoded.
+template <class Result>
+std::vector<Result> decode_chunks(std::vector<PoolBytes>& results) {
+  std::vector<Result> out;
+  std::vector<Result> part;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    load_chunk(results[i].view(), part);
+    results[i] = {};
+    if (i == 0) {
+      out.reserve(part.size() * results.size());
+      if (results.size() == 1) return part;
+    }
+    out.insert(out.end(), std::make_move_iterator(part.begin()),
+               std::make_move_iterator(part.end()));
+  }
+  return out;
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,390 @@
+// Tests for mp::Pool's internals behind the public header: the frames of the
+// shared-memory ring (lib/src/pool_ring.hpp, pool_channel.hpp), and the transport seam
+// (lib/src/pool_transport.hpp): the untyped pool runs tasks through a second transport,
+// here workers that are threads of this process, without knowing it.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mp/pool.hpp>
+
+#include "pool_channel.hpp"
+#include "pool_ring.hpp"
+#include "pool_transport.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using namespace mp::detail;
+using namespace mp::detail::pool_wire;
+
+// A ring over plain memory.
+struct PlainRing {
+  RingControl control;
+  std::vector<char> data = std::vector<char>(kRingSize);
+  Ring producer{control, data.data()};
+  Ring consumer{control, data.data()};
+};
+
+TEST(PoolRing, FramesKeepTheirKindSequenceAndNamedWord) {
+  PlainRing ring;
+  ASSERT_TRUE(ring.producer.try_write(FrameHeader::task(FrameKind::task, 7, 42), {"ab", "cd"}));
+  ASSERT_TRUE(ring.producer.try_write(FrameHeader::result(FrameKind::result, 8, 1234), {"xyz"}));
+  FrameHeader header;
+  std::string_view payload;
+  ASSERT_TRUE(ring.consumer.peek(header, payload));
+  EXPECT_EQ(header.kind, FrameKind::task);
+  EXPECT_EQ(header.seq, 7u);
+  EXPECT_EQ(header.job(), 42u);
+  EXPECT_EQ(payload, "abcd");
+  ring.consumer.consume();
+  ASSERT_TRUE(ring.consumer.peek(header, payload));
+  EXPECT_EQ(header.kind, FrameKind::result);
+  EXPECT_EQ(header.run_ns(), 1234u);
+  EXPECT_EQ(payload, "xyz");
+  ring.consumer.consume();
+  EXPECT_FALSE(ring.consumer.peek(header, payload));
+  EXPECT_TRUE(ring.consumer.empty());
+}
+
+TEST(PoolRing, FramesWrapAroundTheEndWithoutSplitting) {
+  PlainRing ring;
+  const std::string big(kRingSize / 3, 'q');
+  std::uint64_t written = 0, read = 0;
+  for (int round = 0; round < 20; ++round) {
+    while (ring.producer.try_write(FrameHeader::other(FrameKind::error, written),
+                                   {std::string_view(big).substr(0, big.size() - written % 13)}))
+      ++written;
+    FrameHeader header;
+    std::string_view payload;
+    ASSERT_TRUE(ring.consumer.peek(header, payload));
+    EXPECT_EQ(header.seq, read);
+    EXPECT_EQ(payload.size(), big.size() - read % 13);
+    EXPECT_EQ(payload.find_first_not_of('q'), std::string_view::npos);
+    ring.consumer.consume();
+    ++read;
+  }
+  EXPECT_GT(written, 20u);
+}
+
+TEST(PoolRing, AFullRingRefusesAndAnEmptyOneSaysSo) {
+  PlainRing ring;
+  const std::string half(kRingSize / 2, 'h');
+  EXPECT_TRUE(ring.producer.try_write(FrameHeader::other(FrameKind::error, 0), {half}));
+  EXPECT_FALSE(ring.producer.try_write(FrameHeader::other(FrameKind::error, 1), {half}));
+  FrameHeader header;
+  std::string_view payload;
+  ASSERT_TRUE(ring.consumer.peek(header, payload));
+  ring.consumer.consume();
+  EXPECT_TRUE(ring.producer.try_write(FrameHeader::other(FrameKind::error, 1), {half}));
+}
+
+TEST(PoolRing, QueuedOfCountsOneJobsTasksFromTheFront) {
+  PlainRing ring;
+  for (std::uint64_t seq = 0; seq < 5; ++seq)
+    ASSERT_TRUE(
+        ring.producer.try_write(FrameHeader::task(FrameKind::task, seq, seq < 3 ? 9 : 4), {"t"}));
+  EXPECT_EQ(ring.consumer.queued_of(9, 10, 0), 3u);
+  EXPECT_EQ(ring.consumer.queued_of(9, 2, 0), 2u);
+  EXPECT_EQ(ring.consumer.queued_of(4, 10, 0), 0u);  // another job's task comes first
+  EXPECT_EQ(ring.consumer.queued_of(4, 10, 3), 2u);  // tasks below seq 3 were taken back
+}
+
+TEST(PoolRing, AFrameClaimingMoreBytesThanTheRingHoldsIsReadAsEmpty) {
+  PlainRing ring;
+  ASSERT_TRUE(ring.producer.try_write(FrameHeader::other(FrameKind::result, 3), {"abc"}));
+  FrameHeader forged = FrameHeader::other(FrameKind::result, 3);
+  forged.size = 0xffffffffu;
+  std::memcpy(ring.data.data(), &forged, sizeof forged);
+  FrameHeader header;
+  std::string_view payload;
+  ASSERT_TRUE(ring.consumer.peek(header, payload));
+  EXPECT_EQ(payload.size(), 0u);
+}
+
+TEST(PoolChannel, TaskPayloadsShorterThanTheyClaimAreRefused) {
+  EXPECT_FALSE(split_task_payload("ab").has_value());
+  const std::uint32_t claims = 100;
+  std::string payload(reinterpret_cast<const char*>(&claims), 4);
+  payload += "short";
+  EXPECT_FALSE(split_task_payload(payload).has_value());
+  const std::uint32_t three = 3;
+  payload = std::string(reinterpret_cast<const char*>(&three), 4) + "abcinput";
+  const auto task = split_task_payload(payload);
+  ASSERT_TRUE(task.has_value());
+  EXPECT_EQ(task->trampoline, "abc");
+  EXPECT_EQ(task->input, "input");
+}
+
+TEST(PoolChannel, ErrorsRoundTripAndShortOnesDecodeSafely) {
+  const auto decoded = decode_error(encode_error({"std::runtime_error", "boom"}));
+  EXPECT_EQ(decoded.type, "std::runtime_error");
+  EXPECT_EQ(decoded.message, "boom");
+  EXPECT_EQ(decode_error("xy").type, "unknown exception");
+  const std::uint32_t claims = 1000;
+  const auto cut = decode_error(std::string(reinterpret_cast<const char*>(&claims), 4) + "T");
+  EXPECT_EQ(cut.type, "T");
+  EXPECT_EQ(cut.message, "");
+}
+
+// ---------------------------------------------------------------- a second transport
+
+// Workers that are threads of this process: tasks and replies go through queues under a
+// mutex, and the descriptors the result loop polls are pipes. Each counts the calls the
+// pool makes through the seam.
+struct SeamCounters {
+  std::atomic<int> started{0};
+  std::atomic<int> send_calls{0};
+  std::atomic<int> tasks_sent{0};
+  std::atomic<int> receive_calls{0};
+};
+
+class ThreadLink final : public WorkerLink {
+ public:
+  explicit ThreadLink(SeamCounters& counters) : counters_(counters) {
+    if (::pipe2(ended_, O_CLOEXEC | O_NONBLOCK) || ::pipe2(bell_, O_CLOEXEC | O_NONBLOCK))
+      throw std::runtime_error("pipe2");
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~ThreadLink() override {
+    kill();
+    join();
+    for (int fd : {ended_[0], ended_[1], bell_[0], bell_[1]}) ::close(fd);
+  }
+
+  int pid() const override { return ::getpid(); }
+  std::size_t send(std::span<const OutgoingTask> tasks) override {
+    ++counters_.send_calls;
+    counters_.tasks_sent += static_cast<int>(tasks.size());
+    std::lock_guard lock(mutex_);
+    for (const auto& task : tasks) {
+      queue_.push_back({task.seq, *task.trampoline, std::string(task.input->view())});
+      states_[task.seq] = TaskState::queued;
+    }
+    changed_.notify_all();
+    return tasks.size();
+  }
+  bool send_stop() override {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    changed_.notify_all();
+    return true;
+  }
+  void receive(std::vector<WorkerReply>& out) override {
+    ++counters_.receive_calls;
+    std::lock_guard lock(mutex_);
+    for (auto& reply : replies_) out.push_back(std::move(reply));
+    replies_.clear();
+  }
+  bool has_replies() const override {
+    std::lock_guard lock(mutex_);
+    return !replies_.empty();
+  }
+  std::uint64_t claimed() const override {
+    std::lock_guard lock(mutex_);
+    return claimed_;
+  }
+  bool claim_instead(std::uint64_t& next) override {
+    std::lock_guard lock(mutex_);
+    if (claimed_ != next) {
+      next = claimed_;
+      return false;
+    }
+    ++claimed_;
+    return true;
+  }
+  bool cancel(std::uint64_t seq) override {
+    std::lock_guard lock(mutex_);
+    if (states_[seq] != TaskState::queued) return false;
+    states_[seq] = TaskState::cancelled;
+    return true;
+  }
+  bool has_started(std::uint64_t seq) const override {
+    std::lock_guard lock(mutex_);
+    auto it = states_.find(seq);
+    return it != states_.end() && it->second == TaskState::running;
+  }
+  std::optional<RunningTask> running_task() const override { return std::nullopt; }
+  bool initialized() const override { return true; }
+  void kill() override {
+    std::lock_guard lock(mutex_);
+    killed_ = true;
+    changed_.notify_all();
+  }
+  void terminate() override { kill(); }
+  void join() override {
+    if (thread_.joinable()) thread_.join();
+  }
+  std::optional<int> exitcode() override {
+    std::lock_guard lock(mutex_);
+    if (!ended_flag_) return std::nullopt;
+    return killed_ ? -9 : 0;
+  }
+  int ended_fd() const override { return ended_[0]; }
+  int reply_fd() const override { return bell_[0]; }
+  bool arm() override {
+    std::lock_guard lock(mutex_);
+    if (!replies_.empty()) return false;
+    armed_ = true;
+    return true;
+  }
+  void disarm(bool readable) override {
+    std::lock_guard lock(mutex_);
+    armed_ = false;
+    char buffer[64];
+    if (readable)
+      while (::read(bell_[0], buffer, sizeof buffer) > 0) {
+      }
+  }
+
+ private:
+  struct Queued {
+    std::uint64_t seq;
+    std::string trampoline;
+    std::string input;
+  };
+
+  // The worker loop of this transport, with the same claim protocol as pool_worker.cpp.
+  void loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [&] { return killed_ || stop_ || !queue_.empty(); });
+      if (killed_ || queue_.empty()) break;
+      Queued task = std::move(queue_.front());
+      queue_.pop_front();
+      if (claimed_ != task.seq) continue;  // taken back for another worker
+      ++claimed_;
+      if (states_[task.seq] != TaskState::queued) continue;  // cancelled
+      states_[task.seq] = TaskState::running;
+      lock.unlock();
+      WorkerReply reply;
+      reply.seq = task.seq;
+      std::string result;
+      try {
+        mp::pickle::loads<PoolTrampoline>(task.trampoline)(task.input, result);
+        reply.result = std::move(result);
+      } catch (const std::exception& e) {
+        reply.kind = WorkerReply::Kind::error;
+        reply.error_type = "std::exception";
+        reply.error_message = e.what();
+      }
+      lock.lock();
+      states_.erase(task.seq);
+      replies_.push_back(std::move(reply));
+      if (armed_) (void)!::write(bell_[1], "x", 1);
+    }
+    ended_flag_ = true;
+    (void)!::write(ended_[1], "x", 1);
+  }
+
+  SeamCounters& counters_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Queued> queue_;
+  std::map<std::uint64_t, TaskState> states_;
+  std::vector<WorkerReply> replies_;
+  std::uint64_t claimed_ = 0;
+  bool stop_ = false, killed_ = false, armed_ = false, ended_flag_ = false;
+  int ended_[2] = {-1, -1};
+  int bell_[2] = {-1, -1};
+  std::thread thread_;
+};
+
+class ThreadTransport final : public WorkerTransport {
+ public:
+  explicit ThreadTransport(SeamCounters& counters)
+      : WorkerTransport(SIZE_MAX, 1 << 20), counters_(counters) {}
+  std::unique_ptr<WorkerLink> start(const WorkerLaunch&) override {
+    ++counters_.started;
+    return std::make_unique<ThreadLink>(counters_);
+  }
+
+ private:
+  SeamCounters& counters_;
+};
+
+PoolCoreOptions with_processes(int processes) {
+  PoolCoreOptions options;
+  options.processes = processes;
+  return options;
+}
+
+int triple(int x) { return 3 * x; }
+int refuse_seven(int x) {
+  if (x == 7) throw std::invalid_argument("seven");
+  return x;
+}
+
+// Submits fn(x) for x in [0, count) as one job through `core`, and waits.
+std::shared_ptr<ResultState> run_job(PoolCore& core, int (*fn)(int), int count) {
+  auto state = std::make_shared<ResultState>(static_cast<std::size_t>(count));
+  state->set_helper(core.helper());
+  std::vector<PoolTaskInput> tasks;
+  for (int x = 0; x < count; ++x)
+    tasks.push_back({trampoline_ref<&pool_apply_call<int (*)(int), int>>(),
+                     mp::pickle::dumps(std::tuple<int (*)(int), int>(fn, x))});
+  core.submit(state, 0, std::move(tasks));
+  EXPECT_TRUE(state->wait_for(std::chrono::seconds(30)));
+  return state;
+}
+
+TEST(PoolTransportSeam, TheUntypedPoolRunsTasksThroughAnotherTransport) {
+  SeamCounters counters;
+  {
+    PoolCore core(with_processes(3), std::make_unique<ThreadTransport>(counters));
+    auto state = run_job(core, &triple, 2000);
+    ASSERT_FALSE(state->error());
+    ASSERT_EQ(state->results().size(), 2000u);
+    for (int x = 0; x < 2000; ++x)
+      EXPECT_EQ(mp::pickle::loads<int>(state->results()[x].view()), 3 * x);
+    core.close();
+    core.join();
+  }
+  EXPECT_EQ(counters.started.load(), 3);
+  EXPECT_GE(counters.tasks_sent.load(), 2000);
+  // Tasks cross the seam in runs, not one call each.
+  EXPECT_LT(counters.send_calls.load(), counters.tasks_sent.load());
+  EXPECT_GT(counters.receive_calls.load(), 0);
+}
+
+TEST(PoolTransportSeam, ATaskErrorArrivesAsRemoteErrorThroughAnyTransport) {
+  SeamCounters counters;
+  PoolCore core(with_processes(2), std::make_unique<ThreadTransport>(counters));
+  auto state = run_job(core, &refuse_seven, 10);
+  ASSERT_TRUE(state->error());
+  try {
+    std::rethrow_exception(state->error());
+  } catch (const mp::RemoteError& e) {
+    EXPECT_NE(std::string(e.what()).find("seven"), std::string::npos);
+  }
+  core.terminate();
+  core.join();
+}
+
+TEST(PoolTransportSeam, AHelperOfAPoolThatIsGoneSaysWaitInstead) {
+  SeamCounters counters;
+  std::function<HelpResult()> helper;
+  {
+    PoolCore core(with_processes(1), std::make_unique<ThreadTransport>(counters));
+    helper = core.helper();
+    EXPECT_NE(helper(), HelpResult::not_worth_spinning);
+    core.close();
+    core.join();
+  }
+  EXPECT_EQ(helper(), HelpResult::not_worth_spinning);
+}
+
+}  // namespace
