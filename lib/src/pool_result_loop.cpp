@@ -6,6 +6,7 @@
 #include "pool_channel.hpp"
 #include "posix/futex.hpp"
 #include "posix/socket.hpp"
+#include "spin.hpp"
 
 namespace mp::detail {
 
@@ -136,13 +137,13 @@ void ResultLoop::run_loop() {
 
 // Only this thread changes `workers`, so it may read them without the mutex.
 bool ResultLoop::spin_for_replies() const {
-  const auto spin_until = Clock::now() + std::chrono::microseconds(30);
-  while (Clock::now() < spin_until) {
-    for (auto& w : state_.workers)
-      if (!w->dead && w->link->has_replies()) return true;
-    for (int i = 0; i < 64; ++i) posix::cpu_relax();
-  }
-  return false;
+  return spin_until(
+      [&] {
+        for (auto& w : state_.workers)
+          if (!w->dead && w->link->has_replies()) return true;
+        return false;
+      },
+      kReplySpin);
 }
 
 HelpResult ResultLoop::help() {

@@ -25,6 +25,7 @@
 #include <mp/detail/heap.hpp>
 
 #include "posix/futex.hpp"
+#include "spin.hpp"
 
 namespace mp::detail::pool_wire {
 
@@ -192,14 +193,7 @@ class Ring {
 
   // Consumer (futex side): waits until a frame is there.
   void wait_data() {
-    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-    for (;;) {
-      for (int i = 0; i < 256; ++i) {
-        if (!empty()) return;
-        posix::cpu_relax();
-      }
-      if (std::chrono::steady_clock::now() > spin_until) break;
-    }
+    if (spin_until([this] { return !empty(); }, kRingDataSpin)) return;
     while (empty()) {
       std::uint32_t seq;
       if (!prepare_sleep(seq)) return;
@@ -210,10 +204,8 @@ class Ring {
 
   // Producer: waits until the consumer frees some space.
   void wait_space(std::uint64_t known_tail) {
-    for (int i = 0; i < 4096; ++i) {
-      if (control_.tail.load(std::memory_order_acquire) != known_tail) return;
-      posix::cpu_relax();
-    }
+    const auto space = [&] { return control_.tail.load(std::memory_order_acquire) != known_tail; };
+    if (spin_until(space, kRingSpaceSpin)) return;
     for (;;) {
       const std::uint32_t seq = control_.space_seq.load();
       control_.producer_sleeping.store(1);

@@ -1,5 +1,5 @@
 // The one spin-then-sleep policy of mp's waiters (locks, events, barriers, semaphores,
-// queues, connections).
+// queues, connections, the pool's rings and result thread).
 //
 // A waiter whose partner is probably running on another CPU right now first spins: it
 // looks at its condition, with CPU pause hints between looks, for a bounded budget.
@@ -40,6 +40,14 @@ inline constexpr SpinBudget kWakeSpin{32, 1, std::chrono::microseconds(20)};
 inline constexpr SpinBudget kQueueSpin{8, 64, std::chrono::microseconds(50)};
 // Connection: each look is a poll() system call, pause enough in itself.
 inline constexpr SpinBudget kPollSpin{1, 0, std::chrono::microseconds(50)};
+
+// Pool: a worker waiting for tasks, while the parent is about to send the next run.
+inline constexpr SpinBudget kRingDataSpin{256, 1, std::chrono::microseconds(50)};
+// Pool: a full ring's producer, while the consumer is draining it; one round.
+inline constexpr SpinBudget kRingSpaceSpin{4096, 1, std::chrono::nanoseconds(0)};
+// Pool: the result thread after recent progress on short tasks; each look scans every
+// worker's result ring.
+inline constexpr SpinBudget kReplySpin{1, 64, std::chrono::microseconds(30)};
 
 // Spins until done() is true or `budget` is spent; returns done()'s last value.
 template <class Done>
