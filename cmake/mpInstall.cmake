@@ -63,7 +63,8 @@ install(FILES "${PROJECT_BINARY_DIR}/mpConfig.cmake" "${PROJECT_BINARY_DIR}/mpCo
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
 # pkg-config. The system libraries go to Libs for a static libmp (pkg-config --libs
-# omits Libs.private unless --static) and to Libs.private for a shared one.
+# omits Libs.private unless --static) and to Libs.private for a shared one. Cflags
+# carry -std=c++20 (mp.pc.in): mp's headers need it, and a compiler's default is older.
 get_target_property(_mp_type mp TYPE)
 set(_mp_pc_system_libs "-pthread")
 foreach(_mp_lib IN LISTS CMAKE_DL_LIBS)

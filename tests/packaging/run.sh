@@ -5,9 +5,11 @@
 #
 # BUILD_DIR is a configured and built mp tree. The steps (default: all, in order):
 #   install           cmake --install BUILD_DIR into a fresh prefix; check what it installed
-#   headers           every installed header compiles on its own and without warnings
+#   headers           every installed header compiles on its own and without warnings, and
+#                     says "mp needs C++20" first when compiled as C++17
 #   find_package      build and run tests/packaging/find_package against the prefix
-#   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp`, run it
+#   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp` (and
+#                     with --static), no -std flag of its own, and run it
 #   add_subdirectory  build and run tests/packaging/add_subdirectory against the sources
 #   cross-compiler    build tests/packaging/cross_compiler with the other compiler (clang++
 #                     for a g++-built mp, g++ for a clang++-built one; $MP_OTHER_CXX
@@ -121,13 +123,28 @@ step_headers() {
     fi
   done
   [[ $failed -eq 0 ]] || die "some installed headers are not self-contained or not warning-free"
+  # Before C++20 the first error must say so, not come from deep inside a detail header
+  # (-Wfatal-errors: only the first matters here).
+  local first
+  for header in "${headers[@]}"; do
+    first=$(printf '#include <%s>\n' "$header" |
+      "$cxx" -std=c++17 -fsyntax-only -Wfatal-errors -x c++ -I"$prefix/include" - 2>&1 |
+      grep -m 1 'error:' || true)
+    if [[ $first != *"mp needs C++20"* ]]; then
+      echo "   $header as C++17: first error is not \"mp needs C++20\": ${first:-none}" >&2
+      failed=1
+    fi
+  done
+  [[ $failed -eq 0 ]] || die "some installed headers do not stop early without C++20"
   say "headers: ${#headers[@]} ok"
 }
 
 step_find_package() {
   require_prefix
+  # Boost hidden: using mp must not need it (only mp-bench does).
   build_and_run_consumer find_package "$here/find_package" \
-    -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXPECTED_PREFIX="$prefix"
+    -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXPECTED_PREFIX="$prefix" \
+    -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
 }
 
 step_pkg_config() {
@@ -141,23 +158,40 @@ step_pkg_config() {
   if pkg-config --help 2>&1 | grep -q -- --validate; then # pkgconf
     pkg-config --validate mp || die "mp.pc is not valid"
   fi
-  local version flags
+  local version flags static_flags
   version=$(pkg-config --modversion mp)
   flags=$(pkg-config --cflags --libs mp)
+  static_flags=$(pkg-config --static --cflags --libs mp)
   say "pkg-config: mp $version: $flags"
+  say "pkg-config --static: $static_flags"
   [[ $flags == *"-I$prefix/include"* ]] || die "pkg-config --cflags does not point into $prefix"
+  # The compiler's default language is older than C++20: Cflags must carry the flag.
+  [[ " $(pkg-config --cflags mp) " == *" -std=c++20 "* ]] || die "pkg-config --cflags lacks -std=c++20"
+  # The thread library: always with --static; without it too when libmp is static
+  # (pkg-config --libs omits Libs.private, and a static libmp needs it at link time).
+  [[ " $static_flags " == *" -pthread "* ]] || die "pkg-config --static --libs lacks -pthread"
+  if [[ -n $(find "$prefix" -name libmp.a -print -quit) ]]; then
+    [[ " $flags " == *" -pthread "* ]] || die "libmp is static, but pkg-config --libs lacks -pthread"
+  fi
   mkdir -p "$work/pkg-config"
-  # The rpath matters only for a shared libmp in a prefix the loader does not search.
-  # shellcheck disable=SC2086 # the flags are meant to split
-  "$cxx" -std=c++20 -O1 -o "$work/pkg-config/consumer" "$here/find_package/main.cpp" $flags \
-    -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
-  say "pkg-config: run"
-  "$work/pkg-config/consumer" || die "pkg-config: the consumer exited with $?"
+  local kind kind_flags
+  for kind in plain static; do
+    kind_flags=$flags
+    [[ $kind == static ]] && kind_flags=$static_flags
+    # No -std here: mp.pc brings it. The rpath matters only for a shared libmp in a prefix
+    # the loader does not search.
+    # shellcheck disable=SC2086 # the flags are meant to split
+    "$cxx" -O1 -o "$work/pkg-config/consumer-$kind" "$here/find_package/main.cpp" $kind_flags \
+      -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
+    say "pkg-config: run the consumer built with the $kind flags"
+    "$work/pkg-config/consumer-$kind" || die "pkg-config: the $kind consumer exited with $?"
+  done
 }
 
 step_add_subdirectory() {
+  # Boost hidden: building the library must not need it (only mp-bench does).
   build_and_run_consumer add_subdirectory "$here/add_subdirectory" \
-    -DMP_SOURCE_DIR="$source_dir"
+    -DMP_SOURCE_DIR="$source_dir" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
 }
 
 # Pickles cross between the library's code and the program's: a type must be identified
@@ -179,7 +213,7 @@ step_cross_compiler() {
   mkdir -p "$work/cross-compiler"
   say "cross-compiler: $other builds a program against the mp that $cxx built"
   # shellcheck disable=SC2086 # the flags are meant to split
-  "$other" -std=c++20 -O1 -Wall -Wextra -Werror -o "$work/cross-compiler/consumer" \
+  "$other" -O1 -Wall -Wextra -Werror -o "$work/cross-compiler/consumer" \
     "$here/cross_compiler/main.cpp" $flags -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
   say "cross-compiler: run"
   "$work/cross-compiler/consumer" || die "cross-compiler: the consumer exited with $?"

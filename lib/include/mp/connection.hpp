@@ -40,6 +40,8 @@
 // (about 200 KiB each way on Linux): one side must read while the other sends.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -8,11 +8,12 @@
 //     spawn process throws std::logic_error instead of re-running main() recursively.
 //   - cpu_count() honours CPU affinity and a cgroup v2 CPU quota (Python's cpu_count
 //     reports the host; process_cpu_count (3.13) only honours affinity).
-//   - Only "fork" and "spawn" exist so far; "forkserver" is planned.
 //   - Starting a process through a context (or with ProcessOptions::start_method) never
 //     fixes the default start method: Python's spawn context fixes it as a side effect,
 //     against its own advice that libraries use contexts to leave the default alone.
 #pragma once
+
+#include <mp/detail/export.hpp>
 
 #include <optional>
 #include <string>

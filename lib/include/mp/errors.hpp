@@ -16,6 +16,8 @@
 //     instead of a formatted traceback string.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <sys/types.h>
 #include <cstdint>
 #include <new>

@@ -33,6 +33,8 @@
 //     a task may never finish.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>

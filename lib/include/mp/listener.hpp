@@ -42,6 +42,8 @@
 // authkey waits for a challenge that a Listener without one never sends.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <optional>
 #include <string>
 #include <string_view>

@@ -58,6 +58,8 @@
 // fingerprint) followed by the value's encoding (see mp/detail/pickle_archive.hpp).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <array>
 #include <bit>
 #include <concepts>

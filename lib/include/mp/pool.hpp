@@ -46,6 +46,8 @@
 // not block for long and must not wait on results of this pool.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>

@@ -18,6 +18,8 @@
 //   - pid() is 0 before start() (Python: None).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <functional>
 #include <memory>

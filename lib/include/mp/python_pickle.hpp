@@ -44,6 +44,8 @@
 //   anything in this list <-> Object (dynamic; ints of any size)
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>

@@ -32,6 +32,8 @@
 //   - Timeouts are std::chrono durations; they never end early (absolute deadlines).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -44,6 +44,8 @@
 //     while assigning leaves the old value, and a reader never sees half a value).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>

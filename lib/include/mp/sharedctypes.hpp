@@ -35,6 +35,8 @@
 //     memory of a RawValue/RawArray.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <concepts>

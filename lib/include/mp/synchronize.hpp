@@ -38,6 +38,8 @@
 //     process lives on) is not detected, as in Python.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>

@@ -9,6 +9,8 @@
 // import and guarantees that the child's code at that offset is the parent's.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstdint>
 #include <string>
 

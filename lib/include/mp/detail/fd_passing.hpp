@@ -12,6 +12,8 @@
 // fds to set_inherited_fds(); unpickling calls take_inherited_fd(index) to own each.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstdint>
 #include <span>
 #include <vector>

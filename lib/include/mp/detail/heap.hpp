@@ -12,6 +12,8 @@
 // the block it was freeing, never corrupts the heap); see lib/src/heap.cpp.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 

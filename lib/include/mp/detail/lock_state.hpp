@@ -3,6 +3,8 @@
 // runs inline (one compare-and-swap, one exchange) instead of through two calls.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <cstdint>
 

@@ -22,6 +22,8 @@
 //   anything else        whatever its serialize()/save()/load() writes
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cereal/cereal.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>

@@ -2,6 +2,8 @@
 // Internal to mp: not part of the public API.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstdint>
 #include <string_view>
 
