@@ -15,13 +15,17 @@
 #                     for a g++-built mp, g++ for a clang++-built one; $MP_OTHER_CXX
 #                     overrides) against the prefix and run it; exits 77 (skipped) if that
 #                     compiler is not installed
+#   shared            build mp from the sources as a shared library (BUILD_SHARED_LIBS=ON,
+#                     library only), install it into a second prefix, check that libmp.so
+#                     exports mp's API and nothing of its internals, then build and run
+#                     tests/packaging/find_package and tests/packaging/shared against it
 # The steps after install use the prefix that install left in the work directory,
 # $MP_PACKAGING_WORK (default: a temporary directory, removed at the end). ctest runs
 # each step as its own test (tests/packaging/CMakeLists.txt).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory|cross-compiler]..." >&2
+  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory|cross-compiler|shared]..." >&2
   exit 2
 }
 [[ $# -ge 1 && -d $1 ]] || usage
@@ -31,7 +35,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory cross-compiler)
+[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory cross-compiler shared)
 
 [[ -f $build_dir/CMakeCache.txt ]] || { echo "$build_dir is not a configured build tree" >&2; exit 2; }
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" | head -n 1; }
@@ -219,6 +223,43 @@ step_cross_compiler() {
   "$work/cross-compiler/consumer" || die "cross-compiler: the consumer exited with $?"
 }
 
+# A shared libmp with hidden visibility: what MP_API marks must be enough for a program.
+step_shared() {
+  local shared_build=$work/shared-build shared_prefix=$work/shared-prefix
+  local launcher
+  launcher=$(cache_value CMAKE_CXX_COMPILER_LAUNCHER)
+  rm -rf "$shared_build" "$shared_prefix"
+  say "shared: configure and build mp as a shared library"
+  cmake -S "$source_dir" -B "$shared_build" -G "$generator" -DCMAKE_CXX_COMPILER="$cxx" \
+    ${launcher:+-DCMAKE_CXX_COMPILER_LAUNCHER="$launcher"} -DCMAKE_BUILD_TYPE="$config" \
+    -DBUILD_SHARED_LIBS=ON -DMP_INSTALL=ON -DMP_BUILD_TESTS=OFF -DMP_BUILD_TOOLS=OFF \
+    -DMP_BUILD_EXAMPLES=OFF -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON -Werror=dev
+  cmake --build "$shared_build" --config "$config" --parallel "$jobs"
+  cmake --install "$shared_build" --prefix "$shared_prefix" --config "$config"
+  local library
+  library=$(find "$shared_prefix" -name 'libmp.so.*' -type f -print -quit)
+  [[ -n $library ]] || die "shared: no libmp.so installed"
+  [[ -z $(find "$shared_prefix" -name 'libmp.a' -print -quit) ]] || die "shared: libmp.a installed too"
+  # Hidden visibility: the exported symbols are mp's API, none of lib/src's internals
+  # (mp::posix but the three that libmp_listener uses, anonymous namespaces, the start
+  # methods' launchers, the heap's arenas).
+  local exported internal
+  exported=$(nm -D -C --defined-only "$library" | grep -c ' mp::' || true)
+  internal=$(nm -D -C --defined-only "$library" |
+    grep -E ' (mp::posix::|mp::\(anonymous namespace\)|mp::detail::(launch_fork|launch_spawn|child_main|Arena))' |
+    grep -v -E ' mp::posix::(unique_fd::|last_error\(|random_bytes\()' || true)
+  say "shared: $library exports $exported symbols of mp"
+  [[ -z $internal ]] || die "shared: libmp.so exports internals:$(printf '\n   %s' "$internal")"
+  [[ $exported -gt 50 ]] || die "shared: libmp.so exports only $exported symbols of mp"
+  # pkg-config: a shared libmp needs its system libraries only privately.
+  local static_flags
+  static_flags=$(PKG_CONFIG_PATH=${library%/*}/pkgconfig pkg-config --static --libs mp)
+  [[ " $static_flags " == *" -pthread "* ]] || die "shared: pkg-config --static --libs lacks -pthread"
+  build_and_run_consumer shared-find_package "$here/find_package" \
+    -DCMAKE_PREFIX_PATH="$shared_prefix" -DMP_EXPECTED_PREFIX="$shared_prefix"
+  build_and_run_consumer shared-pool "$here/shared" -DCMAKE_PREFIX_PATH="$shared_prefix"
+}
+
 for step in "${steps[@]}"; do
   case $step in
     install) step_install ;;
@@ -227,6 +268,7 @@ for step in "${steps[@]}"; do
     pkg-config) step_pkg_config ;;
     add_subdirectory) step_add_subdirectory ;;
     cross-compiler) step_cross_compiler ;;
+    shared) step_shared ;;
     *) usage ;;
   esac
   say "$step: passed"

@@ -127,7 +127,7 @@ class ZipView {
 };
 
 // The state behind a Future, compiled once in lib/src/futures.cpp.
-class FutureState : public JobSink {
+class MP_API FutureState : public JobSink {
  public:
   // Whether the task runs is asked of the pool (running()): its worker decides.
   enum class Status { pending, cancelled, finished };
@@ -260,7 +260,7 @@ struct ProcessPoolExecutorOptions {
 };
 
 // Python: concurrent.futures.ProcessPoolExecutor.
-class ProcessPoolExecutor {
+class MP_API ProcessPoolExecutor {
  public:
   // Starts the workers. Throws as mp::Pool's constructor.
   ProcessPoolExecutor() : ProcessPoolExecutor(ProcessPoolExecutorOptions{}) {}
@@ -367,9 +367,9 @@ struct WaitResult {
 
 namespace detail_wait {
 // Waits until `satisfied()` or the deadline, woken by completions of `states`.
-bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
-                 const std::function<bool()>& satisfied,
-                 std::optional<std::chrono::nanoseconds> timeout);
+MP_API bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
+                        const std::function<bool()>& satisfied,
+                        std::optional<std::chrono::nanoseconds> timeout);
 
 // `fs` without repetitions (the first of each), as Python's set(fs).
 template <class T>

@@ -84,7 +84,7 @@ namespace detail {
 // journal, one Lock, and containers of pickled bytes addressed by their root offset.
 // Every method takes the lock (waiting as long as it takes; a dead holder is taken over
 // and its operation rolled back) and throws std::logic_error on an empty handle.
-class manager_core : private shared_object {
+class MP_API manager_core : private shared_object {
  public:
   // Refers to nothing (a handle about to be loaded from a pickle).
   manager_core() noexcept = default;
@@ -165,9 +165,9 @@ class manager_core : private shared_object {
 };
 
 // Per-thread buffers for pickles, so that an operation does not allocate.
-std::string& manager_key_buffer();
-std::string& manager_value_buffer();
-std::string& manager_out_buffer();
+MP_API std::string& manager_key_buffer();
+MP_API std::string& manager_value_buffer();
+MP_API std::string& manager_out_buffer();
 
 template <class T>
 const std::string& pickle_into(std::string& buffer, const T& value) {

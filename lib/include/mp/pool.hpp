@@ -105,7 +105,7 @@ void run_initializer(std::string_view bound) {
 // shared heap, which a worker reads (input) or wrote (result) in place, so a chunk of
 // several MiB is copied once per direction instead of through fresh malloc'd strings.
 // Move-only; frees its block.
-class PoolBytes {
+class MP_API PoolBytes {
  public:
   static constexpr std::size_t kHeapFrom = 16 * 1024;  // the pool's records hold less inline
 
@@ -139,7 +139,7 @@ class PoolBytes {
 
 // Receives the outcome of each task of one job (apply, map, imap...), in the pool's
 // result thread. Implementations must not throw.
-class JobSink {
+class MP_API JobSink {
  public:
   virtual ~JobSink() = default;
   virtual void task_done(std::uint64_t index, PoolBytes&& result) noexcept = 0;
@@ -165,7 +165,7 @@ struct PoolCoreOptions {
   std::optional<std::chrono::nanoseconds> task_timeout;
 };
 
-class PoolCore {
+class MP_API PoolCore {
  public:
   explicit PoolCore(PoolCoreOptions options);
   ~PoolCore();
@@ -205,7 +205,7 @@ class PoolCore {
 
 // The state of an AsyncResult: how many tasks are left, their pickled results, the
 // first error. Compiled once in lib/src/pool.cpp.
-class ResultState : public JobSink {
+class MP_API ResultState : public JobSink {
  public:
   explicit ResultState(std::size_t tasks);
   bool batched() const noexcept override { return batched_; }
@@ -244,7 +244,7 @@ class ResultState : public JobSink {
 
 // The state of an imap iterator: chunk results as they arrive, delivered in order
 // (imap) or as they come (imap_unordered), with the input fed lazily. Compiled once.
-class IMapState : public JobSink {
+class MP_API IMapState : public JobSink {
  public:
   // `feed` pickles the next chunk of input into `input` and returns true, or returns
   // false at the end of the input. It runs in the consumer's thread. An exception it
@@ -266,7 +266,7 @@ class IMapState : public JobSink {
   std::shared_ptr<Impl> impl_;
 };
 
-std::size_t default_chunksize(std::size_t length, int processes) noexcept;
+MP_API std::size_t default_chunksize(std::size_t length, int processes) noexcept;
 
 // The trampolines. Their pickled code references are computed once per instantiation.
 template <class F, class... Args>
@@ -561,7 +561,7 @@ class IMapIterator {
 };
 
 // A pool of worker processes. Python: multiprocessing.Pool.
-class Pool {
+class MP_API Pool {
  public:
   // Starts the workers. Throws std::invalid_argument for processes < 1 or an unknown
   // start method, std::system_error if the OS refuses. Python: Pool(...).
