@@ -152,7 +152,7 @@ class MP_API Object {
   // Appends an entry to a dict (no duplicate check).
   void dict_append(Object key, Object value);
 
-  friend bool operator==(const Object& a, const Object& b);
+  friend MP_API bool operator==(const Object& a, const Object& b);
 
  private:
   Kind kind_ = Kind::none;
