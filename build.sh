@@ -25,10 +25,14 @@
 #                               the last test, sanitize and fuzz runs recorded
 #   ./build.sh test-busy [ARGS...]  the process-heavy tests of build/ again, beside one
 #                               busy loop per CPU (a loaded machine; ARGS go to ctest)
+#   ./build.sh lint             clang-format --dry-run -Werror over every C++ file, then
+#                               clang-tidy (.clang-tidy) over lib/src with the compile
+#                               commands of build/ (configured if needed, not built)
 #
 # On Debian (bookworm) it first installs the packages it needs with apt-get, if any is
 # missing, using sudo when not root (fuzz also needs clang, its libFuzzer runtime and
-# python3; test-clang clang; reliability python3). Environment:
+# python3; test-clang clang; lint clang-format and clang-tidy; reliability python3).
+# Environment:
 #   MP_BUILD_TYPE=...   CMake build type of build/ (default RelWithDebInfo)
 #   MP_SKIP_APT=1       never run apt-get (other distributions, or no root)
 #   MP_JOBS=N           parallel build jobs (default: all cores)
@@ -48,6 +52,8 @@ readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev go
                    libssl-dev pkg-config python3)
 # Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
 readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
+# Only for `lint`.
+readonly LINT_PACKAGES=(clang-format clang-tidy)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nbuild.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -221,11 +227,40 @@ cmd_test_clang() {
   configure "$CLANG_BUILD_DIR" -DCMAKE_CXX_COMPILER=clang++ "${launcher[@]}"
   build "$CLANG_BUILD_DIR"
   # find_package, pkg-config and add_subdirectory test CMake's and pkg-config's files,
-  # which do not depend on the compiler: build/ runs them.
-  run_tests "$CLANG_BUILD_DIR" -E '^packaging[.](find_package|pkg-config|add_subdirectory)$' "$@"
+  # which do not depend on the compiler, and shared the export marks: build/ runs them.
+  run_tests "$CLANG_BUILD_DIR" -E '^packaging[.](find_package|pkg-config|add_subdirectory|shared)$' "$@"
   if [[ -f $BUILD_DIR/CMakeCache.txt && -f $BUILD_DIR/lib/libmp.a ]]; then
     run_tests "$BUILD_DIR" -R '^packaging[.](install|cross-compiler)$'
   fi
+}
+
+# Style and static checks, fast enough to run before the build: clang-format over every
+# tracked C++ file (no rewriting: a file that would change fails), then clang-tidy over
+# lib/src with .clang-tidy's checks, one file per job, using build/'s compile commands.
+cmd_lint() {
+  ensure_packages "${LINT_PACKAGES[@]}"
+  local -a sources
+  mapfile -t sources < <(git -C "$ROOT" ls-files '*.cpp' '*.hpp' '*.h' 2>/dev/null ||
+    find lib tools tests examples fuzz bench \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' \))
+  [[ ${#sources[@]} -gt 0 ]] || die "lint: no C++ files found"
+  say "clang-format --dry-run -Werror over ${#sources[@]} files"
+  clang-format --dry-run -Werror "${sources[@]}" ||
+    die "clang-format: the files above are not formatted (run clang-format -i on them)"
+  if [[ ! -f $BUILD_DIR/compile_commands.json ]]; then
+    configure "$BUILD_DIR"
+  fi
+  local -a library
+  mapfile -t library < <(cd "$ROOT" && find lib/src -name '*.cpp' | sort)
+  say "clang-tidy over ${#library[@]} files of lib/src with $JOBS jobs"
+  local started=$SECONDS
+  # Without the "N warnings generated." line per file: those are system headers' warnings,
+  # which HeaderFilterRegex hides anyway.
+  printf '%s\n' "${library[@]}" |
+    xargs -P "$JOBS" -n 1 bash -c \
+      'clang-tidy -p "$0" --quiet "$1" 2> >(grep -v "^[0-9]* warnings\{0,1\} generated\.$" >&2)' \
+      "$BUILD_DIR" ||
+    die "clang-tidy found problems (above)"
+  echo "lint: clang-format and clang-tidy clean; clang-tidy took $((SECONDS - started))s"
 }
 
 # Builds mp-bench in Release (build-release/) and runs bench/compare.py: mp-bench and
@@ -336,6 +371,7 @@ main() {
     demo) cmd_demo "$@" ;;
     test) cmd_test "$@" ;;
     test-busy) cmd_test_busy "$@" ;;
+    lint) cmd_lint ;;
     sanitize) cmd_sanitize "$@" ;;
     test-clang) cmd_test_clang "$@" ;;
     bench) cmd_bench "$@" ;;

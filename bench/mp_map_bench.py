@@ -3,7 +3,7 @@
 
     python3 bench/mp_map_bench.py --mp-map PATH [--runs 3] [--quick]
 
-Rows (issue 9), each printed as JSON lines in mp_bench.py's schema, one per tool:
+Rows, each printed as JSON lines in mp_bench.py's schema, one per tool:
 
   mp_map_square_1m     `mp-map square` over 1,000,000 lines (stdin from a file,
                        stdout to a file) against a Python one-liner that does the

@@ -63,21 +63,18 @@ if(TARGET mp_interprocess)
     DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 endif()
 
-# Boost is linked as $<BUILD_INTERFACE:Boost::headers> (lib/CMakeLists.txt): it is
-# header-only and used in lib/src only, so consumers of mp need no Boost at all.
-
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/mpConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/mpConfig.cmake"
   INSTALL_DESTINATION "${MP_INSTALL_CMAKEDIR}")
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/mpConfigVersion.cmake"
   VERSION "${PROJECT_VERSION}"
   COMPATIBILITY SameMinorVersion) # 0.x: minor versions may break
-#)
 install(FILES "${PROJECT_BINARY_DIR}/mpConfig.cmake" "${PROJECT_BINARY_DIR}/mpConfigVersion.cmake"
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
 # pkg-config. The system libraries go to Libs for a static libmp (pkg-config --libs
-# omits Libs.private unless --static) and to Libs.private for a shared one.
+# omits Libs.private unless --static) and to Libs.private for a shared one. Cflags
+# carry -std=c++20 (mp.pc.in): mp's headers need it, and a compiler's default is older.
 get_target_property(_mp_type mp TYPE)
 set(_mp_pc_system_libs "-pthread")
 foreach(_mp_lib IN LISTS CMAKE_DL_LIBS)
@@ -137,7 +134,6 @@ if(TARGET mp_listener)
 endif()
 
 unset(_mp_type)
-unset(_mp_link_libraries)
 unset(_mp_pc_system_libs)
 unset(_mp_lib)
 unset(_mp_cereal_includes)

@@ -1,4 +1,4 @@
-// Barrier, from the seeds (../shared/seeds/001_*.txt, "## ThreadSync: Barriers": "we add
+// Barrier, from the course notes ("## ThreadSync: Barriers": "we add
 // checkpoint to ensure that all threads have reached that point before moving ahead").
 // The Python:
 //

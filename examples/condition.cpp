@@ -1,4 +1,4 @@
-// Condition producer/consumer, from the seeds (../shared/seeds/001_*.txt, "## ThreadSync:
+// Condition producer/consumer, from the course notes ("## ThreadSync:
 // Condition": "Condition, another method of flow control sync"). The Python:
 //
 //   # Producer consumer example using condition

@@ -1,4 +1,4 @@
-// Event readers and an updater, from the seeds (../shared/seeds/001_*.txt, "## ThreadSync:
+// Event readers and an updater, from the course notes ("## ThreadSync:
 // Events": "Event object is the simplest sync mechanism ... e.set() : not a counter its
 // just a state"). The Python:
 //

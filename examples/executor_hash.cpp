@@ -1,4 +1,4 @@
-// ProcessPoolExecutor, from the seeds (../shared/seeds/003_*.txt, "The Executor API"):
+// ProcessPoolExecutor, from the course notes ("The Executor API"):
 //
 //   from concurrent.futures import ProcessPollExecutor
 //   import hashlib

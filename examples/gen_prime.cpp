@@ -1,4 +1,4 @@
-// Parallel prime generation, from the seeds (../shared/seeds/001_*.txt, "## GIL": "If we
+// Parallel prime generation, from the course notes ("## GIL": "If we
 // want to do parallel execution we should use multiprocessing"). The seed's program
 // (its Python 2 compatibility lines left out):
 //

@@ -1,5 +1,5 @@
-// JoinableQueue: task_done() and join(). The seeds (../shared/seeds/001_*.txt,
-// "Inbuilt- Queue") list them:
+// JoinableQueue: task_done() and join(). The course notes ("Inbuilt- Queue")
+// list them:
 //
 //   # wait for a element to be pciked
 //   q.join()

@@ -1,6 +1,6 @@
-// joinall(), the seeds' exercise (../shared/seeds/000_*.txt and 002_*.txt: "Implement a
-// joinall() function to wait for all threads to exit"). The seeds' answer
-// (../shared/seeds/001_*.txt, "## Thread group"):
+// joinall(), the course's exercise ("Implement a
+// joinall() function to wait for all threads to exit"). The course's answer
+// ("## Thread group"):
 //
 //   # --- thread_join_better.py
 //   from threading import Thread, current_thread

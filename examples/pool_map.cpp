@@ -1,4 +1,4 @@
-// Process pools, from the seeds (../shared/seeds/003_*.txt, "Process Pools"):
+// Process pools, from the course notes ("Process Pools"):
 //
 //   import multiprocessing
 //

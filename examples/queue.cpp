@@ -1,5 +1,4 @@
-// Producer and consumer with a Queue, from the seeds (../shared/seeds/001_*.txt,
-// "Inbuilt- Queue"):
+// Producer and consumer with a Queue, from the course notes ("Inbuilt- Queue"):
 //
 //   # Queue example
 //   from threading import Thread

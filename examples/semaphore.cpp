@@ -1,4 +1,4 @@
-// Semaphore producer/consumer, from the seeds (../shared/seeds/001_*.txt, "## ThreadSync:
+// Semaphore producer/consumer, from the course notes ("## ThreadSync:
 // Semaphore": "Semaphore, is used for bandwidth management ... Semaphore don't have
 // ownership, it can be acquired by one and other can release"). The Python:
 //

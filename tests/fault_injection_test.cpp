@@ -1,4 +1,4 @@
-// The fault-injection driver (issue #10): for every participant registered in
+// The fault-injection driver: for every participant registered in
 // tests/fault_injection/ and every start method, starts kWorkers workers on the
 // participant's shared state, SIGKILLs a random one kKills times (at random moments,
 // starting a replacement each time), then kills the rest and has the participant verify

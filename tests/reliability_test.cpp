@@ -1,4 +1,4 @@
-// Reliability tests (issue #10) for what exists so far, Process and pickle:
+// Reliability tests of Process and pickle:
 //   - PickleBadInput: systematic corruption of representative pickles (every
 //     truncation, every byte replaced by a few values, a byte inserted or deleted
 //     everywhere): loads throws mp::UnpicklingError or returns a value, nothing else.

@@ -6,7 +6,7 @@
 
 Standard library only. One JSON object per line on stdout; progress and errors
 on stderr. This is the project's own, shorter implementation of the baseline
-specified by shared/bench/python/mp_bench.py: same benchmark names, sizes,
+specification's reference script: same benchmark names, sizes,
 timed sections, params, metrics, units and output schema:
 
     {"impl": "cpython-multiprocessing", "bench": "queue_throughput_1k",

@@ -673,6 +673,7 @@ std::vector<std::pair<std::byte*, std::uint64_t>> heap_mappings() {
   auto& t = table();
   std::vector<std::pair<std::byte*, std::uint64_t>> mappings;
   const int count = t.count.load(std::memory_order_acquire);
+  mappings.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) mappings.emplace_back(t.arenas[i]->base(), t.arenas[i]->size());
   return mappings;
 }

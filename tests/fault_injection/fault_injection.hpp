@@ -1,4 +1,4 @@
-// Fault injection (issue #10): several worker processes hammer shared state while a
+// Fault injection: several worker processes hammer shared state while a
 // driver (tests/fault_injection_test.cpp) SIGKILLs random ones and starts replacements;
 // afterwards the state must still be consistent and nothing may be left behind.
 //

@@ -5,21 +5,27 @@
 #
 # BUILD_DIR is a configured and built mp tree. The steps (default: all, in order):
 #   install           cmake --install BUILD_DIR into a fresh prefix; check what it installed
-#   headers           every installed header compiles on its own and without warnings
+#   headers           every installed header compiles on its own and without warnings, and
+#                     says "mp needs C++20" first when compiled as C++17
 #   find_package      build and run tests/packaging/find_package against the prefix
-#   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp`, run it
+#   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp` (and
+#                     with --static), no -std flag of its own, and run it
 #   add_subdirectory  build and run tests/packaging/add_subdirectory against the sources
 #   cross-compiler    build tests/packaging/cross_compiler with the other compiler (clang++
 #                     for a g++-built mp, g++ for a clang++-built one; $MP_OTHER_CXX
 #                     overrides) against the prefix and run it; exits 77 (skipped) if that
 #                     compiler is not installed
+#   shared            build mp from the sources as a shared library (BUILD_SHARED_LIBS=ON,
+#                     library only), install it into a second prefix, check that libmp.so
+#                     exports mp's API and nothing of its internals, then build and run
+#                     tests/packaging/find_package and tests/packaging/shared against it
 # The steps after install use the prefix that install left in the work directory,
 # $MP_PACKAGING_WORK (default: a temporary directory, removed at the end). ctest runs
 # each step as its own test (tests/packaging/CMakeLists.txt).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory|cross-compiler]..." >&2
+  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory|cross-compiler|shared]..." >&2
   exit 2
 }
 [[ $# -ge 1 && -d $1 ]] || usage
@@ -29,7 +35,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory cross-compiler)
+[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory cross-compiler shared)
 
 [[ -f $build_dir/CMakeCache.txt ]] || { echo "$build_dir is not a configured build tree" >&2; exit 2; }
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" | head -n 1; }
@@ -121,13 +127,28 @@ step_headers() {
     fi
   done
   [[ $failed -eq 0 ]] || die "some installed headers are not self-contained or not warning-free"
+  # Before C++20 the first error must say so, not come from deep inside a detail header
+  # (-Wfatal-errors: only the first matters here).
+  local first
+  for header in "${headers[@]}"; do
+    first=$(printf '#include <%s>\n' "$header" |
+      "$cxx" -std=c++17 -fsyntax-only -Wfatal-errors -x c++ -I"$prefix/include" - 2>&1 |
+      grep -m 1 'error:' || true)
+    if [[ $first != *"mp needs C++20"* ]]; then
+      echo "   $header as C++17: first error is not \"mp needs C++20\": ${first:-none}" >&2
+      failed=1
+    fi
+  done
+  [[ $failed -eq 0 ]] || die "some installed headers do not stop early without C++20"
   say "headers: ${#headers[@]} ok"
 }
 
 step_find_package() {
   require_prefix
+  # Boost hidden: using mp must not need it (only mp-bench does).
   build_and_run_consumer find_package "$here/find_package" \
-    -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXPECTED_PREFIX="$prefix"
+    -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXPECTED_PREFIX="$prefix" \
+    -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
 }
 
 step_pkg_config() {
@@ -141,23 +162,40 @@ step_pkg_config() {
   if pkg-config --help 2>&1 | grep -q -- --validate; then # pkgconf
     pkg-config --validate mp || die "mp.pc is not valid"
   fi
-  local version flags
+  local version flags static_flags
   version=$(pkg-config --modversion mp)
   flags=$(pkg-config --cflags --libs mp)
+  static_flags=$(pkg-config --static --cflags --libs mp)
   say "pkg-config: mp $version: $flags"
+  say "pkg-config --static: $static_flags"
   [[ $flags == *"-I$prefix/include"* ]] || die "pkg-config --cflags does not point into $prefix"
+  # The compiler's default language is older than C++20: Cflags must carry the flag.
+  [[ " $(pkg-config --cflags mp) " == *" -std=c++20 "* ]] || die "pkg-config --cflags lacks -std=c++20"
+  # The thread library: always with --static; without it too when libmp is static
+  # (pkg-config --libs omits Libs.private, and a static libmp needs it at link time).
+  [[ " $static_flags " == *" -pthread "* ]] || die "pkg-config --static --libs lacks -pthread"
+  if [[ -n $(find "$prefix" -name libmp.a -print -quit) ]]; then
+    [[ " $flags " == *" -pthread "* ]] || die "libmp is static, but pkg-config --libs lacks -pthread"
+  fi
   mkdir -p "$work/pkg-config"
-  # The rpath matters only for a shared libmp in a prefix the loader does not search.
-  # shellcheck disable=SC2086 # the flags are meant to split
-  "$cxx" -std=c++20 -O1 -o "$work/pkg-config/consumer" "$here/find_package/main.cpp" $flags \
-    -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
-  say "pkg-config: run"
-  "$work/pkg-config/consumer" || die "pkg-config: the consumer exited with $?"
+  local kind kind_flags
+  for kind in plain static; do
+    kind_flags=$flags
+    [[ $kind == static ]] && kind_flags=$static_flags
+    # No -std here: mp.pc brings it. The rpath matters only for a shared libmp in a prefix
+    # the loader does not search.
+    # shellcheck disable=SC2086 # the flags are meant to split
+    "$cxx" -O1 -o "$work/pkg-config/consumer-$kind" "$here/find_package/main.cpp" $kind_flags \
+      -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
+    say "pkg-config: run the consumer built with the $kind flags"
+    "$work/pkg-config/consumer-$kind" || die "pkg-config: the $kind consumer exited with $?"
+  done
 }
 
 step_add_subdirectory() {
+  # Boost hidden: building the library must not need it (only mp-bench does).
   build_and_run_consumer add_subdirectory "$here/add_subdirectory" \
-    -DMP_SOURCE_DIR="$source_dir"
+    -DMP_SOURCE_DIR="$source_dir" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
 }
 
 # Pickles cross between the library's code and the program's: a type must be identified
@@ -179,10 +217,47 @@ step_cross_compiler() {
   mkdir -p "$work/cross-compiler"
   say "cross-compiler: $other builds a program against the mp that $cxx built"
   # shellcheck disable=SC2086 # the flags are meant to split
-  "$other" -std=c++20 -O1 -Wall -Wextra -Werror -o "$work/cross-compiler/consumer" \
+  "$other" -O1 -Wall -Wextra -Werror -o "$work/cross-compiler/consumer" \
     "$here/cross_compiler/main.cpp" $flags -Wl,-rpath,"$(pkg-config --variable=libdir mp)"
   say "cross-compiler: run"
   "$work/cross-compiler/consumer" || die "cross-compiler: the consumer exited with $?"
+}
+
+# A shared libmp with hidden visibility: what MP_API marks must be enough for a program.
+step_shared() {
+  local shared_build=$work/shared-build shared_prefix=$work/shared-prefix
+  local launcher
+  launcher=$(cache_value CMAKE_CXX_COMPILER_LAUNCHER)
+  rm -rf "$shared_build" "$shared_prefix"
+  say "shared: configure and build mp as a shared library"
+  cmake -S "$source_dir" -B "$shared_build" -G "$generator" -DCMAKE_CXX_COMPILER="$cxx" \
+    ${launcher:+-DCMAKE_CXX_COMPILER_LAUNCHER="$launcher"} -DCMAKE_BUILD_TYPE="$config" \
+    -DBUILD_SHARED_LIBS=ON -DMP_INSTALL=ON -DMP_BUILD_TESTS=OFF -DMP_BUILD_TOOLS=OFF \
+    -DMP_BUILD_EXAMPLES=OFF -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON -Werror=dev
+  cmake --build "$shared_build" --config "$config" --parallel "$jobs"
+  cmake --install "$shared_build" --prefix "$shared_prefix" --config "$config"
+  local library
+  library=$(find "$shared_prefix" -name 'libmp.so.*' -type f -print -quit)
+  [[ -n $library ]] || die "shared: no libmp.so installed"
+  [[ -z $(find "$shared_prefix" -name 'libmp.a' -print -quit) ]] || die "shared: libmp.a installed too"
+  # Hidden visibility: the exported symbols are mp's API, none of lib/src's internals
+  # (mp::posix but the three that libmp_listener uses, anonymous namespaces, the start
+  # methods' launchers, the heap's arenas).
+  local exported internal
+  exported=$(nm -D -C --defined-only "$library" | grep -c ' mp::' || true)
+  internal=$(nm -D -C --defined-only "$library" |
+    grep -E ' (mp::posix::|mp::\(anonymous namespace\)|mp::detail::(launch_fork|launch_spawn|child_main|Arena))' |
+    grep -v -E ' mp::posix::(unique_fd::|last_error\(|random_bytes\()' || true)
+  say "shared: $library exports $exported symbols of mp"
+  [[ -z $internal ]] || die "shared: libmp.so exports internals:$(printf '\n   %s' "$internal")"
+  [[ $exported -gt 50 ]] || die "shared: libmp.so exports only $exported symbols of mp"
+  # pkg-config: a shared libmp needs its system libraries only privately.
+  local static_flags
+  static_flags=$(PKG_CONFIG_PATH=${library%/*}/pkgconfig pkg-config --static --libs mp)
+  [[ " $static_flags " == *" -pthread "* ]] || die "shared: pkg-config --static --libs lacks -pthread"
+  build_and_run_consumer shared-find_package "$here/find_package" \
+    -DCMAKE_PREFIX_PATH="$shared_prefix" -DMP_EXPECTED_PREFIX="$shared_prefix"
+  build_and_run_consumer shared-pool "$here/shared" -DCMAKE_PREFIX_PATH="$shared_prefix"
 }
 
 for step in "${steps[@]}"; do
@@ -193,6 +268,7 @@ for step in "${steps[@]}"; do
     pkg-config) step_pkg_config ;;
     add_subdirectory) step_add_subdirectory ;;
     cross-compiler) step_cross_compiler ;;
+    shared) step_shared ;;
     *) usage ;;
   esac
   say "$step: passed"

@@ -40,6 +40,8 @@
 // (about 200 KiB each way on Linux): one side must read while the other sends.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -70,7 +72,7 @@ enum class Framing : std::uint8_t { native, python };
 
 // One end of a Pipe: sends and receives whole messages (pickled objects or bytes).
 // Move-only; the destructor closes it. Python: multiprocessing.connection.Connection.
-class Connection {
+class MP_API Connection {
  public:
   // A closed connection (every operation but close() and closed() throws).
   Connection() noexcept = default;
@@ -224,23 +226,23 @@ class Connection {
 // Python peer's recv_handle takes it). Blocks while the socket is full. Throws
 // std::system_error if the OS refuses (ENOTSOCK, EPIPE, EBADF, ...), else as send_bytes.
 // Python: multiprocessing.reduction.send_handle(conn, handle, destination_pid).
-void send_handle(Connection& connection, int handle);
+MP_API void send_handle(Connection& connection, int handle);
 
 // Receives a file descriptor sent by send_handle (or Python's) and returns it; the
 // caller owns it (close-on-exec). Blocks until it arrives. Throws mp::EOFError if the
 // other end is closed, std::system_error(EPROTO) if a byte came without a descriptor,
 // else as recv_bytes. Python: multiprocessing.reduction.recv_handle(conn).
-int recv_handle(Connection& connection);
+MP_API int recv_handle(Connection& connection);
 
 // A connected pair of Connections. duplex: both ends send and receive (a socket pair);
 // else (receive end, send end). Throws std::system_error if the OS refuses.
 // Python: Pipe(duplex=True).
-std::pair<Connection, Connection> Pipe(bool duplex = true);
+MP_API std::pair<Connection, Connection> Pipe(bool duplex = true);
 
 // Something mp::wait can watch: a Connection (ready when recv() would not block: a
 // message or the end of the stream), a Process (ready once it has ended: its sentinel),
 // or a raw fd (ready when readable or hung up). Refers to the object; does not own it.
-class Waitable {
+class MP_API Waitable {
  public:
   Waitable(const Connection& connection) noexcept : object_(&connection) {}  // NOLINT
   Waitable(const Process& process) noexcept : object_(&process) {}           // NOLINT
@@ -258,10 +260,10 @@ class Waitable {
 // timeout passed. Never returns early. Throws std::invalid_argument for an empty list
 // without a timeout (it would never return) and for a closed Connection or an unstarted
 // Process, std::system_error if poll(2) fails. Python: multiprocessing.connection.wait.
-std::vector<std::size_t> wait(std::span<const Waitable> objects,
-                              WaitTimeout timeout = std::nullopt);
-std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
-                              WaitTimeout timeout = std::nullopt);
+MP_API std::vector<std::size_t> wait(std::span<const Waitable> objects,
+                                     WaitTimeout timeout = std::nullopt);
+MP_API std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
+                                     WaitTimeout timeout = std::nullopt);
 
 // A Connection moved into a Process belongs to the child once it is started: start()
 // closes the parent's copy (see detail::release_after_start in <mp/process.hpp>), so

@@ -8,11 +8,12 @@
 //     spawn process throws std::logic_error instead of re-running main() recursively.
 //   - cpu_count() honours CPU affinity and a cgroup v2 CPU quota (Python's cpu_count
 //     reports the host; process_cpu_count (3.13) only honours affinity).
-//   - Only "fork" and "spawn" exist so far; "forkserver" is planned.
 //   - Starting a process through a context (or with ProcessOptions::start_method) never
 //     fixes the default start method: Python's spawn context fixes it as a side effect,
 //     against its own advice that libraries use contexts to leave the default alone.
 #pragma once
+
+#include <mp/detail/export.hpp>
 
 #include <optional>
 #include <string>
@@ -27,11 +28,11 @@ namespace mp {
 // Call first thing in main(). In a child started with the spawn method it runs the
 // child's target and exits (never returns); otherwise it only records that the
 // program supports spawn. Python: freeze_support() plus the `__main__` guard.
-void freeze_support(int argc, char** argv);
+MP_API void freeze_support(int argc, char** argv);
 
 // A start method bound as an object, so code can say which method it uses without
 // changing the global default. Python: multiprocessing.get_context(method).
-class Context {
+class MP_API Context {
  public:
   // The method this context starts processes with: "fork" or "spawn".
   const std::string& get_start_method() const noexcept { return method_; }
@@ -56,23 +57,23 @@ class Context {
 
 // The context of `method`, or of the default method when empty.
 // Throws std::invalid_argument for an unknown method.
-Context get_context(std::optional<std::string_view> method = std::nullopt);
+MP_API Context get_context(std::optional<std::string_view> method = std::nullopt);
 
 // Sets the default start method. Throws std::logic_error if it was already set and
 // `force` is false (Python: RuntimeError); std::invalid_argument if unknown.
-void set_start_method(std::string_view method, bool force = false);
+MP_API void set_start_method(std::string_view method, bool force = false);
 
 // The default start method; with allow_none, nullopt if none was set yet (Python
 // then fixes the default on first use, and so does mp). In a child it starts as the
 // method that started the child (a context's too), so the child's own children start
 // the same way, as Python's Process._bootstrap forces it.
-std::optional<std::string> get_start_method(bool allow_none = false);
+MP_API std::optional<std::string> get_start_method(bool allow_none = false);
 
 // {"fork", "spawn"}: the methods this platform supports, default first.
-std::vector<std::string> get_all_start_methods();
+MP_API std::vector<std::string> get_all_start_methods();
 
 // CPUs this process may run on: the affinity mask, further limited by a cgroup v2
 // quota (cpu.max) when one is set. At least 1.
-int cpu_count();
+MP_API int cpu_count();
 
 }  // namespace mp

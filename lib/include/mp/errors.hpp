@@ -16,6 +16,8 @@
 //     instead of a formatted traceback string.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <sys/types.h>
 #include <cstdint>
 #include <new>
@@ -26,20 +28,20 @@
 namespace mp {
 
 // Root of mp's own errors. Python: multiprocessing.ProcessError.
-class ProcessError : public std::runtime_error {
+class MP_API ProcessError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
 // A blocking call ran out of time. Python: multiprocessing.TimeoutError.
-class TimeoutError : public ProcessError {
+class MP_API TimeoutError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
 
 // recv_bytes_into() got a message larger than the buffer; the message is kept.
 // Python: multiprocessing.BufferTooShort (message in args[0]).
-class BufferTooShort : public ProcessError {
+class MP_API BufferTooShort : public ProcessError {
  public:
   explicit BufferTooShort(std::string message)
       : ProcessError("message does not fit the buffer (" + std::to_string(message.size()) +
@@ -53,14 +55,14 @@ class BufferTooShort : public ProcessError {
 };
 
 // Python: multiprocessing.AuthenticationError.
-class AuthenticationError : public ProcessError {
+class MP_API AuthenticationError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
 
 // The other end of a connection is closed and nothing is left to read.
 // Python: EOFError.
-class EOFError : public ProcessError {
+class MP_API EOFError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
@@ -68,7 +70,7 @@ class EOFError : public ProcessError {
 // An exception escaped a function run in another process. Carries the remote
 // exception's (demangled) type name and its what() text.
 // Python: multiprocessing.pool.RemoteTraceback as __cause__ of the re-raised error.
-class RemoteError : public ProcessError {
+class MP_API RemoteError : public ProcessError {
  public:
   RemoteError(std::string type_name, std::string message)
       : ProcessError(type_name + ": " + message),
@@ -85,20 +87,20 @@ class RemoteError : public ProcessError {
 };
 
 // A pool can no longer run a task. Python: concurrent.futures.process.BrokenProcessPool.
-class BrokenProcessPool : public ProcessError {
+class MP_API BrokenProcessPool : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
 
 // The result of a cancelled Future was asked for. Python: concurrent.futures.CancelledError.
-class CancelledError : public ProcessError {
+class MP_API CancelledError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
 
 // The worker that held a task died before finishing it. The pool replaces the worker
 // and stays usable. Python has no equivalent (Pool hangs; the executor breaks).
-class WorkerLostError : public BrokenProcessPool {
+class MP_API WorkerLostError : public BrokenProcessPool {
  public:
   // `exitcode` as Process::exitcode(): N for exit(N), -N for signal N.
   WorkerLostError(pid_t pid, std::optional<int> exitcode);
@@ -111,20 +113,20 @@ class WorkerLostError : public BrokenProcessPool {
 };
 
 // Serialization failed while pickling. Python: pickle.PicklingError.
-class PicklingError : public ProcessError {
+class MP_API PicklingError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
 
 // Bytes that do not hold a valid pickle of the requested type (truncated, corrupt,
 // another type, absurd sizes). Python: pickle.UnpicklingError.
-class UnpicklingError : public ProcessError {
+class MP_API UnpicklingError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
 
 // A barrier was aborted or reset, or a party died. Python: threading.BrokenBarrierError.
-class BrokenBarrierError : public ProcessError {
+class MP_API BrokenBarrierError : public ProcessError {
  public:
   using ProcessError::ProcessError;
 };
@@ -134,7 +136,7 @@ class BrokenBarrierError : public ProcessError {
 // Set the environment variable MP_HEAP_SIZE (bytes, read when the heap is created) for a
 // larger heap; its default reserves 64 GiB of address space, of which only the pages
 // touched cost memory.
-class HeapExhausted : public std::bad_alloc {
+class MP_API HeapExhausted : public std::bad_alloc {
  public:
   HeapExhausted(std::uint64_t requested, std::uint64_t heap_size)
       : message_("mp shared heap exhausted (" + std::to_string(heap_size) +
@@ -170,6 +172,6 @@ class Full : public std::runtime_error {
 };
 
 // How a process ended, in words: "exit code 3", "killed by SIGKILL", "still running".
-std::string describe_exitcode(std::optional<int> exitcode);
+MP_API std::string describe_exitcode(std::optional<int> exitcode);
 
 }  // namespace mp

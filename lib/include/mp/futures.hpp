@@ -33,6 +33,8 @@
 //     a task may never finish.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -213,7 +215,7 @@ struct ProcessPoolExecutorOptions {
 };
 
 // Python: concurrent.futures.ProcessPoolExecutor.
-class ProcessPoolExecutor {
+class MP_API ProcessPoolExecutor {
  public:
   // Starts the workers. Throws as mp::Pool's constructor.
   ProcessPoolExecutor() : ProcessPoolExecutor(ProcessPoolExecutorOptions{}) {}
@@ -310,9 +312,9 @@ struct WaitResult {
 
 namespace detail_wait {
 // Waits until `satisfied()` or the deadline, woken by completions of `states`.
-bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
-                 const std::function<bool()>& satisfied,
-                 std::optional<std::chrono::nanoseconds> timeout);
+MP_API bool wait_states(const std::vector<std::shared_ptr<mp::detail::FutureState>>& states,
+                        const std::function<bool()>& satisfied,
+                        std::optional<std::chrono::nanoseconds> timeout);
 
 // `fs` without repetitions (the first of each), as Python's set(fs).
 template <class T>

@@ -42,6 +42,8 @@
 // authkey waits for a challenge that a Listener without one never sends.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,7 +61,7 @@ struct ListenerOptions {
 
 // A socket bound to an address, listening. Move-only; the destructor closes it.
 // Python: multiprocessing.connection.Listener.
-class Listener {
+class MP_API Listener {
  public:
   // Binds to `address` (see the header comment; empty: an abstract Unix address the
   // kernel picks) and listens. Throws std::invalid_argument for an address that cannot be
@@ -114,7 +116,7 @@ struct ClientOptions {
 // bad address or an empty authkey, std::system_error if the connection fails
 // (ECONNREFUSED, ENOENT: nobody listens there), mp::AuthenticationError if the
 // authentication fails. Python: multiprocessing.connection.Client.
-Connection Client(std::string_view address, ClientOptions options = {});
+MP_API Connection Client(std::string_view address, ClientOptions options = {});
 
 // The serving half of the handshake: sends a challenge ("#CHALLENGE#{sha256}" and 40
 // random bytes), checks the peer's HMAC (sha256, or any digest Python allows: md5,
@@ -122,12 +124,12 @@ Connection Client(std::string_view address, ClientOptions options = {});
 // "#WELCOME#" or "#FAILURE#". Throws mp::AuthenticationError on a wrong or malformed
 // answer, or if the peer breaks off; std::invalid_argument for an empty authkey.
 // Python: multiprocessing.connection.deliver_challenge(connection, authkey).
-void deliver_challenge(Connection& connection, std::string_view authkey);
+MP_API void deliver_challenge(Connection& connection, std::string_view authkey);
 
 // The answering half: receives a challenge, sends its HMAC (the digest the challenge
 // names, or a bare HMAC-MD5 for a 20-byte challenge from Python <= 3.11) and expects
 // "#WELCOME#". Throws mp::AuthenticationError if rejected or malformed.
 // Python: multiprocessing.connection.answer_challenge(connection, authkey).
-void answer_challenge(Connection& connection, std::string_view authkey);
+MP_API void answer_challenge(Connection& connection, std::string_view authkey);
 
 }  // namespace mp

@@ -40,6 +40,8 @@
 // so that waits forever.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <concepts>
 #include <cstddef>

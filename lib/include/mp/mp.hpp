@@ -2,6 +2,8 @@
 // module in Python.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/errors.hpp>

@@ -58,6 +58,8 @@
 // fingerprint) followed by the value's encoding (see mp/detail/pickle_archive.hpp).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <array>
 #include <bit>
 #include <concepts>
@@ -104,14 +106,14 @@ std::uint64_t pickle_header() noexcept {
 
 // Cold paths, compiled once in lib/src/pickle.cpp.
 // Explains why `data` does not start with `expected_header` and throws UnpicklingError.
-[[noreturn]] void throw_bad_header(std::string_view data, std::uint64_t expected_header,
-                                   std::string_view type);
-[[noreturn]] void throw_trailing_bytes(std::size_t count, std::string_view type);
+[[noreturn]] MP_API void throw_bad_header(std::string_view data, std::uint64_t expected_header,
+                                          std::string_view type);
+[[noreturn]] MP_API void throw_trailing_bytes(std::size_t count, std::string_view type);
 // Inside a catch block: rethrows cereal::Exception as PicklingError, anything else as is.
-[[noreturn]] void rethrow_pickling_error(std::string_view type);
+[[noreturn]] MP_API void rethrow_pickling_error(std::string_view type);
 // Inside a catch block: rethrows cereal::Exception, std::length_error and std::bad_alloc
 // (bogus sizes) as UnpicklingError, anything else (a user's load()) as is.
-[[noreturn]] void rethrow_unpickling_error(std::string_view type);
+[[noreturn]] MP_API void rethrow_unpickling_error(std::string_view type);
 
 // Bytes a fresh pickle of `obj` will need, when that is cheap to know.
 template <class T>

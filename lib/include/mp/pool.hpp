@@ -46,6 +46,8 @@
 // not block for long and must not wait on results of this pool.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -273,7 +275,7 @@ class IMapIterator {
 };
 
 // A pool of worker processes. Python: multiprocessing.Pool.
-class Pool {
+class MP_API Pool {
  public:
   // Starts the workers. Throws std::invalid_argument for processes < 1 or an unknown
   // start method, std::system_error if the OS refuses. Python: Pool(...).

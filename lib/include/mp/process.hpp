@@ -18,6 +18,8 @@
 //   - pid() is 0 before start() (Python: None).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -114,7 +116,7 @@ Target make_target(F&& f, Args&&... args) {
 
 }  // namespace detail
 
-class Process {
+class MP_API Process {
  public:
   // A process whose run() does nothing unless a subclass overrides it.
   Process();
@@ -204,14 +206,14 @@ class Process {
 
 // The Process object of the calling process ("MainProcess" in the main process).
 // Its name() and pid() are right inside children. Python: current_process().
-Process& current_process();
+MP_API Process& current_process();
 
 // The process that started this one, or nullptr in the main process. Its is_alive()
 // tells whether the parent still runs. Python: parent_process().
-Process* parent_process();
+MP_API Process* parent_process();
 
 // The children of this process that are still running (finished ones are reaped as
 // a side effect). Python: active_children().
-std::vector<Process> active_children();
+MP_API std::vector<Process> active_children();
 
 }  // namespace mp

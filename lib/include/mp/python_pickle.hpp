@@ -44,6 +44,8 @@
 //   anything in this list <-> Object (dynamic; ints of any size)
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -77,7 +79,7 @@ struct Bytes {
 // shape. A tree of values (no sharing, no cycles); copyable; == compares structurally
 // (same kind, so 1 != 1.0 != True unlike Python; equal contents; a NaN equals a NaN;
 // dicts and sets as multisets of entries, regardless of order, in quadratic time).
-class Object {
+class MP_API Object {
  public:
   enum class Kind {
     none,
@@ -150,7 +152,7 @@ class Object {
   // Appends an entry to a dict (no duplicate check).
   void dict_append(Object key, Object value);
 
-  friend bool operator==(const Object& a, const Object& b);
+  friend MP_API bool operator==(const Object& a, const Object& b);
 
  private:
   Kind kind_ = Kind::none;
@@ -168,12 +170,12 @@ namespace mp::pickle::python::detail {
 
 // The byte-level core, compiled once (lib/src/python_pickle.cpp).
 // Throws mp::PicklingError for a str that is not UTF-8 or nesting deeper than 1000.
-std::string dumps_object(const Object& value);
+MP_API std::string dumps_object(const Object& value);
 // Throws mp::UnpicklingError as described at the top of this file.
-Object loads_object(std::string_view data);
-[[noreturn]] void throw_type_mismatch(const Object& found, std::string_view expected,
-                                      std::string_view cpp_type);
-[[noreturn]] void throw_out_of_range(const Object& found, std::string_view cpp_type);
+MP_API Object loads_object(std::string_view data);
+[[noreturn]] MP_API void throw_type_mismatch(const Object& found, std::string_view expected,
+                                             std::string_view cpp_type);
+[[noreturn]] MP_API void throw_out_of_range(const Object& found, std::string_view cpp_type);
 
 template <class T>
 struct is_optional : std::false_type {};

@@ -32,6 +32,8 @@
 //   - Timeouts are std::chrono durations; they never end early (absolute deadlines).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -52,7 +54,7 @@ namespace detail {
 // The byte-level core of every queue, compiled once in lib/src/queues.cpp: a FIFO of
 // pickles in the shared heap, with a put lock and a get lock (robust mp::Locks) so that
 // producers and consumers do not contend with each other.
-class queue_core : private shared_object {
+class MP_API queue_core : private shared_object {
  public:
   // maxsize <= 0: unbounded. Throws mp::HeapExhausted, std::system_error.
   explicit queue_core(long maxsize);
@@ -102,7 +104,7 @@ class queue_core : private shared_object {
 };
 
 // Throws std::invalid_argument: the queue handle was closed.
-[[noreturn]] void throw_queue_closed(const char* what);
+[[noreturn]] MP_API void throw_queue_closed(const char* what);
 
 template <class T>
 void queue_decode(std::string_view pickle, void* context) {
@@ -117,9 +119,9 @@ std::string_view queue_pickle(const T& item, std::string& buffer) {
   return buffer;
 }
 
-std::string& queue_buffer() noexcept;
+MP_API std::string& queue_buffer() noexcept;
 // Gives back the memory of a buffer that grew past what small items need.
-void queue_buffer_trim(std::string& buffer) noexcept;
+MP_API void queue_buffer_trim(std::string& buffer) noexcept;
 
 }  // namespace detail
 

@@ -44,6 +44,8 @@
 //     while assigning leaves the old value, and a reader never sees half a value).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -91,7 +93,7 @@ struct shm_mapping;
 }
 
 // A named segment of shared memory, mapped in this process. Python: SharedMemory.
-class SharedMemory {
+class MP_API SharedMemory {
  public:
   // An empty handle (what pickle::loads fills in): no name, size 0, empty buf().
   SharedMemory() noexcept = default;
@@ -166,7 +168,7 @@ struct ShareableListOptions {
 // Reads never block and see whole values; assignments take a robust lock in the segment
 // (a writer killed while holding it is taken over) and publish each value with one
 // atomic store, after writing it beside the old one (so a slot takes twice its capacity).
-class ShareableList {
+class MP_API ShareableList {
  public:
   // An empty list (what pickle::loads fills in): size 0, no segment.
   ShareableList() = default;
@@ -233,7 +235,7 @@ class ShareableList {
 
 namespace detail {
 // The pid of this process tree's shared-memory watchdog, 0 if none was started (tests).
-pid_t shared_memory_watchdog_pid();
+MP_API pid_t shared_memory_watchdog_pid();
 }  // namespace detail
 
 }  // namespace mp

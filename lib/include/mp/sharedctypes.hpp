@@ -35,6 +35,8 @@
 //     memory of a RawValue/RawArray.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -109,7 +111,7 @@ namespace detail {
 // The byte-level core of every sharedctypes object: `count` elements of `element_size`
 // bytes in the shared heap, after a small header that records the element type (checked
 // when a handle is loaded from a pickle). Compiled once in lib/src/sharedctypes.cpp.
-class ctypes_core : public shared_object {
+class MP_API ctypes_core : public shared_object {
  public:
   // `initial`: count * element_size bytes to copy in, or nullptr for zeroes.
   // Throws std::length_error if the size overflows, mp::HeapExhausted.
@@ -147,7 +149,7 @@ class ctypes_core : public shared_object {
 };
 
 // Throws std::logic_error: `what` has no lock (it was made with mp::no_lock).
-[[noreturn]] void throw_no_lock(const char* what);
+[[noreturn]] MP_API void throw_no_lock(const char* what);
 
 }  // namespace detail
 

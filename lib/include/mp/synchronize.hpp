@@ -38,6 +38,8 @@
 //     process lives on) is not detected, as in Python.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -92,7 +94,7 @@ class Condition;
 // half-updated then: check or repair it before releasing. A process that tries only
 // non-blocking acquire(false) never takes a dead owner's lock over; any blocking or
 // timed acquire does.
-class Lock : private detail::shared_object, public detail::lockable<Lock> {
+class MP_API Lock : private detail::shared_object, public detail::lockable<Lock> {
  public:
   // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
   Lock();
@@ -154,7 +156,7 @@ class Lock : private detail::shared_object, public detail::lockable<Lock> {
 // A recursive lock owned by one thread of one process: only the owner may release it,
 // and it must release as many times as it acquired. Python: RLock().
 // Owner death as for Lock: recovered() is true until the owner's last release().
-class RLock : private detail::shared_object, public detail::lockable<RLock> {
+class MP_API RLock : private detail::shared_object, public detail::lockable<RLock> {
  public:
   // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
   RLock();
@@ -188,7 +190,7 @@ class RLock : private detail::shared_object, public detail::lockable<RLock> {
 // A counter that acquire() decrements, waiting while it is zero, and release()
 // increments. No owner, so no owner-death handling (as Python's): a process that dies
 // between acquire and release leaves the count one lower. Python: Semaphore(value=1).
-class Semaphore : private detail::shared_object, public detail::lockable<Semaphore> {
+class MP_API Semaphore : private detail::shared_object, public detail::lockable<Semaphore> {
  public:
   // Throws std::invalid_argument if value < 0 (Python: ValueError), mp::HeapExhausted.
   explicit Semaphore(int value = 1);
@@ -225,7 +227,7 @@ class BoundedSemaphore : public Semaphore {
 
 // A condition variable shared between processes, bound to a Lock or RLock (a new RLock
 // by default, as Python). Python: Condition(lock=None).
-class Condition : private detail::shared_object, public detail::lockable<Condition> {
+class MP_API Condition : private detail::shared_object, public detail::lockable<Condition> {
  public:
   // Throws mp::HeapExhausted, std::system_error.
   Condition();
@@ -291,7 +293,7 @@ class Condition : private detail::shared_object, public detail::lockable<Conditi
 };
 
 // A flag that processes can wait for. Python: Event().
-class Event : private detail::shared_object {
+class MP_API Event : private detail::shared_object {
  public:
   // A new event, not set. Throws mp::HeapExhausted, std::system_error.
   Event();
@@ -323,7 +325,7 @@ class Event : private detail::shared_object {
 //
 // A party that dies while it waits (or while it runs the action) breaks the barrier:
 // the others get BrokenBarrierError within about 50 ms.
-class Barrier : private detail::shared_object {
+class MP_API Barrier : private detail::shared_object {
  public:
   // `action`, if given, runs in the last process to arrive, before any party is
   // released. `timeout` is the default for wait(). Throws std::invalid_argument unless

@@ -9,10 +9,13 @@
 #include <system_error>
 #include <utility>
 
+#include <mp/detail/export.hpp>
+
 namespace mp::posix {
 
-// Owns one file descriptor; closes it on destruction. Move-only.
-class unique_fd {
+// Owns one file descriptor; closes it on destruction. Move-only. Exported (MP_API), as
+// last_error() below, for libmp_listener, which is linked against a shared libmp.
+class MP_API unique_fd {
  public:
   unique_fd() noexcept = default;
   explicit unique_fd(int fd) noexcept : fd_(fd) {}
@@ -35,7 +38,7 @@ class unique_fd {
 };
 
 // The last errno as an error_code.
-std::error_code last_error() noexcept;
+MP_API std::error_code last_error() noexcept;
 
 // Every fd the library creates goes through one of these two right away, so that it is
 // never 0, 1 or 2: a program started with stdin, stdout or stderr closed would otherwise

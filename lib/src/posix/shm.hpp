@@ -58,8 +58,8 @@ namespace mp::posix {
 [[nodiscard]] std::error_code file_identity(int fd, std::uint64_t& device,
                                             std::uint64_t& inode) noexcept;
 
-// Fills `size` bytes with random bytes (getrandom).
-[[nodiscard]] std::error_code random_bytes(void* out, std::size_t size) noexcept;
+// Fills `size` bytes with random bytes (getrandom). Exported for libmp_listener.
+[[nodiscard]] MP_API std::error_code random_bytes(void* out, std::size_t size) noexcept;
 
 // Faults in every page of [address, address + size) for writing at once
 // (MADV_POPULATE_WRITE; on kernels before 5.14, a read of every page, which for shared

@@ -2,7 +2,10 @@
 // (clang++ against a g++-built library, g++ against a clang++-built one), it uses the
 // parts where the library and the program's code exchange pickles: Pool's tasks (the
 // library pickles the task trampoline's type, the program loads it), map, imap and
-// imap_unordered, a Queue, and children started with every start method.
+// imap_unordered, a Queue, children started with every start method, and a Python
+// pickle compared with Object's operator== (compiled into the library). The packaging
+// test `shared` builds it against a shared libmp: it then also checks that libmp
+// exports what these need.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +13,7 @@
 #include <mp/context.hpp>
 #include <mp/pool.hpp>
 #include <mp/process.hpp>
+#include <mp/python_pickle.hpp>
 #include <mp/queues.hpp>
 #include <numeric>
 #include <stdexcept>
@@ -77,6 +81,9 @@ int main(int argc, char** argv) {
       return fail(method + ": " + e.what());
     }
   }
+  namespace py = mp::pickle::python;
+  const py::Object list = py::Object::list({py::Object::str("ada"), py::Object::floating(1.5)});
+  if (py::loads(py::dumps(list)) != list) return fail("a Python pickle round trip");
   std::puts("cross-compiler consumer: ok");
   return EXIT_SUCCESS;
 }

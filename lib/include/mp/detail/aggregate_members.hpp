@@ -10,6 +10,8 @@
 // into a member the predicate refuses. Only declarations are used: nothing here runs.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <climits>
 #include <cstddef>
 #include <limits>

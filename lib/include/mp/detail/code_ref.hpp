@@ -9,6 +9,8 @@
 // import and guarantees that the child's code at that offset is the parent's.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstdint>
 #include <string>
 
@@ -27,14 +29,14 @@ struct code_ref {
 // The module whose executable segments hold `address`, and the offset into it.
 // Throws std::invalid_argument if no loaded module has code at that address (a data
 // address, a JIT buffer, nullptr). Fast: a cached module table, rescanned on a miss.
-code_ref locate_code(const void* address);
+MP_API code_ref locate_code(const void* address);
 
 // The address in this process of the code `ref` names. Throws mp::UnpicklingError if no
 // loaded module has that id (the child runs a different binary or library than the
 // parent) or if the offset is outside that module's code.
-const void* resolve_code(const code_ref& ref);
+MP_API const void* resolve_code(const code_ref& ref);
 
 // The module id of the main executable (never changes while the process runs).
-const std::string& main_module_id();
+MP_API const std::string& main_module_id();
 
 }  // namespace mp::detail

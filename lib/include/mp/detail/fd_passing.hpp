@@ -12,6 +12,8 @@
 // fds to set_inherited_fds(); unpickling calls take_inherited_fd(index) to own each.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -21,7 +23,7 @@ namespace mp::detail {
 // While alive, register_fd_for_child() on this thread records into it. Nests: the
 // innermost one collects. Neither owns nor duplicates the fds: their owners must stay
 // open until the launcher has sent them.
-class FdCollector {
+class MP_API FdCollector {
  public:
   FdCollector() noexcept;
   ~FdCollector();
@@ -41,17 +43,17 @@ class FdCollector {
 // list the child receives. Throws mp::PicklingError (message: `what` can only be passed
 // as a Process argument) when no FdCollector is active on this thread, i.e. when the
 // pickle is not the argument list of a spawned child (a Queue message, say).
-std::uint32_t register_fd_for_child(int fd, const char* what);
+MP_API std::uint32_t register_fd_for_child(int fd, const char* what);
 
 // Child side: takes ownership of the fds the parent sent, in index order (any left
 // from an earlier call are closed).
-void set_inherited_fds(std::vector<int> fds) noexcept;
+MP_API void set_inherited_fds(std::vector<int> fds) noexcept;
 
 // Child side: gives up ownership of the inherited fd at `index` to the caller. Throws
 // mp::UnpicklingError if there is no such fd or it was taken already.
-int take_inherited_fd(std::uint32_t index);
+MP_API int take_inherited_fd(std::uint32_t index);
 
 // Child side: closes the inherited fds that nobody took.
-void close_inherited_fds() noexcept;
+MP_API void close_inherited_fds() noexcept;
 
 }  // namespace mp::detail

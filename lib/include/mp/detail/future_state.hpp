@@ -2,6 +2,8 @@
 // Internal to mp.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -17,7 +19,7 @@
 
 namespace mp::detail {
 
-class FutureState : public JobSink {
+class MP_API FutureState : public JobSink {
  public:
   // Whether the task runs is asked of the pool (running()): its worker decides.
   enum class Status { pending, cancelled, finished };

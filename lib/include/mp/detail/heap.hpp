@@ -12,6 +12,8 @@
 // the block it was freeing, never corrupts the heap); see lib/src/heap.cpp.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -38,23 +40,23 @@ using heap_types::shared_ref;
 // Creates this process's main arena unless it has one. Called by Process::start() (so
 // every child has the arena) and by every shared object's constructor. Throws
 // std::system_error if the OS refuses, std::invalid_argument for a bad MP_HEAP_SIZE.
-void heap_ensure();
+MP_API void heap_ensure();
 
 // Allocates at least `size` bytes in the main arena (creating it if needed), 16-byte
 // aligned, contents unspecified. Throws mp::HeapExhausted.
-shared_ref heap_allocate(std::size_t size);
+MP_API shared_ref heap_allocate(std::size_t size);
 
 // Gives a block back. A block that is not allocated (a double free) is reported on
 // stderr and left alone. Never throws.
-void heap_free(shared_ref ref) noexcept;
+MP_API void heap_free(shared_ref ref) noexcept;
 
 // The address of `ref` in this process. Throws mp::UnpicklingError if this process
 // does not map that arena (a handle from another process tree).
-void* heap_address(shared_ref ref);
+MP_API void* heap_address(shared_ref ref);
 
 // This process's pid, cached (a forked child refreshes it). getpid() without the system
 // call.
-pid_t current_pid() noexcept;
+MP_API pid_t current_pid() noexcept;
 
 // The kinds of shared objects, checked when a handle is unpickled.
 enum class shared_kind : std::uint32_t {
@@ -74,7 +76,7 @@ enum class shared_kind : std::uint32_t {
 // the object's ref and state when its last reference goes, in whichever process drops
 // it, before the object's own block is freed. One per kind; must not throw.
 using shared_finalizer = void (*)(shared_ref ref, void* state) noexcept;
-void set_shared_finalizer(shared_kind kind, shared_finalizer finalizer) noexcept;
+MP_API void set_shared_finalizer(shared_kind kind, shared_finalizer finalizer) noexcept;
 
 // A counted reference to an object in the shared heap: the base of mp's handle classes.
 // Each object starts with a header holding a reference count; copying a handle takes a
@@ -85,7 +87,7 @@ void set_shared_finalizer(shared_kind kind, shared_finalizer finalizer) noexcept
 // process drops it (std::exit in a forked child never frees the parent's objects). A
 // process killed while it holds references leaks them: the memory goes away with the
 // arena when the last process of the tree ends.
-class shared_object {
+class MP_API shared_object {
  public:
   shared_object(const shared_object& other) noexcept;
   shared_object& operator=(const shared_object& other) noexcept;

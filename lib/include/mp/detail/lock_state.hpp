@@ -3,6 +3,8 @@
 // runs inline (one compare-and-swap, one exchange) instead of through two calls.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <cstdint>
 
@@ -31,8 +33,8 @@ struct LockState {
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 // This process's owner id once known (0 before the first use and after fork).
-extern std::atomic<owner_id> cached_owner_id;
-owner_id current_owner_id_slow() noexcept;
+extern MP_API std::atomic<owner_id> cached_owner_id;
+MP_API owner_id current_owner_id_slow() noexcept;
 
 // The calling process's owner id (read from /proc once per process).
 inline owner_id current_owner_id() noexcept {

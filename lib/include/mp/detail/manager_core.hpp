@@ -7,6 +7,8 @@
 // wrappers pickle.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -35,7 +37,7 @@ struct Recoveries {
 // A Manager's segment in the shared heap, with its own allocator and an undo journal, and
 // the one Lock that serializes every operation on its containers (lib/src/
 // manager_segment.cpp). Copies and pickles refer to the same segment.
-class ManagerCore : private shared_object {
+class MP_API ManagerCore : private shared_object {
  public:
   // Refers to nothing (a handle about to be loaded from a pickle).
   ManagerCore() noexcept = default;
@@ -74,7 +76,7 @@ class ManagerCore : private shared_object {
 // The container kinds derive their operations from it; each operation takes the lock
 // (waiting as long as it takes; a dead holder is taken over and its operation rolled
 // back) and throws std::logic_error on a handle that refers to nothing.
-class ContainerCore {
+class MP_API ContainerCore {
  public:
   ContainerCore() noexcept = default;
 
@@ -101,13 +103,13 @@ class ContainerCore {
 };
 
 // Per-thread buffers for pickles, so that an operation does not allocate.
-std::string& manager_key_buffer();
-std::string& manager_value_buffer();
-std::string& manager_out_buffer();
+MP_API std::string& manager_key_buffer();
+MP_API std::string& manager_value_buffer();
+MP_API std::string& manager_out_buffer();
 
 // The store of SharedDict and Namespace: pickled keys and values in a hash table that
 // keeps insertion order (lib/src/manager_dict.cpp). Each operation is one transaction.
-class DictCore : public ContainerCore {
+class MP_API DictCore : public ContainerCore {
  public:
   DictCore() noexcept = default;
   // A new empty container of `kind` (dict or name_space) whose element types
@@ -136,7 +138,7 @@ class DictCore : public ContainerCore {
 
 // The store of SharedList: pickled items in an array (lib/src/manager_list.cpp). Each
 // operation is one transaction. Indexes may be negative (from the end).
-class ListCore : public ContainerCore {
+class MP_API ListCore : public ContainerCore {
  public:
   ListCore() noexcept = default;
   // A new empty list whose item type `fingerprint` names. Throws mp::HeapExhausted.

@@ -22,6 +22,8 @@
 //   anything else        whatever its serialize()/save()/load() writes
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cereal/cereal.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
@@ -88,11 +90,11 @@ template <class T>
 constexpr void report_unpicklable();
 
 // Out-of-line throwers (lib/src/pickle.cpp): keep the inline read path small.
-[[noreturn]] void throw_truncated(std::size_t wanted, std::size_t available);
-[[noreturn]] void throw_bad_size(std::uint64_t count, std::size_t available);
-[[noreturn]] void throw_bad_bool(unsigned value);
-[[noreturn]] void throw_too_deep_to_pickle(std::size_t limit);
-[[noreturn]] void throw_too_deep_to_unpickle(std::size_t limit);
+[[noreturn]] MP_API void throw_truncated(std::size_t wanted, std::size_t available);
+[[noreturn]] MP_API void throw_bad_size(std::uint64_t count, std::size_t available);
+[[noreturn]] MP_API void throw_bad_bool(unsigned value);
+[[noreturn]] MP_API void throw_too_deep_to_pickle(std::size_t limit);
+[[noreturn]] MP_API void throw_too_deep_to_unpickle(std::size_t limit);
 
 // How deeply `ar(...)` calls may nest while pickling or unpickling (each level of a
 // recursive type such as `struct Node { std::vector<Node> children; }` takes two: its
@@ -123,7 +125,7 @@ class NestingGuard {
   std::size_t& depth_;
 };
 
-class PickleOutputArchive
+class MP_API PickleOutputArchive
     : public cereal::OutputArchive<PickleOutputArchive, cereal::AllowEmptyClassElision> {
  public:
   // Appends to `out`, which must outlive the archive (or the next rebind()).
@@ -157,7 +159,7 @@ class PickleOutputArchive
   std::size_t depth_ = 0;
 };
 
-class PickleInputArchive
+class MP_API PickleInputArchive
     : public cereal::InputArchive<PickleInputArchive, cereal::AllowEmptyClassElision> {
  public:
   // Reads from `in`, whose bytes must outlive the archive (or the next rebind()).
@@ -234,8 +236,8 @@ struct ThreadArchiveSlot {
   Archive* archive = nullptr;
   bool in_use = false;
 };
-ThreadArchiveSlot<PickleOutputArchive>& thread_output_archive() noexcept;
-ThreadArchiveSlot<PickleInputArchive>& thread_input_archive() noexcept;
+MP_API ThreadArchiveSlot<PickleOutputArchive>& thread_output_archive() noexcept;
+MP_API ThreadArchiveSlot<PickleInputArchive>& thread_input_archive() noexcept;
 
 // The archive for one dump/load: the thread's shared one when `Reuse` and it is free
 // (it is not when a comparator or hash function pickles while a load runs), else its own.
@@ -393,8 +395,8 @@ void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::multiset<K, C, A>& s
 // Function pointers travel as code references (mp/detail/code_ref.hpp). These
 // overloads are more specialized than cereal's catch-all for raw pointers (which
 // only static_asserts).
-void save_function_address(PickleOutputArchive& ar, const void* address);
-const void* load_function_address(PickleInputArchive& ar);
+MP_API void save_function_address(PickleOutputArchive& ar, const void* address);
+MP_API const void* load_function_address(PickleInputArchive& ar);
 
 template <class F>
 requires std::is_function_v<F>

@@ -3,6 +3,8 @@
 // which element to blame in the compile-time error. Internal to mp.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <array>
 #include <chrono>
 #include <deque>

@@ -2,6 +2,8 @@
 // only because the typed front end (<mp/pool.hpp>) decodes results from it.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -15,7 +17,7 @@ namespace mp::detail {
 // shared heap, which a worker reads (input) or wrote (result) in place, so a chunk of
 // several MiB is copied once per direction instead of through fresh malloc'd strings.
 // Move-only; frees its block.
-class PoolBytes {
+class MP_API PoolBytes {
  public:
   static constexpr std::size_t kHeapFrom = 16 * 1024;  // the pool's records hold less inline
 

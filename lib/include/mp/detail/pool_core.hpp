@@ -4,6 +4,8 @@
 // (the transport) is not visible here.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -41,7 +43,7 @@ struct InitCall {
 
 // Receives the outcome of each task of one job (apply, map, imap...), in the pool's
 // result thread. Implementations must not throw.
-class JobSink {
+class MP_API JobSink {
  public:
   virtual ~JobSink() = default;
   virtual void task_done(std::uint64_t index, PoolBytes&& result) noexcept = 0;
@@ -74,7 +76,7 @@ enum class HelpResult {
   not_worth_spinning,  // tasks run long, or the pool is gone: wait instead
 };
 
-class PoolCore {
+class MP_API PoolCore {
  public:
   // Starts options.processes workers on this machine (shared-memory rings).
   explicit PoolCore(PoolCoreOptions options);

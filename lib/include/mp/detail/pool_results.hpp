@@ -2,6 +2,8 @@
 // lib/src/pool_results.cpp. Internal to mp.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,7 +23,7 @@ namespace mp::detail {
 
 // The state of an AsyncResult: how many tasks are left, their pickled results, the
 // first error.
-class ResultState : public JobSink {
+class MP_API ResultState : public JobSink {
  public:
   explicit ResultState(std::size_t tasks);
   bool batched() const noexcept override { return batched_; }
@@ -60,7 +62,7 @@ class ResultState : public JobSink {
 
 // The state of an imap iterator: chunk results as they arrive, delivered in order
 // (imap) or as they come (imap_unordered), with the input fed lazily. Compiled once.
-class IMapState : public JobSink {
+class MP_API IMapState : public JobSink {
  public:
   // `feed` pickles the next chunk of input into `input` and returns true, or returns
   // false at the end of the input. It runs in the consumer's thread. An exception it
@@ -82,6 +84,6 @@ class IMapState : public JobSink {
   std::shared_ptr<Impl> impl_;
 };
 
-std::size_t default_chunksize(std::size_t length, int processes) noexcept;
+MP_API std::size_t default_chunksize(std::size_t length, int processes) noexcept;
 
 }  // namespace mp::detail

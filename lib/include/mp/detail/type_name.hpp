@@ -2,6 +2,8 @@
 // Internal to mp: not part of the public API.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <cstdint>
 #include <string_view>
 
@@ -285,7 +287,7 @@ inline char type_anchor = 0;
 // A 32-bit identity of the object at `anchor`: a hash of the id of the module holding it
 // and its offset from that module's load base (lib/src/pickle.cpp). Equal in every process
 // running the same binary.
-std::uint32_t address_fingerprint(const void* anchor) noexcept;
+MP_API std::uint32_t address_fingerprint(const void* anchor) noexcept;
 
 // True for types the standard library or cereal define, which the generic rules for
 // user types (raw bytes, empty classes) must leave alone.
