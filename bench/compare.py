@@ -99,7 +99,7 @@ GOALS = [
     {"bench": "manager_dict_set_get", "metric": "get_ops_per_s", "vs_cpython": 150.0},
     {"bench": "shared_memory_array_write", "metric": "GB_per_s", "vs_cpython": 0.9,
      "vs_floor": ("probe_shm_first_touch", None)},
-    # Issue 6: and at least boost::interprocess::message_queue's 8-byte rate between two
+    # And at least boost::interprocess::message_queue's 8-byte rate between two
     # processes (about 7M msgs/s here), measured in the same run by the probe.
     {"bench": "queue_throughput_small", "metric": "msgs_per_s", "vs_cpython": 28.0,
      "at_least": 7e6, "vs_floor": ("probe_boost_message_queue", 1.0)},
@@ -581,7 +581,7 @@ def mp_map_lines(records):
             ratio = "" if r["impl"] == "mp-map" or not mine else fmt_ratio(r["value"] / mine)
             params = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items())
             out.append(f"| {bench} ({params}) | {r['impl']} | {r['value']:.3g} s | {ratio} |")
-    out += ["", "Goals (issue 9):", ""]
+    out += ["", "Goals:", ""]
     for bench, other, want in MP_MAP_GOALS:
         mine, theirs = (value_of(table, "mp-map", bench, "wall_s"),
                         value_of(table, other, bench, "wall_s"))

@@ -1,4 +1,4 @@
-// mp-map's built-in functions, named after the workloads of the course (../shared/seeds):
+// mp-map's built-in functions, named after the workloads of the course notes mp grew from:
 // each takes one item's text and returns the text of its result. Bad input throws
 // std::invalid_argument with a message that says what was expected (mp-map adds the
 // item and its line number).
