@@ -400,6 +400,20 @@ def queue_throughput(cfg, name, n, payload_bytes):
         emit(name, params, "MB_per_s", [n * payload_bytes / 1e6 / t for t in runs], "MB/s")
 
 
+
+def timed_roundtrips(conn, n, what):
+    """Microseconds per round trip of n small ints echoed by the peer of `conn`, after
+    WARMUP untimed ones."""
+    for i in range(WARMUP):
+        conn.send(i)
+        conn.recv()
+    t0 = perf()
+    for i in range(n):
+        conn.send(i)
+        if conn.recv() != i:
+            raise BenchError(f"{what} echo mismatch")
+    return (perf() - t0) / n * 1e6
+
 def pipe_roundtrip(cfg, name, n):
     """Duplex Pipe(), the child echoes. Timed: N x (send(i); recv() == i)
     after 100 untimed round trips."""
@@ -409,15 +423,7 @@ def pipe_roundtrip(cfg, name, n):
         with Children() as kids:
             kids.start(ctx.Process(target=pipe_echo, args=(child_conn,)))
             child_conn.close()
-            for i in range(WARMUP):
-                parent_conn.send(i)
-                parent_conn.recv()
-            t0 = perf()
-            for i in range(n):
-                parent_conn.send(i)
-                if parent_conn.recv() != i:
-                    raise BenchError("pipe echo mismatch")
-            runs.append((perf() - t0) / n * 1e6)
+            runs.append(timed_roundtrips(parent_conn, n, "pipe"))
             parent_conn.send(None)
             kids.join_ok()
         parent_conn.close()
@@ -648,15 +654,7 @@ def listener_roundtrip(cfg, name, n):
             with Listener(address, authkey=authkey) as listener, Children() as kids:
                 kids.start(ctx.Process(target=listener_echo, args=(address, authkey)))
                 conn = listener.accept()
-                for i in range(WARMUP):
-                    conn.send(i)
-                    conn.recv()
-                t0 = perf()
-                for i in range(n):
-                    conn.send(i)
-                    if conn.recv() != i:
-                        raise BenchError("listener echo mismatch")
-                runs.append((perf() - t0) / n * 1e6)
+                runs.append(timed_roundtrips(conn, n, "listener"))
                 conn.send(None)
                 kids.join_ok()
                 conn.close()
