@@ -49,6 +49,8 @@
 // process that can write the segment can corrupt it, as with any shared memory.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>

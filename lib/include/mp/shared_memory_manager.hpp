@@ -22,13 +22,14 @@
 //     child's copy never unlinks anything (its destructor and shutdown() do nothing).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include <sys/types.h>
 
-#include <mp/detail/export.hpp>
 #include <mp/shared_memory.hpp>
 
 namespace mp {

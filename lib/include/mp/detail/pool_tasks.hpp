@@ -4,6 +4,8 @@
 // decoding the chunks' results. Internal to mp.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <chrono>
 #include <concepts>
 #include <cstddef>

@@ -7,10 +7,11 @@
 // later lock() throws mp::SegmentPoisoned instead of letting anyone walk that structure.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <atomic>
 #include <cstdint>
 
-#include <mp/detail/export.hpp>
 #include <mp/detail/lock_state.hpp>
 #include <mp/errors.hpp>
 

@@ -3,6 +3,8 @@
 // (<mp/managers.hpp> does, for its factories).
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <type_traits>
 
 namespace mp {
