@@ -22,6 +22,7 @@
 #include <mp/synchronize.hpp>
 
 #include "bench.hpp"
+#include "set_get.hpp"
 
 namespace mp_bench {
 namespace {
@@ -37,8 +38,8 @@ void manager_dict_client(Dict d, std::int64_t n, mp::Connection& result) {
   std::int64_t total = 0;
   for (std::int64_t i = 0; i < n; ++i) total += d[i];
   const auto t2 = Clock::now();
-  result.send(std::tuple(std::chrono::duration<double>(t1 - t0).count(),
-                         std::chrono::duration<double>(t2 - t1).count(), total));
+  result.send(SetGetTimes(std::chrono::duration<double>(t1 - t0).count(),
+                          std::chrono::duration<double>(t2 - t1).count(), total));
   result.close();
 }
 
@@ -55,30 +56,13 @@ void manager_dict_writer(Dict d, std::int64_t n, std::int64_t writer, mp::Semaph
 }  // namespace
 
 MP_BENCH_ROW(manager_dict_set_get, 1300, 20'000, 5'000) {
-  const std::int64_t n = row.size();
   const mp::Context context = mp::get_context(row.options().start_method);
-  std::vector<double> set_runs, get_runs;
   mp::Manager manager;
-  for (int run = 0; run < row.runs(); ++run) {
-    check_deadline();
+  emit_set_get(row, [&](mp::Connection sender) {
     auto d = manager.dict<std::int64_t, std::int64_t>();
-    auto [recv_conn, send_conn] = mp::Pipe(false);
-    mp::Process child = context.process(&manager_dict_client, d, n, std::move(send_conn));
-    ReapOnError reaper(child);
-    child.start();
-    if (!recv_conn.poll(kResultTimeout)) throw BenchError("child sent no result");
-    const auto [t_set, t_get, total] = recv_conn.recv<std::tuple<double, double, std::int64_t>>();
-    join_ok(child, "child");
-    reaper.release();
-    if (total != n * (n - 1) / 2 || d.size() != static_cast<std::size_t>(n))
-      throw BenchError("manager dict contents wrong");
-    set_runs.push_back(static_cast<double>(n) / t_set);
-    get_runs.push_back(static_cast<double>(n) / t_get);
-  }
-  const JsonObject params = {
-      {"N", n}, {"key", std::string("int i")}, {"start_method", row.options().start_method}};
-  row.emit(params, "set_ops_per_s", set_runs, "ops/s");
-  row.emit(params, "get_ops_per_s", get_runs, "ops/s");
+    mp::Process child = context.process(&manager_dict_client, d, row.size(), std::move(sender));
+    return std::pair(std::move(child), [d] { return d.size(); });
+  });
 }
 
 MP_BENCH_ROW(manager_dict_concurrent, 1400, 20'000, 5'000) {

@@ -44,6 +44,7 @@
 #include <mp/synchronize.hpp>
 
 #include "bench.hpp"
+#include "set_get.hpp"
 
 namespace mp_bench {
 namespace {
@@ -57,11 +58,9 @@ using BoostMap = bip::map<std::int64_t, std::int64_t, std::less<std::int64_t>,
                                          bip::managed_shared_memory::segment_manager>>;
 using MpMap = mp::ipc::map<std::int64_t, std::int64_t>;
 
-using Times = std::tuple<double, double, std::int64_t>;
-
 // Times n sets then n gets, each under `lock`.
 template <class Map, class Lock>
-Times time_set_get(Map& map, Lock& lock, std::int64_t n) {
+SetGetTimes time_set_get(Map& map, Lock& lock, std::int64_t n) {
   const auto t0 = Clock::now();
   for (std::int64_t i = 0; i < n; ++i) {
     std::scoped_lock guard(lock);
@@ -91,32 +90,6 @@ void mp_map_client(mp::ManagedSharedMemory segment, mp::Lock lock, std::int64_t 
   auto* map = segment.find<MpMap>("map");
   result.send(time_set_get(*map, lock, n));
   result.close();
-}
-
-// Runs the client `make_child` returns for each run, checks the map, emits the rows.
-template <class MakeChild>
-void emit_set_get(const Row& row, MakeChild make_child) {
-  const std::int64_t n = row.size();
-  std::vector<double> set_runs, get_runs;
-  for (int run = 0; run < row.runs(); ++run) {
-    check_deadline();
-    auto [recv_conn, send_conn] = mp::Pipe(false);
-    auto [child, size_of_map] = make_child(std::move(send_conn));
-    ReapOnError reaper(child);
-    child.start();
-    if (!recv_conn.poll(kResultTimeout)) throw BenchError("child sent no result");
-    const auto [t_set, t_get, total] = recv_conn.recv<Times>();
-    join_ok(child, "the map client");
-    reaper.release();
-    if (total != n * (n - 1) / 2 || size_of_map() != static_cast<std::size_t>(n))
-      throw BenchError("map contents wrong");
-    set_runs.push_back(static_cast<double>(n) / t_set);
-    get_runs.push_back(static_cast<double>(n) / t_get);
-  }
-  const JsonObject params = {
-      {"N", n}, {"key", std::string("int i")}, {"start_method", row.options().start_method}};
-  row.emit(params, "set_ops_per_s", set_runs, "ops/s");
-  row.emit(params, "get_ops_per_s", get_runs, "ops/s");
 }
 
 // ---- spawning at a given parent resident set ----
