@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,24 +28,11 @@ namespace {
 using Counter = std::atomic<std::uint64_t>;
 using Map = mp::ipc::map<std::int64_t, std::int64_t>;
 
-bool segment_exists(const std::string& name) {
-  struct stat st {};
-  return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
-}
-
-// Removes a segment at the end of a test, whatever happened.
-struct Unlinker {
-  std::string name;
-  ~Unlinker() {
-    if (!name.empty()) ::shm_unlink(("/" + name).c_str());
-  }
-};
-
 // ---- One process ----
 
 TEST(InterprocessTest, ContainersAndNamedObjects) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 20);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   auto* manager = segment.get_segment_manager();
   auto* numbers = segment.construct<mp::ipc::vector<double>>("numbers")(manager);
   for (int i = 0; i < 1000; ++i) numbers->push_back(i * 0.5);
@@ -82,17 +68,17 @@ TEST(InterprocessTest, ContainersAndNamedObjects) {
   EXPECT_FALSE(segment.destroy<int>("answer"));
   EXPECT_FALSE(segment.recovered());
   segment.unlink();
-  EXPECT_FALSE(segment_exists(segment.name()));
+  EXPECT_FALSE(mp_test::segment_exists(segment.name()));
 }
 
 TEST(InterprocessTest, BadSizesAndForeignSegmentsAreRefused) {
   EXPECT_THROW(mp::ManagedSharedMemory(mp::create_only, 100), std::invalid_argument);
   mp::SharedMemory plain(mp::create_only, 4096);
-  Unlinker cleanup{plain.name()};
+  mp_test::SegmentUnlinker cleanup{plain.name()};
   EXPECT_THROW(mp::ManagedSharedMemory(mp::open_only, plain.name()), std::invalid_argument);
   // A managed header whose mutex offsets point elsewhere.
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup2{segment.name()};
+  mp_test::SegmentUnlinker cleanup2{segment.name()};
   auto* header = reinterpret_cast<mp::detail::managed_header*>(segment.shm().buf().data());
   const std::uint64_t saved = header->mutex_offset[1];
   header->mutex_offset[1] = 1 << 20;
@@ -113,7 +99,7 @@ TEST(InterprocessTest, BadSizesAndForeignSegmentsAreRefused) {
 
 TEST(InterprocessTest, ExhaustionThrowsAndLeavesTheSegmentUsable) {
   mp::ManagedSharedMemory segment(mp::create_only, 64 * 1024);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   auto* manager = segment.get_segment_manager();
   auto* numbers = segment.construct<mp::ipc::vector<std::int64_t>>("numbers")(manager);
   std::size_t pushed = 0;
@@ -141,7 +127,7 @@ TEST(InterprocessTest, ExhaustionThrowsAndLeavesTheSegmentUsable) {
 
 TEST(InterprocessTest, PicklesAsItsName) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   *segment.construct<int>("x")(0) = 7;
   auto loaded = mp::pickle::loads<mp::ManagedSharedMemory>(mp::pickle::dumps(segment));
   EXPECT_EQ(loaded.name(), segment.name());
@@ -165,7 +151,7 @@ void add_keys(mp::ManagedSharedMemory segment, mp::Lock lock, int writer, int co
 
 TEST_P(InterprocessProcessTest, ConcurrentWritersToASharedMap) {
   mp::ManagedSharedMemory segment(mp::create_only, 8 << 20);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   auto* map = segment.construct<Map>("map")(segment.get_segment_manager());
   mp::Lock lock;
   constexpr int kWriters = 4, kCount = 2000;
@@ -189,14 +175,14 @@ void check_named_and_reply(mp::ManagedSharedMemory segment) {
 
 TEST_P(InterprocessProcessTest, NamedObjectFoundFromAChild) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   segment.construct<mp::ipc::string>("greeting")("from the parent", segment.get_segment_manager());
   auto child = start(&check_named_and_reply, segment);
   join_ok(child);
   auto* reply = segment.find<mp::ipc::string>("reply");
   ASSERT_NE(reply, nullptr);
   EXPECT_EQ(*reply, "from the child");
-  EXPECT_TRUE(segment_exists(segment.name())) << "an attaching child removed the segment";
+  EXPECT_TRUE(mp_test::segment_exists(segment.name())) << "an attaching child removed the segment";
   segment.unlink();
 }
 
@@ -209,7 +195,7 @@ void receive_and_fill(mp::Queue<mp::ManagedSharedMemory> queue) {
 
 TEST_P(InterprocessProcessTest, HandleThroughAQueue) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   auto* numbers = segment.construct<mp::ipc::vector<double>>("numbers")(
       std::size_t{100}, 1.5, segment.get_segment_manager());
   mp::Queue<mp::ManagedSharedMemory> queue;
@@ -251,7 +237,7 @@ void allocate_once(mp::ManagedSharedMemory segment) {
 
 TEST_P(InterprocessProcessTest, WriterKilledInsideAllocationNeverDeadlocks) {
   mp::ManagedSharedMemory segment(mp::create_only, 4 << 20);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   auto* progress = segment.construct<Counter>("progress")(0);
   auto* data = segment.construct<mp::ipc::vector<int>>("data")(std::size_t{1000}, 0,
                                                                segment.get_segment_manager());
@@ -295,7 +281,7 @@ void die_holding(mp::ManagedSharedMemory segment, int which) {
 
 TEST_P(InterprocessProcessTest, OwnerDeathWhileOnlyReadingNamesPoisonsNothing) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   segment.construct<int>("answer")(42);
   auto child = start(&die_holding, segment, 2);
   join_ok(child);
@@ -313,7 +299,7 @@ TEST_P(InterprocessProcessTest, OwnerDeathWhileOnlyReadingNamesPoisonsNothing) {
 
 TEST_P(InterprocessProcessTest, OwnerDeathInTheAllocatorPoisonsAllocationOnly) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   auto* manager = segment.get_segment_manager();
   auto* numbers = segment.construct<mp::ipc::vector<int>>("numbers")(std::size_t{10}, 1, manager);
   auto* spare = segment.construct<mp::ipc::vector<int>>("spare")(std::size_t{10}, 2, manager);
@@ -334,7 +320,7 @@ TEST_P(InterprocessProcessTest, OwnerDeathInTheAllocatorPoisonsAllocationOnly) {
 
 TEST_P(InterprocessProcessTest, OwnerDeathInTheIndexPoisonsNamesOnly) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   int* answer = segment.construct<int>("answer")(42);
   auto child = start(&die_holding, segment, 1);
   join_ok(child);
@@ -355,11 +341,11 @@ TEST_P(InterprocessProcessTest, TreeEndRemovesTheSegmentUnlessPersistent) {
   int watchdog = 0;
   fields >> lasting >> persistent >> watchdog;
   ASSERT_FALSE(persistent.empty()) << result.out;
-  Unlinker cleanup1{lasting}, cleanup2{persistent};
+  mp_test::SegmentUnlinker cleanup1{lasting}, cleanup2{persistent};
   ASSERT_GT(watchdog, 0);
   ASSERT_TRUE(mp_test::wait_gone(watchdog, 30s)) << "the watchdog did not end";
-  EXPECT_FALSE(segment_exists(lasting)) << "left behind by an ended tree";
-  ASSERT_TRUE(segment_exists(persistent)) << "persist = true did not persist";
+  EXPECT_FALSE(mp_test::segment_exists(lasting)) << "left behind by an ended tree";
+  ASSERT_TRUE(mp_test::segment_exists(persistent)) << "persist = true did not persist";
   mp::ManagedSharedMemory kept(mp::open_only, persistent);
   ASSERT_NE(kept.find<int>("answer"), nullptr);
   EXPECT_EQ(*kept.find<int>("answer"), 42);
@@ -368,7 +354,7 @@ TEST_P(InterprocessProcessTest, TreeEndRemovesTheSegmentUnlessPersistent) {
 
 TEST(InterprocessTest, ClosedSegmentThrowsInsteadOfTouchingUnmappedMemory) {
   mp::ManagedSharedMemory segment(mp::create_only, 1 << 16);
-  Unlinker cleanup{segment.name()};
+  mp_test::SegmentUnlinker cleanup{segment.name()};
   mp::ManagedSharedMemory copy = segment;
   segment.shm().close();
   EXPECT_THROW(copy.find<int>("x"), std::logic_error);

@@ -4,7 +4,6 @@
 
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 
 #include <cstring>
 #include <sstream>
@@ -22,18 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool segment_exists(const std::string& name) {
-  struct stat st {};
-  return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
-}
-
-struct Unlinker {
-  std::string name;
-  ~Unlinker() {
-    if (!name.empty()) ::shm_unlink(("/" + name).c_str());
-  }
-};
-
 TEST(SharedMemoryManagerTest, ScopeEndUnlinksWhatTheFactoriesMade) {
   std::string block_name, list_name;
   mp::SharedMemory block;
@@ -47,12 +34,12 @@ TEST(SharedMemoryManagerTest, ScopeEndUnlinksWhatTheFactoriesMade) {
     list_name = list.shm().name();
     EXPECT_EQ(smm.segment_names(), (std::vector<std::string>{block_name, list_name}));
     EXPECT_EQ(list[1], mp::ShareableItem(std::string("two")));
-    EXPECT_TRUE(segment_exists(block_name));
-    EXPECT_TRUE(segment_exists(list_name));
+    EXPECT_TRUE(mp_test::segment_exists(block_name));
+    EXPECT_TRUE(mp_test::segment_exists(list_name));
   }
-  Unlinker cleanup1{block_name}, cleanup2{list_name};
-  EXPECT_FALSE(segment_exists(block_name));
-  EXPECT_FALSE(segment_exists(list_name));
+  mp_test::SegmentUnlinker cleanup1{block_name}, cleanup2{list_name};
+  EXPECT_FALSE(mp_test::segment_exists(block_name));
+  EXPECT_FALSE(mp_test::segment_exists(list_name));
   // A handle still open keeps its mapping, as in Python.
   std::memcpy(block.buf().data(), "still mapped", 12);
   EXPECT_EQ(std::memcmp(block.buf().data(), "still mapped", 12), 0);
@@ -67,10 +54,10 @@ TEST(SharedMemoryManagerTest, StartShutdownAndMisuse) {
   auto block = smm.SharedMemory(10);
   auto gone = smm.SharedMemory(10);
   gone.unlink();  // by the user first: shutdown skips it
-  Unlinker cleanup{block.name()};
+  mp_test::SegmentUnlinker cleanup{block.name()};
   EXPECT_THROW(smm.SharedMemory(0), std::invalid_argument);
   smm.shutdown();
-  EXPECT_FALSE(segment_exists(block.name()));
+  EXPECT_FALSE(mp_test::segment_exists(block.name()));
   EXPECT_FALSE(smm.running());
   smm.shutdown();  // idempotent
   EXPECT_THROW(smm.SharedMemory(10), std::logic_error);
@@ -99,14 +86,14 @@ TEST_P(SharedMemoryManagerProcessTest, SegmentsReachChildrenAndOnlyTheOwnerUnlin
   smm.start();
   forked_manager = &smm;
   auto block = smm.SharedMemory(4096);
-  Unlinker cleanup{block.name()};
+  mp_test::SegmentUnlinker cleanup{block.name()};
   auto child = start(&shut_down_copy_and_write, block);
   join_ok(child);
   forked_manager = nullptr;
-  EXPECT_TRUE(segment_exists(block.name())) << "a child's copy of the manager unlinked";
+  EXPECT_TRUE(mp_test::segment_exists(block.name())) << "a child's copy of the manager unlinked";
   EXPECT_EQ(std::memcmp(block.buf().data(), "child", 5), 0);
   smm.shutdown();
-  EXPECT_FALSE(segment_exists(block.name()));
+  EXPECT_FALSE(mp_test::segment_exists(block.name()));
 }
 
 TEST_P(SharedMemoryManagerProcessTest, KilledOwnerLeavesNothingInDevShm) {
@@ -117,11 +104,11 @@ TEST_P(SharedMemoryManagerProcessTest, KilledOwnerLeavesNothingInDevShm) {
   int watchdog = 0;
   fields >> block >> list >> watchdog;
   ASSERT_FALSE(list.empty()) << result.out;
-  Unlinker cleanup1{block}, cleanup2{list};
+  mp_test::SegmentUnlinker cleanup1{block}, cleanup2{list};
   ASSERT_GT(watchdog, 0);
   ASSERT_TRUE(mp_test::wait_gone(watchdog, 30s)) << "the watchdog did not end";
-  EXPECT_FALSE(segment_exists(block));
-  EXPECT_FALSE(segment_exists(list));
+  EXPECT_FALSE(mp_test::segment_exists(block));
+  EXPECT_FALSE(mp_test::segment_exists(list));
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryManagerProcessTest,

@@ -119,6 +119,19 @@ inline std::optional<std::string> wait_for_file(
   return std::nullopt;
 }
 
+// Whether a POSIX shared memory segment of this name (without the leading '/') exists.
+inline bool segment_exists(const std::string& name) {
+  return std::filesystem::exists("/dev/shm/" + name);
+}
+
+// Removes a shared memory segment at the end of a test, whatever happened.
+struct SegmentUnlinker {
+  std::string name;
+  ~SegmentUnlinker() {
+    if (!name.empty()) ::shm_unlink(("/" + name).c_str());
+  }
+};
+
 // True if process `pid` (not necessarily our child) ends within `limit`.
 inline bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
   int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
