@@ -95,32 +95,23 @@ class segment_reading_scope {
   bool old_;
 };
 
-// The segment manager's mutexes: mp's robust lock, poisoned after a takeover.
-class segment_mutex {
+// The segment manager's mutexes: mp's robust lock, poisoned after a takeover; the
+// recursive one counts its owner's re-entries.
+template <bool Recursive>
+class basic_segment_mutex {
  public:
-  segment_mutex() = default;
-  segment_mutex(const segment_mutex&) = delete;
-  segment_mutex& operator=(const segment_mutex&) = delete;
-  void lock() { segment_mutex_lock(state_, false, segment_reading_only); }
-  bool try_lock() { return segment_mutex_try_lock(state_, false, segment_reading_only); }
-  void unlock() noexcept { segment_mutex_unlock(state_, false); }
+  basic_segment_mutex() = default;
+  basic_segment_mutex(const basic_segment_mutex&) = delete;
+  basic_segment_mutex& operator=(const basic_segment_mutex&) = delete;
+  void lock() { segment_mutex_lock(state_, Recursive, segment_reading_only); }
+  bool try_lock() { return segment_mutex_try_lock(state_, Recursive, segment_reading_only); }
+  void unlock() noexcept { segment_mutex_unlock(state_, Recursive); }
 
  private:
   segment_mutex_state state_;
 };
-
-class segment_recursive_mutex {
- public:
-  segment_recursive_mutex() = default;
-  segment_recursive_mutex(const segment_recursive_mutex&) = delete;
-  segment_recursive_mutex& operator=(const segment_recursive_mutex&) = delete;
-  void lock() { segment_mutex_lock(state_, true, segment_reading_only); }
-  bool try_lock() { return segment_mutex_try_lock(state_, true, segment_reading_only); }
-  void unlock() noexcept { segment_mutex_unlock(state_, true); }
-
- private:
-  segment_mutex_state state_;
-};
+using segment_mutex = basic_segment_mutex<false>;
+using segment_recursive_mutex = basic_segment_mutex<true>;
 
 struct segment_mutex_family {
   using mutex_type = segment_mutex;
