@@ -266,6 +266,7 @@ TEST_P(SynchronizeTest, LockOwnerKilledWhileHolding) {
   mp::Event ready;
   auto child = start(&hold_and_hang<mp::Lock>, lock, ready);
   ASSERT_TRUE(ready.wait(30s));
+  EXPECT_TRUE(lock.locked()) << "held by another process";
   EXPECT_FALSE(lock.acquire(false));
   EXPECT_FALSE(lock.recovered());
   child.kill();  // not joined yet: a zombie must count as dead too
@@ -329,6 +330,7 @@ TEST_P(SynchronizeTest, RLockOwnerKilledWhileHolding) {
   mp::Event ready;
   auto child = start(&hold_and_hang<mp::RLock>, lock, ready);
   ASSERT_TRUE(ready.wait(30s));
+  EXPECT_TRUE(lock.locked()) << "held by another process's thread";
   EXPECT_FALSE(lock.acquire(false));
   child.kill();
   const auto start = Clock::now();
@@ -545,6 +547,29 @@ TEST(SynchronizeLocal, LockTimeoutNeverReturnsEarly) {
   EXPECT_THROW(lock.release(), std::invalid_argument);
   EXPECT_TRUE(lock.try_lock_for(5ms));
   lock.unlock();
+}
+
+TEST(SynchronizeLocal, LockedSaysWhetherAnyoneHoldsTheLock) {
+  mp::Lock lock;
+  EXPECT_FALSE(lock.locked());
+  lock.acquire();
+  EXPECT_TRUE(lock.locked());
+  bool seen_by_other_thread = false;
+  std::thread([&] { seen_by_other_thread = lock.locked(); }).join();
+  EXPECT_TRUE(seen_by_other_thread);
+  lock.release();
+  EXPECT_FALSE(lock.locked());
+
+  mp::RLock rlock;
+  EXPECT_FALSE(rlock.locked());
+  rlock.acquire();
+  rlock.acquire();
+  std::thread([&] { seen_by_other_thread = rlock.locked(); }).join();
+  EXPECT_TRUE(seen_by_other_thread) << "locked() is about any owner, not the caller";
+  rlock.release();
+  EXPECT_TRUE(rlock.locked()) << "one recursion level is still held";
+  rlock.release();
+  EXPECT_FALSE(rlock.locked());
 }
 
 TEST(SynchronizeLocal, RLockRecursionAndOwnership) {

@@ -116,6 +116,10 @@ bool lock_release(LockState& state) {
   return true;
 }
 
+bool lock_locked(const LockState& state) {
+  return (state.word.load(std::memory_order_acquire) & ~kWaitersBit) != 0;
+}
+
 bool lock_held_by_this_process(const LockState& state) {
   return (state.word.load(std::memory_order_relaxed) & ~kWaitersBit) == detail::current_owner_id();
 }
@@ -184,6 +188,8 @@ bool Lock::recovered() const noexcept {
   return static_cast<LockState*>(state())->recovered.load(std::memory_order_relaxed) != 0;
 }
 
+bool Lock::locked() const noexcept { return lock_locked(*static_cast<LockState*>(state())); }
+
 bool Lock::held_by_this_process() const noexcept {
   return lock_held_by_this_process(*static_cast<LockState*>(state()));
 }
@@ -210,6 +216,8 @@ void RLock::release() {
 bool RLock::recovered() const noexcept {
   return static_cast<LockState*>(state())->recovered.load(std::memory_order_relaxed) != 0;
 }
+
+bool RLock::locked() const noexcept { return lock_locked(*static_cast<LockState*>(state())); }
 
 bool RLock::held_by_this_thread() const noexcept {
   return rlock_held_by_this_thread(*static_cast<LockState*>(state()));

@@ -126,6 +126,11 @@ class MP_API Lock : private detail::shared_object, public detail::lockable<Lock>
   // been released since. Never blocks.
   bool recovered() const noexcept;
 
+  // Whether any process or thread holds the lock now (a dead owner's lock counts as held
+  // until someone takes it over). A snapshot: it may change at once. Never blocks.
+  // Python: Lock.locked().
+  bool locked() const noexcept;
+
   // C++ Lockable / TimedLockable: see detail::lockable.
 
   using shared_object::ref;
@@ -170,6 +175,10 @@ class MP_API RLock : private detail::shared_object, public detail::lockable<RLoc
 
   // See Lock::recovered().
   bool recovered() const noexcept;
+
+  // Whether any thread of any process holds the lock now (not only the caller), as
+  // Lock::locked(). Never blocks. Python 3.14: RLock.locked().
+  bool locked() const noexcept;
 
   using shared_object::ref;
 
