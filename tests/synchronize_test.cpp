@@ -138,6 +138,14 @@ void barrier_rounds(mp::Barrier barrier, int rounds) {
   for (int i = 0; i < rounds; ++i) barrier.wait(30s);
 }
 
+// Passes `rounds` waits, then dies as `how` says between two waits: "abort" (a crash),
+// "throw" (an exception escapes the target), "exit0" (a clean exit).
+void barrier_rounds_then_end(mp::Barrier barrier, int rounds, std::string how) {
+  for (int i = 0; i < rounds; ++i) barrier.wait(30s);
+  if (how == "abort") std::abort();
+  if (how == "throw") throw std::runtime_error("failed between two waits");
+}
+
 // A bounded queue of ints in shared memory, guarded by a Condition.
 struct Ring {
   static constexpr int kCapacity = 8;
@@ -437,6 +445,35 @@ TEST_P(SynchronizeTest, BarrierWithKilledPartyBreaks) {
   EXPECT_TRUE(barrier.broken());
   ASSERT_TRUE(doomed.join(kJoinLimit));
   barrier.reset();
+  EXPECT_FALSE(barrier.broken());
+}
+
+TEST_P(SynchronizeTest, BarrierPartyThatDiesBetweenWaitsBreaksIt) {
+  // The party dies in its computation, not inside wait(): the others must not hang.
+  for (const std::string how : {"abort", "throw"}) {
+    mp::Barrier barrier(3);
+    auto steady = start(&barrier_rounds, barrier, 1);
+    auto doomed = start(&barrier_rounds_then_end, barrier, 1, how);
+    ASSERT_EQ(barrier.wait(30s) >= 0, true);  // round 1: all three pass
+    ASSERT_TRUE(doomed.join(kJoinLimit));
+    EXPECT_NE(doomed.exitcode(), 0) << how;
+    const auto start = Clock::now();
+    EXPECT_THROW(barrier.wait(30s), mp::BrokenBarrierError) << how;
+    EXPECT_LT(Clock::now() - start, 2s) << how << ": the dead party was not noticed promptly";
+    join_ok(steady);
+  }
+}
+
+TEST_P(SynchronizeTest, BarrierPartyThatExitsCleanlyLeavesIt) {
+  // A team that finished cleanly is not waited for: a new team can use the barrier.
+  mp::Barrier barrier(2);
+  auto first = start(&barrier_rounds_then_end, barrier, 2, std::string("exit0"));
+  barrier.wait(30s);
+  barrier.wait(30s);
+  join_ok(first);
+  auto second = start(&barrier_rounds, barrier, 3);
+  for (int i = 0; i < 3; ++i) ASSERT_NO_THROW(barrier.wait(30s)) << "round " << i;
+  join_ok(second);
   EXPECT_FALSE(barrier.broken());
 }
 
