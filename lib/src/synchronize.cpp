@@ -533,6 +533,9 @@ std::atomic<std::uint64_t>* members_of(BarrierState& barrier) {
 
 // The barriers this process is a member of, to leave at a clean exit. Leaked: the exit
 // handler runs while static destructors may already have run.
+// Marks `Memberships::process` while a thread of that process starts its list (bits
+// 22-31 of an owner id are always 0).
+constexpr detail::owner_id kMembershipsStarting = detail::owner_id{1} << 30;
 struct Memberships {
   std::atomic_flag busy;
   std::atomic<detail::owner_id> process{0};  // whose list this is (a forked child starts anew)
@@ -579,13 +582,21 @@ void leave_barriers_at_clean_exit(int status, void*) noexcept {
 void remember_membership(BarrierState& barrier) {
   Memberships& list = memberships();
   const detail::owner_id me = detail::current_owner_id();
-  if (list.process.load(std::memory_order_acquire) != me) {
+  for (detail::owner_id seen = list.process.load(std::memory_order_acquire); seen != me;
+       seen = list.process.load(std::memory_order_acquire)) {
     // First membership of this process: a forked child inherits its parent's list (and
-    // perhaps a lock a parent thread held) but none of its exit handlers.
+    // perhaps a lock a parent thread held) but none of its exit handlers. One thread
+    // starts the list anew while the others wait for it.
+    if (seen == (me | kMembershipsStarting) ||
+        !list.process.compare_exchange_strong(seen, me | kMembershipsStarting)) {
+      posix::cpu_relax();
+      continue;
+    }
     list.busy.clear(std::memory_order_release);
     list.barriers.clear();
-    if (::on_exit(&leave_barriers_at_clean_exit, nullptr) != 0) return;
-    list.process.store(me, std::memory_order_release);
+    const bool registered = ::on_exit(&leave_barriers_at_clean_exit, nullptr) == 0;
+    list.process.store(registered ? me : 0, std::memory_order_release);
+    if (!registered) return;  // no clean exit to leave at: stay a member
   }
   MembershipsLock lock(list);
   list.barriers.emplace_back(&barrier, barrier.cookie);
