@@ -372,6 +372,10 @@ void expect_one_more_task_joins(mp::JoinableQueue<int>& tasks) {
   EXPECT_TRUE(tasks.join(5s));
 }
 
+void get_and_hand_on(mp::JoinableQueue<int> tasks, mp::Queue<int> handed_on) {
+  handed_on.put(tasks.get());
+}
+
 void take_and_hang(mp::JoinableQueue<int> tasks, mp::Event got) {
   (void)tasks.get();
   got.set();
@@ -531,6 +535,20 @@ TEST_P(QueueTest, ConsumerThatEndsCleanlyDoesNotBreakJoin) {
   join_ok(consumer);
   EXPECT_TRUE(tasks.join(5s));
   expect_one_more_task_joins(tasks);
+}
+
+TEST_P(QueueTest, TaskDoneByAnotherProcessSettlesTheGettersTask) {
+  // The child gets the item and hands it on; the parent marks it done. The child's end
+  // must not count as a lost task.
+  mp::JoinableQueue<int> tasks;
+  mp::Queue<int> handed_on;
+  tasks.put(4);
+  auto child = start(&get_and_hand_on, tasks, handed_on);
+  EXPECT_EQ(handed_on.get(kJoinLimit), 4);
+  join_ok(child);
+  tasks.task_done();
+  EXPECT_EQ(tasks.unfinished_tasks(), 0u);
+  EXPECT_TRUE(tasks.join(5s));
 }
 
 TEST_P(QueueTest, ShutdownWakesAGetWaitingInAnotherProcess) {
