@@ -3,6 +3,7 @@
 // queues themselves, shared values and exit codes, and are joined with a bound. Nothing
 // sleeps to synchronize; the SIGKILL test sleeps only to choose random kill moments.
 #include <signal.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -246,6 +247,87 @@ TEST(QueueBasics, TaskDoneTooOftenThrows) {
   EXPECT_THROW(queue.task_done(), std::invalid_argument);
 }
 
+TEST(QueueBasics, JoinTimeoutAndUnfinishedTasks) {
+  mp::JoinableQueue<int> queue;
+  EXPECT_EQ(queue.unfinished_tasks(), 0u);
+  EXPECT_TRUE(queue.join(0ns));
+  queue.put(1);
+  queue.put(2);
+  EXPECT_EQ(queue.unfinished_tasks(), 2u);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(queue.join(50ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms) << "join(timeout) never ends early";
+  (void)queue.get();
+  EXPECT_EQ(queue.unfinished_tasks(), 2u) << "got, not done: still unfinished";
+  queue.task_done();
+  EXPECT_EQ(queue.unfinished_tasks(), 1u);
+  (void)queue.get();
+  queue.task_done();
+  EXPECT_EQ(queue.unfinished_tasks(), 0u);
+  EXPECT_TRUE(queue.join(0ns));
+}
+
+TEST(QueueBasics, ShutdownRefusesPutsAndDrainsGets) {
+  // Python 3.13: put() raises ShutDown at once; get() goes on until the queue is empty.
+  mp::Queue<int> queue;
+  queue.put(1);
+  queue.put(2);
+  EXPECT_FALSE(queue.is_shutdown());
+  queue.shutdown();
+  EXPECT_TRUE(queue.is_shutdown());
+  EXPECT_THROW(queue.put(3), mp::ShutDown);
+  EXPECT_THROW(queue.put_nowait(3), mp::ShutDown);
+  EXPECT_EQ(queue.get(), 1);
+  EXPECT_EQ(queue.get_nowait(), 2);
+  EXPECT_THROW(queue.get(), mp::ShutDown) << "empty and shut down: no waiting";
+  EXPECT_THROW(queue.get_nowait(), mp::ShutDown);
+  EXPECT_THROW(queue.get(1s), mp::ShutDown);
+  queue.shutdown(true);  // again, immediate: harmless
+  EXPECT_THROW(queue.put(3), mp::ShutDown);
+}
+
+TEST(QueueBasics, ImmediateShutdownDropsItemsAndReleasesJoin) {
+  mp::JoinableQueue<std::string> queue;
+  queue.put("small");
+  queue.put(std::string(100000, 'x'));  // an item block of its own
+  (void)queue.get();                    // one task taken, not done
+  queue.shutdown(true);
+  EXPECT_TRUE(queue.empty());
+  EXPECT_THROW(queue.get_nowait(), mp::ShutDown);
+  EXPECT_EQ(queue.unfinished_tasks(), 1u) << "the dropped item counts as done, as Python";
+  queue.task_done();
+  EXPECT_TRUE(queue.join(0ns));
+}
+
+TEST(QueueBasics, ShutdownWakesWaitingGetAndPutThreads) {
+  mp::Queue<int> empty;
+  mp::Queue<int> full(1);
+  full.put(0);
+  std::atomic<int> shut_down{0};
+  std::thread getter([&] {
+    try {
+      (void)empty.get(30s);
+    } catch (const mp::ShutDown&) {
+      ++shut_down;
+    }
+  });
+  std::thread putter([&] {
+    try {
+      full.put(1, 30s);
+    } catch (const mp::ShutDown&) {
+      ++shut_down;
+    }
+  });
+  std::this_thread::sleep_for(50ms);  // let both threads wait (not needed for correctness)
+  const auto start = std::chrono::steady_clock::now();
+  empty.shutdown();
+  full.shutdown();
+  getter.join();
+  putter.join();
+  EXPECT_EQ(shut_down.load(), 2);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
 // ---- child-side functions (free functions: they work with spawn) ----
 
 void put_range(mp::Queue<int> queue, int first, int count) {
@@ -270,6 +352,42 @@ void joinable_worker(mp::JoinableQueue<int> tasks, mp::Value<long> total) {
     if (task >= 0) total.update([&](long& t) { t += task; });
     tasks.task_done();
     if (task < 0) return;
+  }
+}
+
+// Gets one item and ends as `how` says without task_done(): "throw" (the target
+// throws), "kill" (SIGKILL to itself), or "done" (marks it done, then ends cleanly).
+void take_one_and_end(mp::JoinableQueue<int> tasks, std::string how) {
+  (void)tasks.get();
+  if (how == "throw") throw std::runtime_error("consumer failed on its task");
+  if (how == "kill") ::raise(SIGKILL);
+  tasks.task_done();
+}
+
+// One more task, got and done here: join() returns (the queue works on).
+void expect_one_more_task_joins(mp::JoinableQueue<int>& tasks) {
+  tasks.put(3);
+  EXPECT_EQ(tasks.get(), 3);
+  tasks.task_done();
+  EXPECT_TRUE(tasks.join(5s));
+}
+
+void get_and_hand_on(mp::JoinableQueue<int> tasks, mp::Queue<int> handed_on) {
+  handed_on.put(tasks.get());
+}
+
+void take_and_hang(mp::JoinableQueue<int> tasks, mp::Event got) {
+  (void)tasks.get();
+  got.set();
+  for (;;) ::pause();
+}
+
+// Reports each item it gets on `report`, then -1 when get() throws ShutDown.
+void get_until_shut_down(mp::Queue<int> queue, mp::Queue<int> report) {
+  try {
+    for (;;) report.put(queue.get());
+  } catch (const mp::ShutDown&) {
+    report.put(-1);
   }
 }
 
@@ -364,6 +482,84 @@ TEST_P(QueueTest, JoinableQueueJoinWaitsForEveryTask) {
   tasks.join();
   join_ok(worker);
   EXPECT_THROW(tasks.task_done(), std::invalid_argument);
+}
+
+TEST_P(QueueTest, JoinThrowsWhenAConsumerEndsWithUnfinishedTasks) {
+  for (const std::string how : {"throw", "kill"}) {
+    mp::JoinableQueue<int> tasks;
+    tasks.put(1);
+    tasks.put(2);
+    auto consumer = start(&take_one_and_end, tasks, how);
+    ASSERT_TRUE(consumer.join(kJoinLimit));
+    EXPECT_NE(consumer.exitcode(), 0) << how;
+    (void)tasks.get();  // the other item is got and done here
+    tasks.task_done();
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      tasks.join();
+      ADD_FAILURE() << how << ": join() returned though a task can never be done";
+    } catch (const mp::ConsumerLostError& e) {
+      EXPECT_EQ(e.pid(), consumer.pid()) << e.what();
+      EXPECT_EQ(e.tasks(), 1u) << e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << how;
+    // The lost task was written off: the queue works on.
+    EXPECT_EQ(tasks.unfinished_tasks(), 0u);
+    EXPECT_TRUE(tasks.join(0ns));
+    expect_one_more_task_joins(tasks);
+  }
+}
+
+TEST_P(QueueTest, JoinWaitingWhenAConsumerIsKilledThrows) {
+  // The joiner is already asleep in join() when the consumer dies.
+  mp::JoinableQueue<int> tasks;
+  mp::Event got;
+  tasks.put(7);
+  auto consumer = start(&take_and_hang, tasks, got);
+  ASSERT_TRUE(got.wait(kJoinLimit));
+  std::thread killer([&] {
+    std::this_thread::sleep_for(300ms);  // only so that join() is asleep first
+    consumer.kill();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(tasks.join(), mp::ConsumerLostError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 300ms + 2s);
+  killer.join();
+  ASSERT_TRUE(consumer.join(kJoinLimit));
+}
+
+TEST_P(QueueTest, ConsumerThatEndsCleanlyDoesNotBreakJoin) {
+  mp::JoinableQueue<int> tasks;
+  tasks.put(1);
+  auto consumer = start(&take_one_and_end, tasks, std::string("done"));
+  join_ok(consumer);
+  EXPECT_TRUE(tasks.join(5s));
+  expect_one_more_task_joins(tasks);
+}
+
+TEST_P(QueueTest, TaskDoneByAnotherProcessSettlesTheGettersTask) {
+  // The child gets the item and hands it on; the parent marks it done. The child's end
+  // must not count as a lost task.
+  mp::JoinableQueue<int> tasks;
+  mp::Queue<int> handed_on;
+  tasks.put(4);
+  auto child = start(&get_and_hand_on, tasks, handed_on);
+  EXPECT_EQ(handed_on.get(kJoinLimit), 4);
+  join_ok(child);
+  tasks.task_done();
+  EXPECT_EQ(tasks.unfinished_tasks(), 0u);
+  EXPECT_TRUE(tasks.join(5s));
+}
+
+TEST_P(QueueTest, ShutdownWakesAGetWaitingInAnotherProcess) {
+  mp::Queue<int> queue;
+  mp::Queue<int> report;
+  auto child = start(&get_until_shut_down, queue, report);
+  queue.put(5);
+  ASSERT_EQ(report.get(kJoinLimit), 5);
+  queue.shutdown();
+  ASSERT_EQ(report.get(kJoinLimit), -1);  // ShutDown seen in the child
+  join_ok(child);
 }
 
 TEST_P(QueueTest, SimpleQueueAcrossProcesses) {

@@ -138,6 +138,14 @@ void barrier_rounds(mp::Barrier barrier, int rounds) {
   for (int i = 0; i < rounds; ++i) barrier.wait(30s);
 }
 
+// Passes `rounds` waits, then dies as `how` says between two waits: "abort" (a crash),
+// "throw" (an exception escapes the target), "exit0" (a clean exit).
+void barrier_rounds_then_end(mp::Barrier barrier, int rounds, std::string how) {
+  for (int i = 0; i < rounds; ++i) barrier.wait(30s);
+  if (how == "abort") std::abort();
+  if (how == "throw") throw std::runtime_error("failed between two waits");
+}
+
 // A bounded queue of ints in shared memory, guarded by a Condition.
 struct Ring {
   static constexpr int kCapacity = 8;
@@ -266,6 +274,7 @@ TEST_P(SynchronizeTest, LockOwnerKilledWhileHolding) {
   mp::Event ready;
   auto child = start(&hold_and_hang<mp::Lock>, lock, ready);
   ASSERT_TRUE(ready.wait(30s));
+  EXPECT_TRUE(lock.locked()) << "held by another process";
   EXPECT_FALSE(lock.acquire(false));
   EXPECT_FALSE(lock.recovered());
   child.kill();  // not joined yet: a zombie must count as dead too
@@ -329,6 +338,7 @@ TEST_P(SynchronizeTest, RLockOwnerKilledWhileHolding) {
   mp::Event ready;
   auto child = start(&hold_and_hang<mp::RLock>, lock, ready);
   ASSERT_TRUE(ready.wait(30s));
+  EXPECT_TRUE(lock.locked()) << "held by another process's thread";
   EXPECT_FALSE(lock.acquire(false));
   child.kill();
   const auto start = Clock::now();
@@ -435,6 +445,35 @@ TEST_P(SynchronizeTest, BarrierWithKilledPartyBreaks) {
   EXPECT_TRUE(barrier.broken());
   ASSERT_TRUE(doomed.join(kJoinLimit));
   barrier.reset();
+  EXPECT_FALSE(barrier.broken());
+}
+
+TEST_P(SynchronizeTest, BarrierPartyThatDiesBetweenWaitsBreaksIt) {
+  // The party dies in its computation, not inside wait(): the others must not hang.
+  for (const std::string how : {"abort", "throw"}) {
+    mp::Barrier barrier(3);
+    auto steady = start(&barrier_rounds, barrier, 1);
+    auto doomed = start(&barrier_rounds_then_end, barrier, 1, how);
+    ASSERT_EQ(barrier.wait(30s) >= 0, true);  // round 1: all three pass
+    ASSERT_TRUE(doomed.join(kJoinLimit));
+    EXPECT_NE(doomed.exitcode(), 0) << how;
+    const auto start = Clock::now();
+    EXPECT_THROW(barrier.wait(30s), mp::BrokenBarrierError) << how;
+    EXPECT_LT(Clock::now() - start, 2s) << how << ": the dead party was not noticed promptly";
+    join_ok(steady);
+  }
+}
+
+TEST_P(SynchronizeTest, BarrierPartyThatExitsCleanlyLeavesIt) {
+  // A team that finished cleanly is not waited for: a new team can use the barrier.
+  mp::Barrier barrier(2);
+  auto first = start(&barrier_rounds_then_end, barrier, 2, std::string("exit0"));
+  barrier.wait(30s);
+  barrier.wait(30s);
+  join_ok(first);
+  auto second = start(&barrier_rounds, barrier, 3);
+  for (int i = 0; i < 3; ++i) ASSERT_NO_THROW(barrier.wait(30s)) << "round " << i;
+  join_ok(second);
   EXPECT_FALSE(barrier.broken());
 }
 
@@ -545,6 +584,29 @@ TEST(SynchronizeLocal, LockTimeoutNeverReturnsEarly) {
   EXPECT_THROW(lock.release(), std::invalid_argument);
   EXPECT_TRUE(lock.try_lock_for(5ms));
   lock.unlock();
+}
+
+TEST(SynchronizeLocal, LockedSaysWhetherAnyoneHoldsTheLock) {
+  mp::Lock lock;
+  EXPECT_FALSE(lock.locked());
+  lock.acquire();
+  EXPECT_TRUE(lock.locked());
+  bool seen_by_other_thread = false;
+  std::thread([&] { seen_by_other_thread = lock.locked(); }).join();
+  EXPECT_TRUE(seen_by_other_thread);
+  lock.release();
+  EXPECT_FALSE(lock.locked());
+
+  mp::RLock rlock;
+  EXPECT_FALSE(rlock.locked());
+  rlock.acquire();
+  rlock.acquire();
+  std::thread([&] { seen_by_other_thread = rlock.locked(); }).join();
+  EXPECT_TRUE(seen_by_other_thread) << "locked() is about any owner, not the caller";
+  rlock.release();
+  EXPECT_TRUE(rlock.locked()) << "one recursion level is still held";
+  rlock.release();
+  EXPECT_FALSE(rlock.locked());
 }
 
 TEST(SynchronizeLocal, RLockRecursionAndOwnership) {

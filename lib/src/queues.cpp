@@ -49,6 +49,7 @@
 #include <string>
 
 #include "heap_arena.hpp"
+#include "identity.hpp"
 #include "posix/futex.hpp"
 #include "queue_record.hpp"
 #include "spin.hpp"
@@ -123,6 +124,16 @@ static_assert(sizeof(ProducerSide) == 64 && sizeof(ConsumerSide) == 64 && sizeof
 
 }  // namespace
 
+// JoinableQueue's consumers table: one row per process that got items, with how many
+// of them it has not marked done. A row whose process ended with tasks > 0 tells join()
+// that those tasks are lost. Rows are claimed by CAS of `owner` from 0 (or from an ended
+// owner with no tasks); only the owner adds to its `tasks`.
+constexpr int kConsumerRows = 64;
+struct ConsumerRow {
+  std::atomic<std::uint64_t> owner;  // owner id (identity.hpp); 0: free
+  std::atomic<std::uint64_t> tasks;
+};
+
 struct queue_state {
   std::int64_t maxsize;  // <= 0: unbounded
   std::byte padding[56];
@@ -130,7 +141,12 @@ struct queue_state {
   ConsumerSide consumers;
   Waiters waiters;
   Spares spares;
-  std::atomic<std::uint64_t> done_count;  // JoinableQueue: task_done() calls
+  std::atomic<std::uint64_t> done_count;  // JoinableQueue: task_done() calls (and written off)
+  std::atomic<std::uint32_t> shut;        // 1 once shutdown() was called
+  std::atomic<std::uint32_t> joinable;    // 1: a JoinableQueue (gets are counted per consumer)
+  std::atomic<std::uint64_t> lost_count;  // tasks written off because their consumer ended
+  std::atomic<std::int64_t> lost_pid;     // the last consumer whose tasks were written off
+  ConsumerRow rows[kConsumerRows];
 };
 
 namespace {
@@ -347,8 +363,9 @@ bool wait_for_room(queue_state& q, Lock& get_lock, const Deadline& deadline) {
   const auto maxsize = static_cast<std::uint64_t>(q.maxsize);
   auto has_room = [&] {
     return q.producers.put_count.load(std::memory_order_acquire) -
-               q.consumers.got_count.load(std::memory_order_acquire) <
-           maxsize;
+                   q.consumers.got_count.load(std::memory_order_acquire) <
+               maxsize ||
+           q.shut.load(std::memory_order_acquire) != 0;  // the caller throws ShutDown
   };
   if (spin_until(has_room, kQueueSpin)) return true;
   for (;;) {
@@ -369,7 +386,8 @@ bool wait_for_room(queue_state& q, Lock& get_lock, const Deadline& deadline) {
 bool wait_for_items(queue_state& q, Lock& put_lock, const Deadline& deadline) {
   auto has_items = [&] {
     return q.consumers.head.load(std::memory_order_acquire) !=
-           q.producers.tail.load(std::memory_order_acquire);
+               q.producers.tail.load(std::memory_order_acquire) ||
+           q.shut.load(std::memory_order_acquire) != 0;  // the caller throws ShutDown if empty
   };
   if (spin_until(has_items, kQueueSpin)) return true;
   for (;;) {
@@ -383,6 +401,75 @@ bool wait_for_items(queue_state& q, Lock& put_lock, const Deadline& deadline) {
     if (deadline.passed()) return false;
     if (ec == std::errc::timed_out) repair_if_owner_died(put_lock, [&] { repair_producers(q); });
   }
+}
+
+// ---- JoinableQueue's consumers table ----
+
+int first_row(detail::owner_id me) { return owner_pid(me) % kConsumerRows; }
+
+// The calling process's row, claiming one if it has none; -1 if the table is full.
+int consumer_row(queue_state& q, detail::owner_id me, bool claim) {
+  const int start = first_row(me);
+  for (int i = 0; i < kConsumerRows; ++i) {
+    const int row = (start + i) % kConsumerRows;
+    if (q.rows[row].owner.load(std::memory_order_acquire) == me) return row;
+  }
+  if (!claim) return -1;
+  for (int i = 0; i < kConsumerRows; ++i) {
+    const int row = (start + i) % kConsumerRows;
+    std::uint64_t expected = 0;
+    if (q.rows[row].owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel))
+      return row;
+  }
+  // Full: take over the row of a consumer that ended with nothing unfinished.
+  for (int i = 0; i < kConsumerRows; ++i) {
+    const int row = (start + i) % kConsumerRows;
+    std::uint64_t owner = q.rows[row].owner.load(std::memory_order_acquire);
+    if (q.rows[row].tasks.load(std::memory_order_acquire) == 0 && !detail::owner_alive(owner) &&
+        q.rows[row].owner.compare_exchange_strong(owner, me, std::memory_order_acq_rel))
+      return row;
+  }
+  return -1;
+}
+
+// Takes one task off `row` if it has any.
+bool settle_one(ConsumerRow& row) {
+  std::uint64_t tasks = row.tasks.load(std::memory_order_acquire);
+  while (tasks > 0)
+    if (row.tasks.compare_exchange_weak(tasks, tasks - 1, std::memory_order_acq_rel)) return true;
+  return false;
+}
+
+// Adds up to `n` to the done count, never past the put count, and wakes join().
+void add_done(queue_state& q, std::uint64_t n) {
+  std::uint64_t done = q.done_count.load(std::memory_order_acquire);
+  for (;;) {
+    const std::uint64_t put = q.producers.put_count.load(std::memory_order_acquire);
+    const std::uint64_t add = std::min(n, put > done ? put - done : 0);
+    if (add == 0) return;
+    if (q.done_count.compare_exchange_weak(done, done + add, std::memory_order_seq_cst)) break;
+  }
+  posix::futex_wake_low(q.done_count, INT_MAX);
+}
+
+// Writes off the tasks of a consumer that ended without marking them done (they never
+// will be), counting them as done; returns whether it found one.
+bool write_off_lost_tasks(queue_state& q) {
+  for (auto& row : q.rows) {
+    std::uint64_t tasks = row.tasks.load(std::memory_order_acquire);
+    if (tasks == 0) continue;
+    std::uint64_t owner = row.owner.load(std::memory_order_acquire);
+    if (owner == 0 || detail::owner_alive(owner)) continue;
+    while (tasks > 0 && !row.tasks.compare_exchange_weak(tasks, 0, std::memory_order_acq_rel)) {
+    }
+    if (tasks == 0) continue;  // another joiner wrote them off
+    q.lost_pid.store(owner_pid(owner), std::memory_order_relaxed);
+    q.lost_count.fetch_add(tasks, std::memory_order_seq_cst);
+    row.owner.compare_exchange_strong(owner, 0, std::memory_order_acq_rel);
+    add_done(q, tasks);
+    return true;
+  }
+  return false;
 }
 
 // Frees what a queue owns when its last handle goes: the items still in it, its
@@ -430,6 +517,7 @@ void finalize_queue(shared_ref ref, void* state) noexcept {
 bool queue_core::put(std::string_view pickle, bool block,
                      std::optional<std::chrono::nanoseconds> timeout) {
   auto& q = state_of(state());
+  if (q.shut.load(std::memory_order_acquire)) throw ShutDown();
   const std::uint64_t arena = ref().arena;
   LazyDeadline deadline(block, timeout);
   const bool external = pickle.size() > kMaxInline;
@@ -439,6 +527,7 @@ bool queue_core::put(std::string_view pickle, bool block,
       external ? kExternalRecordSize : inline_record_size(pickle.size());
 
   for (;;) {
+    if (q.shut.load(std::memory_order_acquire)) throw ShutDown();
     if (!acquire(put_lock_, deadline)) return false;
     Held held(put_lock_);
     if (put_lock_.recovered()) repair_producers(q);
@@ -483,6 +572,11 @@ bool queue_core::put(std::string_view pickle, bool block,
 
 bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout, decoder decode,
                      void* context) {
+  return take(block, timeout, decode, context, true);
+}
+
+bool queue_core::take(bool block, std::optional<std::chrono::nanoseconds> timeout, decoder decode,
+                      void* context, bool track) {
   auto& q = state_of(state());
   const std::uint64_t arena = ref().arena;
   LazyDeadline deadline(block, timeout);
@@ -534,12 +628,17 @@ bool queue_core::get(bool block, std::optional<std::chrono::nanoseconds> timeout
         side.got_count.store(got + 1, std::memory_order_release);
       }
       at_step(queue_step::get_counted);
+      if (track && q.joinable.load(std::memory_order_relaxed)) {
+        const int row = consumer_row(q, current_owner_id(), true);
+        if (row >= 0) q.rows[row].tasks.fetch_add(1, std::memory_order_acq_rel);
+      }
       held.release();
       if (step.block_offset) recycle_block(q, arena_base_, arena, step.block_offset);
       if (error) std::rethrow_exception(error);
       return true;
     }
     held.release();
+    if (q.shut.load(std::memory_order_acquire)) throw ShutDown();
     if (!block || !wait_for_items(q, put_lock_, deadline.get())) return false;
   }
 }
@@ -564,6 +663,10 @@ bool queue_core::full() const noexcept {
 
 long queue_core::maxsize() const noexcept { return static_cast<long>(state_of(state()).maxsize); }
 
+void queue_core::make_joinable() noexcept {
+  state_of(state()).joinable.store(1, std::memory_order_release);
+}
+
 void queue_core::task_done() {
   auto& q = state_of(state());
   std::uint64_t done = q.done_count.load(std::memory_order_relaxed);
@@ -574,22 +677,70 @@ void queue_core::task_done() {
                                            std::memory_order_relaxed))
       break;
   }
+  // Settle the caller's own item, or else (an item another process got) someone's.
+  const int own = consumer_row(q, current_owner_id(), false);
+  if (own < 0 || !settle_one(q.rows[own]))
+    for (auto& row : q.rows)
+      if (settle_one(row)) break;
   wake_all_if_sleeping(q.waiters.joiners, q.done_count);
 }
 
-void queue_core::join() {
+bool queue_core::join(std::optional<std::chrono::nanoseconds> timeout) {
   auto& q = state_of(state());
+  const Deadline deadline = timeout ? Deadline::after(*timeout) : Deadline::never();
+  const std::uint64_t lost_at_start = q.lost_count.load(std::memory_order_seq_cst);
   for (;;) {
     q.waiters.joiners.store(1, std::memory_order_seq_cst);
     const std::uint64_t done = q.done_count.load(std::memory_order_seq_cst);
     const bool finished = done >= q.producers.put_count.load(std::memory_order_seq_cst);
     std::error_code ec;
     if (!finished)
-      ec = posix::futex_wait_low(q.done_count, low_half(done),
-                                 Deadline::never().capped(kSleepSlice));
-    if (finished) return;
-    if (ec == std::errc::timed_out) repair_if_owner_died(put_lock_, [&] { repair_producers(q); });
+      ec = posix::futex_wait_low(q.done_count, low_half(done), deadline.capped(kSleepSlice));
+    // Tasks lost while we waited (written off by us or another joiner) end the wait,
+    // even if writing them off finished the count.
+    const std::uint64_t lost = q.lost_count.load(std::memory_order_seq_cst);
+    if (lost != lost_at_start)
+      throw ConsumerLostError(static_cast<pid_t>(q.lost_pid.load(std::memory_order_relaxed)),
+                              lost - lost_at_start);
+    if (finished) return true;
+    if (deadline.passed()) return false;
+    if (ec == std::errc::timed_out) {
+      repair_if_owner_died(put_lock_, [&] { repair_producers(q); });
+      (void)write_off_lost_tasks(q);  // noticed at the top of the next round
+    }
   }
+}
+
+std::uint64_t queue_core::unfinished_tasks() const noexcept {
+  const auto& q = state_of(state());
+  const std::uint64_t done = q.done_count.load(std::memory_order_acquire);
+  const std::uint64_t put = q.producers.put_count.load(std::memory_order_acquire);
+  return put > done ? put - done : 0;
+}
+
+void queue_core::shutdown(bool immediate) {
+  auto& q = state_of(state());
+  q.shut.store(1, std::memory_order_seq_cst);
+  if (immediate) {
+    // Drain what is queued, as Python does, counting each item as done for join().
+    std::uint64_t removed = 0;
+    const decoder discard = [](std::string_view, void*) {};
+    try {
+      while (take(false, std::nullopt, discard, nullptr, false)) ++removed;
+    } catch (const ShutDown&) {
+      // empty
+    }
+    if (q.joinable.load(std::memory_order_relaxed)) add_done(q, removed);
+  }
+  // Every sleeper looks again (and throws); unconditional, as its "sleeping" hint may
+  // not be set yet. A sleeper that missed this wakes at the end of its slice.
+  posix::futex_wake_low(q.producers.tail, INT_MAX);
+  posix::futex_wake_low(q.consumers.got_count, INT_MAX);
+  posix::futex_wake_low(q.done_count, INT_MAX);
+}
+
+bool queue_core::is_shutdown() const noexcept {
+  return state_of(state()).shut.load(std::memory_order_acquire) != 0;
 }
 
 void throw_queue_closed(const char* what) {

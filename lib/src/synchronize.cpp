@@ -12,14 +12,20 @@
 // slices and check after each slice whether that process still lives.
 #include <mp/synchronize.hpp>
 
+#include <stdlib.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include "identity.hpp"
 #include "lock_core.hpp"
@@ -116,6 +122,10 @@ bool lock_release(LockState& state) {
   return true;
 }
 
+bool lock_locked(const LockState& state) {
+  return (state.word.load(std::memory_order_acquire) & ~kWaitersBit) != 0;
+}
+
 bool lock_held_by_this_process(const LockState& state) {
   return (state.word.load(std::memory_order_relaxed) & ~kWaitersBit) == detail::current_owner_id();
 }
@@ -184,6 +194,8 @@ bool Lock::recovered() const noexcept {
   return static_cast<LockState*>(state())->recovered.load(std::memory_order_relaxed) != 0;
 }
 
+bool Lock::locked() const noexcept { return lock_locked(*static_cast<LockState*>(state())); }
+
 bool Lock::held_by_this_process() const noexcept {
   return lock_held_by_this_process(*static_cast<LockState*>(state()));
 }
@@ -210,6 +222,8 @@ void RLock::release() {
 bool RLock::recovered() const noexcept {
   return static_cast<LockState*>(state())->recovered.load(std::memory_order_relaxed) != 0;
 }
+
+bool RLock::locked() const noexcept { return lock_locked(*static_cast<LockState*>(state())); }
 
 bool RLock::held_by_this_thread() const noexcept {
   return rlock_held_by_this_thread(*static_cast<LockState*>(state()));
@@ -485,21 +499,122 @@ struct BarrierSlot {
   std::uint32_t reserved;
 };
 
+// The members table: the processes that waited on the barrier and have not left it (a
+// clean exit leaves), at most this many.
+constexpr int kMaxMembers = 64;
+
 struct BarrierState {
   std::atomic<std::uint64_t> word;
   std::atomic<std::uint32_t> sleepers;  // may overcount after a sleeper died: harmless
   std::int32_t parties;
   std::int64_t default_timeout_ns;  // < 0: none
-  BarrierSlot slots[1];             // `parties` of them
+  std::uint64_t cookie;             // tells this barrier from a later object in its memory
+  BarrierSlot slots[1];             // `parties` of them, then members_of()
 };
 
 BarrierState& barrier_state(void* state) { return *static_cast<BarrierState*>(state); }
+
+int member_count(int parties) { return std::min(parties, kMaxMembers); }
 
 std::size_t barrier_state_size(int parties) {
   if (parties < 1 || parties > kMaxParties)
     throw std::invalid_argument("mp::Barrier: parties must be in [1, " +
                                 std::to_string(kMaxParties) + "]");
-  return sizeof(BarrierState) + sizeof(BarrierSlot) * static_cast<std::size_t>(parties - 1);
+  return sizeof(BarrierState) + sizeof(BarrierSlot) * static_cast<std::size_t>(parties - 1) +
+         sizeof(std::atomic<std::uint64_t>) * static_cast<std::size_t>(member_count(parties));
+}
+
+// Owner ids of the members; 0: a free entry.
+std::atomic<std::uint64_t>* members_of(BarrierState& barrier) {
+  auto* end_of_slots = reinterpret_cast<std::byte*>(barrier.slots) +
+                       sizeof(BarrierSlot) * static_cast<std::size_t>(barrier.parties);
+  return std::launder(reinterpret_cast<std::atomic<std::uint64_t>*>(end_of_slots));
+}
+
+// The barriers this process is a member of, to leave at a clean exit. Leaked: the exit
+// handler runs while static destructors may already have run.
+// Marks `Memberships::process` while a thread of that process starts its list (bits
+// 22-31 of an owner id are always 0).
+constexpr detail::owner_id kMembershipsStarting = detail::owner_id{1} << 30;
+struct Memberships {
+  std::atomic_flag busy;
+  std::atomic<detail::owner_id> process{0};  // whose list this is (a forked child starts anew)
+  std::vector<std::pair<BarrierState*, std::uint64_t>> barriers;  // with their cookies
+};
+Memberships& memberships() {
+  static auto* list = new Memberships;
+  return *list;
+}
+
+class MembershipsLock {
+ public:
+  explicit MembershipsLock(Memberships& list) : list_(list) {
+    while (list_.busy.test_and_set(std::memory_order_acquire)) posix::cpu_relax();
+  }
+  ~MembershipsLock() { list_.busy.clear(std::memory_order_release); }
+  MembershipsLock(const MembershipsLock&) = delete;
+  MembershipsLock& operator=(const MembershipsLock&) = delete;
+
+ private:
+  Memberships& list_;
+};
+
+// At exit(0) (or a return from main, or a child's target that returned), leaves every
+// barrier: a process that ended cleanly is not waited for. Any other end (a signal,
+// abort(), exit with another status, a target that threw) keeps it a member, so the
+// barrier breaks for those who wait for it.
+void leave_barriers_at_clean_exit(int status, void*) noexcept {
+  if (status != 0) return;
+  Memberships& list = memberships();
+  const detail::owner_id me = detail::current_owner_id();
+  MembershipsLock lock(list);
+  for (const auto& [barrier, cookie] : list.barriers) {
+    if (barrier->cookie != cookie) continue;  // freed: its memory holds another object
+    auto* members = members_of(*barrier);
+    for (int i = 0; i < member_count(barrier->parties); ++i) {
+      std::uint64_t expected = me;
+      members[i].compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+    }
+  }
+  list.barriers.clear();
+}
+
+void remember_membership(BarrierState& barrier) {
+  Memberships& list = memberships();
+  const detail::owner_id me = detail::current_owner_id();
+  for (detail::owner_id seen = list.process.load(std::memory_order_acquire); seen != me;
+       seen = list.process.load(std::memory_order_acquire)) {
+    // First membership of this process: a forked child inherits its parent's list (and
+    // perhaps a lock a parent thread held) but none of its exit handlers. One thread
+    // starts the list anew while the others wait for it.
+    if (seen == (me | kMembershipsStarting) ||
+        !list.process.compare_exchange_strong(seen, me | kMembershipsStarting)) {
+      posix::cpu_relax();
+      continue;
+    }
+    list.busy.clear(std::memory_order_release);
+    list.barriers.clear();
+    const bool registered = ::on_exit(&leave_barriers_at_clean_exit, nullptr) == 0;
+    list.process.store(registered ? me : 0, std::memory_order_release);
+    if (!registered) return;  // no clean exit to leave at: stay a member
+  }
+  MembershipsLock lock(list);
+  list.barriers.emplace_back(&barrier, barrier.cookie);
+}
+
+// Makes the calling process a member (once). With the table full it goes unrecorded.
+void become_member(BarrierState& barrier, detail::owner_id me) {
+  auto* members = members_of(barrier);
+  const int count = member_count(barrier.parties);
+  for (int i = 0; i < count; ++i)
+    if (members[i].load(std::memory_order_relaxed) == me) return;
+  for (int i = 0; i < count; ++i) {
+    std::uint64_t expected = 0;
+    if (members[i].compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+      remember_membership(barrier);
+      return;
+    }
+  }
 }
 
 void wake_all(BarrierState& barrier) {
@@ -519,15 +634,26 @@ void break_generation(BarrierState& barrier, std::uint32_t generation) {
   }
 }
 
-// Whether a party registered in generation `generation` (among the first `count`) died.
+// Whether a party registered in generation `generation` (among the first `count`) died,
+// or a member died without leaving (it will never arrive). A dead member is struck off,
+// so that reset() makes the barrier usable again.
 bool a_party_died(BarrierState& barrier, std::uint32_t generation, int count) {
+  bool died = false;
   for (int i = 0; i < count && i < barrier.parties; ++i) {
     auto& slot = barrier.slots[i];
     if (slot.generation.load(std::memory_order_acquire) != generation) continue;
     const detail::owner_id owner = slot.owner.load(std::memory_order_relaxed);
-    if (owner != 0 && !detail::owner_alive(owner)) return true;
+    if (owner != 0 && !detail::owner_alive(owner)) died = true;
   }
-  return false;
+  auto* members = members_of(barrier);
+  for (int i = 0; i < member_count(barrier.parties); ++i) {
+    std::uint64_t member = members[i].load(std::memory_order_acquire);
+    if (member != 0 && !detail::owner_alive(member)) {
+      members[i].compare_exchange_strong(member, 0, std::memory_order_acq_rel);
+      died = true;
+    }
+  }
+  return died;
 }
 
 [[noreturn]] void throw_broken() { throw BrokenBarrierError("mp::Barrier: the barrier is broken"); }
@@ -566,6 +692,7 @@ Barrier::Barrier(int parties, void (*action)(), std::optional<std::chrono::nanos
   auto& barrier = barrier_state(state());
   barrier.parties = parties;
   barrier.default_timeout_ns = timeout ? std::max<std::int64_t>(timeout->count(), 0) : -1;
+  barrier.cookie = serial() ^ ref().arena;
 }
 
 int Barrier::wait(std::optional<std::chrono::nanoseconds> timeout) {
@@ -574,6 +701,7 @@ int Barrier::wait(std::optional<std::chrono::nanoseconds> timeout) {
     timeout = std::chrono::nanoseconds(barrier.default_timeout_ns);
   const Deadline deadline = deadline_for(timeout);
   const detail::owner_id me = detail::current_owner_id();
+  become_member(barrier, me);
 
   // Arrive: take the next index of the current generation.
   std::uint64_t word = barrier.word.load(std::memory_order_acquire);

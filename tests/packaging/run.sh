@@ -8,6 +8,8 @@
 #   headers           every installed header compiles on its own and without warnings, and
 #                     says "mp needs C++20" first when compiled as C++17
 #   find_package      build and run tests/packaging/find_package against the prefix
+#   examples          build the installed examples (share/mp/examples) against the prefix:
+#                     the three real-world ones, each run once
 #   pkg-config        compile the same main.cpp with `pkg-config --cflags --libs mp` (and
 #                     with --static), no -std flag of its own, and run it
 #   add_subdirectory  build and run tests/packaging/add_subdirectory against the sources
@@ -25,7 +27,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 BUILD_DIR [install|headers|find_package|pkg-config|add_subdirectory|cross-compiler|shared]..." >&2
+  echo "usage: $0 BUILD_DIR [install|headers|find_package|examples|pkg-config|add_subdirectory|cross-compiler|shared]..." >&2
   exit 2
 }
 [[ $# -ge 1 && -d $1 ]] || usage
@@ -35,7 +37,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package pkg-config add_subdirectory cross-compiler shared)
+[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package examples pkg-config add_subdirectory cross-compiler shared)
 
 [[ -f $build_dir/CMakeCache.txt ]] || { echo "$build_dir is not a configured build tree" >&2; exit 2; }
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" | head -n 1; }
@@ -149,6 +151,30 @@ step_find_package() {
   build_and_run_consumer find_package "$here/find_package" \
     -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXPECTED_PREFIX="$prefix" \
     -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
+}
+
+step_examples() {
+  require_prefix
+  # The installed examples build against the prefix; three of them (the real-world ones)
+  # are built and run, to keep this cheap.
+  local examples_source
+  examples_source=$(find "$prefix" -path '*/mp/examples/CMakeLists.txt' -print -quit)
+  [[ -n $examples_source ]] || die "examples: share/mp/examples/CMakeLists.txt not installed"
+  examples_source=$(dirname "$examples_source")
+  local examples_build=$work/examples
+  rm -rf "$examples_build"
+  say "examples: configure $examples_source"
+  cmake -S "$examples_source" -B "$examples_build" -G "$generator" \
+    -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE="$config" -Werror=dev \
+    -DCMAKE_PREFIX_PATH="$prefix" -DMP_EXAMPLES="word_count;pipeline;heat"
+  cmake --build "$examples_build" --config "$config" --parallel "$jobs"
+  local name binary
+  for name in word_count pipeline heat; do
+    binary=$(find "$examples_build" -type f -name "example_$name" -perm -u+x | head -n 1)
+    [[ -n $binary ]] || die "examples: example_$name was not built"
+    say "examples: run $binary"
+    "$binary" >/dev/null || die "examples: example_$name exited with $?"
+  done
 }
 
 step_pkg_config() {
@@ -265,6 +291,7 @@ for step in "${steps[@]}"; do
     install) step_install ;;
     headers) step_headers ;;
     find_package) step_find_package ;;
+    examples) step_examples ;;
     pkg-config) step_pkg_config ;;
     add_subdirectory) step_add_subdirectory ;;
     cross-compiler) step_cross_compiler ;;

@@ -1,6 +1,6 @@
 // mp's exceptions. Mirrors the exception classes of Python's `multiprocessing`
 // (ProcessError, BufferTooShort, AuthenticationError, TimeoutError,
-// pool.MaybeEncodingError/RemoteError), `queue` (Empty, Full), `pickle`
+// pool.MaybeEncodingError/RemoteError), `queue` (Empty, Full, ShutDown), `pickle`
 // (PicklingError, UnpicklingError), `concurrent.futures` (BrokenProcessPool,
 // CancelledError) and `threading` (BrokenBarrierError), and MemoryError for an exhausted
 // shared heap.
@@ -169,6 +169,33 @@ class Full : public std::runtime_error {
  public:
   Full() : std::runtime_error("queue is full") {}
   using std::runtime_error::runtime_error;
+};
+
+// put() on a queue that was shut down, or get() on one that is also empty.
+// Python 3.13: queue.ShutDown.
+class ShutDown : public std::runtime_error {
+ public:
+  ShutDown() : std::runtime_error("queue is shut down") {}
+  using std::runtime_error::runtime_error;
+};
+
+// JoinableQueue::join(): a process that got items ended (killed, crashed, or its target
+// threw) without calling task_done() for `tasks()` of them, so they can never be done.
+// join() counts them as done before it throws, so a later join() waits for the rest only.
+// Python has no equivalent (its join() hangs forever).
+class MP_API ConsumerLostError : public ProcessError {
+ public:
+  ConsumerLostError(pid_t pid, std::uint64_t tasks)
+      : ProcessError("consumer process " + std::to_string(pid) + " ended with " +
+                     std::to_string(tasks) + " unfinished task(s) (got, never task_done)"),
+        pid_(pid),
+        tasks_(tasks) {}
+  pid_t pid() const noexcept { return pid_; }
+  std::uint64_t tasks() const noexcept { return tasks_; }
+
+ private:
+  pid_t pid_;
+  std::uint64_t tasks_;
 };
 
 // How a process ended, in words: "exit code 3", "killed by SIGKILL", "still running".

@@ -29,6 +29,11 @@
 //     macOS). get_nowait() takes the queue's internal lock even if another consumer holds
 //     it briefly, so it throws mp::Empty only when the queue is empty (Python's may throw
 //     Empty while another process is reading).
+//   - JoinableQueue knows its consumers: join() throws mp::ConsumerLostError when a
+//     process died holding items it got (Python's join() hangs forever), and has a
+//     timeout and unfinished_tasks(). See JoinableQueue.
+//   - shutdown(immediate) and mp::ShutDown follow Python 3.13's queue.Queue, across
+//     processes.
 //   - Timeouts are std::chrono durations; they never end early (absolute deadlines).
 #pragma once
 
@@ -61,14 +66,15 @@ class MP_API queue_core : private shared_object {
 
   // Appends `pickle`. block: wait while the queue is full, at most `timeout` (nullopt:
   // forever); else fail at once. Returns false if it did not fit in time.
-  // Throws mp::HeapExhausted if the heap has no room for the item.
+  // Throws mp::HeapExhausted if the heap has no room for the item, mp::ShutDown.
   bool put(std::string_view pickle, bool block, std::optional<std::chrono::nanoseconds> timeout);
 
   // Removes the first item and calls decode(pickle, context) on it, the pickle still in
   // shared memory (the caller copies what it needs out). block and timeout as put().
   // Returns false if no item came in time. If decode throws, the item is removed anyway
   // and the exception passes on (as Python's get() when unpickling fails).
-  // Throws mp::UnpicklingError if the queue's memory is corrupt.
+  // Throws mp::UnpicklingError if the queue's memory is corrupt, mp::ShutDown if the
+  // queue is shut down and empty.
   using decoder = void (*)(std::string_view pickle, void* context);
   bool get(bool block, std::optional<std::chrono::nanoseconds> timeout, decoder decode,
            void* context);
@@ -79,8 +85,14 @@ class MP_API queue_core : private shared_object {
   long maxsize() const noexcept;
 
   // JoinableQueue: see there.
+  void make_joinable() noexcept;
   void task_done();
-  void join();
+  bool join(std::optional<std::chrono::nanoseconds> timeout);
+  std::uint64_t unfinished_tasks() const noexcept;
+
+  // Queue::shutdown: see there.
+  void shutdown(bool immediate);
+  bool is_shutdown() const noexcept;
 
   template <class Archive>
   void save_core(Archive& ar) const {
@@ -99,6 +111,10 @@ class MP_API queue_core : private shared_object {
 
   Lock put_lock_;
   Lock get_lock_;
+  // Removes one item as get() does; `track`: count it against the calling consumer.
+  bool take(bool block, std::optional<std::chrono::nanoseconds> timeout, decoder decode,
+            void* context, bool track);
+
   std::byte* arena_base_ = nullptr;  // where the queue's arena is mapped here
   std::size_t arena_size_ = 0;
 };
@@ -137,7 +153,8 @@ class Queue {
   // Puts `item`, waiting while the queue is full (bounded queues only) at most
   // `timeout` (nullopt: forever); block = false: fail at once. Pickles in the caller.
   // Throws mp::Full if there was no room in time, what pickling `item` throws,
-  // mp::HeapExhausted, std::invalid_argument after close().
+  // mp::HeapExhausted, std::invalid_argument after close(), mp::ShutDown after
+  // shutdown() (also when it comes while put() waits for room).
   // Python: Queue.put(obj, block=True, timeout=None).
   void put(const T& item, bool block = true,
            std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
@@ -156,7 +173,9 @@ class Queue {
   // Removes and returns the first item, waiting for one at most `timeout` (nullopt:
   // forever); block = false: at once. Throws mp::Empty if none came in time,
   // mp::UnpicklingError (the item is consumed) or what T's load throws,
-  // std::invalid_argument after close(). Python: Queue.get(block=True, timeout=None).
+  // std::invalid_argument after close(), mp::ShutDown once the queue is shut down and
+  // empty (also when that happens while get() waits). Python: Queue.get(block=True,
+  // timeout=None).
   T get(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     if (closed_) detail::throw_queue_closed("get");
     std::optional<T> item;
@@ -176,6 +195,16 @@ class Queue {
   bool full() const noexcept { return core_.full(); }
   // The maxsize given at construction (<= 0: unbounded).
   long maxsize() const noexcept { return core_.maxsize(); }
+
+  // Shuts the queue down for every process: put() throws mp::ShutDown from now on, and
+  // get() once the queue is empty; every put() and get() waiting now wakes (within
+  // 200 ms) to do so. immediate: also removes every item now in the queue (counting each
+  // as done for JoinableQueue::join, which then returns), so get() throws at once.
+  // Cannot be undone. Never blocks for long (takes the get lock to drain).
+  // Python 3.13: Queue.shutdown(immediate=False) (queue.Queue's semantics).
+  void shutdown(bool immediate = false) { core_.shutdown(immediate); }
+  // Whether shutdown() was called, by any process. Never blocks. Python: is_shutdown.
+  bool is_shutdown() const noexcept { return core_.is_shutdown(); }
 
   // Closes this handle: later put()/get() through it throw std::invalid_argument. The
   // queue and every other handle are unaffected; items put are not lost. Python: close().
@@ -205,17 +234,39 @@ class Queue {
 
 // A queue whose consumers report each item done, and whose join() waits until all are.
 // Python: JoinableQueue(maxsize=0).
+//
+// It knows its consumers: each get() counts the item against the process that got it,
+// and task_done() settles it. A consumer that ends without settling its items (killed,
+// crashed, or its target threw) can never do so, so join() throws mp::ConsumerLostError
+// within about 200 ms instead of waiting forever (Python's hangs). A consumer that may
+// fail on an item and live on calls task_done() in its error path too:
+//     for (;;) {
+//       Task task = tasks.get();
+//       try { handle(task); } catch (const std::exception& e) { report(e); }
+//       tasks.task_done();
+//     }
+// task_done() is meant for the process that got the item; called by another one, it
+// settles some other consumer's item. Up to 64 consumers at a time are followed (a
+// consumer whose items are all done gives its row up when it ends); the rest are not.
 template <class T>
 class JoinableQueue : public Queue<T> {
  public:
-  explicit JoinableQueue(long maxsize = 0) : Queue<T>(maxsize) {}
+  explicit JoinableQueue(long maxsize = 0) : Queue<T>(maxsize) { this->core_.make_joinable(); }
 
   // Marks one item (got earlier by any process) as processed. Throws
   // std::invalid_argument if called more times than items were put (Python: ValueError
   // "task_done() called too many times"). Never blocks.
   void task_done() { this->core_.task_done(); }
-  // Waits until task_done() was called once for every item ever put. Python: join().
-  void join() { this->core_.join(); }
+  // Waits until task_done() was called once for every item ever put. Throws
+  // mp::ConsumerLostError if a consumer ended without calling task_done() for the items
+  // it got (see above). Python: join().
+  void join() { (void)this->core_.join(std::nullopt); }
+  // As join(), waiting at most `timeout`: returns false if tasks were still unfinished
+  // then. Python has no timeout here.
+  bool join(std::chrono::nanoseconds timeout) { return this->core_.join(timeout); }
+  // Items put and not yet marked done (whether still queued or being processed). A
+  // snapshot; never blocks. Python: the private JoinableQueue._unfinished_tasks.
+  std::uint64_t unfinished_tasks() const noexcept { return this->core_.unfinished_tasks(); }
 };
 
 // A simpler, unbounded queue. Python: SimpleQueue() (put, get, empty, close).

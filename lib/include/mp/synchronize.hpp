@@ -18,8 +18,9 @@
 //   - Owner death: when a process dies holding a Lock or RLock, the next acquirer takes
 //     the lock over within about 25 ms and recovered() tells it so (Python's waiters hang
 //     forever). A process dying while it waits in a Condition never swallows a
-//     notification; a Barrier whose waiting party dies breaks, so the others get
-//     BrokenBarrierError instead of hanging.
+//     notification; a Barrier whose party dies (while it waits, or between two waits)
+//     breaks, so the others get BrokenBarrierError instead of hanging (see Barrier).
+//   - Lock::locked() and RLock::locked() are there (Python 3.14 added RLock's).
 //   - Lock, RLock, Semaphore and BoundedSemaphore meet C++'s Lockable and TimedLockable
 //     requirements (lock, unlock, try_lock, try_lock_for, try_lock_until), so
 //     std::scoped_lock, std::unique_lock and std::condition_variable_any work with them.
@@ -126,6 +127,11 @@ class MP_API Lock : private detail::shared_object, public detail::lockable<Lock>
   // been released since. Never blocks.
   bool recovered() const noexcept;
 
+  // Whether any process or thread holds the lock now (a dead owner's lock counts as held
+  // until someone takes it over). A snapshot: it may change at once. Never blocks.
+  // Python: Lock.locked().
+  bool locked() const noexcept;
+
   // C++ Lockable / TimedLockable: see detail::lockable.
 
   using shared_object::ref;
@@ -170,6 +176,10 @@ class MP_API RLock : private detail::shared_object, public detail::lockable<RLoc
 
   // See Lock::recovered().
   bool recovered() const noexcept;
+
+  // Whether any thread of any process holds the lock now (not only the caller), as
+  // Lock::locked(). Never blocks. Python 3.14: RLock.locked().
+  bool locked() const noexcept;
 
   using shared_object::ref;
 
@@ -323,8 +333,18 @@ class MP_API Event : private detail::shared_object {
 // A meeting point for a fixed number of parties. Python: Barrier(parties, action=None,
 // timeout=None) (threading.Barrier's semantics).
 //
-// A party that dies while it waits (or while it runs the action) breaks the barrier:
-// the others get BrokenBarrierError within about 50 ms.
+// Parties that die never leave the others waiting (Python's hang forever). The barrier
+// knows its parties: every process that called wait() becomes a member (up to 64 per
+// barrier) and stays one until it ends cleanly, that is by exit status 0 (a return
+// from main, std::exit(0), a Process target that returned). A member that ends any
+// other way (a signal, std::abort, a crash, exit with another status, a target that
+// threw) while the barrier is in use breaks it: whoever waits, or arrives later, gets
+// BrokenBarrierError within about 50 ms of looking. So does a party that dies inside
+// wait() or while it runs the action. The dead member is struck off when the barrier
+// breaks, so reset() makes it usable again (by a replacement process, say). A process
+// that ends cleanly is not waited for, so a new team of processes can use the barrier
+// after the last one finished; one that will not come back while others still wait
+// (a bug) makes them wait for their timeout, as in Python.
 class MP_API Barrier : private detail::shared_object {
  public:
   // `action`, if given, runs in the last process to arrive, before any party is
