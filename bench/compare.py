@@ -133,6 +133,7 @@ MP_MAP_GOALS = [
 # against.
 COMPILE_SCRIPT = ROOT / "bench" / "compile_bench.py"
 COMPILE_FLOOR = "compile_std_headers"
+COMPILE_ONLY = "compile"  # the --only name of the compile-time rows
 COMPILE_GOALS = [("compile_mp_hpp", 1.0), ("compile_example_pool_map", 2.0)]
 
 
@@ -225,7 +226,8 @@ def run_both(args, mp_bench, python):
     probes = [r for r in mp_rows if r.startswith("probe_")]
     if args.only:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = [w for w in wanted if w not in mp_rows and w not in py_rows]
+        unknown = [w for w in wanted
+                   if w not in mp_rows and w not in py_rows and w != COMPILE_ONLY]
         if unknown:
             sys.exit(f"compare.py: unknown benchmark(s): {', '.join(unknown)}")
         # each selected row brings the probes that bound it
@@ -770,7 +772,7 @@ def main(argv=None):
                 tool_records, tool_rc = run_json_lines(command, "mp_map_bench.py")
                 records += tool_records
                 rc = rc or tool_rc
-            if not args.busy and (not args.only or "compile" in args.only):
+            if not args.busy and (not args.only or COMPILE_ONLY in args.only.split(",")):
                 command = [args.python, str(COMPILE_SCRIPT), "--runs", str(args.runs)]
                 compile_records, compile_rc = run_json_lines(command, "compile_bench.py")
                 records += compile_records

@@ -172,6 +172,15 @@ class WithMpBench(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("| lock_uncontended | ns_per_pair |", result.stdout)
 
+    def test_only_compile_runs_the_compile_rows(self):
+        result = subprocess.run(
+            [sys.executable, str(HERE / "compare.py"), "--mp-bench", os.environ["MP_BENCH"],
+             "--only", "compile", "--runs", "1", "--repeat", "1", "--cpus", "0"],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("| compile_mp_hpp (flags=-fsyntax-only) |", result.stdout)
+        self.assertIn("- compile_example_pool_map: ≤ 2 s:", result.stdout)
+
 
 @unittest.skipUnless(os.environ.get("MP_BENCH_BASELINE"),
                      "MP_BENCH_BASELINE (the baseline mp_bench.py) not set")
