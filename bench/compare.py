@@ -128,6 +128,14 @@ MP_MAP_GOALS = [
     ("mp_map_exec_true_1k", "gnu-parallel", 4.0),
 ]
 
+# What mp costs at compile time (bench/compile_bench.py, compiler CPU seconds):
+# (bench, at most this many seconds). compile_std_headers is the floor they are shown
+# against.
+COMPILE_SCRIPT = ROOT / "bench" / "compile_bench.py"
+COMPILE_FLOOR = "compile_std_headers"
+COMPILE_ONLY = "compile"  # the --only name of the compile-time rows
+COMPILE_GOALS = [("compile_mp_hpp", 1.0), ("compile_example_pool_map", 2.0)]
+
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
@@ -218,7 +226,8 @@ def run_both(args, mp_bench, python):
     probes = [r for r in mp_rows if r.startswith("probe_")]
     if args.only:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = [w for w in wanted if w not in mp_rows and w not in py_rows]
+        unknown = [w for w in wanted
+                   if w not in mp_rows and w not in py_rows and w != COMPILE_ONLY]
         if unknown:
             sys.exit(f"compare.py: unknown benchmark(s): {', '.join(unknown)}")
         # each selected row brings the probes that bound it
@@ -558,9 +567,9 @@ def render(records, title_lines=(), busy_quiet=None):
         out += ["", "Goals:", ""] + goal_lines(records)
     else:
         out += ["", "Goals on a busy machine:", ""] + busy_goal_lines(records, busy_quiet)
-    tools = mp_map_lines(records)
-    if tools:
-        out += [""] + tools
+    for section in (mp_map_lines(records), compile_lines(records)):
+        if section:
+            out += [""] + section
     return "\n".join(out) + "\n"
 
 
@@ -593,6 +602,31 @@ def mp_map_lines(records):
                        f"{'met' if ratio >= want else 'MISSED'}")
     return out
 
+
+
+def compile_lines(records):
+    """The table and goals of bench/compile_bench.py's rows (compiler CPU seconds)."""
+    rows = [r for r in records if str(r.get("bench", "")).startswith("compile_")]
+    if not rows:
+        return []
+    floor = next((r["value"] for r in rows if r["bench"] == COMPILE_FLOOR), None)
+    out = ["Compile time (`bench/compile_bench.py`: CPU seconds of the compiler, "
+           f"best of the runs; {rows[0]['impl']}):", "",
+           "| what is compiled | CPU | × the standard headers alone |", "|---|---:|---:|"]
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items())
+        ratio = "" if r["bench"] == COMPILE_FLOOR or not floor else fmt_ratio(r["value"] / floor)
+        out.append(f"| {r['bench']} ({params}) | {r['value']:.3g} s | {ratio} |")
+    out += ["", "Goals:", ""]
+    table = {r["bench"]: r["value"] for r in rows}
+    for bench, most in COMPILE_GOALS:
+        value = table.get(bench)
+        if value is None:
+            out.append(f"- {bench}: ≤ {most:g} s: not measured")
+        else:
+            out.append(f"- {bench}: ≤ {most:g} s: {value:.3g} s — "
+                       f"{'met' if value <= most else 'MISSED'}")
+    return out
 
 # ---------------------------------------------------------------------------
 # Machine description and README
@@ -738,6 +772,11 @@ def main(argv=None):
                 tool_records, tool_rc = run_json_lines(command, "mp_map_bench.py")
                 records += tool_records
                 rc = rc or tool_rc
+            if not args.busy and (not args.only or COMPILE_ONLY in args.only.split(",")):
+                command = [args.python, str(COMPILE_SCRIPT), "--runs", str(args.runs)]
+                compile_records, compile_rc = run_json_lines(command, "compile_bench.py")
+                records += compile_records
+                rc = rc or compile_rc
             invocations.append(records)
             status = status or rc
         records = best_of(invocations)

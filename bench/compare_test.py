@@ -122,6 +122,35 @@ class FromRaw(unittest.TestCase):
         self.assertIn("2×", out)
 
 
+class CompileTime(FromRaw):
+    GXX = "g++ (Debian 12.2.0-14) 12.2.0"
+
+    def test_compile_rows_get_their_table_and_goals(self):
+        path = self.raw_file([
+            record(MP, "queue_throughput_1k", {"N": 20000}, value=4.0),
+            record(PY, "queue_throughput_1k", {"N": 20000}, value=2.0),
+            record(self.GXX, "compile_mp_hpp", {"flags": "-fsyntax-only"}, "cpu_s", 0.8, "s"),
+            record(self.GXX, "compile_example_pool_map", {"flags": "-O0 -c"}, "cpu_s", 2.5,
+                   "s"),
+            record(self.GXX, "compile_std_headers", {"flags": "-fsyntax-only"}, "cpu_s", 0.4,
+                   "s")])
+        status, out, err = run_main(["--from-raw", path])
+        self.assertEqual(status, 0, err)
+        self.assertIn("| compile_mp_hpp (flags=-fsyntax-only) | 0.8 s | 2× |", out)
+        self.assertIn("- compile_mp_hpp: ≤ 1 s: 0.8 s — met", out)
+        self.assertIn("- compile_example_pool_map: ≤ 2 s: 2.5 s — MISSED", out)
+        self.assertIn(self.GXX, out)
+        # Compile rows are not rows of the CPython table.
+        self.assertNotIn("| compile_mp_hpp | cpu_s |", out)
+
+    def test_no_compile_rows_no_compile_section(self):
+        path = self.raw_file([record(MP, "queue_throughput_1k", {"N": 20000}, value=4.0),
+                              record(PY, "queue_throughput_1k", {"N": 20000}, value=2.0)])
+        status, out, err = run_main(["--from-raw", path])
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("Compile time", out)
+
+
 @unittest.skipUnless(os.environ.get("MP_BENCH"), "MP_BENCH (path of mp-bench) not set")
 class WithMpBench(unittest.TestCase):
     def test_every_common_row_has_the_same_sizes(self):
@@ -142,6 +171,15 @@ class WithMpBench(unittest.TestCase):
              "--cpus", "0"], capture_output=True, text=True, timeout=300)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("| lock_uncontended | ns_per_pair |", result.stdout)
+
+    def test_only_compile_runs_the_compile_rows(self):
+        result = subprocess.run(
+            [sys.executable, str(HERE / "compare.py"), "--mp-bench", os.environ["MP_BENCH"],
+             "--only", "compile", "--runs", "1", "--repeat", "1", "--cpus", "0"],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("| compile_mp_hpp (flags=-fsyntax-only) |", result.stdout)
+        self.assertIn("- compile_example_pool_map: ≤ 2 s:", result.stdout)
 
 
 @unittest.skipUnless(os.environ.get("MP_BENCH_BASELINE"),

@@ -7,10 +7,13 @@
 //   <name>_fuzzer [libFuzzer flags] CORPUS...   fuzzes, as any libFuzzer binary
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <typeinfo>
 #include <vector>
 
@@ -52,6 +55,15 @@ inline void check(bool condition, const char* what) {
     std::fprintf(stderr, "mp_fuzz: property violated: %s\n", what);
     std::abort();
   }
+}
+
+// An input's first byte picks one of `targets` (modulo their count); the target gets the
+// rest of the input. The empty input runs none.
+template <class Targets>
+void run_selected(const Targets& targets, const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return;
+  const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
+  targets[data[0] % targets.size()](bytes);
 }
 
 }  // namespace mp_fuzz

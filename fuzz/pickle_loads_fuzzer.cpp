@@ -120,9 +120,7 @@ MP_FUZZ_SEEDS(seeds);
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
-  const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  kLoaders[data[0] % kLoaders.size()](bytes);
+  mp_fuzz::run_selected(kLoaders, data, size);
   mp_fuzz::check(callback_calls == 0, "a loaded function pointer was never called");
   return 0;
 }

@@ -128,8 +128,6 @@ MP_FUZZ_SEEDS(seeds);
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
-  const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  kLoaders[data[0] % kLoaders.size()](bytes);
+  mp_fuzz::run_selected(kLoaders, data, size);
   return 0;
 }

@@ -342,30 +342,51 @@ TEST(ConnectionTest, EOFErrorWhenThePeerLeftOurMessagesUnread) {
   EXPECT_THROW(b.recv<int>(), mp::EOFError);
 }
 
-// Sends to a closed peer in a forked child: it must get EPIPE, not die of SIGPIPE.
-void expect_epipe_without_sigpipe(bool duplex) {
+// Runs `body` in a forked child and returns the status the child exits with: body's
+// return value, 3 if it threw. A child killed by a signal fails the test and gives -1.
+template <class Body>
+int exit_code_in_child(Body body) {
   const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
+  if (pid < 0) {
+    ADD_FAILURE() << "fork failed";
+    return -1;
+  }
   if (pid == 0) {
-    ::signal(SIGPIPE, SIG_DFL);
-    auto [first, second] = mp::Pipe(duplex);
-    mp::Connection& sender = duplex ? first : second;
-    mp::Connection& other = duplex ? second : first;
-    other.close();
-    int code = 1;
+    int code = 3;
     try {
-      sender.send(std::string(100'000, 'x'));
-    } catch (const std::system_error& e) {
-      code = e.code() == std::errc::broken_pipe ? 0 : 2;
+      code = body();
     } catch (...) {
-      code = 3;
     }
     ::_exit(code);
   }
   int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  if (::waitpid(pid, &status, 0) != pid) {
+    ADD_FAILURE() << "waitpid failed";
+    return -1;
+  }
+  if (!WIFEXITED(status)) {
+    ADD_FAILURE() << "killed by signal " << WTERMSIG(status);
+    return -1;
+  }
+  return WEXITSTATUS(status);
+}
+
+// Sends to a closed peer in a forked child: it must get EPIPE, not die of SIGPIPE.
+void expect_epipe_without_sigpipe(bool duplex) {
+  EXPECT_EQ(exit_code_in_child([duplex] {
+              ::signal(SIGPIPE, SIG_DFL);
+              auto [first, second] = mp::Pipe(duplex);
+              mp::Connection& sender = duplex ? first : second;
+              mp::Connection& other = duplex ? second : first;
+              other.close();
+              try {
+                sender.send(std::string(100'000, 'x'));
+              } catch (const std::system_error& e) {
+                return e.code() == std::errc::broken_pipe ? 0 : 2;
+              }
+              return 1;
+            }),
+            0);
 }
 
 TEST(ConnectionTest, SendToClosedPeerIsEPIPENotSIGPIPE) {
@@ -390,46 +411,38 @@ std::size_t virtual_size() {
 // length fails). The child exits 0 if recv_bytes threw std::system_error with `expected`
 // and closed the connection.
 void expect_frame_error(const std::string& raw, std::errc expected) {
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
+  const int status = exit_code_in_child([&raw, expected] {
     int code = 1;
-    try {
-      auto [a, b] = mp::Pipe();
-      // A thread writes, since `raw` may not fit in the socket's buffer.
-      // An init-capture: clang++ 14 cannot capture a structured binding.
-      std::thread writer([&raw, &a = a] {
-        const int fd = a.fileno();
-        std::size_t done = 0;
-        while (done < raw.size()) {
-          ssize_t n = ::send(fd, raw.data() + done, raw.size() - done, MSG_NOSIGNAL);
-          if (n <= 0) break;  // the reader gave up
-          done += static_cast<std::size_t>(n);
-        }
-        a.close();
-      });
-      struct rlimit limit = {};
-      limit.rlim_cur = limit.rlim_max = virtual_size() + kAllocationAllowance;
-      if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(6);
-      try {
-        (void)b.recv_bytes();
-      } catch (const std::system_error& e) {
-        code = e.code() == expected ? (b.closed() ? 0 : 7) : 2;
-      } catch (const std::bad_alloc&) {
-        code = 4;
+    auto [a, b] = mp::Pipe();
+    // A thread writes, since `raw` may not fit in the socket's buffer.
+    // An init-capture: clang++ 14 cannot capture a structured binding.
+    std::thread writer([&raw, &a = a] {
+      const int fd = a.fileno();
+      std::size_t done = 0;
+      while (done < raw.size()) {
+        ssize_t n = ::send(fd, raw.data() + done, raw.size() - done, MSG_NOSIGNAL);
+        if (n <= 0) break;  // the reader gave up
+        done += static_cast<std::size_t>(n);
       }
-      b.close();  // unblocks the writer if the read stopped early
-      writer.join();
-    } catch (...) {
-      code = 3;
+      a.close();
+    });
+    struct rlimit limit = {};
+    limit.rlim_cur = limit.rlim_max = virtual_size() + kAllocationAllowance;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(6);
+    try {
+      (void)b.recv_bytes();
+    } catch (const std::system_error& e) {
+      code = e.code() == expected ? (b.closed() ? 0 : 7) : 2;
+    } catch (const std::bad_alloc&) {
+      code = 4;
     }
-    ::_exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "2: wrong error, 4: bad_alloc, 7: not closed (frame of " << raw.size() << " bytes)";
+    b.close();  // unblocks the writer if the read stopped early
+    writer.join();
+    return code;
+  });
+  EXPECT_EQ(status, 0) << "2: wrong error, 3: another exception, 4: bad_alloc, 7: not closed "
+                          "(frame of "
+                       << raw.size() << " bytes)";
 }
 
 std::string frame_header(std::uint64_t length) {
@@ -596,6 +609,13 @@ TEST_P(ConnectionProcessTest, EchoChildManyRoundTrips) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
+// What send_three_and_exit sends.
+void expect_three_messages(mp::Connection& from_child) {
+  EXPECT_EQ(from_child.recv<std::string>(), "one");
+  EXPECT_EQ(from_child.recv<std::string>(), "two");
+  EXPECT_EQ(from_child.recv_bytes(), "three");
+}
+
 TEST_P(ConnectionProcessTest, EOFErrorAfterTheChildsMessages) {
   auto [parent_end, child_end] = mp::Pipe();
   {
@@ -605,9 +625,7 @@ TEST_P(ConnectionProcessTest, EOFErrorAfterTheChildsMessages) {
     EXPECT_EQ(p.exitcode(), 0);
     p.close();
   }
-  EXPECT_EQ(parent_end.recv<std::string>(), "one");
-  EXPECT_EQ(parent_end.recv<std::string>(), "two");
-  EXPECT_EQ(parent_end.recv_bytes(), "three");
+  expect_three_messages(parent_end);
   EXPECT_THROW(parent_end.recv<std::string>(), mp::EOFError);
 }
 
@@ -618,9 +636,7 @@ TEST_P(ConnectionProcessTest, EOFWhileTheProcessObjectStillExists) {
   auto [parent_end, child_end] = mp::Pipe();
   mp::Process p(options(), &send_three_and_exit, std::move(child_end));
   p.start();
-  EXPECT_EQ(parent_end.recv<std::string>(), "one");
-  EXPECT_EQ(parent_end.recv<std::string>(), "two");
-  EXPECT_EQ(parent_end.recv_bytes(), "three");
+  expect_three_messages(parent_end);
   ASSERT_TRUE(parent_end.poll(std::chrono::seconds(30))) << "EOF never came";
   EXPECT_THROW(parent_end.recv<std::string>(), mp::EOFError);
   join_checked(p);

@@ -10,12 +10,7 @@
 
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
+using mp_test::lines_of;
 
 class DemoTest : public ::testing::TestWithParam<std::string> {};
 
@@ -47,69 +42,67 @@ std::vector<std::string> lines_starting(const std::vector<std::string>& lines,
   return found;
 }
 
-TEST_P(DemoTest, ValueIsShared) {
-  auto result = mp_test::run_command(
-      {MP_DEMO_PATH, "value", "--delay", "0.05", "--start-method", GetParam()});
+// Runs `mp-demo value` with `flags`: foo reads 100 and writes 1234 to its value, bar reads
+// twice, the second time after foo's write; foo and bar print concurrently, so each one's
+// lines are checked in its own order. `after_write` is what bar's second read and main see.
+void expect_value_demo(const std::string& method, std::vector<std::string> flags,
+                       const std::string& after_write) {
+  std::vector<std::string> argv{MP_DEMO_PATH, "value"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.insert(argv.end(), {"--start-method", method});
+  auto result = mp_test::run_command(argv);
   ASSERT_EQ(result.exit_status, 0) << result.err;
   auto lines = lines_of(result.out);
   ASSERT_EQ(lines.size(), 5u) << result.out;
-  // foo and bar print concurrently; each one's lines come in its own order.
   EXPECT_EQ(lines_starting(lines, "In foo"),
             (std::vector<std::string>{"In foo[Process-1]: value = 100",
                                       "In foo[Process-1]: value is set to 1234"}))
       << result.out;
-  // bar reads again after foo's write, and sees it: the Value is shared.
   EXPECT_EQ(lines_starting(lines, "In bar"),
             (std::vector<std::string>{"In bar[Process-2]: value = 100",
-                                      "In bar[Process-2]: value = 1234"}))
+                                      "In bar[Process-2]: value = " + after_write}))
       << result.out;
-  EXPECT_EQ(lines.back(), "In main: value = 1234");
+  EXPECT_EQ(lines.back(), "In main: value = " + after_write);
 }
 
+// bar sees foo's write: the Value is shared.
+TEST_P(DemoTest, ValueIsShared) { expect_value_demo(GetParam(), {"--delay", "0.05"}, "1234"); }
+
+// Each process writes its own copy: bar and main still see 100.
 TEST_P(DemoTest, ValueUnsharedIsCopied) {
-  auto result = mp_test::run_command(
-      {MP_DEMO_PATH, "value", "--unshared", "--delay", "0.02", "--start-method", GetParam()});
+  expect_value_demo(GetParam(), {"--unshared", "--delay", "0.02"}, "100");
+}
+
+// Runs `mp-demo array` on `text` (an argument, or standard input when `from_stdin`): the
+// children run one after the other, so the output is fixed, line for line. `repr`,
+// `upper_repr` and `split_repr` are Python's reprs of the text, of it upper-cased, and of
+// it upper-cased with each space made a newline.
+void expect_array_demo(const std::string& method, const std::string& text, bool from_stdin,
+                       const std::string& repr, const std::string& upper_repr,
+                       const std::string& split_repr) {
+  std::vector<std::string> argv{MP_DEMO_PATH, "array", "--delay", "0", "--start-method", method};
+  if (!from_stdin) argv.push_back(text);
+  auto result = mp_test::run_command(argv, from_stdin ? text + "\n" : "");
   ASSERT_EQ(result.exit_status, 0) << result.err;
-  auto lines = lines_of(result.out);
-  ASSERT_EQ(lines.size(), 5u) << result.out;
-  EXPECT_EQ(lines_starting(lines, "In foo"),
-            (std::vector<std::string>{"In foo[Process-1]: value = 100",
-                                      "In foo[Process-1]: value is set to 1234"}))
+  EXPECT_EQ(lines_of(result.out), (std::vector<std::string>{
+                                      "In foo[Process-1]: array = " + repr,
+                                      "In bar[Process-2]: value = " + upper_repr,
+                                      "In main: value = <SynchronizedString wrapper for "
+                                      "<multiprocessing.sharedctypes.c_char_Array_" +
+                                          std::to_string(text.size()) + " object>>",
+                                      "String = " + split_repr,
+                                  }))
       << result.out;
-  EXPECT_EQ(lines_starting(lines, "In bar"),
-            (std::vector<std::string>{"In bar[Process-2]: value = 100",
-                                      "In bar[Process-2]: value = 100"}))
-      << result.out;
-  EXPECT_EQ(lines.back(), "In main: value = 100");
 }
 
 TEST_P(DemoTest, ArrayFromArgument) {
-  auto result = mp_test::run_command(
-      {MP_DEMO_PATH, "array", "--delay", "0", "--start-method", GetParam(), "hello world"});
-  ASSERT_EQ(result.exit_status, 0) << result.err;
-  // One child after the other: the output is fixed, line for line.
-  EXPECT_EQ(lines_of(result.out), (std::vector<std::string>{
-                                      "In foo[Process-1]: array = b'hello world'",
-                                      "In bar[Process-2]: value = b'HELLO WORLD'",
-                                      "In main: value = <SynchronizedString wrapper for "
-                                      "<multiprocessing.sharedctypes.c_char_Array_11 object>>",
-                                      "String = b'HELLO\\nWORLD'",
-                                  }))
-      << result.out;
+  expect_array_demo(GetParam(), "hello world", false, "b'hello world'", "b'HELLO WORLD'",
+                    "b'HELLO\\nWORLD'");
 }
 
 TEST_P(DemoTest, ArrayFromStdin) {
-  auto result = mp_test::run_command(
-      {MP_DEMO_PATH, "array", "--delay", "0", "--start-method", GetParam()}, "it's a b-1\n");
-  ASSERT_EQ(result.exit_status, 0) << result.err;
-  EXPECT_EQ(lines_of(result.out), (std::vector<std::string>{
-                                      "In foo[Process-1]: array = b\"it's a b-1\"",
-                                      "In bar[Process-2]: value = b\"IT'S A B-1\"",
-                                      "In main: value = <SynchronizedString wrapper for "
-                                      "<multiprocessing.sharedctypes.c_char_Array_10 object>>",
-                                      "String = b\"IT'S\\nA\\nB-1\"",
-                                  }))
-      << result.out;
+  expect_array_demo(GetParam(), "it's a b-1", true, "b\"it's a b-1\"", "b\"IT'S A B-1\"",
+                    "b\"IT'S\\nA\\nB-1\"");
 }
 
 TEST_P(DemoTest, DictIsShared) {

@@ -37,15 +37,7 @@ void run_worker(std::string participant, std::string state, int index) {
   std::exit(91);  // work() must not return
 }
 
-int open_fd_count() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int count = 0;
-  while (const dirent* entry = ::readdir(dir))
-    if (entry->d_name[0] != '.') ++count;
-  ::closedir(dir);
-  return count - 1;
-}
+using mp_test::open_fd_count;
 
 std::vector<std::tuple<std::string, std::string>> cases() {
   std::vector<std::tuple<std::string, std::string>> out;

@@ -33,12 +33,7 @@
 
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
+using mp_test::lines_of;
 
 std::string numbers(int from, int to) {
   std::string out;

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <optional>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -28,6 +27,7 @@
 
 #include "figures.hpp"
 #include "heap_arena.hpp"
+#include "queue_drain.hpp"
 #include "queue_record.hpp"
 #include "test_util.hpp"
 
@@ -664,17 +664,11 @@ TEST_P(QueueTest, SigkilledProducersAndConsumersNeverCorruptOrBlock) {
   // Drain: every item whole, each producer's items in order, nothing seen twice.
   std::vector<std::int64_t> last(kMaxProducerIds, -1);
   long drained = 0;
-  for (;;) {
-    std::optional<Stamped> item;
-    try {
-      item = queue.get_nowait();
-    } catch (const mp::Empty&) {
-      break;
-    }
-    ASSERT_TRUE(whole(*item)) << "a torn item from producer " << item->producer;
-    ASSERT_GT(static_cast<std::int64_t>(item->seq), last[item->producer]) << "out of order";
-    last[item->producer] = item->seq;
-    ++seen[item->producer * kMaxSeq + item->seq];
+  for (const Stamped& item : mp_test::drain_nowait(queue)) {
+    ASSERT_TRUE(whole(item)) << "a torn item from producer " << item.producer;
+    ASSERT_GT(static_cast<std::int64_t>(item.seq), last[item.producer]) << "out of order";
+    last[item.producer] = item.seq;
+    ++seen[item.producer * kMaxSeq + item.seq];
     ++drained;
   }
   EXPECT_EQ(broken[0], 0) << "consumers got torn items";

@@ -125,17 +125,7 @@ TEST(PickleBadInput, EveryCorruptionThrowsUnpicklingErrorOrLoads) {
 
 // ---- ResourceLeak ----------------------------------------------------------------------
 
-// Open file descriptors of this process (entries of /proc/self/fd, minus the one
-// opendir uses).
-int open_fd_count() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int count = 0;
-  while (const dirent* entry = ::readdir(dir))
-    if (entry->d_name[0] != '.') ++count;
-  ::closedir(dir);
-  return count - 1;
-}
+using mp_test::open_fd_count;
 
 void do_nothing() {}
 void exit_three() { std::exit(3); }

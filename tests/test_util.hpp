@@ -3,6 +3,7 @@
 // command and capturing its output.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -89,6 +90,26 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Open file descriptors of this process (entries of /proc/self/fd, minus the one
+// opendir uses).
+inline int open_fd_count() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int count = 0;
+  while (const dirent* entry = ::readdir(dir))
+    if (entry->d_name[0] != '.') ++count;
+  ::closedir(dir);
+  return count - 1;
+}
+
+// The lines of `text`, without their newlines.
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
 
 inline void write_file(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";

@@ -147,6 +147,24 @@ def wait_sem(sem, count, what):
             raise BenchError(f"child not {what} within {READY_TIMEOUT:.0f}s")
 
 
+def race_children(ctx, target, args_of, count):
+    """Starts `count` children, child i running target(*args_of(i)); each posts the
+    ready semaphore, waits for the event, does its share and posts the done semaphore
+    (the last three of its arguments). Returns the seconds from the event to the last
+    done, the children joined (race_children of tools/mp-bench/children.cpp)."""
+    ready, go, done = args_of(0)[-3:]
+    with Children() as kids:
+        for i in range(count):
+            kids.start(ctx.Process(target=target, args=args_of(i)))
+        wait_sem(ready, count, "ready")
+        t0 = perf()
+        go.set()
+        wait_sem(done, count, "done")
+        seconds = perf() - t0
+        kids.join_ok()
+    return seconds
+
+
 @contextlib.contextmanager
 def watchdog(seconds):
     """Raise TimeoutError in the parent after `seconds`."""
@@ -438,15 +456,8 @@ def value_lock_increment(cfg, name, n):
     for _ in range(cfg.runs):
         v = ctx.Value("i", 0)
         ready, done, go = ctx.Semaphore(0), ctx.Semaphore(0), ctx.Event()
-        with Children() as kids:
-            for _ in range(2):
-                kids.start(ctx.Process(target=value_incrementer, args=(v, n, ready, go, done)))
-            wait_sem(ready, 2, "ready")
-            t0 = perf()
-            go.set()
-            wait_sem(done, 2, "done")
-            runs.append(2 * n / (perf() - t0))
-            kids.join_ok()
+        runs.append(2 * n / race_children(ctx, value_incrementer,
+                                          lambda i: (v, n, ready, go, done), 2))
         finals.append(v.value)
     ok = all(f == 2 * n for f in finals)
     emit(name, cfg.params(N=n, processes=2), "increments_per_s", runs, "incr/s", ok=ok)
@@ -500,16 +511,8 @@ def manager_dict_concurrent(cfg, name, n):
         for _ in range(cfg.runs):
             d = manager.dict()
             ready, done, go = ctx.Semaphore(0), ctx.Semaphore(0), ctx.Event()
-            with Children() as kids:
-                for w in range(2):
-                    kids.start(ctx.Process(target=manager_dict_writer,
-                                           args=(d, n, w, ready, go, done)))
-                wait_sem(ready, 2, "ready")
-                t0 = perf()
-                go.set()
-                wait_sem(done, 2, "done")
-                runs.append(2 * n / (perf() - t0))
-                kids.join_ok()
+            runs.append(2 * n / race_children(ctx, manager_dict_writer,
+                                              lambda w: (d, n, w, ready, go, done), 2))
             if len(d) != 2 * n:
                 raise BenchError("manager dict contents wrong")
     emit(name, cfg.params(N=n, processes=2, key="int i"), "ops_per_s", runs, "ops/s")

@@ -10,7 +10,7 @@
 
 namespace mp::detail {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 void collect_replies(PoolState& state, WorkerSlot& w, Completions& done) {
   auto& replies = state.replies;
@@ -91,7 +91,7 @@ void ResultLoop::run() noexcept {
 
 void ResultLoop::run_loop() {
   Completions done;
-  auto last_liveness_check = Clock::now();
+  auto last_liveness_check = SteadyClock::now();
   bool recent_progress = false;
   for (;;) {
     done.clear();
@@ -102,7 +102,7 @@ void ResultLoop::run_loop() {
       for (auto& w : state_.workers)
         if (!w->dead) collect_replies(state_, *w, done);
       progress = !done.empty();
-      const auto now = Clock::now();
+      const auto now = SteadyClock::now();
       if (now - last_liveness_check > std::chrono::milliseconds(2)) {
         last_liveness_check = now;
         workers_.check_liveness(done);
@@ -180,7 +180,7 @@ void ResultLoop::sleep(Completions& done) {
       for (auto* w : polled_) w->link->disarm(false);
       return;
     }
-    timeout = workers_.next_timeout(Clock::now());
+    timeout = workers_.next_timeout(SteadyClock::now());
     if (scheduler_.steal_possible())
       timeout = std::min(timeout.value_or(Scheduler::kStealRetry), Scheduler::kStealRetry);
     sleeping_.store(true);

@@ -18,7 +18,7 @@
 
 namespace mp::detail {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------- ResultState
 
@@ -75,27 +75,27 @@ constexpr std::chrono::microseconds kHelpSpin{100};
 
 // Spins a little first, draining the pool's result rings itself: a short task's result
 // is then in hand microseconds after the worker wrote it.
-void ResultState::help_until(Clock::time_point deadline) const {
+void ResultState::help_until(SteadyClock::time_point deadline) const {
   if (!helper_) return;
-  const auto spin_until = std::min(deadline, Clock::now() + kHelpSpin);
+  const auto spin_until = std::min(deadline, SteadyClock::now() + kHelpSpin);
   while (!ready()) {
     const HelpResult helped = helper_();
     if (helped == HelpResult::not_worth_spinning) return;
     if (helped == HelpResult::nothing_yet)
       for (int i = 0; i < 32; ++i) posix::cpu_relax();
-    if (Clock::now() >= spin_until) return;
+    if (SteadyClock::now() >= spin_until) return;
   }
 }
 
 void ResultState::wait() const {
-  help_until(Clock::time_point::max());
+  help_until(SteadyClock::time_point::max());
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return ready_; });
 }
 
 bool ResultState::wait_for(std::chrono::nanoseconds timeout) const {
   const posix::Deadline deadline = posix::Deadline::after(timeout);
-  help_until(Clock::now() + std::min(timeout, std::chrono::nanoseconds(kHelpSpin)));
+  help_until(SteadyClock::now() + std::min(timeout, std::chrono::nanoseconds(kHelpSpin)));
   std::unique_lock lock(mutex_);
   return wait_until_deadline(changed_, lock, deadline, [&] { return ready_; });
 }

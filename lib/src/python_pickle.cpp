@@ -551,26 +551,11 @@ struct Node {
   std::vector<std::uint32_t> children;
 };
 
-class Loader {
+// The pickle's bytes and the read position: every length is checked against what is left.
+class Input {
  public:
-  explicit Loader(std::string_view data)
-      : data_(data), budget_(kExpansionBytes + sizeof(Object) * data.size()) {}
+  explicit Input(std::string_view data) : data_(data) {}
 
-  Object run() {
-    while (true) {
-      const std::uint8_t op = u8();
-      if (op == '.') break;
-      step(op);
-    }
-    if (pos_ != data_.size()) fail(std::to_string(data_.size() - pos_) + " bytes after STOP");
-    if (!marks_.empty()) fail("STOP with an open MARK");
-    if (stack_.size() != 1)
-      fail("STOP with " + std::to_string(stack_.size()) + " values on the stack (expected 1)");
-    in_progress_.assign(nodes_.size(), false);
-    return convert(stack_.back(), 0);
-  }
-
- private:
   std::string_view take(std::uint64_t size) {
     if (size > data_.size() - pos_) fail("truncated pickle (a length runs past the end)");
     const std::string_view out = data_.substr(pos_, static_cast<std::size_t>(size));
@@ -595,33 +580,74 @@ class Loader {
     pos_ = end + 1;
     return out;
   }
+  std::size_t left() const { return data_.size() - pos_; }
+  std::size_t size() const { return data_.size(); }
 
+ private:
+  std::string_view data_;
+  std::size_t pos_ = 0;
+};
+
+std::string kind_name(Object::Kind kind) {
+  switch (kind) {
+    case Object::Kind::list:
+      return "list";
+    case Object::Kind::dict:
+      return "dict";
+    case Object::Kind::set:
+      return "set";
+    default:
+      return "container";
+  }
+}
+
+// The pickle machine's state: the nodes built so far, the stack and its MARKs, and the memo.
+class Machine {
+ public:
   std::uint32_t add(Node node) {
     if (nodes_.size() >= 0xffffffffu) fail("too many values");
     nodes_.push_back(std::move(node));
     return static_cast<std::uint32_t>(nodes_.size() - 1);
   }
+  void push(std::uint32_t index) { stack_.push_back(index); }
   void push_scalar(Object value, std::size_t payload = 0) {
     Node node;
     node.kind = value.kind();
     node.payload = payload;
     node.scalar = std::move(value);
-    stack_.push_back(add(std::move(node)));
+    push(add(std::move(node)));
   }
   void push_container(Object::Kind kind, std::vector<std::uint32_t> children = {}) {
     Node node;
     node.kind = kind;
     node.children = std::move(children);
-    stack_.push_back(add(std::move(node)));
+    push(add(std::move(node)));
   }
-  std::size_t fence() const { return marks_.empty() ? 0 : marks_.back(); }
+  void push_string(std::string_view text, bool is_str) {
+    if (is_str) {
+      if (!decode_utf8(text, nullptr)) fail("a str that is not UTF-8");
+      push_scalar(Object::str(std::string(text)), text.size());
+    } else {
+      push_scalar(Object::bytes(std::string(text)), text.size());
+    }
+  }
+  void push_global(std::string_view module, std::string_view name) {
+    const Global global = find_global(module, name);
+    if (global == Global::none)
+      fail("refusing global " + std::string(module.substr(0, 100)) + "." +
+           std::string(name.substr(0, 100)) + ": loading it would run code");
+    Node node;
+    node.global = global;
+    push(add(std::move(node)));
+  }
+
+  void mark() { marks_.push_back(stack_.size()); }
   std::uint32_t pop() {
-    if (stack_.size() <= fence()) fail("stack underflow");
-    const std::uint32_t top = stack_.back();
+    const std::uint32_t index = top();
     stack_.pop_back();
-    return top;
+    return index;
   }
-  std::uint32_t top() {
+  std::uint32_t top() const {
     if (stack_.size() <= fence()) fail("stack underflow");
     return stack_.back();
   }
@@ -634,356 +660,129 @@ class Loader {
     stack_.resize(mark);
     return items;
   }
-  Node& container(std::uint32_t index, Object::Kind kind, const char* op) {
-    Node& node = nodes_[index];
+
+  // The children of the container on top of the stack, which must be of `kind`.
+  std::vector<std::uint32_t>& children_of_top(Object::Kind kind, const char* op) {
+    Node& node = nodes_[top()];
     if (node.global != Global::none || node.kind != kind)
       fail(std::string(op) + " on a value that is not a " + kind_name(kind));
-    return node;
+    return node.children;
   }
-  static std::string kind_name(Object::Kind kind) {
-    switch (kind) {
-      case Object::Kind::list:
-        return "list";
-      case Object::Kind::dict:
-        return "dict";
-      case Object::Kind::set:
-        return "set";
-      default:
-        return "container";
-    }
+  void extend_top(Object::Kind kind, const char* op) {
+    std::vector<std::uint32_t> items = pop_mark();
+    auto& children = children_of_top(kind, op);
+    children.insert(children.end(), items.begin(), items.end());
   }
+
   void memo_put(std::uint64_t key) { memo_[key] = top(); }
+  void memo_put_next() { memo_put(memo_.size()); }
   void memo_get(std::uint64_t key) {
     const auto found = memo_.find(key);
     if (found == memo_.end()) fail("memo key " + std::to_string(key) + " was never stored");
-    stack_.push_back(found->second);
-  }
-  void string_node(std::string_view text, bool is_str) {
-    if (is_str) {
-      if (!decode_utf8(text, nullptr)) fail("a str that is not UTF-8");
-      push_scalar(Object::str(std::string(text)), text.size());
-    } else {
-      push_scalar(Object::bytes(std::string(text)), text.size());
-    }
+    push(found->second);
   }
 
-  void step(std::uint8_t op) {
-    using Kind = Object::Kind;
-    switch (op) {
-      case 0x80: {  // PROTO
-        const std::uint8_t protocol = u8();
-        if (protocol > 5) fail("unsupported protocol " + std::to_string(protocol));
-        break;
-      }
-      case 0x95:
-        le(8);
-        break;  // FRAME: a length hint only
-      case '(':
-        marks_.push_back(stack_.size());
-        break;
-      case '0':
-        pop();
-        break;  // POP
-      case '1':
-        pop_mark();
-        break;  // POP_MARK
-      case '2':
-        stack_.push_back(top());
-        break;  // DUP
-      case 'N':
-        push_scalar(Object());
-        break;
-      case 0x88:
-        push_scalar(Object::boolean(true));
-        break;
-      case 0x89:
-        push_scalar(Object::boolean(false));
-        break;
-      case 'J':
-        push_scalar(
-            Object::from_int64(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)))));
-        break;
-      case 'K':
-        push_scalar(Object::from_int64(static_cast<std::int64_t>(le(1))));
-        break;
-      case 'M':
-        push_scalar(Object::from_int64(static_cast<std::int64_t>(le(2))));
-        break;
-      case 0x8a: {  // LONG1
-        const std::string_view bytes = take(le(1));
-        push_scalar(Object::integer_from_bytes(bytes), bytes.size());
-        break;
-      }
-      case 0x8b: {  // LONG4
-        const auto size = static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)));
-        if (size < 0) fail("LONG4 with a negative length");
-        const std::string_view bytes = take(static_cast<std::uint64_t>(size));
-        push_scalar(Object::integer_from_bytes(bytes), bytes.size());
-        break;
-      }
-      case 'G': {  // BINFLOAT, big-endian
-        const std::string_view bytes = take(8);
-        std::uint64_t bits = 0;
-        for (char byte : bytes) bits = (bits << 8) | static_cast<unsigned char>(byte);
-        push_scalar(Object::floating(std::bit_cast<double>(bits)));
-        break;
-      }
-      case 0x8c:
-        string_node(take(le(1)), true);
-        break;  // SHORT_BINUNICODE
-      case 'X':
-        string_node(take(le(4)), true);
-        break;  // BINUNICODE
-      case 0x8d:
-        string_node(take(le(8)), true);
-        break;  // BINUNICODE8
-      case 'C':
-        string_node(take(le(1)), false);
-        break;  // SHORT_BINBYTES
-      case 'B':
-        string_node(take(le(4)), false);
-        break;  // BINBYTES
-      case 0x8e:
-        string_node(take(le(8)), false);
-        break;  // BINBYTES8
-      case 0x96:
-        string_node(take(le(8)), false);
-        break;  // BYTEARRAY8 (loads as bytes)
-      case ')':
-        push_container(Kind::tuple);
-        break;
-      case 't':
-        push_container(Kind::tuple, pop_mark());
-        break;
-      case 0x85:
-      case 0x86:
-      case 0x87: {  // TUPLE1..3
-        std::vector<std::uint32_t> items(op - 0x84);
-        for (std::size_t i = items.size(); i-- > 0;) items[i] = pop();
-        push_container(Kind::tuple, std::move(items));
-        break;
-      }
-      case ']':
-        push_container(Kind::list);
-        break;
-      case 'l':
-        push_container(Kind::list, pop_mark());
-        break;
-      case 'a': {  // APPEND
-        const std::uint32_t item = pop();
-        container(top(), Kind::list, "APPEND").children.push_back(item);
-        break;
-      }
-      case 'e': {  // APPENDS
-        std::vector<std::uint32_t> items = pop_mark();
-        auto& children = container(top(), Kind::list, "APPENDS").children;
-        children.insert(children.end(), items.begin(), items.end());
-        break;
-      }
-      case '}':
-        push_container(Kind::dict);
-        break;
-      case 'd': {  // DICT
-        std::vector<std::uint32_t> items = pop_mark();
-        if (items.size() % 2 != 0) fail("DICT with an odd number of items");
-        push_container(Kind::dict, std::move(items));
-        break;
-      }
-      case 's': {  // SETITEM
-        const std::uint32_t value = pop();
-        const std::uint32_t key = pop();
-        auto& children = container(top(), Kind::dict, "SETITEM").children;
-        children.push_back(key);
-        children.push_back(value);
-        break;
-      }
-      case 'u': {  // SETITEMS
-        std::vector<std::uint32_t> items = pop_mark();
-        if (items.size() % 2 != 0) fail("SETITEMS with an odd number of items");
-        auto& children = container(top(), Kind::dict, "SETITEMS").children;
-        children.insert(children.end(), items.begin(), items.end());
-        break;
-      }
-      case 0x8f:
-        push_container(Kind::set);
-        break;      // EMPTY_SET
-      case 0x90: {  // ADDITEMS
-        std::vector<std::uint32_t> items = pop_mark();
-        auto& children = container(top(), Kind::set, "ADDITEMS").children;
-        children.insert(children.end(), items.begin(), items.end());
-        break;
-      }
-      case 0x91:
-        push_container(Kind::frozenset, pop_mark());
-        break;
-      case 'h':
-        memo_get(le(1));
-        break;  // BINGET
-      case 'j':
-        memo_get(le(4));
-        break;  // LONG_BINGET
-      case 'q':
-        memo_put(le(1));
-        break;  // BINPUT
-      case 'r':
-        memo_put(le(4));
-        break;  // LONG_BINPUT
-      case 0x94:
-        memo_put(memo_.size());
-        break;     // MEMOIZE
-      case 'c': {  // GLOBAL
-        const std::string_view module = line();
-        const std::string_view name = line();
-        push_global(module, name);
-        break;
-      }
-      case 0x93: {  // STACK_GLOBAL
-        const std::uint32_t name = pop();
-        const std::uint32_t module = pop();
-        if (nodes_[module].kind != Kind::str || nodes_[name].kind != Kind::str ||
-            nodes_[module].global != Global::none || nodes_[name].global != Global::none)
-          fail("STACK_GLOBAL without two str");
-        push_global(nodes_[module].scalar.as_str(), nodes_[name].scalar.as_str());
-        break;
-      }
-      case 'R':
-        reduce();
-        break;
-      default:
-        refuse(op);
-    }
+  const Node& node(std::uint32_t index) const { return nodes_[index]; }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  // The one value STOP leaves.
+  std::uint32_t result() const {
+    if (!marks_.empty()) fail("STOP with an open MARK");
+    if (stack_.size() != 1)
+      fail("STOP with " + std::to_string(stack_.size()) + " values on the stack (expected 1)");
+    return stack_.back();
   }
 
-  void push_global(std::string_view module, std::string_view name) {
-    const Global global = find_global(module, name);
-    if (global == Global::none)
-      fail("refusing global " + std::string(module.substr(0, 100)) + "." +
-           std::string(name.substr(0, 100)) + ": loading it would run code");
-    Node node;
-    node.global = global;
-    stack_.push_back(add(std::move(node)));
-  }
+ private:
+  std::size_t fence() const { return marks_.empty() ? 0 : marks_.back(); }
 
-  // REDUCE on a whitelisted global, evaluated here without calling anything.
-  void reduce() {
-    using Kind = Object::Kind;
-    const std::uint32_t args_index = pop();
-    const std::uint32_t callable_index = pop();
-    const Global global = nodes_[callable_index].global;
-    const Node& args = nodes_[args_index];
-    if (global == Global::none) fail("REDUCE on a value that is not an accepted global");
-    if (args.global != Global::none || args.kind != Kind::tuple)
-      fail("REDUCE without an argument tuple");
-    const std::vector<std::uint32_t> arguments = args.children;
-    const auto argument = [&](std::size_t i) -> const Node& { return nodes_[arguments[i]]; };
-    switch (global) {
-      case Global::codecs_encode: {
-        if (arguments.size() != 2 || argument(0).kind != Kind::str ||
-            argument(0).global != Global::none || argument(1).kind != Kind::str ||
-            argument(1).global != Global::none ||
-            (argument(1).scalar.as_str() != "latin1" && argument(1).scalar.as_str() != "latin-1"))
-          fail("_codecs.encode accepted only as encode(str, 'latin1')");
-        std::vector<std::uint32_t> code_points;
-        decode_utf8(argument(0).scalar.as_str(), &code_points);
-        std::string octets;
-        octets.reserve(code_points.size());
-        for (std::uint32_t code : code_points) {
-          if (code > 0xff) fail("_codecs.encode: a character beyond latin1");
-          octets.push_back(static_cast<char>(code));
-        }
-        push_scalar(Object::bytes(std::move(octets)), code_points.size());
-        break;
+  std::vector<Node> nodes_;
+  std::vector<std::uint32_t> stack_;
+  std::vector<std::size_t> marks_;
+  std::unordered_map<std::uint64_t, std::uint32_t> memo_;
+};
+
+// REDUCE on a whitelisted global, evaluated here without calling anything.
+void reduce(Machine& machine) {
+  using Kind = Object::Kind;
+  const std::uint32_t args_index = machine.pop();
+  const Global global = machine.node(machine.pop()).global;
+  const Node& args = machine.node(args_index);
+  if (global == Global::none) fail("REDUCE on a value that is not an accepted global");
+  if (args.global != Global::none || args.kind != Kind::tuple)
+    fail("REDUCE without an argument tuple");
+  const std::vector<std::uint32_t> arguments = args.children;
+  const auto argument = [&](std::size_t i) -> const Node& { return machine.node(arguments[i]); };
+  const auto plain = [&](std::size_t i, Kind kind) {
+    return argument(i).global == Global::none && argument(i).kind == kind;
+  };
+  switch (global) {
+    case Global::codecs_encode: {
+      if (arguments.size() != 2 || !plain(0, Kind::str) || !plain(1, Kind::str) ||
+          (argument(1).scalar.as_str() != "latin1" && argument(1).scalar.as_str() != "latin-1"))
+        fail("_codecs.encode accepted only as encode(str, 'latin1')");
+      std::vector<std::uint32_t> code_points;
+      decode_utf8(argument(0).scalar.as_str(), &code_points);
+      std::string octets;
+      octets.reserve(code_points.size());
+      for (std::uint32_t code : code_points) {
+        if (code > 0xff) fail("_codecs.encode: a character beyond latin1");
+        octets.push_back(static_cast<char>(code));
       }
-      case Global::bytes:
-        if (!arguments.empty()) fail("bytes accepted only without arguments");
-        push_scalar(Object::bytes(""));
-        break;
-      case Global::set:
-      case Global::frozenset: {
-        std::vector<std::uint32_t> items;
-        if (arguments.size() == 1 && argument(0).global == Global::none &&
-            argument(0).kind == Kind::list)
-          items = argument(0).children;
-        else if (!arguments.empty())
-          fail("set/frozenset accepted only with no argument or one list");
-        push_container(global == Global::set ? Kind::set : Kind::frozenset, std::move(items));
-        break;
-      }
-      case Global::none:
-        break;
+      machine.push_scalar(Object::bytes(std::move(octets)), code_points.size());
+      break;
     }
+    case Global::bytes:
+      if (!arguments.empty()) fail("bytes accepted only without arguments");
+      machine.push_scalar(Object::bytes(""));
+      break;
+    case Global::set:
+    case Global::frozenset: {
+      std::vector<std::uint32_t> items;
+      if (arguments.size() == 1 && plain(0, Kind::list))
+        items = argument(0).children;
+      else if (!arguments.empty())
+        fail("set/frozenset accepted only with no argument or one list");
+      machine.push_container(global == Global::set ? Kind::set : Kind::frozenset, std::move(items));
+      break;
+    }
+    case Global::none:
+      break;
   }
+}
 
-  [[noreturn]] static void refuse(std::uint8_t op) {
-    const char* name = nullptr;
-    switch (op) {
-      case 'i':
-        name = "INST";
-        break;
-      case 'o':
-        name = "OBJ";
-        break;
-      case 'b':
-        name = "BUILD";
-        break;
-      case 0x81:
-        name = "NEWOBJ";
-        break;
-      case 0x92:
-        name = "NEWOBJ_EX";
-        break;
-      case 0x82:
-        name = "EXT1";
-        break;
-      case 0x83:
-        name = "EXT2";
-        break;
-      case 0x84:
-        name = "EXT4";
-        break;
-      case 'P':
-        name = "PERSID";
-        break;
-      case 'Q':
-        name = "BINPERSID";
-        break;
-      case 0x97:
-        name = "NEXT_BUFFER";
-        break;
-      case 0x98:
-        name = "READONLY_BUFFER";
-        break;
-      default:
-        break;
-    }
-    if (name) fail(std::string("refusing opcode ") + name + ": it builds objects by calling code");
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02x", op);
-    switch (op) {
-      case 'I':
-      case 'L':
-      case 'F':
-      case 'S':
-      case 'T':
-      case 'U':
-      case 'V':
-      case 'g':
-      case 'p':
-        fail(std::string("unsupported protocol 0/1 opcode ") + hex + " '" + static_cast<char>(op) +
-             "'");
-      default:
-        fail(std::string("unknown opcode ") + hex);
-    }
-  }
+// The opcodes this loader does not take, each with the reason.
+[[noreturn]] void refuse(std::uint8_t op) {
+  struct Refused {
+    std::uint8_t op;
+    const char* name;
+  };
+  static constexpr Refused kCallsCode[] = {
+      {'i', "INST"},       {'o', "OBJ"},       {'b', "BUILD"},        {0x81, "NEWOBJ"},
+      {0x92, "NEWOBJ_EX"}, {0x82, "EXT1"},     {0x83, "EXT2"},        {0x84, "EXT4"},
+      {'P', "PERSID"},     {'Q', "BINPERSID"}, {0x97, "NEXT_BUFFER"}, {0x98, "READONLY_BUFFER"},
+  };
+  for (const Refused& refused : kCallsCode)
+    if (refused.op == op)
+      fail(std::string("refusing opcode ") + refused.name + ": it builds objects by calling code");
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02x", op);
+  if (std::string_view("ILFSTUVgp").find(static_cast<char>(op)) != std::string_view::npos)
+    fail(std::string("unsupported protocol 0/1 opcode ") + hex + " '" + static_cast<char>(op) +
+         "'");
+  fail(std::string("unknown opcode ") + hex);
+}
 
-  // Memo references let a short pickle name one value many times (a list of ten copies of
-  // a list of ten copies of ...), and an Object holds each copy apart. The budget is the
-  // memory the result may take: what the Objects themselves occupy plus their payloads,
-  // a fixed allowance plus one Object per input byte, which every unshared pickle meets.
-  void spend(std::size_t bytes) {
-    if (bytes > budget_) fail("the pickle expands to too large a value (shared references)");
-    budget_ -= bytes;
-  }
+// Turns the node graph into Objects. Memo references let a short pickle name one value many
+// times (a list of ten copies of a list of ten copies of ...), and an Object holds each copy
+// apart. The budget is the memory the result may take: what the Objects themselves occupy
+// plus their payloads, a fixed allowance plus one Object per input byte, which every
+// unshared pickle meets.
+class Converter {
+ public:
+  Converter(const std::vector<Node>& nodes, std::size_t input_bytes)
+      : nodes_(nodes),
+        budget_(kExpansionBytes + sizeof(Object) * input_bytes),
+        in_progress_(nodes.size(), false) {}
 
   Object convert(std::uint32_t index, std::size_t depth) {
     using Kind = Object::Kind;
@@ -1028,14 +827,215 @@ class Loader {
     return dict;
   }
 
-  std::string_view data_;
-  std::size_t pos_ = 0;
+ private:
+  void spend(std::size_t bytes) {
+    if (bytes > budget_) fail("the pickle expands to too large a value (shared references)");
+    budget_ -= bytes;
+  }
+
+  const std::vector<Node>& nodes_;
   std::size_t budget_;
-  std::vector<Node> nodes_;
-  std::vector<std::uint32_t> stack_;
-  std::vector<std::size_t> marks_;
-  std::unordered_map<std::uint64_t, std::uint32_t> memo_;
   std::vector<bool> in_progress_;
+};
+
+// Opcode dispatch: reads one opcode and its arguments and applies it to the machine.
+class Loader {
+ public:
+  explicit Loader(std::string_view data) : in_(data) {}
+
+  Object run() {
+    while (true) {
+      const std::uint8_t op = in_.u8();
+      if (op == '.') break;
+      step(op);
+    }
+    if (in_.left() != 0) fail(std::to_string(in_.left()) + " bytes after STOP");
+    const std::uint32_t result = m_.result();
+    return Converter(m_.nodes(), in_.size()).convert(result, 0);
+  }
+
+ private:
+  void step(std::uint8_t op) {
+    using Kind = Object::Kind;
+    switch (op) {
+      case 0x80: {  // PROTO
+        const std::uint8_t protocol = in_.u8();
+        if (protocol > 5) fail("unsupported protocol " + std::to_string(protocol));
+        break;
+      }
+      case 0x95:
+        in_.le(8);
+        break;  // FRAME: a length hint only
+      case '(':
+        m_.mark();
+        break;
+      case '0':
+        m_.pop();
+        break;  // POP
+      case '1':
+        m_.pop_mark();
+        break;  // POP_MARK
+      case '2':
+        m_.push(m_.top());
+        break;  // DUP
+      case 'N':
+        m_.push_scalar(Object());
+        break;
+      case 0x88:
+        m_.push_scalar(Object::boolean(true));
+        break;
+      case 0x89:
+        m_.push_scalar(Object::boolean(false));
+        break;
+      case 'J':
+        m_.push_scalar(
+            Object::from_int64(static_cast<std::int32_t>(static_cast<std::uint32_t>(in_.le(4)))));
+        break;
+      case 'K':
+        m_.push_scalar(Object::from_int64(static_cast<std::int64_t>(in_.le(1))));
+        break;
+      case 'M':
+        m_.push_scalar(Object::from_int64(static_cast<std::int64_t>(in_.le(2))));
+        break;
+      case 0x8a: {  // LONG1
+        const std::string_view bytes = in_.take(in_.le(1));
+        m_.push_scalar(Object::integer_from_bytes(bytes), bytes.size());
+        break;
+      }
+      case 0x8b: {  // LONG4
+        const auto size = static_cast<std::int32_t>(static_cast<std::uint32_t>(in_.le(4)));
+        if (size < 0) fail("LONG4 with a negative length");
+        const std::string_view bytes = in_.take(static_cast<std::uint64_t>(size));
+        m_.push_scalar(Object::integer_from_bytes(bytes), bytes.size());
+        break;
+      }
+      case 'G': {  // BINFLOAT, big-endian
+        const std::string_view bytes = in_.take(8);
+        std::uint64_t bits = 0;
+        for (char byte : bytes) bits = (bits << 8) | static_cast<unsigned char>(byte);
+        m_.push_scalar(Object::floating(std::bit_cast<double>(bits)));
+        break;
+      }
+      case 0x8c:
+        m_.push_string(in_.take(in_.le(1)), true);
+        break;  // SHORT_BINUNICODE
+      case 'X':
+        m_.push_string(in_.take(in_.le(4)), true);
+        break;  // BINUNICODE
+      case 0x8d:
+        m_.push_string(in_.take(in_.le(8)), true);
+        break;  // BINUNICODE8
+      case 'C':
+        m_.push_string(in_.take(in_.le(1)), false);
+        break;  // SHORT_BINBYTES
+      case 'B':
+        m_.push_string(in_.take(in_.le(4)), false);
+        break;  // BINBYTES
+      case 0x8e:
+      case 0x96:
+        m_.push_string(in_.take(in_.le(8)), false);
+        break;  // BINBYTES8, BYTEARRAY8 (loads as bytes)
+      case ')':
+        m_.push_container(Kind::tuple);
+        break;
+      case 't':
+        m_.push_container(Kind::tuple, m_.pop_mark());
+        break;
+      case 0x85:
+      case 0x86:
+      case 0x87: {  // TUPLE1..3
+        std::vector<std::uint32_t> items(op - 0x84);
+        for (std::size_t i = items.size(); i-- > 0;) items[i] = m_.pop();
+        m_.push_container(Kind::tuple, std::move(items));
+        break;
+      }
+      case ']':
+        m_.push_container(Kind::list);
+        break;
+      case 'l':
+        m_.push_container(Kind::list, m_.pop_mark());
+        break;
+      case 'a': {  // APPEND
+        const std::uint32_t item = m_.pop();
+        m_.children_of_top(Kind::list, "APPEND").push_back(item);
+        break;
+      }
+      case 'e':
+        m_.extend_top(Kind::list, "APPENDS");
+        break;
+      case '}':
+        m_.push_container(Kind::dict);
+        break;
+      case 'd': {  // DICT
+        std::vector<std::uint32_t> items = m_.pop_mark();
+        if (items.size() % 2 != 0) fail("DICT with an odd number of items");
+        m_.push_container(Kind::dict, std::move(items));
+        break;
+      }
+      case 's': {  // SETITEM
+        const std::uint32_t value = m_.pop();
+        const std::uint32_t key = m_.pop();
+        auto& children = m_.children_of_top(Kind::dict, "SETITEM");
+        children.push_back(key);
+        children.push_back(value);
+        break;
+      }
+      case 'u': {  // SETITEMS
+        std::vector<std::uint32_t> items = m_.pop_mark();
+        if (items.size() % 2 != 0) fail("SETITEMS with an odd number of items");
+        auto& children = m_.children_of_top(Kind::dict, "SETITEMS");
+        children.insert(children.end(), items.begin(), items.end());
+        break;
+      }
+      case 0x8f:
+        m_.push_container(Kind::set);
+        break;  // EMPTY_SET
+      case 0x90:
+        m_.extend_top(Kind::set, "ADDITEMS");
+        break;
+      case 0x91:
+        m_.push_container(Kind::frozenset, m_.pop_mark());
+        break;
+      case 'h':
+        m_.memo_get(in_.le(1));
+        break;  // BINGET
+      case 'j':
+        m_.memo_get(in_.le(4));
+        break;  // LONG_BINGET
+      case 'q':
+        m_.memo_put(in_.le(1));
+        break;  // BINPUT
+      case 'r':
+        m_.memo_put(in_.le(4));
+        break;  // LONG_BINPUT
+      case 0x94:
+        m_.memo_put_next();
+        break;     // MEMOIZE
+      case 'c': {  // GLOBAL
+        const std::string_view module = in_.line();
+        const std::string_view name = in_.line();
+        m_.push_global(module, name);
+        break;
+      }
+      case 0x93: {  // STACK_GLOBAL
+        const Node& name = m_.node(m_.pop());
+        const Node& module = m_.node(m_.pop());
+        if (module.kind != Kind::str || name.kind != Kind::str || module.global != Global::none ||
+            name.global != Global::none)
+          fail("STACK_GLOBAL without two str");
+        m_.push_global(module.scalar.as_str(), name.scalar.as_str());
+        break;
+      }
+      case 'R':
+        reduce(m_);
+        break;
+      default:
+        refuse(op);
+    }
+  }
+
+  Input in_;
+  Machine m_;
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <mp/queues.hpp>
 #include <mp/sharedctypes.hpp>
 
+#include "../queue_drain.hpp"
 #include "fault_injection.hpp"
 
 namespace {
@@ -81,17 +82,11 @@ std::string verify(const std::string& text, int /*workers_killed*/) {
   auto [queue, broken] = mp::pickle::loads<State>(text);
   std::string problems;
   std::map<std::uint64_t, std::uint64_t> next_seq;
-  for (;;) {
-    std::optional<Stamped> item;
-    try {
-      item = queue.get_nowait();
-    } catch (const mp::Empty&) {
-      break;
-    }
-    if (!whole(*item)) problems += "a torn item in the queue; ";
-    auto [at, fresh] = next_seq.try_emplace(item->producer, 0);
-    if (item->seq < at->second) problems += "items of one producer out of order; ";
-    at->second = item->seq + 1;
+  for (const Stamped& item : mp_test::drain_nowait(queue)) {
+    if (!whole(item)) problems += "a torn item in the queue; ";
+    auto [at, fresh] = next_seq.try_emplace(item.producer, 0);
+    if (item.seq < at->second) problems += "items of one producer out of order; ";
+    at->second = item.seq + 1;
   }
   if (broken[0] != 0)
     problems += std::to_string(broken[0]) + " torn or out-of-order items got by consumers; ";

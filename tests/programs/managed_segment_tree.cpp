@@ -8,15 +8,15 @@
 // persistent one must remain, its named object intact.
 #include <signal.h>
 
-#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <string>
-#include <tuple>
 #include <utility>
 
 #include <mp/interprocess.hpp>
 #include <mp/mp.hpp>
+
+#include "segment_tree.hpp"
 
 namespace {
 
@@ -25,9 +25,7 @@ void create_and_die(mp::Connection& conn) {
   mp::ManagedSharedMemory persistent(mp::create_only, 1 << 16, {.persist = true});
   lasting.construct<int>("answer")(42);
   persistent.construct<int>("answer")(42);
-  conn.send(std::tuple<std::string, std::string, int>(
-      lasting.name(), persistent.name(),
-      static_cast<int>(mp::detail::shared_memory_watchdog_pid())));
+  segment_tree::send_names(conn, lasting.name(), persistent.name());
   ::raise(SIGKILL);
 }
 
@@ -42,11 +40,7 @@ int main(int argc, char** argv) try {
   auto [receiver, sender] = mp::Pipe(false);
   mp::Process child({.start_method = argv[1]}, &create_and_die, std::move(sender));
   child.start();
-  const auto [name, persistent, watchdog] =
-      receiver.recv<std::tuple<std::string, std::string, int>>();
-  if (!child.join(std::chrono::seconds(60))) return 5;
-  std::printf("%s %s %d\n", name.c_str(), persistent.c_str(), watchdog);
-  std::fflush(stdout);
+  if (!segment_tree::print_names(receiver, child)) return 5;
   ::raise(SIGKILL);
   return 0;
 } catch (const std::exception& e) {

@@ -14,16 +14,16 @@
 #include <signal.h>
 #include <sys/mman.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
-#include <tuple>
 #include <utility>
 
 #include <mp/mp.hpp>
+
+#include "segment_tree.hpp"
 
 namespace {
 
@@ -39,9 +39,7 @@ void create_and_end(mp::Connection& conn, std::string child_end, std::string nam
   mp::SharedMemory persistent(mp::create_only, 4096, {.persist = true});
   std::memcpy(lasting.buf().data(), "tree data", 9);
   std::memcpy(persistent.buf().data(), "tree data", 9);
-  conn.send(std::tuple<std::string, std::string, int>(
-      lasting.name(), persistent.name(),
-      static_cast<int>(mp::detail::shared_memory_watchdog_pid())));
+  segment_tree::send_names(conn, lasting.name(), persistent.name());
   if (child_end == "kill") ::raise(SIGKILL);
   std::exit(0);
 }
@@ -59,11 +57,7 @@ int main(int argc, char** argv) try {
   mp::Process child({.start_method = argv[1]}, &create_and_end, std::move(sender),
                     std::string(argv[2]), std::string(argc == 5 ? argv[4] : ""));
   child.start();
-  const auto [name, persistent, watchdog] =
-      receiver.recv<std::tuple<std::string, std::string, int>>();
-  if (!child.join(std::chrono::seconds(60))) return 5;
-  std::printf("%s %s %d\n", name.c_str(), persistent.c_str(), watchdog);
-  std::fflush(stdout);
+  if (!segment_tree::print_names(receiver, child)) return 5;
   if (parent_end == "kill") ::raise(SIGKILL);
   return 0;
 } catch (const std::exception& e) {

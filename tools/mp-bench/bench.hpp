@@ -17,6 +17,7 @@
 
 namespace mp {
 class Connection;
+class Event;
 class Semaphore;
 }  // namespace mp
 
@@ -132,6 +133,13 @@ void join_ok(mp::Process& child, const std::string& what);
 // not " + what) otherwise. Python: wait_sem().
 void wait_semaphore(mp::Semaphore& semaphore, int count, std::chrono::seconds limit,
                     const char* what);
+
+// Starts `children`, each of which posts `ready`, waits for `go`, does its share and posts
+// `done`; returns the seconds from go to the last done, then joins them with join_ok
+// (naming each `what`). A child still running when anything throws is reaped.
+// In children.cpp.
+double race_children(std::vector<mp::Process>& children, mp::Semaphore& ready, mp::Event& go,
+                     mp::Semaphore& done, const std::string& what);
 
 // The function that measures one row and emits its lines; throws to fail the row.
 using BenchFunction = void (*)(const Row&);

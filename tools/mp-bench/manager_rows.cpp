@@ -9,7 +9,6 @@
 // dict lives in shared memory and each operation runs in the calling process.
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -78,18 +77,7 @@ MP_BENCH_ROW(manager_dict_concurrent, 1400, 20'000, 5'000) {
     std::vector<mp::Process> children;
     for (std::int64_t w = 0; w < 2; ++w)
       children.push_back(context.process(&manager_dict_writer, d, n, w, ready, go, done));
-    std::deque<ReapOnError> reapers;  // immovable: a deque never relocates them
-    for (auto& child : children) {
-      reapers.emplace_back(child);
-      child.start();
-    }
-    wait_semaphore(ready, 2, kReadyTimeout, "ready");
-    const auto start = Clock::now();
-    go.set();
-    wait_semaphore(done, 2, kResultTimeout, "done");
-    runs.push_back(static_cast<double>(2 * n) / seconds_since(start));
-    for (auto& child : children) join_ok(child, "child");
-    for (auto& reaper : reapers) reaper.release();
+    runs.push_back(static_cast<double>(2 * n) / race_children(children, ready, go, done, "child"));
     if (d.size() != static_cast<std::size_t>(2 * n))
       throw BenchError("manager dict contents wrong");
   }

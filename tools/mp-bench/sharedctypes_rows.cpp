@@ -5,7 +5,6 @@
 // `with v.get_lock(): v.value += 1` is mp's v.update().
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,22 +42,8 @@ MP_BENCH_ROW(value_lock_increment, 1100, 200'000, 50'000) {
     std::vector<mp::Process> children;
     for (int i = 0; i < 2; ++i)
       children.push_back(context.process(&value_incrementer, value, n, ready, go, done));
-    std::deque<ReapOnError> reapers;  // immovable: a deque never relocates them
-    for (auto& child : children) {
-      reapers.emplace_back(child);
-      child.start();
-    }
-    wait_semaphore(ready, 2, kReadyTimeout, "ready");
-    const auto start = Clock::now();
-    go.set();
-    wait_semaphore(done, 2, kResultTimeout, "done");
-    runs.push_back(static_cast<double>(2 * n) / seconds_since(start));
-    for (auto& child : children) {
-      if (!child.join(std::chrono::seconds(60))) throw BenchError("incrementer did not end");
-      if (child.exitcode() != 0)
-        throw BenchError("incrementer: " + describe_exit(child.exitcode()));
-    }
-    for (auto& reaper : reapers) reaper.release();
+    runs.push_back(static_cast<double>(2 * n) /
+                   race_children(children, ready, go, done, "incrementer"));
     finals.push_back(value.value());
     ok = ok && finals.back() == 2 * n;
   }

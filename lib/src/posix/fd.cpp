@@ -101,14 +101,29 @@ std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept {
   return {};
 }
 
-std::error_code send_fd(int socket, char tag, int fd) noexcept {
-  struct iovec iov = {&tag, 1};
+namespace {
+
+// A message of one byte (`tag`) with room for one descriptor: what send_fd and recv_fd pass.
+struct OneFdMessage {
+  explicit OneFdMessage(char& tag) : iov{&tag, 1} {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  OneFdMessage(const OneFdMessage&) = delete;
+  OneFdMessage& operator=(const OneFdMessage&) = delete;
+
+  struct iovec iov;
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+};
+
+}  // namespace
+
+std::error_code send_fd(int socket, char tag, int fd) noexcept {
+  OneFdMessage message(tag);
+  struct msghdr& msg = message.msg;
   struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
@@ -123,13 +138,8 @@ std::error_code send_fd(int socket, char tag, int fd) noexcept {
 }
 
 std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept {
-  struct iovec iov = {&tag, 1};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  OneFdMessage message(tag);
+  struct msghdr& msg = message.msg;
   ssize_t n;
   do {
     n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
