@@ -48,8 +48,9 @@ readonly BUILD_TYPE=${MP_BUILD_TYPE:-RelWithDebInfo}
 JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
 # python3: the Listener/Client and Python-pickle tests talk to Debian's CPython.
+# openmpi-bin, libopenmpi-dev: mp::mpi (pools over MPI) and its tests under mpirun.
 readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev googletest
-                   libssl-dev pkg-config python3)
+                   libssl-dev pkg-config python3 openmpi-bin libopenmpi-dev)
 # Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
 readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
 # Only for `lint`.
