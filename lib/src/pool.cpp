@@ -35,6 +35,7 @@ PoolCore::PoolCore(PoolCoreOptions options)
 
 PoolCore::PoolCore(PoolCoreOptions options, std::unique_ptr<WorkerTransport> transport) {
   if (options.processes < 1) throw std::invalid_argument("mp::Pool: processes must be at least 1");
+  remote_ = transport->remote();
   impl_ = std::make_shared<Impl>(std::move(options), std::move(transport));
   {
     std::lock_guard lock(impl_->state.mutex);
@@ -162,6 +163,21 @@ bool PoolCore::started(const JobSink* sink, std::uint64_t index) const {
 std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_pending() {
   std::lock_guard lock(impl_->state.mutex);
   return impl_->scheduler.take_pending();
+}
+
+namespace {
+thread_local bool pickling_for_remote = false;
+}  // namespace
+
+RemotePicklingScope::RemotePicklingScope(bool remote) noexcept : previous_(pickling_for_remote) {
+  pickling_for_remote = pickling_for_remote || remote;
+}
+RemotePicklingScope::~RemotePicklingScope() { pickling_for_remote = previous_; }
+
+void refuse_if_pickling_for_remote(const char* what) {
+  if (pickling_for_remote)
+    throw PicklingError(std::string("mp: ") + what +
+                        " cannot be pickled for a worker on another machine");
 }
 
 namespace {

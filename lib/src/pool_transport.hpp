@@ -131,6 +131,9 @@ class WorkerTransport {
   // Starts a worker. Throws what starting a process throws.
   virtual std::unique_ptr<WorkerLink> start(const WorkerLaunch& launch) = 0;
 
+  // Whether the workers are on other machines.
+  virtual bool remote() const { return false; }
+
   bool input_in_heap(std::size_t trampoline_size, std::size_t input_size) const {
     return sizeof(std::uint32_t) + trampoline_size + input_size > tasks_in_heap_from_;
   }

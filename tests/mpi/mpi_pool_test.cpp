@@ -18,13 +18,16 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/errors.hpp>
 #include <mp/futures.hpp>
 #include <mp/mpi.hpp>
 #include <mp/pool.hpp>
+#include <mp/sharedctypes.hpp>
 
 namespace {
 
@@ -56,6 +59,9 @@ int serving_rank(int) {
 int pid_of_worker(int) { return ::getpid(); }
 int pid_of_serving_rank(int) { return ::getppid(); }
 std::string echo_size(std::string s) { return s + std::to_string(s.size()); }
+
+int read_shared(mp::Value<int> v) { return v.value(); }
+int connection_fd(const mp::Connection& c) { return c.fileno(); }
 
 int init_value = 0;
 void set_init_value(int v) { init_value = v; }
@@ -176,6 +182,22 @@ TEST(MpiPool, MessagesLargerThanOnePartAndTheRing) {
   const auto out = pool.map(echo_size, inputs, 1);
   for (std::size_t i = 0; i < inputs.size(); ++i)
     EXPECT_EQ(out[i], inputs[i] + std::to_string(inputs[i].size()));
+}
+
+TEST(MpiPool, MachineLocalHandlesFailToPickle) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.start_method = "mpi"});
+  mp::Value<int> shared(7);
+  EXPECT_THROW(pool.apply(read_shared, shared), mp::PicklingError);
+  EXPECT_THROW(pool.map(read_shared, std::vector<mp::Value<int>>{shared}), mp::PicklingError);
+  EXPECT_THROW(pool.imap(read_shared, std::vector<mp::Value<int>>{shared}).next(),
+               mp::PicklingError);
+  auto [reader, writer] = mp::Pipe();
+  EXPECT_THROW(pool.apply(connection_fd, std::move(reader)), mp::PicklingError);
+  mp::ProcessPoolExecutor ex({.start_method = "mpi"});
+  EXPECT_THROW(ex.submit(read_shared, shared), mp::PicklingError);
+  // A local pool takes the same handle.
+  EXPECT_EQ(mp::Pool({.processes = 1}).apply(read_shared, shared), 7);
 }
 
 TEST(MpiExecutor, SubmitMapWaitAsCompleted) {

@@ -375,6 +375,7 @@ class MpiTransport final : public WorkerTransport {
   std::unique_ptr<WorkerLink> start(const WorkerLaunch& launch) override {
     return std::make_unique<MpiWorkerLink>(hub_, launch);
   }
+  bool remote() const override { return true; }
 
  private:
   Hub& hub_;
