@@ -26,9 +26,11 @@ void stop_hub();
 // A serving rank: runs the workers rank 0 asks for until it says shutdown.
 void serve(mpi_wire::Comm& comm);
 
-// Sleeps between polls of MPI, which offers no fd to wait on: spins (yielding) for a
-// while after the last activity, then sleeps in steps that double up to kMaxNap, so an
-// idle rank costs little CPU and a busy one answers within microseconds.
+// Sleeps between polls of MPI, which offers no fd to wait on: after the last activity
+// it spins (yielding) for kSpinNs, then takes short naps until kShortNapsNs (a request
+// that follows a reply closely is seen within microseconds even on a loaded machine,
+// where a thread that yields may not run again for milliseconds), then naps that double
+// up to kMaxNap, so an idle rank costs little CPU and never starves the workers.
 class Backoff {
  public:
   void active();
@@ -36,8 +38,9 @@ class Backoff {
   long nap_ns();
 
  private:
-  static constexpr long kSpinNs = 100'000;
-  static constexpr long kFirstNap = 20'000;
+  static constexpr long kSpinNs = 200'000;
+  static constexpr long kShortNapsNs = 1'000'000;
+  static constexpr long kShortNap = 20'000;
   static constexpr long kMaxNap = 1'000'000;
   long idle_since_ns_ = 0;
   long nap_ = 0;

@@ -398,10 +398,13 @@ void Backoff::active() {
 
 long Backoff::nap_ns() {
   const long now =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count();
   if (idle_since_ns_ == 0) idle_since_ns_ = now;
-  if (now - idle_since_ns_ < kSpinNs) return 0;
-  nap_ = nap_ == 0 ? kFirstNap : std::min(nap_ * 2, kMaxNap);
+  const long idle = now - idle_since_ns_;
+  if (idle < kSpinNs) return 0;
+  if (idle < kShortNapsNs) return kShortNap;
+  nap_ = std::min(std::max(nap_ * 2, 2 * kShortNap), kMaxNap);
   return nap_;
 }
 
