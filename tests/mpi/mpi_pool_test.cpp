@@ -149,6 +149,19 @@ TEST(MpiPool, InitializerRunsInEachWorker) {
   for (int v : pool.map(read_init_value, iota(50), 1)) EXPECT_EQ(v, 42);
 }
 
+void failing_init(int) { throw std::runtime_error("no init today"); }
+
+TEST(MpiPool, FailingInitializerBreaksThePoolWithItsMessage) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.initializer = mp::initializer(failing_init, 0), .start_method = "mpi"});
+  try {
+    pool.apply(square, 2);
+    FAIL() << "no BrokenProcessPool";
+  } catch (const mp::BrokenProcessPool& e) {
+    EXPECT_NE(std::string(e.what()).find("no init today"), std::string::npos) << e.what();
+  }
+}
+
 TEST(MpiPool, MaxTasksPerChildReplacesWorkers) {
   REQUIRE_SERVING_RANKS();
   mp::Pool pool({.processes = 2, .maxtasksperchild = 1, .start_method = "mpi"});

@@ -9,6 +9,7 @@
 // are kept apart (Entry) and replies always leave in rank 0's order.
 #include <poll.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -23,13 +24,20 @@
 
 #include "../exception_text.hpp"
 #include "../pool_transport.hpp"
-#include "../posix/socket.hpp"
 #include "mpi_session.hpp"
 
 namespace mp::detail::mpi {
 namespace {
 
 using mpi_wire::Kind;
+
+// poll(2) for at most `ns` nanoseconds; the number of fds with events (0 on EINTR, as
+// a timeout: the caller loops anyway).
+int poll_for(std::vector<pollfd>& fds, long ns) {
+  const timespec timeout{ns / 1'000'000'000, ns % 1'000'000'000};
+  const int ready = ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
+  return ready < 0 ? 0 : ready;
+}
 using mpi_wire::Reader;
 using mpi_wire::Writer;
 
@@ -254,9 +262,7 @@ class Server {
       fds.push_back({s.local->ended_fd(), POLLIN, 0});
       ids.push_back(id);
     }
-    int ready = 0;
-    if (fds.empty() || posix::poll_until(fds, std::chrono::nanoseconds(0), ready) || ready == 0)
-      return;
+    if (fds.empty() || poll_for(fds, 0) == 0) return;
     for (std::size_t i = 0; i < fds.size(); ++i)
       if (fds[i].revents) ended(ids[i]);
   }
@@ -283,8 +289,7 @@ class Server {
       fds.push_back({s.local->reply_fd(), POLLIN, 0});
       fds.push_back({s.local->ended_fd(), POLLIN, 0});
     }
-    int count = 0;
-    if (!ready) (void)posix::poll_until(fds, std::chrono::nanoseconds(nap_ns), count);
+    if (!ready) (void)poll_for(fds, nap_ns);
     std::size_t i = 0;
     bool any_ended = false;
     for (auto& [id, s] : served_) {
