@@ -162,6 +162,29 @@ TEST(MpiPool, FailingInitializerBreaksThePoolWithItsMessage) {
   }
 }
 
+TEST(MpiPool, TerminateEndsRemoteWorkersAndFailsTheirTasks) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.start_method = "mpi"});
+  auto running = pool.map_async(sleep_ms, std::vector<int>(20, 2000), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the tasks run
+  const auto start = std::chrono::steady_clock::now();
+  pool.terminate();
+  pool.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_THROW(running.get(), mp::BrokenProcessPool);
+}
+
+TEST(MpiExecutor, CancelTakesBackTasksStillAtRankZero) {
+  REQUIRE_SERVING_RANKS();
+  mp::ProcessPoolExecutor ex({.max_workers = 1, .start_method = "mpi"});
+  std::vector<mp::Future<int>> fs;
+  for (int i = 0; i < 200; ++i) fs.push_back(ex.submit(sleep_ms, 20));
+  EXPECT_TRUE(fs.back().cancel()) << "the last task cannot have left rank 0 yet";
+  EXPECT_TRUE(fs.back().cancelled());
+  ex.shutdown(true, true);
+  EXPECT_EQ(fs.front().result(), 20);
+}
+
 TEST(MpiPool, MaxTasksPerChildReplacesWorkers) {
   REQUIRE_SERVING_RANKS();
   mp::Pool pool({.processes = 2, .maxtasksperchild = 1, .start_method = "mpi"});
