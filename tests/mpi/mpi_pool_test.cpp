@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -183,6 +184,36 @@ TEST(MpiExecutor, CancelTakesBackTasksStillAtRankZero) {
   EXPECT_TRUE(fs.back().cancelled());
   ex.shutdown(true, true);
   EXPECT_EQ(fs.front().result(), 20);
+}
+
+// CPU time (user + system) of process `pid` so far, in clock ticks.
+long cpu_ticks(int pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return -1;
+  char buffer[1024] = {};
+  const std::size_t n = std::fread(buffer, 1, sizeof buffer - 1, f);
+  std::fclose(f);
+  const char* after_name = std::strrchr(buffer, ')');
+  if (!after_name || n == 0) return -1;
+  long utime = 0, stime = 0;
+  // Fields after the name: state, then 10 numbers, then utime and stime.
+  if (std::sscanf(after_name + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+                  &stime) != 2)
+    return -1;
+  return utime + stime;
+}
+
+TEST(MpiPool, IdleRanksBackOffInsteadOfSpinning) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.start_method = "mpi"});
+  const int rank_pid = pool.apply(pid_of_serving_rank, 0);  // a serving rank, same machine
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const long before = cpu_ticks(rank_pid);
+  ASSERT_GE(before, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const long used = cpu_ticks(rank_pid) - before;
+  // A spinning rank would use the whole second (100 ticks); backing off, a few.
+  EXPECT_LT(used, 15) << "an idle serving rank used " << used << " ticks of CPU in 1 s";
 }
 
 TEST(MpiPool, MaxTasksPerChildReplacesWorkers) {
