@@ -398,8 +398,7 @@ void Backoff::active() {
 
 long Backoff::nap_ns() {
   const long now =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-          .count();
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
   if (idle_since_ns_ == 0) idle_since_ns_ = now;
   const long idle = now - idle_since_ns_;
   if (idle < kSpinNs) return 0;
