@@ -15,6 +15,9 @@
 #   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython (ARGS go to
 #                               bench/compare.py; --busy 3: beside 3 busy loops per CPU,
 #                               into README's busy-machine table)
+#   ./build.sh bench-mpi [--quick]  the pools over MPI under mpirun -n 3 beside
+#                               mpi4py.futures and a raw MPI ping-pong (bench/mpi.sh;
+#                               README's Scaling out figures)
 #   ./build.sh fuzz [SECONDS]   build the libFuzzer targets in fuzz/ with clang (in
 #                               build-fuzz/) and run each for SECONDS (default 60) from
 #                               its seed corpus in fuzz/corpus/; fails on a crash, leak,
@@ -48,8 +51,9 @@ readonly BUILD_TYPE=${MP_BUILD_TYPE:-RelWithDebInfo}
 JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
 # python3: the Listener/Client and Python-pickle tests talk to Debian's CPython.
+# openmpi-bin, libopenmpi-dev: mp::mpi (pools over MPI) and its tests under mpirun.
 readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev googletest
-                   libssl-dev pkg-config python3)
+                   libssl-dev pkg-config python3 openmpi-bin libopenmpi-dev)
 # Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
 readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
 # Only for `lint`.
@@ -286,6 +290,17 @@ cmd_bench() {
     --mp-map "$dir/tools/mp-map/mp-map" --update-readme "${saved[@]}" "$@"
 }
 
+cmd_bench_mpi() {
+  ensure_packages python3 python3-mpi4py
+  local dir=$ROOT/build-release
+  say "Configuring $dir (Release)"
+  cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMP_BUILD_TESTS=OFF \
+    -DMP_BUILD_EXAMPLES=OFF || die "cmake could not configure $dir (see above)"
+  build "$dir" mp-bench-mpi
+  say "Running mp-bench-mpi and mpi4py.futures under mpirun -n 3"
+  "$ROOT/bench/mpi.sh" "$dir" "$@"
+}
+
 # Configures and builds build-fuzz/: the library and the fuzz targets, all compiled by
 # clang++ with libFuzzer coverage, ASan and UBSan (MP_BUILD_FUZZERS).
 build_fuzzers() {
@@ -375,6 +390,7 @@ main() {
     sanitize) cmd_sanitize "$@" ;;
     test-clang) cmd_test_clang "$@" ;;
     bench) cmd_bench "$@" ;;
+    bench-mpi) cmd_bench_mpi "$@" ;;
     fuzz) cmd_fuzz "$@" ;;
     fuzz-seeds) cmd_fuzz_seeds "$@" ;;
     reliability) cmd_reliability "$@" ;;

@@ -2,6 +2,8 @@
 // text, as Python's traceback shows the exception's class and message.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <string>
 
 namespace mp::detail {
@@ -19,6 +21,7 @@ struct ExceptionText {
 std::string demangle(const char* mangled);
 
 // The exception being handled. Call only inside a catch block.
-ExceptionText describe_current_exception();
+// Exported for libmp_mpi, which a shared build links against libmp.
+MP_API ExceptionText describe_current_exception();
 
 }  // namespace mp::detail

@@ -6,6 +6,8 @@
 // behind AsyncResult and IMapIterator are in pool_results.cpp.
 #include <mp/pool.hpp>
 
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <mp/context.hpp>
@@ -33,6 +35,7 @@ PoolCore::PoolCore(PoolCoreOptions options)
 
 PoolCore::PoolCore(PoolCoreOptions options, std::unique_ptr<WorkerTransport> transport) {
   if (options.processes < 1) throw std::invalid_argument("mp::Pool: processes must be at least 1");
+  remote_ = transport->remote();
   impl_ = std::make_shared<Impl>(std::move(options), std::move(transport));
   {
     std::lock_guard lock(impl_->state.mutex);
@@ -162,6 +165,44 @@ std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_p
   return impl_->scheduler.take_pending();
 }
 
+namespace {
+thread_local bool pickling_for_remote = false;
+}  // namespace
+
+RemotePicklingScope::RemotePicklingScope(bool remote) noexcept : previous_(pickling_for_remote) {
+  pickling_for_remote = pickling_for_remote || remote;
+}
+RemotePicklingScope::~RemotePicklingScope() { pickling_for_remote = previous_; }
+
+void refuse_if_pickling_for_remote(const char* what) {
+  if (pickling_for_remote)
+    throw PicklingError(std::string("mp: ") + what +
+                        " cannot be pickled for a worker on another machine");
+}
+
+namespace {
+std::mutex transports_mutex;
+std::map<std::string, TransportFactory, std::less<>>& transports() {
+  static std::map<std::string, TransportFactory, std::less<>> registered;
+  return registered;
+}
+}  // namespace
+
+void register_pool_transport(const std::string& name, TransportFactory factory) {
+  std::lock_guard lock(transports_mutex);
+  if (factory)
+    transports()[name] = factory;
+  else
+    transports().erase(name);
+}
+
+TransportFactory find_pool_transport(const std::string& name) {
+  if (name.empty()) return nullptr;
+  std::lock_guard lock(transports_mutex);
+  const auto it = transports().find(name);
+  return it == transports().end() ? nullptr : it->second;
+}
+
 int PoolCore::processes() const noexcept { return impl_->state.options.processes; }
 
 std::function<HelpResult()> PoolCore::helper() const {
@@ -190,9 +231,19 @@ Pool::Pool(PoolOptions options) {
   core.maxtasksperchild = options.maxtasksperchild.value_or(0);
   if (options.maxtasksperchild && *options.maxtasksperchild == 0)
     throw std::invalid_argument("mp::Pool: maxtasksperchild must be at least 1");
+  core.task_timeout = options.task_timeout;
+  if (const auto factory = detail::find_pool_transport(options.start_method)) {
+    core.processes = options.processes.value_or(0);
+    if (auto transport = factory(core.processes)) {
+      core.start_method = std::move(options.start_method);
+      core_ = std::make_shared<detail::PoolCore>(std::move(core), std::move(transport));
+      return;
+    }
+    if (!options.processes) core.processes = cpu_count();
+    options.start_method.clear();
+  }
   if (!options.start_method.empty()) (void)get_context(options.start_method);  // validates
   core.start_method = std::move(options.start_method);
-  core.task_timeout = options.task_timeout;
   core_ = std::make_shared<detail::PoolCore>(std::move(core));
 }
 

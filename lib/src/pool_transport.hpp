@@ -131,6 +131,9 @@ class WorkerTransport {
   // Starts a worker. Throws what starting a process throws.
   virtual std::unique_ptr<WorkerLink> start(const WorkerLaunch& launch) = 0;
 
+  // Whether the workers are on other machines.
+  virtual bool remote() const { return false; }
+
   bool input_in_heap(std::size_t trampoline_size, std::size_t input_size) const {
     return sizeof(std::uint32_t) + trampoline_size + input_size > tasks_in_heap_from_;
   }
@@ -142,6 +145,14 @@ class WorkerTransport {
 };
 
 // Workers on this machine, reached through rings in the shared heap.
-std::unique_ptr<WorkerTransport> make_shared_memory_transport();
+MP_API std::unique_ptr<WorkerTransport> make_shared_memory_transport();
+
+// A transport Pool{.start_method = name} uses instead of local workers of a start method
+// (mp::mpi registers "mpi"). It sets `processes` to its default when that is 0, and may
+// return nullptr: then the pool is local, with the default start method.
+using TransportFactory = std::unique_ptr<WorkerTransport> (*)(int& processes);
+// Registers `factory` under `name` (nullptr: removes it).
+MP_API void register_pool_transport(const std::string& name, TransportFactory factory);
+TransportFactory find_pool_transport(const std::string& name);
 
 }  // namespace mp::detail

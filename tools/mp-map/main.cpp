@@ -23,6 +23,11 @@
 #include <stdexcept>
 
 #include <mp/mp.hpp>
+#ifdef MP_MAP_MPI
+#include <optional>
+
+#include <mp/mpi.hpp>
+#endif
 
 #include "exec.hpp"
 #include "input.hpp"
@@ -57,8 +62,23 @@ int check_stdout(int status) {
 }  // namespace
 }  // namespace mp_map
 
+#ifdef MP_MAP_MPI
+// --mpi (before any :::): the job's ranks other than 0 serve the pool and exit here.
+void start_mpi(std::optional<mp::mpi::Session>& session, int& argc, char**& argv) {
+  for (int i = 1; i < argc && std::strcmp(argv[i], ":::") != 0; ++i)
+    if (std::strcmp(argv[i], "--mpi") == 0) {
+      session.emplace(argc, argv);
+      return;
+    }
+}
+#endif
+
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
+#ifdef MP_MAP_MPI
+  std::optional<mp::mpi::Session> mpi;
+  start_mpi(mpi, argc, argv);
+#endif
   using namespace mp_map;
   const bool stdin_closed = occupy_if_closed(0);
   const bool stdout_closed = occupy_if_closed(1);
@@ -71,6 +91,13 @@ int main(int argc, char** argv) {
   Job job;
   try {
     options = parse_options(argc, argv);
+#ifdef MP_MAP_MPI
+    if (mpi && options.jobs == 0) {  // default: every serving rank's workers
+      int total = 0;
+      for (int n : mpi->workers_per_rank()) total += n;
+      if (total > 0) options.jobs = static_cast<unsigned>(total);
+    }
+#endif
     job.function = options.function;
     job.timeout = options.timeout;
     if (options.exec) job.command = prepare(*options.exec);

@@ -64,6 +64,8 @@ void usage(std::FILE* out) {
                "  --format FORMAT      plain (default), tsv (input, output, ok, error) or jsonl\n"
                "                       (plain writes outputs as they are, control bytes and all)\n"
                "  --start-method M     %s (default: %s)\n"
+               "  --mpi                run the workers on the other ranks of an MPI job\n"
+               "                       (mpirun -n 4 mp-map --mpi FUNCTION)\n"
                "  -h, --help           show this help\n"
                "  --version            show the version\n"
                "\nResults are printed as soon as they are complete and next in order, while\n"
@@ -167,6 +169,15 @@ const OptionSpec kOptions[] = {
     {nullptr, "--start-method", true,
      [](Options& o, const std::string&, const std::string& value) {
        o.start_method = parse_start_method(value);
+     }},
+    {nullptr, "--mpi", false,
+     [](Options& o, const std::string&, const std::string&) {
+#ifdef MP_MAP_MPI
+       o.start_method = "mpi";
+#else
+       (void)o;
+       throw UsageError{"--mpi: this mp-map was built without MPI"};
+#endif
      }},
     {nullptr, "--exec", true,
      [](Options& o, const std::string&, const std::string& value) { o.exec = value; }},

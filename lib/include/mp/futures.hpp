@@ -238,6 +238,7 @@ class MP_API ProcessPoolExecutor {
     auto shared = std::make_shared<typename Future<R>::Shared>();
     shared->state = std::make_shared<detail::FutureState>();
     shared->core = pool_.core_;
+    const detail::RemotePicklingScope remote(pool_.core_->remote());
     std::vector<detail::PoolTaskInput> tasks;
     tasks.push_back({detail::trampoline_ref<&detail::pool_apply_call<F, Args...>>(),
                      pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...))});

@@ -309,6 +309,7 @@ class MP_API Pool {
     detail::check_pool_call<F, Args...>();
     auto state = std::make_shared<detail::ResultState>(1);
     state->set_helper(core_->helper());
+    const detail::RemotePicklingScope remote(core_->remote());
     std::vector<detail::PoolTaskInput> tasks;
     tasks.push_back({detail::trampoline_ref<&detail::pool_apply_call<F, Args...>>(),
                      pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...))});
@@ -479,7 +480,7 @@ class MP_API Pool {
         return std::make_shared<Feeder>(
             Feeder{Range(std::forward<R>(items)), {}, false, std::move(fn), chunksize, nullptr});
     }();
-    auto feed = [feeder](std::string& input) {
+    auto feed = [feeder, remote = core_->remote()](std::string& input) {
       if (feeder->error) std::rethrow_exception(std::exchange(feeder->error, nullptr));
       std::vector<Item> part;
       try {
@@ -496,6 +497,7 @@ class MP_API Pool {
         feeder->error = std::current_exception();  // the items read so far run first
       }
       if (part.empty()) return false;
+      const detail::RemotePicklingScope scope(remote);
       input = pickle::dumps(std::tuple<F, std::vector<Item>>(feeder->fn, std::move(part)));
       return true;
     };

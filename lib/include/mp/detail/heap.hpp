@@ -87,6 +87,23 @@ MP_API void set_shared_finalizer(shared_kind kind, shared_finalizer finalizer) n
 // process drops it (std::exit in a forked child never frees the parent's objects). A
 // process killed while it holds references leaks them: the memory goes away with the
 // arena when the last process of the tree ends.
+// While a RemotePicklingScope(true) lives on a thread, that thread pickles for a process
+// on another machine (a pool's worker on another MPI rank), where handles to this
+// machine's shared memory and file descriptors mean nothing: they refuse to pickle.
+class MP_API RemotePicklingScope {
+ public:
+  explicit RemotePicklingScope(bool remote) noexcept;
+  ~RemotePicklingScope();
+  RemotePicklingScope(const RemotePicklingScope&) = delete;
+  RemotePicklingScope& operator=(const RemotePicklingScope&) = delete;
+
+ private:
+  bool previous_;
+};
+// Throws mp::PicklingError ("`what` cannot be pickled for another machine") inside a
+// RemotePicklingScope(true).
+MP_API void refuse_if_pickling_for_remote(const char* what);
+
 class MP_API shared_object {
  public:
   shared_object(const shared_object& other) noexcept;
@@ -123,6 +140,7 @@ class MP_API shared_object {
   // a later one that reuses its memory.
   template <class Archive>
   void save_ref(Archive& ar) const {
+    refuse_if_pickling_for_remote("a handle to a shared object (Value, Array, Queue, lock...)");
     const std::uint64_t object_serial = serial();
     ar(ref_.arena, ref_.offset, object_serial);
   }

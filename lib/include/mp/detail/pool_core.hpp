@@ -105,6 +105,9 @@ class MP_API PoolCore {
   // Removes every task no worker has started and returns them (sink, index).
   std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> take_pending();
   int processes() const noexcept;
+  // Whether the workers are on other machines (their tasks pickle in a
+  // RemotePicklingScope).
+  bool remote() const noexcept { return remote_; }
   // For a thread waiting on a result: drains finished results without waiting for the
   // result thread. Never blocks.
   std::function<HelpResult()> helper() const;
@@ -114,6 +117,7 @@ class MP_API PoolCore {
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;
+  bool remote_ = false;
 };
 
 }  // namespace mp::detail

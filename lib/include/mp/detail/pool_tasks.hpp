@@ -208,7 +208,10 @@ class ChunkSubmitter {
 
   void add_chunk() {
     pickled_.clear();
-    pickle::dump(bound_, pickled_);
+    {
+      const RemotePicklingScope remote(core_.remote());
+      pickle::dump(bound_, pickled_);
+    }
     std::get<1>(bound_).clear();
     tasks_.push_back(
         {trampoline_ref<&pool_map_call<F, Item, Star>>(), PoolBytes::copy_of(pickled_)});

@@ -1,0 +1,49 @@
+// Private to mp::mpi: what the Session (session.cpp) starts on each rank. Rank 0 runs a
+// hub thread, the only thread that calls MPI while the Session lives, and registers the
+// "mpi" pool transport whose workers live on the serving ranks (mpi_transport.cpp); the
+// serving ranks run serve() (mpi_serve.cpp).
+#pragma once
+
+#include <vector>
+
+#include "mpi_wire.hpp"
+
+namespace mp::detail::mpi {
+
+// The start method of the local pools of the serving ranks. Open MPI discourages fork()
+// inside an MPI process, and a worker forked from it would share its MPI state.
+inline constexpr const char* kServingStartMethod = "spawn";
+
+// A transport's window: a remote worker holds at most this many tasks.
+inline constexpr unsigned kRemoteWindow = 64;
+
+// Rank 0: starts the hub over `comm` and registers the "mpi" transport. workers[r] is
+// the local workers of serving rank r (workers[0] is unused).
+void start_hub(mpi_wire::Comm& comm, std::vector<int> workers);
+// Rank 0: unregisters the transport, ends the serving ranks and stops the hub.
+void stop_hub();
+
+// A serving rank: runs the workers rank 0 asks for until it says shutdown.
+void serve(mpi_wire::Comm& comm);
+
+// Sleeps between polls of MPI, which offers no fd to wait on: after the last activity
+// it spins (yielding) for kSpinNs, then takes short naps until kShortNapsNs (a request
+// that follows a reply closely is seen within microseconds even on a loaded machine,
+// where a thread that yields may not run again for milliseconds), then naps that double
+// up to kMaxNap, so an idle rank costs little CPU and never starves the workers.
+class Backoff {
+ public:
+  void active();
+  // How long to sleep now; 0: just yield.
+  long nap_ns();
+
+ private:
+  static constexpr long kSpinNs = 200'000;
+  static constexpr long kShortNapsNs = 1'000'000;
+  static constexpr long kShortNap = 20'000;
+  static constexpr long kMaxNap = 1'000'000;
+  long idle_since_ns_ = 0;
+  long nap_ = 0;
+};
+
+}  // namespace mp::detail::mpi

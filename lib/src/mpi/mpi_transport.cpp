@@ -1,0 +1,421 @@
+// mp::Pool's MPI transport, rank 0's side: each WorkerLink is one worker process of a
+// serving rank's local pool (mpi_serve.cpp). The links never call MPI: they queue
+// messages for the hub thread, which alone talks to the serving ranks, and read the
+// state the hub writes from the ranks' answers (LinkState). The result thread sleeps on
+// two eventfds per link, which the hub signals.
+//
+// The claim protocol over a network cannot be a compare-and-swap: a task handed to a
+// serving rank is never taken back (claim_instead and cancel fail), and the transport's
+// window keeps few tasks there; the rest wait at rank 0 where they can be cancelled.
+// A serving rank reports how many tasks its worker claimed with its replies and when
+// the worker ends, so a lost worker's tasks fail or run elsewhere as on one machine.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <sched.h>
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include <mp/pickle.hpp>
+
+#include "../pool_transport.hpp"
+#include "../posix/fd.hpp"
+#include "mpi_session.hpp"
+
+namespace mp::detail::mpi {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using mpi_wire::Kind;
+using mpi_wire::Reader;
+using mpi_wire::Writer;
+
+posix::unique_fd make_eventfd() {
+  posix::unique_fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd) throw std::system_error(posix::last_error(), "mp::mpi: eventfd");
+  return fd;
+}
+
+void signal_fd(int fd) {
+  const std::uint64_t one = 1;
+  (void)!::write(fd, &one, sizeof one);
+}
+
+// What the hub learnt about one remote worker.
+struct LinkState {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool answered = false;  // to start
+  std::string start_error;
+  int pid = 0;
+  std::vector<WorkerReply> replies;
+  std::atomic<bool> any_replies{false};
+  std::uint64_t claimed = 0;
+  std::uint64_t replied = 0;  // tasks below this have replies
+  Clock::time_point last_reply{};
+  bool initialized = false;
+  bool ended = false;
+  std::optional<int> exitcode;
+  bool armed = false;
+  posix::unique_fd reply_fd = make_eventfd();
+  posix::unique_fd ended_fd = make_eventfd();
+};
+
+class Hub {
+ public:
+  Hub(mpi_wire::Comm& comm, std::vector<int> workers)
+      : comm_(comm), workers_(std::move(workers)), live_(workers_.size(), 0) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Hub() { stop(); }
+
+  int total_workers() const {
+    int total = 0;
+    for (std::size_t r = 1; r < workers_.size(); ++r) total += workers_[r];
+    return total;
+  }
+
+  void post(int rank, std::string message) {
+    {
+      std::lock_guard lock(mutex_);
+      outbox_.emplace_back(rank, std::move(message));
+    }
+    wake_.notify_one();
+  }
+
+  // A link to a new worker on the rank with the most free worker places.
+  std::pair<int, std::uint64_t> open_link(const std::shared_ptr<LinkState>& state) {
+    std::lock_guard lock(mutex_);
+    int best = 1;
+    for (int r = 2; r < static_cast<int>(workers_.size()); ++r)
+      if (workers_[r] - live_[r] > workers_[best] - live_[best]) best = r;
+    ++live_[best];
+    const std::uint64_t id = next_link_++;
+    links_[id] = {best, state};
+    return {best, id};
+  }
+  void close_link(std::uint64_t id) {
+    std::lock_guard lock(mutex_);
+    const auto it = links_.find(id);
+    if (it == links_.end()) return;
+    --live_[it->second.first];
+    links_.erase(it);
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      stopping_ = true;
+      for (int r = 1; r < static_cast<int>(workers_.size()); ++r)
+        outbox_.emplace_back(r, std::move(Writer(Kind::shutdown, 0).bytes()));
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    Backoff backoff;
+    int byes = 0;
+    const int ranks = static_cast<int>(workers_.size()) - 1;
+    std::vector<std::pair<int, std::string>> outgoing;
+    std::string message;
+    for (;;) {
+      bool stopping = false;
+      {
+        std::lock_guard lock(mutex_);
+        outgoing.swap(outbox_);
+        stopping = stopping_;
+      }
+      bool active = !outgoing.empty();
+      for (auto& [rank, bytes] : outgoing) comm_.post(rank, std::move(bytes));
+      outgoing.clear();
+      active = comm_.progress() || active;
+      int source = 0;
+      while (comm_.receive(source, message)) {
+        active = true;
+        Reader in(message);
+        if (in.kind() == Kind::shutdown)
+          ++byes;
+        else if (!stopping)
+          handle(in);
+      }
+      if (stopping && byes == ranks) break;
+      if (active) {
+        backoff.active();
+        continue;
+      }
+      const long nap = backoff.nap_ns();
+      if (nap == 0) {
+        sched_yield();
+        continue;
+      }
+      std::unique_lock lock(mutex_);
+      wake_.wait_for(lock, std::chrono::nanoseconds(nap),
+                     [&] { return !outbox_.empty() || stopping_ != stopping; });
+    }
+    comm_.flush();
+  }
+
+  // A serving rank's answer about one link.
+  void handle(Reader& in) {
+    std::shared_ptr<LinkState> state;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = links_.find(in.link());
+      if (it == links_.end()) return;  // dropped: the answer is for nobody
+      state = it->second.second;
+    }
+    std::unique_lock lock(state->mutex);
+    switch (in.kind()) {
+      case Kind::started:
+        state->pid = static_cast<int>(in.u64());
+        state->answered = true;
+        break;
+      case Kind::start_failed:
+        state->start_error = std::string(in.str());
+        state->start_error += ": ";
+        state->start_error += in.str();
+        state->answered = true;
+        break;
+      case Kind::replies: {
+        state->claimed = in.u64();
+        state->initialized = in.u64() != 0;
+        const std::uint64_t count = in.u64();
+        for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
+          WorkerReply reply;
+          reply.kind = static_cast<WorkerReply::Kind>(in.u64());
+          reply.seq = in.u64();
+          reply.run_ns = in.u64();
+          if (reply.kind == WorkerReply::Kind::result) {
+            reply.result = PoolBytes(std::string(in.str()));
+          } else {
+            reply.error_type = in.str();
+            reply.error_message = in.str();
+          }
+          state->replied = std::max(state->replied, reply.seq + 1);
+          state->replies.push_back(std::move(reply));
+        }
+        state->last_reply = Clock::now();
+        state->any_replies.store(true, std::memory_order_release);
+        if (state->armed) {
+          state->armed = false;
+          signal_fd(state->reply_fd.get());
+        }
+        break;
+      }
+      case Kind::ended:
+        state->claimed = in.u64();
+        state->initialized = in.u64() != 0;
+        if (in.u64()) state->exitcode = static_cast<int>(in.u64());
+        state->ended = true;
+        signal_fd(state->ended_fd.get());
+        break;
+      default:
+        return;
+    }
+    lock.unlock();
+    state->changed.notify_all();
+  }
+
+  mpi_wire::Comm& comm_;
+  std::vector<int> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::pair<int, std::string>> outbox_;
+  std::unordered_map<std::uint64_t, std::pair<int, std::shared_ptr<LinkState>>> links_;
+  std::vector<int> live_;
+  std::uint64_t next_link_ = 1;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+Hub* the_hub = nullptr;
+
+class MpiWorkerLink final : public WorkerLink {
+ public:
+  MpiWorkerLink(Hub& hub, const WorkerLaunch& launch)
+      : hub_(hub), state_(std::make_shared<LinkState>()) {
+    std::tie(rank_, id_) = hub_.open_link(state_);
+    Writer out(Kind::start, id_);
+    out.u64(static_cast<std::uint64_t>(launch.number));
+    out.str(pickle::dumps(launch.initializer));
+    out.u64(launch.maxtasksperchild);
+    hub_.post(rank_, std::move(out.bytes()));
+    std::unique_lock lock(state_->mutex);
+    state_->changed.wait(lock, [&] { return state_->answered; });
+    if (!state_->start_error.empty()) {
+      const std::string error = "mp::mpi: starting a worker on rank " + std::to_string(rank_) +
+                                ": " + state_->start_error;
+      lock.unlock();
+      hub_.close_link(id_);
+      throw std::runtime_error(error);
+    }
+    pid_ = state_->pid;
+  }
+  ~MpiWorkerLink() override {
+    bool ended = false;
+    {
+      std::lock_guard lock(state_->mutex);
+      ended = state_->ended;
+    }
+    if (!ended) hub_.post(rank_, std::move(Writer(Kind::forget, id_).bytes()));
+    hub_.close_link(id_);
+  }
+
+  int pid() const override { return pid_; }
+
+  std::size_t send(std::span<const OutgoingTask> tasks) override {
+    if (tasks.empty()) return 0;
+    Writer out(Kind::tasks, id_);
+    out.u64(tasks.size());
+    const auto now = Clock::now();
+    for (const OutgoingTask& task : tasks) {
+      out.u64(task.seq);
+      out.u64(task.job);
+      out.str(*task.trampoline);
+      out.str(task.input->view());
+      sent_at_.push_back(now);
+    }
+    sent_ += tasks.size();
+    hub_.post(rank_, std::move(out.bytes()));
+    return tasks.size();
+  }
+  bool send_stop() override {
+    hub_.post(rank_, std::move(Writer(Kind::stop, id_).bytes()));
+    return true;
+  }
+  void receive(std::vector<WorkerReply>& out) override {
+    std::lock_guard lock(state_->mutex);
+    for (auto& reply : state_->replies) out.push_back(std::move(reply));
+    state_->replies.clear();
+    state_->any_replies.store(false, std::memory_order_relaxed);
+  }
+  bool has_replies() const override { return state_->any_replies.load(std::memory_order_acquire); }
+
+  std::uint64_t claimed() const override {
+    std::lock_guard lock(state_->mutex);
+    return std::max(state_->claimed, state_->replied);
+  }
+  bool claim_instead(std::uint64_t& next) override {
+    next = claimed();
+    return false;
+  }
+  bool cancel(std::uint64_t) override { return false; }
+  bool has_started(std::uint64_t seq) const override {
+    std::lock_guard lock(state_->mutex);
+    return seq < sent_ && seq <= std::max(state_->claimed, state_->replied);
+  }
+  // Estimated: the oldest task without a reply, since it was sent or the task before it
+  // finished, whichever is later (a worker runs its tasks in order).
+  std::optional<RunningTask> running_task() const override {
+    std::lock_guard lock(state_->mutex);
+    const std::uint64_t seq = state_->replied;
+    if (seq >= sent_) return std::nullopt;
+    while (sent_ - sent_at_.size() < seq) sent_at_.pop_front();
+    return RunningTask{seq, std::max(sent_at_.front(), state_->last_reply)};
+  }
+  bool initialized() const override {
+    std::lock_guard lock(state_->mutex);
+    return state_->initialized;
+  }
+
+  void kill() override { hub_.post(rank_, std::move(Writer(Kind::kill, id_).bytes())); }
+  void terminate() override { hub_.post(rank_, std::move(Writer(Kind::terminate, id_).bytes())); }
+  void join() override {
+    std::unique_lock lock(state_->mutex);
+    state_->changed.wait(lock, [&] { return state_->ended; });
+  }
+  std::optional<int> exitcode() override {
+    std::lock_guard lock(state_->mutex);
+    return state_->exitcode;
+  }
+
+  int ended_fd() const override { return state_->ended_fd.get(); }
+  int reply_fd() const override { return state_->reply_fd.get(); }
+  bool arm() override {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->replies.empty()) return false;
+    state_->armed = true;
+    return true;
+  }
+  void disarm(bool readable) override {
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->armed = false;
+    }
+    if (readable) {
+      std::uint64_t count;
+      (void)!::read(state_->reply_fd.get(), &count, sizeof count);
+    }
+  }
+
+ private:
+  Hub& hub_;
+  std::shared_ptr<LinkState> state_;
+  int rank_ = 0;
+  std::uint64_t id_ = 0;
+  int pid_ = 0;
+  std::uint64_t sent_ = 0;
+  mutable std::deque<Clock::time_point> sent_at_;  // of tasks sent_ - size() .. sent_ - 1
+};
+
+class MpiTransport final : public WorkerTransport {
+ public:
+  explicit MpiTransport(Hub& hub)
+      : WorkerTransport(std::numeric_limits<std::size_t>::max() / 2, kRemoteWindow), hub_(hub) {}
+  std::unique_ptr<WorkerLink> start(const WorkerLaunch& launch) override {
+    return std::make_unique<MpiWorkerLink>(hub_, launch);
+  }
+  bool remote() const override { return true; }
+
+ private:
+  Hub& hub_;
+};
+
+std::unique_ptr<WorkerTransport> make_mpi_transport(int& processes) {
+  if (!the_hub) return nullptr;  // one rank: a local pool
+  if (processes == 0) processes = the_hub->total_workers();
+  return std::make_unique<MpiTransport>(*the_hub);
+}
+
+std::unique_ptr<WorkerTransport> make_local_transport(int&) { return nullptr; }
+
+}  // namespace
+
+void Backoff::active() {
+  idle_since_ns_ = 0;
+  nap_ = 0;
+}
+
+long Backoff::nap_ns() {
+  const long now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  if (idle_since_ns_ == 0) idle_since_ns_ = now;
+  const long idle = now - idle_since_ns_;
+  if (idle < kSpinNs) return 0;
+  if (idle < kShortNapsNs) return kShortNap;
+  nap_ = std::min(std::max(nap_ * 2, 2 * kShortNap), kMaxNap);
+  return nap_;
+}
+
+void start_hub(mpi_wire::Comm& comm, std::vector<int> workers) {
+  if (workers.size() > 1) the_hub = new Hub(comm, std::move(workers));
+  register_pool_transport("mpi", the_hub ? &make_mpi_transport : &make_local_transport);
+}
+
+void stop_hub() {
+  register_pool_transport("mpi", nullptr);
+  delete the_hub;
+  the_hub = nullptr;
+}
+
+}  // namespace mp::detail::mpi
