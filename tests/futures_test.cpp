@@ -273,6 +273,28 @@ TEST_P(FuturesTest, MapTakesPythonsKeywordArguments) {
   for (int k = 0; k < 30; ++k) EXPECT_EQ(squares.next(60s), k * k);
 }
 
+TEST_P(FuturesTest, MapTimeoutCountsFromTheCall) {
+  mp::ProcessPoolExecutor executor(options());
+  mp::Event ready, never;
+  ready.set();
+  const auto start = std::chrono::steady_clock::now();
+  // Python: executor.map(wait_for_event, [ready, never], timeout=0.3)
+  auto results = executor.map(wait_for_event, {.timeout = 300ms}, std::vector{ready, never});
+  EXPECT_EQ(results.next(), 7);
+  EXPECT_THROW((void)results.next(), mp::TimeoutError);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, 300ms);
+  EXPECT_LT(waited, 20s);
+  // next(timeout) waits on its own terms.
+  never.set();
+  EXPECT_EQ(results.next(60s), 7);
+  EXPECT_EQ(results.next(), std::nullopt);
+  // No timeout: no limit (and a huge one is no limit either).
+  auto unlimited =
+      executor.map(square, {.timeout = std::chrono::nanoseconds::max()}, std::vector<int>{3});
+  EXPECT_EQ(unlimited.next(), 9);
+}
+
 TEST_P(FuturesTest, TerminateWorkersEndsRunningTasksAndCancelsTheRest) {
   check_forced_shutdown(options(1), /*kill=*/false);
 }

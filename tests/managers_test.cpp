@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -255,6 +257,151 @@ TEST(ManagerListTest, EveryMethod) {
   EXPECT_EQ(made.to_vector(), (std::vector<int>{1, 2, 3}));
 }
 
+TEST(ManagerListTest, CountReverseSort) {
+  mp::Manager manager;
+  auto l = manager.list<int>(std::vector<int>{3, 1, 2, 3, -5});
+  EXPECT_EQ(l.count(3), 2u);
+  EXPECT_EQ(l.count(7), 0u);
+  l.reverse();
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{-5, 3, 2, 1, 3}));
+  l.sort();
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{-5, 1, 2, 3, 3}));
+  l.sort(true);
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{3, 3, 2, 1, -5}));
+  l.sort([](int x) { return x * x; });
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{1, 2, 3, 3, -5}));
+  // Stable, also in reverse (equal keys keep their order), as Python's.
+  auto words = manager.list<std::string>(std::vector<std::string>{"bb", "a", "cc", "d", "eee"});
+  words.sort([](const std::string& w) { return w.size(); }, true);
+  EXPECT_EQ(words.to_vector(), (std::vector<std::string>{"eee", "bb", "cc", "a", "d"}));
+  // A throwing key leaves the list as it was.
+  EXPECT_THROW(words.sort([](const std::string& w) -> int {
+    if (w == "d") throw std::runtime_error("bad key");
+    return 0;
+  }),
+               std::runtime_error);
+  EXPECT_EQ(words.to_vector(), (std::vector<std::string>{"eee", "bb", "cc", "a", "d"}));
+  auto empty = manager.list<int>();
+  empty.sort();
+  empty.reverse();
+  EXPECT_TRUE(empty.empty());
+}
+
+TEST(ManagerListTest, SlicesAsPython) {
+  mp::Manager manager;
+  auto l = manager.list<int>(std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  using V = std::vector<int>;
+  EXPECT_EQ(l.get(mp::Slice{2, 5}), (V{2, 3, 4}));
+  EXPECT_EQ(l.get(mp::Slice{-3, {}}), (V{7, 8, 9}));
+  EXPECT_EQ(l.get(mp::Slice{{}, {}, 3}), (V{0, 3, 6, 9}));
+  EXPECT_EQ(l.get(mp::Slice{{}, {}, -1}), (V{9, 8, 7, 6, 5, 4, 3, 2, 1, 0}));
+  EXPECT_EQ(l.get(mp::Slice{8, 2, -2}), (V{8, 6, 4}));
+  EXPECT_EQ(l.get(mp::Slice{-100, 100}).size(), 10u);
+  EXPECT_EQ(l.get(mp::Slice{5, 2}), V{});
+  EXPECT_THROW((void)l.get(mp::Slice{{}, {}, 0}), std::invalid_argument);
+  // l[2:5] = [20]; shrinks. l[0:0] = [-1, -2]; inserts. l[1::2] = ... must match.
+  l.set(mp::Slice{2, 5}, V{20});
+  EXPECT_EQ(l.to_vector(), (V{0, 1, 20, 5, 6, 7, 8, 9}));
+  l.set(mp::Slice{0, 0}, {-1, -2});
+  EXPECT_EQ(l.to_vector(), (V{-1, -2, 0, 1, 20, 5, 6, 7, 8, 9}));
+  l.set(mp::Slice{100, {}}, {100});  // past the end: appends
+  EXPECT_EQ(l.get(-1), 100);
+  l.set(mp::Slice{{}, {}, 5}, {7, 7, 7});
+  EXPECT_EQ(l.to_vector(), (V{7, -2, 0, 1, 20, 7, 6, 7, 8, 9, 7}));
+  EXPECT_THROW(l.set(mp::Slice{{}, {}, 5}, {1}), std::invalid_argument);
+  EXPECT_EQ(l.size(), 11u);  // unchanged by the failed assignment
+  l.erase(mp::Slice{{}, {}, 2});
+  EXPECT_EQ(l.to_vector(), (V{-2, 1, 7, 7, 9}));
+  l.erase(mp::Slice{-2, {}});
+  EXPECT_EQ(l.to_vector(), (V{-2, 1, 7}));
+  l.erase(mp::Slice{});
+  EXPECT_TRUE(l.empty());
+}
+
+TEST(ManagerListTest, PlusAndTimesAssign) {
+  mp::Manager manager({.segment_size = 1 << 16});
+  auto l = manager.list<int>();
+  l += std::vector<int>{1, 2};
+  (l += {3}) += std::vector<int>{4};
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{1, 2, 3, 4}));
+  l *= 2;
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{1, 2, 3, 4, 1, 2, 3, 4}));
+  l *= 1;
+  EXPECT_EQ(l.size(), 8u);
+  // Too many copies for the segment: HeapExhausted, and the list is unchanged.
+  EXPECT_THROW(l *= 1000000, mp::HeapExhausted);
+  EXPECT_THROW(l *= INT64_MAX, mp::HeapExhausted);
+  EXPECT_EQ(l.size(), 8u);
+  l *= 0;
+  EXPECT_TRUE(l.empty());
+  l.append(5);
+  l *= -3;
+  EXPECT_TRUE(l.empty());
+}
+
+TEST(ManagerDictTest, PopitemFromkeysMerge) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, int>();
+  d["a"] = 1;
+  d["b"] = 2;
+  d["c"] = 3;
+  d.erase("c");
+  using Pair = std::pair<std::string, int>;
+  EXPECT_EQ(d.popitem(), (Pair{"b", 2}));  // the last inserted, as Python's (LIFO)
+  d["z"] = 26;
+  EXPECT_EQ(d.popitem(), (Pair{"z", 26}));
+  EXPECT_EQ(d.popitem(), (Pair{"a", 1}));
+  EXPECT_THROW((void)d.popitem(), std::out_of_range);
+
+  auto keys = manager.dict_fromkeys<std::string, int>({"x", "y"}, 7);
+  EXPECT_EQ(keys.items(), (std::vector<Pair>{{"x", 7}, {"y", 7}}));
+  auto zeros = manager.dict_fromkeys<int, double>(std::vector<int>{3, 1});
+  EXPECT_EQ(zeros.get(1), 0.0);
+  EXPECT_EQ(zeros.size(), 2u);
+
+  // d | other: a new plain dict; d |= other: update.
+  const auto merged = keys | std::map<std::string, int>{{"y", 8}, {"w", 9}};
+  EXPECT_EQ(merged, (std::vector<Pair>{{"x", 7}, {"y", 8}, {"w", 9}}));
+  EXPECT_EQ(keys.size(), 2u);
+  auto other = manager.dict<std::string, int>();
+  other["x"] = 0;
+  EXPECT_EQ(keys | other, (std::vector<Pair>{{"x", 0}, {"y", 7}}));
+  keys |= other;
+  keys |= std::vector<Pair>{{"v", 5}};
+  EXPECT_EQ(keys.items(), (std::vector<Pair>{{"x", 0}, {"y", 7}, {"v", 5}}));
+}
+
+TEST(ManagerValueTest, ValueOfAnyPicklableType) {
+  mp::Manager manager;
+  auto text = manager.Value("hello");
+  static_assert(std::is_same_v<decltype(text), mp::SharedValue<std::string>>);
+  EXPECT_EQ(text.get(), "hello");
+  text.set("world");
+  EXPECT_EQ(text.value(), "world");
+  text.set_value(std::string(1000, 'x'));
+  EXPECT_EQ(text.get().size(), 1000u);
+  auto numbers = manager.Value(std::vector<int>{1, 2});
+  EXPECT_EQ(numbers.update([](std::vector<int>& v) { v.push_back(3); }),
+            (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(numbers.get(), (std::vector<int>{1, 2, 3}));
+  EXPECT_THROW(numbers.update([](std::vector<int>& v) {
+    v.clear();
+    throw std::runtime_error("no");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(numbers.get().size(), 3u);  // unchanged
+  // The types of <mp/sharedctypes.hpp> still give an mp::Value.
+  static_assert(std::is_same_v<decltype(manager.Value(1.5)), mp::Value<double>>);
+  // A handle pickles as a reference, and checks its type when loaded.
+  const auto bytes = mp::pickle::dumps(numbers);
+  mp::pickle::loads<mp::SharedValue<std::vector<int>>>(bytes).set({9});
+  EXPECT_EQ(numbers.get(), (std::vector<int>{9}));
+  EXPECT_THROW((void)mp::pickle::loads<mp::SharedValue<std::string>>(bytes), mp::UnpicklingError);
+  EXPECT_THROW((void)mp::pickle::loads<mp::SharedList<std::vector<int>>>(bytes),
+               mp::UnpicklingError);
+  EXPECT_THROW((void)mp::SharedValue<int>().get(), std::logic_error);
+}
+
 TEST(ManagerNamespaceTest, AttributesOfAnyType) {
   mp::Manager manager;
   auto ns = manager.Namespace();
@@ -427,6 +574,17 @@ void child_uses_everything(mp::SharedDict<std::string, int> d, mp::SharedList<in
   if (ns.get<int>("x") != 10) std::exit(4);
 }
 
+void child_uses_new_operations(mp::SharedDict<std::string, int> d, mp::SharedList<int> l,
+                               mp::SharedValue<std::string> v) {
+  if (v.get() != "parent") std::exit(3);
+  v.update([](std::string& s) { s += "+child"; });
+  l.sort();
+  l.set(mp::Slice{0, 1}, {10, 11});
+  l *= 2;
+  const auto [key, value] = d.popitem();
+  d |= std::map<std::string, int>{{key + "!", value + 1}};
+}
+
 // Writes keys writer*100000 + i, and bumps the shared counters atomically.
 void concurrent_writer(mp::SharedDict<int, int> d, mp::SharedDict<std::string, long> counters,
                        mp::SharedList<int> l, mp::Barrier start_together, int writer, int count) {
@@ -460,6 +618,11 @@ void concurrent_writer(mp::SharedDict<int, int> d, mp::SharedDict<std::string, l
     l.append(static_cast<int>(i));
     if (i % 5 == 0) l.pop(0);
     if (i % 13 == 0 && l.size() > 2) l.insert(1, static_cast<int>(i));
+    if (i % 17 == 0) l.reverse();
+    if (i % 19 == 0) l.sort();
+    if (i % 23 == 0) l.erase(mp::Slice{0, 2});
+    if (i % 29 == 0 && l.size() < 100) l *= 2;
+    if (i % 31 == 0 && !d.empty()) d.popitem();
     if (l.size() > 300) l.clear();
     progress.set_value(i);
   }
@@ -497,6 +660,19 @@ TEST_P(ManagerTest, ChildReadsAndWritesDictListNamespace) {
   EXPECT_EQ(d.items(), (std::vector<std::pair<std::string, int>>{{"from child", 2}}));
   EXPECT_EQ(l.to_vector(), (std::vector<int>{41, 42}));
   EXPECT_EQ(ns.get<std::string>("child"), "was here");
+}
+
+TEST_P(ManagerTest, ChildUsesValueSortSlicesPopitem) {
+  mp::Manager manager;
+  auto d = manager.dict<std::string, int>();
+  d["k"] = 1;
+  auto l = manager.list<int>(std::vector<int>{3, 2, 1});
+  auto v = manager.Value(std::string("parent"));
+  auto child = start(&child_uses_new_operations, d, l, v);
+  join_ok(child);
+  EXPECT_EQ(v.get(), "parent+child");
+  EXPECT_EQ(l.to_vector(), (std::vector<int>{10, 11, 2, 3, 10, 11, 2, 3}));
+  EXPECT_EQ(d.items(), (std::vector<std::pair<std::string, int>>{{"k!", 2}}));
 }
 
 TEST_P(ManagerTest, ConcurrentWritersGiveExactContents) {

@@ -10,10 +10,12 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <complex>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <iostream>
 #include <iterator>
 #include <list>
@@ -234,6 +236,53 @@ void serialize(Archive& ar, FreeSerialized& value) {
   ar(value.a, value.b);
 }
 }  // namespace user_ns
+
+// A third-party class (private members, no serialize): save/load go in its namespace,
+// found by argument-dependent lookup, as <mp/pickle.hpp> says.
+namespace vendor {
+class Celsius {
+ public:
+  Celsius() = default;
+  explicit Celsius(double degrees) : degrees_(degrees) {}
+  double degrees() const { return degrees_; }
+
+ private:
+  double degrees_ = 0;
+};
+template <class Archive>
+void save(Archive& ar, const Celsius& value) {
+  ar(value.degrees());
+}
+template <class Archive>
+void load(Archive& ar, Celsius& value) {
+  double degrees;
+  ar(degrees);
+  value = Celsius(degrees);
+}
+// A type of a namespace one may not add to (think std): save/load go in namespace cereal.
+class Sealed {
+ public:
+  Sealed() = default;
+  explicit Sealed(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+};
+}  // namespace vendor
+
+namespace cereal {
+template <class Archive>
+void save(Archive& ar, const vendor::Sealed& value) {
+  ar(value.name());
+}
+template <class Archive>
+void load(Archive& ar, vendor::Sealed& value) {
+  std::string name;
+  ar(name);
+  value = vendor::Sealed(std::move(name));
+}
+}  // namespace cereal
 
 namespace {
 
@@ -458,6 +507,40 @@ TEST(Pickle, ChronoRoundTrip) {
   EXPECT_EQ(round_trip(wall), wall);
   const auto steady = std::chrono::steady_clock::now();
   EXPECT_EQ(round_trip(steady), steady);
+}
+
+TEST(Pickle, ComplexAndPathRoundTrip) {
+  EXPECT_EQ(round_trip(std::complex<double>(1.5, -2)), std::complex<double>(1.5, -2));
+  EXPECT_EQ(round_trip(std::vector<std::complex<float>>{{1, 2}, {3, 4}}),
+            (std::vector<std::complex<float>>{{1, 2}, {3, 4}}));
+  EXPECT_EQ(dumps(std::complex<double>()).size(), kHeader + 16);
+  EXPECT_EQ(round_trip(std::filesystem::path("/tmp/a b/c.txt")),
+            std::filesystem::path("/tmp/a b/c.txt"));
+  EXPECT_EQ(round_trip(std::filesystem::path()), std::filesystem::path());
+  EXPECT_EQ(round_trip(std::vector<std::filesystem::path>{"x", "y/z"}),
+            (std::vector<std::filesystem::path>{"x", "y/z"}));
+  using Clock = std::chrono::system_clock;
+  const std::deque<Clock::time_point> times{Clock::now(), Clock::time_point()};
+  EXPECT_EQ(round_trip(times), times);
+  // A plain struct with a complex member is still raw bytes.
+  struct Sample {
+    std::complex<double> z;
+    int n;
+  };
+  static_assert(mp::detail::raw_bytes_class<Sample>);
+  const Sample sample = round_trip(Sample{{1, 2}, 3});
+  EXPECT_EQ(sample.z, std::complex<double>(1, 2));
+  EXPECT_EQ(sample.n, 3);
+}
+
+TEST(Pickle, ThirdPartyTypeWithFreeSaveLoad) {
+  static_assert(picklable<vendor::Celsius> && picklable<vendor::Sealed>);
+  EXPECT_EQ(round_trip(vendor::Celsius(36.6)).degrees(), 36.6);
+  EXPECT_EQ(round_trip(vendor::Sealed("x")).name(), "x");
+  const auto both = round_trip(std::vector<std::pair<vendor::Celsius, vendor::Sealed>>{
+      {vendor::Celsius(1), vendor::Sealed("a")}});
+  EXPECT_EQ(both.at(0).first.degrees(), 1);
+  EXPECT_EQ(both.at(0).second.name(), "a");
 }
 
 TEST(Pickle, NestedRoundTrip) {
@@ -752,15 +835,28 @@ TEST(Pickle, CorruptFunctionPointerThrows) {
   unpickling_error([&] { (void)loads<Function>(huge_id); });
 }
 
-TEST(Pickle, ZeroSizeElementsBeyondInputAreRefused) {
-  // Documented limit of the allocation guard: a range may not claim more elements than
-  // bytes left, even when its elements pickle to nothing.
+TEST(Pickle, SequencesOfEmptyElementsRoundTrip) {
+  // Each element of an empty type takes one byte, so the allocation guard (a range claims
+  // at most as many elements as bytes are left) still holds.
+  EXPECT_EQ(round_trip(std::vector<std::monostate>(3)).size(), 3u);
+  EXPECT_EQ(round_trip(std::vector<std::monostate>{}).size(), 0u);
+  EXPECT_EQ(round_trip(std::deque<std::monostate>(2)).size(), 2u);
   auto lambda = [] {};
   using Lambdas = std::vector<decltype(lambda)>;
+  EXPECT_EQ(round_trip(Lambdas(1)).size(), 1u);
+  EXPECT_EQ(round_trip(std::list<decltype(lambda)>(4)).size(), 4u);
   using WithTail = std::tuple<Lambdas, int>;
-  const auto loaded = loads<WithTail>(dumps(WithTail(Lambdas(4), 1)));  // 4 bytes follow
+  const auto loaded = loads<WithTail>(dumps(WithTail(Lambdas(4), 1)));
   EXPECT_EQ(std::get<0>(loaded).size(), 4u);
-  unpickling_error([&] { (void)loads<Lambdas>(dumps(Lambdas(1))); });
+  EXPECT_EQ(std::get<1>(loaded), 1);
+  EXPECT_EQ(dumps(std::vector<std::monostate>(5)).size(), kHeader + 8 + 5);
+  // A marker other than 0, and a count beyond the bytes left, are corrupt.
+  std::string bytes = dumps(std::vector<std::monostate>(2));
+  bytes.back() = 7;
+  unpickling_error([&] { (void)loads<std::vector<std::monostate>>(bytes); });
+  bytes = dumps(std::vector<std::monostate>(2));
+  bytes.pop_back();
+  unpickling_error([&] { (void)loads<std::vector<std::monostate>>(bytes); });
 }
 
 TEST(Pickle, RandomCorruptionNeverCrashes) {

@@ -245,6 +245,51 @@ TEST_P(PoolTest, ApplyAsyncCallbacksRunBeforeGetReturns) {
   EXPECT_EQ(void_calls.load(), 1);
 }
 
+TEST_P(PoolTest, MapAsyncAndStarmapAsyncCallbacks) {
+  mp::Pool pool(options());
+  std::vector<int> seen;
+  auto squares = pool.map_async_with([&](const std::vector<int>& v) { seen = v; }, {}, square,
+                                     std::vector<int>{1, 2, 3}, 1);
+  EXPECT_EQ(squares.get(), (std::vector<int>{1, 4, 9}));
+  EXPECT_EQ(seen, (std::vector<int>{1, 4, 9}));  // ran before get() returned
+
+  std::vector<int> sums;
+  pool.starmap_async_with([&](const std::vector<int>& v) { sums = v; }, {}, add,
+                          std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}})
+      .wait();
+  EXPECT_EQ(sums, (std::vector<int>{3, 7}));
+
+  // The first failure goes to error_callback; callback does not run.
+  std::atomic<int> successes{0};
+  std::string error_type;
+  auto bad = pool.map_async_with([&](const std::vector<int>&) { ++successes; },
+                                 [&](std::exception_ptr e) {
+                                   try {
+                                     std::rethrow_exception(e);
+                                   } catch (const mp::RemoteError& r) {
+                                     error_type = r.type_name();
+                                   }
+                                 },
+                                 fail_on_three, std::vector<int>{1, 2, 3, 4});
+  bad.wait();
+  EXPECT_EQ(error_type, "std::invalid_argument");
+  EXPECT_EQ(successes.load(), 0);
+  EXPECT_THROW(bad.get(), mp::RemoteError);
+
+  // Nothing to map: the callback runs at once with no results. Void functions give
+  // std::monostate, as map does.
+  std::atomic<int> empty_calls{0};
+  pool.map_async_with([&](const std::vector<int>& v) { empty_calls += v.empty() ? 1 : 100; }, {},
+                      square, std::vector<int>{})
+      .get();
+  EXPECT_EQ(empty_calls.load(), 1);
+  std::size_t voids = 0;
+  pool.map_async_with([&](const std::vector<std::monostate>& v) { voids = v.size(); }, {},
+                      ignore_item, std::vector<int>{5, 6})
+      .get();
+  EXPECT_EQ(voids, 2u);
+}
+
 TEST_P(PoolTest, MapReturnsResultsInOrder) {
   mp::Pool pool(options());
   std::vector<int> inputs(1000);
@@ -333,6 +378,50 @@ TEST_P(PoolTest, ImapConsumesAnEndlessInputLazily) {
     if (++seen == 1000) break;
   }
   EXPECT_EQ(seen, 1000);
+}
+
+TEST_P(PoolTest, ImapFedByAGeneratorFunction) {
+  mp::Pool pool(options());
+  // Python: pool.imap(square, (x for x in range(50)))
+  int next = 0;
+  std::vector<int> got;
+  for (int v : pool.imap(
+           square,
+           [&]() -> std::optional<int> {
+             if (next == 50) return std::nullopt;
+             return next++;
+           },
+           4))
+    got.push_back(v);
+  ASSERT_EQ(got.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)], i * i);
+  // Called lazily: an endless generator is read only as far as results are taken.
+  long calls = 0;
+  auto endless = pool.imap_unordered(identity, [&]() -> std::optional<int> {
+    ++calls;
+    return 1;
+  });
+  for (int k = 0; k < 100; ++k) EXPECT_EQ(endless.next(60s), 1);
+  EXPECT_LT(calls, 10000);
+  // A generator that is empty at once, and one that throws: the error comes out of next()
+  // after the results before it.
+  auto none = pool.imap(square, []() -> std::optional<int> { return std::nullopt; });
+  EXPECT_EQ(none.next(60s), std::nullopt);
+  int given = 0;
+  auto failing = pool.imap(square, [&]() -> std::optional<int> {
+    if (given == 3) throw std::runtime_error("generator failed");
+    return given++;
+  });
+  EXPECT_EQ(failing.next(60s), 0);
+  EXPECT_EQ(failing.next(60s), 1);
+  EXPECT_EQ(failing.next(60s), 4);
+  EXPECT_THROW((void)failing.next(60s), std::runtime_error);
+  // Generated is an input range for the other calls too.
+  int n = 0;
+  EXPECT_EQ(pool.map(square, mp::Generated([&]() -> std::optional<int> {
+                       return n < 3 ? std::optional<int>(n++) : std::nullopt;
+                     })),
+            (std::vector<int>{0, 1, 4}));
 }
 
 TEST_P(PoolTest, ImapDeliversOtherResultsAfterAFailedChunk) {

@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <mp/context.hpp>
@@ -31,6 +32,7 @@
 #include <mp/detail/heap.hpp>
 #include <mp/pickle.hpp>
 #include <mp/process.hpp>
+#include <mp/synchronize.hpp>
 
 #include "exception_text.hpp"
 #include "heap_arena.hpp"
@@ -165,6 +167,23 @@ void start_grandchild(std::string method, bool daemon, bool from_thread, std::st
   if (then_sleep) sleep_forever();
 }
 
+// Waits for SIGINT with its default action (a shell may have started the test with
+// SIGINT ignored, which children inherit).
+void wait_for_interrupt(mp::Event ready) {
+  ::signal(SIGINT, SIG_DFL);
+  ready.set();
+  for (;;) ::pause();
+}
+
+volatile sig_atomic_t interrupted = 0;
+// Python: a child that catches KeyboardInterrupt and exits on its own terms.
+void catch_interrupt(mp::Event ready) {
+  ::signal(SIGINT, [](int) { interrupted = 1; });
+  ready.set();
+  while (!interrupted) ::pause();
+  std::exit(7);
+}
+
 void exit_after_a_while() { std::this_thread::sleep_for(200ms); }
 
 void write_after_a_while(std::string path) {
@@ -268,6 +287,21 @@ TEST_P(ProcessTest, TerminateGivesMinus15) {
   // Signalling an ended process is harmless.
   p.terminate();
   p.kill();
+}
+
+TEST_P(ProcessTest, InterruptSendsSigintWhichTheChildMayHandle) {
+  // Default action: the child ends with -SIGINT. A handler: the child decides (7).
+  for (auto [target, exitcode] :
+       {std::pair(&wait_for_interrupt, -SIGINT), std::pair(&catch_interrupt, 7)}) {
+    mp::Event ready;
+    mp::Process p(options(), target, ready);
+    p.start();
+    ASSERT_TRUE(ready.wait(30s));
+    p.interrupt();
+    join_checked(p);
+    EXPECT_EQ(p.exitcode(), exitcode);
+    p.interrupt();  // harmless once ended
+  }
 }
 
 TEST_P(ProcessTest, KillGivesMinus9) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -286,6 +287,35 @@ TEST(ShareableListTest, CapacitiesCountAndIndex) {
   EXPECT_EQ(list.index(std::string("a")), 2u);
   EXPECT_THROW((void)list.index(std::string("zzz")), std::invalid_argument);
   EXPECT_EQ(list.count(true), 0u);  // a bool is not the int 1 here
+  list.shm().unlink();
+}
+
+TEST(ShareableListTest, NegativeIndicesCountFromTheEnd) {
+  mp::ShareableList list(mp::create_only, {std::int64_t{1}, std::string("two"), 3.0});
+  Unlinker cleanup{list.shm().name()};
+  EXPECT_EQ(list[-1], mp::ShareableItem(3.0));
+  EXPECT_EQ(list.at(-3), mp::ShareableItem(std::int64_t{1}));
+  list.set(-2, "deux");
+  EXPECT_EQ(list[1], mp::ShareableItem(std::string("deux")));
+  EXPECT_EQ(list.capacity(-2), list.capacity(1));
+  EXPECT_THROW((void)list.at(-4), std::out_of_range);
+  EXPECT_THROW(list.set(-4, 1), std::out_of_range);
+  EXPECT_THROW((void)list.at(INT64_MIN), std::out_of_range);
+  EXPECT_THROW((void)list.at(3), std::out_of_range);
+  list.shm().unlink();
+}
+
+TEST(ShareableListTest, FormatAsPythonsStructCodes) {
+  // Python: ShareableList([42, 2.5, True, "howdy", b"raw", None]).format
+  //   == 'qdxxxxxxx?8s8sxxxxxx?x'
+  mp::ShareableList list(mp::create_only, {std::int64_t{42}, 2.5, true, std::string("howdy"),
+                                           bytes_of("raw"), std::monostate{}});
+  Unlinker cleanup{list.shm().name()};
+  EXPECT_EQ(list.format(), "qdxxxxxxx?8s8sxxxxxx?x");
+  list.set(0, "str now");  // the format follows the current values
+  list.set(3, std::int64_t{1});
+  EXPECT_EQ(list.format(), "8sdxxxxxxx?q8sxxxxxx?x");
+  EXPECT_EQ(mp::ShareableList().format(), "");
   list.shm().unlink();
 }
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -133,6 +134,27 @@ void count_action_in_file() {
     ::close(fd);
   }
 }
+
+// A Barrier action with state: where to write, what, and how often it ran (in this
+// process's copy).
+struct AppendMark {
+  std::string path;
+  std::string mark;
+  int calls = 0;
+  void operator()() {
+    ++calls;
+    const std::string line = mark + std::to_string(calls) + "\n";
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      (void)!::write(fd, line.data(), line.size());
+      ::close(fd);
+    }
+  }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(path, mark, calls);
+  }
+};
 
 void barrier_rounds(mp::Barrier barrier, int rounds) {
   for (int i = 0; i < rounds; ++i) barrier.wait(30s);
@@ -429,6 +451,21 @@ TEST_P(SynchronizeTest, BarrierGivesEachPartyAnIndexAndRunsTheActionOnce) {
   EXPECT_FALSE(barrier.broken());
   EXPECT_EQ(barrier.n_waiting(), 0);
   mp::detail::heap_free(indices);
+}
+
+TEST_P(SynchronizeTest, BarrierActionCarriesState) {
+  mp_test::TempDir dir;
+  const std::string path = dir.file("marks");
+  mp::Barrier barrier(2, AppendMark{path, "m", 10});
+  auto child = start(&barrier_rounds, barrier, 3);
+  for (int i = 0; i < 3; ++i) ASSERT_NO_THROW(barrier.wait(30s)) << i;
+  join_ok(child);
+  // Three rounds, one action each, in whichever process came last; each copy counts on
+  // from the state it was given (10).
+  const std::string marks = mp_test::read_file(path).value_or("");
+  EXPECT_EQ(std::count(marks.begin(), marks.end(), '\n'), 3) << marks;
+  EXPECT_NE(marks.find("m11\n"), std::string::npos) << marks;
+  EXPECT_EQ(marks.find("m10\n"), std::string::npos) << marks;
 }
 
 TEST_P(SynchronizeTest, BarrierWithKilledPartyBreaks) {
@@ -804,6 +841,20 @@ TEST(SynchronizeLocal, BarrierResetBreaksCurrentWaiters) {
 }
 
 void throwing_action() { throw std::runtime_error("action failed"); }
+
+TEST(SynchronizeLocal, BarrierActionStateLivesOnInItsProcess) {
+  mp_test::TempDir dir;
+  const std::string path = dir.file("marks");
+  mp::Barrier barrier(1, AppendMark{path, "local"});
+  const mp::Barrier copy = barrier;  // copies share the action
+  for (int i = 0; i < 2; ++i) barrier.wait();
+  mp::Barrier(copy).wait();
+  EXPECT_EQ(mp_test::read_file(path).value_or(""), "local1\nlocal2\nlocal3\n");
+  // A stateless lambda is a function object too.
+  int before = 0;
+  mp::Barrier lambda_barrier(1, [] {});
+  EXPECT_EQ(lambda_barrier.wait(), before);
+}
 
 TEST(SynchronizeLocal, BarrierActionThatThrowsBreaksTheBarrier) {
   // The last to arrive runs the action and gets its exception; the other party gets

@@ -251,6 +251,23 @@ bool DictCore::erase(std::string_view key, std::string* out) const {
   return found.found;
 }
 
+bool DictCore::popitem(std::string& key, std::string& value) const {
+  ManagerTransaction t(manager_);
+  const std::uint64_t entries = t.root_word(root_, kDictEntries);
+  std::uint64_t used = t.root_word(root_, kDictUsed);
+  while (used > 0 && t.word(entries + (used - 1) * 8) == 0) --used;
+  if (used == 0) {
+    t.commit();
+    return false;
+  }
+  const NodeView view = node_at(t, t.word(entries + (used - 1) * 8));
+  key.assign(view.key);
+  value.assign(view.value);
+  dict_remove(t, root_, dict_find(t, root_, view.key, view.hash));
+  t.commit();
+  return true;
+}
+
 void DictCore::setdefault(std::string_view key, std::string_view value, std::string& out) const {
   ManagerTransaction t(manager_);
   const Lookup found = dict_find(t, root_, key, hash_bytes(key));

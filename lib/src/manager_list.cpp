@@ -21,23 +21,6 @@ constexpr std::uint64_t kListCapacity = 3;
 constexpr std::uint64_t kListLength = 4;
 constexpr std::uint64_t kListWords = 5;
 
-// A list node: length, bytes.
-constexpr std::uint64_t kItemHeader = 8;
-
-std::uint64_t new_item(ManagerTransaction& t, std::string_view bytes) {
-  const std::uint64_t node = t.allocate(kItemHeader + bytes.size());
-  const std::uint64_t size = bytes.size();
-  std::memcpy(t.at(node), &size, 8);
-  std::memcpy(t.at(node + kItemHeader), bytes.data(), bytes.size());
-  return node;
-}
-
-std::string_view item_at(const ManagerTransaction& t, std::uint64_t node) {
-  std::uint64_t size;
-  std::memcpy(&size, t.at(node), 8);
-  return std::string_view(reinterpret_cast<const char*>(t.at(node + kItemHeader)), size);
-}
-
 // Python's index normalization; throws std::out_of_range (IndexError).
 std::uint64_t list_position(const ManagerTransaction& t, std::uint64_t root, std::int64_t index,
                             const char* what) {
@@ -182,6 +165,83 @@ std::size_t ListCore::size() const {
   const std::uint64_t length = t.root_word(root_, kListLength);
   t.commit();
   return length;
+}
+
+std::size_t ListCore::count(std::string_view item) const {
+  ManagerTransaction t(manager_);
+  const std::uint64_t items = t.root_word(root_, kListItems);
+  const std::uint64_t length = t.root_word(root_, kListLength);
+  std::size_t found = 0;
+  for (std::uint64_t i = 0; i < length; ++i) found += item_at(t, t.word(items + i * 8)) == item;
+  t.commit();
+  return found;
+}
+
+void ListCore::rewrite(rewrite_function function, void* context) const {
+  ManagerTransaction t(manager_);
+  const std::uint64_t old_items = t.root_word(root_, kListItems);
+  const std::uint64_t length = t.root_word(root_, kListLength);
+  std::vector<std::string> list;
+  list.reserve(length);
+  for (std::uint64_t i = 0; i < length; ++i)
+    list.emplace_back(item_at(t, t.word(old_items + i * 8)));
+  function(context, list);  // may throw: rolled back
+  t.reset_scratch();        // the function may have run operations of other managers
+  // A fresh array and fresh nodes: a few logged root words, whatever the list's length.
+  const std::uint64_t capacity = std::max<std::uint64_t>(8, list.size());
+  const std::uint64_t items = t.allocate_array(capacity);
+  for (std::size_t i = 0; i < list.size(); ++i) t.word(items + i * 8) = new_item(t, list[i]);
+  for (std::uint64_t i = 0; i < length; ++i) t.free_later(t.word(old_items + i * 8));
+  t.free_later(old_items);
+  t.set_root_word(root_, kListItems, items);
+  t.set_root_word(root_, kListCapacity, capacity);
+  t.set_root_word(root_, kListLength, list.size());
+  t.commit();
+}
+
+void ListCore::repeat(std::int64_t times) const {
+  ManagerTransaction t(manager_);
+  const std::uint64_t old_items = t.root_word(root_, kListItems);
+  const std::uint64_t length = t.root_word(root_, kListLength);
+  const std::uint64_t copies = times < 0 ? 0 : static_cast<std::uint64_t>(times);
+  // Saturated: an absurd count fails to allocate (mp::HeapExhausted), it does not wrap.
+  const std::uint64_t limit = UINT64_MAX / 16;
+  const std::uint64_t total = length == 0 ? 0 : (copies > limit / length ? limit : length * copies);
+  const std::uint64_t capacity = std::max<std::uint64_t>(8, total);
+  const std::uint64_t items = t.allocate_array(capacity);
+  for (std::uint64_t i = 0; i < total; ++i)
+    t.word(items + i * 8) = new_item(t, item_at(t, t.word(old_items + (i % length) * 8)));
+  for (std::uint64_t i = 0; i < length; ++i) t.free_later(t.word(old_items + i * 8));
+  t.free_later(old_items);
+  t.set_root_word(root_, kListItems, items);
+  t.set_root_word(root_, kListCapacity, capacity);
+  t.set_root_word(root_, kListLength, total);
+  t.commit();
+}
+
+std::vector<std::size_t> slice_positions(std::optional<std::int64_t> start,
+                                         std::optional<std::int64_t> stop, std::int64_t step,
+                                         std::size_t size) {
+  // Python's PySlice_AdjustIndices.
+  if (step == 0) throw std::invalid_argument("mp::SharedList: slice step cannot be zero");
+  const auto length = static_cast<std::int64_t>(size);
+  const auto adjust = [&](std::optional<std::int64_t> index, std::int64_t fallback) {
+    if (!index) return fallback;
+    std::int64_t value = *index;
+    if (value < 0) {
+      value += length;
+      if (value < 0) value = step < 0 ? -1 : 0;
+    } else if (value >= length) {
+      value = step < 0 ? length - 1 : length;
+    }
+    return value;
+  };
+  const std::int64_t first = adjust(start, step < 0 ? length - 1 : 0);
+  const std::int64_t last = adjust(stop, step < 0 ? -1 : length);
+  std::vector<std::size_t> positions;
+  for (std::int64_t i = first; step > 0 ? i < last : i > last; i += step)
+    positions.push_back(static_cast<std::size_t>(i));
+  return positions;
 }
 
 void ListCore::clear() const {

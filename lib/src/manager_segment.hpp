@@ -36,6 +36,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -257,5 +258,22 @@ class ManagerTransaction {
   SegmentHeader& header_;
   bool committed_ = false;
 };
+
+// An item node of a list or a value: length, bytes.
+constexpr std::uint64_t kItemHeader = 8;
+
+inline std::uint64_t new_item(ManagerTransaction& t, std::string_view bytes) {
+  const std::uint64_t node = t.allocate(kItemHeader + bytes.size());
+  const std::uint64_t size = bytes.size();
+  std::memcpy(t.at(node), &size, 8);
+  std::memcpy(t.at(node + kItemHeader), bytes.data(), bytes.size());
+  return node;
+}
+
+inline std::string_view item_at(const ManagerTransaction& t, std::uint64_t node) {
+  std::uint64_t size;
+  std::memcpy(&size, t.at(node), 8);
+  return std::string_view(reinterpret_cast<const char*>(t.at(node + kItemHeader)), size);
+}
 
 }  // namespace mp::detail

@@ -458,6 +458,11 @@ void Process::terminate() {
   if (state.popen) state.popen->send_signal(SIGTERM);
 }
 
+void Process::interrupt() {
+  auto& state = checked(state_);
+  if (state.popen) state.popen->send_signal(SIGINT);
+}
+
 void Process::kill() {
   auto& state = checked(state_);
   if (state.popen) state.popen->send_signal(SIGKILL);

@@ -549,28 +549,31 @@ namespace {
 // The layout of slot `index` of a list of `slots` in `shm`, checked. Throws
 // std::out_of_range for a bad index, std::logic_error once the segment is closed and
 // std::invalid_argument for a corrupt layout.
-SlotLayout slot_layout(const SharedMemory& shm, std::size_t slots, std::size_t index) {
-  if (index >= slots)
+// A negative index counts from the end, as in Python; `index` becomes the slot's number.
+SlotLayout slot_layout(const SharedMemory& shm, std::size_t slots, std::int64_t& index) {
+  const auto size = static_cast<std::int64_t>(slots);
+  if (index < -size || index >= size)
     throw std::out_of_range("mp::ShareableList: index " + std::to_string(index) +
                             " out of range (size " + std::to_string(slots) + ")");
+  if (index < 0) index += size;
   if (!shm.buf().data()) throw std::logic_error("mp::ShareableList: the segment is closed");
-  return checked_layout(shm, slots, index);
+  return checked_layout(shm, slots, static_cast<std::size_t>(index));
 }
 }  // namespace
 
-std::size_t ShareableList::capacity(std::size_t index) const {
+std::size_t ShareableList::capacity(std::int64_t index) const {
   return slot_layout(shm_, slots_, index).capacity;
 }
 
-ShareableItem ShareableList::at(std::size_t index) const {
+ShareableItem ShareableList::at(std::int64_t index) const {
   const SlotLayout layout = slot_layout(shm_, slots_, index);
-  auto& slot = slot_of(base(), index);
+  auto& slot = slot_of(base(), static_cast<std::size_t>(index));
   std::string bytes;
   for (;;) {
     const std::uint64_t before = slot.descriptor.load(std::memory_order_acquire);
     const std::uint64_t length = length_of(before);
     if (length > layout.capacity || type_of(before) >= kTypeCount)
-      throw_corrupt_slot(index, shm_.name());
+      throw_corrupt_slot(static_cast<std::size_t>(index), shm_.name());
     bytes.assign(
         reinterpret_cast<const char*>(base() + layout.offset + buffer_of(before) * layout.capacity),
         length);
@@ -580,7 +583,7 @@ ShareableItem ShareableList::at(std::size_t index) const {
   }
 }
 
-void ShareableList::set(std::size_t index, const ShareableItem& value) {
+void ShareableList::set(std::int64_t index, const ShareableItem& value) {
   const SlotLayout layout = slot_layout(shm_, slots_, index);
   const std::uint64_t capacity = layout.capacity;
   const Encoded encoded = encode(value);
@@ -590,7 +593,7 @@ void ShareableList::set(std::size_t index, const ShareableItem& value) {
                                 std::to_string(index) + " (capacity " + std::to_string(capacity) +
                                 " bytes)");
   auto& header = header_of(base());
-  auto& slot = slot_of(base(), index);
+  auto& slot = slot_of(base(), static_cast<std::size_t>(index));
   (void)detail::robust_lock_acquire(header.lock, true, std::nullopt);
   const std::uint64_t old = slot.descriptor.load(std::memory_order_relaxed);
   const std::uint64_t buffer = buffer_of(old) ^ 1;
@@ -605,19 +608,41 @@ void ShareableList::set(std::size_t index, const ShareableItem& value) {
 std::vector<ShareableItem> ShareableList::to_vector() const {
   std::vector<ShareableItem> items;
   items.reserve(slots_);
-  for (std::size_t i = 0; i < slots_; ++i) items.push_back(at(i));
+  for (std::size_t i = 0; i < slots_; ++i) items.push_back(at(static_cast<std::int64_t>(i)));
   return items;
+}
+
+std::string ShareableList::format() const {
+  // Python's struct codes per slot: q (int), d (float), xxxxxxx? (bool), xxxxxx?x (None),
+  // <capacity>s (str, bytes).
+  std::string codes;
+  for (std::size_t i = 0; i < slots_; ++i) {
+    const auto index = static_cast<std::int64_t>(i);
+    const ShareableItem item = at(index);
+    if (std::holds_alternative<std::monostate>(item))
+      codes += "xxxxxx?x";
+    else if (std::holds_alternative<std::int64_t>(item))
+      codes += "q";
+    else if (std::holds_alternative<double>(item))
+      codes += "d";
+    else if (std::holds_alternative<bool>(item))
+      codes += "xxxxxxx?";
+    else
+      codes += std::to_string(capacity(index)) + "s";
+  }
+  return codes;
 }
 
 std::size_t ShareableList::count(const ShareableItem& value) const {
   std::size_t found = 0;
-  for (std::size_t i = 0; i < slots_; ++i) found += at(i) == value ? 1 : 0;
+  for (std::size_t i = 0; i < slots_; ++i)
+    found += at(static_cast<std::int64_t>(i)) == value ? 1 : 0;
   return found;
 }
 
 std::size_t ShareableList::index(const ShareableItem& value) const {
   for (std::size_t i = 0; i < slots_; ++i)
-    if (at(i) == value) return i;
+    if (at(static_cast<std::int64_t>(i)) == value) return i;
   throw std::invalid_argument("mp::ShareableList::index: value not in the list");
 }
 

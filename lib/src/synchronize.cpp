@@ -731,9 +731,12 @@ int Barrier::wait(std::optional<std::chrono::nanoseconds> timeout) {
 
   if (index + 1 == barrier.parties) {
     // Last to arrive: run the action, then open the barrier.
-    if (action_) {
+    if (action_ || object_action_) {
       try {
-        action_();
+        if (action_)
+          action_();
+        else
+          object_action_();
       } catch (...) {
         break_generation(barrier, generation);
         throw;

@@ -20,8 +20,8 @@
 //     results in order; it returns mp::IMapIterator (next(timeout) throws
 //     mp::TimeoutError). Python's map reads all its input at once unless buffersize is
 //     given. Several input ranges give fn(x, y, ...), to the shortest as Python's zip;
-//     chunksize and buffersize go in a MapOptions before the ranges, as Python's keyword
-//     arguments: executor.map(fn, {.chunksize = 64}, xs, ys).
+//     chunksize, buffersize and timeout go in a MapOptions before the ranges, as
+//     Python's keyword arguments: executor.map(fn, {.chunksize = 64, .timeout = 5s}, xs).
 //   - as_completed() returns an object with next() and a range interface instead of a
 //     generator.
 //   - running() is true from the moment a worker starts the task, and cancel() and
@@ -201,6 +201,10 @@ class Future {
 struct MapOptions {
   std::size_t chunksize = 1;   // items per task; 0 throws std::invalid_argument
   std::size_t buffersize = 0;  // tasks in flight; 0: 4 per worker
+  // Counted from the call to map(): a next() (or range-for step) that finds no result
+  // ready by then throws mp::TimeoutError; results already there still come out. The
+  // tasks go on. nullopt: no limit.
+  std::optional<std::chrono::nanoseconds> timeout{};
 };
 
 // Python's keyword arguments of ProcessPoolExecutor(...).
@@ -264,18 +268,23 @@ class MP_API ProcessPoolExecutor {
   }
   // Either form with Python's keyword arguments (MapOptions). Python: map(fn, *iterables,
   // chunksize=1, buffersize=None).
+  // Python: map(fn, *iterables, timeout=None, chunksize=1, buffersize=None).
   template <class F, std::ranges::input_range R1, std::ranges::input_range... Rs>
   auto map(F fn, MapOptions options, R1&& first, Rs&&... rest) {
-    if constexpr (sizeof...(Rs) == 0) {
-      return pool_.imap(std::move(fn), std::forward<R1>(first), options.chunksize,
-                        options.buffersize);
-    } else {
-      detail::ZipView<detail::held_range_t<R1>, detail::held_range_t<Rs>...> zipped(
-          detail::held_range_t<R1>(std::forward<R1>(first)),
-          detail::held_range_t<Rs>(std::forward<Rs>(rest))...);
-      return pool_.template imap_impl<F, true>(true, std::move(fn), std::move(zipped),
-                                               options.chunksize, options.buffersize);
-    }
+    auto results = [&] {
+      if constexpr (sizeof...(Rs) == 0) {
+        return pool_.imap(std::move(fn), std::forward<R1>(first), options.chunksize,
+                          options.buffersize);
+      } else {
+        detail::ZipView<detail::held_range_t<R1>, detail::held_range_t<Rs>...> zipped(
+            detail::held_range_t<R1>(std::forward<R1>(first)),
+            detail::held_range_t<Rs>(std::forward<Rs>(rest))...);
+        return pool_.template imap_impl<F, true>(true, std::move(fn), std::move(zipped),
+                                                 options.chunksize, options.buffersize);
+      }
+    }();
+    results.set_timeout(options.timeout);
+    return results;
   }
 
   // No more submissions. cancel_futures: cancels every task no worker has yet. wait:

@@ -1,6 +1,6 @@
-// A dict, a list and a Namespace shared by processes, and Python's SyncManager
+// A dict, a list, a value and a Namespace shared by processes, and Python's SyncManager
 // factories. Mirrors Python's `multiprocessing.managers` (SyncManager, DictProxy,
-// ListProxy, Namespace) as returned by multiprocessing.Manager().
+// ListProxy, ValueProxy, Namespace) as returned by multiprocessing.Manager().
 //
 // Differences from Python, on purpose:
 //   - No server process and no sockets: a Manager is one segment of shared memory (in
@@ -9,6 +9,9 @@
 //     than a Python proxy's round trip). Nothing has to be started or shut down; the
 //     segment goes away with the last handle to the manager or to any of its objects, in
 //     any process.
+//   - Slices are mp::Slice{start, stop, step} given to SharedList's get, set and erase
+//     (Python: l[a:b:c]); `d | m` gives a plain vector of pairs; dict.fromkeys is
+//     Manager::dict_fromkeys.
 //   - Typed: dict<K, V>(), list<T>() hold values of one picklable type each (see
 //     <mp/pickle.hpp>), a compile-time error otherwise. Namespace attributes may differ in
 //     type; reading one as another type throws mp::UnpicklingError.
@@ -42,10 +45,12 @@
 
 #include <mp/detail/export.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <iterator>
 #include <memory>
@@ -56,6 +61,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -74,6 +80,16 @@ struct ManagerOptions {
   // values. Address space is reserved, memory is used only as objects fill it. At least
   // 64 KiB; mp's heap (MP_HEAP_SIZE, 64 GiB by default) must have room for it.
   std::size_t segment_size = std::size_t{1} << 30;
+};
+
+// Python's slice(start, stop, step) for SharedList's get, set and erase: a missing start
+// or stop is the end of the list in the step's direction; negative indexes count from the
+// end, and out-of-range ones are clamped, as in Python. A step of 0 throws
+// std::invalid_argument (Python: ValueError).
+struct Slice {
+  std::optional<std::int64_t> start;
+  std::optional<std::int64_t> stop;
+  std::int64_t step = 1;
 };
 
 // What Manager's Queue(), JoinableQueue(), Value() and Array() factories make: declared
@@ -100,6 +116,28 @@ template <class T>
 struct require_picklable
     : std::conditional_t<mp::pickle::picklable<T>, std::true_type,
                          mp::pickle::cannot_pickle<typename pickle_traits<T>::culprit>> {};
+
+// Runs a store's modify(function, context) with fn(V&) applied to a copy of the old
+// value (V{} if there is none) and returns the value stored: the read-modify-write of
+// SharedDict::update(key, fn) and SharedValue::update(fn).
+template <class V, class Fn, class Modify>
+V modify_with(Fn& fn, Modify modify) {
+  struct ModifyContext {
+    Fn* fn;
+    std::optional<V> result;
+  } context{&fn, std::nullopt};
+  modify(
+      [](void* opaque, const std::string* old, std::string& out) {
+        auto& ctx = *static_cast<ModifyContext*>(opaque);
+        V value = old ? mp::pickle::loads<V>(*old) : V{};
+        (*ctx.fn)(value);
+        out.clear();
+        mp::pickle::dump(value, out);
+        ctx.result = std::move(value);
+      },
+      &context);
+  return std::move(*context.result);
+}
 
 // Names the element types of a container (the low half K's fingerprint, the high half V's).
 template <class K, class V>
@@ -224,6 +262,15 @@ class SharedDict {
     if (!core_.erase(pickled_key(key), &out)) return default_value;
     return mp::pickle::loads<V>(out);
   }
+  // Removes and returns the pair inserted last. Throws std::out_of_range if the dict is
+  // empty. Python: d.popitem().
+  value_type popitem() const {
+    std::string& key = detail::manager_key_buffer();
+    std::string& value = detail::manager_out_buffer();
+    if (!core_.popitem(key, value))
+      throw std::out_of_range("mp::SharedDict::popitem: dictionary is empty");
+    return value_type(mp::pickle::loads<K>(key), mp::pickle::loads<V>(value));
+  }
   // Inserts key with `default_value` if missing; returns the value now stored.
   // Python: d.setdefault(key, default).
   V setdefault(const K& key, const V& default_value = V{}) const {
@@ -279,6 +326,33 @@ class SharedDict {
   }
   // Python: d.update(other) for another shared dict (a snapshot of it).
   void update(const SharedDict& other) const { update(other.items()); }
+  // Python: d |= mapping (update; atomic as update()).
+  template <class Pairs>
+  requires requires(const SharedDict& d, const Pairs& pairs) { d.update(pairs); }
+  const SharedDict& operator|=(const Pairs& pairs) const {
+    update(pairs);
+    return *this;
+  }
+  // Python: d | mapping, a new plain dict: the pairs of a snapshot of d, in insertion
+  // order, with those of `pairs` stored over them (a key already in d keeps its place, a
+  // new one comes last). E.g. manager.dict<K, V>(d | other) for a new shared dict.
+  template <class Pairs>
+  requires requires(const SharedDict& d, const Pairs& pairs) { d.update(pairs); }
+  std::vector<value_type> operator|(const Pairs& pairs) const {
+    std::vector<value_type> merged = items();
+    std::unordered_map<std::string, std::size_t> where;
+    for (std::size_t i = 0; i < merged.size(); ++i)
+      where.emplace(mp::pickle::dumps(merged[i].first), i);
+    for (const auto& [key, value] : merge_source(pairs)) {
+      const auto [it, added] =
+          where.emplace(mp::pickle::dumps(static_cast<const K&>(key)), merged.size());
+      if (added)
+        merged.emplace_back(key, value);
+      else
+        merged[it->second].second = value;
+    }
+    return merged;
+  }
 
   // Atomic read-modify-write: calls fn(V&) on a copy of the value (V{} if the key is
   // missing) under the manager's lock and stores the result; returns it. If fn or
@@ -288,22 +362,10 @@ class SharedDict {
   template <class Fn>
   requires std::invocable<Fn&, V&> V update(const K& key, Fn fn)
   const {
-    struct ModifyContext {
-      Fn* fn;
-      std::optional<V> result;
-    } context{&fn, std::nullopt};
-    core_.modify(
-        pickled_key(key),
-        [](void* opaque, const std::string* old, std::string& out) {
-          auto& ctx = *static_cast<ModifyContext*>(opaque);
-          V value = old ? mp::pickle::loads<V>(*old) : V{};
-          (*ctx.fn)(value);
-          out.clear();
-          mp::pickle::dump(value, out);
-          ctx.result = std::move(value);
-        },
-        &context);
-    return std::move(*context.result);
+    return detail::modify_with<V>(fn,
+                                  [&](detail::DictCore::modify_function function, void* context) {
+                                    core_.modify(pickled_key(key), function, context);
+                                  });
   }
 
   // A snapshot of the (key, value) pairs, in insertion order. Python: iter(d.items()).
@@ -341,6 +403,11 @@ class SharedDict {
   static const std::string& pickled_key(const K& key) {
     return detail::pickle_into(detail::manager_key_buffer(), key);
   }
+  template <class Pairs>
+  static const Pairs& merge_source(const Pairs& pairs) {
+    return pairs;
+  }
+  static std::vector<value_type> merge_source(const SharedDict& other) { return other.items(); }
   [[noreturn]] static void throw_missing(const char* what) {
     throw std::out_of_range(std::string("mp::SharedDict::") + what + ": key not found");
   }
@@ -435,6 +502,111 @@ class SharedList {
     if (!core_.remove(detail::pickle_into(detail::manager_value_buffer(), value)))
       throw std::invalid_argument("mp::SharedList::remove: value is not in list");
   }
+  // How many items equal value (compared as index() does). Python: l.count(x).
+  std::size_t count(const T& value) const {
+    return core_.count(detail::pickle_into(detail::manager_value_buffer(), value));
+  }
+  // Reverses the list in place. Python: l.reverse().
+  void reverse() const {
+    rewrite([](std::vector<std::string>& items) { std::reverse(items.begin(), items.end()); });
+  }
+  // Sorts the list in place, stably, by operator< of T (descending if `reverse`, equal
+  // items keeping their order as in Python). Python: l.sort(reverse=False).
+  void sort(bool reverse = false) const { sort(std::identity{}, reverse); }
+  // Sorts by key(item) (computed once per item, compared with operator<). Runs under the
+  // manager's lock: key must not use this manager's objects. If key or a comparison
+  // throws, the list is unchanged. Python: l.sort(key=key, reverse=False).
+  template <class Key>
+  requires std::invocable<Key&, const T&>
+  void sort(Key key, bool reverse = false) const {
+    rewrite([&](std::vector<std::string>& items) {
+      using KeyValue = std::decay_t<std::invoke_result_t<Key&, const T&>>;
+      std::vector<KeyValue> keys;
+      keys.reserve(items.size());
+      for (const auto& item : items) keys.push_back(std::invoke(key, mp::pickle::loads<T>(item)));
+      std::vector<std::size_t> order(items.size());
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return reverse ? keys[b] < keys[a] : keys[a] < keys[b];
+      });
+      std::vector<std::string> sorted;
+      sorted.reserve(items.size());
+      for (const std::size_t i : order) sorted.push_back(std::move(items[i]));
+      items = std::move(sorted);
+    });
+  }
+
+  // Copies of the items a slice selects, from one snapshot. Python: l[start:stop:step].
+  std::vector<T> get(const Slice& slice) const {
+    std::vector<std::string> pickles;
+    core_.snapshot(pickles);
+    std::vector<T> result;
+    for (const std::size_t i : positions(slice, pickles.size()))
+      result.push_back(mp::pickle::loads<T>(pickles[i]));
+    return result;
+  }
+  // Replaces the items a slice selects by `values`, in one atomic operation. With step 1
+  // the list may grow or shrink; otherwise `values` must have as many items as the slice,
+  // else std::invalid_argument (Python: ValueError). Python: l[start:stop:step] = values.
+  template <std::ranges::input_range Values>
+  requires std::convertible_to < std::ranges::range_reference_t<Values>,
+  const T& > void set(const Slice& slice, const Values& values) const {
+    std::vector<std::string> replacement;
+    for (const auto& value : values)
+      replacement.push_back(mp::pickle::dumps(static_cast<const T&>(value)));
+    rewrite([&](std::vector<std::string>& items) {
+      const std::vector<std::size_t> selected = positions(slice, items.size());
+      if (slice.step == 1) {
+        const std::size_t first = selected.empty() ? slice_begin(slice, items.size()) : selected[0];
+        const auto at = items.begin() + static_cast<std::ptrdiff_t>(first);
+        items.erase(at, at + static_cast<std::ptrdiff_t>(selected.size()));
+        items.insert(items.begin() + static_cast<std::ptrdiff_t>(first),
+                     std::make_move_iterator(replacement.begin()),
+                     std::make_move_iterator(replacement.end()));
+        return;
+      }
+      if (selected.size() != replacement.size())
+        throw std::invalid_argument("mp::SharedList::set: attempt to assign a sequence of size " +
+                                    std::to_string(replacement.size()) +
+                                    " to an extended slice of size " +
+                                    std::to_string(selected.size()));
+      for (std::size_t i = 0; i < selected.size(); ++i)
+        items[selected[i]] = std::move(replacement[i]);
+    });
+  }
+  void set(const Slice& slice, std::initializer_list<T> values) const {
+    set(slice, std::span<const T>(values));
+  }
+  // Removes the items a slice selects. Python: del l[start:stop:step].
+  void erase(const Slice& slice) const {
+    rewrite([&](std::vector<std::string>& items) {
+      std::vector<bool> drop(items.size());
+      for (const std::size_t i : positions(slice, items.size())) drop[i] = true;
+      std::vector<std::string> kept;
+      for (std::size_t i = 0; i < items.size(); ++i)
+        if (!drop[i]) kept.push_back(std::move(items[i]));
+      items = std::move(kept);
+    });
+  }
+
+  // Python: l += values (extend).
+  template <class Values>
+  requires requires(const SharedList& l, const Values& values) { l.extend(values); }
+  const SharedList& operator+=(const Values& values) const {
+    extend(values);
+    return *this;
+  }
+  const SharedList& operator+=(std::initializer_list<T> values) const {
+    extend(values);
+    return *this;
+  }
+  // Repeats the items `times` times in place (empties the list if times <= 0); throws
+  // mp::HeapExhausted if the result does not fit the segment. Python: l *= times.
+  const SharedList& operator*=(std::int64_t times) const {
+    core_.repeat(times);
+    return *this;
+  }
+
   // Python: len(l).
   std::size_t size() const { return core_.size(); }
   std::size_t len() const { return size(); }
@@ -469,7 +641,73 @@ class SharedList {
   friend class Manager;
   explicit SharedList(detail::ListCore core) : core_(std::move(core)) {}
 
+  template <class Fn>
+  void rewrite(Fn fn) const {
+    core_.rewrite(
+        [](void* context, std::vector<std::string>& items) { (*static_cast<Fn*>(context))(items); },
+        &fn);
+  }
+  static std::vector<std::size_t> positions(const Slice& slice, std::size_t size) {
+    return detail::slice_positions(slice.start, slice.stop, slice.step, size);
+  }
+  // Where a step-1 slice that selects nothing starts (where Python inserts).
+  static std::size_t slice_begin(const Slice& slice, std::size_t size) {
+    const auto length = static_cast<std::int64_t>(size);
+    std::int64_t start = slice.start.value_or(0);
+    if (start < 0) start += length;
+    return static_cast<std::size_t>(std::clamp<std::int64_t>(start, 0, length));
+  }
+
   detail::ListCore core_;
+};
+
+// One value of any picklable type in a Manager's segment. Python: ValueProxy, from
+// Manager().Value(typecode, value) (Manager::Value makes an mp::Value instead for the
+// types of <mp/sharedctypes.hpp>). Atomicity, exceptions and handles as SharedDict.
+template <class T>
+class SharedValue {
+  static_assert(detail::require_picklable<T>::value);
+
+ public:
+  using value_type = T;
+
+  // A handle to nothing, for mp::pickle to load into. Manager::Value() makes values.
+  SharedValue() = default;
+
+  // A copy of the value. Python: v.get(), v.value.
+  T get() const {
+    std::string& out = detail::manager_out_buffer();
+    core_.get(out);
+    return mp::pickle::loads<T>(out);
+  }
+  T value() const { return get(); }
+  // Python: v.set(x), v.value = x.
+  void set(const T& value) const {
+    core_.set(detail::pickle_into(detail::manager_value_buffer(), value));
+  }
+  void set_value(const T& value) const { set(value); }
+  // Atomic read-modify-write, as SharedDict::update(key, fn): calls fn(T&) on a copy under
+  // the manager's lock, stores and returns the result; fn must not use this manager.
+  template <class Fn>
+  requires std::invocable<Fn&, T&> T update(Fn fn)
+  const {
+    return detail::modify_with<T>(fn, [&](detail::DictCore::modify_function function,
+                                          void* context) { core_.modify(function, context); });
+  }
+
+  // Pickles as a reference to the same value (mp::pickle); loading checks T.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(core_);
+    if constexpr (Archive::is_loading::value)
+      core_.check(detail::ContainerKind::value, detail::type_fingerprint<T>);
+  }
+
+ private:
+  friend class Manager;
+  explicit SharedValue(detail::ValueCore core) : core_(std::move(core)) {}
+
+  detail::ValueCore core_;
 };
 
 // Named attributes of any picklable types, in a Manager's segment. Python: Namespace,
@@ -569,6 +807,19 @@ class Manager {
     result.update(pairs);
     return result;
   }
+  // A new dict mapping each of `keys` to `value`. Python: manager.dict(dict.fromkeys(keys,
+  // value)).
+  template <class K, class V, class Keys>
+  requires std::convertible_to < std::ranges::range_reference_t<const Keys&>,
+  const K& > SharedDict<K, V> dict_fromkeys(const Keys& keys, const V& value = V{}) const {
+    std::vector<std::pair<K, V>> pairs;
+    for (const auto& key : keys) pairs.emplace_back(static_cast<const K&>(key), value);
+    return dict<K, V>(pairs);
+  }
+  template <class K, class V>
+  SharedDict<K, V> dict_fromkeys(std::initializer_list<K> keys, const V& value = V{}) const {
+    return dict_fromkeys<K, V>(std::span<const K>(keys), value);
+  }
   // A new empty list. Throws mp::HeapExhausted. Python: manager.list().
   template <class T>
   SharedList<T> list() const {
@@ -616,6 +867,17 @@ class Manager {
   mp::Value<T> Value(T initial = T{}) const {
     return mp::Value<T>(initial);
   }
+  // A value of any other picklable type (std::string, a vector, a struct...) in the
+  // segment, with get()/set(). Throws mp::HeapExhausted. Python: manager.Value(typecode,
+  // value) (a ValueProxy).
+  template <class T>
+  requires(!shared_ctype<T>) SharedValue<T> Value(const T& initial = T{})
+  const {
+    return SharedValue<T>(
+        detail::ValueCore(core_, detail::type_fingerprint<T>,
+                          detail::pickle_into(detail::manager_value_buffer(), initial)));
+  }
+  SharedValue<std::string> Value(const char* initial) const { return Value(std::string(initial)); }
   // Python: manager.Array(typecode, sequence).
   template <shared_ctype T>
   mp::Array<T> Array(std::size_t size) const {

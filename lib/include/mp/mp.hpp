@@ -17,3 +17,4 @@
 #include <mp/shared_memory.hpp>
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
+#include <mp/util.hpp>

@@ -15,12 +15,20 @@
 //   - A type that cannot be pickled is a compile-time error naming the type and saying
 //     what to add (Python raises at run time). Built in: arithmetic types, enums,
 //     std::string, vector, array, deque, list, (unordered_)(multi)map/set, pair, tuple,
-//     optional, variant, chrono durations and time points; plain structs (below, copied
-//     as raw bytes); empty classes such as captureless lambdas (zero bytes); function
-//     pointers; and any type with a cereal-style
-//     `template <class Archive> void serialize(Archive& ar)` member (or free serialize,
-//     or save/load). Not picklable: raw data pointers, std::string_view and references
-//     (they would dangle in the other process), capturing lambdas, unions.
+//     optional, variant, monostate, chrono durations and time points, complex,
+//     filesystem::path; plain structs (below, copied as raw bytes); empty classes such as
+//     captureless lambdas (zero bytes); function pointers; and any type with a
+//     cereal-style `template <class Archive> void serialize(Archive& ar)` member (or
+//     save/load members). Not picklable: raw data pointers, std::string_view and
+//     references (they would dangle in the other process), capturing lambdas, unions.
+//   - A third-party type you cannot add members to: write free functions
+//       template <class Archive> void save(Archive& ar, const their::T& value);
+//       template <class Archive> void load(Archive& ar, their::T& value);
+//     (or one `void serialize(Archive& ar, their::T& value)`), calling ar(...) on what
+//     rebuilds the value, in T's own namespace (`their`: found by argument-dependent
+//     lookup), declared before the first dumps/loads of T. For a type of a namespace you
+//     may not add to (std), put them in namespace cereal instead. T must be default
+//     constructible and movable; load() fills a default-constructed T.
 //   - A plain struct is a trivially copyable aggregate without serialization of its own
 //     whose bases and members (and elements of C array members) are all arithmetic types,
 //     enums, plain structs, or std::array, std::optional, chrono durations or time points
@@ -46,8 +54,8 @@
 //   - Bad bytes (truncated, corrupt, another type's pickle, absurd sizes, trailing bytes,
 //     a bool other than 0/1, a variant index out of range) throw UnpicklingError, never
 //     crash: a container may claim at most as many elements as bytes are left, so what
-//     loads allocates stays proportional to its input (a container of more elements that
-//     pickle to zero bytes, like empty lambdas, than bytes follow is refused). Enum values and the
+//     loads allocates stays proportional to its input (a vector, deque or list of an empty
+//     type, such as std::monostate, spends a byte per element for this). Enum values and the
 //     bytes of plain structs are copied unchecked (give an enum a fixed underlying type, `enum E :
 //     int`, so that every value is valid). As with Python, only unpickle bytes from processes you
 //     trust: a function pointer in the bytes will be called by whoever asked for one.
@@ -178,7 +186,7 @@ std::string dumps(const T& obj) {
     if (const std::size_t hint = detail::pickle_size_hint(obj); hint > out.capacity())
       out.reserve(hint);
   }
-  dump(obj, out);
+  pickle::dump(obj, out);  // qualified: a user's dump() found by ADL must not compete
   return out;
 }
 
@@ -225,7 +233,7 @@ T loads(std::string_view data) {
     throw std::logic_error("unreachable");
   } else {
     T value{};
-    load(data, value);
+    pickle::load(data, value);  // qualified: a user's free load(ar, T&) is found by ADL
     return value;
   }
 }

@@ -25,6 +25,11 @@
 //     its worker is killed and replaced.
 //   - imap/imap_unordered consume their input lazily, keeping at most `buffersize`
 //     chunks in flight, so an endless range works (Python reads the input eagerly).
+//     Their input may also be a generator function, called until it returns nullopt
+//     (Python: a generator), and mp::Generated makes one an input range for map.
+//   - Callbacks go first: apply_async_with / map_async_with / starmap_async_with
+//     (callback, error_callback, fn, ...) are Python's *_async(..., callback=...,
+//     error_callback=...).
 //   - Workers ignore SIGINT (Ctrl-C interrupts only the parent; no storm of worker
 //     tracebacks) and die with the parent, even when it is SIGKILLed.
 //   - The destructor calls close() and join(): submitted work is never dropped. Python's
@@ -90,6 +95,57 @@ detail::InitCall initializer(F fn, Args... args) {
   return {&detail::run_initializer<F, Args...>,
           pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...))};
 }
+
+namespace detail {
+template <class T>
+inline constexpr bool is_optional_v = false;
+template <class T>
+inline constexpr bool is_optional_v<std::optional<T>> = true;
+}  // namespace detail
+
+// The items a generator function gives, as an input range: gen() is called for each next
+// item until it returns an empty std::optional (Python: a generator, exhausted). What
+// Pool::imap and imap_unordered make of a generator function; usable wherever an input
+// range is (map reads it to the end first). Move-only; gen runs in the thread that reads.
+template <class G>
+requires std::invocable<G&> && detail::is_optional_v<std::invoke_result_t<G&>>
+class Generated {
+  using Value = typename std::invoke_result_t<G&>::value_type;
+
+ public:
+  explicit Generated(G gen) : gen_(std::move(gen)) {}
+  Generated(Generated&&) noexcept = default;
+  Generated& operator=(Generated&&) noexcept = default;
+
+  class iterator {
+   public:
+    using value_type = Value;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    const Value& operator*() const { return *owner_->current_; }
+    iterator& operator++() {
+      owner_->current_ = owner_->gen_();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !owner_->current_; }
+
+   private:
+    friend class Generated;
+    explicit iterator(Generated* owner) : owner_(owner) {}
+    Generated* owner_ = nullptr;
+  };
+  // Calls gen() for the first item.
+  iterator begin() {
+    current_ = gen_();
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  G gen_;
+  std::optional<Value> current_;
+};
 
 // Python's keyword arguments of Pool(...).
 struct PoolOptions {
@@ -220,8 +276,13 @@ class IMapIterator {
  public:
   // The next result; nullopt once every result was returned. Throws the task's error
   // (mp::RemoteError, mp::WorkerLostError...) once for a failed chunk; iteration may go
-  // on after it. Python: next().
-  std::optional<T> next() { return next_impl(std::nullopt); }
+  // on after it. Throws mp::TimeoutError once the deadline of ProcessPoolExecutor::map's
+  // MapOptions::timeout has passed with no result ready. Python: next().
+  std::optional<T> next() {
+    if (!deadline_) return next_impl(std::nullopt);
+    const auto now = std::chrono::steady_clock::now();
+    return next_impl(now >= *deadline_ ? std::chrono::nanoseconds(0) : *deadline_ - now);
+  }
   // The same, waiting at most `timeout`; throws mp::TimeoutError if nothing arrives.
   template <class Rep, class Period>
   std::optional<T> next(std::chrono::duration<Rep, Period> timeout) {
@@ -256,6 +317,15 @@ class IMapIterator {
   IMapIterator(std::shared_ptr<detail::PoolCore> core, std::shared_ptr<detail::IMapState> state)
       : core_(std::move(core)), state_(std::move(state)) {}
 
+  // Internal: next() waits until `timeout` after now at most (nullopt: no limit).
+  void set_timeout(std::optional<std::chrono::nanoseconds> timeout) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!timeout || *timeout > std::chrono::steady_clock::time_point::max() - now)
+      deadline_.reset();
+    else
+      deadline_ = now + std::max(*timeout, std::chrono::nanoseconds(0));
+  }
+
  private:
   std::optional<T> next_impl(std::optional<std::chrono::nanoseconds> timeout) {
     while (buffer_pos_ >= buffer_.size()) {
@@ -272,6 +342,7 @@ class IMapIterator {
   std::vector<T> buffer_;
   std::size_t buffer_pos_ = 0;
   std::optional<T> current_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
 };
 
 // A pool of worker processes. Python: multiprocessing.Pool.
@@ -332,21 +403,7 @@ class MP_API Pool {
         return pickle::loads<R>(results.at(0).view());
       };
       AsyncResult<R> result(shared);
-      if (callback || error_callback) {
-        state->on_ready([result, callback, error_callback] {
-          std::exception_ptr error = result.state_->state->error();
-          if (!error) {
-            try {
-              const R& value = result.decoded();
-              if (callback) callback(value);
-              return;
-            } catch (...) {
-              error = std::current_exception();
-            }
-          }
-          if (error_callback) error_callback(error);
-        });
-      }
+      on_result(result, std::move(callback), std::move(error_callback));
       core_->submit(state, 0, std::move(tasks));
       return result;
     }
@@ -366,6 +423,21 @@ class MP_API Pool {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
     return map_impl<F, Item, false>(std::move(fn), std::forward<R>(items), chunksize);
   }
+  // With callbacks, as apply_async_with: `callback(results)` with the whole vector on
+  // success, `error_callback(std::exception_ptr)` with the first failure. Either may be
+  // empty; both have run when get() returns. Python: map_async(func, iterable,
+  // chunksize, callback=..., error_callback=...).
+  template <class F, std::ranges::input_range R,
+            class Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>>
+  auto map_async_with(
+      std::function<
+          void(const std::type_identity_t<std::vector<detail::map_value_t<F, Item, false>>>&)>
+          callback,
+      std::function<void(std::exception_ptr)> error_callback, F fn, R&& items,
+      std::optional<std::size_t> chunksize = std::nullopt) {
+    return map_impl<F, Item, false>(std::move(fn), std::forward<R>(items), chunksize,
+                                    std::move(callback), std::move(error_callback));
+  }
   // std::apply(fn, item) for every tuple-like item. Python: starmap().
   template <class F, std::ranges::input_range R>
   auto starmap(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
@@ -375,6 +447,18 @@ class MP_API Pool {
   auto starmap_async(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
     return map_impl<F, Item, true>(std::move(fn), std::forward<R>(items), chunksize);
+  }
+  // With callbacks, as map_async_with. Python: starmap_async(..., callback, error_callback).
+  template <class F, std::ranges::input_range R,
+            class Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>>
+  auto starmap_async_with(
+      std::function<
+          void(const std::type_identity_t<std::vector<detail::map_value_t<F, Item, true>>>&)>
+          callback,
+      std::function<void(std::exception_ptr)> error_callback, F fn, R&& items,
+      std::optional<std::size_t> chunksize = std::nullopt) {
+    return map_impl<F, Item, true>(std::move(fn), std::forward<R>(items), chunksize,
+                                   std::move(callback), std::move(error_callback));
   }
 
   // Lazily maps fn over `items` (an rvalue range is moved into the iterator; an lvalue
@@ -391,6 +475,19 @@ class MP_API Pool {
   template <class F, std::ranges::input_range R>
   auto imap_unordered(F fn, R&& items, std::size_t chunksize = 1, std::size_t buffersize = 0) {
     return imap_impl<F, false>(false, std::move(fn), std::forward<R>(items), chunksize, buffersize);
+  }
+  // Fed by a generator function: gen() returns std::optional<Item>, called (in the thread
+  // that calls next(), as the input is read) until it returns nullopt. gen itself is
+  // never pickled, so it may capture anything. Python: imap(func, generator()).
+  template <class F, class G>
+  requires std::invocable<G&> && detail::is_optional_v<std::invoke_result_t<G&>>
+  auto imap(F fn, G gen, std::size_t chunksize = 1, std::size_t buffersize = 0) {
+    return imap(std::move(fn), Generated<G>(std::move(gen)), chunksize, buffersize);
+  }
+  template <class F, class G>
+  requires std::invocable<G&> && detail::is_optional_v<std::invoke_result_t<G&>>
+  auto imap_unordered(F fn, G gen, std::size_t chunksize = 1, std::size_t buffersize = 0) {
+    return imap_unordered(std::move(fn), Generated<G>(std::move(gen)), chunksize, buffersize);
   }
 
   // No more tasks may be submitted; workers exit once the queued ones are done.
@@ -409,8 +506,31 @@ class MP_API Pool {
   std::vector<int> worker_pids() const;
 
  private:
-  template <class F, class Item, bool Star, class R>
-  auto map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option) {
+  // Runs the callbacks when `result` is ready (in the pool's result thread).
+  template <class T>
+  static void on_result(const AsyncResult<T>& result, std::function<void(const T&)> callback,
+                        std::function<void(std::exception_ptr)> error_callback) {
+    if (!callback && !error_callback) return;
+    result.state_->state->on_ready([result, callback, error_callback] {
+      std::exception_ptr error = result.state_->state->error();
+      if (!error) {
+        try {
+          const T& value = result.decoded();
+          if (callback) callback(value);
+          return;
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      if (error_callback) error_callback(error);
+    });
+  }
+
+  template <class F, class Item, bool Star, class R,
+            class Results = std::vector<detail::map_value_t<F, Item, Star>>>
+  auto map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option,
+                std::function<void(const Results&)> callback = {},
+                std::function<void(std::exception_ptr)> error_callback = {}) {
     detail::check_pool_map<F, Item, Star>();
     using Result = detail::map_value_t<F, Item, Star>;
     if (chunksize_option && *chunksize_option == 0)
@@ -433,6 +553,8 @@ class MP_API Pool {
     auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
     shared->state = state;
     shared->decode = &detail::decode_chunks<Result>;
+    AsyncResult<std::vector<Result>> result(shared);
+    on_result(result, std::move(callback), std::move(error_callback));
     detail::ChunkSubmitter<F, Item, Star> submitter(*core_, state, fn, chunksize);
     if constexpr (std::ranges::sized_range<R>) {
       for (auto&& item : items) submitter.add(std::forward<decltype(item)>(item));
@@ -440,7 +562,7 @@ class MP_API Pool {
       for (auto& item : all) submitter.add(std::move(item));
     }
     submitter.finish();
-    return AsyncResult<std::vector<Result>>(shared);
+    return result;
   }
 
   // Star: std::apply(fn, item) for tuple-like items (ProcessPoolExecutor::map over

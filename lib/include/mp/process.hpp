@@ -167,6 +167,12 @@ class MP_API Process {
   // SIGTERM / SIGKILL to the child; nothing if it already ended. Never blocks.
   void terminate();
   void kill();
+  // SIGINT to the child (what Ctrl-C sends); nothing if it already ended. Never blocks.
+  // By default the child ends with exitcode() -SIGINT (a Python child raises
+  // KeyboardInterrupt, exit code 1); a child may install its own SIGINT handler to shut
+  // down in order. A child started with SIGINT ignored (as a shell starts background
+  // jobs) inherits that and ignores it. Python: Process.interrupt() (3.14).
+  void interrupt();
   // Releases the pidfd. Throws std::invalid_argument while the child runs.
   // Afterwards every other method throws std::invalid_argument. Python: close().
   void close();

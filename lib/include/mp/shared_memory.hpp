@@ -187,19 +187,21 @@ class MP_API ShareableList {
 
   // Number of slots (fixed). Python: len(l).
   std::size_t size() const noexcept { return slots_; }
-  // The item in slot `index`; never blocks. Throws std::out_of_range for a bad index.
+  // The item in slot `index`; never blocks. A negative index counts from the end (-1 is
+  // the last slot), as in Python; throws std::out_of_range for a bad index.
   // Python: l[index]. (Every access throws std::logic_error once shm() is closed, and
   // std::invalid_argument if the slot's place or value in the segment was overwritten
   // with bytes that do not fit it: each access checks them, not only the opening.)
-  ShareableItem at(std::size_t index) const;
-  ShareableItem operator[](std::size_t index) const { return at(index); }
+  ShareableItem at(std::int64_t index) const;
+  ShareableItem operator[](std::int64_t index) const { return at(index); }
   // Replaces slot `index` atomically (it may change type). Throws std::out_of_range for a
   // bad index, std::invalid_argument (the slot unchanged) if the value's encoding is
   // larger than the slot's capacity. Blocks only while another process assigns.
   // Python: l[index] = value.
-  void set(std::size_t index, const ShareableItem& value);
-  // The slot's capacity in bytes.
-  std::size_t capacity(std::size_t index) const;
+  // A negative index counts from the end.
+  void set(std::int64_t index, const ShareableItem& value);
+  // The slot's capacity in bytes (a negative index counts from the end).
+  std::size_t capacity(std::int64_t index) const;
 
   // How many slots equal `value`. Python: count(value).
   std::size_t count(const ShareableItem& value) const;
@@ -208,6 +210,10 @@ class MP_API ShareableList {
   std::size_t index(const ShareableItem& value) const;
   // All items. Python: list(l).
   std::vector<ShareableItem> to_vector() const;
+  // Python's struct format of the items as they are now, slot by slot: "q" an int, "d" a
+  // float, "xxxxxxx?" a bool, "xxxxxx?x" None, "<capacity>s" a str or bytes (mp's
+  // capacities are not rounded up to 8 as Python's). Python: .format.
+  std::string format() const;
 
   // The segment. Python: .shm.
   const SharedMemory& shm() const noexcept { return shm_; }

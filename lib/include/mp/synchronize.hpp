@@ -30,8 +30,9 @@
 //     early: deadlines are absolute CLOCK_MONOTONIC times.
 //   - Event::wait() returns true when a set() woke it even if clear() followed at once
 //     (threading.Event's meaning; Python's multiprocessing.Event may return False then).
-//   - Barrier's action is a function pointer: it runs in whichever process arrives last,
-//     which may be a spawned child, so it travels as a code reference.
+//   - Barrier's action is a function pointer or a picklable function object: it runs in
+//     whichever process arrives last, which may be a spawned child, so it travels with
+//     the handle (a function pointer as a code reference).
 //   - Condition::notify(n) may wake more than n waiters (a waiter that was about to
 //     sleep when notified also returns): use wait_for() with a predicate, as with any
 //     condition variable.
@@ -49,6 +50,7 @@
 #include <utility>
 #include <variant>
 
+#include <mp/detail/barrier_action.hpp>
 #include <mp/detail/heap.hpp>
 #include <mp/detail/lock_state.hpp>
 #include <mp/errors.hpp>
@@ -355,6 +357,17 @@ class MP_API Barrier : private detail::shared_object {
   // A barrier for one party (wait() returns 0 at once). It exists because mp::pickle
   // default-constructs a handle before loading it.
   Barrier() : Barrier(1) {}
+  // With an action that carries state: a picklable function object (a struct with
+  // operator() and serialize(), a captureless lambda). Each process runs its own copy,
+  // the one pickled with the handle it got (changes the action makes to itself stay in
+  // that process); a spawned or forked child gets the state of the moment it started.
+  // Compile-time error if F cannot be pickled.
+  template <class F>
+  requires(std::is_invocable_v<F&> && !std::is_convertible_v<F, void (*)()>)
+      Barrier(int parties, F action, std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
+      : Barrier(parties, nullptr, timeout) {
+    object_action_ = detail::BarrierAction::of(std::move(action));
+  }
 
   // Waits until `parties` processes (or threads) have called wait(); returns this
   // caller's arrival index, 0 for the first to arrive up to parties - 1 for the last.
@@ -380,16 +393,17 @@ class MP_API Barrier : private detail::shared_object {
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
-    ar(action_);
+    ar(action_, object_action_);
   }
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::barrier);
-    ar(action_);
+    ar(action_, object_action_);
   }
 
  private:
   void (*action_)() = nullptr;
+  detail::BarrierAction object_action_;
 };
 
 }  // namespace mp

@@ -25,7 +25,7 @@ namespace mp::detail {
 
 // What a container's root says it is; checked when a handle is loaded. A new kind of
 // container adds a value here.
-enum class ContainerKind : std::uint32_t { dict = 1, list, name_space };
+enum class ContainerKind : std::uint32_t { dict = 1, list, name_space, value };
 
 // Diagnostics of a segment: locks taken over from processes that died holding them, and
 // operations of those processes rolled back (the others had completed).
@@ -122,6 +122,8 @@ class MP_API DictCore : public ContainerCore {
   bool contains(std::string_view key) const;
   // Removes the key; copies its value into `out` if not null. False if missing.
   bool erase(std::string_view key, std::string* out) const;
+  // Removes the last inserted pair, copying it into `key` and `value`; false if empty.
+  bool popitem(std::string& key, std::string& value) const;
   // If the key is missing, inserts `value`. Copies the value now stored into `out`.
   void setdefault(std::string_view key, std::string_view value, std::string& out) const;
   // All pairs in one operation (a later duplicate key wins).
@@ -155,9 +157,36 @@ class MP_API ListCore : public ContainerCore {
   std::optional<std::size_t> index(std::string_view item) const;
   // Removes the first `item`; false if there is none.
   bool remove(std::string_view item) const;
+  // How many items equal `item`.
+  std::size_t count(std::string_view item) const;
+  // Under the lock: calls `function(context, items)` with a copy of every item; the list
+  // becomes what it leaves in `items`. If it throws, nothing changes.
+  using rewrite_function = void (*)(void* context, std::vector<std::string>& items);
+  void rewrite(rewrite_function function, void* context) const;
+  // The items repeated `times` times (none if times <= 0).
+  void repeat(std::int64_t times) const;
   std::size_t size() const;
   void clear() const;
   void snapshot(std::vector<std::string>& out) const;
+};
+
+// The positions Python's slice(start, stop, step) selects in a sequence of `size` items,
+// in order. Throws std::invalid_argument for step 0 (Python: ValueError).
+MP_API std::vector<std::size_t> slice_positions(std::optional<std::int64_t> start,
+                                                std::optional<std::int64_t> stop, std::int64_t step,
+                                                std::size_t size);
+
+// The store of SharedValue: one pickled value (lib/src/manager_value.cpp).
+class MP_API ValueCore : public ContainerCore {
+ public:
+  ValueCore() noexcept = default;
+  // A new value holding `initial`, whose type `fingerprint` names. Throws mp::HeapExhausted.
+  ValueCore(const ManagerCore& manager, std::uint64_t fingerprint, std::string_view initial);
+
+  void get(std::string& out) const;
+  void set(std::string_view value) const;
+  // As DictCore::modify; `old` is never null.
+  void modify(DictCore::modify_function function, void* context) const;
 };
 
 }  // namespace mp::detail

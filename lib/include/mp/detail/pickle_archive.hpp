@@ -12,6 +12,11 @@
 //   pair, tuple          the members in order; chrono: the count
 //   optional             bool "empty", then the value if present
 //   variant              int32 index, then the alternative
+//   complex              real, imaginary
+//   filesystem::path     its native string
+//   vector, deque, list of an empty type (std::monostate, a captureless lambda)
+//                        8-byte size, then a zero byte before each element, so that
+//                        every element takes a byte (see read_size)
 //   function pointer     module id (8-byte size + characters) and 8-byte offset
 //                        (mp/detail/code_ref.hpp); null: an empty id and offset 0
 //   plain struct         its sizeof(T) bytes (a trivially copyable aggregate without
@@ -27,6 +32,7 @@
 #include <cereal/cereal.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
+#include <cereal/types/complex.hpp>
 #include <cereal/types/deque.hpp>
 #include <cereal/types/list.hpp>
 #include <cereal/types/map.hpp>
@@ -39,9 +45,13 @@
 #include <cereal/types/utility.hpp>
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
+#include <complex>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <filesystem>
 #include <limits>
+#include <list>
 #include <map>
 #include <memory>
 #include <mp/detail/aggregate_members.hpp>
@@ -52,6 +62,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace mp::detail {
 template <class>
@@ -392,6 +403,62 @@ void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::multiset<K, C, A>& s
   load_ordered_set(ar, set);
 }
 
+// Sequences of an empty type (std::monostate, a stateless function object): a zero byte
+// before each element, whose own pickle is usually empty, so that read_size's bound
+// (every element takes at least one byte) holds for them too.
+template <class Sequence>
+void save_empty_elements(PickleOutputArchive& ar, const Sequence& sequence) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(sequence.size())));
+  for (const auto& element : sequence) {
+    const unsigned char marker = 0;
+    ar.write(&marker, 1);
+    ar(element);
+  }
+}
+template <class Sequence>
+void load_empty_elements(PickleInputArchive& ar, Sequence& sequence) {
+  cereal::size_type size;
+  ar(cereal::make_size_tag(size));
+  sequence.clear();
+  sequence.resize(static_cast<std::size_t>(size));
+  for (auto& element : sequence) {
+    unsigned char marker;
+    ar.read(&marker, 1);
+    if (marker != 0) throw_bad_bool(marker);
+    ar(element);
+  }
+}
+// One pair of overloads per sequence template, more specialized than cereal's (which
+// take any archive), as the map loads above.
+#define MP_PICKLE_EMPTY_ELEMENTS(Sequence)                                                  \
+  template <class T, class A>                                                               \
+  requires std::is_empty_v<T>                                                               \
+  void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Sequence<T, A>& sequence) { \
+    save_empty_elements(ar, sequence);                                                      \
+  }                                                                                         \
+  template <class T, class A>                                                               \
+  requires std::is_empty_v<T>                                                               \
+  void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Sequence<T, A>& sequence) {        \
+    load_empty_elements(ar, sequence);                                                      \
+  }
+MP_PICKLE_EMPTY_ELEMENTS(std::vector)
+MP_PICKLE_EMPTY_ELEMENTS(std::deque)
+MP_PICKLE_EMPTY_ELEMENTS(std::list)
+#undef MP_PICKLE_EMPTY_ELEMENTS
+
+// A path: its native string. Templates, so that nothing converts to a path on the way
+// (std::string_view would).
+template <class Path>
+requires std::is_same_v<Path, std::filesystem::path>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Path& path) { ar(path.native()); }
+template <class Path>
+requires std::is_same_v<Path, std::filesystem::path>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Path& path) {
+  typename Path::string_type text;
+  ar(text);
+  path = std::move(text);
+}
+
 // Function pointers travel as code references (mp/detail/code_ref.hpp). These
 // overloads are more specialized than cereal's catch-all for raw pointers (which
 // only static_asserts).
@@ -455,6 +522,9 @@ struct raw_library_member<std::chrono::duration<Rep, Period>>
 template <class Clock, class Duration>
 struct raw_library_member<std::chrono::time_point<Clock, Duration>>
     : std::bool_constant<raw_member<Duration>()> {};
+template <class T>
+struct raw_library_member<std::complex<T>>
+    : std::bool_constant<raw_member<T>() && std::is_trivially_copyable_v<std::complex<T>>> {};
 
 // Converts to every type; the conversion is noexcept when the type is a raw member.
 struct RawMemberProbe {

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <chrono>
+#include <complex>
 #include <deque>
+#include <filesystem>
 #include <list>
 #include <map>
 #include <mp/detail/pickle_archive.hpp>
@@ -140,5 +142,14 @@ struct pickle_traits<std::chrono::duration<Rep, Period>>
 template <class Clock, class Duration>
 struct pickle_traits<std::chrono::time_point<Clock, Duration>>
     : all_elements<std::chrono::time_point<Clock, Duration>, Duration> {};
+
+template <class T>
+struct pickle_traits<std::complex<T>> : all_elements<std::complex<T>, T> {};
+template <>
+struct pickle_traits<std::filesystem::path> {
+  static constexpr bool value = true;
+  static constexpr bool builtin = true;
+  using culprit = std::filesystem::path;
+};
 
 }  // namespace mp::detail
