@@ -13,6 +13,7 @@ of the baseline's SIZES keeps its sizes in bench/python/mp_bench.py. Standard
 library only.
 """
 
+import argparse
 import contextlib
 import io
 import json
@@ -255,6 +256,36 @@ class BusyMode(unittest.TestCase):
             with self.assertRaises(SystemExit, msg=argv), \
                     contextlib.redirect_stderr(io.StringIO()):
                 compare.main(argv)
+
+    def selected_rows(self, argv):
+        """The --only lists run_both passes to mp-bench and to the CPython script."""
+        lists = {}
+
+        def fake_run_json_lines(command, label):
+            lists[label] = command[command.index("--only") + 1].split(",")
+            return [], 0
+
+        listed = {"mp": ["pipe_roundtrip", "barrier_cycle", "probe_fork",
+                         "probe_futex_roundtrip"],
+                  "py": ["pipe_roundtrip", "barrier_cycle", "heap_churn"]}
+        with unittest.mock.patch.object(
+                compare, "list_rows",
+                lambda command: listed["py" if str(compare.PYTHON_SCRIPT) in command
+                                       else "mp"]), \
+                unittest.mock.patch.object(compare, "run_json_lines", fake_run_json_lines):
+            compare.run_both(argparse.Namespace(**argv),
+                             "mp-bench", "python3")
+        return lists
+
+    def test_a_busy_run_leaves_the_probes_out(self):
+        common = {"runs": 1, "timeout": 1, "start_method": "fork", "quick": True,
+                  "all_python": False}
+        for only in (None, "barrier_cycle"):
+            busy = self.selected_rows({**common, "busy": 3, "only": only})
+            self.assertEqual(busy["mp-bench"], ["barrier_cycle"] if only else
+                             ["pipe_roundtrip", "barrier_cycle"], only)
+            quiet = self.selected_rows({**common, "busy": 0, "only": only})
+            self.assertIn("probe_futex_roundtrip", quiet["mp-bench"], only)
 
     QUIET_README = ("# mp\n\n## Performance\n\n" + compare.BEGIN + "\nquiet table\n" +
                     compare.END + "\n\n## Reliability\n")
