@@ -192,11 +192,13 @@ class BusyMode(unittest.TestCase):
         patcher = unittest.mock.patch.object(compare, "ROOT", self.root)
         patcher.start()
         self.addCleanup(patcher.stop)
+        # main() pins this process to --cpus
+        self.addCleanup(os.sched_setaffinity, 0, os.sched_getaffinity(0))
 
     def fake_run(self, records, seen):
         """A run_both that records which busy loops live while it runs."""
         def run_both(args, mp_bench, python):
-            mine = [p for p in psutil_children() if is_busy_loop(p)]
+            mine = [p for p in live_children() if is_busy_loop(p)]
             seen.append(mine)
             return list(records), 0
         return run_both
@@ -217,7 +219,7 @@ class BusyMode(unittest.TestCase):
         self.assertEqual(len({pid for pids in seen for pid in pids}), 6 * len(CPUS),
                          "each invocation starts its own loops")
         self.assertFalse(any(alive(pid) for pids in seen for pid in pids))
-        self.assertEqual([p for p in psutil_children() if is_busy_loop(p)], [])
+        self.assertEqual([p for p in live_children() if is_busy_loop(p)], [])
 
     def test_a_quiet_run_starts_no_loops(self):
         status, _, err, seen = self.run_busy(["--repeat", "2"], busy_records(1.0, 1.0))
@@ -327,7 +329,7 @@ class BusyMode(unittest.TestCase):
         self.assertEqual((self.root / "README.md").read_text(), self.QUIET_README)
 
 
-def psutil_children():
+def live_children():
     """The pids of this process's live children (from /proc, standard library only)."""
     me = str(os.getpid())
     children = []
