@@ -11,7 +11,7 @@
 // On a busy machine the partner is often not on a CPU at all (more runnable processes
 // than CPUs): then a spin only burns the waiter's share of the CPU, and the partner's
 // answer comes after a sleep anyway. Waiters that wait again and again (connections,
-// events, barriers, semaphores) therefore learn from their recent spins
+// events, barriers, semaphores, queues) therefore learn from their recent spins
 // (adaptive_spin_until): after fruitless spins they sleep at once, for more and more
 // waits, until a spin finds its condition again.
 //
