@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tests of bench/compare.py: it refuses to compare rows of mp-bench and of the
-CPython script that measured different things.
+CPython script that measured different things, and its busy mode (--busy K) starts
+and stops its busy loops and writes its own README block.
 
     python3 bench/compare_test.py [-v]
 
@@ -12,14 +13,17 @@ of the baseline's SIZES keeps its sizes in bench/python/mp_bench.py. Standard
 library only.
 """
 
+import argparse
 import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
+import unittest.mock
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -149,6 +153,230 @@ class CompileTime(FromRaw):
         status, out, err = run_main(["--from-raw", path])
         self.assertEqual(status, 0, err)
         self.assertNotIn("Compile time", out)
+def alive(pid):
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+CPUS = sorted(os.sched_getaffinity(0))[:2]
+
+
+class BusyLoopsTest(unittest.TestCase):
+    def test_k_loops_per_cpu_each_pinned_to_its_cpu_and_all_stopped(self):
+        with compare.BusyLoops(2, CPUS) as loops:
+            pids = [p.pid for p in loops.procs]
+            self.assertEqual(len(pids), 2 * len(CPUS))
+            self.assertTrue(all(alive(pid) for pid in pids))
+            pinned = sorted(cpu for pid in pids for cpu in os.sched_getaffinity(pid))
+            self.assertEqual(pinned, sorted(CPUS * 2))
+        self.assertEqual(loops.procs, [])
+        self.assertFalse(any(alive(pid) for pid in pids))
+
+    def test_stopped_when_the_block_raises(self):
+        with self.assertRaises(RuntimeError):
+            with compare.BusyLoops(1, CPUS) as loops:
+                pids = [p.pid for p in loops.procs]
+                raise RuntimeError("the benchmark failed")
+        self.assertEqual(len(pids), len(CPUS))
+        self.assertFalse(any(alive(pid) for pid in pids))
+
+    def test_zero_per_cpu_starts_nothing(self):
+        with compare.BusyLoops(0, CPUS) as loops:
+            self.assertEqual(loops.procs, [])
+
+    def test_loops_started_before_a_failed_start_are_stopped(self):
+        started = []
+        real_popen = compare.subprocess.Popen
+
+        def popen_that_fails_the_third(*args, **kwargs):
+            if len(started) == 2:
+                raise OSError("no more processes")
+            started.append(real_popen(*args, **kwargs))
+            return started[-1]
+
+        with unittest.mock.patch.object(compare.subprocess, "Popen", popen_that_fails_the_third):
+            with self.assertRaises(OSError):
+                with compare.BusyLoops(3, CPUS):
+                    self.fail("the block must not run")
+        self.assertEqual(len(started), 2)
+        self.assertFalse(any(alive(p.pid) for p in started))
+
+
+def busy_records(barrier_us, event_us, py_us=100.0):
+    return [record(MP, "barrier_cycle", {"N": 5}, "us_per_cycle", barrier_us, "us"),
+            record(PY, "barrier_cycle", {"N": 5}, "us_per_cycle", py_us, "us"),
+            record(MP, "event_pingpong", {"N": 5}, "roundtrip_us", event_us, "us"),
+            record(PY, "event_pingpong", {"N": 5}, "roundtrip_us", py_us, "us")]
+
+
+class BusyMode(unittest.TestCase):
+    def setUp(self):
+        self.root = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.root)
+        patcher = unittest.mock.patch.object(compare, "ROOT", self.root)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        # main() pins this process to --cpus
+        self.addCleanup(os.sched_setaffinity, 0, os.sched_getaffinity(0))
+
+    def fake_run(self, records, seen):
+        """A run_both that records which busy loops live while it runs."""
+        def run_both(args, mp_bench, python):
+            mine = [p for p in live_children() if is_busy_loop(p)]
+            seen.append(mine)
+            return list(records), 0
+        return run_both
+
+    def run_busy(self, argv, records):
+        seen = []
+        with unittest.mock.patch.object(compare, "run_both", self.fake_run(records, seen)), \
+                unittest.mock.patch.object(compare, "mp_bench_sizes", lambda _: {}):
+            status, out, err = run_main(["--mp-bench", "/nonexistent/mp-bench",
+                                         "--cpus", ",".join(map(str, CPUS))] + argv)
+        return status, out, err, seen
+
+    def test_each_invocation_runs_beside_k_loops_per_cpu_and_none_is_left(self):
+        status, out, err, seen = self.run_busy(["--busy", "2", "--repeat", "3"],
+                                               busy_records(1.0, 1.0))
+        self.assertEqual(status, 0, err)
+        self.assertEqual([len(pids) for pids in seen], [2 * len(CPUS)] * 3)
+        self.assertEqual(len({pid for pids in seen for pid in pids}), 6 * len(CPUS),
+                         "each invocation starts its own loops")
+        self.assertFalse(any(alive(pid) for pids in seen for pid in pids))
+        self.assertEqual([p for p in live_children() if is_busy_loop(p)], [])
+
+    def test_a_quiet_run_starts_no_loops(self):
+        status, _, err, seen = self.run_busy(["--repeat", "2"], busy_records(1.0, 1.0))
+        self.assertEqual(status, 0, err)
+        self.assertEqual(seen, [[], []])
+
+    def test_the_header_names_the_load_and_how_to_reproduce_it(self):
+        _, out, _, _ = self.run_busy(["--busy", "3", "--repeat", "1"], busy_records(1.0, 1.0))
+        self.assertIn("; 3 busy-loop processes per CPU beside both.", out)
+        self.assertIn("Reproduce with `./build.sh bench --repeat 1 --busy 3`.", out)
+
+    def test_busy_goals_against_cpython_and_the_quiet_figures(self):
+        quiet = self.root / "quiet.jsonl"
+        quiet.write_text("".join(json.dumps(r) + "\n" for r in busy_records(0.5, 0.1)))
+        # barrier 5 us (10x its quiet 0.5 us, 20x CPython); event 4 us (40x its quiet
+        # 0.1 us, 25x CPython); CPython 100 us.
+        status, out, err, _ = self.run_busy(["--busy", "3", "--repeat", "1", "--quiet-raw",
+                                             str(quiet)], busy_records(5.0, 4.0))
+        self.assertEqual(status, 0, err)
+        self.assertIn("Goals on a busy machine:", out)
+        self.assertNotIn("\nGoals:\n", out)
+        self.assertIn("- barrier_cycle us_per_cycle: ≥ 3× CPython under the same load: 20× — met",
+                      out)
+        self.assertIn("- barrier_cycle: ≤ 20× its quiet figure (0.5 us): 10× — met", out)
+        self.assertIn("- event_pingpong: ≤ 20× its quiet figure (0.1 us): 40× — MISSED", out)
+
+    def test_cpython_ahead_under_load_is_missed(self):
+        _, out, _, _ = self.run_busy(["--busy", "1", "--repeat", "1"],
+                                     busy_records(50.0, 1.0, py_us=100.0))
+        self.assertIn("- barrier_cycle us_per_cycle: ≥ 3× CPython under the same load: 2× — MISSED",
+                      out)
+        self.assertIn("- barrier_cycle: ≤ 20× its quiet figure (—): not measured", out)
+
+    def test_bad_arguments_are_refused(self):
+        for argv in (["--busy", "17"], ["--busy", "-1"], ["--quiet-raw", "x.jsonl"]):
+            with self.assertRaises(SystemExit, msg=argv), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                compare.main(argv)
+
+    def selected_rows(self, argv):
+        """The --only lists run_both passes to mp-bench and to the CPython script."""
+        lists = {}
+
+        def fake_run_json_lines(command, label):
+            lists[label] = command[command.index("--only") + 1].split(",")
+            return [], 0
+
+        listed = {"mp": ["pipe_roundtrip", "barrier_cycle", "probe_fork",
+                         "probe_futex_roundtrip"],
+                  "py": ["pipe_roundtrip", "barrier_cycle", "heap_churn"]}
+        with unittest.mock.patch.object(
+                compare, "list_rows",
+                lambda command: listed["py" if str(compare.PYTHON_SCRIPT) in command
+                                       else "mp"]), \
+                unittest.mock.patch.object(compare, "run_json_lines", fake_run_json_lines):
+            compare.run_both(argparse.Namespace(**argv),
+                             "mp-bench", "python3")
+        return lists
+
+    def test_a_busy_run_leaves_the_probes_out(self):
+        common = {"runs": 1, "timeout": 1, "start_method": "fork", "quick": True,
+                  "all_python": False}
+        for only in (None, "barrier_cycle"):
+            busy = self.selected_rows({**common, "busy": 3, "only": only})
+            self.assertEqual(busy["mp-bench"], ["barrier_cycle"] if only else
+                             ["pipe_roundtrip", "barrier_cycle"], only)
+            quiet = self.selected_rows({**common, "busy": 0, "only": only})
+            self.assertIn("probe_futex_roundtrip", quiet["mp-bench"], only)
+
+    QUIET_README = ("# mp\n\n## Performance\n\n" + compare.BEGIN + "\nquiet table\n" +
+                    compare.END + "\n\n## Reliability\n")
+
+    def test_the_first_busy_table_goes_right_after_the_quiet_one(self):
+        (self.root / "README.md").write_text(self.QUIET_README)
+        status, out, err, _ = self.run_busy(["--busy", "3", "--repeat", "1", "--update-readme"],
+                                            busy_records(1.0, 1.0))
+        self.assertEqual(status, 0, err)
+        readme = (self.root / "README.md").read_text()
+        self.assertEqual(readme, self.QUIET_README.replace(
+            compare.END + "\n", compare.END + "\n\n### On a busy machine\n\n" +
+            compare.BUSY_BEGIN + "\n" + out + compare.BUSY_END + "\n"))
+
+    def test_a_later_busy_run_replaces_only_the_busy_block(self):
+        before = self.QUIET_README.replace(
+            "## Reliability", f"{compare.BUSY_BEGIN}\nold busy table\n{compare.BUSY_END}\n\n"
+            "## Reliability")
+        (self.root / "README.md").write_text(before)
+        _, out, _, _ = self.run_busy(["--busy", "3", "--repeat", "1", "--update-readme"],
+                                     busy_records(1.0, 1.0))
+        readme = (self.root / "README.md").read_text()
+        self.assertEqual(readme, before.replace("old busy table\n", out))
+        self.assertIn("quiet table", readme)
+
+    def test_a_quiet_run_leaves_the_busy_block_alone(self):
+        before = self.QUIET_README + f"{compare.BUSY_BEGIN}\nbusy table\n{compare.BUSY_END}\n"
+        (self.root / "README.md").write_text(before)
+        _, out, _, _ = self.run_busy(["--repeat", "1", "--update-readme"],
+                                     busy_records(1.0, 1.0))
+        readme = (self.root / "README.md").read_text()
+        self.assertEqual(readme, before.replace("quiet table\n", out))
+
+    def test_busy_tables_with_only_are_not_written(self):
+        (self.root / "README.md").write_text(self.QUIET_README)
+        _, _, err, _ = self.run_busy(["--busy", "1", "--repeat", "1", "--update-readme",
+                                      "--only", "barrier_cycle"], busy_records(1.0, 1.0))
+        self.assertIn("README.md left as it is", err)
+        self.assertEqual((self.root / "README.md").read_text(), self.QUIET_README)
+
+
+def live_children():
+    """The pids of this process's live children (from /proc, standard library only)."""
+    me = str(os.getpid())
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            children.append(int(entry.name))
+    return children
+
+
+def is_busy_loop(pid):
+    try:
+        return b"while True: pass" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 @unittest.skipUnless(os.environ.get("MP_BENCH"), "MP_BENCH (path of mp-bench) not set")

@@ -241,22 +241,79 @@ TEST(Spin, TimedBudgetEndsAfterItsTime) {
   }
 }
 
-TEST(Spin, AdaptiveSpinRestsAfterAFruitlessSpin) {
-  std::uint8_t skip = 0;
-  int looks = 0;
-  auto never = [&] { return ++looks < 0; };
-  const mp::detail::SpinBudget budget{4, 0, std::chrono::nanoseconds(0)};
-  EXPECT_FALSE(mp::detail::adaptive_spin_until(never, budget, skip));
-  EXPECT_EQ(looks, 5);
-  EXPECT_EQ(skip, mp::detail::kWaitsWithoutSpin);
-  for (int i = 0; i < mp::detail::kWaitsWithoutSpin; ++i)
-    EXPECT_FALSE(mp::detail::adaptive_spin_until(never, budget, skip));
-  EXPECT_EQ(looks, 5) << "spun while resting";
-  EXPECT_EQ(skip, 0);
-  int hits = 0;
-  EXPECT_TRUE(mp::detail::adaptive_spin_until([&] { return ++hits == 2; }, budget, skip));
-  EXPECT_EQ(skip, 0) << "a spin that found its condition keeps spinning on";
+namespace adaptive {
+
+using mp::detail::adaptive_spin_until;
+using mp::detail::kMaxWaitsWithoutSpin;
+using mp::detail::kWaitsWithoutSpin;
+using mp::detail::SpinHistory;
+
+constexpr mp::detail::SpinBudget kFourLooks{4, 0, std::chrono::nanoseconds(0)};
+
+// Waits with a condition that never holds until one spins again; returns how many slept
+// at once before it (the spin's looks are counted in `looks`).
+int waits_until_next_spin(SpinHistory& history, int& looks) {
+  const int before = looks;
+  int rested = 0;
+  for (;;) {
+    EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
+    if (looks != before) return rested;
+    ++rested;
+    if (rested > 10 * kMaxWaitsWithoutSpin) {
+      ADD_FAILURE() << "never spins again";
+      return rested;
+    }
+  }
 }
+
+TEST(Spin, AdaptiveSpinRestsAfterAFruitlessSpin) {
+  SpinHistory history = 0;
+  int looks = 0;
+  EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
+  EXPECT_EQ(looks, 5) << "one look before the spin, then a round of four";
+  EXPECT_EQ(waits_until_next_spin(history, looks), kWaitsWithoutSpin);
+  int hits = 0;
+  history = 0;
+  EXPECT_TRUE(adaptive_spin_until([&] { return ++hits == 2; }, kFourLooks, history));
+  EXPECT_EQ(history, 0) << "a spin that found its condition keeps spinning on";
+}
+
+TEST(Spin, AdaptiveSpinRestsLongerAfterEachFruitlessSpinInARow) {
+  SpinHistory history = 0;
+  int looks = 0;
+  EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
+  int expected = kWaitsWithoutSpin;
+  for (int fruitless = 1; fruitless < 12; ++fruitless) {
+    EXPECT_EQ(waits_until_next_spin(history, looks), expected) << "after " << fruitless;
+    expected = std::min(expected * 2, kMaxWaitsWithoutSpin);
+  }
+  EXPECT_EQ(expected, kMaxWaitsWithoutSpin) << "the rest is bounded";
+}
+
+TEST(Spin, AdaptiveSpinThatFindsItsConditionForgetsTheFruitlessOnes) {
+  SpinHistory history = 0;
+  int looks = 0;
+  EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
+  for (int i = 0; i < 3; ++i) waits_until_next_spin(history, looks);
+  // The last of those waits spun and found nothing: rest, then a spin that succeeds.
+  while (!adaptive_spin_until([] { return true; }, kFourLooks, history)) {
+  }
+  EXPECT_EQ(history, 0);
+  EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
+  EXPECT_EQ(waits_until_next_spin(history, looks), kWaitsWithoutSpin)
+      << "a fruitless spin after a found one rests the shortest time again";
+}
+
+TEST(Spin, AdaptiveSpinHistoryNeverOverflows) {
+  SpinHistory history = 0;
+  for (int i = 0; i < 100'000; ++i)
+    EXPECT_FALSE(adaptive_spin_until([] { return false; }, kFourLooks, history));
+  int looks = 0;
+  EXPECT_LE(waits_until_next_spin(history, looks), kMaxWaitsWithoutSpin);
+  EXPECT_EQ(waits_until_next_spin(history, looks), kMaxWaitsWithoutSpin);
+}
+
+}  // namespace adaptive
 
 class SynchronizeTest : public mp_test::StartMethodTest<> {};
 

@@ -82,7 +82,7 @@ Connection::Connection(Connection&& other) noexcept
       framing_(other.framing_),
       unpickling_allowed_(other.unpickling_allowed_),
       is_socket_(other.is_socket_),
-      spin_skip_(other.spin_skip_) {}
+      spin_history_(other.spin_history_) {}
 
 Connection& Connection::operator=(Connection&& other) noexcept {
   if (this != &other) {
@@ -93,7 +93,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     framing_ = other.framing_;
     unpickling_allowed_ = other.unpickling_allowed_;
     is_socket_ = other.is_socket_;
-    spin_skip_ = other.spin_skip_;
+    spin_history_ = other.spin_history_;
   }
   return *this;
 }
@@ -189,7 +189,7 @@ bool Connection::read_length(std::uint64_t& length) {
   // microseconds on each side in a VM, more than the exchange itself. So recv polls
   // briefly first, unless recent polls found nothing (spin.hpp).
   (void)detail::adaptive_spin_until([this] { return posix::readable_now(fd_); }, detail::kPollSpin,
-                                    spin_skip_);
+                                    spin_history_);
   if (framing_ == Framing::native) {
     if (!read_header(&length, sizeof length, true)) return false;
   } else {

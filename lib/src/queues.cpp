@@ -358,6 +358,9 @@ class BlockGuard {
   std::uint64_t block_;
 };
 
+// What this thread's waits for room or items learned from their spins (spin.hpp).
+thread_local SpinHistory queue_spin_history = 0;
+
 // Waits until the queue has room; false if the deadline passed first.
 bool wait_for_room(queue_state& q, Lock& get_lock, const Deadline& deadline) {
   const auto maxsize = static_cast<std::uint64_t>(q.maxsize);
@@ -367,7 +370,7 @@ bool wait_for_room(queue_state& q, Lock& get_lock, const Deadline& deadline) {
                maxsize ||
            q.shut.load(std::memory_order_acquire) != 0;  // the caller throws ShutDown
   };
-  if (spin_until(has_room, kQueueSpin)) return true;
+  if (adaptive_spin_until(has_room, kQueueSpin, queue_spin_history)) return true;
   for (;;) {
     q.waiters.putters.store(1, std::memory_order_seq_cst);
     const std::uint64_t got = q.consumers.got_count.load(std::memory_order_seq_cst);
@@ -389,7 +392,7 @@ bool wait_for_items(queue_state& q, Lock& put_lock, const Deadline& deadline) {
                q.producers.tail.load(std::memory_order_acquire) ||
            q.shut.load(std::memory_order_acquire) != 0;  // the caller throws ShutDown if empty
   };
-  if (spin_until(has_items, kQueueSpin)) return true;
+  if (adaptive_spin_until(has_items, kQueueSpin, queue_spin_history)) return true;
   for (;;) {
     q.waiters.getters.store(1, std::memory_order_seq_cst);
     const std::uint64_t head = q.consumers.head.load(std::memory_order_seq_cst);

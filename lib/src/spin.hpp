@@ -8,10 +8,18 @@
 // nothing has given up at most the budget; the sleep then gives up the CPU, so there is
 // no sched_yield step in between.
 //
+// On a busy machine the partner is often not on a CPU at all (more runnable processes
+// than CPUs): then a spin only burns the waiter's share of the CPU, and the partner's
+// answer comes after a sleep anyway. Waiters that wait again and again (connections,
+// events, barriers, semaphores, queues) therefore learn from their recent spins
+// (adaptive_spin_until): after fruitless spins they sleep at once, for more and more
+// waits, until a spin finds its condition again.
+//
 // Each kind of waiter names its budget in the table below; what it sleeps on, and what
 // it checks between sleeps (a dead owner, a timeout), stays with the waiter.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 
@@ -65,21 +73,36 @@ bool spin_until(Done done, const SpinBudget& budget) {
   }
 }
 
-// Waits after a spin that found nothing in which adaptive_spin_until does not spin.
-inline constexpr std::uint8_t kWaitsWithoutSpin = 8;
+// What a waiter learned from its recent spins, kept from one wait to the next (zero at
+// first): the low byte counts the waits left that sleep at once, the high byte the spins
+// in a row that found nothing.
+using SpinHistory = std::uint16_t;
 
-// spin_until for a waiter that keeps `skip` (zero at first) from one wait to the next.
-// Adaptive, as glibc's adaptive mutexes: a spin that finds nothing (a slow partner, or a
-// busy machine where spinning steals the partner's CPU) turns spinning off for the next
-// kWaitsWithoutSpin waits. Returns whether done() became true while spinning.
+// Waits after a spin that found nothing in which adaptive_spin_until does not spin;
+// each further fruitless spin in a row doubles them, up to kMaxWaitsWithoutSpin.
+inline constexpr int kWaitsWithoutSpin = 8;
+inline constexpr int kMaxWaitsWithoutSpin = 128;
+
+// spin_until for a waiter that keeps its SpinHistory. Adaptive, as glibc's adaptive
+// mutexes: a spin that finds nothing (a slow partner, or a busy machine where the
+// partner is not on a CPU and spinning only steals CPU time from it) turns spinning off
+// for the next waits, for longer each time it happens again; a spin that finds its
+// condition resets the history. Returns whether done() became true while spinning.
 template <class Done>
-bool adaptive_spin_until(Done done, const SpinBudget& budget, std::uint8_t& skip) {
+bool adaptive_spin_until(Done done, const SpinBudget& budget, SpinHistory& history) {
+  const int skip = history & 0xff;
+  const int fruitless = history >> 8;
   if (skip != 0) {
-    --skip;
+    history = static_cast<SpinHistory>((fruitless << 8) | (skip - 1));
     return false;
   }
-  if (spin_until(done, budget)) return true;
-  skip = kWaitsWithoutSpin;
+  if (spin_until(done, budget)) {
+    history = 0;
+    return true;
+  }
+  int rest = kWaitsWithoutSpin;
+  for (int i = 0; i < fruitless && rest < kMaxWaitsWithoutSpin; ++i) rest *= 2;
+  history = static_cast<SpinHistory>((std::min(fruitless + 1, 0xff) << 8) | rest);
   return false;
 }
 

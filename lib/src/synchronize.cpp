@@ -49,6 +49,14 @@ Deadline deadline_for(std::optional<std::chrono::nanoseconds> timeout) {
   return timeout ? Deadline::after(*timeout) : Deadline::never();
 }
 
+// What this thread's waits for a Semaphore, an Event or a Barrier learned from their
+// spins: on a busy machine they sleep at once (spin.hpp).
+thread_local detail::SpinHistory wake_spin_history = 0;
+
+bool wake_spin(const auto& done) {
+  return detail::adaptive_spin_until(done, detail::kWakeSpin, wake_spin_history);
+}
+
 // ---- Lock / RLock state ----------------------------------------------------------------
 
 using detail::LockState;
@@ -274,7 +282,7 @@ bool Semaphore::acquire(bool block, std::optional<std::chrono::nanoseconds> time
   if (semaphore_try(sem)) return true;
   if (!block) return false;
   const Deadline deadline = deadline_for(timeout);
-  if (detail::spin_until([&] { return semaphore_try(sem); }, detail::kWakeSpin)) return true;
+  if (wake_spin([&] { return semaphore_try(sem); })) return true;
   for (;;) {
     // Announce the sleep before the last look at the value: release() increments the
     // value before it reads `sleepers` (both sequentially consistent), so either it sees
@@ -444,7 +452,7 @@ bool Event::wait(std::optional<std::chrono::nanoseconds> timeout) {
   auto changed = [&] { return event.word.load(std::memory_order_acquire) != start; };
   if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return changed();
   const Deadline deadline = deadline_for(timeout);
-  if (detail::spin_until(changed, detail::kWakeSpin)) return true;
+  if (wake_spin(changed)) return true;
   event.sleepers.fetch_add(1, std::memory_order_seq_cst);
   bool result = false;
   for (;;) {
@@ -663,7 +671,7 @@ bool a_party_died(BarrierState& barrier, std::uint32_t generation, int count) {
 bool barrier_sleep(BarrierState& barrier, std::uint64_t word, const Deadline& deadline) {
   const std::uint32_t low = low_half(word);
   auto changed = [&] { return low_half(barrier.word.load(std::memory_order_acquire)) != low; };
-  if (detail::spin_until(changed, detail::kWakeSpin)) return true;
+  if (wake_spin(changed)) return true;
   barrier.sleepers.fetch_add(1, std::memory_order_seq_cst);
   bool result = true;
   for (;;) {

@@ -217,8 +217,8 @@ class MP_API Connection {
   bool writable_ = false;
   Framing framing_ = Framing::native;
   bool unpickling_allowed_ = true;
-  bool is_socket_ = true;       // false after sendmsg() said ENOTSOCK: a pipe, written with writev
-  std::uint8_t spin_skip_ = 0;  // receives left before recv polls briefly again (connection.cpp)
+  bool is_socket_ = true;  // false after sendmsg() said ENOTSOCK: a pipe, written with writev
+  std::uint16_t spin_history_ = 0;  // what recv's brief polls learned (connection.cpp)
 };
 
 // Sends a duplicate of the file descriptor `handle` over `connection`, which must be an
