@@ -22,7 +22,7 @@ std::string demangle(const char* mangled) {
 }
 
 ExceptionText describe_current_exception() {
-  ExceptionText text{"unknown exception", {}};
+  ExceptionText text{"unknown exception", {}, {}, 0};
   if (auto* type = abi::__cxa_current_exception_type()) text.type = demangle(type->name());
   try {
     throw;

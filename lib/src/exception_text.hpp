@@ -2,6 +2,7 @@
 // text, as Python's traceback shows the exception's class and message.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace mp::detail {
@@ -9,6 +10,10 @@ namespace mp::detail {
 struct ExceptionText {
   std::string type;     // "std::runtime_error"; "unknown exception" if unknown
   std::string message;  // what(), empty if it is not a std::exception
+  // Filled by a pool worker only: the stack of the throw (empty without mp::stacktrace),
+  // and 1 + the failed item's position in its chunk of a map (0: not a map, or unknown).
+  std::string traceback;
+  std::uint64_t item = 0;
 
   // "std::runtime_error: boom", or only the type when there is no message.
   std::string line() const { return message.empty() ? type : type + ": " + message; }

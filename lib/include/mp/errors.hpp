@@ -12,8 +12,8 @@
 // Differences from Python, on purpose:
 //   - mp::WorkerLostError (a BrokenProcessPool) names the lost worker's pid and how it
 //     ended; Python's pool hangs and its executor reports nothing specific.
-//   - mp::RemoteError keeps the remote exception's type name and message as fields,
-//     instead of a formatted traceback string.
+//   - mp::RemoteError keeps the remote exception's type name, message, task and stack as
+//     fields, instead of one formatted traceback string.
 #pragma once
 
 #include <mp/detail/export.hpp>
@@ -68,22 +68,47 @@ class MP_API EOFError : public ProcessError {
 };
 
 // An exception escaped a function run in another process. Carries the remote
-// exception's (demangled) type name and its what() text.
+// exception's (demangled) type name and its what() text, which task raised it, and the
+// stack of the throw when the program links mp::stacktrace. what() holds all of it, so
+// that an uncaught RemoteError explains itself:
+//   std::invalid_argument: bad x [in map item 17]
+//   Remote traceback (most recent call first):
+//    0# check(int) at /src/app.cpp:12
+//    ...
 // Python: multiprocessing.pool.RemoteTraceback as __cause__ of the re-raised error.
 class MP_API RemoteError : public ProcessError {
  public:
-  RemoteError(std::string type_name, std::string message)
-      : ProcessError(type_name + ": " + message),
+  RemoteError(std::string type_name, std::string message, std::string task = {},
+              std::string traceback = {})
+      : ProcessError(describe(type_name, message, task, traceback)),
         type_name_(std::move(type_name)),
-        message_(std::move(message)) {}
+        message_(std::move(message)),
+        task_(std::move(task)),
+        traceback_(std::move(traceback)) {}
   // The remote exception's type, e.g. "std::invalid_argument".
   const std::string& type_name() const noexcept { return type_name_; }
   // The remote exception's what().
   const std::string& message() const noexcept { return message_; }
+  // Which task raised it: "map item 17" (its index in the input of map, imap, starmap),
+  // "the submitted call" (apply, submit); empty if unknown.
+  const std::string& task() const noexcept { return task_; }
+  // The remote stack at the throw, one frame a line, innermost first (symbolized where
+  // debug information exists); empty unless the program links mp::stacktrace.
+  const std::string& traceback() const noexcept { return traceback_; }
 
  private:
+  static std::string describe(const std::string& type_name, const std::string& message,
+                              const std::string& task, const std::string& traceback) {
+    std::string text = type_name + ": " + message;
+    if (!task.empty()) text += " [in " + task + "]";
+    if (!traceback.empty()) text += "\nRemote traceback (most recent call first):\n" + traceback;
+    return text;
+  }
+
   std::string type_name_;
   std::string message_;
+  std::string task_;
+  std::string traceback_;
 };
 
 // A pool can no longer run a task. Python: concurrent.futures.process.BrokenProcessPool.
@@ -134,8 +159,8 @@ class MP_API BrokenBarrierError : public ProcessError {
 // The shared heap (where Lock, Event, Value... live) has no room left for a new object.
 // Derives from std::bad_alloc, as Python's MemoryError is what an exhausted heap raises.
 // Set the environment variable MP_HEAP_SIZE (bytes, read when the heap is created) for a
-// larger heap; its default reserves 64 GiB of address space, of which only the pages
-// touched cost memory.
+// larger heap; its default reserves 64 GiB of address space (less on a machine with less
+// memory and swap, or under `ulimit -v`), of which only the pages touched cost memory.
 class MP_API HeapExhausted : public std::bad_alloc {
  public:
   HeapExhausted(std::uint64_t requested, std::uint64_t heap_size)
