@@ -1,14 +1,21 @@
 // Tests for <mp/logging.hpp>: the level, and what mp logs about a child's life in the
 // format Python's log_to_stderr() uses, under every start method.
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 #include <mp/logging.hpp>
+#include <mp/process.hpp>
+#include <mp/synchronize.hpp>
 
 #include "test_util.hpp"
 
 namespace {
+
+using namespace std::chrono_literals;
 
 TEST(Logging, OffByDefaultAndLevelsFilter) {
   mp::Logger& logger = mp::get_logger();
@@ -46,6 +53,36 @@ TEST_P(LoggingProcessTest, ChildrenLogTheirLifeWithTheirNames) {
                             "process", "--delay", "0.01", "--start-method", GetParam()});
   ASSERT_EQ(quiet.exit_status, 0) << quiet.err;
   EXPECT_EQ(quiet.err, "");
+}
+
+void hold_lock_forever(mp::Lock lock, mp::Event ready) {
+  lock.acquire();
+  ready.set();
+  for (;;) ::pause();
+}
+
+// Taking a lock over from a killed owner is logged as a warning, with the taker's name.
+TEST_P(LoggingProcessTest, LockTakenOverFromADeadOwnerIsLogged) {
+  mp::Lock lock;
+  mp::Event ready;
+  mp::Process holder({.start_method = GetParam()}, &hold_lock_forever, lock, ready);
+  holder.start();
+  ASSERT_TRUE(ready.wait(30s));
+  holder.kill();
+  ASSERT_TRUE(holder.join(60s));
+  mp::Logger& logger = mp::get_logger();
+  const mp::LogLevel saved = logger.level();
+  logger.set_level(mp::LogLevel::warning);
+  ::testing::internal::CaptureStderr();
+  const bool taken = lock.acquire(true, 10s);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  logger.set_level(saved);
+  ASSERT_TRUE(taken);
+  lock.release();
+  EXPECT_NE(logged.find("[WARNING/MainProcess] a lock's owner died holding it; the lock was "
+                        "taken over\n"),
+            std::string::npos)
+      << logged;
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, LoggingProcessTest,

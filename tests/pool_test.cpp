@@ -331,6 +331,13 @@ TEST_P(PoolTest, RemoteErrorCarriesTheStackOfTheThrow) {
   EXPECT_NE(result.out.find("Remote traceback (most recent call first):"), std::string::npos)
       << result.out;
   EXPECT_NE(result.out.find("check_item"), std::string::npos) << result.out;
+  // A Process's uncaught exception: its child prints the stack of the throw too.
+  EXPECT_NE(result.err.find("Process Process-"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("std::invalid_argument: item five is not allowed\n"
+                            "Traceback (most recent call first):\n"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("check_item"), std::string::npos) << result.err;
 }
 #endif
 

@@ -26,4 +26,8 @@ std::string demangle(const char* mangled);
 // The exception being handled. Call only inside a catch block.
 ExceptionText describe_current_exception();
 
+// The stack of this thread's latest throw, one frame a line, innermost first, when the
+// program links mp::stacktrace (lib/src/stacktrace.cpp); empty otherwise.
+std::string current_throw_traceback() noexcept;
+
 }  // namespace mp::detail

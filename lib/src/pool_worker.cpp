@@ -15,10 +15,6 @@
 #include "posix/fd.hpp"
 #include "posix/signal.hpp"
 
-// The stack of this thread's latest throw, from mp::stacktrace (lib/src/stacktrace.cpp)
-// when the program links it; null otherwise: libmp itself needs no Boost library.
-extern "C" __attribute__((weak)) void mp_throw_traceback(std::string* out) noexcept;
-
 namespace mp::detail {
 namespace {
 std::uint64_t failed_item_position = 0;  // this worker's task: 1 + the failed item, or 0
@@ -178,7 +174,7 @@ namespace {
 // The exception being handled, with the stack of its throw and the failed map item.
 ErrorText describe_task_exception() {
   ErrorText error = describe_current_exception();
-  if (mp_throw_traceback) mp_throw_traceback(&error.traceback);
+  error.traceback = current_throw_traceback();
   error.item = failed_item_position;
   return error;
 }

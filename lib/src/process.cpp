@@ -320,6 +320,8 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     const ExceptionText error = describe_current_exception();
     flush_std_streams();
     std::string text = "Process " + setup.name + ":\n" + error.line() + "\n";
+    if (const std::string traceback = current_throw_traceback(); !traceback.empty())
+      text += "Traceback (most recent call first):\n" + traceback;
     (void)!::write(STDERR_FILENO, text.data(), text.size());
     exitcode = 1;
   }

@@ -1,7 +1,8 @@
 // traceback METHOD
 // A program linked with mp::stacktrace: a Pool's map fails at item 5 in check_item, and
 // the program prints the RemoteError's what() (which carries the task and the remote
-// stack), then lets one escape main to show what an uncaught one prints.
+// stack); then a Process's target throws from check_item, and the child prints its
+// traceback on stderr (as Python's Process does).
 #include <cstdio>
 #include <stdexcept>
 #include <vector>
@@ -19,6 +20,8 @@ int twice(int x) {
   return 2 * x;
 }
 
+void fail_in_child() { check_item(5); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -27,9 +30,13 @@ int main(int argc, char** argv) {
   mp::Pool pool({.processes = 2, .start_method = argv[1]});
   try {
     pool.map(twice, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, 3);
+    return 1;
   } catch (const mp::RemoteError& e) {
     std::printf("%s\n", e.what());
-    return 0;
   }
-  return 1;
+  std::fflush(stdout);
+  mp::Process child({.start_method = argv[1]}, &fail_in_child);
+  child.start();
+  child.join();
+  return child.exitcode() == 1 ? 0 : 1;
 }
