@@ -43,6 +43,7 @@ class MP_API TimeoutError : public ProcessError {
 // Python: multiprocessing.BufferTooShort (message in args[0]).
 class MP_API BufferTooShort : public ProcessError {
  public:
+  // Keeps `message`, the whole message received.
   explicit BufferTooShort(std::string message)
       : ProcessError("message does not fit the buffer (" + std::to_string(message.size()) +
                      " bytes)"),
@@ -78,6 +79,8 @@ class MP_API EOFError : public ProcessError {
 // Python: multiprocessing.pool.RemoteTraceback as __cause__ of the re-raised error.
 class MP_API RemoteError : public ProcessError {
  public:
+  // The remote exception's type name and what(), which task raised it, and its stack (see
+  // the accessors below).
   RemoteError(std::string type_name, std::string message, std::string task = {},
               std::string traceback = {})
       : ProcessError(describe(type_name, message, task, traceback)),
@@ -129,7 +132,9 @@ class MP_API WorkerLostError : public BrokenProcessPool {
  public:
   // `exitcode` as Process::exitcode(): N for exit(N), -N for signal N.
   WorkerLostError(pid_t pid, std::optional<int> exitcode);
+  // The lost worker's pid.
   pid_t pid() const noexcept { return pid_; }
+  // How it ended: N for exit(N), -N for signal N; nullopt if unknown.
   std::optional<int> exitcode() const noexcept { return exitcode_; }
 
  private:
@@ -163,6 +168,7 @@ class MP_API BrokenBarrierError : public ProcessError {
 // memory and swap, or under `ulimit -v`), of which only the pages touched cost memory.
 class MP_API HeapExhausted : public std::bad_alloc {
  public:
+  // An allocation of `requested` bytes did not fit the heap of `heap_size` bytes.
   HeapExhausted(std::uint64_t requested, std::uint64_t heap_size)
       : message_("mp shared heap exhausted (" + std::to_string(heap_size) +
                  " bytes; set MP_HEAP_SIZE): cannot allocate " + std::to_string(requested) +
@@ -172,8 +178,11 @@ class MP_API HeapExhausted : public std::bad_alloc {
   // The same with another explanation: a Manager's segment (of `heap_size` bytes) is full.
   HeapExhausted(std::string message, std::uint64_t requested, std::uint64_t heap_size)
       : message_(std::move(message)), requested_(requested), heap_size_(heap_size) {}
+  // What did not fit, and what to set or lower.
   const char* what() const noexcept override { return message_.c_str(); }
+  // The bytes asked for.
   std::uint64_t requested() const noexcept { return requested_; }
+  // The size of the heap (or Manager segment) that had no room.
   std::uint64_t heap_size() const noexcept { return heap_size_; }
 
  private:
