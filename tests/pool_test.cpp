@@ -338,6 +338,11 @@ TEST_P(PoolTest, RemoteErrorCarriesTheStackOfTheThrow) {
             std::string::npos)
       << result.err;
   EXPECT_NE(result.err.find("check_item"), std::string::npos) << result.err;
+  // A crashed worker: the task fails with WorkerLostError, its stack is on stderr.
+  EXPECT_NE(result.out.find("killed by SIGSEGV"), std::string::npos) << result.out;
+  EXPECT_NE(result.err.find("Fatal signal 11 (SIGSEGV) in process "), std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("crash_here"), std::string::npos) << result.err;
 }
 #endif
 

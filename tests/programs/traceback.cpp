@@ -2,7 +2,9 @@
 // A program linked with mp::stacktrace: a Pool's map fails at item 5 in check_item, and
 // the program prints the RemoteError's what() (which carries the task and the remote
 // stack); then a Process's target throws from check_item, and the child prints its
-// traceback on stderr (as Python's Process does).
+// traceback on stderr (as Python's Process does); then a pool worker crashes (SIGSEGV)
+// and prints the stack of the crash point.
+#include <csignal>
 #include <cstdio>
 #include <stdexcept>
 #include <vector>
@@ -22,6 +24,11 @@ int twice(int x) {
 
 void fail_in_child() { check_item(5); }
 
+[[gnu::noinline]] int crash_here(int x) {
+  std::raise(SIGSEGV);
+  return x;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,5 +45,13 @@ int main(int argc, char** argv) {
   mp::Process child({.start_method = argv[1]}, &fail_in_child);
   child.start();
   child.join();
-  return child.exitcode() == 1 ? 0 : 1;
+  if (child.exitcode() != 1) return 1;
+  // A worker that crashes prints the stack of the crash point before it dies.
+  try {
+    pool.apply(crash_here, 1);
+    return 1;
+  } catch (const mp::WorkerLostError& e) {
+    std::printf("%s\n", e.what());
+  }
+  return 0;
 }
