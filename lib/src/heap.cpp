@@ -647,14 +647,15 @@ Arena* find_arena(std::uint64_t id) noexcept {
 }
 
 // The address space the heap reserves when MP_HEAP_SIZE is not set: 64 GiB, but no
-// more than the machine's memory and swap rounded up to a power of two (the memfd's
-// pages are shared memory: the heap can never hold more), and no more than a quarter of
-// the process's address-space limit (`ulimit -v`), leaving the rest to the program.
-// Only the pages touched cost memory either way.
+// more than four times the machine's memory and swap (rounded up to a power of two: the
+// memfd's pages are shared memory, so the heap can never hold more than memory and swap,
+// and the margin leaves room for sparse objects such as a Manager's 1 GiB segment), and
+// no more than a quarter of the process's address-space limit (`ulimit -v`), leaving
+// the rest to the program. Only the pages touched cost memory either way.
 std::uint64_t default_heap_size() {
   std::uint64_t size = kDefaultHeapSize;
   if (const std::uint64_t memory = posix::memory_and_swap_bytes(); memory != 0)
-    size = std::min(size, std::bit_ceil(memory));
+    size = std::min(size, std::bit_ceil(std::min(memory, kDefaultHeapSize)) * 4);
   if (const std::uint64_t limit = posix::address_space_limit(); limit != 0)
     size = std::min(size, std::bit_floor(limit / 4));
   return std::max(size, Arena::kMinSize);
