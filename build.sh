@@ -28,6 +28,9 @@
 #                               the last test, sanitize and fuzz runs recorded
 #   ./build.sh test-busy [ARGS...]  the process-heavy tests of build/ again, beside one
 #                               busy loop per CPU (a loaded machine; ARGS go to ctest)
+#   ./build.sh docs             the API reference from the public headers (Doxygen, into
+#                               build-docs/html/index.html); fails on any warning (a
+#                               public name without a comment) not in docs/api/undocumented.txt
 #   ./build.sh lint             clang-format --dry-run -Werror over every C++ file, then
 #                               clang-tidy (.clang-tidy) over lib/src with the compile
 #                               commands of build/ (configured if needed, not built)
@@ -52,12 +55,16 @@ JOBS=${MP_JOBS:-$(nproc 2>/dev/null || echo 2)}
 readonly JOBS
 # python3: the Listener/Client and Python-pickle tests talk to Debian's CPython.
 # openmpi-bin, libopenmpi-dev: mp::mpi (pools over MPI) and its tests under mpirun.
-readonly PACKAGES=(g++ cmake make libboost1.81-dev libcereal-dev libgtest-dev googletest
-                   libssl-dev pkg-config python3 openmpi-bin libopenmpi-dev)
+# libboost-stacktrace1.81-dev: mp::stacktrace (remote tracebacks).
+readonly PACKAGES=(g++ cmake make libboost1.81-dev libboost-stacktrace1.81-dev libcereal-dev
+                   libgtest-dev googletest libssl-dev pkg-config python3 openmpi-bin
+                   libopenmpi-dev)
 # Only for `fuzz` (and python3 for `reliability`), so that the quick start stays lean.
 readonly FUZZ_PACKAGES=(clang libclang-rt-14-dev python3)
 # Only for `lint`.
 readonly LINT_PACKAGES=(clang-format clang-tidy)
+# Only for `docs`.
+readonly DOCS_PACKAGES=(doxygen)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nbuild.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -368,6 +375,29 @@ cmd_fuzz_seeds() {
   done
 }
 
+# The API reference (docs/api/Doxyfile). Doxygen's warnings, without line numbers, must
+# all be in docs/api/undocumented.txt: a new public name without a comment fails.
+cmd_docs() {
+  ensure_packages "${DOCS_PACKAGES[@]}"
+  rm -rf "$ROOT/build-docs"
+  mkdir -p "$ROOT/build-docs"
+  say "doxygen docs/api/Doxyfile"
+  (cd "$ROOT" && doxygen docs/api/Doxyfile) || die "doxygen failed"
+  local found=$ROOT/build-docs/warnings.sorted
+  sed -e "s|^$ROOT/||" -e 's|^\([^:]*\):[0-9]*: |\1: |' "$ROOT/build-docs/warnings.txt" |
+    LC_ALL=C sort -u >"$found"
+  local new
+  new=$(LC_ALL=C comm -23 "$found" <(LC_ALL=C sort -u "$ROOT/docs/api/undocumented.txt"))
+  if [[ -n $new ]]; then
+    printf '%s\n' "$new" >&2
+    die "docs: the warnings above are new: document these public names (see docs/api/Doxyfile)"
+  fi
+  local fixed
+  fixed=$(LC_ALL=C comm -13 "$found" <(LC_ALL=C sort -u "$ROOT/docs/api/undocumented.txt") | wc -l)
+  [[ $fixed -eq 0 ]] || echo "docs: $fixed entries of docs/api/undocumented.txt are fixed: remove them"
+  echo "docs: build-docs/html/index.html ($(wc -l <"$found") names still to document)"
+}
+
 # Regenerates README's Reliability section from the figures the test suites and the
 # fuzzers recorded (tests/reliability_report.py), and prints it.
 cmd_reliability() {
@@ -387,6 +417,7 @@ main() {
     test) cmd_test "$@" ;;
     test-busy) cmd_test_busy "$@" ;;
     lint) cmd_lint ;;
+    docs) cmd_docs ;;
     sanitize) cmd_sanitize "$@" ;;
     test-clang) cmd_test_clang "$@" ;;
     bench) cmd_bench "$@" ;;

@@ -74,6 +74,17 @@ if(TARGET mp_mpi)
     DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 endif()
 
+# mp::stacktrace (remote tracebacks, needs Boost.Stacktrace): its own export set, loaded
+# only for find_package(mp COMPONENTS stacktrace).
+if(TARGET mp_stacktrace)
+  install(TARGETS mp_stacktrace EXPORT mpStacktraceTargets
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
+            NAMELINK_COMPONENT mp_development)
+  install(EXPORT mpStacktraceTargets NAMESPACE mp:: FILE mpStacktraceTargets.cmake
+    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+endif()
+
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/mpConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/mpConfig.cmake"
   INSTALL_DESTINATION "${MP_INSTALL_CMAKEDIR}")

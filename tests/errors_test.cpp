@@ -45,6 +45,15 @@ TEST(Errors, RemoteErrorKeepsTypeAndMessage) {
   EXPECT_STREQ(e.what(), "std::invalid_argument: bad x");
 }
 
+TEST(Errors, RemoteErrorWhatNamesTheTaskAndHoldsTheTraceback) {
+  mp::RemoteError e("std::invalid_argument", "bad x", "map item 17", " 0# f(int) at a.cpp:3\n");
+  EXPECT_EQ(e.task(), "map item 17");
+  EXPECT_EQ(e.traceback(), " 0# f(int) at a.cpp:3\n");
+  EXPECT_STREQ(e.what(),
+               "std::invalid_argument: bad x [in map item 17]\n"
+               "Remote traceback (most recent call first):\n 0# f(int) at a.cpp:3\n");
+}
+
 TEST(Errors, BufferTooShortKeepsMessage) {
   mp::BufferTooShort e(std::string(100, 'x'));
   EXPECT_EQ(e.message().size(), 100u);

@@ -15,6 +15,7 @@
 #include <mp/context.hpp>
 #include <mp/detail/heap.hpp>
 #include <mp/errors.hpp>
+#include <mp/managers.hpp>
 #include <mp/process.hpp>
 #include <random>
 #include <string>
@@ -240,6 +241,17 @@ void churn_heap(shared_ref rounds_ref) {
   }
 }
 
+// A Manager segment larger than the heap says which option to lower.
+TEST(Heap, ManagerSegmentTooLargeForTheHeapNamesSegmentSize) {
+  try {
+    mp::Manager manager({.segment_size = std::size_t{1} << 40});
+    FAIL() << "a 1 TiB segment fit the heap";
+  } catch (const mp::HeapExhausted& e) {
+    EXPECT_NE(std::string(e.what()).find("segment_size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MP_HEAP_SIZE"), std::string::npos) << e.what();
+  }
+}
+
 class HeapProcessTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HeapProcessTest, ChildKilledWhileAllocatingLeavesHeapUsable) {
@@ -289,6 +301,19 @@ TEST_P(HeapProcessTest, ChildKilledWhileAllocatingLeavesHeapUsable) {
     mp::detail::heap_free(all[i].first);
   }
   mp::detail::heap_free(rounds_ref);
+}
+
+// The heap's default reservation fits under `ulimit -v`: a program that starts
+// processes and shares a Value runs with a 4 GiB address-space limit (a 64 GiB
+// reservation would fail to map).
+TEST_P(HeapProcessTest, ProgramRunsUnderAddressSpaceLimit) {
+  if (mp_test::kAddressSanitizer)
+    GTEST_SKIP() << "AddressSanitizer reserves terabytes of shadow address space";
+  auto result = mp_test::run_command({"/bin/sh", "-c", "ulimit -v 4194304 && exec \"$0\" \"$@\"",
+                                      MP_DEMO_PATH, "value", "--delay", "0.01", "--start-method",
+                                      GetParam()});
+  EXPECT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_NE(result.out.find("In main"), std::string::npos) << result.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, HeapProcessTest,

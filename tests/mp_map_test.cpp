@@ -919,24 +919,11 @@ TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {
   EXPECT_EQ(mp_map.wait(), 0) << mp_map.err();
 }
 
-// Whether this build runs under AddressSanitizer (g++ and clang++ say it differently).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
 TEST_P(MpMapStreamTest, ALongLineTakesAtMostTwoCopiesOfMemory) {
   // A 64 MiB line (the last, without its '\n'): mp-map holds it while it reads it and
   // while it hands it over, its worker reads it in place. A line copied for pickling
   // and transport would take four copies or more.
-  if (kAddressSanitizer)
+  if (mp_test::kAddressSanitizer)
     GTEST_SKIP() << "AddressSanitizer keeps freed blocks in quarantine and adds shadow memory: "
                     "mp-map's peak resident memory means nothing here";
   constexpr std::size_t kLine = 64 << 20;

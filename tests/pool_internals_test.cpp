@@ -130,9 +130,11 @@ TEST(PoolChannel, TaskPayloadsShorterThanTheyClaimAreRefused) {
 }
 
 TEST(PoolChannel, ErrorsRoundTripAndShortOnesDecodeSafely) {
-  const auto decoded = decode_error(encode_error({"std::runtime_error", "boom"}));
+  const auto decoded = decode_error(encode_error({"std::runtime_error", "boom", " 0# f\n", 3}));
   EXPECT_EQ(decoded.type, "std::runtime_error");
   EXPECT_EQ(decoded.message, "boom");
+  EXPECT_EQ(decoded.traceback, " 0# f\n");
+  EXPECT_EQ(decoded.item, 3u);
   EXPECT_EQ(decode_error("xy").type, "unknown exception");
   const std::uint32_t claims = 1000;
   const auto cut = decode_error(std::string(reinterpret_cast<const char*>(&claims), 4) + "T");

@@ -331,9 +331,65 @@ TEST_P(PoolTest, MapFailsWithTheTasksException) {
   } catch (const mp::RemoteError& e) {
     EXPECT_EQ(e.type_name(), "std::invalid_argument");
     EXPECT_EQ(e.message(), "three is not allowed");
+    EXPECT_EQ(e.task(), "map item 3");
   }
   EXPECT_EQ(pool.apply(square, 3), 9);  // the pool carries on
 }
+
+TEST_P(PoolTest, RemoteErrorNamesTheFailedItemOrCall) {
+  mp::Pool pool(options());
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{2}, std::size_t{4}}) {
+    try {
+      pool.map(fail_on_three, mp_test::iota(0, 10), chunksize);
+      FAIL() << "map should have thrown";
+    } catch (const mp::RemoteError& e) {
+      EXPECT_EQ(e.task(), "map item 3") << "chunksize " << chunksize;
+      EXPECT_NE(std::string(e.what()).find("[in map item 3]"), std::string::npos) << e.what();
+    }
+    std::string task;
+    for (auto it = pool.imap(fail_on_three, mp_test::iota(0, 10), chunksize);;) {
+      try {
+        if (!it.next(60s)) break;
+      } catch (const mp::RemoteError& e) {
+        task = e.task();
+      }
+    }
+    EXPECT_EQ(task, "map item 3") << "imap, chunksize " << chunksize;
+  }
+  try {
+    pool.apply(fail_on_three, 3);
+    FAIL() << "apply should have thrown";
+  } catch (const mp::RemoteError& e) {
+    EXPECT_EQ(e.task(), "the submitted call");
+    EXPECT_TRUE(e.traceback().empty()) << "mp_tests does not link mp::stacktrace";
+  }
+}
+
+#ifdef MP_TRACEBACK_PATH
+// With mp::stacktrace linked, what() carries the worker's stack at the throw.
+TEST_P(PoolTest, RemoteErrorCarriesTheStackOfTheThrow) {
+  auto result = mp_test::run_command({MP_TRACEBACK_PATH, GetParam()});
+  ASSERT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_NE(result.out.find("std::invalid_argument: item five is not allowed [in map item 5]"),
+            std::string::npos)
+      << result.out;
+  EXPECT_NE(result.out.find("Remote traceback (most recent call first):"), std::string::npos)
+      << result.out;
+  EXPECT_NE(result.out.find("check_item"), std::string::npos) << result.out;
+  // A Process's uncaught exception: its child prints the stack of the throw too.
+  EXPECT_NE(result.err.find("Process Process-"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("std::invalid_argument: item five is not allowed\n"
+                            "Traceback (most recent call first):\n"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("check_item"), std::string::npos) << result.err;
+  // A crashed worker: the task fails with WorkerLostError, its stack is on stderr.
+  EXPECT_NE(result.out.find("killed by SIGSEGV"), std::string::npos) << result.out;
+  EXPECT_NE(result.err.find("Fatal signal 11 (SIGSEGV) in process "), std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("crash_here"), std::string::npos) << result.err;
+}
+#endif
 
 TEST_P(PoolTest, ImapInOrderAndUnordered) {
   mp::Pool pool(options());

@@ -239,6 +239,27 @@ TEST_P(ProcessTest, StartJoinExitcodeZero) {
   EXPECT_EQ(errno, ECHILD);
 }
 
+// The child's first argument string (what `ps` shows) and its comm (what `top` shows)
+// name it: "prog: Process-N", comm the same when it fits 15 characters, else the name.
+void exit_unless_titled(std::string program) {
+  const std::string name = mp::current_process().name();
+  const std::string cmdline = mp_test::read_file("/proc/self/cmdline").value_or("");
+  std::string comm = mp_test::read_file("/proc/self/comm").value_or("");
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  const std::string title = program + ": " + name;
+  if (cmdline.substr(0, cmdline.find('\0')) != title) std::_Exit(1);
+  if (comm != (title.size() <= 15 ? title : name)) std::_Exit(2);
+  std::_Exit(0);
+}
+
+TEST_P(ProcessTest, PsAndTopShowTheProcessName) {
+  // The child's own program_invocation_short_name points into its retitled argv.
+  mp::Process p(options(), &exit_unless_titled, std::string(program_invocation_short_name));
+  p.start();
+  join_checked(p);
+  EXPECT_EQ(p.exitcode(), 0) << "1: wrong argv title, 2: wrong comm";
+}
+
 TEST_P(ProcessTest, TheLargestJoinTimeoutWaits) {
   // now() + nanoseconds::max() overflows into the past: join must wait, not return.
   mp::Process p(options(), &exit_after_a_while);

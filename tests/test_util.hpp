@@ -33,6 +33,19 @@ extern char** environ;
 
 namespace mp_test {
 
+// Whether this build runs under AddressSanitizer (g++ and clang++ say it differently).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 // Every test that starts processes runs once per start method, as CPython's suite: every
 // method the library has (mp::get_all_start_methods), so a new one is tested at once.
 inline const std::vector<std::string>& start_methods() {

@@ -10,6 +10,10 @@
 
 #include "exception_text.hpp"
 
+// Defined by mp::stacktrace when the program links it; null otherwise: libmp itself
+// needs no Boost library and records no stack.
+extern "C" __attribute__((weak)) void mp_throw_traceback(std::string* out) noexcept;
+
 namespace mp {
 
 namespace detail {
@@ -22,7 +26,7 @@ std::string demangle(const char* mangled) {
 }
 
 ExceptionText describe_current_exception() {
-  ExceptionText text{"unknown exception", {}};
+  ExceptionText text{"unknown exception", {}, {}, 0};
   if (auto* type = abi::__cxa_current_exception_type()) text.type = demangle(type->name());
   try {
     throw;
@@ -31,6 +35,12 @@ ExceptionText describe_current_exception() {
   } catch (...) {
   }
   return text;
+}
+
+std::string current_throw_traceback() noexcept {
+  std::string traceback;
+  if (mp_throw_traceback) mp_throw_traceback(&traceback);
+  return traceback;
 }
 
 }  // namespace detail

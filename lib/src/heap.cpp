@@ -69,6 +69,7 @@
 #include "heap_arena.hpp"
 #include "identity.hpp"
 #include "lock_core.hpp"
+#include "posix/proc.hpp"
 #include "posix/shm.hpp"
 
 namespace mp::detail {
@@ -83,7 +84,7 @@ constexpr std::uint64_t kBlockHeaderSize = 16;
 constexpr std::uint64_t kDiscardFrom = Arena::kDiscardFrom;
 constexpr unsigned kDiscardClass = std::bit_width(kDiscardFrom) - 1;
 constexpr std::uint64_t kPage = 4096;  // the first page of a free block holds its header
-constexpr std::uint64_t kDefaultHeapSize = std::uint64_t{64} << 30;
+constexpr std::uint64_t kDefaultHeapSize = std::uint64_t{64} << 30;  // at most
 // An operation logs at most 2 words per size class it splits or merges across, and a
 // few more: 4 per class always suffices.
 constexpr std::size_t kJournalCapacity = 4 * kClassCount;
@@ -645,9 +646,24 @@ Arena* find_arena(std::uint64_t id) noexcept {
   return nullptr;
 }
 
+// The address space the heap reserves when MP_HEAP_SIZE is not set: 64 GiB, but no
+// more than four times the machine's memory and swap (rounded up to a power of two: the
+// memfd's pages are shared memory, so the heap can never hold more than memory and swap,
+// and the margin leaves room for sparse objects such as a Manager's 1 GiB segment), and
+// no more than a quarter of the process's address-space limit (`ulimit -v`), leaving
+// the rest to the program. Only the pages touched cost memory either way.
+std::uint64_t default_heap_size() {
+  std::uint64_t size = kDefaultHeapSize;
+  if (const std::uint64_t memory = posix::memory_and_swap_bytes(); memory != 0)
+    size = std::min(size, std::bit_ceil(std::min(memory, kDefaultHeapSize)) * 4);
+  if (const std::uint64_t limit = posix::address_space_limit(); limit != 0)
+    size = std::min(size, std::bit_floor(limit / 4));
+  return std::max(size, Arena::kMinSize);
+}
+
 std::uint64_t configured_heap_size() {
   const char* text = std::getenv("MP_HEAP_SIZE");
-  if (!text || !*text) return kDefaultHeapSize;
+  if (!text || !*text) return default_heap_size();
   char* end = nullptr;
   errno = 0;
   const unsigned long long value = std::strtoull(text, &end, 10);

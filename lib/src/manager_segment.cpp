@@ -8,7 +8,9 @@
 
 namespace mp::detail {
 
-ManagerCore::ManagerCore(std::size_t segment_size)
+// A segment lives in mp's shared heap: one that does not fit says what to lower, not
+// only which environment variable raises the heap.
+ManagerCore::ManagerCore(std::size_t segment_size) try
     : shared_object(shared_kind::manager,
                     segment_size >= kMinSegmentSize ? segment_size - kHeapOverhead : 0,
                     sizeof(SegmentHeader)),
@@ -21,6 +23,11 @@ ManagerCore::ManagerCore(std::size_t segment_size)
   header.magic = kSegmentMagic;
   header.size = segment_size - kHeapOverhead;
   header.bump = kFirstBlock;
+} catch (const HeapExhausted& e) {
+  throw HeapExhausted("mp::Manager: a segment of " + std::to_string(segment_size) +
+                          " bytes does not fit mp's shared heap (" + std::to_string(e.heap_size()) +
+                          " bytes): lower ManagerOptions::segment_size, or raise MP_HEAP_SIZE",
+                      e.requested(), e.heap_size());
 }
 
 void ManagerCore::check_bound() const {

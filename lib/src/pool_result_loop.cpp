@@ -39,8 +39,9 @@ void collect_replies(PoolState& state, WorkerSlot& w, Completions& done) {
       c.result = std::move(reply.result);
       state.timing.record(reply.run_ns);
     } else {
-      c.error = std::make_exception_ptr(
-          RemoteError(std::move(reply.error_type), std::move(reply.error_message)));
+      c.error = std::make_exception_ptr(RemoteError(
+          std::move(reply.error_type), std::move(reply.error_message),
+          c.sink->describe_task(c.index, reply.error_item), std::move(reply.error_traceback)));
     }
     done.push_back(std::move(c));
   }

@@ -201,6 +201,8 @@ class ShmWorkerLink final : public WorkerLink {
     ErrorText error = decode_error(bytes.view());
     reply.error_type = std::move(error.type);
     reply.error_message = std::move(error.message);
+    reply.error_traceback = std::move(error.traceback);
+    reply.error_item = error.item;
     return reply;
   }
 

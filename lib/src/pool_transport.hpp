@@ -50,6 +50,8 @@ struct WorkerReply {
   PoolBytes result;
   std::string error_type;
   std::string error_message;
+  std::string error_traceback;   // the stack of the throw, if known
+  std::uint64_t error_item = 0;  // 1 + the failed item's position in its chunk; 0: unknown
 };
 
 // What a worker is started with.

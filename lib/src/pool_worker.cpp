@@ -15,6 +15,13 @@
 #include "posix/fd.hpp"
 #include "posix/signal.hpp"
 
+namespace mp::detail {
+namespace {
+std::uint64_t failed_item_position = 0;  // this worker's task: 1 + the failed item, or 0
+}  // namespace
+void note_failed_item(std::uint64_t position) noexcept { failed_item_position = position + 1; }
+}  // namespace mp::detail
+
 namespace mp::detail::pool_wire {
 namespace {
 
@@ -115,22 +122,64 @@ Claim claim(Channel& channel, std::uint64_t seq) {
 
 }  // namespace
 
+namespace {
+
+void put_sized(std::string& out, const std::string& text) {
+  const auto size = static_cast<std::uint32_t>(text.size());
+  out.append(reinterpret_cast<const char*>(&size), sizeof size);
+  out += text;
+}
+
+// Takes a u32 size and that many bytes (fewer if the payload is cut) off `payload`.
+std::string take_sized(std::string_view& payload) {
+  std::uint32_t size = 0;
+  if (payload.size() < sizeof size) {
+    payload = {};
+    return {};
+  }
+  std::memcpy(&size, payload.data(), sizeof size);
+  payload.remove_prefix(sizeof size);
+  size = std::min<std::uint32_t>(size, static_cast<std::uint32_t>(payload.size()));
+  std::string text(payload.substr(0, size));
+  payload.remove_prefix(size);
+  return text;
+}
+
+}  // namespace
+
 std::string encode_error(const ErrorText& error) {
-  const auto size = static_cast<std::uint32_t>(error.type.size());
-  std::string out(reinterpret_cast<const char*>(&size), sizeof size);
-  out += error.type;
+  std::string out;
+  put_sized(out, error.type);
+  put_sized(out, error.traceback);
+  out.append(reinterpret_cast<const char*>(&error.item), sizeof error.item);
   out += error.message;
   return out;
 }
 
 ErrorText decode_error(std::string_view payload) {
-  std::uint32_t size = 0;
-  if (payload.size() < sizeof size) return {"unknown exception", ""};
-  std::memcpy(&size, payload.data(), sizeof size);
-  payload.remove_prefix(sizeof size);
-  size = std::min<std::uint32_t>(size, static_cast<std::uint32_t>(payload.size()));
-  return {std::string(payload.substr(0, size)), std::string(payload.substr(size))};
+  if (payload.size() < sizeof(std::uint32_t)) return {"unknown exception", "", "", 0};
+  ErrorText error;
+  error.type = take_sized(payload);
+  error.traceback = take_sized(payload);
+  if (payload.size() >= sizeof error.item) {
+    std::memcpy(&error.item, payload.data(), sizeof error.item);
+    payload.remove_prefix(sizeof error.item);
+  }
+  error.message = std::string(payload);
+  return error;
 }
+
+namespace {
+
+// The exception being handled, with the stack of its throw and the failed map item.
+ErrorText describe_task_exception() {
+  ErrorText error = describe_current_exception();
+  error.traceback = current_throw_traceback();
+  error.item = failed_item_position;
+  return error;
+}
+
+}  // namespace
 
 void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& init,
                  std::uint64_t maxtasks) {
@@ -151,7 +200,7 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
       init.run(init.bound);
     } catch (...) {
       worker_write(results, doorbell, FrameHeader::other(FrameKind::init_failed, 0),
-                   encode_error(describe_current_exception()));
+                   encode_error(describe_task_exception()));
       return;
     }
   }
@@ -179,9 +228,10 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
     result.clear();
     FrameKind kind = FrameKind::result;
     try {
+      failed_item_position = 0;
       run_task(header, payload, trampolines, result);
     } catch (...) {
-      result = encode_error(describe_current_exception());
+      result = encode_error(describe_task_exception());
       kind = FrameKind::error;
     }
     const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);

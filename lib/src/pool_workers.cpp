@@ -3,6 +3,8 @@
 
 #include <poll.h>
 
+#include <mp/logging.hpp>
+
 #include "pool_channel.hpp"
 #include "posix/socket.hpp"
 
@@ -40,6 +42,9 @@ void WorkerHandler::reap(WorkerSlot& w, Completions& done) {
                                                    std::to_string(w.pid) + " was killed"));
     else
       error = std::make_exception_ptr(WorkerLostError(w.pid, exitcode));
+    if (!terminated && get_logger().is_enabled_for(LogLevel::warning))
+      get_logger().warning("pool worker " + std::to_string(w.pid) + " died running a task (" +
+                           describe_exitcode(exitcode) + "); it will be replaced");
     PoolState::fail(in.task, error, done);
   }
   w.inflight.clear();

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iostream>
 #include <new>
@@ -21,9 +22,12 @@
 #include <thread>
 
 #include <mp/detail/heap.hpp>
+#include <mp/logging.hpp>
 
 #include "exception_text.hpp"
+#include "logging_internal.hpp"
 #include "posix/pidfd.hpp"
+#include "posix/proc.hpp"
 #include "process_state.hpp"
 
 namespace mp {
@@ -168,6 +172,9 @@ std::optional<int> Popen::poll() {
       if (ended) status = 255;
     }
     returncode_ = status;
+    if (status && get_logger().is_enabled_for(LogLevel::debug))
+      get_logger().debug("child process " + std::to_string(pid_) +
+                         " ended: " + describe_exitcode(status));
   }
   return returncode_;
 }
@@ -218,6 +225,30 @@ void flush_std_streams() noexcept {
   if (__fpending(stderr) > 0) std::fflush(stderr);
 }
 
+// Shows the process's mp name in `ps` and `top`, as Python users get from setproctitle:
+// "prog: Process-2" replaces the argument strings (ps -f, /proc/PID/cmdline), and
+// becomes the process's comm (top, ps -e) when it fits comm's 15 characters; the name
+// alone otherwise ("ForkPoolWorker-3"), so that a producer can be told from a worker.
+// Every start method's child goes through here (child_main).
+void set_process_title(const std::string& name) noexcept {
+  // The program's name from the first argument, taken before any title replaced it;
+  // forked children inherit it with the rest of memory.
+  static char program[64];
+  char* area = nullptr;
+  std::size_t size = 0;
+  if (posix::argv_area(area, size)) return;
+  if (program[0] == '\0') {
+    const char* base = std::strrchr(area, '/');
+    std::snprintf(program, sizeof program, "%s", base ? base + 1 : area);
+  }
+  char title[256];
+  const int length = std::snprintf(title, sizeof title, "%s: %s", program, name.c_str());
+  if (length <= 0) return;
+  std::memset(area, 0, size);
+  std::memcpy(area, title, std::min(static_cast<std::size_t>(length), size - 1));
+  posix::set_thread_name(length <= 15 ? title : name.c_str());
+}
+
 int child_main(const ChildSetup& setup, const std::function<void()>& body) noexcept {
   auto& g = globals();
   // A forked child may have inherited this mutex locked by another thread of the
@@ -254,6 +285,8 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     self.pid = ::getpid();
     self.popen.reset();
   }
+  set_process_title(setup.name);
+  set_log_process_name(setup.name);
   // parent_process() builds its handle on first use: a forked child that never asks
   // touches (and so copies) fewer of its parent's pages.
   g.parent_process = nullptr;
@@ -278,6 +311,8 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   posix::stdin_from_devnull(posix::devnull());
 
   int exitcode = 0;
+  Logger& logger = get_logger();
+  logger.info("child process calling run()");
   try {
     body();
   } catch (...) {
@@ -285,6 +320,8 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     const ExceptionText error = describe_current_exception();
     flush_std_streams();
     std::string text = "Process " + setup.name + ":\n" + error.line() + "\n";
+    if (const std::string traceback = current_throw_traceback(); !traceback.empty())
+      text += "Traceback (most recent call first):\n" + traceback;
     (void)!::write(STDERR_FILENO, text.data(), text.size());
     exitcode = 1;
   }
@@ -293,6 +330,8 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
     exit_function();
   } catch (...) {
   }
+  if (logger.is_enabled_for(LogLevel::info))
+    logger.info("process exiting with exitcode " + std::to_string(exitcode));
   return exitcode;
 }
 

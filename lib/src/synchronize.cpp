@@ -12,6 +12,8 @@
 // slices and check after each slice whether that process still lives.
 #include <mp/synchronize.hpp>
 
+#include <mp/logging.hpp>
+
 #include <stdlib.h>
 
 #include <algorithm>
@@ -100,6 +102,7 @@ bool acquire_slow(LockState& state, detail::owner_id me, const Deadline& deadlin
       if (state.word.compare_exchange_strong(word, me | kWaitersBit, std::memory_order_acquire,
                                              std::memory_order_relaxed)) {
         state.recovered.store(1, std::memory_order_relaxed);
+        get_logger().warning("a lock's owner died holding it; the lock was taken over");
         return true;
       }
       continue;

@@ -12,8 +12,8 @@
 // Differences from Python, on purpose:
 //   - mp::WorkerLostError (a BrokenProcessPool) names the lost worker's pid and how it
 //     ended; Python's pool hangs and its executor reports nothing specific.
-//   - mp::RemoteError keeps the remote exception's type name and message as fields,
-//     instead of a formatted traceback string.
+//   - mp::RemoteError keeps the remote exception's type name, message, task and stack as
+//     fields, instead of one formatted traceback string.
 #pragma once
 
 #include <mp/detail/export.hpp>
@@ -43,6 +43,7 @@ class MP_API TimeoutError : public ProcessError {
 // Python: multiprocessing.BufferTooShort (message in args[0]).
 class MP_API BufferTooShort : public ProcessError {
  public:
+  // Keeps `message`, the whole message received.
   explicit BufferTooShort(std::string message)
       : ProcessError("message does not fit the buffer (" + std::to_string(message.size()) +
                      " bytes)"),
@@ -68,22 +69,49 @@ class MP_API EOFError : public ProcessError {
 };
 
 // An exception escaped a function run in another process. Carries the remote
-// exception's (demangled) type name and its what() text.
+// exception's (demangled) type name and its what() text, which task raised it, and the
+// stack of the throw when the program links mp::stacktrace. what() holds all of it, so
+// that an uncaught RemoteError explains itself:
+//   std::invalid_argument: bad x [in map item 17]
+//   Remote traceback (most recent call first):
+//    0# check(int) at /src/app.cpp:12
+//    ...
 // Python: multiprocessing.pool.RemoteTraceback as __cause__ of the re-raised error.
 class MP_API RemoteError : public ProcessError {
  public:
-  RemoteError(std::string type_name, std::string message)
-      : ProcessError(type_name + ": " + message),
+  // The remote exception's type name and what(), which task raised it, and its stack (see
+  // the accessors below).
+  RemoteError(std::string type_name, std::string message, std::string task = {},
+              std::string traceback = {})
+      : ProcessError(describe(type_name, message, task, traceback)),
         type_name_(std::move(type_name)),
-        message_(std::move(message)) {}
+        message_(std::move(message)),
+        task_(std::move(task)),
+        traceback_(std::move(traceback)) {}
   // The remote exception's type, e.g. "std::invalid_argument".
   const std::string& type_name() const noexcept { return type_name_; }
   // The remote exception's what().
   const std::string& message() const noexcept { return message_; }
+  // Which task raised it: "map item 17" (its index in the input of map, imap, starmap),
+  // "the submitted call" (apply, submit); empty if unknown.
+  const std::string& task() const noexcept { return task_; }
+  // The remote stack at the throw, one frame a line, innermost first (symbolized where
+  // debug information exists); empty unless the program links mp::stacktrace.
+  const std::string& traceback() const noexcept { return traceback_; }
 
  private:
+  static std::string describe(const std::string& type_name, const std::string& message,
+                              const std::string& task, const std::string& traceback) {
+    std::string text = type_name + ": " + message;
+    if (!task.empty()) text += " [in " + task + "]";
+    if (!traceback.empty()) text += "\nRemote traceback (most recent call first):\n" + traceback;
+    return text;
+  }
+
   std::string type_name_;
   std::string message_;
+  std::string task_;
+  std::string traceback_;
 };
 
 // A pool can no longer run a task. Python: concurrent.futures.process.BrokenProcessPool.
@@ -104,7 +132,9 @@ class MP_API WorkerLostError : public BrokenProcessPool {
  public:
   // `exitcode` as Process::exitcode(): N for exit(N), -N for signal N.
   WorkerLostError(pid_t pid, std::optional<int> exitcode);
+  // The lost worker's pid.
   pid_t pid() const noexcept { return pid_; }
+  // How it ended: N for exit(N), -N for signal N; nullopt if unknown.
   std::optional<int> exitcode() const noexcept { return exitcode_; }
 
  private:
@@ -134,10 +164,11 @@ class MP_API BrokenBarrierError : public ProcessError {
 // The shared heap (where Lock, Event, Value... live) has no room left for a new object.
 // Derives from std::bad_alloc, as Python's MemoryError is what an exhausted heap raises.
 // Set the environment variable MP_HEAP_SIZE (bytes, read when the heap is created) for a
-// larger heap; its default reserves 64 GiB of address space, of which only the pages
-// touched cost memory.
+// larger heap; its default reserves 64 GiB of address space (less on a machine with less
+// memory and swap, or under `ulimit -v`), of which only the pages touched cost memory.
 class MP_API HeapExhausted : public std::bad_alloc {
  public:
+  // An allocation of `requested` bytes did not fit the heap of `heap_size` bytes.
   HeapExhausted(std::uint64_t requested, std::uint64_t heap_size)
       : message_("mp shared heap exhausted (" + std::to_string(heap_size) +
                  " bytes; set MP_HEAP_SIZE): cannot allocate " + std::to_string(requested) +
@@ -147,8 +178,11 @@ class MP_API HeapExhausted : public std::bad_alloc {
   // The same with another explanation: a Manager's segment (of `heap_size` bytes) is full.
   HeapExhausted(std::string message, std::uint64_t requested, std::uint64_t heap_size)
       : message_(std::move(message)), requested_(requested), heap_size_(heap_size) {}
+  // What did not fit, and what to set or lower.
   const char* what() const noexcept override { return message_.c_str(); }
+  // The bytes asked for.
   std::uint64_t requested() const noexcept { return requested_; }
+  // The size of the heap (or Manager segment) that had no room.
   std::uint64_t heap_size() const noexcept { return heap_size_; }
 
  private:

@@ -8,6 +8,7 @@
 #include <mp/context.hpp>
 #include <mp/errors.hpp>
 #include <mp/futures.hpp>
+#include <mp/logging.hpp>
 #include <mp/managers.hpp>
 #include <mp/pickle.hpp>
 #include <mp/pool.hpp>

@@ -549,6 +549,7 @@ class MP_API Pool {
     if (chunksize == 0) chunksize = detail::default_chunksize(length, processes());
     const std::size_t chunks = chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize;
     auto state = std::make_shared<detail::ResultState>(chunks);
+    state->items_per_task = chunksize;
     state->set_helper(core_->helper());
     auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
     shared->state = state;
@@ -626,6 +627,7 @@ class MP_API Pool {
     auto state = std::make_shared<detail::IMapState>(
         ordered, buffersize, std::move(feed),
         detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>());
+    state->items_per_task = chunksize;
     state->fill(*core_, state);
     return IMapIterator<Result>(core_, state);
   }

@@ -3,7 +3,8 @@
 // classes of <mp/synchronize.hpp> derive from shared_object.
 //
 // One main arena per process tree: an anonymous memory file (memfd) of MP_HEAP_SIZE
-// bytes (default 64 GiB, sparse: only touched pages cost memory), mapped by every
+// bytes (default: 64 GiB, or four times the machine's memory and swap if less, or a
+// quarter of `ulimit -v`; sparse: only touched pages cost memory), mapped by every
 // process of the tree. Forked children inherit the mapping; spawned children receive
 // the file over their bootstrap socket and map it at another address. So objects are
 // named by (arena id, offset), never by address. Freed blocks merge with free neighbours

@@ -51,7 +51,23 @@ class MP_API JobSink {
   // Whether the job's results are used only all together (map): then a worker with more
   // of its tasks queued need not report each result at once.
   virtual bool batched() const noexcept { return false; }
+
+  // Items of the input per task for a map (map, imap, starmap...), whose chunks are
+  // all that long but the last; 0 for a single call (apply, submit).
+  std::uint64_t items_per_task = 0;
+  // Names task `index` for an error message: "map item 17" (`item` - 1 is the failed
+  // item's position in the chunk; 0: unknown), or "the submitted call".
+  std::string describe_task(std::uint64_t index, std::uint64_t item) const {
+    if (items_per_task == 0) return "the submitted call";
+    const std::uint64_t first = index * items_per_task;
+    if (item != 0) return "map item " + std::to_string(first + item - 1);
+    if (items_per_task == 1) return "map item " + std::to_string(first);
+    return "the map chunk from item " + std::to_string(first);
+  }
 };
+
+// Called by a map task in its worker when item `position` of its chunk throws.
+MP_API void note_failed_item(std::uint64_t position) noexcept;
 
 // One task to submit: the trampoline's pickled code reference (a string that lives as
 // long as the program) and the pickled input.

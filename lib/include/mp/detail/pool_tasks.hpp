@@ -110,13 +110,25 @@ void pool_map_call(std::string_view input, std::string& result) {
     else
       return std::invoke(f, item);
   };
+  // The failed item's position goes with the error: the message names the item.
+  std::uint64_t position = 0;
   if constexpr (std::is_void_v<R>) {
-    for (auto& item : items) call(item);
+    try {
+      for (auto& item : items) call(item), ++position;
+    } catch (...) {
+      note_failed_item(position);
+      throw;
+    }
     pickle::dump(static_cast<std::uint64_t>(items.size()), result);  // see load_chunk
   } else {
     std::vector<R> out;
     out.reserve(items.size());
-    for (auto& item : items) out.push_back(call(item));
+    try {
+      for (auto& item : items) out.push_back(call(item)), ++position;
+    } catch (...) {
+      note_failed_item(position);
+      throw;
+    }
     pickle::dump(out, result);
   }
 }
