@@ -317,6 +317,7 @@ void forkserver_forget_in_child() noexcept {
   new (&c.mutex) std::mutex;
   if (c.control) ::close(c.control.release());
   c.server = 0;
+  g_real_parent = 0;
 }
 
 pid_t forkserver_real_parent() noexcept { return g_real_parent; }

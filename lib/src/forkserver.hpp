@@ -50,7 +50,8 @@ void forkserver_set_preload(std::vector<void (*)()> functions);
 pid_t forkserver_pid() noexcept;
 
 // In a new child: the parent's fork server is not the child's (it inherited the fd of
-// its control socket, and maybe the lock of a thread that held it). Forgets both.
+// its control socket, and maybe the lock of a thread that held it). Forgets both, and
+// forkserver_real_parent(), which a child forked from this one must not inherit.
 void forkserver_forget_in_child() noexcept;
 
 // In a child forked by a fork server: the server's pid, which is the child's real

@@ -50,6 +50,7 @@ struct Globals {
   Process* current_process = nullptr;
   Process* parent_process = nullptr;  // made on first use (see parent_process())
   pid_t parent_pid = 0;               // 0 in the main process
+  pid_t real_parent_pid = 0;          // who forked this child: parent_pid, or a fork server
   std::string parent_name;
   std::vector<std::shared_ptr<ProcessState>> children;
   // start() reaps finished children once `children` has grown to this size: twice what
@@ -308,6 +309,12 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   // children registers its own (see launch_fork for which handlers a forked child runs).
   g.atexit_registered = false;
   set_default_method_in_child(setup.start_method);
+  // A child of the fork server has the server as its real parent: it dies with the
+  // server's only thread, and the server ends (killing its daemon children) when the
+  // logical parent has gone. Read before forgetting: a child forked from this one later
+  // must not believe it too.
+  const pid_t real_parent = forkserver_real_parent() ? forkserver_real_parent() : setup.parent_pid;
+  g.real_parent_pid = real_parent;
   forkserver_forget_in_child();
   if (!g.current) g.current = make_current_state();
   {
@@ -329,10 +336,6 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
 
   // Raw system calls from here to the target: a libc function a forked child calls
   // first would be bound lazily in every child (a symbol lookup and a copied page).
-  // A child of the fork server has the server as its real parent: it dies with the
-  // server's only thread, and the server ends (killing its daemon children) when the
-  // logical parent has gone.
-  const pid_t real_parent = forkserver_real_parent() ? forkserver_real_parent() : setup.parent_pid;
   if (setup.daemon) {
     if (setup.parent_death_by_signal || real_parent != setup.parent_pid) {
       (void)posix::set_parent_death_signal(SIGKILL);
@@ -641,8 +644,7 @@ Process* parent_process() {
     // If the parent already died, its pid may belong to another process now: then
     // there is no pidfd, and is_alive() says false.
     // (A child of the fork server asks the server: it outlives the parent by moments.)
-    const pid_t real_parent = detail::forkserver_real_parent();
-    if (::getppid() != (real_parent ? real_parent : g.parent_pid)) parent->parent_pidfd.reset();
+    if (::getppid() != g.real_parent_pid) parent->parent_pidfd.reset();
     g.parent_process = new Process(detail::ProcessAccess::make(std::move(parent)));
   }
   return g.parent_process;
