@@ -112,8 +112,10 @@ TEST(ForkServer, ADeadServerIsReplaced) {
 }
 
 // ---- another thread holds a lock while a child is started --------------------------
-// With fork the child inherits the lock held and deadlocks; forkserver and spawn
-// children start from a single-threaded image. Runs for every method but fork.
+// With fork the child inherits the lock held and deadlocks (the std::mutex case does;
+// glibc's fork makes malloc and stdio safe by itself, other C libraries may not);
+// forkserver and spawn children start from a single-threaded image. Runs for every
+// method but fork.
 
 std::vector<std::string> methods_without_fork() {
   std::vector<std::string> out;
