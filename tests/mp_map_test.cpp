@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "process_state.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -574,7 +575,8 @@ TEST_P(MpMapExecTest, AWorkerThatCannotStartIsNamed) {
                     "not open to others)";
   EXPECT_EQ(result.exit_status, 1) << result.err;
   const std::string step = GetParam() == "spawn" ? "posix_spawn " : "fork";
-  const std::string worker = GetParam() == "spawn" ? "SpawnPoolWorker-" : "ForkPoolWorker-";
+  std::string worker = mp::detail::pool_worker_name(GetParam(), 1);
+  worker.pop_back();  // "ForkPoolWorker-"
   const auto at = result.err.find("mp-map: starting " + worker);
   ASSERT_NE(at, std::string::npos) << result.err;
   EXPECT_NE(result.err.find(": " + step, at), std::string::npos) << result.err;

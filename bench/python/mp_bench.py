@@ -667,6 +667,7 @@ def listener_roundtrip(cfg, name, n):
 BENCHMARKS = {
     "process_start_fork": (process_start, ("fork",), 200, 50),
     "process_start_spawn": (process_start, ("spawn",), 20, 5),
+    "process_start_forkserver": (process_start, ("forkserver",), 200, 50),
     "pool_map_trivial": (pool_map_trivial, (None,), 1_000_000, 200_000),
     "pool_map_trivial_chunk1": (pool_map_trivial, (1,), 50_000, 10_000),
     "pool_apply_async_latency": (pool_apply_async_latency, (), 5_000, 1_000),

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "forkserver.hpp"
 #include "posix/fd.hpp"
 #include "process_state.hpp"
 #include "spawn_bootstrap.hpp"
@@ -84,6 +85,12 @@ std::string pool_worker_name(std::string_view method, int number) {
   return std::string(entry->title) + "PoolWorker-" + std::to_string(number);
 }
 
+std::string pool_worker_start_method(const std::string& requested) {
+  std::string method = resolve_start_method(requested);
+  if (method == "fork" && freeze_support_called() && other_threads_alive()) method = "forkserver";
+  return method;
+}
+
 bool freeze_support_called() noexcept { return g_freeze_support_called.load(); }
 
 void set_default_method_in_child(const std::string& method) noexcept {
@@ -99,6 +106,11 @@ void set_default_method_in_child(const std::string& method) noexcept {
 void freeze_support(int argc, char** argv) {
   detail::g_freeze_support_called = true;
   detail::spawn_main_if_requested(argc, argv);
+  detail::forkserver_main_if_requested(argc, argv);
+}
+
+void set_forkserver_preload(std::vector<void (*)()> functions) {
+  detail::forkserver_set_preload(std::move(functions));
 }
 
 Context get_context(std::optional<std::string_view> method) {

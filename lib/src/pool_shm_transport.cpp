@@ -39,8 +39,8 @@ class ShmWorkerLink final : public WorkerLink {
     try {
       auto [reader, writer] = Pipe(false);
       doorbell_ = std::move(reader);
-      const std::string method =
-          launch.start_method.empty() ? *get_start_method() : launch.start_method;
+      // Fork is replaced when unsafe (other threads alive): see pool_worker_start_method.
+      const std::string method = pool_worker_start_method(launch.start_method);
       const std::string name = pool_worker_name(method, launch.number);
       process_ = Process(ProcessOptions{.name = name, .daemon = true, .start_method = method},
                          &worker_main, aligned, std::move(writer), launch.initializer,

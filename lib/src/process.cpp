@@ -9,8 +9,10 @@
 #include <ext/stdio_sync_filebuf.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +28,7 @@
 
 #include "exception_text.hpp"
 #include "logging_internal.hpp"
+#include "forkserver.hpp"
 #include "posix/pidfd.hpp"
 #include "posix/proc.hpp"
 #include "process_state.hpp"
@@ -50,6 +53,7 @@ struct Globals {
   Process* current_process = nullptr;
   Process* parent_process = nullptr;  // made on first use (see parent_process())
   pid_t parent_pid = 0;               // 0 in the main process
+  pid_t real_parent_pid = 0;          // who forked this child: parent_pid, or a fork server
   std::string parent_name;
   std::vector<std::shared_ptr<ProcessState>> children;
   // start() reaps finished children once `children` has grown to this size: twice what
@@ -140,7 +144,48 @@ void watch_parent(int parent_pidfd) {
   }).detach();
 }
 
+std::atomic<int> g_fork_warning{-1};  // -1: not yet read from MP_FORK_WARNING
+std::atomic<bool> g_fork_warned{false};
+
+bool fork_warning_enabled() noexcept {
+  int enabled = g_fork_warning.load(std::memory_order_relaxed);
+  if (enabled < 0) {
+    const char* env = std::getenv("MP_FORK_WARNING");
+    enabled = !(env && std::strcmp(env, "0") == 0);
+    int expected = -1;
+    if (!g_fork_warning.compare_exchange_strong(expected, enabled)) enabled = expected;
+  }
+  return enabled != 0;
+}
+
+// Python 3.12's DeprecationWarning for os.fork() with threads alive, once per process.
+void warn_fork_with_threads() {
+  if (g_fork_warned.load(std::memory_order_relaxed) || !fork_warning_enabled() ||
+      !other_threads_alive() || g_fork_warned.exchange(true))
+    return;
+  const std::string text =
+      "mp: warning: this process (pid=" + std::to_string(::getpid()) +
+      ") is multi-threaded; a child started with the fork start method may deadlock on a lock "
+      "another thread held at the fork. Use forkserver or spawn, or silence this with "
+      "MP_FORK_WARNING=0 or mp::set_fork_warning(false).\n";
+  flush_std_streams();
+  (void)!::write(STDERR_FILENO, text.data(), text.size());
+}
+
 }  // namespace
+
+bool other_threads_alive() noexcept {
+  // /proc/self/stat: "pid (comm) state ..." with num_threads the 18th field after comm
+  // (field 20 of proc(5)); `at` moves to the blank before it.
+  std::string stat;
+  if (posix::read_small_file("/proc/self/stat", stat)) return false;
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return false;
+  std::size_t at = close + 1;
+  for (int field = 0; field < 17 && at != std::string::npos; ++field) at = stat.find(' ', at + 1);
+  if (at == std::string::npos) return false;
+  return std::atoi(stat.c_str() + at + 1) > 1;
+}
 
 void kill_and_reap(pid_t pid) noexcept {
   ::kill(pid, SIGKILL);
@@ -158,9 +203,30 @@ void Popen::adopt(pid_t pid) {
   pidfd_ = std::move(pidfd);
 }
 
+void Popen::adopt_served(pid_t pid, posix::unique_fd pidfd,
+                         posix::unique_fd status_channel) noexcept {
+  pid_ = pid;
+  pidfd_ = std::move(pidfd);
+  status_channel_ = std::move(status_channel);
+}
+
 std::optional<int> Popen::poll() {
   std::lock_guard lock(mutex_);
-  if (!returncode_) {
+  if (!returncode_ && status_channel_) {
+    // Not ours to reap: once the pidfd says it ended, its reaper sends the exit code
+    // right away. No code (the reaper died) is 255, as an unknown status below.
+    bool ended = false;
+    if (auto ec = posix::wait_readable(pidfd_.get(), std::chrono::nanoseconds(0), ended))
+      throw std::system_error(ec, "mp: poll(pidfd)");
+    if (ended) {
+      char record[1 + sizeof(std::int32_t)] = {};
+      std::int32_t code = 255;
+      if (!posix::read_exact(status_channel_.get(), record, sizeof record) && record[0] == 'S')
+        std::memcpy(&code, record + 1, sizeof code);
+      returncode_ = code;
+      status_channel_.reset();
+    }
+  } else if (!returncode_) {
     std::optional<int> status;
     if (auto ec = posix::try_reap(pid_, status)) {
       // ECHILD: someone else reaped it (SIGCHLD set to SIG_IGN). The pidfd still says
@@ -273,6 +339,13 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   // children registers its own (see launch_fork for which handlers a forked child runs).
   g.atexit_registered = false;
   set_default_method_in_child(setup.start_method);
+  // A child of the fork server has the server as its real parent: it dies with the
+  // server's only thread, and the server ends (killing its daemon children) when the
+  // logical parent has gone. Read before forgetting: a child forked from this one later
+  // must not believe it too.
+  const pid_t real_parent = forkserver_real_parent() ? forkserver_real_parent() : setup.parent_pid;
+  g.real_parent_pid = real_parent;
+  forkserver_forget_in_child();
   if (!g.current) g.current = make_current_state();
   {
     auto& self = *g.current;
@@ -296,7 +369,7 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
   // Raw system calls from here to the target: a libc function a forked child calls
   // first would be bound lazily in every child (a symbol lookup and a copied page).
   if (setup.daemon) {
-    if (setup.parent_death_by_signal) {
+    if (setup.parent_death_by_signal || real_parent != setup.parent_pid) {
       (void)posix::set_parent_death_signal(SIGKILL);
     } else {
       posix::unique_fd parent_pidfd;
@@ -305,7 +378,7 @@ int child_main(const ChildSetup& setup, const std::function<void()>& body) noexc
         watch_parent(parent_pidfd.release());
     }
     // The parent may have died before the line above took effect.
-    if (posix::parent_pid() != setup.parent_pid) posix::exit_now(1);
+    if (posix::parent_pid() != real_parent) posix::exit_now(1);
   }
   // Python gives children /dev/null as stdin so they never steal the parent's input.
   posix::stdin_from_devnull(posix::devnull());
@@ -424,6 +497,7 @@ void Process::start() {
     if (g.children.size() == g.children.capacity())
       g.children.reserve(std::max<std::size_t>(8, 2 * g.children.size()));
   }
+  if (method == "fork") detail::warn_fork_with_threads();
   auto popen = detail::launcher_for(method)(*this, setup, target_.get());
 
   {
@@ -590,6 +664,8 @@ std::string Process::repr() const {
   return out + ">";
 }
 
+void set_fork_warning(bool enabled) noexcept { detail::g_fork_warning = enabled ? 1 : 0; }
+
 Process& current_process() {
   auto& g = globals();
   detail::current_state();
@@ -610,7 +686,8 @@ Process* parent_process() {
     (void)posix::pidfd_open(g.parent_pid, parent->parent_pidfd);
     // If the parent already died, its pid may belong to another process now: then
     // there is no pidfd, and is_alive() says false.
-    if (::getppid() != g.parent_pid) parent->parent_pidfd.reset();
+    // (A child of the fork server asks the server: it outlives the parent by moments.)
+    if (::getppid() != g.real_parent_pid) parent->parent_pidfd.reset();
     g.parent_process = new Process(detail::ProcessAccess::make(std::move(parent)));
   }
   return g.parent_process;

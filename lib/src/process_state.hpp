@@ -29,6 +29,9 @@ class Popen {
   // and reaped, and std::system_error is thrown. Allocate the Popen before the child
   // exists: after fork every page the parent writes is copied while the child lives.
   void adopt(pid_t pid);
+  // Takes a child another process (the fork server) created and reaps: its pidfd, and
+  // the channel on which that process sends 'S' and the exit code once it has reaped it.
+  void adopt_served(pid_t pid, posix::unique_fd pidfd, posix::unique_fd status_channel) noexcept;
   pid_t pid() const noexcept { return pid_; }
   int sentinel() const noexcept { return pidfd_.get(); }
   // The exit code if the child has ended (reaping it); never blocks.
@@ -42,6 +45,7 @@ class Popen {
   std::mutex mutex_;
   pid_t pid_ = 0;
   posix::unique_fd pidfd_;
+  posix::unique_fd status_channel_;  // a served child's (see adopt_served)
   std::optional<int> returncode_;
 };
 
@@ -125,6 +129,15 @@ void set_default_method_in_child(const std::string& method) noexcept;
 
 // Whether mp::freeze_support has been called in this process.
 bool freeze_support_called() noexcept;
+
+// Whether this process has a thread besides the caller (from /proc/self/stat).
+bool other_threads_alive() noexcept;
+
+// The method a pool worker is started with: `requested` (empty: the default), except
+// that fork becomes forkserver when other threads are alive and freeze_support was
+// called: a pool's replacement workers are started from its result thread, while the
+// program's threads run on.
+std::string pool_worker_start_method(const std::string& requested);
 
 // Ends (SIGKILL) and reaps a child of this process that no Popen owns yet.
 void kill_and_reap(pid_t pid) noexcept;

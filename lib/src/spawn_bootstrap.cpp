@@ -101,11 +101,12 @@ bool read_frame(int fd, std::string& out, std::string& error) noexcept {
 }
 
 // Receives the heap's fd and maps the parent's arena; dies on failure.
-void receive_heap(int fd) noexcept {
+void receive_heap(int fd, bool heap_inherited) noexcept {
   char tag = 0;
   posix::unique_fd heap_fd;
   if (auto ec = posix::recv_fd(fd, tag, heap_fd); ec || tag != kHeapTag)
     die("corrupt bootstrap: no shared heap fd after the module id");
+  if (heap_inherited) return;
   try {
     heap_attach_inherited(std::move(heap_fd));
   } catch (const std::exception& e) {
@@ -171,7 +172,7 @@ std::error_code SpawnBootstrap::send(int fd) const noexcept {
   return posix::write_all(fd, header_frame_);
 }
 
-[[noreturn]] void spawn_main(int fd) noexcept {
+[[noreturn]] void spawn_main(int fd, bool heap_inherited) noexcept {
   std::string frame, error;
   if (!read_frame(fd, frame, error)) die(error);
   std::string parent_module_id;
@@ -183,7 +184,7 @@ std::error_code SpawnBootstrap::send(int fd) const noexcept {
   if (parent_module_id != main_module_id())
     die("this binary (" + main_module_id() + ") is not the parent's (" + parent_module_id +
         "); was the program rebuilt or replaced while it ran?");
-  receive_heap(fd);
+  receive_heap(fd, heap_inherited);
   receive_passed_fds(fd);
   if (!read_frame(fd, frame, error)) die(error);
   ::close(fd);
@@ -202,14 +203,17 @@ std::error_code SpawnBootstrap::send(int fd) const noexcept {
   std::exit(exitcode);
 }
 
-void spawn_main_if_requested(int argc, char** argv) noexcept {
-  if (argc < 3 || !argv || !argv[1] || !argv[2] || std::strcmp(argv[1], kSpawnFlag) != 0) return;
+bool fd_argument(int argc, char** argv, const char* flag, int& fd) noexcept {
+  if (argc < 3 || !argv || !argv[1] || !argv[2] || std::strcmp(argv[1], flag) != 0) return false;
   // Digits only: no sign, no blanks, nothing after them, and an int.
   const std::string_view text = argv[2];
-  int fd = -1;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), fd);
-  if (ec == std::errc() && end == text.data() + text.size() && !text.empty() && text[0] != '-')
-    spawn_main(fd);
+  return ec == std::errc() && end == text.data() + text.size() && !text.empty() && text[0] != '-';
+}
+
+void spawn_main_if_requested(int argc, char** argv) noexcept {
+  int fd = -1;
+  if (fd_argument(argc, argv, kSpawnFlag, fd)) spawn_main(fd);
 }
 
 }  // namespace mp::detail

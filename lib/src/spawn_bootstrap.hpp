@@ -57,8 +57,12 @@ class SpawnBootstrap {
 
 // The child's side: reads the bootstrap from `fd`, checks the binary, runs the target
 // and exits with its exit code. On a corrupt or missing bootstrap, says why on stderr
-// and exits with 1. Never returns.
-[[noreturn]] void spawn_main(int fd) noexcept;
+// and exits with 1. Never returns. With `heap_inherited` (a child forked by the fork
+// server) the shared heap is mapped already, and its fd in the bootstrap is only closed.
+[[noreturn]] void spawn_main(int fd, bool heap_inherited = false) noexcept;
+
+// Whether `argv` is `<exe> <flag> <fd>` with a plain non-negative int as fd (then in `fd`).
+bool fd_argument(int argc, char** argv, const char* flag, int& fd) noexcept;
 
 // Called by mp::freeze_support: if `argv` is `<exe> --mp-spawn <fd>`, this process is
 // a re-executed child and becomes it (never returns); otherwise returns.

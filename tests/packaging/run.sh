@@ -272,7 +272,7 @@ step_shared() {
   local exported internal
   exported=$(nm -D -C --defined-only "$library" | grep -c ' mp::' || true)
   internal=$(nm -D -C --defined-only "$library" |
-    grep -E ' (mp::posix::|mp::\(anonymous namespace\)|mp::detail::(launch_fork|launch_spawn|child_main|Arena))' |
+    grep -E ' (mp::posix::|mp::\(anonymous namespace\)|mp::detail::(launch_[a-z]+|forkserver_|child_main|Arena))' |
     grep -v -E ' mp::posix::(unique_fd::|last_error\(|random_bytes\()' || true)
   say "shared: $library exports $exported symbols of mp"
   [[ -z $internal ]] || die "shared: libmp.so exports internals:$(printf '\n   %s' "$internal")"

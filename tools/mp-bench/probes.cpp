@@ -4,6 +4,9 @@
 //   probe_fork            fork(); child exit_group(0); waitpid() vs process_start_fork
 //   probe_spawn           posix_spawn(this binary --probe-exit); waitpid()
 //                                                                 vs process_start_spawn
+//   probe_forkserver      a forked single-threaded helper, asked over an AF_UNIX socket
+//                         pair, forks a child (exit_group(0)), waitpid()s it and answers
+//                                                                 vs process_start_forkserver
 //   probe_pipe_roundtrip  8-byte write/read echo over two pipes   vs pipe_roundtrip
 //   probe_socket_roundtrip 8-byte write/read echo over an AF_UNIX stream socket pair
 //                                                                 vs listener_roundtrip
@@ -349,6 +352,48 @@ MP_BENCH_PROBE(probe_spawn, 2300, 20, 5) {
     return seconds_since(start);
   });
   row.emit({{"N", row.size()}, {"probe", std::string("posix_spawn(self --probe-exit)+waitpid")}},
+           "per_process_us", runs, "us");
+}
+
+MP_BENCH_PROBE(probe_forkserver, 2350, 200, 50) {
+  // Setup, untimed: the helper, forked once (as the fork server is started once).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) throw_errno("socketpair");
+  (void)::syscall(SYS_getpid);
+  const pid_t helper = ::fork();
+  if (helper < 0) throw_errno("fork");
+  if (helper == 0) {
+    ::close(pair[0]);
+    char byte = 0;
+    while (::read(pair[1], &byte, 1) == 1) {
+      const pid_t pid = ::fork();
+      if (pid == 0) ::syscall(SYS_exit_group, 0);
+      int status = 0;
+      if (pid > 0) ::waitpid(pid, &status, 0);
+      byte = (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) ? 0 : 1;
+      if (::write(pair[1], &byte, 1) != 1) break;
+    }
+    ::_exit(0);
+  }
+  ::close(pair[1]);
+  Child helper_child(helper);
+  const int socket = pair[0];
+  std::vector<double> runs;
+  try {
+    runs = per_process_runs(row, [socket] {
+      const auto start = Clock::now();
+      char byte = 0;
+      if (::write(socket, &byte, 1) != 1) throw_errno("write to the helper");
+      if (::read(socket, &byte, 1) != 1 || byte != 0) throw BenchError("helper: no child");
+      return seconds_since(start);
+    });
+  } catch (...) {
+    ::close(socket);
+    throw;
+  }
+  ::close(socket);
+  helper_child.wait_ok("forkserver probe helper");
+  row.emit({{"N", row.size()}, {"probe", std::string("request+fork+exit_group+waitpid+answer")}},
            "per_process_us", runs, "us");
 }
 

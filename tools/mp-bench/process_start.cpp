@@ -1,5 +1,6 @@
-// process_start_fork / process_start_spawn: start()+join() of a no-op mp::Process,
-// one at a time. Python: _process_start() in bench/python/mp_bench.py.
+// process_start_fork / process_start_spawn / process_start_forkserver: start()+join() of
+// a no-op mp::Process, one at a time (the fork server is started by the untimed warm-up,
+// as CPython's is). Python: _process_start() in bench/python/mp_bench.py.
 #include <chrono>
 #include <optional>
 #include <string>
@@ -52,5 +53,6 @@ void process_start(const Row& row, const char* method) {
 
 MP_BENCH_ROW(process_start_fork, 100, 200, 50) { process_start(row, "fork"); }
 MP_BENCH_ROW(process_start_spawn, 200, 20, 5) { process_start(row, "spawn"); }
+MP_BENCH_ROW(process_start_forkserver, 210, 200, 50) { process_start(row, "forkserver"); }
 
 }  // namespace mp_bench

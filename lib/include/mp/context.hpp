@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -25,16 +26,36 @@
 
 namespace mp {
 
+struct PoolOptions;
+class Pool;
+struct ProcessPoolExecutorOptions;
+class ProcessPoolExecutor;
+struct ManagerOptions;
+class Manager;
+
 // Call first thing in main(). In a child started with the spawn method it runs the
 // child's target and exits (never returns); otherwise it only records that the
-// program supports spawn. Python: freeze_support() plus the `__main__` guard.
+// program supports spawn. In the fork server (the forkserver start method) it serves and
+// never returns either. Python: freeze_support() plus the `__main__` guard.
 MP_API void freeze_support(int argc, char** argv);
+
+// Functions the fork server runs once when it starts, before it forks any child, so
+// that every forkserver child inherits what they set up (Python preloads modules). They
+// run in the server, which must stay single-threaded: they must not start threads.
+// Takes effect for the next server started (the first use of forkserver). Throws
+// std::invalid_argument for a null function or one outside the program's code.
+MP_API void set_forkserver_preload(std::vector<void (*)()> functions);
+template <class... F>
+requires(sizeof...(F) > 0 && (std::is_convertible_v<F, void (*)()> &&
+                              ...)) void set_forkserver_preload(F... functions) {
+  set_forkserver_preload(std::vector<void (*)()>{static_cast<void (*)()>(functions)...});
+}
 
 // A start method bound as an object, so code can say which method it uses without
 // changing the global default. Python: multiprocessing.get_context(method).
 class MP_API Context {
  public:
-  // The method this context starts processes with: "fork" or "spawn".
+  // The method this context starts processes with: "fork", "spawn" or "forkserver".
   const std::string& get_start_method() const noexcept { return method_; }
 
   // A Process using this context's start method. Python: ctx.Process(target, args).
@@ -47,6 +68,31 @@ class MP_API Context {
   mp::Process process(ProcessOptions options, F&& target, Args&&... args) const {
     options.start_method = method_;
     return mp::Process(std::move(options), std::forward<F>(target), std::forward<Args>(args)...);
+  }
+
+  // The factories below return objects whose processes start with this context's
+  // method; include their headers (<mp/pool.hpp>, <mp/futures.hpp>, <mp/managers.hpp>,
+  // or <mp/mp.hpp>) to call them. Python: ctx.Pool(...), ProcessPoolExecutor(
+  // mp_context=ctx), ctx.Manager().
+
+  // A Pool whose workers start with this context's method.
+  template <class P = mp::Pool, class Options = mp::PoolOptions>
+  P pool(Options options = {}) const {
+    options.start_method = method_;
+    return P(std::move(options));
+  }
+  // A ProcessPoolExecutor whose workers start with this context's method.
+  template <class E = mp::ProcessPoolExecutor, class Options = mp::ProcessPoolExecutorOptions>
+  E executor(Options options = {}) const {
+    options.start_method = method_;
+    return E(std::move(options));
+  }
+  // A Manager. mp's managers keep their objects in shared memory, not in a server
+  // process, so the start method changes nothing: present so that code written for a
+  // context needs no special case.
+  template <class M = mp::Manager, class Options = mp::ManagerOptions>
+  M manager(Options options = {}) const {
+    return M(std::move(options));
   }
 
  private:
@@ -69,7 +115,7 @@ MP_API void set_start_method(std::string_view method, bool force = false);
 // the same way, as Python's Process._bootstrap forces it.
 MP_API std::optional<std::string> get_start_method(bool allow_none = false);
 
-// {"fork", "spawn"}: the methods this platform supports, default first.
+// {"fork", "spawn", "forkserver"}: the methods this platform supports, default first.
 MP_API std::vector<std::string> get_all_start_methods();
 
 // CPUs this process may run on: the affinity mask, further limited by a cgroup v2

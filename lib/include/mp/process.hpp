@@ -222,4 +222,10 @@ MP_API Process* parent_process();
 // a side effect). Python: active_children().
 MP_API std::vector<Process> active_children();
 
+// Process::start() with the fork start method in a process that has other threads
+// alive says once on stderr that the child may deadlock (a lock another thread held at
+// the fork stays locked in the child), as Python 3.12 warns about os.fork(). This turns
+// that warning off (or on again); so does the environment variable MP_FORK_WARNING=0.
+MP_API void set_fork_warning(bool enabled) noexcept;
+
 }  // namespace mp

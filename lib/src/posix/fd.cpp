@@ -90,9 +90,10 @@ std::error_code read_exact(int fd, void* out, std::size_t size) noexcept {
   return {};
 }
 
-std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept {
+std::error_code socket_pair(unique_fd& first, unique_fd& second, bool seqpacket) noexcept {
   int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
+  const int type = (seqpacket ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC;
+  if (::socketpair(AF_UNIX, type, 0, fds) != 0) return last_error();
   unique_fd made_first(fds[0]), made_second(fds[1]);
   if (auto ec = keep_above_stdio(made_first)) return ec;
   if (auto ec = keep_above_stdio(made_second)) return ec;
@@ -101,63 +102,79 @@ std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept {
   return {};
 }
 
-namespace {
-
-// A message of one byte (`tag`) with room for one descriptor: what send_fd and recv_fd pass.
-struct OneFdMessage {
-  explicit OneFdMessage(char& tag) : iov{&tag, 1} {
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-  }
-  OneFdMessage(const OneFdMessage&) = delete;
-  OneFdMessage& operator=(const OneFdMessage&) = delete;
-
-  struct iovec iov;
+std::error_code send_with_fd(int socket, std::string_view data, int fd) noexcept {
+  struct iovec iov = {const_cast<char*>(data.data()), data.size()};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   struct msghdr msg {};
-};
-
-}  // namespace
-
-std::error_code send_fd(int socket, char tag, int fd) noexcept {
-  OneFdMessage message(tag);
-  struct msghdr& msg = message.msg;
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+  }
   for (;;) {
     ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-    if (n == 1) return {};
+    if (n == static_cast<ssize_t>(data.size())) return {};
     if (n < 0 && errno == EINTR) continue;
+    if (n >= 0) return std::make_error_code(std::errc::message_size);
     return last_error();
   }
 }
 
-std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept {
-  OneFdMessage message(tag);
-  struct msghdr& msg = message.msg;
+std::error_code send_fd(int socket, char tag, int fd) noexcept {
+  return send_with_fd(socket, std::string_view(&tag, 1), fd);
+}
+
+std::error_code recv_with_fd(int socket, char* data, std::size_t size, std::size_t& got,
+                             unique_fd& out) noexcept {
+  struct iovec iov = {data, size};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
   ssize_t n;
   do {
     n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return last_error();
-  if (n == 0) return std::make_error_code(std::errc::connection_aborted);
+  got = static_cast<std::size_t>(n);
+  unique_fd first;
+  bool extra = false;
   for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
-        cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
       int fd;
-      std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-      unique_fd received(fd);
-      if (auto ec = keep_above_stdio(received)) return ec;
-      out = std::move(received);
-      return {};
+      std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
+      unique_fd received(fd);  // closed unless it is the first
+      if (first) {
+        extra = true;
+      } else {
+        first = std::move(received);
+      }
     }
   }
-  return std::make_error_code(std::errc::protocol_error);
+  if (extra || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    return std::make_error_code(std::errc::protocol_error);
+  if (first)
+    if (auto ec = keep_above_stdio(first)) return ec;
+  out = std::move(first);
+  return {};
+}
+
+std::error_code recv_fd(int socket, char& tag, unique_fd& out) noexcept {
+  std::size_t got = 0;
+  if (auto ec = recv_with_fd(socket, &tag, 1, got, out)) return ec;
+  if (got == 0) return std::make_error_code(std::errc::connection_aborted);
+  if (!out) return std::make_error_code(std::errc::protocol_error);
+  return {};
 }
 
 std::error_code read_small_file(const char* path, std::string& out) noexcept {

@@ -66,8 +66,20 @@ int above_stdio(int fd) noexcept;
 // Reads exactly `size` bytes into `out`; std::errc::connection_aborted on early EOF.
 [[nodiscard]] std::error_code read_exact(int fd, void* out, std::size_t size) noexcept;
 
-// Creates a connected AF_UNIX stream socket pair, both ends close-on-exec and >= 3.
-[[nodiscard]] std::error_code socket_pair(unique_fd& first, unique_fd& second) noexcept;
+// Creates a connected AF_UNIX stream (or, with `seqpacket`, SOCK_SEQPACKET) socket pair,
+// both ends close-on-exec and >= 3.
+[[nodiscard]] std::error_code socket_pair(unique_fd& first, unique_fd& second,
+                                          bool seqpacket = false) noexcept;
+
+// Sends `data` in one sendmsg (one record on a SOCK_SEQPACKET socket), carrying a copy
+// of `fd` (SCM_RIGHTS) unless it is -1. std::errc::message_size if it went out short.
+[[nodiscard]] std::error_code send_with_fd(int socket, std::string_view data, int fd) noexcept;
+
+// Receives with one recvmsg at most `size` bytes into `data` (`got`: 0 at end of file)
+// and the fd that came with them, if any, in `out` (close-on-exec, >= 3).
+// std::errc::protocol_error if more than one fd came or a record was cut short.
+[[nodiscard]] std::error_code recv_with_fd(int socket, char* data, std::size_t size,
+                                           std::size_t& got, unique_fd& out) noexcept;
 
 // Sends one byte `tag` carrying a copy of `fd` (SCM_RIGHTS) over the AF_UNIX socket
 // `socket`.
