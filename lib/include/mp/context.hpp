@@ -45,6 +45,8 @@ MP_API void freeze_support(int argc, char** argv);
 // Takes effect for the next server started (the first use of forkserver). Throws
 // std::invalid_argument for a null function or one outside the program's code.
 MP_API void set_forkserver_preload(std::vector<void (*)()> functions);
+// The same with the functions as arguments: set_forkserver_preload(setup_a, setup_b).
+// Python: multiprocessing.set_forkserver_preload(module_names). Throws as above.
 template <class... F>
 requires(sizeof...(F) > 0 && (std::is_convertible_v<F, void (*)()> &&
                               ...)) void set_forkserver_preload(F... functions) {

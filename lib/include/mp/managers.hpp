@@ -87,8 +87,11 @@ struct ManagerOptions {
 // end, and out-of-range ones are clamped, as in Python. A step of 0 throws
 // std::invalid_argument (Python: ValueError).
 struct Slice {
+  // The first index selected; none: the start of the list (its end if step < 0).
   std::optional<std::int64_t> start;
+  // The index the selection stops before; none: past the end (before the start if step < 0).
   std::optional<std::int64_t> stop;
+  // The distance between selected indexes; negative walks backwards, 0 throws.
   std::int64_t step = 1;
 };
 
@@ -574,6 +577,7 @@ class SharedList {
         items[selected[i]] = std::move(replacement[i]);
     });
   }
+  // The same with the values in braces: l.set({1, 3}, {7, 8}). Throws as above.
   void set(const Slice& slice, std::initializer_list<T> values) const {
     set(slice, std::span<const T>(values));
   }
@@ -596,6 +600,8 @@ class SharedList {
     extend(values);
     return *this;
   }
+  // The same with the values in braces: l += {1, 2}. Throws mp::HeapExhausted if they do
+  // not fit the segment. Python: l += [1, 2].
   const SharedList& operator+=(std::initializer_list<T> values) const {
     extend(values);
     return *this;
@@ -669,6 +675,7 @@ class SharedValue {
   static_assert(detail::require_picklable<T>::value);
 
  public:
+  // The type of the value held.
   using value_type = T;
 
   // A handle to nothing, for mp::pickle to load into. Manager::Value() makes values.
@@ -680,11 +687,13 @@ class SharedValue {
     core_.get(out);
     return mp::pickle::loads<T>(out);
   }
+  // The same as get(). Python: v.value.
   T value() const { return get(); }
   // Python: v.set(x), v.value = x.
   void set(const T& value) const {
     core_.set(detail::pickle_into(detail::manager_value_buffer(), value));
   }
+  // The same as set(value). Python: v.value = x.
   void set_value(const T& value) const { set(value); }
   // Atomic read-modify-write, as SharedDict::update(key, fn): calls fn(T&) on a copy under
   // the manager's lock, stores and returns the result; fn must not use this manager.
@@ -816,6 +825,8 @@ class Manager {
     for (const auto& key : keys) pairs.emplace_back(static_cast<const K&>(key), value);
     return dict<K, V>(pairs);
   }
+  // The same with the keys in braces: dict_fromkeys<std::string, int>({"a", "b"}, 0).
+  // Throws mp::HeapExhausted. Python: manager.dict(dict.fromkeys(["a", "b"], 0)).
   template <class K, class V>
   SharedDict<K, V> dict_fromkeys(std::initializer_list<K> keys, const V& value = V{}) const {
     return dict_fromkeys<K, V>(std::span<const K>(keys), value);
@@ -877,6 +888,8 @@ class Manager {
         detail::ValueCore(core_, detail::type_fingerprint<T>,
                           detail::pickle_into(detail::manager_value_buffer(), initial)));
   }
+  // A std::string value from a string literal: Value("text") holds a SharedValue<std::string>
+  // rather than a pointer. Throws mp::HeapExhausted. Python: manager.Value("u", "text").
   SharedValue<std::string> Value(const char* initial) const { return Value(std::string(initial)); }
   // Python: manager.Array(typecode, sequence).
   template <shared_ctype T>

@@ -113,21 +113,33 @@ class Generated {
   using Value = typename std::invoke_result_t<G&>::value_type;
 
  public:
+  // Takes the generator function; does not call it yet (begin() does).
   explicit Generated(G gen) : gen_(std::move(gen)) {}
+  // Moves the generator and the current item; the moved-from object must not be read.
   Generated(Generated&&) noexcept = default;
+  // Moves the generator and the current item; iterators of either object are invalidated.
   Generated& operator=(Generated&&) noexcept = default;
 
+  // An input iterator over the items; it points into its Generated, which must outlive it.
+  // Compares equal to end() once gen() returned an empty optional.
   class iterator {
    public:
+    // The type of the items: G's result without the std::optional.
     using value_type = Value;
+    // Required of an input iterator; iterators are never subtracted.
     using difference_type = std::ptrdiff_t;
+    // An iterator of no range, only to assign to; it must not be read or advanced.
     iterator() = default;
+    // The current item, valid until the next ++. Must not be called at the end.
     const Value& operator*() const { return *owner_->current_; }
+    // Calls gen() for the next item; what gen throws propagates. Python: next(generator).
     iterator& operator++() {
       owner_->current_ = owner_->gen_();
       return *this;
     }
+    // The same as ++it (an input iterator gives no copy of the previous position).
     void operator++(int) { ++*this; }
+    // True once gen() returned an empty optional (Python: StopIteration).
     bool operator==(std::default_sentinel_t) const { return !owner_->current_; }
 
    private:
@@ -140,6 +152,7 @@ class Generated {
     current_ = gen_();
     return iterator(this);
   }
+  // The end: an iterator equals it when gen() returned an empty optional.
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
@@ -155,7 +168,8 @@ struct PoolOptions {
   detail::InitCall initializer{};
   // A worker exits and is replaced after this many tasks (chunks); nullopt: never.
   std::optional<std::uint64_t> maxtasksperchild{};
-  // "fork" or "spawn"; empty: the default start method (Python: context).
+  // A start method of mp::get_all_start_methods() ("fork", "spawn", "forkserver"), or
+  // "mpi" (<mp/mpi.hpp>); empty: the default start method (Python: context).
   std::string start_method{};
   // A task (chunk) running longer fails with mp::TimeoutError; its worker is killed and
   // replaced. nullopt: no limit (Python has none).
@@ -484,6 +498,8 @@ class MP_API Pool {
   auto imap(F fn, G gen, std::size_t chunksize = 1, std::size_t buffersize = 0) {
     return imap(std::move(fn), Generated<G>(std::move(gen)), chunksize, buffersize);
   }
+  // As imap fed by a generator function, results in completion order.
+  // Python: imap_unordered(func, generator()).
   template <class F, class G>
   requires std::invocable<G&> && detail::is_optional_v<std::invoke_result_t<G&>>
   auto imap_unordered(F fn, G gen, std::size_t chunksize = 1, std::size_t buffersize = 0) {

@@ -193,6 +193,7 @@ class MP_API ShareableList {
   // std::invalid_argument if the slot's place or value in the segment was overwritten
   // with bytes that do not fit it: each access checks them, not only the opening.)
   ShareableItem at(std::int64_t index) const;
+  // The same as at(index), throwing the same. Python: l[index].
   ShareableItem operator[](std::int64_t index) const { return at(index); }
   // Replaces slot `index` atomically (it may change type). Throws std::out_of_range for a
   // bad index, std::invalid_argument (the slot unchanged) if the value's encoding is
