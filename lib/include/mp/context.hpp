@@ -66,6 +66,8 @@ class MP_API Context {
     return mp::Process(ProcessOptions{.start_method = method_}, std::forward<F>(target),
                        std::forward<Args>(args)...);
   }
+  // The same with Python's other keyword arguments (name, daemon); options.start_method
+  // is replaced by this context's. Python: ctx.Process(target=f, args=..., name=...).
   template <class F, class... Args>
   mp::Process process(ProcessOptions options, F&& target, Args&&... args) const {
     options.start_method = method_;
