@@ -203,7 +203,9 @@ class SharedDict {
  public:
   // No mapped_type: cereal would take any template that has one for a std::map.
   using key_type = K;
+  // A (key, value) pair, what the iterator and items() give.
   using value_type = std::pair<K, V>;
+  // Iterates a snapshot of the items (begin() copies them), valid after the dict changes.
   using iterator = detail::SnapshotIterator<value_type>;
 
   // A handle to nothing, for mp::pickle to load into. Manager::dict() makes dicts.
@@ -213,10 +215,12 @@ class SharedDict {
   // missing, as Python's KeyError). Python: d[key] = value, d[key].
   class reference {
    public:
+    // Stores `value` under the key. Throws as SharedDict::set. Python: d[key] = value.
     reference& operator=(const V& value) {
       dict_->set(key_, value);
       return *this;
     }
+    // Loads the value under the key. Throws as SharedDict::at. Python: d[key].
     operator V() const { return dict_->at(key_); }  // NOLINT: implicit on purpose
 
    private:
@@ -225,6 +229,8 @@ class SharedDict {
     const SharedDict* dict_;
     K key_;
   };
+  // A reference to the entry `key` (nothing is read or stored until it is used).
+  // Python: d[key].
   reference operator[](const K& key) const { return reference(this, key); }
 
   // Stores value under key. Python: d[key] = value.
@@ -286,6 +292,7 @@ class SharedDict {
   bool contains(const K& key) const { return core_.contains(pickled_key(key)); }
   // Python: len(d).
   std::size_t size() const { return core_.size(); }
+  // Whether the dict has no items. Python: not d.
   bool empty() const { return size() == 0; }
   // Python: d.clear().
   void clear() const { core_.clear(); }
@@ -296,11 +303,13 @@ class SharedDict {
     core_.snapshot(&pickles, nullptr);
     return load_all<K>(pickles);
   }
+  // Copies of the values, in the keys' order. Python: list(d.values()).
   std::vector<V> values() const {
     std::vector<std::string> pickles;
     core_.snapshot(nullptr, &pickles);
     return load_all<V>(pickles);
   }
+  // Copies of the (key, value) pairs, taken in one atomic read. Python: list(d.items()).
   std::vector<value_type> items() const {
     std::vector<std::string> keys, values;
     core_.snapshot(&keys, &values);
@@ -375,6 +384,7 @@ class SharedDict {
   iterator begin() const {
     return iterator(std::make_shared<const std::vector<value_type>>(items()));
   }
+  // The end of any snapshot begin() took.
   std::default_sentinel_t end() const { return {}; }
 
   // Python: dict(d). E.g. std::map<K, V>(d), std::unordered_map<K, V>(d).
@@ -393,6 +403,7 @@ class SharedDict {
   void save(Archive& ar) const {
     ar(core_);
   }
+  // Throws mp::UnpicklingError if the bytes name no dict of this K and V.
   template <class Archive>
   void load(Archive& ar) {
     ar(core_);
@@ -433,7 +444,9 @@ class SharedList {
   static_assert(detail::require_picklable<T>::value);
 
  public:
+  // The type of the items.
   using value_type = T;
+  // Iterates a snapshot of the items (begin() copies them), valid after the list changes.
   using iterator = detail::SnapshotIterator<T>;
 
   // A handle to nothing, for mp::pickle to load into. Manager::list() makes lists.
@@ -442,10 +455,12 @@ class SharedList {
   // What l[i] gives: assigning stores, reading loads. Python: l[i] = x, l[i].
   class reference {
    public:
+    // Stores `value` at the index. Throws as SharedList::set. Python: l[i] = value.
     reference& operator=(const T& value) {
       list_->set(index_, value);
       return *this;
     }
+    // Loads the item at the index. Throws as SharedList::get. Python: l[i].
     operator T() const { return list_->get(index_); }  // NOLINT: implicit on purpose
 
    private:
@@ -454,6 +469,7 @@ class SharedList {
     const SharedList* list_;
     std::int64_t index_;
   };
+  // A reference to slot `index` (checked when it is used, not now). Python: l[index].
   reference operator[](std::int64_t index) const { return reference(this, index); }
 
   // Python: l.append(x).
@@ -470,6 +486,7 @@ class SharedList {
       items.push_back(mp::pickle::dumps(static_cast<const T&>(value)));
     core_.append(items);
   }
+  // The same with the values in braces: l.extend({1, 2}). Python: l.extend([1, 2]).
   void extend(std::initializer_list<T> values) const { extend(std::span<const T>(values)); }
   // Python: l[index].
   T get(std::int64_t index) const {
@@ -615,7 +632,9 @@ class SharedList {
 
   // Python: len(l).
   std::size_t size() const { return core_.size(); }
+  // The same as size(). Python: len(l).
   std::size_t len() const { return size(); }
+  // Whether the list has no items. Python: not l.
   bool empty() const { return size() == 0; }
   // Python: l.clear().
   void clear() const { core_.clear(); }
@@ -631,12 +650,15 @@ class SharedList {
 
   // A snapshot of the items. Python: iter(l).
   iterator begin() const { return iterator(std::make_shared<const std::vector<T>>(to_vector())); }
+  // The end of any snapshot begin() took.
   std::default_sentinel_t end() const { return {}; }
 
+  // Pickles as a reference to the same list (mp::pickle), as SharedDict.
   template <class Archive>
   void save(Archive& ar) const {
     ar(core_);
   }
+  // Throws mp::UnpicklingError if the bytes name no list of this T.
   template <class Archive>
   void load(Archive& ar) {
     ar(core_);
@@ -765,10 +787,12 @@ class Namespace {
     return result;
   }
 
+  // Pickles as a reference to the same namespace (mp::pickle), as SharedDict.
   template <class Archive>
   void save(Archive& ar) const {
     ar(core_);
   }
+  // Throws mp::UnpicklingError if the bytes name no namespace.
   template <class Archive>
   void load(Archive& ar) {
     ar(core_);
@@ -800,6 +824,7 @@ class Manager {
   // died holding it, and how many operations of those dead processes were rolled back
   // (the others had completed). Python has no equivalent.
   std::uint64_t takeovers() const { return core_.recoveries().takeovers; }
+  // The second figure above: operations of dead processes that were rolled back.
   std::uint64_t rolled_back() const { return core_.recoveries().rolled_back; }
 
   // A new empty dict. Throws mp::HeapExhausted. Python: manager.dict().
@@ -853,13 +878,21 @@ class Manager {
   // JoinableQueue(), Value() and Array() need <mp/queues.hpp> or <mp/sharedctypes.hpp>
   // (see the top of this file).
   mp::Lock Lock() const { return mp::Lock(); }
+  // Python: manager.RLock().
   mp::RLock RLock() const { return mp::RLock(); }
+  // Python: manager.Semaphore(value).
   mp::Semaphore Semaphore(int value = 1) const { return mp::Semaphore(value); }
+  // Python: manager.BoundedSemaphore(value).
   mp::BoundedSemaphore BoundedSemaphore(int value = 1) const { return mp::BoundedSemaphore(value); }
+  // Python: manager.Condition() (with a new RLock).
   mp::Condition Condition() const { return mp::Condition(); }
+  // Python: manager.Condition(lock).
   mp::Condition Condition(mp::Lock lock) const { return mp::Condition(std::move(lock)); }
+  // Python: manager.Condition(rlock).
   mp::Condition Condition(mp::RLock lock) const { return mp::Condition(std::move(lock)); }
+  // Python: manager.Event().
   mp::Event Event() const { return mp::Event(); }
+  // Python: manager.Barrier(parties, action, timeout).
   mp::Barrier Barrier(int parties, void (*action)() = nullptr,
                       std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
     return mp::Barrier(parties, action, timeout);
@@ -869,6 +902,7 @@ class Manager {
   mp::Queue<T> Queue(long maxsize = 0) const {
     return mp::Queue<T>(maxsize);
   }
+  // The joinable kind (task_done, join). Python: manager.JoinableQueue(maxsize).
   template <class T>
   mp::JoinableQueue<T> JoinableQueue(long maxsize = 0) const {
     return mp::JoinableQueue<T>(maxsize);
@@ -896,10 +930,12 @@ class Manager {
   mp::Array<T> Array(std::size_t size) const {
     return mp::Array<T>(size);
   }
+  // An array holding a copy of `initial`. Python: manager.Array(typecode, [1, 2]).
   template <shared_ctype T>
   mp::Array<T> Array(std::initializer_list<T> initial) const {
     return mp::Array<T>(initial);
   }
+  // An array holding a copy of `initial`. Python: manager.Array(typecode, sequence).
   template <shared_ctype T>
   mp::Array<T> Array(std::span<const T> initial) const {
     return mp::Array<T>(initial);
