@@ -383,8 +383,12 @@ cmd_docs() {
   mkdir -p "$ROOT/build-docs"
   say "doxygen docs/api/Doxyfile"
   (cd "$ROOT" && doxygen docs/api/Doxyfile) || die "doxygen failed"
-  local found=$ROOT/build-docs/warnings.sorted
-  sed -e "s|^$ROOT/||" -e 's|^\([^:]*\):[0-9]*: |\1: |' "$ROOT/build-docs/warnings.txt" |
+  local found=$ROOT/build-docs/warnings.sorted real_root
+  # Doxygen names files by their real path: strip that too when the clone's path has a
+  # symbolic link in it.
+  real_root=$(cd "$ROOT" && pwd -P)
+  sed -e "s|^$ROOT/||" -e "s|^$real_root/||" -e 's|^\([^:]*\):[0-9]*: |\1: |' \
+    "$ROOT/build-docs/warnings.txt" |
     LC_ALL=C sort -u >"$found"
   local new
   new=$(LC_ALL=C comm -23 "$found" <(LC_ALL=C sort -u "$ROOT/docs/api/undocumented.txt"))

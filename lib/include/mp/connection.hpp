@@ -81,7 +81,9 @@ class MP_API Connection {
   // flags are false. Python: Connection(handle, readable, writable) with Framing::python.
   explicit Connection(int fd, bool readable = true, bool writable = true,
                       Framing framing = Framing::native);
+  // Takes over `other`'s fd and flags; `other` is left closed.
   Connection(Connection&& other) noexcept;
+  // Closes this connection's fd, then takes over `other`'s; `other` is left closed.
   Connection& operator=(Connection&& other) noexcept;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -117,6 +119,7 @@ class MP_API Connection {
   // Python: send_bytes(buf, offset=0, size=None).
   void send_bytes(std::span<const std::byte> buffer, std::size_t offset = 0,
                   std::optional<std::size_t> size = std::nullopt);
+  // The same for the characters of a string. Python: send_bytes(b"...").
   void send_bytes(std::string_view buffer, std::size_t offset = 0,
                   std::optional<std::size_t> size = std::nullopt);
 
@@ -146,15 +149,22 @@ class MP_API Connection {
   void close() noexcept;
   // The fd; throws std::invalid_argument if closed. Python: fileno().
   int fileno() const;
+  // Whether close() was called (or this is default-constructed or moved from).
+  // Python: closed.
   bool closed() const noexcept { return fd_ < 0; }
+  // Whether this end may receive (recv and recv_bytes throw otherwise). Python: readable.
   bool readable() const noexcept { return readable_; }
+  // Whether this end may send (send and send_bytes throw otherwise). Python: writable.
   bool writable() const noexcept { return writable_; }
+  // How the messages are framed, fixed at construction (Python has only Framing::python).
   Framing framing() const noexcept { return framing_; }
 
   // Whether recv<T>() unpickles (default: true). mp pickles can name functions of this
   // binary, so a peer that is not authenticated must not send them: mp::Listener and
   // mp::Client without an authkey turn this off unless told otherwise.
   bool unpickling_allowed() const noexcept { return unpickling_allowed_; }
+  // Allows or refuses recv<T>() from now on (a refused recv<T>() throws
+  // mp::AuthenticationError); send_bytes/recv_bytes are unaffected.
   void set_unpickling_allowed(bool allowed) noexcept { unpickling_allowed_ = allowed; }
 
   // Pickling support for mp::pickle: valid only while pickling the arguments of a
@@ -168,6 +178,8 @@ class MP_API Connection {
     const bool unpickling_allowed = unpickling_allowed_;
     ar(index, readable, writable, python_framing, unpickling_allowed);
   }
+  // The child's half: takes the duplicated fd with the same flags and framing. Throws
+  // mp::UnpicklingError if the fd was not passed to this process.
   template <class Archive>
   void load(Archive& ar) {
     std::uint32_t index = 0;
@@ -244,9 +256,12 @@ MP_API std::pair<Connection, Connection> Pipe(bool duplex = true);
 // or a raw fd (ready when readable or hung up). Refers to the object; does not own it.
 class MP_API Waitable {
  public:
+  // A Connection, ready when a message or the end of the stream is there to read.
   Waitable(const Connection& connection) noexcept : object_(&connection) {}  // NOLINT
-  Waitable(const Process& process) noexcept : object_(&process) {}           // NOLINT
-  Waitable(int fd) noexcept : object_(fd) {}                                 // NOLINT
+  // A Process, ready once it has ended (its sentinel).
+  Waitable(const Process& process) noexcept : object_(&process) {}  // NOLINT
+  // A file descriptor, ready when readable or hung up.
+  Waitable(int fd) noexcept : object_(fd) {}  // NOLINT
 
   // The fd to watch. Throws as Connection::fileno() and Process::sentinel() do.
   int fileno() const;
@@ -262,6 +277,7 @@ class MP_API Waitable {
 // Process, std::system_error if poll(2) fails. Python: multiprocessing.connection.wait.
 MP_API std::vector<std::size_t> wait(std::span<const Waitable> objects,
                                      WaitTimeout timeout = std::nullopt);
+// The same with the objects in braces: mp::wait({reader, process}, 1s). Throws as above.
 MP_API std::vector<std::size_t> wait(std::initializer_list<Waitable> objects,
                                      WaitTimeout timeout = std::nullopt);
 

@@ -45,6 +45,8 @@ MP_API void freeze_support(int argc, char** argv);
 // Takes effect for the next server started (the first use of forkserver). Throws
 // std::invalid_argument for a null function or one outside the program's code.
 MP_API void set_forkserver_preload(std::vector<void (*)()> functions);
+// The same with the functions as arguments: set_forkserver_preload(setup_a, setup_b).
+// Python: multiprocessing.set_forkserver_preload(module_names). Throws as above.
 template <class... F>
 requires(sizeof...(F) > 0 && (std::is_convertible_v<F, void (*)()> &&
                               ...)) void set_forkserver_preload(F... functions) {
@@ -64,6 +66,8 @@ class MP_API Context {
     return mp::Process(ProcessOptions{.start_method = method_}, std::forward<F>(target),
                        std::forward<Args>(args)...);
   }
+  // The same with Python's other keyword arguments (name, daemon); options.start_method
+  // is replaced by this context's. Python: ctx.Process(target=f, args=..., name=...).
   template <class F, class... Args>
   mp::Process process(ProcessOptions options, F&& target, Args&&... args) const {
     options.start_method = method_;

@@ -219,12 +219,15 @@ class ShutDown : public std::runtime_error {
 // Python has no equivalent (its join() hangs forever).
 class MP_API ConsumerLostError : public ProcessError {
  public:
+  // The consumer `pid` ended with `tasks` items got and never marked done; what() says so.
   ConsumerLostError(pid_t pid, std::uint64_t tasks)
       : ProcessError("consumer process " + std::to_string(pid) + " ended with " +
                      std::to_string(tasks) + " unfinished task(s) (got, never task_done)"),
         pid_(pid),
         tasks_(tasks) {}
+  // The process id of the consumer that ended.
   pid_t pid() const noexcept { return pid_; }
+  // How many items it got without calling task_done() (join() counted them as done).
   std::uint64_t tasks() const noexcept { return tasks_; }
 
  private:

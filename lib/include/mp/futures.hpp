@@ -164,7 +164,10 @@ class Future {
     auto s = shared_->state->status();
     return s == Status::finished || s == Status::cancelled;
   }
+  // Whether a worker is running the task now. Python: running().
   bool running() const { return shared_->state->running(shared_->core.get()); }
+  // Whether the task was cancelled (cancel(), shutdown with cancel_futures) before it
+  // started. Python: cancelled().
   bool cancelled() const { return shared_->state->status() == Status::cancelled; }
   // Cancels the task if no worker has started it yet; true if the future is cancelled.
   // Never blocks. Python: cancel().
@@ -177,14 +180,22 @@ class Future {
 
   // Internal: built by ProcessPoolExecutor.
   using Status = detail::FutureState::Status;
+  // Internal: what the copies of a Future share.
   struct Shared {
+    // The task's status, result and error, filled by the pool.
     std::shared_ptr<detail::FutureState> state;
+    // The executor's pool, kept alive for cancel() and running().
     std::shared_ptr<detail::PoolCore> core;
+    // Decoding happens once, in the first result().
     std::once_flag once;
+    // The decoded result (an unused int for void), after the first successful result().
     std::optional<std::conditional_t<std::is_void_v<T>, int, T>> value;
+    // What decoding threw (mp::UnpicklingError...), rethrown by every result().
     std::exception_ptr decode_error;
   };
+  // Internal: ProcessPoolExecutor makes Futures; copies share `shared`.
   explicit Future(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+  // Internal: the shared state, which futures::wait and as_completed wait on.
   const std::shared_ptr<detail::FutureState>& state() const noexcept { return shared_->state; }
 
  private:
@@ -199,8 +210,11 @@ class Future {
 // Python's keyword arguments of ProcessPoolExecutor.map(): executor.map(fn, {.chunksize =
 // 64}, xs, ys) is Python's executor.map(fn, xs, ys, chunksize=64).
 struct MapOptions {
-  std::size_t chunksize = 1;   // items per task; 0 throws std::invalid_argument
-  std::size_t buffersize = 0;  // tasks in flight; 0: 4 per worker
+  // Items per task; 0 throws std::invalid_argument. Python: chunksize.
+  std::size_t chunksize = 1;
+  // Tasks in flight at most (the input is read lazily); 0: 4 per worker.
+  // Python: buffersize (3.14).
+  std::size_t buffersize = 0;
   // Counted from the call to map(): a next() (or range-for step) that finds no result
   // ready by then throws mp::TimeoutError; results already there still come out. The
   // tasks go on. nullopt: no limit.
@@ -213,8 +227,11 @@ struct ProcessPoolExecutorOptions {
   std::optional<int> max_workers{};
   // mp::initializer(fn, args...) (Python: initializer + initargs).
   detail::InitCall initializer{};
+  // A worker exits and is replaced after this many tasks (chunks); nullopt: never.
+  // Throws std::invalid_argument if 0. Python: max_tasks_per_child.
   std::optional<std::uint64_t> max_tasks_per_child{};
-  // "fork" or "spawn"; empty: the default start method (Python: mp_context).
+  // A start method of mp::get_all_start_methods() ("fork", "spawn", "forkserver"), or
+  // "mpi" (<mp/mpi.hpp>); empty: the default start method (Python: mp_context).
   std::string start_method{};
 };
 
@@ -223,6 +240,8 @@ class MP_API ProcessPoolExecutor {
  public:
   // Starts the workers. Throws as mp::Pool's constructor.
   ProcessPoolExecutor() : ProcessPoolExecutor(ProcessPoolExecutorOptions{}) {}
+  // The same with Python's keyword arguments (max_workers, initializer,
+  // max_tasks_per_child, mp_context). Throws as mp::Pool's constructor.
   explicit ProcessPoolExecutor(ProcessPoolExecutorOptions options)
       : pool_(PoolOptions{.processes = options.max_workers,
                           .initializer = std::move(options.initializer),
@@ -309,14 +328,22 @@ class MP_API ProcessPoolExecutor {
 
 namespace futures {
 
+// When wait() returns. Python: concurrent.futures' return_when constants.
 enum class ReturnWhen { FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED };
+// As soon as any future finishes or is cancelled. Python: FIRST_COMPLETED.
 inline constexpr ReturnWhen FIRST_COMPLETED = ReturnWhen::FIRST_COMPLETED;
+// As soon as any future finishes with an exception, else when all are done.
+// Python: FIRST_EXCEPTION.
 inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::FIRST_EXCEPTION;
+// When every future is done (finished or cancelled). Python: ALL_COMPLETED.
 inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::ALL_COMPLETED;
 
+// What wait() returns. Python: the named tuple DoneAndNotDoneFutures (of sets).
 template <class T>
 struct WaitResult {
+  // The futures finished or cancelled, in the order `fs` first lists them.
   std::vector<Future<T>> done;
+  // The others, in the same order.
   std::vector<Future<T>> not_done;
 };
 
@@ -374,6 +401,8 @@ WaitResult<T> wait(const std::vector<Future<T>>& given,
 template <class T>
 class AsCompleted {
  public:
+  // The next future to complete, waiting for one; nullopt when all were yielded. Throws
+  // mp::TimeoutError once the timeout has passed with futures left. Python: next(it).
   std::optional<Future<T>> next() {
     if (remaining_.empty()) return std::nullopt;
     std::optional<std::chrono::nanoseconds> left;
@@ -403,28 +432,40 @@ class AsCompleted {
     return std::nullopt;  // unreachable
   }
 
+  // An input iterator over the futures as they complete; it points into its AsCompleted,
+  // which must outlive it. Compares equal to end() once all were yielded.
   class iterator {
    public:
+    // The type of the items: a Future.
     using value_type = Future<T>;
+    // Required of an input iterator; iterators are never subtracted.
     using difference_type = std::ptrdiff_t;
+    // The current future, valid until the next ++. Must not be called at the end.
     const Future<T>& operator*() const { return *owner_->current_; }
+    // Waits for the next future to complete; throws as next().
     iterator& operator++() {
       owner_->current_ = owner_->next();
       return *this;
     }
+    // The same as ++it (an input iterator gives no copy of the previous position).
     void operator++(int) { ++*this; }
+    // True once every future was yielded.
     bool operator==(std::default_sentinel_t) const { return !owner_->current_.has_value(); }
+    // Internal: begin() makes iterators.
     explicit iterator(AsCompleted* owner) : owner_(owner) {}
 
    private:
     AsCompleted* owner_;
   };
+  // Begins the iteration: waits for the first future to complete (throws as next()).
   iterator begin() {
     current_ = next();
     return iterator(this);
   }
+  // The end: an iterator equals it once every future was yielded.
   std::default_sentinel_t end() const noexcept { return {}; }
 
+  // Internal: as_completed() makes AsCompleted objects; the timeout counts from now.
   AsCompleted(const std::vector<Future<T>>& fs, std::optional<std::chrono::nanoseconds> timeout)
       : remaining_(detail_wait::distinct_futures(fs)),
         total_(remaining_.size()),
@@ -439,6 +480,8 @@ class AsCompleted {
   std::optional<Future<T>> current_;
 };
 
+// The futures of `fs` as they complete, each once: a range (range-for) with next(); the
+// timeout (nullopt: none) counts from this call. Python: concurrent.futures.as_completed.
 template <class T>
 AsCompleted<T> as_completed(const std::vector<Future<T>>& fs,
                             std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {

@@ -182,7 +182,9 @@ inline std::size_t find_segment_mutexes(std::byte* begin, std::size_t length,
 // attaches to the same segment.
 class ManagedSharedMemory {
  public:
+  // Boost's segment manager type: what Boost's allocators and containers are built from.
   using segment_manager = detail::managed_buffer::segment_manager;
+  // The allocator of T in this kind of segment (mp::ipc::allocator<T>).
   template <class T>
   using allocator_type = boost::interprocess::allocator<T, segment_manager>;
 
@@ -212,6 +214,11 @@ class ManagedSharedMemory {
   auto construct(const char* name) {
     return manager()->template construct<T>(name);
   }
+  // The object `name` of type T if it exists, else a new one: call the result with the
+  // constructor's arguments. Atomic under the index lock, so two processes never both
+  // construct. Throws boost::interprocess::bad_alloc if it does not fit,
+  // mp::SegmentPoisoned (see the header comment), std::logic_error for an empty or closed
+  // handle.
   template <class T>
   auto find_or_construct(const char* name) {
     return manager()->template find_or_construct<T>(name);
@@ -224,6 +231,8 @@ class ManagedSharedMemory {
     detail::segment_reading_scope reading;
     return segment->template find<T>(name).first;
   }
+  // Destroys the object `name` of type T and frees its memory; returns whether there was
+  // one. Throws mp::SegmentPoisoned, std::logic_error as find_or_construct.
   template <class T>
   bool destroy(const char* name) {
     return manager()->template destroy<T>(name);
@@ -231,10 +240,13 @@ class ManagedSharedMemory {
 
   // Raw memory. allocate throws boost::interprocess::bad_alloc when it does not fit.
   void* allocate(std::size_t bytes) { return manager()->allocate(bytes); }
+  // Frees a block from allocate(). Never throws (a poisoned allocator leaks the block).
   void deallocate(void* p) noexcept { manager()->deallocate(p); }
 
   // The segment manager, which Boost's allocators and containers take.
   segment_manager* get_segment_manager() const { return manager(); }
+  // An allocator of T in this segment, for Boost's containers. Throws std::logic_error
+  // for an empty or closed handle.
   template <class T>
   allocator_type<T> get_allocator() const {
     return allocator_type<T>(manager());
@@ -251,7 +263,9 @@ class ManagedSharedMemory {
     return false;
   }
 
+  // The segment's name, without a leading slash (as SharedMemory::name()).
   const std::string& name() const noexcept { return shm_.name(); }
+  // The segment's size in bytes, the segment manager's own structures included.
   std::size_t size() const noexcept { return shm_.size(); }
   // The segment underneath. Closing it unmaps the managed segment for every copy of
   // this handle in this process: their operations then throw std::logic_error.
@@ -259,10 +273,12 @@ class ManagedSharedMemory {
   // Removes the segment's name (see SharedMemory::unlink).
   void unlink() const { shm_.unlink(); }
 
+  // Pickles as the segment's name (mp::pickle); never unlinks.
   template <class Archive>
   void save(Archive& ar) const {
     ar(shm_.name());
   }
+  // Attaches by name; throws as ManagedSharedMemory(open_only, name).
   template <class Archive>
   void load(Archive& ar) {
     std::string loaded_name;
@@ -357,15 +373,23 @@ class ManagedSharedMemory {
 // Boost.Interprocess's containers with a managed segment's allocator: construct them in
 // the segment (construct / find_or_construct) passing segment.get_segment_manager().
 namespace ipc {
+// The allocator of T in a managed segment.
 template <class T>
 using allocator = ManagedSharedMemory::allocator_type<T>;
+// A std::vector-like vector in the segment (Boost.Interprocess's).
 template <class T>
 using vector = boost::interprocess::vector<T, allocator<T>>;
+// A std::deque-like deque in the segment.
 template <class T>
 using deque = boost::interprocess::deque<T, allocator<T>>;
+// A std::map-like ordered map in the segment.
 template <class Key, class T, class Compare = std::less<Key>>
 using map = boost::interprocess::map<Key, T, Compare, allocator<std::pair<const Key, T>>>;
+// A std::string-like string in the segment (an ipc::map key or value needs it: a
+// std::string's characters would live in one process's heap).
 using string = boost::interprocess::basic_string<char, std::char_traits<char>, allocator<char>>;
+// A std::unordered_map-like hash map in the segment (Boost.Unordered's, with the
+// segment's allocator).
 template <class Key, class T, class Hash = boost::hash<Key>, class Pred = std::equal_to<Key>>
 using unordered_map = boost::unordered_map<Key, T, Hash, Pred, allocator<std::pair<const Key, T>>>;
 }  // namespace ipc

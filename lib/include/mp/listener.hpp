@@ -54,9 +54,14 @@ namespace mp {
 
 // Python: Listener(address=None, family=None, backlog=1, authkey=None).
 struct ListenerOptions {
-  int backlog = 1;                             // listen(2)'s queue of connections not yet accepted
-  std::optional<std::string> authkey{};        // nullopt: no authentication
-  bool allow_unauthenticated_pickles = false;  // recv<T>() without an authkey
+  // listen(2)'s queue of connections not yet accepted. Python: backlog.
+  int backlog = 1;
+  // The shared secret each client must prove it knows (HMAC challenge both ways);
+  // nullopt: no authentication. An empty key throws std::invalid_argument. Python: authkey.
+  std::optional<std::string> authkey{};
+  // Without an authkey, whether accepted connections still allow recv<T>() (mp pickles
+  // name code of this binary, so the default refuses them). Python has no such guard.
+  bool allow_unauthenticated_pickles = false;
 };
 
 // A socket bound to an address, listening. Move-only; the destructor closes it.
@@ -68,7 +73,10 @@ class MP_API Listener {
   // parsed or an empty authkey, std::system_error if the OS refuses (EADDRINUSE: the
   // address is taken, a path that exists included).
   explicit Listener(std::string_view address = {}, ListenerOptions options = {});
+  // Takes over `other`'s socket; `other` is left closed.
   Listener(Listener&& other) noexcept;
+  // Closes this listener (as close()), then takes over `other`'s socket; `other` is left
+  // closed.
   Listener& operator=(Listener&& other) noexcept;
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -84,6 +92,7 @@ class MP_API Listener {
   // Closes the socket and removes its path (Unix, in the process that bound it);
   // further calls are no-ops. Python: close().
   void close() noexcept;
+  // Whether close() was called (or this was moved from).
   bool closed() const noexcept { return fd_ < 0; }
 
   // The bound address, with the port or abstract name the kernel chose. Python: address.
@@ -106,8 +115,12 @@ class MP_API Listener {
 
 // Python: Client(address, family=None, authkey=None).
 struct ClientOptions {
-  std::optional<std::string> authkey{};        // nullopt: no authentication
-  bool allow_unauthenticated_pickles = false;  // recv<T>() without an authkey
+  // The listener's shared secret (HMAC challenge both ways); nullopt: no authentication.
+  // An empty key throws std::invalid_argument. Python: authkey.
+  std::optional<std::string> authkey{};
+  // Without an authkey, whether the connection still allows recv<T>() (mp pickles name
+  // code of this binary, so the default refuses them). Python has no such guard.
+  bool allow_unauthenticated_pickles = false;
 };
 
 // Connects to the Listener at `address` (Python's or mp's) and returns the connection

@@ -87,8 +87,11 @@ struct ManagerOptions {
 // end, and out-of-range ones are clamped, as in Python. A step of 0 throws
 // std::invalid_argument (Python: ValueError).
 struct Slice {
+  // The first index selected; none: the start of the list (its end if step < 0).
   std::optional<std::int64_t> start;
+  // The index the selection stops before; none: past the end (before the start if step < 0).
   std::optional<std::int64_t> stop;
+  // The distance between selected indexes; negative walks backwards, 0 throws.
   std::int64_t step = 1;
 };
 
@@ -200,7 +203,9 @@ class SharedDict {
  public:
   // No mapped_type: cereal would take any template that has one for a std::map.
   using key_type = K;
+  // A (key, value) pair, what the iterator and items() give.
   using value_type = std::pair<K, V>;
+  // Iterates a snapshot of the items (begin() copies them), valid after the dict changes.
   using iterator = detail::SnapshotIterator<value_type>;
 
   // A handle to nothing, for mp::pickle to load into. Manager::dict() makes dicts.
@@ -210,10 +215,12 @@ class SharedDict {
   // missing, as Python's KeyError). Python: d[key] = value, d[key].
   class reference {
    public:
+    // Stores `value` under the key. Throws as SharedDict::set. Python: d[key] = value.
     reference& operator=(const V& value) {
       dict_->set(key_, value);
       return *this;
     }
+    // Loads the value under the key. Throws as SharedDict::at. Python: d[key].
     operator V() const { return dict_->at(key_); }  // NOLINT: implicit on purpose
 
    private:
@@ -222,6 +229,8 @@ class SharedDict {
     const SharedDict* dict_;
     K key_;
   };
+  // A reference to the entry `key` (nothing is read or stored until it is used).
+  // Python: d[key].
   reference operator[](const K& key) const { return reference(this, key); }
 
   // Stores value under key. Python: d[key] = value.
@@ -283,6 +292,7 @@ class SharedDict {
   bool contains(const K& key) const { return core_.contains(pickled_key(key)); }
   // Python: len(d).
   std::size_t size() const { return core_.size(); }
+  // Whether the dict has no items. Python: not d.
   bool empty() const { return size() == 0; }
   // Python: d.clear().
   void clear() const { core_.clear(); }
@@ -293,11 +303,13 @@ class SharedDict {
     core_.snapshot(&pickles, nullptr);
     return load_all<K>(pickles);
   }
+  // Copies of the values, in the keys' order. Python: list(d.values()).
   std::vector<V> values() const {
     std::vector<std::string> pickles;
     core_.snapshot(nullptr, &pickles);
     return load_all<V>(pickles);
   }
+  // Copies of the (key, value) pairs, taken in one atomic read. Python: list(d.items()).
   std::vector<value_type> items() const {
     std::vector<std::string> keys, values;
     core_.snapshot(&keys, &values);
@@ -372,6 +384,7 @@ class SharedDict {
   iterator begin() const {
     return iterator(std::make_shared<const std::vector<value_type>>(items()));
   }
+  // The end of any snapshot begin() took.
   std::default_sentinel_t end() const { return {}; }
 
   // Python: dict(d). E.g. std::map<K, V>(d), std::unordered_map<K, V>(d).
@@ -390,6 +403,7 @@ class SharedDict {
   void save(Archive& ar) const {
     ar(core_);
   }
+  // Throws mp::UnpicklingError if the bytes name no dict of this K and V.
   template <class Archive>
   void load(Archive& ar) {
     ar(core_);
@@ -430,7 +444,9 @@ class SharedList {
   static_assert(detail::require_picklable<T>::value);
 
  public:
+  // The type of the items.
   using value_type = T;
+  // Iterates a snapshot of the items (begin() copies them), valid after the list changes.
   using iterator = detail::SnapshotIterator<T>;
 
   // A handle to nothing, for mp::pickle to load into. Manager::list() makes lists.
@@ -439,10 +455,12 @@ class SharedList {
   // What l[i] gives: assigning stores, reading loads. Python: l[i] = x, l[i].
   class reference {
    public:
+    // Stores `value` at the index. Throws as SharedList::set. Python: l[i] = value.
     reference& operator=(const T& value) {
       list_->set(index_, value);
       return *this;
     }
+    // Loads the item at the index. Throws as SharedList::get. Python: l[i].
     operator T() const { return list_->get(index_); }  // NOLINT: implicit on purpose
 
    private:
@@ -451,6 +469,7 @@ class SharedList {
     const SharedList* list_;
     std::int64_t index_;
   };
+  // A reference to slot `index` (checked when it is used, not now). Python: l[index].
   reference operator[](std::int64_t index) const { return reference(this, index); }
 
   // Python: l.append(x).
@@ -467,6 +486,7 @@ class SharedList {
       items.push_back(mp::pickle::dumps(static_cast<const T&>(value)));
     core_.append(items);
   }
+  // The same with the values in braces: l.extend({1, 2}). Python: l.extend([1, 2]).
   void extend(std::initializer_list<T> values) const { extend(std::span<const T>(values)); }
   // Python: l[index].
   T get(std::int64_t index) const {
@@ -574,6 +594,7 @@ class SharedList {
         items[selected[i]] = std::move(replacement[i]);
     });
   }
+  // The same with the values in braces: l.set({1, 3}, {7, 8}). Throws as above.
   void set(const Slice& slice, std::initializer_list<T> values) const {
     set(slice, std::span<const T>(values));
   }
@@ -596,6 +617,8 @@ class SharedList {
     extend(values);
     return *this;
   }
+  // The same with the values in braces: l += {1, 2}. Throws mp::HeapExhausted if they do
+  // not fit the segment. Python: l += [1, 2].
   const SharedList& operator+=(std::initializer_list<T> values) const {
     extend(values);
     return *this;
@@ -609,7 +632,9 @@ class SharedList {
 
   // Python: len(l).
   std::size_t size() const { return core_.size(); }
+  // The same as size(). Python: len(l).
   std::size_t len() const { return size(); }
+  // Whether the list has no items. Python: not l.
   bool empty() const { return size() == 0; }
   // Python: l.clear().
   void clear() const { core_.clear(); }
@@ -625,12 +650,15 @@ class SharedList {
 
   // A snapshot of the items. Python: iter(l).
   iterator begin() const { return iterator(std::make_shared<const std::vector<T>>(to_vector())); }
+  // The end of any snapshot begin() took.
   std::default_sentinel_t end() const { return {}; }
 
+  // Pickles as a reference to the same list (mp::pickle), as SharedDict.
   template <class Archive>
   void save(Archive& ar) const {
     ar(core_);
   }
+  // Throws mp::UnpicklingError if the bytes name no list of this T.
   template <class Archive>
   void load(Archive& ar) {
     ar(core_);
@@ -669,6 +697,7 @@ class SharedValue {
   static_assert(detail::require_picklable<T>::value);
 
  public:
+  // The type of the value held.
   using value_type = T;
 
   // A handle to nothing, for mp::pickle to load into. Manager::Value() makes values.
@@ -680,11 +709,13 @@ class SharedValue {
     core_.get(out);
     return mp::pickle::loads<T>(out);
   }
+  // The same as get(). Python: v.value.
   T value() const { return get(); }
   // Python: v.set(x), v.value = x.
   void set(const T& value) const {
     core_.set(detail::pickle_into(detail::manager_value_buffer(), value));
   }
+  // The same as set(value). Python: v.value = x.
   void set_value(const T& value) const { set(value); }
   // Atomic read-modify-write, as SharedDict::update(key, fn): calls fn(T&) on a copy under
   // the manager's lock, stores and returns the result; fn must not use this manager.
@@ -756,10 +787,12 @@ class Namespace {
     return result;
   }
 
+  // Pickles as a reference to the same namespace (mp::pickle), as SharedDict.
   template <class Archive>
   void save(Archive& ar) const {
     ar(core_);
   }
+  // Throws mp::UnpicklingError if the bytes name no namespace.
   template <class Archive>
   void load(Archive& ar) {
     ar(core_);
@@ -791,6 +824,7 @@ class Manager {
   // died holding it, and how many operations of those dead processes were rolled back
   // (the others had completed). Python has no equivalent.
   std::uint64_t takeovers() const { return core_.recoveries().takeovers; }
+  // The second figure above: operations of dead processes that were rolled back.
   std::uint64_t rolled_back() const { return core_.recoveries().rolled_back; }
 
   // A new empty dict. Throws mp::HeapExhausted. Python: manager.dict().
@@ -816,6 +850,8 @@ class Manager {
     for (const auto& key : keys) pairs.emplace_back(static_cast<const K&>(key), value);
     return dict<K, V>(pairs);
   }
+  // The same with the keys in braces: dict_fromkeys<std::string, int>({"a", "b"}, 0).
+  // Throws mp::HeapExhausted. Python: manager.dict(dict.fromkeys(["a", "b"], 0)).
   template <class K, class V>
   SharedDict<K, V> dict_fromkeys(std::initializer_list<K> keys, const V& value = V{}) const {
     return dict_fromkeys<K, V>(std::span<const K>(keys), value);
@@ -842,13 +878,21 @@ class Manager {
   // JoinableQueue(), Value() and Array() need <mp/queues.hpp> or <mp/sharedctypes.hpp>
   // (see the top of this file).
   mp::Lock Lock() const { return mp::Lock(); }
+  // Python: manager.RLock().
   mp::RLock RLock() const { return mp::RLock(); }
+  // Python: manager.Semaphore(value).
   mp::Semaphore Semaphore(int value = 1) const { return mp::Semaphore(value); }
+  // Python: manager.BoundedSemaphore(value).
   mp::BoundedSemaphore BoundedSemaphore(int value = 1) const { return mp::BoundedSemaphore(value); }
+  // Python: manager.Condition() (with a new RLock).
   mp::Condition Condition() const { return mp::Condition(); }
+  // Python: manager.Condition(lock).
   mp::Condition Condition(mp::Lock lock) const { return mp::Condition(std::move(lock)); }
+  // Python: manager.Condition(rlock).
   mp::Condition Condition(mp::RLock lock) const { return mp::Condition(std::move(lock)); }
+  // Python: manager.Event().
   mp::Event Event() const { return mp::Event(); }
+  // Python: manager.Barrier(parties, action, timeout).
   mp::Barrier Barrier(int parties, void (*action)() = nullptr,
                       std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
     return mp::Barrier(parties, action, timeout);
@@ -858,6 +902,7 @@ class Manager {
   mp::Queue<T> Queue(long maxsize = 0) const {
     return mp::Queue<T>(maxsize);
   }
+  // The joinable kind (task_done, join). Python: manager.JoinableQueue(maxsize).
   template <class T>
   mp::JoinableQueue<T> JoinableQueue(long maxsize = 0) const {
     return mp::JoinableQueue<T>(maxsize);
@@ -877,16 +922,20 @@ class Manager {
         detail::ValueCore(core_, detail::type_fingerprint<T>,
                           detail::pickle_into(detail::manager_value_buffer(), initial)));
   }
+  // A std::string value from a string literal: Value("text") holds a SharedValue<std::string>
+  // rather than a pointer. Throws mp::HeapExhausted. Python: manager.Value("u", "text").
   SharedValue<std::string> Value(const char* initial) const { return Value(std::string(initial)); }
   // Python: manager.Array(typecode, sequence).
   template <shared_ctype T>
   mp::Array<T> Array(std::size_t size) const {
     return mp::Array<T>(size);
   }
+  // An array holding a copy of `initial`. Python: manager.Array(typecode, [1, 2]).
   template <shared_ctype T>
   mp::Array<T> Array(std::initializer_list<T> initial) const {
     return mp::Array<T>(initial);
   }
+  // An array holding a copy of `initial`. Python: manager.Array(typecode, sequence).
   template <shared_ctype T>
   mp::Array<T> Array(std::span<const T> initial) const {
     return mp::Array<T>(initial);

@@ -40,6 +40,10 @@
 
 namespace mp::mpi {
 
+// The MPI job, for the life of main(): create one right after freeze_support(), before
+// any "mpi" pool, and let it end after them. Makes Pool{.start_method = "mpi"} and
+// ProcessPoolExecutor{.start_method = "mpi"} reach the serving ranks. Not copyable. Python:
+// mpi4py.futures' SPMD mode (`with MPICommExecutor() as executor:` on every rank).
 class MP_API Session {
  public:
   // Initialises MPI (MPI_Init_thread, which may take its own arguments out of argc and
@@ -55,7 +59,10 @@ class MP_API Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  // This process's rank in MPI_COMM_WORLD: 0 (a Session only returns on rank 0).
+  // mpi4py: MPI.COMM_WORLD.Get_rank().
   int rank() const noexcept { return rank_; }
+  // The number of ranks in the job, rank 0 included. mpi4py: MPI.COMM_WORLD.Get_size().
   int size() const noexcept { return size_; }
   // Local workers on each serving rank (index: rank; 0 for rank 0).
   const std::vector<int>& workers_per_rank() const noexcept { return workers_; }

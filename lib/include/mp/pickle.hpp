@@ -22,8 +22,8 @@
 //     save/load members). Not picklable: raw data pointers, std::string_view and
 //     references (they would dangle in the other process), capturing lambdas, unions.
 //   - A third-party type you cannot add members to: write free functions
-//       template <class Archive> void save(Archive& ar, const their::T& value);
-//       template <class Archive> void load(Archive& ar, their::T& value);
+//       `template <class Archive> void save(Archive& ar, const their::T& value);`
+//       `template <class Archive> void load(Archive& ar, their::T& value);`
 //     (or one `void serialize(Archive& ar, their::T& value)`), calling ar(...) on what
 //     rebuilds the value, in T's own namespace (`their`: found by argument-dependent
 //     lookup), declared before the first dumps/loads of T. For a type of a namespace you

@@ -113,21 +113,33 @@ class Generated {
   using Value = typename std::invoke_result_t<G&>::value_type;
 
  public:
+  // Takes the generator function; does not call it yet (begin() does).
   explicit Generated(G gen) : gen_(std::move(gen)) {}
+  // Moves the generator and the current item; the moved-from object must not be read.
   Generated(Generated&&) noexcept = default;
+  // Moves the generator and the current item; iterators of either object are invalidated.
   Generated& operator=(Generated&&) noexcept = default;
 
+  // An input iterator over the items; it points into its Generated, which must outlive it.
+  // Compares equal to end() once gen() returned an empty optional.
   class iterator {
    public:
+    // The type of the items: G's result without the std::optional.
     using value_type = Value;
+    // Required of an input iterator; iterators are never subtracted.
     using difference_type = std::ptrdiff_t;
+    // An iterator of no range, only to assign to; it must not be read or advanced.
     iterator() = default;
+    // The current item, valid until the next ++. Must not be called at the end.
     const Value& operator*() const { return *owner_->current_; }
+    // Calls gen() for the next item; what gen throws propagates. Python: next(generator).
     iterator& operator++() {
       owner_->current_ = owner_->gen_();
       return *this;
     }
+    // The same as ++it (an input iterator gives no copy of the previous position).
     void operator++(int) { ++*this; }
+    // True once gen() returned an empty optional (Python: StopIteration).
     bool operator==(std::default_sentinel_t) const { return !owner_->current_; }
 
    private:
@@ -140,6 +152,7 @@ class Generated {
     current_ = gen_();
     return iterator(this);
   }
+  // The end: an iterator equals it when gen() returned an empty optional.
   std::default_sentinel_t end() const noexcept { return {}; }
 
  private:
@@ -155,7 +168,8 @@ struct PoolOptions {
   detail::InitCall initializer{};
   // A worker exits and is replaced after this many tasks (chunks); nullopt: never.
   std::optional<std::uint64_t> maxtasksperchild{};
-  // "fork" or "spawn"; empty: the default start method (Python: context).
+  // A start method of mp::get_all_start_methods() ("fork", "spawn", "forkserver"), or
+  // "mpi" (<mp/mpi.hpp>); empty: the default start method (Python: context).
   std::string start_method{};
   // A task (chunk) running longer fails with mp::TimeoutError; its worker is killed and
   // replaced. nullopt: no limit (Python has none).
@@ -206,12 +220,18 @@ class AsyncResult {
 
   // Internal: built by Pool.
   struct Shared {
+    // The task's completion, results and error, filled by the pool.
     std::shared_ptr<detail::ResultState> state;
+    // Turns the pickled results into T.
     T (*decode)(std::vector<detail::PoolBytes>&) = nullptr;
+    // Decoding happens once, in the first get().
     std::once_flag once;
+    // The decoded result, after the first successful get().
     std::optional<T> value;
+    // What decoding threw (mp::UnpicklingError...), rethrown by every get().
     std::exception_ptr decode_error;
   };
+  // Internal: Pool makes AsyncResults; copies share `shared`.
   explicit AsyncResult(std::shared_ptr<Shared> shared) : state_(std::move(shared)) {}
 
  private:
@@ -240,26 +260,35 @@ class AsyncResult {
 template <>
 class AsyncResult<void> {
  public:
+  // Waits until the call completed; throws what AsyncResult<T>::get throws (the task's
+  // error as mp::RemoteError, mp::WorkerLostError...). Python: get() (returns None).
   void get() const {
     state_->wait();
     check();
   }
+  // Waits at most `timeout`; throws mp::TimeoutError if not done by then, else as get().
   template <class Rep, class Period>
   void get(std::chrono::duration<Rep, Period> timeout) const {
     if (!state_->wait_for(detail::saturated_nanoseconds(timeout)))
       throw TimeoutError("mp::AsyncResult::get: timed out");
     check();
   }
+  // Waits until ready. Python: wait().
   void wait() const { state_->wait(); }
+  // Waits at most `timeout`; returns ready(). Python: wait(timeout) (returns None).
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) const {
     return state_->wait_for(detail::saturated_nanoseconds(timeout));
   }
+  // Never blocks. Python: ready().
   bool ready() const { return state_->ready(); }
+  // Whether the call completed without an exception. Throws std::logic_error if not
+  // ready (Python: ValueError). Never blocks.
   bool successful() const {
     if (!ready()) throw std::logic_error("mp::AsyncResult::successful: result is not ready");
     return !state_->error();
   }
+  // Internal: Pool makes AsyncResults; copies share `state`.
   explicit AsyncResult(std::shared_ptr<detail::ResultState> state) : state_(std::move(state)) {}
 
  private:
@@ -289,17 +318,26 @@ class IMapIterator {
     return next_impl(detail::saturated_nanoseconds(timeout));
   }
 
+  // An input iterator over the results; it points into its IMapIterator, which must
+  // outlive it. Compares equal to end() once every result was returned.
   class iterator {
    public:
+    // The type of the results.
     using value_type = T;
+    // Required of an input iterator; iterators are never subtracted.
     using difference_type = std::ptrdiff_t;
+    // An iterator of no range, only to assign to; it must not be read or advanced.
     iterator() = default;
+    // The current result, valid until the next ++. Must not be called at the end.
     const T& operator*() const { return *owner_->current_; }
+    // Fetches the next result (blocks; throws as next()).
     iterator& operator++() {
       owner_->current_ = owner_->next();
       return *this;
     }
+    // The same as ++it (an input iterator gives no copy of the previous position).
     void operator++(int) { ++*this; }
+    // True once every result was returned.
     bool operator==(std::default_sentinel_t) const { return !owner_->current_.has_value(); }
 
    private:
@@ -312,8 +350,10 @@ class IMapIterator {
     current_ = next();
     return iterator(this);
   }
+  // The end: an iterator equals it once every result was returned.
   std::default_sentinel_t end() const noexcept { return {}; }
 
+  // Internal: Pool::imap and imap_unordered make IMapIterators.
   IMapIterator(std::shared_ptr<detail::PoolCore> core, std::shared_ptr<detail::IMapState> state)
       : core_(std::move(core)), state_(std::move(state)) {}
 
@@ -351,6 +391,8 @@ class MP_API Pool {
   // Starts the workers. Throws std::invalid_argument for processes < 1 or an unknown
   // start method, std::system_error if the OS refuses. Python: Pool(...).
   Pool() : Pool(PoolOptions{}) {}
+  // The same with Python's keyword arguments (processes, initializer, maxtasksperchild,
+  // context) and mp's own (task_timeout). Throws as above.
   explicit Pool(PoolOptions options);
   // close() + join(): waits for every submitted task (Python's `with` terminates).
   ~Pool();
@@ -418,6 +460,8 @@ class MP_API Pool {
   auto map(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return map_async(std::move(fn), std::forward<R>(items), chunksize).get();
   }
+  // As map, returning at once: an AsyncResult whose get() gives the vector of results.
+  // Throws std::invalid_argument if chunksize is 0 or after close(). Python: map_async().
   template <class F, std::ranges::input_range R>
   auto map_async(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
@@ -443,6 +487,8 @@ class MP_API Pool {
   auto starmap(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return starmap_async(std::move(fn), std::forward<R>(items), chunksize).get();
   }
+  // As starmap, returning at once an AsyncResult. Throws as map_async.
+  // Python: starmap_async().
   template <class F, std::ranges::input_range R>
   auto starmap_async(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
@@ -484,6 +530,8 @@ class MP_API Pool {
   auto imap(F fn, G gen, std::size_t chunksize = 1, std::size_t buffersize = 0) {
     return imap(std::move(fn), Generated<G>(std::move(gen)), chunksize, buffersize);
   }
+  // As imap fed by a generator function, results in completion order.
+  // Python: imap_unordered(func, generator()).
   template <class F, class G>
   requires std::invocable<G&> && detail::is_optional_v<std::invoke_result_t<G&>>
   auto imap_unordered(F fn, G gen, std::size_t chunksize = 1, std::size_t buffersize = 0) {

@@ -43,8 +43,9 @@ struct ProcessOptions {
   std::string name{};
   // nullopt: inherit the flag of the current process (Python: daemon=None).
   std::optional<bool> daemon{};
-  // "fork" or "spawn"; empty: the default set by mp::set_start_method ("fork"); in a
-  // child, the method that started it.
+  // A method of mp::get_all_start_methods() ("fork", "spawn", "forkserver"); empty: the
+  // default (mp::get_start_method(), set by mp::set_start_method); in a child, the method
+  // that started it.
   std::string start_method{};
 };
 
@@ -116,10 +117,14 @@ Target make_target(F&& f, Args&&... args) {
 
 }  // namespace detail
 
+// A child process: built with a target (or a run() override), started by start(),
+// waited for by join(). Move-only; a moved-from Process throws std::logic_error from
+// every method. Python: multiprocessing.Process.
 class MP_API Process {
  public:
   // A process whose run() does nothing unless a subclass overrides it.
   Process();
+  // The same with Python's keyword arguments (name, daemon, start_method).
   explicit Process(ProcessOptions options);
 
   // A process that calls target(args...) in the child. Arguments are copied
@@ -130,12 +135,16 @@ class MP_API Process {
                                                                           Args&&... args)
       : Process(ProcessOptions{}, std::forward<F>(target), std::forward<Args>(args)...) {}
 
+  // The same with Python's keyword arguments: Process(target=f, args=(...), name=...).
   template <class F, class... Args>
   Process(ProcessOptions options, F&& target, Args&&... args)
       : Process(std::move(options),
                 detail::make_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
 
+  // Takes over the handle of the child; `other` is left moved-from.
   Process(Process&&) noexcept;
+  // Takes over the handle of the child; the child this object had stays registered as
+  // at destruction (joined, or terminated if daemon, at exit).
   Process& operator=(Process&&) noexcept;
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -166,6 +175,7 @@ class MP_API Process {
   bool is_alive() const;
   // SIGTERM / SIGKILL to the child; nothing if it already ended. Never blocks.
   void terminate();
+  // SIGKILL to the child; nothing if it already ended. Never blocks. Python: kill().
   void kill();
   // SIGINT to the child (what Ctrl-C sends); nothing if it already ended. Never blocks.
   // By default the child ends with exitcode() -SIGINT (a Python child raises
@@ -182,8 +192,14 @@ class MP_API Process {
   // Empty while running or before start; 0 or N after exit(N); 1 after an uncaught
   // exception; -N after signal N. Never blocks (reaps the child if it ended).
   std::optional<int> exitcode() const;
+  // The name given in ProcessOptions, else "Process-N" ("MainProcess" for the main
+  // process's current_process()). Python: p.name.
   const std::string& name() const;
+  // Renames the process; before start(), the child's current_process() gets the name too.
+  // Python: p.name = name.
   void set_name(std::string name);
+  // Whether the child is a daemon: the flag given, else the current process's.
+  // Python: p.daemon.
   bool daemon() const;
   // Throws std::logic_error after start(). Python: p.daemon = flag.
   void set_daemon(bool daemon);

@@ -70,6 +70,7 @@ namespace mp::pickle::python {
 
 // Python bytes: raw octets, distinct from str (std::string).
 struct Bytes {
+  // The octets, any values (NUL included).
   std::string data;
   friend bool operator==(const Bytes&, const Bytes&) = default;
   friend auto operator<=>(const Bytes&, const Bytes&) = default;
@@ -81,6 +82,8 @@ struct Bytes {
 // dicts and sets as multisets of entries, regardless of order, in quadratic time).
 class MP_API Object {
  public:
+  // Which Python type the value is: None, bool, int, float, str, bytes, list, tuple,
+  // dict, set or frozenset.
   enum class Kind {
     none,
     boolean,
@@ -96,8 +99,11 @@ class MP_API Object {
   };
 
   Object() = default;  // None
+  // Python's None (as Object()).
   static Object none() { return Object(); }
+  // Python's True or False.
   static Object boolean(bool value);
+  // A Python int from any C++ integer type but bool (use boolean()).
   template <std::integral I>
   requires(!std::is_same_v<I, bool>) static Object integer(I value) {
     if constexpr (std::is_signed_v<I>)
@@ -105,22 +111,35 @@ class MP_API Object {
     else
       return from_uint64(static_cast<std::uint64_t>(value));
   }
+  // A Python int from a signed 64-bit value.
   static Object from_int64(std::int64_t value);
+  // A Python int from an unsigned 64-bit value (held beyond int64 if needed).
   static Object from_uint64(std::uint64_t value);
   // An int of any size from its little-endian two's-complement bytes (Python's
   // int.to_bytes(n, "little", signed=True)); empty means 0.
   static Object integer_from_bytes(std::string_view little_endian_twos_complement);
+  // A Python float.
   static Object floating(double value);
+  // A Python str from UTF-8 text (not checked here: dumps throws mp::PicklingError for
+  // text that is not UTF-8).
   static Object str(std::string utf8);
+  // A Python bytes from raw octets.
   static Object bytes(std::string octets);
+  // A Python list of `items`, in order.
   static Object list(std::vector<Object> items = {});
+  // A Python tuple of `items`, in order.
   static Object tuple(std::vector<Object> items = {});
   // Entries in order; keys are Objects.
   static Object dict(std::vector<std::pair<Object, Object>> entries = {});
+  // A Python set of `items` (kept in order; duplicates are not removed here, Python
+  // drops them when it loads the pickle).
   static Object set(std::vector<Object> items = {});
+  // A Python frozenset of `items`, as set().
   static Object frozenset(std::vector<Object> items = {});
 
+  // Which Python type this is. Python: type(obj).
   Kind kind() const noexcept { return kind_; }
+  // Whether this is None. Python: obj is None.
   bool is_none() const noexcept { return kind_ == Kind::none; }
   // Python's type name of this value: "NoneType", "int", "str", ...
   std::string_view type_name() const noexcept;
@@ -129,23 +148,33 @@ class MP_API Object {
   bool as_bool() const;
   // True iff an int that fits std::int64_t (or std::uint64_t).
   bool fits_int64() const noexcept;
+  // True iff an int that fits std::uint64_t (0 to 2**64 - 1).
   bool fits_uint64() const noexcept;
   // Throws std::out_of_range if the int does not fit.
   std::int64_t as_int64() const;
+  // The same for std::uint64_t: std::invalid_argument if not an int, std::out_of_range if
+  // negative or too large.
   std::uint64_t as_uint64() const;
   // Any int in decimal, as Python's str(int).
   std::string int_decimal() const;
   // Any int as minimal little-endian two's-complement bytes.
   std::string int_bytes() const;
-  double as_double() const;  // a float (or an int, converted)
+  // A float, or an int converted to double (exact up to 2**53 in magnitude).
+  double as_double() const;
+  // A str's UTF-8 text.
   const std::string& as_str() const;
+  // A bytes' octets.
   const std::string& as_bytes() const;
   // list, tuple, set or frozenset elements, in order.
   const std::vector<Object>& items() const;
+  // The same, to change them in place. Throws std::invalid_argument for another kind.
   std::vector<Object>& items();
   // A dict's entries: keys at even, values at odd positions of the stored sequence.
   std::size_t dict_size() const;
+  // The key of entry `index` (insertion order). Throws std::invalid_argument if not a
+  // dict, std::out_of_range unless index < dict_size().
   const Object& dict_key(std::size_t index) const;
+  // The value of entry `index`; throws as dict_key.
   const Object& dict_value(std::size_t index) const;
   // The value for `key` (== comparison), or nullptr. Linear.
   const Object* find(const Object& key) const;

@@ -192,6 +192,8 @@ class Queue {
   std::int64_t qsize() const noexcept { return core_.qsize(); }
   // Python: empty(), full(). Never block.
   bool empty() const noexcept { return core_.empty(); }
+  // Whether a bounded queue holds maxsize items (a snapshot, as empty()); always false
+  // for an unbounded one. Never blocks. Python: full().
   bool full() const noexcept { return core_.full(); }
   // The maxsize given at construction (<= 0: unbounded).
   long maxsize() const noexcept { return core_.maxsize(); }
@@ -212,6 +214,7 @@ class Queue {
   // Do nothing: there is no feeder thread (see the top of this header). Kept so that
   // Python code ports line by line. Python: join_thread(), cancel_join_thread().
   void join_thread() noexcept {}
+  // Does nothing, as join_thread(). Python: cancel_join_thread().
   void cancel_join_thread() noexcept {}
 
   // Pickles as a reference to the same queue (a closed handle loads open).
@@ -219,6 +222,8 @@ class Queue {
   void save(Archive& ar) const {
     core_.save_core(ar);
   }
+  // Loads a handle to the queue saved (open, whatever the saved handle's state). Throws
+  // mp::UnpicklingError if the bytes do not name a live queue.
   template <class Archive>
   void load(Archive& ar) {
     core_.load_core(ar);
@@ -226,6 +231,8 @@ class Queue {
   }
 
  protected:
+  // The queue's state in mp's heap, shared by every handle; JoinableQueue turns on its
+  // task counting.
   detail::queue_core core_;
 
  private:
@@ -251,6 +258,8 @@ class Queue {
 template <class T>
 class JoinableQueue : public Queue<T> {
  public:
+  // As Queue(maxsize), with no unfinished task. Throws mp::HeapExhausted,
+  // std::system_error. Python: JoinableQueue(maxsize=0).
   explicit JoinableQueue(long maxsize = 0) : Queue<T>(maxsize) { this->core_.make_joinable(); }
 
   // Marks one item (got earlier by any process) as processed. Throws
@@ -297,10 +306,13 @@ class SimpleQueue {
   // As Queue::close().
   void close() noexcept { closed_ = true; }
 
+  // Pickles as a reference to the same queue (a closed handle loads open), as Queue.
   template <class Archive>
   void save(Archive& ar) const {
     core_.save_core(ar);
   }
+  // Loads a handle to the queue saved, open. Throws mp::UnpicklingError if the bytes do
+  // not name a live queue.
   template <class Archive>
   void load(Archive& ar) {
     core_.load_core(ar);

@@ -63,14 +63,18 @@ namespace mp {
 struct create_only_t {
   explicit create_only_t() = default;
 };
+// The create_only tag to pass: SharedMemory(mp::create_only, size).
 inline constexpr create_only_t create_only{};
 
 // Tag: attach to an existing segment; fail if there is none. Python: create=False.
 struct open_only_t {
   explicit open_only_t() = default;
 };
+// The open_only tag to pass: SharedMemory(mp::open_only, name).
 inline constexpr open_only_t open_only{};
 
+// Options of a SharedMemory segment beyond Python's (name, create, size), mostly for
+// creating it.
 struct SharedMemoryOptions {
   // Creating only: keep the segment after the creator's process tree has ended (it then
   // lives until unlink() or reboot). Python: track=False (3.13).
@@ -133,6 +137,7 @@ class MP_API SharedMemory {
   // std::errc::no_such_file_or_directory if the name is gone already. Python: unlink().
   void unlink() const;
 
+  // Pickles as the segment's name (the loading process attaches to it); never unlinks.
   template <class Archive>
   void save(Archive& ar) const {
     ar(name());
@@ -149,11 +154,13 @@ class MP_API SharedMemory {
   std::shared_ptr<detail::shm_mapping> mapping_;
 };
 
-// A value of a ShareableList slot: None, int, float, bool, str or bytes.
+// The bytes of a ShareableList slot holding Python bytes.
 using ShareableBytes = std::vector<std::byte>;
+// A value of a ShareableList slot: None (std::monostate), int, float, bool, str or bytes.
 using ShareableItem =
     std::variant<std::monostate, std::int64_t, double, bool, std::string, ShareableBytes>;
 
+// Options of a new ShareableList beyond Python's (sequence, name).
 struct ShareableListOptions {
   // Capacity in bytes of slot i (for strings and bytes; UTF-8 bytes, not characters),
   // when larger than its initial value. Slots not listed get their value's size. Every
@@ -193,6 +200,7 @@ class MP_API ShareableList {
   // std::invalid_argument if the slot's place or value in the segment was overwritten
   // with bytes that do not fit it: each access checks them, not only the opening.)
   ShareableItem at(std::int64_t index) const;
+  // The same as at(index), throwing the same. Python: l[index].
   ShareableItem operator[](std::int64_t index) const { return at(index); }
   // Replaces slot `index` atomically (it may change type). Throws std::out_of_range for a
   // bad index, std::invalid_argument (the slot unchanged) if the value's encoding is
@@ -218,10 +226,12 @@ class MP_API ShareableList {
   // The segment. Python: .shm.
   const SharedMemory& shm() const noexcept { return shm_; }
 
+  // Pickles as its segment's name, as SharedMemory. Python: ShareableList's pickle.
   template <class Archive>
   void save(Archive& ar) const {
     ar(shm_.name());
   }
+  // Attaches by name; throws as ShareableList(open_only, name).
   template <class Archive>
   void load(Archive& ar) {
     std::string loaded_name;

@@ -34,6 +34,8 @@
 
 namespace mp {
 
+// Makes SharedMemory segments and ShareableLists, and unlinks them all at shutdown() or
+// destruction. Not copyable. Python: multiprocessing.managers.SharedMemoryManager.
 class MP_API SharedMemoryManager {
  public:
   // A manager that is not started yet. Python: SharedMemoryManager().

@@ -69,6 +69,7 @@ namespace mp {
 struct no_lock_t {
   explicit no_lock_t() = default;
 };
+// The no_lock tag to pass: mp::Value<int> v(0, mp::no_lock). Python: lock=False.
 inline constexpr no_lock_t no_lock{};
 
 // A Lock or an RLock: the lock of a Value or Array. A handle like them (copies share the
@@ -78,8 +79,10 @@ class AnyLock : public detail::lockable<AnyLock> {
  public:
   // A new RLock (Python's default lock for Value and Array).
   AnyLock() = default;
+  // That RLock (a handle to it: whoever else uses it shares it). Python: lock=rlock.
   AnyLock(RLock lock) : lock_(std::move(lock)) {}  // NOLINT: implicit on purpose
-  AnyLock(Lock lock) : lock_(std::move(lock)) {}   // NOLINT: implicit on purpose
+  // That Lock, shared the same way. Python: lock=lock.
+  AnyLock(Lock lock) : lock_(std::move(lock)) {}  // NOLINT: implicit on purpose
 
   // As Lock::acquire / RLock::acquire.
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
@@ -97,6 +100,7 @@ class AnyLock : public detail::lockable<AnyLock> {
   // The lock itself: std::get<mp::Lock>(v.get_lock().variant()).
   const std::variant<RLock, Lock>& variant() const noexcept { return lock_; }
 
+  // Pickles as which of the two it is, then a reference to the lock (mp::pickle).
   template <class Archive>
   void serialize(Archive& ar) {
     ar(lock_);  // which of the two, then the lock
@@ -197,10 +201,13 @@ class RawValue : private detail::ctypes_core {
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same shared memory (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_core(ar);
   }
+  // Attaches to the value saved. Throws mp::UnpicklingError if it no longer exists or
+  // holds another type than T.
   template <class Archive>
   void load(Archive& ar) {
     load_core(ar, detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>);
@@ -269,8 +276,12 @@ class Value {
   // The unsynchronized object (same memory). Python: get_obj().
   RawValue<T> get_obj() const noexcept { return object_; }
 
+  // Where the shared memory lives, the same in every process: equal for handles to the
+  // same object.
   detail::shared_ref ref() const noexcept { return object_.ref(); }
 
+  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
+  // loading throws as RawValue's and AnyLock's.
   template <class Archive>
   void serialize(Archive& ar) {
     ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
@@ -296,6 +307,7 @@ class RawArray : private detail::ctypes_core {
   explicit RawArray(std::size_t size = 0) : RawArray(size, nullptr) {}
   // A copy of `initial`.
   RawArray(std::initializer_list<T> initial) : RawArray(initial.size(), initial.begin()) {}
+  // A copy of `initial` (a vector, an array...). Throws as above.
   explicit RawArray(std::span<const T> initial) : RawArray(initial.size(), initial.data()) {}
   // char only: the bytes of `text` (a string literal, std::string, string_view), no NUL
   // added. Python: RawArray('c', b'text').
@@ -313,14 +325,18 @@ class RawArray : private detail::ctypes_core {
     check_index(index);
     return elements()[index];
   }
+  // The first element in the shared memory; with end(), a range-for over it. No lock.
   T* begin() const noexcept { return elements(); }
+  // Past the last element. Never blocks or throws.
   T* end() const noexcept { return elements() + size(); }
+  // All the elements in the shared memory, as a span. No lock. Python: memoryview(arr).
   std::span<T> span() const noexcept { return {elements(), size()}; }
   // A copy of the elements. Python: arr[:].
   std::vector<T> to_vector() const { return {begin(), end()}; }
 
   // char arrays: Python's .value (up to the first NUL) and .raw (every byte).
   std::string value() const requires std::same_as<T, char> { return char_value(); }
+  // Every byte of a char array, NULs included. Python: .raw.
   std::string raw() const requires std::same_as<T, char> { return {begin(), end()}; }
   // Copies `text` in, with a NUL after it if there is room. Throws std::invalid_argument
   // if text is longer than the array (Python: ValueError). Python: .value = text.
@@ -332,10 +348,13 @@ class RawArray : private detail::ctypes_core {
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same shared memory (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_core(ar);
   }
+  // Attaches to the array saved. Throws mp::UnpicklingError if it no longer exists or
+  // holds another type than T.
   template <class Archive>
   void load(Archive& ar) {
     load_core(ar, detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>);
@@ -359,34 +378,47 @@ class Array {
   // `size` zeroed elements, with a new RLock. Use parentheses: Array<int>{5} is one
   // element, 5. Throws std::length_error, mp::HeapExhausted, std::system_error.
   explicit Array(std::size_t size = 0) : object_(size), lock_(AnyLock()) {}
+  // With an existing Lock or RLock (shared with whatever else uses it). Python: lock=lock.
   Array(std::size_t size, AnyLock lock) : object_(size), lock_(std::move(lock)) {}
+  // Without a lock (Python: lock=False): get_lock() and update() throw std::logic_error.
   Array(std::size_t size, no_lock_t) : object_(size) {}
   // A copy of `initial`.
   Array(std::initializer_list<T> initial) : object_(initial), lock_(AnyLock()) {}
+  // A copy of `initial`, with `lock`.
   Array(std::initializer_list<T> initial, AnyLock lock)
       : object_(initial), lock_(std::move(lock)) {}
+  // A copy of `initial`, without a lock.
   Array(std::initializer_list<T> initial, no_lock_t) : object_(initial) {}
+  // A copy of `initial` (a vector, an array...), with a new RLock.
   explicit Array(std::span<const T> initial) : object_(initial), lock_(AnyLock()) {}
+  // A copy of `initial`, with `lock`.
   Array(std::span<const T> initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  // A copy of `initial`, without a lock.
   Array(std::span<const T> initial, no_lock_t) : object_(initial) {}
   // char only: the bytes of `text` (a string literal, std::string, string_view), no NUL
   // added. Python: Array('c', b'text').
   template <class Text>
   requires detail::text_for<T, Text>
   explicit Array(const Text& text) : object_(text), lock_(AnyLock()) {}
+  // char only: the bytes of `text`, with `lock`.
   template <class Text>
   requires detail::text_for<T, Text> Array(const Text& text, AnyLock lock)
       : object_(text), lock_(std::move(lock)) {}
+  // char only: the bytes of `text`, without a lock.
   template <class Text>
   requires detail::text_for<T, Text> Array(const Text& text, no_lock_t) : object_(text) {}
 
+  // The number of elements (fixed). Never blocks or throws. Python: len(arr).
   std::size_t size() const noexcept { return object_.size(); }
   // References into the shared memory, without locking (see above).
   T& operator[](std::size_t index) const noexcept { return object_[index]; }
   // Throws std::out_of_range for index >= size() (Python: IndexError).
   T& at(std::size_t index) const { return object_.at(index); }
+  // As RawArray::begin(), end(), span(): the shared memory itself, without the lock.
   T* begin() const noexcept { return object_.begin(); }
+  // Past the last element; no lock.
   T* end() const noexcept { return object_.end(); }
+  // All the elements, as a span; no lock.
   std::span<T> span() const noexcept { return object_.span(); }
 
   // A copy of the elements, taken under the lock. Python: arr[:].
@@ -410,12 +442,15 @@ class Array {
   std::string value() const requires std::same_as<T, char> {
     return locked([&] { return object_.value(); });
   }
+  // Every byte, under the lock. Python: .raw.
   std::string raw() const requires std::same_as<T, char> {
     return locked([&] { return object_.raw(); });
   }
+  // As RawArray::set_value, under the lock (throws the same). Python: .value = text.
   void set_value(std::string_view text) const requires std::same_as<T, char> {
     locked([&] { object_.set_value(text); });
   }
+  // As RawArray::set_raw, under the lock (throws the same). Python: .raw = text.
   void set_raw(std::string_view text) const requires std::same_as<T, char> {
     locked([&] { object_.set_raw(text); });
   }
@@ -425,11 +460,17 @@ class Array {
     if (!lock_) detail::throw_no_lock("mp::Array::get_lock");
     return *lock_;
   }
+  // Whether this Array has a lock (not made with mp::no_lock).
   bool has_lock() const noexcept { return lock_.has_value(); }
+  // The unsynchronized array (same memory). Python: get_obj().
   RawArray<T> get_obj() const noexcept { return object_; }
 
+  // Where the shared memory lives, the same in every process: equal for handles to the
+  // same object.
   detail::shared_ref ref() const noexcept { return object_.ref(); }
 
+  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
+  // loading throws as RawArray's and AnyLock's.
   template <class Archive>
   void serialize(Archive& ar) {
     ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
@@ -471,6 +512,8 @@ template <shared_ctype T>
 RawValue<T> copy(const Value<T>& object) {
   return RawValue<T>(object.value());
 }
+// A new RawArray holding `object`'s elements, read under its lock. Throws as
+// copy(RawArray). Python: sharedctypes.copy(arr.get_obj()), done consistently.
 template <shared_ctype T>
 RawArray<T> copy(const Array<T>& object) {
   const std::vector<T> elements = object.to_vector();

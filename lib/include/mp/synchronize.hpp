@@ -143,6 +143,7 @@ class MP_API Lock : private detail::shared_object, public detail::lockable<Lock>
   void save(Archive& ar) const {
     save_ref(ar);
   }
+  // Attaches to the Lock saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::lock);
@@ -185,10 +186,12 @@ class MP_API RLock : private detail::shared_object, public detail::lockable<RLoc
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same RLock (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
   }
+  // Attaches to the RLock saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::rlock);
@@ -216,17 +219,22 @@ class MP_API Semaphore : private detail::shared_object, public detail::lockable<
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same Semaphore (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
   }
+  // Attaches to the Semaphore saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::semaphore);
   }
 
  protected:
+  // Selects the bounded constructor below.
   struct bounded_tag {};
+  // A semaphore whose release() refuses to go past `value` (BoundedSemaphore's). Throws
+  // as Semaphore(value).
   Semaphore(int value, bounded_tag);
 };
 
@@ -234,6 +242,8 @@ class MP_API Semaphore : private detail::shared_object, public detail::lockable<
 // the count would exceed its initial value. Python: BoundedSemaphore(value=1).
 class BoundedSemaphore : public Semaphore {
  public:
+  // A count of `value`, also its upper bound. Throws as Semaphore(value).
+  // Python: BoundedSemaphore(value=1).
   explicit BoundedSemaphore(int value = 1) : Semaphore(value, bounded_tag{}) {}
 };
 
@@ -243,12 +253,16 @@ class MP_API Condition : private detail::shared_object, public detail::lockable<
  public:
   // Throws mp::HeapExhausted, std::system_error.
   Condition();
+  // Bound to `lock` (a handle to the same lock: other handles and processes share it).
+  // Throws mp::HeapExhausted, std::system_error. Python: Condition(lock).
   explicit Condition(Lock lock);
+  // Bound to a recursive `lock`; throws as above. Python: Condition(rlock).
   explicit Condition(RLock lock);
 
   // The lock: acquire/release and the Lockable names (detail::lockable) act on it, as
   // Python's Condition.acquire/release and `with cond:`.
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  // Releases the lock; throws as that lock's release(). Python: Condition.release().
   void release();
   // The lock's recovered() (its previous owner died holding it).
   bool recovered() const noexcept;
@@ -288,11 +302,13 @@ class MP_API Condition : private detail::shared_object, public detail::lockable<
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same Condition (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
     ar(lock_);  // which of the two, then the lock
   }
+  // Attaches to the Condition saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::condition);
@@ -322,10 +338,12 @@ class MP_API Event : private detail::shared_object {
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same Event (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
   }
+  // Attaches to the Event saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::event);
@@ -383,18 +401,23 @@ class MP_API Barrier : private detail::shared_object {
   // Puts the barrier into the broken state (until reset()). Never blocks.
   void abort();
 
+  // The number of parties given at construction. Python: parties.
   int parties() const noexcept;
   // Parties waiting now (0 while broken). Python: n_waiting.
   int n_waiting() const noexcept;
+  // Whether the barrier is broken (abort(), a timeout, a dead party, a failed action)
+  // and not reset since. Never blocks. Python: broken.
   bool broken() const noexcept;
 
   using shared_object::ref;
 
+  // Pickles as a reference to the same Barrier (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
     save_ref(ar);
     ar(action_, object_action_);
   }
+  // Attaches to the Barrier saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, detail::shared_kind::barrier);

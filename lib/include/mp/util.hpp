@@ -29,6 +29,9 @@
 
 namespace mp::util {
 
+// A callback to run once: when called, when the last copy of the handle is destroyed
+// (no exit priority), or at normal exit (with one). Copies are handles to the same
+// finalizer. Python: multiprocessing.util.Finalize (see above for the differences).
 class MP_API Finalize {
  public:
   // Registers `callback`. Throws std::invalid_argument if it is empty, std::bad_alloc.
