@@ -27,8 +27,8 @@
 #include <mp/logging.hpp>
 
 #include "exception_text.hpp"
-#include "logging_internal.hpp"
 #include "forkserver.hpp"
+#include "logging_internal.hpp"
 #include "posix/pidfd.hpp"
 #include "posix/proc.hpp"
 #include "process_state.hpp"
