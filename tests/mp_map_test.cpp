@@ -228,6 +228,24 @@ TEST_P(MpMapTest, TimeoutFailsOnlyTheSlowItem) {
   EXPECT_NE(exec.err.find("line 2: '30': timed out after 0.5 s"), std::string::npos) << exec.err;
 }
 
+// mp-map replaces a worker from its pool's result thread while its main thread prints:
+// with fork asked for, that replacement comes from the fork server, never from a fork of
+// the threaded mp-map (its log names each worker as it starts).
+TEST_P(MpMapTest, AReplacementWorkerIsNeverForkedFromTheThreadedMapper) {
+  auto result = mp_test::run_command({"/usr/bin/env", "MP_LOG_LEVEL=info", MP_MAP_PATH,
+                                      "--start-method", GetParam(), "-j", "1", "--timeout", "0.3",
+                                      "sleep", ":::", "30", "0", "0"});
+  EXPECT_EQ(result.exit_status, 1) << result.err;
+  EXPECT_EQ(result.out, "0\n0\n");
+  const auto replaced = result.err.find("(the worker was killed and replaced)");
+  ASSERT_NE(replaced, std::string::npos) << result.err;
+  const std::string method = GetParam() == "fork" ? "forkserver" : GetParam();
+  std::string replacement = mp::detail::pool_worker_name(method, 2);
+  replacement.pop_back();  // "ForkServerPoolWorker-"
+  EXPECT_NE(result.err.find("[INFO/" + replacement, replaced), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("[INFO/ForkPoolWorker-", replaced), std::string::npos) << result.err;
+}
+
 TEST_P(MpMapTest, AWorkerThatDiesFailsOnlyItsItem) {
   // The command kills the worker that runs it (its grandparent: the parent is the worker's
   // launcher) when the item is 3.
