@@ -429,7 +429,9 @@ void load_empty_elements(PickleInputArchive& ar, Sequence& sequence) {
   }
 }
 // One pair of overloads per sequence template, more specialized than cereal's (which
-// take any archive), as the map loads above.
+// take any archive), as the map loads above. `Sequence` names a template, which
+// parentheses cannot enclose.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define MP_PICKLE_EMPTY_ELEMENTS(Sequence)                                                  \
   template <class T, class A>                                                               \
   requires std::is_empty_v<T>                                                               \
@@ -441,6 +443,7 @@ void load_empty_elements(PickleInputArchive& ar, Sequence& sequence) {
   void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Sequence<T, A>& sequence) {        \
     load_empty_elements(ar, sequence);                                                      \
   }
+// NOLINTEND(bugprone-macro-parentheses)
 MP_PICKLE_EMPTY_ELEMENTS(std::vector)
 MP_PICKLE_EMPTY_ELEMENTS(std::deque)
 MP_PICKLE_EMPTY_ELEMENTS(std::list)
