@@ -225,6 +225,7 @@ std::optional<int> Popen::poll() {
         std::memcpy(&code, record + 1, sizeof code);
       returncode_ = code;
       status_channel_.reset();
+      log_ended();
     }
   } else if (!returncode_) {
     std::optional<int> status;
@@ -238,11 +239,15 @@ std::optional<int> Popen::poll() {
       if (ended) status = 255;
     }
     returncode_ = status;
-    if (status && get_logger().is_enabled_for(LogLevel::debug))
-      get_logger().debug("child process " + std::to_string(pid_) +
-                         " ended: " + describe_exitcode(status));
+    if (status) log_ended();
   }
   return returncode_;
+}
+
+void Popen::log_ended() const {
+  if (get_logger().is_enabled_for(LogLevel::debug))
+    get_logger().debug("child process " + std::to_string(pid_) +
+                       " ended: " + describe_exitcode(returncode_));
 }
 
 std::optional<int> Popen::wait(std::optional<std::chrono::nanoseconds> timeout) {

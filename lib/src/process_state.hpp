@@ -42,6 +42,8 @@ class Popen {
   void send_signal(int sig);
 
  private:
+  // Logs (at debug) that the child ended, with its returncode_.
+  void log_ended() const;
   std::mutex mutex_;
   pid_t pid_ = 0;
   posix::unique_fd pidfd_;

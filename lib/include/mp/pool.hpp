@@ -557,131 +557,143 @@ class MP_API Pool {
   // Runs the callbacks when `result` is ready (in the pool's result thread).
   template <class T>
   static void on_result(const AsyncResult<T>& result, std::function<void(const T&)> callback,
-                        std::function<void(std::exception_ptr)> error_callback) {
-    if (!callback && !error_callback) return;
-    result.state_->state->on_ready([result, callback, error_callback] {
-      std::exception_ptr error = result.state_->state->error();
-      if (!error) {
-        try {
-          const T& value = result.decoded();
-          if (callback) callback(value);
-          return;
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      if (error_callback) error_callback(error);
-    });
-  }
+                        std::function<void(std::exception_ptr)> error_callback);
 
+  // map and starmap, sync and async: the chunk submitter and the result decoder.
   template <class F, class Item, bool Star, class R,
             class Results = std::vector<detail::map_value_t<F, Item, Star>>>
   auto map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option,
                 std::function<void(const Results&)> callback = {},
-                std::function<void(std::exception_ptr)> error_callback = {}) {
-    detail::check_pool_map<F, Item, Star>();
-    using Result = detail::map_value_t<F, Item, Star>;
-    if (chunksize_option && *chunksize_option == 0)
-      throw std::invalid_argument("mp::Pool::map: chunksize must be at least 1");
-    std::size_t chunksize = chunksize_option.value_or(0);
-    // A sized range is read once, straight into the chunks; another one is listed first
-    // (the default chunksize needs its length), as Python lists the iterable.
-    std::vector<Item> all;
-    std::size_t length = 0;
-    if constexpr (std::ranges::sized_range<R>) {
-      length = static_cast<std::size_t>(std::ranges::size(items));
-    } else {
-      for (auto&& item : items) all.push_back(static_cast<Item>(item));
-      length = all.size();
-    }
-    if (chunksize == 0) chunksize = detail::default_chunksize(length, processes());
-    const std::size_t chunks = chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize;
-    auto state = std::make_shared<detail::ResultState>(chunks);
-    state->items_per_task = chunksize;
-    state->set_helper(core_->helper());
-    auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
-    shared->state = state;
-    shared->decode = &detail::decode_chunks<Result>;
-    AsyncResult<std::vector<Result>> result(shared);
-    on_result(result, std::move(callback), std::move(error_callback));
-    detail::ChunkSubmitter<F, Item, Star> submitter(*core_, state, fn, chunksize);
-    if constexpr (std::ranges::sized_range<R>) {
-      for (auto&& item : items) submitter.add(std::forward<decltype(item)>(item));
-    } else {
-      for (auto& item : all) submitter.add(std::move(item));
-    }
-    submitter.finish();
-    return result;
-  }
+                std::function<void(std::exception_ptr)> error_callback = {});
 
   // Star: std::apply(fn, item) for tuple-like items (ProcessPoolExecutor::map over
   // several ranges).
   template <class F, bool Star, class R>
-  auto imap_impl(bool ordered, F fn, R&& items, std::size_t chunksize, std::size_t buffersize) {
-    using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
-    detail::check_pool_map<F, Item, Star>();
-    using Result = detail::map_value_t<F, Item, Star>;
-    if (chunksize == 0) throw std::invalid_argument("mp::Pool::imap: chunksize must be at least 1");
-    if (buffersize == 0) buffersize = 4 * static_cast<std::size_t>(processes());
-    // The feeder holds a view or an rvalue range itself and any other lvalue range by
-    // address: what std::views::all would hold, without its ref_view, which clang++ 14
-    // cannot instantiate from libstdc++ 12.
-    constexpr bool is_view = std::ranges::view<std::remove_cvref_t<R>>;
-    using Range = std::conditional_t<is_view, std::remove_cvref_t<R>, std::remove_reference_t<R>>;
-    using Held = std::conditional_t<std::is_lvalue_reference_v<R> && !is_view, Range*, Range>;
-    struct Feeder {
-      Held held;
-      std::ranges::iterator_t<Range> it;
-      bool started = false;
-      F fn;
-      std::size_t chunksize;
-      std::exception_ptr error;  // the input's, thrown after the chunk read before it
-      Range& range() {
-        if constexpr (std::is_pointer_v<Held>)
-          return *held;
-        else
-          return held;
-      }
-    };
-    auto feeder = [&] {
-      if constexpr (std::is_pointer_v<Held>)
-        return std::make_shared<Feeder>(
-            Feeder{&items, {}, false, std::move(fn), chunksize, nullptr});
-      else
-        return std::make_shared<Feeder>(
-            Feeder{Range(std::forward<R>(items)), {}, false, std::move(fn), chunksize, nullptr});
-    }();
-    auto feed = [feeder, remote = core_->remote()](std::string& input) {
-      if (feeder->error) std::rethrow_exception(std::exchange(feeder->error, nullptr));
-      std::vector<Item> part;
-      try {
-        if (!feeder->started) {
-          feeder->it = std::ranges::begin(feeder->range());
-          feeder->started = true;
-        }
-        while (part.size() < feeder->chunksize && feeder->it != std::ranges::end(feeder->range())) {
-          part.push_back(static_cast<Item>(*feeder->it));
-          ++feeder->it;
-        }
-      } catch (...) {
-        if (part.empty()) throw;
-        feeder->error = std::current_exception();  // the items read so far run first
-      }
-      if (part.empty()) return false;
-      const detail::RemotePicklingScope scope(remote);
-      input = pickle::dumps(std::tuple<F, std::vector<Item>>(feeder->fn, std::move(part)));
-      return true;
-    };
-    auto state = std::make_shared<detail::IMapState>(
-        ordered, buffersize, std::move(feed),
-        detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>());
-    state->items_per_task = chunksize;
-    state->fill(*core_, state);
-    return IMapIterator<Result>(core_, state);
-  }
+  auto imap_impl(bool ordered, F fn, R&& items, std::size_t chunksize, std::size_t buffersize);
 
   friend class ProcessPoolExecutor;
   std::shared_ptr<detail::PoolCore> core_;
 };
+
+template <class T>
+void Pool::on_result(const AsyncResult<T>& result, std::function<void(const T&)> callback,
+                     std::function<void(std::exception_ptr)> error_callback) {
+  if (!callback && !error_callback) return;
+  result.state_->state->on_ready([result, callback, error_callback] {
+    std::exception_ptr error = result.state_->state->error();
+    if (!error) {
+      try {
+        const T& value = result.decoded();
+        if (callback) callback(value);
+        return;
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (error_callback) error_callback(error);
+  });
+}
+
+template <class F, class Item, bool Star, class R, class Results>
+auto Pool::map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option,
+                    std::function<void(const Results&)> callback,
+                    std::function<void(std::exception_ptr)> error_callback) {
+  detail::check_pool_map<F, Item, Star>();
+  using Result = detail::map_value_t<F, Item, Star>;
+  if (chunksize_option && *chunksize_option == 0)
+    throw std::invalid_argument("mp::Pool::map: chunksize must be at least 1");
+  std::size_t chunksize = chunksize_option.value_or(0);
+  // A sized range is read once, straight into the chunks; another one is listed first
+  // (the default chunksize needs its length), as Python lists the iterable.
+  std::vector<Item> all;
+  std::size_t length = 0;
+  if constexpr (std::ranges::sized_range<R>) {
+    length = static_cast<std::size_t>(std::ranges::size(items));
+  } else {
+    for (auto&& item : items) all.push_back(static_cast<Item>(item));
+    length = all.size();
+  }
+  if (chunksize == 0) chunksize = detail::default_chunksize(length, processes());
+  const std::size_t chunks = chunksize == 0 ? 0 : (length + chunksize - 1) / chunksize;
+  auto state = std::make_shared<detail::ResultState>(chunks);
+  state->items_per_task = chunksize;
+  state->set_helper(core_->helper());
+  auto shared = std::make_shared<typename AsyncResult<std::vector<Result>>::Shared>();
+  shared->state = state;
+  shared->decode = &detail::decode_chunks<Result>;
+  AsyncResult<std::vector<Result>> result(shared);
+  on_result(result, std::move(callback), std::move(error_callback));
+  detail::ChunkSubmitter<F, Item, Star> submitter(*core_, state, fn, chunksize);
+  if constexpr (std::ranges::sized_range<R>) {
+    for (auto&& item : items) submitter.add(std::forward<decltype(item)>(item));
+  } else {
+    for (auto& item : all) submitter.add(std::move(item));
+  }
+  submitter.finish();
+  return result;
+}
+
+template <class F, bool Star, class R>
+auto Pool::imap_impl(bool ordered, F fn, R&& items, std::size_t chunksize, std::size_t buffersize) {
+  using Item = std::remove_cvref_t<std::ranges::range_reference_t<R>>;
+  detail::check_pool_map<F, Item, Star>();
+  using Result = detail::map_value_t<F, Item, Star>;
+  if (chunksize == 0) throw std::invalid_argument("mp::Pool::imap: chunksize must be at least 1");
+  if (buffersize == 0) buffersize = 4 * static_cast<std::size_t>(processes());
+  // The feeder holds a view or an rvalue range itself and any other lvalue range by
+  // address: what std::views::all would hold, without its ref_view, which clang++ 14
+  // cannot instantiate from libstdc++ 12.
+  constexpr bool is_view = std::ranges::view<std::remove_cvref_t<R>>;
+  using Range = std::conditional_t<is_view, std::remove_cvref_t<R>, std::remove_reference_t<R>>;
+  using Held = std::conditional_t<std::is_lvalue_reference_v<R> && !is_view, Range*, Range>;
+  struct Feeder {
+    Held held;
+    std::ranges::iterator_t<Range> it;
+    bool started = false;
+    F fn;
+    std::size_t chunksize;
+    std::exception_ptr error;  // the input's, thrown after the chunk read before it
+    Range& range() {
+      if constexpr (std::is_pointer_v<Held>)
+        return *held;
+      else
+        return held;
+    }
+  };
+  auto feeder = [&] {
+    if constexpr (std::is_pointer_v<Held>)
+      return std::make_shared<Feeder>(Feeder{&items, {}, false, std::move(fn), chunksize, nullptr});
+    else
+      return std::make_shared<Feeder>(
+          Feeder{Range(std::forward<R>(items)), {}, false, std::move(fn), chunksize, nullptr});
+  }();
+  auto feed = [feeder, remote = core_->remote()](std::string& input) {
+    if (feeder->error) std::rethrow_exception(std::exchange(feeder->error, nullptr));
+    std::vector<Item> part;
+    try {
+      if (!feeder->started) {
+        feeder->it = std::ranges::begin(feeder->range());
+        feeder->started = true;
+      }
+      while (part.size() < feeder->chunksize && feeder->it != std::ranges::end(feeder->range())) {
+        part.push_back(static_cast<Item>(*feeder->it));
+        ++feeder->it;
+      }
+    } catch (...) {
+      if (part.empty()) throw;
+      feeder->error = std::current_exception();  // the items read so far run first
+    }
+    if (part.empty()) return false;
+    const detail::RemotePicklingScope scope(remote);
+    input = pickle::dumps(std::tuple<F, std::vector<Item>>(feeder->fn, std::move(part)));
+    return true;
+  };
+  auto state = std::make_shared<detail::IMapState>(
+      ordered, buffersize, std::move(feed),
+      detail::trampoline_ref<&detail::pool_map_call<F, Item, Star>>());
+  state->items_per_task = chunksize;
+  state->fill(*core_, state);
+  return IMapIterator<Result>(core_, state);
+}
 
 }  // namespace mp
