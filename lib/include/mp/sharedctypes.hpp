@@ -218,6 +218,67 @@ class RawValue : private detail::ctypes_core {
   T& object() const noexcept { return *std::launder(reinterpret_cast<T*>(data())); }
 };
 
+namespace detail {
+// The names that Value's and Array's get_lock() give in their errors.
+inline constexpr char kValueGetLock[] = "mp::Value::get_lock";
+inline constexpr char kArrayGetLock[] = "mp::Array::get_lock";
+
+// Selects synchronized_core's constructor that makes a new RLock.
+struct new_lock_t {};
+
+// What Value and Array share: the unsynchronized object (a RawValue or RawArray), its
+// lock if it has one, the members that give them out, and pickling.
+template <class Raw, const char* GetLockName>
+class synchronized_core {
+ public:
+  // The lock, to hold it around several operations. Throws std::logic_error without a
+  // lock. Python: get_lock().
+  AnyLock& get_lock() const {
+    if (!lock_) throw_no_lock(GetLockName);
+    return *lock_;
+  }
+  // Whether this object has a lock (not made with mp::no_lock).
+  bool has_lock() const noexcept { return lock_.has_value(); }
+  // The unsynchronized object (same memory). Python: get_obj().
+  Raw get_obj() const noexcept { return object_; }
+
+  // Where the shared memory lives, the same in every process: equal for handles to the
+  // same object.
+  shared_ref ref() const noexcept { return object_.ref(); }
+
+  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
+  // loading throws as the unsynchronized object's and AnyLock's.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
+  }
+
+ protected:
+  // The object made from `args`, then a new RLock.
+  template <class... Args>
+  explicit synchronized_core(new_lock_t, Args&&... args)
+      : object_(std::forward<Args>(args)...), lock_(AnyLock()) {}
+  // The object made from `args`, with `lock`.
+  template <class... Args>
+  explicit synchronized_core(AnyLock lock, Args&&... args)
+      : object_(std::forward<Args>(args)...), lock_(std::move(lock)) {}
+  // The object made from `args`, without a lock.
+  template <class... Args>
+  explicit synchronized_core(no_lock_t, Args&&... args) : object_(std::forward<Args>(args)...) {}
+
+  // Runs fn under the lock, if there is one.
+  template <class F>
+  decltype(auto) locked(F fn) const {
+    if (!lock_) return fn();
+    std::scoped_lock guard(*lock_);
+    return fn();
+  }
+
+  Raw object_;
+  mutable std::optional<AnyLock> lock_;
+};
+}  // namespace detail
+
 template <shared_ctype T>
 Value<T> synchronized(RawValue<T> object, AnyLock lock = AnyLock());
 template <shared_ctype T>
@@ -226,28 +287,26 @@ Array<T> synchronized(RawArray<T> object, AnyLock lock = AnyLock());
 // One T in shared memory with a lock (an RLock unless given). Python: Value(typecode_or_type,
 // *args, lock=True).
 template <shared_ctype T>
-class Value {
+class Value : public detail::synchronized_core<RawValue<T>, detail::kValueGetLock> {
+  using core = detail::synchronized_core<RawValue<T>, detail::kValueGetLock>;
+
  public:
   // With a new RLock. Throws mp::HeapExhausted, std::system_error.
-  explicit Value(T initial = T{}) : object_(initial), lock_(AnyLock()) {}
+  explicit Value(T initial = T{}) : core(detail::new_lock_t{}, initial) {}
   // With an existing Lock or RLock (shared with whatever else uses it). Python: lock=lock.
-  Value(T initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  Value(T initial, AnyLock lock) : core(std::move(lock), initial) {}
   // Without a lock (Python: lock=False): value() and set_value() do not lock, get_lock()
   // and update() throw std::logic_error.
-  Value(T initial, no_lock_t) : object_(initial) {}
+  Value(T initial, no_lock_t) : core(no_lock, initial) {}
 
   // Reads the value, holding the lock (blocks while another process holds it).
   // Python: .value.
   T value() const {
-    if (!lock_) return object_.value();
-    std::scoped_lock guard(*lock_);
-    return object_.value();
+    return locked([&] { return object_.value(); });
   }
   // Writes the value, holding the lock. Python: .value = x.
   void set_value(T value) const {
-    if (!lock_) return object_.set_value(value);
-    std::scoped_lock guard(*lock_);
-    object_.set_value(value);
+    locked([&] { object_.set_value(value); });
   }
 
   // Runs fn(T&) on the shared value while holding the lock, and returns the value fn left.
@@ -265,34 +324,15 @@ class Value {
     return shared;
   }
 
-  // The lock, to hold it around several operations. Throws std::logic_error without a
-  // lock. Python: get_lock().
-  AnyLock& get_lock() const {
-    if (!lock_) detail::throw_no_lock("mp::Value::get_lock");
-    return *lock_;
-  }
-  // Whether this Value has a lock (not made with mp::no_lock).
-  bool has_lock() const noexcept { return lock_.has_value(); }
-  // The unsynchronized object (same memory). Python: get_obj().
-  RawValue<T> get_obj() const noexcept { return object_; }
-
-  // Where the shared memory lives, the same in every process: equal for handles to the
-  // same object.
-  detail::shared_ref ref() const noexcept { return object_.ref(); }
-
-  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
-  // loading throws as RawValue's and AnyLock's.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
-  }
+  // get_lock(), has_lock(), get_obj(), ref() and pickling: see detail::synchronized_core.
 
  private:
   friend Value<T> synchronized<T>(RawValue<T> object, AnyLock lock);
-  Value(RawValue<T> object, AnyLock lock) : object_(std::move(object)), lock_(std::move(lock)) {}
+  Value(RawValue<T> object, AnyLock lock) : core(std::move(lock), std::move(object)) {}
 
-  RawValue<T> object_;
-  mutable std::optional<AnyLock> lock_;
+  using core::lock_;
+  using core::locked;
+  using core::object_;
 };
 
 // Elements of a shared array, without a lock. Python: RawArray(typecode_or_type,
@@ -373,40 +413,41 @@ class RawArray : private detail::ctypes_core {
 // Element access (operator[], at, begin/end, span) does not lock: hold get_lock() around
 // it or use update(). value(), raw(), set_value(), set_raw(), to_vector() lock.
 template <shared_ctype T>
-class Array {
+class Array : public detail::synchronized_core<RawArray<T>, detail::kArrayGetLock> {
+  using core = detail::synchronized_core<RawArray<T>, detail::kArrayGetLock>;
+
  public:
   // `size` zeroed elements, with a new RLock. Use parentheses: Array<int>{5} is one
   // element, 5. Throws std::length_error, mp::HeapExhausted, std::system_error.
-  explicit Array(std::size_t size = 0) : object_(size), lock_(AnyLock()) {}
+  explicit Array(std::size_t size = 0) : core(detail::new_lock_t{}, size) {}
   // With an existing Lock or RLock (shared with whatever else uses it). Python: lock=lock.
-  Array(std::size_t size, AnyLock lock) : object_(size), lock_(std::move(lock)) {}
+  Array(std::size_t size, AnyLock lock) : core(std::move(lock), size) {}
   // Without a lock (Python: lock=False): get_lock() and update() throw std::logic_error.
-  Array(std::size_t size, no_lock_t) : object_(size) {}
+  Array(std::size_t size, no_lock_t) : core(no_lock, size) {}
   // A copy of `initial`.
-  Array(std::initializer_list<T> initial) : object_(initial), lock_(AnyLock()) {}
+  Array(std::initializer_list<T> initial) : core(detail::new_lock_t{}, initial) {}
   // A copy of `initial`, with `lock`.
-  Array(std::initializer_list<T> initial, AnyLock lock)
-      : object_(initial), lock_(std::move(lock)) {}
+  Array(std::initializer_list<T> initial, AnyLock lock) : core(std::move(lock), initial) {}
   // A copy of `initial`, without a lock.
-  Array(std::initializer_list<T> initial, no_lock_t) : object_(initial) {}
+  Array(std::initializer_list<T> initial, no_lock_t) : core(no_lock, initial) {}
   // A copy of `initial` (a vector, an array...), with a new RLock.
-  explicit Array(std::span<const T> initial) : object_(initial), lock_(AnyLock()) {}
+  explicit Array(std::span<const T> initial) : core(detail::new_lock_t{}, initial) {}
   // A copy of `initial`, with `lock`.
-  Array(std::span<const T> initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  Array(std::span<const T> initial, AnyLock lock) : core(std::move(lock), initial) {}
   // A copy of `initial`, without a lock.
-  Array(std::span<const T> initial, no_lock_t) : object_(initial) {}
+  Array(std::span<const T> initial, no_lock_t) : core(no_lock, initial) {}
   // char only: the bytes of `text` (a string literal, std::string, string_view), no NUL
   // added. Python: Array('c', b'text').
   template <class Text>
   requires detail::text_for<T, Text>
-  explicit Array(const Text& text) : object_(text), lock_(AnyLock()) {}
+  explicit Array(const Text& text) : core(detail::new_lock_t{}, text) {}
   // char only: the bytes of `text`, with `lock`.
   template <class Text>
   requires detail::text_for<T, Text> Array(const Text& text, AnyLock lock)
-      : object_(text), lock_(std::move(lock)) {}
+      : core(std::move(lock), text) {}
   // char only: the bytes of `text`, without a lock.
   template <class Text>
-  requires detail::text_for<T, Text> Array(const Text& text, no_lock_t) : object_(text) {}
+  requires detail::text_for<T, Text> Array(const Text& text, no_lock_t) : core(no_lock, text) {}
 
   // The number of elements (fixed). Never blocks or throws. Python: len(arr).
   std::size_t size() const noexcept { return object_.size(); }
@@ -455,41 +496,16 @@ class Array {
     locked([&] { object_.set_raw(text); });
   }
 
-  // As Value::get_lock(), has_lock(), get_obj().
-  AnyLock& get_lock() const {
-    if (!lock_) detail::throw_no_lock("mp::Array::get_lock");
-    return *lock_;
-  }
-  // Whether this Array has a lock (not made with mp::no_lock).
-  bool has_lock() const noexcept { return lock_.has_value(); }
-  // The unsynchronized array (same memory). Python: get_obj().
-  RawArray<T> get_obj() const noexcept { return object_; }
-
-  // Where the shared memory lives, the same in every process: equal for handles to the
-  // same object.
-  detail::shared_ref ref() const noexcept { return object_.ref(); }
-
-  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
-  // loading throws as RawArray's and AnyLock's.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
-  }
+  // As Value: get_lock(), has_lock(), get_obj(), ref() and pickling (see
+  // detail::synchronized_core).
 
  private:
   friend Array<T> synchronized<T>(RawArray<T> object, AnyLock lock);
-  Array(RawArray<T> object, AnyLock lock) : object_(std::move(object)), lock_(std::move(lock)) {}
+  Array(RawArray<T> object, AnyLock lock) : core(std::move(lock), std::move(object)) {}
 
-  // Runs fn under the lock, if there is one.
-  template <class F>
-  decltype(auto) locked(F fn) const {
-    if (!lock_) return fn();
-    std::scoped_lock guard(*lock_);
-    return fn();
-  }
-
-  RawArray<T> object_;
-  mutable std::optional<AnyLock> lock_;
+  using core::lock_;
+  using core::locked;
+  using core::object_;
 };
 
 // ---- Module functions ------------------------------------------------------------------
