@@ -147,6 +147,36 @@ template <class K, class V>
 inline constexpr std::uint64_t pair_fingerprint = std::uint64_t{type_fingerprint<K>} |
                                                   (std::uint64_t{type_fingerprint<V>} << 32);
 
+// Loads every pickle of `pickles` as a T, in order.
+template <class T>
+std::vector<T> load_all(const std::vector<std::string>& pickles) {
+  std::vector<T> result;
+  result.reserve(pickles.size());
+  for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
+  return result;
+}
+
+// What d[key] and l[index] give: assigning stores (Container::set), reading loads
+// (Container::load_item, which throws std::out_of_range where there is no item).
+template <class Container, class Index, class T>
+class item_reference {
+ public:
+  // Stores `value` there. Throws as Container::set.
+  item_reference& operator=(const T& value) {
+    container_->set(index_, value);
+    return *this;
+  }
+  // Loads the item there.
+  operator T() const { return container_->load_item(index_); }  // NOLINT: implicit on purpose
+
+ private:
+  friend Container;
+  item_reference(const Container* container, const Index& index)
+      : container_(container), index_(index) {}
+  const Container* container_;
+  Index index_;
+};
+
 // A snapshot's iterator: shares the copied elements, so it stays valid after the
 // container changes.
 template <class Element>
@@ -211,24 +241,9 @@ class SharedDict {
   // A handle to nothing, for mp::pickle to load into. Manager::dict() makes dicts.
   SharedDict() = default;
 
-  // What d[key] gives: assigning stores, reading loads (throws std::out_of_range if
-  // missing, as Python's KeyError). Python: d[key] = value, d[key].
-  class reference {
-   public:
-    // Stores `value` under the key. Throws as SharedDict::set. Python: d[key] = value.
-    reference& operator=(const V& value) {
-      dict_->set(key_, value);
-      return *this;
-    }
-    // Loads the value under the key. Throws as SharedDict::at. Python: d[key].
-    operator V() const { return dict_->at(key_); }  // NOLINT: implicit on purpose
-
-   private:
-    friend class SharedDict;
-    reference(const SharedDict* dict, const K& key) : dict_(dict), key_(key) {}
-    const SharedDict* dict_;
-    K key_;
-  };
+  // What d[key] gives: assigning stores (as set), reading loads (as at: throws
+  // std::out_of_range if missing, as Python's KeyError). Python: d[key] = value, d[key].
+  using reference = detail::item_reference<SharedDict, K, V>;
   // A reference to the entry `key` (nothing is read or stored until it is used).
   // Python: d[key].
   reference operator[](const K& key) const { return reference(this, key); }
@@ -301,13 +316,13 @@ class SharedDict {
   std::vector<K> keys() const {
     std::vector<std::string> pickles;
     core_.snapshot(&pickles, nullptr);
-    return load_all<K>(pickles);
+    return detail::load_all<K>(pickles);
   }
   // Copies of the values, in the keys' order. Python: list(d.values()).
   std::vector<V> values() const {
     std::vector<std::string> pickles;
     core_.snapshot(nullptr, &pickles);
-    return load_all<V>(pickles);
+    return detail::load_all<V>(pickles);
   }
   // Copies of the (key, value) pairs, taken in one atomic read. Python: list(d.items()).
   std::vector<value_type> items() const {
@@ -425,13 +440,8 @@ class SharedDict {
   [[noreturn]] static void throw_missing(const char* what) {
     throw std::out_of_range(std::string("mp::SharedDict::") + what + ": key not found");
   }
-  template <class T>
-  static std::vector<T> load_all(const std::vector<std::string>& pickles) {
-    std::vector<T> result;
-    result.reserve(pickles.size());
-    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
-    return result;
-  }
+  friend reference;
+  V load_item(const K& key) const { return at(key); }
 
   detail::DictCore core_;
 };
@@ -452,23 +462,9 @@ class SharedList {
   // A handle to nothing, for mp::pickle to load into. Manager::list() makes lists.
   SharedList() = default;
 
-  // What l[i] gives: assigning stores, reading loads. Python: l[i] = x, l[i].
-  class reference {
-   public:
-    // Stores `value` at the index. Throws as SharedList::set. Python: l[i] = value.
-    reference& operator=(const T& value) {
-      list_->set(index_, value);
-      return *this;
-    }
-    // Loads the item at the index. Throws as SharedList::get. Python: l[i].
-    operator T() const { return list_->get(index_); }  // NOLINT: implicit on purpose
-
-   private:
-    friend class SharedList;
-    reference(const SharedList* list, std::int64_t index) : list_(list), index_(index) {}
-    const SharedList* list_;
-    std::int64_t index_;
-  };
+  // What l[i] gives: assigning stores (as set), reading loads (as get). Python: l[i] = x,
+  // l[i].
+  using reference = detail::item_reference<SharedList, std::int64_t, T>;
   // A reference to slot `index` (checked when it is used, not now). Python: l[index].
   reference operator[](std::int64_t index) const { return reference(this, index); }
 
@@ -642,10 +638,7 @@ class SharedList {
   std::vector<T> to_vector() const {
     std::vector<std::string> pickles;
     core_.snapshot(pickles);
-    std::vector<T> result;
-    result.reserve(pickles.size());
-    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
-    return result;
+    return detail::load_all<T>(pickles);
   }
 
   // A snapshot of the items. Python: iter(l).
@@ -668,6 +661,8 @@ class SharedList {
  private:
   friend class Manager;
   explicit SharedList(detail::ListCore core) : core_(std::move(core)) {}
+  friend reference;
+  T load_item(std::int64_t index) const { return get(index); }
 
   template <class Fn>
   void rewrite(Fn fn) const {
@@ -781,10 +776,7 @@ class Namespace {
   std::vector<std::string> names() const {
     std::vector<std::string> pickles;
     core_.snapshot(&pickles, nullptr);
-    std::vector<std::string> result;
-    result.reserve(pickles.size());
-    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<std::string>(pickle));
-    return result;
+    return detail::load_all<std::string>(pickles);
   }
 
   // Pickles as a reference to the same namespace (mp::pickle), as SharedDict.
