@@ -38,51 +38,43 @@ install(EXPORT mpTargets
   FILE mpTargets.cmake
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
-# mp::listener: its own export set, loaded by mpConfig.cmake only when a consumer asks for
-# the component (find_package(mp COMPONENTS listener)), so that OpenSSL is looked for
-# only by those who use it.
-if(TARGET mp_listener)
-  install(TARGETS mp_listener EXPORT mpListenerTargets
+# A component library mp_<name> in its own export set mp<Export>Targets, loaded by
+# mpConfig.cmake only when a consumer asks for that component.
+function(mp_install_component name export)
+  install(TARGETS mp_${name} EXPORT mp${export}Targets
     ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
     LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
             NAMELINK_COMPONENT mp_development
     RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT mp_runtime)
-  install(EXPORT mpListenerTargets
+  install(EXPORT mp${export}Targets
     NAMESPACE mp::
-    FILE mpListenerTargets.cmake
+    FILE mp${export}Targets.cmake
     DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+endfunction()
+
+# mp::listener: its own export set, loaded by mpConfig.cmake only when a consumer asks for
+# the component (find_package(mp COMPONENTS listener)), so that OpenSSL is looked for
+# only by those who use it.
+if(TARGET mp_listener)
+  mp_install_component(listener Listener)
 endif()
 
 # mp::interprocess (header-only, needs Boost's headers): its own export set, loaded only
 # for find_package(mp COMPONENTS interprocess), which alone looks for Boost.
 if(TARGET mp_interprocess)
-  install(TARGETS mp_interprocess EXPORT mpInterprocessTargets)
-  install(EXPORT mpInterprocessTargets
-    NAMESPACE mp::
-    FILE mpInterprocessTargets.cmake
-    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+  mp_install_component(interprocess Interprocess)
 endif()
 
 # mp::mpi (needs MPI): its own export set, loaded only for find_package(mp COMPONENTS
 # mpi), which alone looks for MPI.
 if(TARGET mp_mpi)
-  install(TARGETS mp_mpi EXPORT mpMpiTargets
-    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
-    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
-            NAMELINK_COMPONENT mp_development)
-  install(EXPORT mpMpiTargets NAMESPACE mp:: FILE mpMpiTargets.cmake
-    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+  mp_install_component(mpi Mpi)
 endif()
 
 # mp::stacktrace (remote tracebacks, needs Boost.Stacktrace): its own export set, loaded
 # only for find_package(mp COMPONENTS stacktrace).
 if(TARGET mp_stacktrace)
-  install(TARGETS mp_stacktrace EXPORT mpStacktraceTargets
-    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
-    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
-            NAMELINK_COMPONENT mp_development)
-  install(EXPORT mpStacktraceTargets NAMESPACE mp:: FILE mpStacktraceTargets.cmake
-    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
+  mp_install_component(stacktrace Stacktrace)
 endif()
 
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/mpConfig.cmake.in"
