@@ -38,44 +38,29 @@ install(EXPORT mpTargets
   FILE mpTargets.cmake
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
-# A component library mp_<name> in its own export set mp<Export>Targets, loaded by
-# mpConfig.cmake only when a consumer asks for that component.
-function(mp_install_component name export)
-  install(TARGETS mp_${name} EXPORT mp${export}Targets
+# The components, each in its own export set (mpListenerTargets.cmake, ...) that
+# mpConfig.cmake loads only when a consumer asks for the component
+# (find_package(mp COMPONENTS listener)), so that each dependency is looked for only by
+# those who use it: listener needs OpenSSL's libcrypto, interprocess (header-only)
+# Boost's headers, mpi MPI, stacktrace (remote tracebacks) Boost.Stacktrace.
+foreach(component IN ITEMS listener interprocess mpi stacktrace)
+  if(NOT TARGET mp_${component})
+    continue()
+  endif()
+  string(SUBSTRING "${component}" 0 1 first)
+  string(SUBSTRING "${component}" 1 -1 rest)
+  string(TOUPPER "${first}" first)
+  set(export "mp${first}${rest}Targets")
+  install(TARGETS mp_${component} EXPORT ${export}
     ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
     LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
             NAMELINK_COMPONENT mp_development
     RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT mp_runtime)
-  install(EXPORT mp${export}Targets
+  install(EXPORT ${export}
     NAMESPACE mp::
-    FILE mp${export}Targets.cmake
+    FILE ${export}.cmake
     DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
-endfunction()
-
-# mp::listener: its own export set, loaded by mpConfig.cmake only when a consumer asks for
-# the component (find_package(mp COMPONENTS listener)), so that OpenSSL is looked for
-# only by those who use it.
-if(TARGET mp_listener)
-  mp_install_component(listener Listener)
-endif()
-
-# mp::interprocess (header-only, needs Boost's headers): its own export set, loaded only
-# for find_package(mp COMPONENTS interprocess), which alone looks for Boost.
-if(TARGET mp_interprocess)
-  mp_install_component(interprocess Interprocess)
-endif()
-
-# mp::mpi (needs MPI): its own export set, loaded only for find_package(mp COMPONENTS
-# mpi), which alone looks for MPI.
-if(TARGET mp_mpi)
-  mp_install_component(mpi Mpi)
-endif()
-
-# mp::stacktrace (remote tracebacks, needs Boost.Stacktrace): its own export set, loaded
-# only for find_package(mp COMPONENTS stacktrace).
-if(TARGET mp_stacktrace)
-  mp_install_component(stacktrace Stacktrace)
-endif()
+endforeach()
 
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/mpConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/mpConfig.cmake"
