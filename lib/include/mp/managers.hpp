@@ -156,6 +156,32 @@ std::vector<T> load_all(const std::vector<std::string>& pickles) {
   return result;
 }
 
+// What SharedDict, SharedList, SharedValue and Namespace share: the handle's core (a
+// reference to the object in the manager's segment) and pickling as that reference,
+// which on loading checks that the object is of kind `Kind` with `Fingerprint` (its
+// element types) and throws mp::UnpicklingError if not.
+template <class Core, ContainerKind Kind, std::uint64_t Fingerprint>
+class container_handle {
+ public:
+  // Pickles as a reference to the same object (mp::pickle).
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(core_);
+  }
+  // Throws mp::UnpicklingError if the bytes name no object of this kind and types.
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(core_);
+    core_.check(Kind, Fingerprint);
+  }
+
+ protected:
+  container_handle() = default;
+  explicit container_handle(Core core) : core_(std::move(core)) {}
+
+  Core core_;
+};
+
 // What d[key] and l[index] give: assigning stores (Container::set), reading loads
 // (Container::load_item, which throws std::out_of_range where there is no item).
 template <class Container, class Index, class T>
@@ -227,7 +253,11 @@ class Manager;
 // mp::HeapExhausted (the segment is full; nothing changes). Using a default-constructed
 // handle (one that was never loaded) throws std::logic_error.
 template <class K, class V>
-class SharedDict {
+class SharedDict : public detail::container_handle<detail::DictCore, detail::ContainerKind::dict,
+                                                   detail::pair_fingerprint<K, V>> {
+  using handle = detail::container_handle<detail::DictCore, detail::ContainerKind::dict,
+                                          detail::pair_fingerprint<K, V>>;
+
   static_assert(detail::require_picklable<K>::value && detail::require_picklable<V>::value);
 
  public:
@@ -413,21 +443,13 @@ class SharedDict {
     return Map(pairs.begin(), pairs.end());
   }
 
-  // Pickles as a reference to the same dict (mp::pickle); loading checks K and V.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(core_);
-  }
-  // Throws mp::UnpicklingError if the bytes name no dict of this K and V.
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(core_);
-    core_.check(detail::ContainerKind::dict, detail::pair_fingerprint<K, V>);
-  }
+  // Pickles as a reference to the same dict (mp::pickle); loading checks K and V and
+  // throws mp::UnpicklingError if the bytes name no dict of this K and V.
 
  private:
   friend class Manager;
-  explicit SharedDict(detail::DictCore core) : core_(std::move(core)) {}
+  explicit SharedDict(detail::DictCore core) : handle(std::move(core)) {}
+  using handle::core_;
 
   static const std::string& pickled_key(const K& key) {
     return detail::pickle_into(detail::manager_key_buffer(), key);
@@ -442,15 +464,17 @@ class SharedDict {
   }
   friend reference;
   V load_item(const K& key) const { return at(key); }
-
-  detail::DictCore core_;
 };
 
 // A list in a Manager's segment. Python: ListProxy, from Manager().list().
 // Atomicity, exceptions and handles as SharedDict. Indexes may be negative (counted from
 // the end, as in Python); a bad index throws std::out_of_range (Python: IndexError).
 template <class T>
-class SharedList {
+class SharedList : public detail::container_handle<detail::ListCore, detail::ContainerKind::list,
+                                                   detail::type_fingerprint<T>> {
+  using handle = detail::container_handle<detail::ListCore, detail::ContainerKind::list,
+                                          detail::type_fingerprint<T>>;
+
   static_assert(detail::require_picklable<T>::value);
 
  public:
@@ -646,21 +670,13 @@ class SharedList {
   // The end of any snapshot begin() took.
   std::default_sentinel_t end() const { return {}; }
 
-  // Pickles as a reference to the same list (mp::pickle), as SharedDict.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(core_);
-  }
-  // Throws mp::UnpicklingError if the bytes name no list of this T.
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(core_);
-    core_.check(detail::ContainerKind::list, detail::type_fingerprint<T>);
-  }
+  // Pickles as a reference to the same list (mp::pickle), as SharedDict; loading throws
+  // mp::UnpicklingError if the bytes name no list of this T.
 
  private:
   friend class Manager;
-  explicit SharedList(detail::ListCore core) : core_(std::move(core)) {}
+  explicit SharedList(detail::ListCore core) : handle(std::move(core)) {}
+  using handle::core_;
   friend reference;
   T load_item(std::int64_t index) const { return get(index); }
 
@@ -680,15 +696,17 @@ class SharedList {
     if (start < 0) start += length;
     return static_cast<std::size_t>(std::clamp<std::int64_t>(start, 0, length));
   }
-
-  detail::ListCore core_;
 };
 
 // One value of any picklable type in a Manager's segment. Python: ValueProxy, from
 // Manager().Value(typecode, value) (Manager::Value makes an mp::Value instead for the
 // types of <mp/sharedctypes.hpp>). Atomicity, exceptions and handles as SharedDict.
 template <class T>
-class SharedValue {
+class SharedValue : public detail::container_handle<detail::ValueCore, detail::ContainerKind::value,
+                                                    detail::type_fingerprint<T>> {
+  using handle = detail::container_handle<detail::ValueCore, detail::ContainerKind::value,
+                                          detail::type_fingerprint<T>>;
+
   static_assert(detail::require_picklable<T>::value);
 
  public:
@@ -722,24 +740,18 @@ class SharedValue {
   }
 
   // Pickles as a reference to the same value (mp::pickle); loading checks T.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(core_);
-    if constexpr (Archive::is_loading::value)
-      core_.check(detail::ContainerKind::value, detail::type_fingerprint<T>);
-  }
 
  private:
   friend class Manager;
-  explicit SharedValue(detail::ValueCore core) : core_(std::move(core)) {}
-
-  detail::ValueCore core_;
+  explicit SharedValue(detail::ValueCore core) : handle(std::move(core)) {}
+  using handle::core_;
 };
 
 // Named attributes of any picklable types, in a Manager's segment. Python: Namespace,
 // from Manager().Namespace() (ns.x = 1 is ns.set("x", 1); ns.x is ns.get<int>("x")).
 // Atomicity, exceptions and handles as SharedDict.
-class Namespace {
+class Namespace
+    : public detail::container_handle<detail::DictCore, detail::ContainerKind::name_space, 0> {
  public:
   // A handle to nothing, for mp::pickle to load into. Manager::Namespace() makes them.
   Namespace() = default;
@@ -779,26 +791,15 @@ class Namespace {
     return detail::load_all<std::string>(pickles);
   }
 
-  // Pickles as a reference to the same namespace (mp::pickle), as SharedDict.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(core_);
-  }
-  // Throws mp::UnpicklingError if the bytes name no namespace.
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(core_);
-    core_.check(detail::ContainerKind::name_space, 0);
-  }
+  // Pickles as a reference to the same namespace (mp::pickle), as SharedDict; loading
+  // throws mp::UnpicklingError if the bytes name no namespace.
 
  private:
   friend class Manager;
-  explicit Namespace(detail::DictCore core) : core_(std::move(core)) {}
+  explicit Namespace(detail::DictCore core) : container_handle(std::move(core)) {}
   static const std::string& pickled_name(const std::string& name) {
     return detail::pickle_into(detail::manager_key_buffer(), name);
   }
-
-  detail::DictCore core_;
 };
 
 // Python: multiprocessing.Manager() (a started SyncManager). Copies refer to the same
