@@ -152,6 +152,32 @@ class MP_API ctypes_core : public shared_object {
   void check_type(std::size_t element_size, std::uint32_t fingerprint) const;
 };
 
+// A ctypes_core of elements of type T and kind K that pickles as a reference to the same
+// memory: RawValue and RawArray derive from it privately and publish ref, save and load.
+template <class T, shared_kind K>
+class ctypes_handle : public ctypes_core {
+ public:
+  // Pickles as a reference to the same shared memory (mp::pickle).
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_core(ar);
+  }
+  // Attaches to the memory saved. Throws mp::UnpicklingError if it no longer exists or
+  // holds another type than T.
+  template <class Archive>
+  void load(Archive& ar) {
+    load_core(ar, K, sizeof(T), type_fingerprint<T>);
+  }
+
+ protected:
+  // `count` elements copied from `initial` (nullptr: zeroes). Throws as ctypes_core.
+  ctypes_handle(std::size_t count, const T* initial)
+      : ctypes_core(K, sizeof(T), type_fingerprint<T>, count, initial) {}
+
+  // The first element in the shared memory.
+  T* elements() const noexcept { return std::launder(reinterpret_cast<T*>(data())); }
+};
+
 // Throws std::logic_error: `what` has no lock (it was made with mp::no_lock).
 [[noreturn]] MP_API void throw_no_lock(const char* what);
 
@@ -173,12 +199,12 @@ class RawArray;
 
 // One T in shared memory, without a lock. Python: RawValue(typecode_or_type, *args).
 template <shared_ctype T>
-class RawValue : private detail::ctypes_core {
+class RawValue : private detail::ctypes_handle<T, detail::shared_kind::shared_value> {
+  using handle = detail::ctypes_handle<T, detail::shared_kind::shared_value>;
+
  public:
   // Throws mp::HeapExhausted, std::system_error.
-  explicit RawValue(T initial = T{})
-      : ctypes_core(detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>, 1,
-                    &initial) {}
+  explicit RawValue(T initial = T{}) : handle(1, &initial) {}
 
   // Reads the value; never blocks. Python: .value.
   T value() const noexcept {
@@ -186,7 +212,7 @@ class RawValue : private detail::ctypes_core {
       return std::atomic_ref<T>(object()).load(std::memory_order_relaxed);
     } else {
       T result;
-      std::memcpy(&result, data(), sizeof(T));
+      std::memcpy(&result, this->data(), sizeof(T));
       return result;
     }
   }
@@ -195,27 +221,19 @@ class RawValue : private detail::ctypes_core {
     if constexpr (std::is_scalar_v<T>) {
       std::atomic_ref<T>(object()).store(value, std::memory_order_relaxed);
     } else {
-      std::memcpy(data(), &value, sizeof(T));
+      std::memcpy(this->data(), &value, sizeof(T));
     }
   }
 
-  using shared_object::ref;
-
-  // Pickles as a reference to the same shared memory (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_core(ar);
-  }
-  // Attaches to the value saved. Throws mp::UnpicklingError if it no longer exists or
-  // holds another type than T.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_core(ar, detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>);
-  }
+  using handle::ref;
+  // Pickles as a reference to the same shared memory (mp::pickle); loading throws
+  // mp::UnpicklingError if it no longer exists or holds another type than T.
+  using handle::load;
+  using handle::save;
 
  private:
   friend class Value<T>;
-  T& object() const noexcept { return *std::launder(reinterpret_cast<T*>(data())); }
+  T& object() const noexcept { return *this->elements(); }
 };
 
 namespace detail {
@@ -340,7 +358,9 @@ class Value : public detail::synchronized_core<RawValue<T>, detail::kValueGetLoc
 //
 // For char arrays, value()/raw()/set_value()/set_raw() are Python's .value/.raw.
 template <shared_ctype T>
-class RawArray : private detail::ctypes_core {
+class RawArray : private detail::ctypes_handle<T, detail::shared_kind::shared_array> {
+  using handle = detail::ctypes_handle<T, detail::shared_kind::shared_array>;
+
  public:
   // `size` zeroed elements. Use parentheses: RawArray<int>{5} is one element, 5.
   // Throws std::length_error, mp::HeapExhausted, std::system_error.
@@ -357,12 +377,12 @@ class RawArray : private detail::ctypes_core {
       : RawArray(std::string_view(text).size(), std::string_view(text).data()) {}
 
   // Never blocks or throws.
-  std::size_t size() const noexcept { return count(); }
+  std::size_t size() const noexcept { return this->count(); }
   // A reference into the shared memory; no bounds check, no lock.
   T& operator[](std::size_t index) const noexcept { return elements()[index]; }
   // As operator[], but throws std::out_of_range for index >= size() (Python: IndexError).
   T& at(std::size_t index) const {
-    check_index(index);
+    this->check_index(index);
     return elements()[index];
   }
   // The first element in the shared memory; with end(), a range-for over it. No lock.
@@ -375,36 +395,28 @@ class RawArray : private detail::ctypes_core {
   std::vector<T> to_vector() const { return {begin(), end()}; }
 
   // char arrays: Python's .value (up to the first NUL) and .raw (every byte).
-  std::string value() const requires std::same_as<T, char> { return char_value(); }
+  std::string value() const requires std::same_as<T, char> { return this->char_value(); }
   // Every byte of a char array, NULs included. Python: .raw.
   std::string raw() const requires std::same_as<T, char> { return {begin(), end()}; }
   // Copies `text` in, with a NUL after it if there is room. Throws std::invalid_argument
   // if text is longer than the array (Python: ValueError). Python: .value = text.
   void set_value(std::string_view text) const requires std::same_as<T, char> {
-    set_char_value(text);
+    this->set_char_value(text);
   }
   // Copies `text` in, no NUL. Throws std::invalid_argument if too long. Python: .raw = text.
-  void set_raw(std::string_view text) const requires std::same_as<T, char> { set_char_raw(text); }
-
-  using shared_object::ref;
-
-  // Pickles as a reference to the same shared memory (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_core(ar);
+  void set_raw(std::string_view text) const requires std::same_as<T, char> {
+    this->set_char_raw(text);
   }
-  // Attaches to the array saved. Throws mp::UnpicklingError if it no longer exists or
-  // holds another type than T.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_core(ar, detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>);
-  }
+
+  using handle::ref;
+  // Pickles as a reference to the same shared memory (mp::pickle); loading throws
+  // mp::UnpicklingError if it no longer exists or holds another type than T.
+  using handle::load;
+  using handle::save;
 
  private:
-  RawArray(std::size_t size, const T* initial)
-      : ctypes_core(detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>, size,
-                    initial) {}
-  T* elements() const noexcept { return std::launder(reinterpret_cast<T*>(data())); }
+  RawArray(std::size_t size, const T* initial) : handle(size, initial) {}
+  using handle::elements;
 };
 
 // A shared array with a lock (an RLock unless given). Python: Array(typecode_or_type,
