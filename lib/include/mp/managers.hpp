@@ -255,8 +255,7 @@ class Manager;
 template <class K, class V>
 class SharedDict : public detail::container_handle<detail::DictCore, detail::ContainerKind::dict,
                                                    detail::pair_fingerprint<K, V>> {
-  using handle = detail::container_handle<detail::DictCore, detail::ContainerKind::dict,
-                                          detail::pair_fingerprint<K, V>>;
+  using handle = typename SharedDict::container_handle;
 
   static_assert(detail::require_picklable<K>::value && detail::require_picklable<V>::value);
 
@@ -472,8 +471,7 @@ class SharedDict : public detail::container_handle<detail::DictCore, detail::Con
 template <class T>
 class SharedList : public detail::container_handle<detail::ListCore, detail::ContainerKind::list,
                                                    detail::type_fingerprint<T>> {
-  using handle = detail::container_handle<detail::ListCore, detail::ContainerKind::list,
-                                          detail::type_fingerprint<T>>;
+  using handle = typename SharedList::container_handle;
 
   static_assert(detail::require_picklable<T>::value);
 
@@ -702,10 +700,10 @@ class SharedList : public detail::container_handle<detail::ListCore, detail::Con
 // Manager().Value(typecode, value) (Manager::Value makes an mp::Value instead for the
 // types of <mp/sharedctypes.hpp>). Atomicity, exceptions and handles as SharedDict.
 template <class T>
-class SharedValue : public detail::container_handle<detail::ValueCore, detail::ContainerKind::value,
-                                                    detail::type_fingerprint<T>> {
-  using handle = detail::container_handle<detail::ValueCore, detail::ContainerKind::value,
-                                          detail::type_fingerprint<T>>;
+class SharedValue
+    : private detail::container_handle<detail::ValueCore, detail::ContainerKind::value,
+                                       detail::type_fingerprint<T>> {
+  using handle = typename SharedValue::container_handle;
 
   static_assert(detail::require_picklable<T>::value);
 
@@ -740,6 +738,13 @@ class SharedValue : public detail::container_handle<detail::ValueCore, detail::C
   }
 
   // Pickles as a reference to the same value (mp::pickle); loading checks T.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    if constexpr (Archive::is_loading::value)
+      handle::load(ar);
+    else
+      handle::save(ar);
+  }
 
  private:
   friend class Manager;

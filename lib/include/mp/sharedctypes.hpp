@@ -225,11 +225,9 @@ class RawValue : private detail::ctypes_handle<T, detail::shared_kind::shared_va
     }
   }
 
-  using handle::ref;
   // Pickles as a reference to the same shared memory (mp::pickle); loading throws
   // mp::UnpicklingError if it no longer exists or holds another type than T.
-  using handle::load;
-  using handle::save;
+  using handle::ref, handle::save, handle::load;
 
  private:
   friend class Value<T>;
@@ -306,7 +304,7 @@ Array<T> synchronized(RawArray<T> object, AnyLock lock = AnyLock());
 // *args, lock=True).
 template <shared_ctype T>
 class Value : public detail::synchronized_core<RawValue<T>, detail::kValueGetLock> {
-  using core = detail::synchronized_core<RawValue<T>, detail::kValueGetLock>;
+  using core = typename Value::synchronized_core;
 
  public:
   // With a new RLock. Throws mp::HeapExhausted, std::system_error.
@@ -348,9 +346,7 @@ class Value : public detail::synchronized_core<RawValue<T>, detail::kValueGetLoc
   friend Value<T> synchronized<T>(RawValue<T> object, AnyLock lock);
   Value(RawValue<T> object, AnyLock lock) : core(std::move(lock), std::move(object)) {}
 
-  using core::lock_;
-  using core::locked;
-  using core::object_;
+  using core::lock_, core::locked, core::object_;
 };
 
 // Elements of a shared array, without a lock. Python: RawArray(typecode_or_type,
@@ -408,11 +404,9 @@ class RawArray : private detail::ctypes_handle<T, detail::shared_kind::shared_ar
     this->set_char_raw(text);
   }
 
-  using handle::ref;
   // Pickles as a reference to the same shared memory (mp::pickle); loading throws
   // mp::UnpicklingError if it no longer exists or holds another type than T.
-  using handle::load;
-  using handle::save;
+  using handle::ref, handle::save, handle::load;
 
  private:
   RawArray(std::size_t size, const T* initial) : handle(size, initial) {}
@@ -426,7 +420,7 @@ class RawArray : private detail::ctypes_handle<T, detail::shared_kind::shared_ar
 // it or use update(). value(), raw(), set_value(), set_raw(), to_vector() lock.
 template <shared_ctype T>
 class Array : public detail::synchronized_core<RawArray<T>, detail::kArrayGetLock> {
-  using core = detail::synchronized_core<RawArray<T>, detail::kArrayGetLock>;
+  using core = typename Array::synchronized_core;
 
  public:
   // `size` zeroed elements, with a new RLock. Use parentheses: Array<int>{5} is one
@@ -515,9 +509,7 @@ class Array : public detail::synchronized_core<RawArray<T>, detail::kArrayGetLoc
   friend Array<T> synchronized<T>(RawArray<T> object, AnyLock lock);
   Array(RawArray<T> object, AnyLock lock) : core(std::move(lock), std::move(object)) {}
 
-  using core::lock_;
-  using core::locked;
-  using core::object_;
+  using core::lock_, core::locked, core::object_;
 };
 
 // ---- Module functions ------------------------------------------------------------------

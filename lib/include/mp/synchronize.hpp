@@ -137,11 +137,9 @@ class MP_API Lock : private detail::shared_handle<detail::shared_kind::lock>,
 
   // C++ Lockable / TimedLockable: see detail::lockable.
 
-  using shared_handle::ref;
   // Pickles as a reference to the same lock (mp::pickle); loading throws
   // mp::UnpicklingError if the Lock no longer exists.
-  using shared_handle::load;
-  using shared_handle::save;
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 
  private:
   friend class Condition;
@@ -179,11 +177,9 @@ class MP_API RLock : private detail::shared_handle<detail::shared_kind::rlock>,
   // Lock::locked(). Never blocks. Python 3.14: RLock.locked().
   bool locked() const noexcept;
 
-  using shared_handle::ref;
   // Pickles as a reference to the same RLock (mp::pickle); loading throws
   // mp::UnpicklingError if the RLock no longer exists.
-  using shared_handle::load;
-  using shared_handle::save;
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 
  private:
   friend class Condition;
@@ -206,11 +202,9 @@ class MP_API Semaphore : private detail::shared_handle<detail::shared_kind::sema
   // The current count. Python: get_value().
   int get_value() const noexcept;
 
-  using shared_handle::ref;
   // Pickles as a reference to the same Semaphore (mp::pickle); loading throws
   // mp::UnpicklingError if the Semaphore no longer exists.
-  using shared_handle::load;
-  using shared_handle::save;
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 
  protected:
   // Selects the bounded constructor below.
@@ -317,11 +311,9 @@ class MP_API Event : private detail::shared_handle<detail::shared_kind::event> {
   // (or a set() woke this wait), false on timeout. Python: Event.wait(timeout=None).
   bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
-  using shared_handle::ref;
   // Pickles as a reference to the same Event (mp::pickle); loading throws
   // mp::UnpicklingError if the Event no longer exists.
-  using shared_handle::load;
-  using shared_handle::save;
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 };
 
 // A meeting point for a fixed number of parties. Python: Barrier(parties, action=None,
