@@ -38,52 +38,29 @@ install(EXPORT mpTargets
   FILE mpTargets.cmake
   DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
 
-# mp::listener: its own export set, loaded by mpConfig.cmake only when a consumer asks for
-# the component (find_package(mp COMPONENTS listener)), so that OpenSSL is looked for
-# only by those who use it.
-if(TARGET mp_listener)
-  install(TARGETS mp_listener EXPORT mpListenerTargets
+# The components, each in its own export set (mpListenerTargets.cmake, ...) that
+# mpConfig.cmake loads only when a consumer asks for the component
+# (find_package(mp COMPONENTS listener)), so that each dependency is looked for only by
+# those who use it: listener needs OpenSSL's libcrypto, interprocess (header-only)
+# Boost's headers, mpi MPI, stacktrace (remote tracebacks) Boost.Stacktrace.
+foreach(component IN ITEMS listener interprocess mpi stacktrace)
+  if(NOT TARGET mp_${component})
+    continue()
+  endif()
+  string(SUBSTRING "${component}" 0 1 first)
+  string(SUBSTRING "${component}" 1 -1 rest)
+  string(TOUPPER "${first}" first)
+  set(export "mp${first}${rest}Targets")
+  install(TARGETS mp_${component} EXPORT ${export}
     ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
     LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
             NAMELINK_COMPONENT mp_development
     RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT mp_runtime)
-  install(EXPORT mpListenerTargets
+  install(EXPORT ${export}
     NAMESPACE mp::
-    FILE mpListenerTargets.cmake
+    FILE ${export}.cmake
     DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
-endif()
-
-# mp::interprocess (header-only, needs Boost's headers): its own export set, loaded only
-# for find_package(mp COMPONENTS interprocess), which alone looks for Boost.
-if(TARGET mp_interprocess)
-  install(TARGETS mp_interprocess EXPORT mpInterprocessTargets)
-  install(EXPORT mpInterprocessTargets
-    NAMESPACE mp::
-    FILE mpInterprocessTargets.cmake
-    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
-endif()
-
-# mp::mpi (needs MPI): its own export set, loaded only for find_package(mp COMPONENTS
-# mpi), which alone looks for MPI.
-if(TARGET mp_mpi)
-  install(TARGETS mp_mpi EXPORT mpMpiTargets
-    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
-    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
-            NAMELINK_COMPONENT mp_development)
-  install(EXPORT mpMpiTargets NAMESPACE mp:: FILE mpMpiTargets.cmake
-    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
-endif()
-
-# mp::stacktrace (remote tracebacks, needs Boost.Stacktrace): its own export set, loaded
-# only for find_package(mp COMPONENTS stacktrace).
-if(TARGET mp_stacktrace)
-  install(TARGETS mp_stacktrace EXPORT mpStacktraceTargets
-    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_development
-    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mp_runtime
-            NAMELINK_COMPONENT mp_development)
-  install(EXPORT mpStacktraceTargets NAMESPACE mp:: FILE mpStacktraceTargets.cmake
-    DESTINATION "${MP_INSTALL_CMAKEDIR}" COMPONENT mp_development)
-endif()
+endforeach()
 
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/mpConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/mpConfig.cmake"

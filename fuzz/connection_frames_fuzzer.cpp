@@ -53,19 +53,12 @@ Parsed expected_frames(std::string_view stream) {
   return parsed;
 }
 
-// A connection whose peer wrote `stream` and closed. libFuzzer's inputs (4 KiB by
-// default, -max_len bounds them) fit in a socket buffer, so one write never blocks.
+// A connection whose peer wrote `stream` and closed.
 mp::Connection connection_over(std::string_view stream) {
-  int fds[2];
-  mp_fuzz::check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0, "socketpair");
-  std::size_t written = 0;
-  while (written < stream.size()) {
-    const ssize_t n = ::write(fds[1], stream.data() + written, stream.size() - written);
-    mp_fuzz::check(n > 0, "the whole input fits in the socket buffer");
-    written += static_cast<std::size_t>(n);
-  }
-  ::close(fds[1]);
-  return mp::Connection(fds[0]);
+  int writer = -1;
+  const int reader = mp_fuzz::socket_holding(stream, writer);
+  ::close(writer);
+  return mp::Connection(reader);
 }
 
 enum class Reader : std::uint8_t { bytes, bytes_bounded, bytes_into, objects, count };

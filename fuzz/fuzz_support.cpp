@@ -2,6 +2,9 @@
 // (-mp_write_seeds=DIR) through libFuzzer's LLVMFuzzerInitialize hook.
 #include "fuzz_support.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -61,6 +64,19 @@ std::vector<std::string> with_truncations(const std::vector<std::string>& seeds)
       if (cut < seed.size()) out.push_back(seed.substr(0, cut));
   }
   return out;
+}
+
+int socket_holding(std::string_view stream, int& writer) {
+  int fds[2];
+  check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0, "socketpair");
+  std::size_t written = 0;
+  while (written < stream.size()) {
+    const ssize_t n = ::write(fds[1], stream.data() + written, stream.size() - written);
+    check(n > 0, "the whole input fits in the socket buffer");
+    written += static_cast<std::size_t>(n);
+  }
+  writer = fds[1];
+  return fds[0];
 }
 
 }  // namespace mp_fuzz

@@ -57,6 +57,12 @@ inline void check(bool condition, const char* what) {
   }
 }
 
+// A connected pair of Unix stream sockets (close-on-exec) with all of `stream` written
+// into `writer`, waiting to be read at the returned end. libFuzzer's inputs (4 KiB by
+// default, -max_len bounds them) fit in a socket buffer, so the write never blocks; a
+// failure aborts.
+int socket_holding(std::string_view stream, int& writer);
+
 // An input's first byte picks one of `targets` (modulo their count); the target gets the
 // rest of the input. The empty input runs none.
 template <class Targets>

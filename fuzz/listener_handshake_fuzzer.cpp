@@ -89,17 +89,9 @@ Parsed expected_frames(std::string_view stream) {
 // A Python-framed connection whose peer wrote `stream` and then shut down its writing;
 // the peer's socket stays open (`peer`), so what this side sends is accepted.
 mp::Connection connection_over(std::string_view stream, int& peer) {
-  int fds[2];
-  mp_fuzz::check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0, "socketpair");
-  std::size_t written = 0;
-  while (written < stream.size()) {
-    const ssize_t n = ::write(fds[1], stream.data() + written, stream.size() - written);
-    mp_fuzz::check(n > 0, "the whole input fits in the socket buffer");
-    written += static_cast<std::size_t>(n);
-  }
-  ::shutdown(fds[1], SHUT_WR);
-  peer = fds[1];
-  return mp::Connection(fds[0], true, true, mp::Framing::python);
+  const int reader = mp_fuzz::socket_holding(stream, peer);
+  ::shutdown(peer, SHUT_WR);
+  return mp::Connection(reader, true, true, mp::Framing::python);
 }
 
 void read_frames(std::string_view stream) {

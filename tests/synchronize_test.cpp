@@ -315,7 +315,27 @@ TEST(Spin, AdaptiveSpinHistoryNeverOverflows) {
 
 }  // namespace adaptive
 
-class SynchronizeTest : public mp_test::StartMethodTest<> {};
+class SynchronizeTest : public mp_test::StartMethodTest<> {
+ protected:
+  // Starts a child that takes `lock` (twice: an RLock's level 2) and hangs, and checks
+  // that this process sees the lock held and not recovered. Then kills the child (not
+  // joined yet: a zombie must count as dead too) and checks that acquire() takes the
+  // lock over promptly and that recovered() says so. The caller releases and joins.
+  template <class L>
+  void take_over_from_killed_holder(L& lock, mp::Process& child) {
+    mp::Event ready;
+    child = start(&hold_and_hang<L>, lock, ready);
+    ASSERT_TRUE(ready.wait(30s));
+    EXPECT_TRUE(lock.locked()) << "held by another process";
+    EXPECT_FALSE(lock.acquire(false));
+    EXPECT_FALSE(lock.recovered());
+    child.kill();
+    const auto killed = Clock::now();
+    ASSERT_TRUE(lock.acquire(true, 10s)) << "the dead owner's lock was never taken over";
+    EXPECT_LT(Clock::now() - killed, kPromptly);
+    EXPECT_TRUE(lock.recovered());
+  }
+};
 
 // ---- Lock ----
 
@@ -350,17 +370,8 @@ TEST_P(SynchronizeTest, LockReleasedByAnotherProcess) {
 
 TEST_P(SynchronizeTest, LockOwnerKilledWhileHolding) {
   mp::Lock lock;
-  mp::Event ready;
-  auto child = start(&hold_and_hang<mp::Lock>, lock, ready);
-  ASSERT_TRUE(ready.wait(30s));
-  EXPECT_TRUE(lock.locked()) << "held by another process";
-  EXPECT_FALSE(lock.acquire(false));
-  EXPECT_FALSE(lock.recovered());
-  child.kill();  // not joined yet: a zombie must count as dead too
-  const auto start = Clock::now();
-  ASSERT_TRUE(lock.acquire(true, 10s)) << "the dead owner's lock was never taken over";
-  EXPECT_LT(Clock::now() - start, kPromptly);
-  EXPECT_TRUE(lock.recovered());
+  mp::Process child;
+  ASSERT_NO_FATAL_FAILURE(take_over_from_killed_holder(lock, child));
   lock.release();
   EXPECT_FALSE(lock.recovered());
   ASSERT_TRUE(child.join(kJoinLimit));
@@ -414,16 +425,8 @@ TEST_P(SynchronizeTest, RLockReleaseByNonOwnerProcessThrows) {
 
 TEST_P(SynchronizeTest, RLockOwnerKilledWhileHolding) {
   mp::RLock lock;
-  mp::Event ready;
-  auto child = start(&hold_and_hang<mp::RLock>, lock, ready);
-  ASSERT_TRUE(ready.wait(30s));
-  EXPECT_TRUE(lock.locked()) << "held by another process's thread";
-  EXPECT_FALSE(lock.acquire(false));
-  child.kill();
-  const auto start = Clock::now();
-  ASSERT_TRUE(lock.acquire(true, 10s));
-  EXPECT_LT(Clock::now() - start, kPromptly);
-  EXPECT_TRUE(lock.recovered());
+  mp::Process child;
+  ASSERT_NO_FATAL_FAILURE(take_over_from_killed_holder(lock, child));
   // The dead owner's recursion level is gone: one release frees the lock.
   lock.release();
   EXPECT_FALSE(lock.recovered());

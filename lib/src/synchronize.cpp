@@ -184,7 +184,7 @@ bool detail::robust_lock_release(LockState& state) { return lock_release(state);
 
 // ---- Lock ----------------------------------------------------------------------------
 
-Lock::Lock() : shared_object(detail::shared_kind::lock, sizeof(LockState)) {}
+Lock::Lock() : shared_handle(sizeof(LockState)) {}
 
 bool Lock::acquire_contended(bool block, std::optional<std::chrono::nanoseconds> timeout) {
   return lock_acquire(lock_state(), block, timeout);
@@ -213,7 +213,7 @@ bool Lock::held_by_this_process() const noexcept {
 
 // ---- RLock ---------------------------------------------------------------------------
 
-RLock::RLock() : shared_object(detail::shared_kind::rlock, sizeof(LockState)) {}
+RLock::RLock() : shared_handle(sizeof(LockState)) {}
 
 bool RLock::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
   return rlock_acquire(*static_cast<LockState*>(state()), block, timeout);
@@ -270,13 +270,11 @@ SemaphoreState& init_semaphore(void* state, int value, bool bounded) {
 
 }  // namespace
 
-Semaphore::Semaphore(int value)
-    : shared_object(detail::shared_kind::semaphore, sizeof(SemaphoreState)) {
+Semaphore::Semaphore(int value) : shared_handle(sizeof(SemaphoreState)) {
   init_semaphore(state(), value, false);
 }
 
-Semaphore::Semaphore(int value, bounded_tag)
-    : shared_object(detail::shared_kind::semaphore, sizeof(SemaphoreState)) {
+Semaphore::Semaphore(int value, bounded_tag) : shared_handle(sizeof(SemaphoreState)) {
   init_semaphore(state(), value, true);
 }
 
@@ -334,13 +332,9 @@ struct ConditionState {
 
 Condition::Condition() : Condition(RLock()) {}
 
-Condition::Condition(Lock lock)
-    : shared_object(detail::shared_kind::condition, sizeof(ConditionState)),
-      lock_(std::move(lock)) {}
+Condition::Condition(Lock lock) : shared_handle(sizeof(ConditionState)), lock_(std::move(lock)) {}
 
-Condition::Condition(RLock lock)
-    : shared_object(detail::shared_kind::condition, sizeof(ConditionState)),
-      lock_(std::move(lock)) {}
+Condition::Condition(RLock lock) : shared_handle(sizeof(ConditionState)), lock_(std::move(lock)) {}
 
 bool Condition::acquire(bool block, std::optional<std::chrono::nanoseconds> timeout) {
   return std::visit([&](auto& lock) { return lock.acquire(block, timeout); }, lock_);
@@ -427,7 +421,7 @@ struct EventState {
 
 }  // namespace
 
-Event::Event() : shared_object(detail::shared_kind::event, sizeof(EventState)) {}
+Event::Event() : shared_handle(sizeof(EventState)) {}
 
 bool Event::is_set() const noexcept {
   return static_cast<EventState*>(state())->word.load(std::memory_order_acquire) & 1;
@@ -699,7 +693,7 @@ bool barrier_sleep(BarrierState& barrier, std::uint64_t word, const Deadline& de
 }  // namespace
 
 Barrier::Barrier(int parties, void (*action)(), std::optional<std::chrono::nanoseconds> timeout)
-    : shared_object(detail::shared_kind::barrier, barrier_state_size(parties)), action_(action) {
+    : shared_handle(barrier_state_size(parties)), action_(action) {
   auto& barrier = barrier_state(state());
   barrier.parties = parties;
   barrier.default_timeout_ns = timeout ? std::max<std::int64_t>(timeout->count(), 0) : -1;

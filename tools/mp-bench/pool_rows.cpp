@@ -14,30 +14,13 @@
 #include <mp/pool.hpp>
 
 #include "bench.hpp"
+#include "workloads.hpp"
 
 namespace mp_bench {
 namespace {
 
 constexpr int kPrimeN = 20'000;
 constexpr int kPrimesBelowN = 2262;
-
-std::int64_t square(std::int64_t x) { return x * x; }
-
-// Primes < n by naive trial division, exactly as mp_bench.py's count_primes_below.
-int count_primes_below(int n) {
-  int count = 0;
-  for (int k = 2; k < n; ++k) {
-    bool prime = true;
-    for (int d = 2; d * d <= k; ++d) {
-      if (k % d == 0) {
-        prime = false;
-        break;
-      }
-    }
-    count += prime;
-  }
-  return count;
-}
 
 void pool_map_trivial_impl(const Row& row, std::size_t chunksize) {
   const std::int64_t n = row.size();

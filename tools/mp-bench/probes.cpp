@@ -397,6 +397,42 @@ MP_BENCH_PROBE(probe_forkserver, 2350, 200, 50) {
            "per_process_us", runs, "us");
 }
 
+// One run of an 8-byte echo ping-pong: a forked child pinned to `child_cpu` echoes what
+// it reads from child_in to child_out until end of file; this process times n round
+// trips through parent_out and parent_in (after kWarmupRounds untimed ones) and returns
+// the microseconds per round trip. A socket passes its one end as both. `what` names
+// the channel in errors.
+double echo_round_trip_us(const char* what, int child_cpu, Fd& parent_out, Fd& parent_in,
+                          Fd& child_in, Fd& child_out, std::int64_t n) {
+  Child child(fork_child([&] {
+    pin_self(child_cpu);
+    parent_out.reset();
+    parent_in.reset();
+    std::int64_t value = 0;
+    while (read_all(child_in.get(), &value, sizeof value)) {
+      write_all(child_out.get(), &value, sizeof value);
+    }
+    return 0;
+  }));
+  child_in.reset();
+  child_out.reset();
+
+  auto round_trip = [&](std::int64_t i) {
+    write_all(parent_out.get(), &i, sizeof i);
+    std::int64_t echo = -1;
+    if (!read_all(parent_in.get(), &echo, sizeof echo) || echo != i) {
+      throw BenchError(std::string(what) + " echo mismatch");
+    }
+  };
+  for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
+  const auto start = Clock::now();
+  for (std::int64_t i = 0; i < n; ++i) round_trip(i);
+  const double us = seconds_since(start) / static_cast<double>(n) * 1e6;
+  parent_out.reset();  // end of file: the child leaves its loop
+  child.wait_ok((std::string(what) + " echo child").c_str());
+  return us;
+}
+
 MP_BENCH_PROBE(probe_pipe_roundtrip, 2400, 20'000, 5'000) {
   const std::int64_t n = row.size();
   for (const Placement& placement : ping_pong_placements()) {
@@ -409,32 +445,8 @@ MP_BENCH_PROBE(probe_pipe_roundtrip, 2400, 20'000, 5'000) {
       if (::pipe2(to_parent, O_CLOEXEC) < 0) throw_errno("pipe2");
       Fd parent_in(to_parent[0]), child_out(to_parent[1]);
 
-      Child child(fork_child([&] {
-        pin_self(placement.child_cpu);
-        parent_out.reset();
-        parent_in.reset();
-        std::int64_t value = 0;
-        while (read_all(child_in.get(), &value, sizeof value)) {
-          write_all(child_out.get(), &value, sizeof value);
-        }
-        return 0;
-      }));
-      child_in.reset();
-      child_out.reset();
-
-      auto round_trip = [&](std::int64_t i) {
-        write_all(parent_out.get(), &i, sizeof i);
-        std::int64_t echo = -1;
-        if (!read_all(parent_in.get(), &echo, sizeof echo) || echo != i) {
-          throw BenchError("pipe echo mismatch");
-        }
-      };
-      for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
-      const auto start = Clock::now();
-      for (std::int64_t i = 0; i < n; ++i) round_trip(i);
-      runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
-      parent_out.reset();  // end of file: the child leaves its loop
-      child.wait_ok("pipe echo child");
+      runs.push_back(echo_round_trip_us("pipe", placement.child_cpu, parent_out, parent_in,
+                                        child_in, child_out, n));
     }
     row.emit({{"N", n}, {"probe", std::string("pipe write/read 8 bytes, echo")}}, placement.metric,
              runs, "us");
@@ -451,30 +463,8 @@ MP_BENCH_PROBE(probe_socket_roundtrip, 2700, 20'000, 5'000) {
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) throw_errno("socketpair");
       Fd parent_end(pair[0]), child_end(pair[1]);
 
-      Child child(fork_child([&] {
-        pin_self(placement.child_cpu);
-        parent_end.reset();
-        std::int64_t value = 0;
-        while (read_all(child_end.get(), &value, sizeof value)) {
-          write_all(child_end.get(), &value, sizeof value);
-        }
-        return 0;
-      }));
-      child_end.reset();
-
-      auto round_trip = [&](std::int64_t i) {
-        write_all(parent_end.get(), &i, sizeof i);
-        std::int64_t echo = -1;
-        if (!read_all(parent_end.get(), &echo, sizeof echo) || echo != i) {
-          throw BenchError("socket echo mismatch");
-        }
-      };
-      for (int i = 0; i < kWarmupRounds; ++i) round_trip(i);
-      const auto start = Clock::now();
-      for (std::int64_t i = 0; i < n; ++i) round_trip(i);
-      runs.push_back(seconds_since(start) / static_cast<double>(n) * 1e6);
-      parent_end.reset();  // end of file: the child leaves its loop
-      child.wait_ok("socket echo child");
+      runs.push_back(echo_round_trip_us("socket", placement.child_cpu, parent_end, parent_end,
+                                        child_end, child_end, n));
     }
     row.emit({{"N", n}, {"probe", std::string("unix socket write/read 8 bytes, echo")}},
              placement.metric, runs, "us");

@@ -12,9 +12,12 @@
 
 #include <mp/mp.hpp>
 
+#include "../std_fds.hpp"
 #include "demos.hpp"
 
 namespace {
+
+using mp_tools::occupy_if_closed;
 
 struct Demo {
   const char* name;
@@ -49,19 +52,6 @@ void usage(std::FILE* out) {
                "  --unshared             value: pass a plain int (children get copies)\n"
                "  -h, --help             show this help\n",
                methods.c_str());
-}
-
-// A standard descriptor that was closed at the start gets /dev/null, so that no
-// descriptor opened later (shared memory, pipes) takes its number and receives what is
-// printed; true if it was closed.
-bool occupy_if_closed(int fd) {
-  if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) return false;
-  const int null = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
-  if (null >= 0 && null != fd) {
-    ::dup2(null, fd);
-    ::close(null);
-  }
-  return true;
 }
 
 bool stdout_closed = false;

@@ -29,6 +29,7 @@
 #include <mp/mpi.hpp>
 #endif
 
+#include "../std_fds.hpp"
 #include "exec.hpp"
 #include "input.hpp"
 #include "mapper.hpp"
@@ -38,17 +39,7 @@
 namespace mp_map {
 namespace {
 
-// A standard descriptor that was closed when mp-map started gets /dev/null, so that no
-// descriptor opened later (the pool's pipes, ...) takes its number; true if it was closed.
-bool occupy_if_closed(int fd) {
-  if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) return false;
-  const int null = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
-  if (null >= 0 && null != fd) {
-    ::dup2(null, fd);
-    ::close(null);
-  }
-  return true;
-}
+using mp_tools::occupy_if_closed;
 
 // Standard output written by stdio (--help, --version): a failed write is an error.
 int check_stdout(int status) {

@@ -180,7 +180,7 @@ inline std::size_t find_segment_mutexes(std::byte* begin, std::size_t length,
 // Handles are shared references (copies share the mapping) and pickle as the segment's
 // name: a child started by any method, or a process that loads the handle from a Queue,
 // attaches to the same segment.
-class ManagedSharedMemory {
+class ManagedSharedMemory : public detail::pickled_by_name<ManagedSharedMemory> {
  public:
   // Boost's segment manager type: what Boost's allocators and containers are built from.
   using segment_manager = detail::managed_buffer::segment_manager;
@@ -273,18 +273,8 @@ class ManagedSharedMemory {
   // Removes the segment's name (see SharedMemory::unlink).
   void unlink() const { shm_.unlink(); }
 
-  // Pickles as the segment's name (mp::pickle); never unlinks.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(shm_.name());
-  }
-  // Attaches by name; throws as ManagedSharedMemory(open_only, name).
-  template <class Archive>
-  void load(Archive& ar) {
-    std::string loaded_name;
-    ar(loaded_name);
-    *this = ManagedSharedMemory(open_only, loaded_name);
-  }
+  // Pickles as the segment's name (mp::pickle); never unlinks. Loading throws as
+  // ManagedSharedMemory(open_only, name). See detail::pickled_by_name.
 
  private:
   static std::size_t checked_size(std::size_t size) {

@@ -147,6 +147,62 @@ template <class K, class V>
 inline constexpr std::uint64_t pair_fingerprint = std::uint64_t{type_fingerprint<K>} |
                                                   (std::uint64_t{type_fingerprint<V>} << 32);
 
+// Loads every pickle of `pickles` as a T, in order.
+template <class T>
+std::vector<T> load_all(const std::vector<std::string>& pickles) {
+  std::vector<T> result;
+  result.reserve(pickles.size());
+  for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
+  return result;
+}
+
+// What SharedDict, SharedList, SharedValue and Namespace share: the handle's core (a
+// reference to the object in the manager's segment) and pickling as that reference,
+// which on loading checks that the object is of kind `Kind` with `Fingerprint` (its
+// element types) and throws mp::UnpicklingError if not.
+template <class Core, ContainerKind Kind, std::uint64_t Fingerprint>
+class container_handle {
+ public:
+  // Pickles as a reference to the same object (mp::pickle).
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(core_);
+  }
+  // Throws mp::UnpicklingError if the bytes name no object of this kind and types.
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(core_);
+    core_.check(Kind, Fingerprint);
+  }
+
+ protected:
+  container_handle() = default;
+  explicit container_handle(Core core) : core_(std::move(core)) {}
+
+  Core core_;
+};
+
+// What d[key] and l[index] give: assigning stores (Container::set), reading loads
+// (Container::load_item, which throws std::out_of_range where there is no item).
+template <class Container, class Index, class T>
+class item_reference {
+ public:
+  // Stores `value` there. Throws as Container::set.
+  item_reference& operator=(const T& value) {
+    container_->set(index_, value);
+    return *this;
+  }
+  // Loads the item there.
+  operator T() const { return container_->load_item(index_); }  // NOLINT: implicit on purpose
+
+ private:
+  friend Container;
+  item_reference(const Container* container, const Index& index)
+      : container_(container), index_(index) {}
+  const Container* container_;
+  Index index_;
+};
+
 // A snapshot's iterator: shares the copied elements, so it stays valid after the
 // container changes.
 template <class Element>
@@ -197,7 +253,10 @@ class Manager;
 // mp::HeapExhausted (the segment is full; nothing changes). Using a default-constructed
 // handle (one that was never loaded) throws std::logic_error.
 template <class K, class V>
-class SharedDict {
+class SharedDict : public detail::container_handle<detail::DictCore, detail::ContainerKind::dict,
+                                                   detail::pair_fingerprint<K, V>> {
+  using handle = typename SharedDict::container_handle;
+
   static_assert(detail::require_picklable<K>::value && detail::require_picklable<V>::value);
 
  public:
@@ -211,24 +270,9 @@ class SharedDict {
   // A handle to nothing, for mp::pickle to load into. Manager::dict() makes dicts.
   SharedDict() = default;
 
-  // What d[key] gives: assigning stores, reading loads (throws std::out_of_range if
-  // missing, as Python's KeyError). Python: d[key] = value, d[key].
-  class reference {
-   public:
-    // Stores `value` under the key. Throws as SharedDict::set. Python: d[key] = value.
-    reference& operator=(const V& value) {
-      dict_->set(key_, value);
-      return *this;
-    }
-    // Loads the value under the key. Throws as SharedDict::at. Python: d[key].
-    operator V() const { return dict_->at(key_); }  // NOLINT: implicit on purpose
-
-   private:
-    friend class SharedDict;
-    reference(const SharedDict* dict, const K& key) : dict_(dict), key_(key) {}
-    const SharedDict* dict_;
-    K key_;
-  };
+  // What d[key] gives: assigning stores (as set), reading loads (as at: throws
+  // std::out_of_range if missing, as Python's KeyError). Python: d[key] = value, d[key].
+  using reference = detail::item_reference<SharedDict, K, V>;
   // A reference to the entry `key` (nothing is read or stored until it is used).
   // Python: d[key].
   reference operator[](const K& key) const { return reference(this, key); }
@@ -301,13 +345,13 @@ class SharedDict {
   std::vector<K> keys() const {
     std::vector<std::string> pickles;
     core_.snapshot(&pickles, nullptr);
-    return load_all<K>(pickles);
+    return detail::load_all<K>(pickles);
   }
   // Copies of the values, in the keys' order. Python: list(d.values()).
   std::vector<V> values() const {
     std::vector<std::string> pickles;
     core_.snapshot(nullptr, &pickles);
-    return load_all<V>(pickles);
+    return detail::load_all<V>(pickles);
   }
   // Copies of the (key, value) pairs, taken in one atomic read. Python: list(d.items()).
   std::vector<value_type> items() const {
@@ -398,21 +442,13 @@ class SharedDict {
     return Map(pairs.begin(), pairs.end());
   }
 
-  // Pickles as a reference to the same dict (mp::pickle); loading checks K and V.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(core_);
-  }
-  // Throws mp::UnpicklingError if the bytes name no dict of this K and V.
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(core_);
-    core_.check(detail::ContainerKind::dict, detail::pair_fingerprint<K, V>);
-  }
+  // Pickles as a reference to the same dict (mp::pickle); loading checks K and V and
+  // throws mp::UnpicklingError if the bytes name no dict of this K and V.
 
  private:
   friend class Manager;
-  explicit SharedDict(detail::DictCore core) : core_(std::move(core)) {}
+  explicit SharedDict(detail::DictCore core) : handle(std::move(core)) {}
+  using handle::core_;
 
   static const std::string& pickled_key(const K& key) {
     return detail::pickle_into(detail::manager_key_buffer(), key);
@@ -425,22 +461,18 @@ class SharedDict {
   [[noreturn]] static void throw_missing(const char* what) {
     throw std::out_of_range(std::string("mp::SharedDict::") + what + ": key not found");
   }
-  template <class T>
-  static std::vector<T> load_all(const std::vector<std::string>& pickles) {
-    std::vector<T> result;
-    result.reserve(pickles.size());
-    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
-    return result;
-  }
-
-  detail::DictCore core_;
+  friend reference;
+  V load_item(const K& key) const { return at(key); }
 };
 
 // A list in a Manager's segment. Python: ListProxy, from Manager().list().
 // Atomicity, exceptions and handles as SharedDict. Indexes may be negative (counted from
 // the end, as in Python); a bad index throws std::out_of_range (Python: IndexError).
 template <class T>
-class SharedList {
+class SharedList : public detail::container_handle<detail::ListCore, detail::ContainerKind::list,
+                                                   detail::type_fingerprint<T>> {
+  using handle = typename SharedList::container_handle;
+
   static_assert(detail::require_picklable<T>::value);
 
  public:
@@ -452,23 +484,9 @@ class SharedList {
   // A handle to nothing, for mp::pickle to load into. Manager::list() makes lists.
   SharedList() = default;
 
-  // What l[i] gives: assigning stores, reading loads. Python: l[i] = x, l[i].
-  class reference {
-   public:
-    // Stores `value` at the index. Throws as SharedList::set. Python: l[i] = value.
-    reference& operator=(const T& value) {
-      list_->set(index_, value);
-      return *this;
-    }
-    // Loads the item at the index. Throws as SharedList::get. Python: l[i].
-    operator T() const { return list_->get(index_); }  // NOLINT: implicit on purpose
-
-   private:
-    friend class SharedList;
-    reference(const SharedList* list, std::int64_t index) : list_(list), index_(index) {}
-    const SharedList* list_;
-    std::int64_t index_;
-  };
+  // What l[i] gives: assigning stores (as set), reading loads (as get). Python: l[i] = x,
+  // l[i].
+  using reference = detail::item_reference<SharedList, std::int64_t, T>;
   // A reference to slot `index` (checked when it is used, not now). Python: l[index].
   reference operator[](std::int64_t index) const { return reference(this, index); }
 
@@ -642,10 +660,7 @@ class SharedList {
   std::vector<T> to_vector() const {
     std::vector<std::string> pickles;
     core_.snapshot(pickles);
-    std::vector<T> result;
-    result.reserve(pickles.size());
-    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<T>(pickle));
-    return result;
+    return detail::load_all<T>(pickles);
   }
 
   // A snapshot of the items. Python: iter(l).
@@ -653,21 +668,15 @@ class SharedList {
   // The end of any snapshot begin() took.
   std::default_sentinel_t end() const { return {}; }
 
-  // Pickles as a reference to the same list (mp::pickle), as SharedDict.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(core_);
-  }
-  // Throws mp::UnpicklingError if the bytes name no list of this T.
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(core_);
-    core_.check(detail::ContainerKind::list, detail::type_fingerprint<T>);
-  }
+  // Pickles as a reference to the same list (mp::pickle), as SharedDict; loading throws
+  // mp::UnpicklingError if the bytes name no list of this T.
 
  private:
   friend class Manager;
-  explicit SharedList(detail::ListCore core) : core_(std::move(core)) {}
+  explicit SharedList(detail::ListCore core) : handle(std::move(core)) {}
+  using handle::core_;
+  friend reference;
+  T load_item(std::int64_t index) const { return get(index); }
 
   template <class Fn>
   void rewrite(Fn fn) const {
@@ -685,15 +694,17 @@ class SharedList {
     if (start < 0) start += length;
     return static_cast<std::size_t>(std::clamp<std::int64_t>(start, 0, length));
   }
-
-  detail::ListCore core_;
 };
 
 // One value of any picklable type in a Manager's segment. Python: ValueProxy, from
 // Manager().Value(typecode, value) (Manager::Value makes an mp::Value instead for the
 // types of <mp/sharedctypes.hpp>). Atomicity, exceptions and handles as SharedDict.
 template <class T>
-class SharedValue {
+class SharedValue
+    : private detail::container_handle<detail::ValueCore, detail::ContainerKind::value,
+                                       detail::type_fingerprint<T>> {
+  using handle = typename SharedValue::container_handle;
+
   static_assert(detail::require_picklable<T>::value);
 
  public:
@@ -729,22 +740,23 @@ class SharedValue {
   // Pickles as a reference to the same value (mp::pickle); loading checks T.
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(core_);
     if constexpr (Archive::is_loading::value)
-      core_.check(detail::ContainerKind::value, detail::type_fingerprint<T>);
+      handle::load(ar);
+    else
+      handle::save(ar);
   }
 
  private:
   friend class Manager;
-  explicit SharedValue(detail::ValueCore core) : core_(std::move(core)) {}
-
-  detail::ValueCore core_;
+  explicit SharedValue(detail::ValueCore core) : handle(std::move(core)) {}
+  using handle::core_;
 };
 
 // Named attributes of any picklable types, in a Manager's segment. Python: Namespace,
 // from Manager().Namespace() (ns.x = 1 is ns.set("x", 1); ns.x is ns.get<int>("x")).
 // Atomicity, exceptions and handles as SharedDict.
-class Namespace {
+class Namespace
+    : public detail::container_handle<detail::DictCore, detail::ContainerKind::name_space, 0> {
  public:
   // A handle to nothing, for mp::pickle to load into. Manager::Namespace() makes them.
   Namespace() = default;
@@ -781,32 +793,18 @@ class Namespace {
   std::vector<std::string> names() const {
     std::vector<std::string> pickles;
     core_.snapshot(&pickles, nullptr);
-    std::vector<std::string> result;
-    result.reserve(pickles.size());
-    for (const auto& pickle : pickles) result.push_back(mp::pickle::loads<std::string>(pickle));
-    return result;
+    return detail::load_all<std::string>(pickles);
   }
 
-  // Pickles as a reference to the same namespace (mp::pickle), as SharedDict.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(core_);
-  }
-  // Throws mp::UnpicklingError if the bytes name no namespace.
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(core_);
-    core_.check(detail::ContainerKind::name_space, 0);
-  }
+  // Pickles as a reference to the same namespace (mp::pickle), as SharedDict; loading
+  // throws mp::UnpicklingError if the bytes name no namespace.
 
  private:
   friend class Manager;
-  explicit Namespace(detail::DictCore core) : core_(std::move(core)) {}
+  explicit Namespace(detail::DictCore core) : container_handle(std::move(core)) {}
   static const std::string& pickled_name(const std::string& name) {
     return detail::pickle_into(detail::manager_key_buffer(), name);
   }
-
-  detail::DictCore core_;
 };
 
 // Python: multiprocessing.Manager() (a started SyncManager). Copies refer to the same

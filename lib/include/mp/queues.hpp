@@ -139,16 +139,70 @@ MP_API std::string& queue_buffer() noexcept;
 // Gives back the memory of a buffer that grew past what small items need.
 MP_API void queue_buffer_trim(std::string& buffer) noexcept;
 
+// What Queue and SimpleQueue share: the queue's state in mp's heap (shared by every
+// handle), this handle's closed flag, close(), pickling, and putting and getting
+// through this handle.
+class queue_handle {
+ public:
+  // Closes this handle: later put()/get() through it throw std::invalid_argument. The
+  // queue and every other handle are unaffected; items put are not lost. Python: close().
+  void close() noexcept { closed_ = true; }
+
+  // Pickles as a reference to the same queue (a closed handle loads open).
+  template <class Archive>
+  void save(Archive& ar) const {
+    core_.save_core(ar);
+  }
+  // Loads a handle to the queue saved (open, whatever the saved handle's state). Throws
+  // mp::UnpicklingError if the bytes do not name a live queue.
+  template <class Archive>
+  void load(Archive& ar) {
+    core_.load_core(ar);
+    closed_ = false;
+  }
+
+ protected:
+  // A new queue (maxsize <= 0: unbounded). Throws mp::HeapExhausted, std::system_error.
+  explicit queue_handle(long maxsize) : core_(maxsize) {}
+
+  // Pickles `item` and puts it; returns false if there was no room in time. Throws
+  // std::invalid_argument after close(), and what queue_core::put and pickling throw.
+  template <class T>
+  bool put_item(const T& item, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+    if (closed_) throw_queue_closed("put");
+    std::string& buffer = queue_buffer();
+    const std::string_view pickle = queue_pickle(item, buffer);
+    const bool done = core_.put(pickle, block, timeout);
+    queue_buffer_trim(buffer);
+    return done;
+  }
+  // Removes and loads the first item; nullopt if none came in time. Throws
+  // std::invalid_argument after close(), and what queue_core::get and loading throw.
+  template <class T>
+  std::optional<T> get_item(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+    if (closed_) throw_queue_closed("get");
+    std::optional<T> item;
+    (void)core_.get(block, timeout, &queue_decode<T>, &item);
+    return item;
+  }
+
+  // The queue's state; JoinableQueue turns on its task counting.
+  queue_core core_;
+
+ private:
+  bool closed_ = false;
+};
+
 }  // namespace detail
 
 // A FIFO queue of T shared between processes. Python: Queue(maxsize=0).
 // T: anything mp::pickle accepts (a compile-time error otherwise).
 template <class T>
-class Queue {
+class Queue : public detail::queue_handle {
  public:
   // maxsize <= 0: unbounded (put never blocks). Throws mp::HeapExhausted,
   // std::system_error.
-  explicit Queue(long maxsize = 0) : core_(maxsize) {}
+  explicit Queue(long maxsize = 0) : queue_handle(maxsize) {}
 
   // Puts `item`, waiting while the queue is full (bounded queues only) at most
   // `timeout` (nullopt: forever); block = false: fail at once. Pickles in the caller.
@@ -158,12 +212,7 @@ class Queue {
   // Python: Queue.put(obj, block=True, timeout=None).
   void put(const T& item, bool block = true,
            std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    if (closed_) detail::throw_queue_closed("put");
-    std::string& buffer = detail::queue_buffer();
-    const std::string_view pickle = detail::queue_pickle(item, buffer);
-    const bool done = core_.put(pickle, block, timeout);
-    detail::queue_buffer_trim(buffer);
-    if (!done) throw Full();
+    if (!put_item(item, block, timeout)) throw Full();
   }
   // put(item, true, timeout). Throws mp::Full when the timeout passes.
   void put(const T& item, std::chrono::nanoseconds timeout) { put(item, true, timeout); }
@@ -177,9 +226,8 @@ class Queue {
   // empty (also when that happens while get() waits). Python: Queue.get(block=True,
   // timeout=None).
   T get(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    if (closed_) detail::throw_queue_closed("get");
-    std::optional<T> item;
-    if (!core_.get(block, timeout, &detail::queue_decode<T>, &item)) throw Empty();
+    std::optional<T> item = get_item<T>(block, timeout);
+    if (!item) throw Empty();
     return std::move(*item);
   }
   // get(true, timeout). Throws mp::Empty when the timeout passes.
@@ -208,35 +256,13 @@ class Queue {
   // Whether shutdown() was called, by any process. Never blocks. Python: is_shutdown.
   bool is_shutdown() const noexcept { return core_.is_shutdown(); }
 
-  // Closes this handle: later put()/get() through it throw std::invalid_argument. The
-  // queue and every other handle are unaffected; items put are not lost. Python: close().
-  void close() noexcept { closed_ = true; }
+  // close(), save() and load(): see detail::queue_handle.
+
   // Do nothing: there is no feeder thread (see the top of this header). Kept so that
   // Python code ports line by line. Python: join_thread(), cancel_join_thread().
   void join_thread() noexcept {}
   // Does nothing, as join_thread(). Python: cancel_join_thread().
   void cancel_join_thread() noexcept {}
-
-  // Pickles as a reference to the same queue (a closed handle loads open).
-  template <class Archive>
-  void save(Archive& ar) const {
-    core_.save_core(ar);
-  }
-  // Loads a handle to the queue saved (open, whatever the saved handle's state). Throws
-  // mp::UnpicklingError if the bytes do not name a live queue.
-  template <class Archive>
-  void load(Archive& ar) {
-    core_.load_core(ar);
-    closed_ = false;
-  }
-
- protected:
-  // The queue's state in mp's heap, shared by every handle; JoinableQueue turns on its
-  // task counting.
-  detail::queue_core core_;
-
- private:
-  bool closed_ = false;
 };
 
 // A queue whose consumers report each item done, and whose join() waits until all are.
@@ -280,48 +306,21 @@ class JoinableQueue : public Queue<T> {
 
 // A simpler, unbounded queue. Python: SimpleQueue() (put, get, empty, close).
 template <class T>
-class SimpleQueue {
+class SimpleQueue : public detail::queue_handle {
  public:
   // Throws mp::HeapExhausted, std::system_error.
-  SimpleQueue() : core_(0) {}
+  SimpleQueue() : queue_handle(0) {}
 
   // Appends `item`; never blocks. Throws what pickling throws, mp::HeapExhausted,
   // std::invalid_argument after close().
-  void put(const T& item) {
-    if (closed_) detail::throw_queue_closed("put");
-    std::string& buffer = detail::queue_buffer();
-    (void)core_.put(detail::queue_pickle(item, buffer), true, std::nullopt);
-    detail::queue_buffer_trim(buffer);
-  }
+  void put(const T& item) { (void)put_item(item, true, std::nullopt); }
   // Removes and returns the first item, waiting as long as it takes. Throws as
   // Queue::get.
-  T get() {
-    if (closed_) detail::throw_queue_closed("get");
-    std::optional<T> item;
-    (void)core_.get(true, std::nullopt, &detail::queue_decode<T>, &item);
-    return std::move(*item);
-  }
+  T get() { return std::move(*get_item<T>(true, std::nullopt)); }
   // Never blocks.
   bool empty() const noexcept { return core_.empty(); }
-  // As Queue::close().
-  void close() noexcept { closed_ = true; }
 
-  // Pickles as a reference to the same queue (a closed handle loads open), as Queue.
-  template <class Archive>
-  void save(Archive& ar) const {
-    core_.save_core(ar);
-  }
-  // Loads a handle to the queue saved, open. Throws mp::UnpicklingError if the bytes do
-  // not name a live queue.
-  template <class Archive>
-  void load(Archive& ar) {
-    core_.load_core(ar);
-    closed_ = false;
-  }
-
- private:
-  detail::queue_core core_;
-  bool closed_ = false;
+  // close(), save() and load(): as Queue's (see detail::queue_handle).
 };
 
 }  // namespace mp

@@ -94,10 +94,33 @@ struct SharedMemoryOptions {
 
 namespace detail {
 struct shm_mapping;
-}
+
+// Gives Derived (a handle to a named segment) its pickling: it pickles as the segment's
+// name, never unlinking it, and loads as Derived(open_only, name), throwing as that does.
+template <class Derived>
+class pickled_by_name {
+ public:
+  // Pickles as the segment's name (the loading process attaches to it); never unlinks.
+  template <class Archive>
+  void save(Archive& ar) const {
+    const auto& self = static_cast<const Derived&>(*this);
+    if constexpr (requires { self.name(); })
+      ar(self.name());
+    else
+      ar(self.shm().name());
+  }
+  // Attaches by name, as Derived(open_only, name).
+  template <class Archive>
+  void load(Archive& ar) {
+    std::string loaded_name;
+    ar(loaded_name);
+    static_cast<Derived&>(*this) = Derived(open_only, loaded_name);
+  }
+};
+}  // namespace detail
 
 // A named segment of shared memory, mapped in this process. Python: SharedMemory.
-class MP_API SharedMemory {
+class MP_API SharedMemory : public detail::pickled_by_name<SharedMemory> {
  public:
   // An empty handle (what pickle::loads fills in): no name, size 0, empty buf().
   SharedMemory() noexcept = default;
@@ -138,17 +161,7 @@ class MP_API SharedMemory {
   void unlink() const;
 
   // Pickles as the segment's name (the loading process attaches to it); never unlinks.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(name());
-  }
-  // Attaches by name. Throws std::system_error if the segment is gone.
-  template <class Archive>
-  void load(Archive& ar) {
-    std::string loaded_name;
-    ar(loaded_name);
-    *this = SharedMemory(open_only, loaded_name);
-  }
+  // Loading throws std::system_error if the segment is gone. See detail::pickled_by_name.
 
  private:
   std::shared_ptr<detail::shm_mapping> mapping_;
@@ -175,7 +188,7 @@ struct ShareableListOptions {
 // Reads never block and see whole values; assignments take a robust lock in the segment
 // (a writer killed while holding it is taken over) and publish each value with one
 // atomic store, after writing it beside the old one (so a slot takes twice its capacity).
-class MP_API ShareableList {
+class MP_API ShareableList : public detail::pickled_by_name<ShareableList> {
  public:
   // An empty list (what pickle::loads fills in): size 0, no segment.
   ShareableList() = default;
@@ -226,18 +239,8 @@ class MP_API ShareableList {
   // The segment. Python: .shm.
   const SharedMemory& shm() const noexcept { return shm_; }
 
-  // Pickles as its segment's name, as SharedMemory. Python: ShareableList's pickle.
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(shm_.name());
-  }
-  // Attaches by name; throws as ShareableList(open_only, name).
-  template <class Archive>
-  void load(Archive& ar) {
-    std::string loaded_name;
-    ar(loaded_name);
-    *this = ShareableList(open_only, loaded_name);
-  }
+  // Pickles as its segment's name, as SharedMemory; loading throws as
+  // ShareableList(open_only, name). Python: ShareableList's pickle.
 
  private:
   void create(std::vector<ShareableItem> values, const ShareableListOptions& options,

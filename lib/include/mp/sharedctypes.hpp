@@ -152,6 +152,32 @@ class MP_API ctypes_core : public shared_object {
   void check_type(std::size_t element_size, std::uint32_t fingerprint) const;
 };
 
+// A ctypes_core of elements of type T and kind K that pickles as a reference to the same
+// memory: RawValue and RawArray derive from it privately and publish ref, save and load.
+template <class T, shared_kind K>
+class ctypes_handle : public ctypes_core {
+ public:
+  // Pickles as a reference to the same shared memory (mp::pickle).
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_core(ar);
+  }
+  // Attaches to the memory saved. Throws mp::UnpicklingError if it no longer exists or
+  // holds another type than T.
+  template <class Archive>
+  void load(Archive& ar) {
+    load_core(ar, K, sizeof(T), type_fingerprint<T>);
+  }
+
+ protected:
+  // `count` elements copied from `initial` (nullptr: zeroes). Throws as ctypes_core.
+  ctypes_handle(std::size_t count, const T* initial)
+      : ctypes_core(K, sizeof(T), type_fingerprint<T>, count, initial) {}
+
+  // The first element in the shared memory.
+  T* elements() const noexcept { return std::launder(reinterpret_cast<T*>(data())); }
+};
+
 // Throws std::logic_error: `what` has no lock (it was made with mp::no_lock).
 [[noreturn]] MP_API void throw_no_lock(const char* what);
 
@@ -173,12 +199,12 @@ class RawArray;
 
 // One T in shared memory, without a lock. Python: RawValue(typecode_or_type, *args).
 template <shared_ctype T>
-class RawValue : private detail::ctypes_core {
+class RawValue : private detail::ctypes_handle<T, detail::shared_kind::shared_value> {
+  using handle = detail::ctypes_handle<T, detail::shared_kind::shared_value>;
+
  public:
   // Throws mp::HeapExhausted, std::system_error.
-  explicit RawValue(T initial = T{})
-      : ctypes_core(detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>, 1,
-                    &initial) {}
+  explicit RawValue(T initial = T{}) : handle(1, &initial) {}
 
   // Reads the value; never blocks. Python: .value.
   T value() const noexcept {
@@ -186,7 +212,7 @@ class RawValue : private detail::ctypes_core {
       return std::atomic_ref<T>(object()).load(std::memory_order_relaxed);
     } else {
       T result;
-      std::memcpy(&result, data(), sizeof(T));
+      std::memcpy(&result, this->data(), sizeof(T));
       return result;
     }
   }
@@ -195,28 +221,79 @@ class RawValue : private detail::ctypes_core {
     if constexpr (std::is_scalar_v<T>) {
       std::atomic_ref<T>(object()).store(value, std::memory_order_relaxed);
     } else {
-      std::memcpy(data(), &value, sizeof(T));
+      std::memcpy(this->data(), &value, sizeof(T));
     }
   }
 
-  using shared_object::ref;
-
-  // Pickles as a reference to the same shared memory (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_core(ar);
-  }
-  // Attaches to the value saved. Throws mp::UnpicklingError if it no longer exists or
-  // holds another type than T.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_core(ar, detail::shared_kind::shared_value, sizeof(T), detail::type_fingerprint<T>);
-  }
+  // Pickles as a reference to the same shared memory (mp::pickle); loading throws
+  // mp::UnpicklingError if it no longer exists or holds another type than T.
+  using handle::ref, handle::save, handle::load;
 
  private:
   friend class Value<T>;
-  T& object() const noexcept { return *std::launder(reinterpret_cast<T*>(data())); }
+  T& object() const noexcept { return *this->elements(); }
 };
+
+namespace detail {
+// The names that Value's and Array's get_lock() give in their errors.
+inline constexpr char kValueGetLock[] = "mp::Value::get_lock";
+inline constexpr char kArrayGetLock[] = "mp::Array::get_lock";
+
+// Selects synchronized_core's constructor that makes a new RLock.
+struct new_lock_t {};
+
+// What Value and Array share: the unsynchronized object (a RawValue or RawArray), its
+// lock if it has one, the members that give them out, and pickling.
+template <class Raw, const char* GetLockName>
+class synchronized_core {
+ public:
+  // The lock, to hold it around several operations. Throws std::logic_error without a
+  // lock. Python: get_lock().
+  AnyLock& get_lock() const {
+    if (!lock_) throw_no_lock(GetLockName);
+    return *lock_;
+  }
+  // Whether this object has a lock (not made with mp::no_lock).
+  bool has_lock() const noexcept { return lock_.has_value(); }
+  // The unsynchronized object (same memory). Python: get_obj().
+  Raw get_obj() const noexcept { return object_; }
+
+  // Where the shared memory lives, the same in every process: equal for handles to the
+  // same object.
+  shared_ref ref() const noexcept { return object_.ref(); }
+
+  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
+  // loading throws as the unsynchronized object's and AnyLock's.
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
+  }
+
+ protected:
+  // The object made from `args`, then a new RLock.
+  template <class... Args>
+  explicit synchronized_core(new_lock_t, Args&&... args)
+      : object_(std::forward<Args>(args)...), lock_(AnyLock()) {}
+  // The object made from `args`, with `lock`.
+  template <class... Args>
+  explicit synchronized_core(AnyLock lock, Args&&... args)
+      : object_(std::forward<Args>(args)...), lock_(std::move(lock)) {}
+  // The object made from `args`, without a lock.
+  template <class... Args>
+  explicit synchronized_core(no_lock_t, Args&&... args) : object_(std::forward<Args>(args)...) {}
+
+  // Runs fn under the lock, if there is one.
+  template <class F>
+  decltype(auto) locked(F fn) const {
+    if (!lock_) return fn();
+    std::scoped_lock guard(*lock_);
+    return fn();
+  }
+
+  Raw object_;
+  mutable std::optional<AnyLock> lock_;
+};
+}  // namespace detail
 
 template <shared_ctype T>
 Value<T> synchronized(RawValue<T> object, AnyLock lock = AnyLock());
@@ -226,28 +303,26 @@ Array<T> synchronized(RawArray<T> object, AnyLock lock = AnyLock());
 // One T in shared memory with a lock (an RLock unless given). Python: Value(typecode_or_type,
 // *args, lock=True).
 template <shared_ctype T>
-class Value {
+class Value : public detail::synchronized_core<RawValue<T>, detail::kValueGetLock> {
+  using core = typename Value::synchronized_core;
+
  public:
   // With a new RLock. Throws mp::HeapExhausted, std::system_error.
-  explicit Value(T initial = T{}) : object_(initial), lock_(AnyLock()) {}
+  explicit Value(T initial = T{}) : core(detail::new_lock_t{}, initial) {}
   // With an existing Lock or RLock (shared with whatever else uses it). Python: lock=lock.
-  Value(T initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  Value(T initial, AnyLock lock) : core(std::move(lock), initial) {}
   // Without a lock (Python: lock=False): value() and set_value() do not lock, get_lock()
   // and update() throw std::logic_error.
-  Value(T initial, no_lock_t) : object_(initial) {}
+  Value(T initial, no_lock_t) : core(no_lock, initial) {}
 
   // Reads the value, holding the lock (blocks while another process holds it).
   // Python: .value.
   T value() const {
-    if (!lock_) return object_.value();
-    std::scoped_lock guard(*lock_);
-    return object_.value();
+    return locked([&] { return object_.value(); });
   }
   // Writes the value, holding the lock. Python: .value = x.
   void set_value(T value) const {
-    if (!lock_) return object_.set_value(value);
-    std::scoped_lock guard(*lock_);
-    object_.set_value(value);
+    locked([&] { object_.set_value(value); });
   }
 
   // Runs fn(T&) on the shared value while holding the lock, and returns the value fn left.
@@ -265,34 +340,13 @@ class Value {
     return shared;
   }
 
-  // The lock, to hold it around several operations. Throws std::logic_error without a
-  // lock. Python: get_lock().
-  AnyLock& get_lock() const {
-    if (!lock_) detail::throw_no_lock("mp::Value::get_lock");
-    return *lock_;
-  }
-  // Whether this Value has a lock (not made with mp::no_lock).
-  bool has_lock() const noexcept { return lock_.has_value(); }
-  // The unsynchronized object (same memory). Python: get_obj().
-  RawValue<T> get_obj() const noexcept { return object_; }
-
-  // Where the shared memory lives, the same in every process: equal for handles to the
-  // same object.
-  detail::shared_ref ref() const noexcept { return object_.ref(); }
-
-  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
-  // loading throws as RawValue's and AnyLock's.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
-  }
+  // get_lock(), has_lock(), get_obj(), ref() and pickling: see detail::synchronized_core.
 
  private:
   friend Value<T> synchronized<T>(RawValue<T> object, AnyLock lock);
-  Value(RawValue<T> object, AnyLock lock) : object_(std::move(object)), lock_(std::move(lock)) {}
+  Value(RawValue<T> object, AnyLock lock) : core(std::move(lock), std::move(object)) {}
 
-  RawValue<T> object_;
-  mutable std::optional<AnyLock> lock_;
+  using core::lock_, core::locked, core::object_;
 };
 
 // Elements of a shared array, without a lock. Python: RawArray(typecode_or_type,
@@ -300,7 +354,9 @@ class Value {
 //
 // For char arrays, value()/raw()/set_value()/set_raw() are Python's .value/.raw.
 template <shared_ctype T>
-class RawArray : private detail::ctypes_core {
+class RawArray : private detail::ctypes_handle<T, detail::shared_kind::shared_array> {
+  using handle = detail::ctypes_handle<T, detail::shared_kind::shared_array>;
+
  public:
   // `size` zeroed elements. Use parentheses: RawArray<int>{5} is one element, 5.
   // Throws std::length_error, mp::HeapExhausted, std::system_error.
@@ -317,12 +373,12 @@ class RawArray : private detail::ctypes_core {
       : RawArray(std::string_view(text).size(), std::string_view(text).data()) {}
 
   // Never blocks or throws.
-  std::size_t size() const noexcept { return count(); }
+  std::size_t size() const noexcept { return this->count(); }
   // A reference into the shared memory; no bounds check, no lock.
   T& operator[](std::size_t index) const noexcept { return elements()[index]; }
   // As operator[], but throws std::out_of_range for index >= size() (Python: IndexError).
   T& at(std::size_t index) const {
-    check_index(index);
+    this->check_index(index);
     return elements()[index];
   }
   // The first element in the shared memory; with end(), a range-for over it. No lock.
@@ -335,36 +391,26 @@ class RawArray : private detail::ctypes_core {
   std::vector<T> to_vector() const { return {begin(), end()}; }
 
   // char arrays: Python's .value (up to the first NUL) and .raw (every byte).
-  std::string value() const requires std::same_as<T, char> { return char_value(); }
+  std::string value() const requires std::same_as<T, char> { return this->char_value(); }
   // Every byte of a char array, NULs included. Python: .raw.
   std::string raw() const requires std::same_as<T, char> { return {begin(), end()}; }
   // Copies `text` in, with a NUL after it if there is room. Throws std::invalid_argument
   // if text is longer than the array (Python: ValueError). Python: .value = text.
   void set_value(std::string_view text) const requires std::same_as<T, char> {
-    set_char_value(text);
+    this->set_char_value(text);
   }
   // Copies `text` in, no NUL. Throws std::invalid_argument if too long. Python: .raw = text.
-  void set_raw(std::string_view text) const requires std::same_as<T, char> { set_char_raw(text); }
-
-  using shared_object::ref;
-
-  // Pickles as a reference to the same shared memory (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_core(ar);
+  void set_raw(std::string_view text) const requires std::same_as<T, char> {
+    this->set_char_raw(text);
   }
-  // Attaches to the array saved. Throws mp::UnpicklingError if it no longer exists or
-  // holds another type than T.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_core(ar, detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>);
-  }
+
+  // Pickles as a reference to the same shared memory (mp::pickle); loading throws
+  // mp::UnpicklingError if it no longer exists or holds another type than T.
+  using handle::ref, handle::save, handle::load;
 
  private:
-  RawArray(std::size_t size, const T* initial)
-      : ctypes_core(detail::shared_kind::shared_array, sizeof(T), detail::type_fingerprint<T>, size,
-                    initial) {}
-  T* elements() const noexcept { return std::launder(reinterpret_cast<T*>(data())); }
+  RawArray(std::size_t size, const T* initial) : handle(size, initial) {}
+  using handle::elements;
 };
 
 // A shared array with a lock (an RLock unless given). Python: Array(typecode_or_type,
@@ -373,40 +419,41 @@ class RawArray : private detail::ctypes_core {
 // Element access (operator[], at, begin/end, span) does not lock: hold get_lock() around
 // it or use update(). value(), raw(), set_value(), set_raw(), to_vector() lock.
 template <shared_ctype T>
-class Array {
+class Array : public detail::synchronized_core<RawArray<T>, detail::kArrayGetLock> {
+  using core = typename Array::synchronized_core;
+
  public:
   // `size` zeroed elements, with a new RLock. Use parentheses: Array<int>{5} is one
   // element, 5. Throws std::length_error, mp::HeapExhausted, std::system_error.
-  explicit Array(std::size_t size = 0) : object_(size), lock_(AnyLock()) {}
+  explicit Array(std::size_t size = 0) : core(detail::new_lock_t{}, size) {}
   // With an existing Lock or RLock (shared with whatever else uses it). Python: lock=lock.
-  Array(std::size_t size, AnyLock lock) : object_(size), lock_(std::move(lock)) {}
+  Array(std::size_t size, AnyLock lock) : core(std::move(lock), size) {}
   // Without a lock (Python: lock=False): get_lock() and update() throw std::logic_error.
-  Array(std::size_t size, no_lock_t) : object_(size) {}
+  Array(std::size_t size, no_lock_t) : core(no_lock, size) {}
   // A copy of `initial`.
-  Array(std::initializer_list<T> initial) : object_(initial), lock_(AnyLock()) {}
+  Array(std::initializer_list<T> initial) : core(detail::new_lock_t{}, initial) {}
   // A copy of `initial`, with `lock`.
-  Array(std::initializer_list<T> initial, AnyLock lock)
-      : object_(initial), lock_(std::move(lock)) {}
+  Array(std::initializer_list<T> initial, AnyLock lock) : core(std::move(lock), initial) {}
   // A copy of `initial`, without a lock.
-  Array(std::initializer_list<T> initial, no_lock_t) : object_(initial) {}
+  Array(std::initializer_list<T> initial, no_lock_t) : core(no_lock, initial) {}
   // A copy of `initial` (a vector, an array...), with a new RLock.
-  explicit Array(std::span<const T> initial) : object_(initial), lock_(AnyLock()) {}
+  explicit Array(std::span<const T> initial) : core(detail::new_lock_t{}, initial) {}
   // A copy of `initial`, with `lock`.
-  Array(std::span<const T> initial, AnyLock lock) : object_(initial), lock_(std::move(lock)) {}
+  Array(std::span<const T> initial, AnyLock lock) : core(std::move(lock), initial) {}
   // A copy of `initial`, without a lock.
-  Array(std::span<const T> initial, no_lock_t) : object_(initial) {}
+  Array(std::span<const T> initial, no_lock_t) : core(no_lock, initial) {}
   // char only: the bytes of `text` (a string literal, std::string, string_view), no NUL
   // added. Python: Array('c', b'text').
   template <class Text>
   requires detail::text_for<T, Text>
-  explicit Array(const Text& text) : object_(text), lock_(AnyLock()) {}
+  explicit Array(const Text& text) : core(detail::new_lock_t{}, text) {}
   // char only: the bytes of `text`, with `lock`.
   template <class Text>
   requires detail::text_for<T, Text> Array(const Text& text, AnyLock lock)
-      : object_(text), lock_(std::move(lock)) {}
+      : core(std::move(lock), text) {}
   // char only: the bytes of `text`, without a lock.
   template <class Text>
-  requires detail::text_for<T, Text> Array(const Text& text, no_lock_t) : object_(text) {}
+  requires detail::text_for<T, Text> Array(const Text& text, no_lock_t) : core(no_lock, text) {}
 
   // The number of elements (fixed). Never blocks or throws. Python: len(arr).
   std::size_t size() const noexcept { return object_.size(); }
@@ -455,41 +502,14 @@ class Array {
     locked([&] { object_.set_raw(text); });
   }
 
-  // As Value::get_lock(), has_lock(), get_obj().
-  AnyLock& get_lock() const {
-    if (!lock_) detail::throw_no_lock("mp::Array::get_lock");
-    return *lock_;
-  }
-  // Whether this Array has a lock (not made with mp::no_lock).
-  bool has_lock() const noexcept { return lock_.has_value(); }
-  // The unsynchronized array (same memory). Python: get_obj().
-  RawArray<T> get_obj() const noexcept { return object_; }
-
-  // Where the shared memory lives, the same in every process: equal for handles to the
-  // same object.
-  detail::shared_ref ref() const noexcept { return object_.ref(); }
-
-  // Pickles as a reference to the same memory and to its lock, if any (mp::pickle);
-  // loading throws as RawArray's and AnyLock's.
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(object_, lock_);  // the lock: whether there is one, then which, then the lock
-  }
+  // As Value: get_lock(), has_lock(), get_obj(), ref() and pickling (see
+  // detail::synchronized_core).
 
  private:
   friend Array<T> synchronized<T>(RawArray<T> object, AnyLock lock);
-  Array(RawArray<T> object, AnyLock lock) : object_(std::move(object)), lock_(std::move(lock)) {}
+  Array(RawArray<T> object, AnyLock lock) : core(std::move(lock), std::move(object)) {}
 
-  // Runs fn under the lock, if there is one.
-  template <class F>
-  decltype(auto) locked(F fn) const {
-    if (!lock_) return fn();
-    std::scoped_lock guard(*lock_);
-    return fn();
-  }
-
-  RawArray<T> object_;
-  mutable std::optional<AnyLock> lock_;
+  using core::lock_, core::locked, core::object_;
 };
 
 // ---- Module functions ------------------------------------------------------------------

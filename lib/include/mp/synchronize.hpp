@@ -97,7 +97,8 @@ class Condition;
 // half-updated then: check or repair it before releasing. A process that tries only
 // non-blocking acquire(false) never takes a dead owner's lock over; any blocking or
 // timed acquire does.
-class MP_API Lock : private detail::shared_object, public detail::lockable<Lock> {
+class MP_API Lock : private detail::shared_handle<detail::shared_kind::lock>,
+                    public detail::lockable<Lock> {
  public:
   // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
   Lock();
@@ -136,18 +137,9 @@ class MP_API Lock : private detail::shared_object, public detail::lockable<Lock>
 
   // C++ Lockable / TimedLockable: see detail::lockable.
 
-  using shared_object::ref;
-
-  // Pickles as a reference to the same lock (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_ref(ar);
-  }
-  // Attaches to the Lock saved. Throws mp::UnpicklingError if it no longer exists.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_ref(ar, detail::shared_kind::lock);
-  }
+  // Pickles as a reference to the same lock (mp::pickle); loading throws
+  // mp::UnpicklingError if the Lock no longer exists.
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 
  private:
   friend class Condition;
@@ -165,7 +157,8 @@ class MP_API Lock : private detail::shared_object, public detail::lockable<Lock>
 // A recursive lock owned by one thread of one process: only the owner may release it,
 // and it must release as many times as it acquired. Python: RLock().
 // Owner death as for Lock: recovered() is true until the owner's last release().
-class MP_API RLock : private detail::shared_object, public detail::lockable<RLock> {
+class MP_API RLock : private detail::shared_handle<detail::shared_kind::rlock>,
+                     public detail::lockable<RLock> {
  public:
   // A new, unlocked lock in the shared heap. Throws mp::HeapExhausted, std::system_error.
   RLock();
@@ -184,18 +177,9 @@ class MP_API RLock : private detail::shared_object, public detail::lockable<RLoc
   // Lock::locked(). Never blocks. Python 3.14: RLock.locked().
   bool locked() const noexcept;
 
-  using shared_object::ref;
-
-  // Pickles as a reference to the same RLock (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_ref(ar);
-  }
-  // Attaches to the RLock saved. Throws mp::UnpicklingError if it no longer exists.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_ref(ar, detail::shared_kind::rlock);
-  }
+  // Pickles as a reference to the same RLock (mp::pickle); loading throws
+  // mp::UnpicklingError if the RLock no longer exists.
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 
  private:
   friend class Condition;
@@ -205,7 +189,8 @@ class MP_API RLock : private detail::shared_object, public detail::lockable<RLoc
 // A counter that acquire() decrements, waiting while it is zero, and release()
 // increments. No owner, so no owner-death handling (as Python's): a process that dies
 // between acquire and release leaves the count one lower. Python: Semaphore(value=1).
-class MP_API Semaphore : private detail::shared_object, public detail::lockable<Semaphore> {
+class MP_API Semaphore : private detail::shared_handle<detail::shared_kind::semaphore>,
+                         public detail::lockable<Semaphore> {
  public:
   // Throws std::invalid_argument if value < 0 (Python: ValueError), mp::HeapExhausted.
   explicit Semaphore(int value = 1);
@@ -217,18 +202,9 @@ class MP_API Semaphore : private detail::shared_object, public detail::lockable<
   // The current count. Python: get_value().
   int get_value() const noexcept;
 
-  using shared_object::ref;
-
-  // Pickles as a reference to the same Semaphore (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_ref(ar);
-  }
-  // Attaches to the Semaphore saved. Throws mp::UnpicklingError if it no longer exists.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_ref(ar, detail::shared_kind::semaphore);
-  }
+  // Pickles as a reference to the same Semaphore (mp::pickle); loading throws
+  // mp::UnpicklingError if the Semaphore no longer exists.
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 
  protected:
   // Selects the bounded constructor below.
@@ -249,7 +225,8 @@ class BoundedSemaphore : public Semaphore {
 
 // A condition variable shared between processes, bound to a Lock or RLock (a new RLock
 // by default, as Python). Python: Condition(lock=None).
-class MP_API Condition : private detail::shared_object, public detail::lockable<Condition> {
+class MP_API Condition : private detail::shared_handle<detail::shared_kind::condition>,
+                         public detail::lockable<Condition> {
  public:
   // Throws mp::HeapExhausted, std::system_error.
   Condition();
@@ -300,19 +277,17 @@ class MP_API Condition : private detail::shared_object, public detail::lockable<
   // Wakes every waiter. Python: notify_all().
   void notify_all();
 
-  using shared_object::ref;
+  using shared_handle::ref;
 
-  // Pickles as a reference to the same Condition (mp::pickle).
+  // Pickles as a reference to the same Condition and its lock (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
-    save_ref(ar);
-    ar(lock_);  // which of the two, then the lock
+    save_with(ar, lock_);  // which of the two, then the lock
   }
   // Attaches to the Condition saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
-    load_ref(ar, detail::shared_kind::condition);
-    ar(lock_);
+    load_with(ar, lock_);
   }
 
  private:
@@ -321,7 +296,7 @@ class MP_API Condition : private detail::shared_object, public detail::lockable<
 };
 
 // A flag that processes can wait for. Python: Event().
-class MP_API Event : private detail::shared_object {
+class MP_API Event : private detail::shared_handle<detail::shared_kind::event> {
  public:
   // A new event, not set. Throws mp::HeapExhausted, std::system_error.
   Event();
@@ -336,18 +311,9 @@ class MP_API Event : private detail::shared_object {
   // (or a set() woke this wait), false on timeout. Python: Event.wait(timeout=None).
   bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
-  using shared_object::ref;
-
-  // Pickles as a reference to the same Event (mp::pickle).
-  template <class Archive>
-  void save(Archive& ar) const {
-    save_ref(ar);
-  }
-  // Attaches to the Event saved. Throws mp::UnpicklingError if it no longer exists.
-  template <class Archive>
-  void load(Archive& ar) {
-    load_ref(ar, detail::shared_kind::event);
-  }
+  // Pickles as a reference to the same Event (mp::pickle); loading throws
+  // mp::UnpicklingError if the Event no longer exists.
+  using shared_handle::ref, shared_handle::save, shared_handle::load;
 };
 
 // A meeting point for a fixed number of parties. Python: Barrier(parties, action=None,
@@ -365,7 +331,7 @@ class MP_API Event : private detail::shared_object {
 // that ends cleanly is not waited for, so a new team of processes can use the barrier
 // after the last one finished; one that will not come back while others still wait
 // (a bug) makes them wait for their timeout, as in Python.
-class MP_API Barrier : private detail::shared_object {
+class MP_API Barrier : private detail::shared_handle<detail::shared_kind::barrier> {
  public:
   // `action`, if given, runs in the last process to arrive, before any party is
   // released. `timeout` is the default for wait(). Throws std::invalid_argument unless
@@ -409,19 +375,17 @@ class MP_API Barrier : private detail::shared_object {
   // and not reset since. Never blocks. Python: broken.
   bool broken() const noexcept;
 
-  using shared_object::ref;
+  using shared_handle::ref;
 
-  // Pickles as a reference to the same Barrier (mp::pickle).
+  // Pickles as a reference to the same Barrier and its action (mp::pickle).
   template <class Archive>
   void save(Archive& ar) const {
-    save_ref(ar);
-    ar(action_, object_action_);
+    save_with(ar, action_, object_action_);
   }
   // Attaches to the Barrier saved. Throws mp::UnpicklingError if it no longer exists.
   template <class Archive>
   void load(Archive& ar) {
-    load_ref(ar, detail::shared_kind::barrier);
-    ar(action_, object_action_);
+    load_with(ar, action_, object_action_);
   }
 
  private:

@@ -8,7 +8,6 @@
 // heap is full) gets its error reply here and no local number, so the two numberings
 // are kept apart (Entry) and replies always leave in rank 0's order.
 #include <poll.h>
-#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
@@ -88,16 +87,7 @@ class Server {
         last_liveness = now;
         check_ended();
       }
-      if (active) {
-        backoff.active();
-        continue;
-      }
-      const long nap = backoff.nap_ns();
-      if (nap == 0) {
-        sched_yield();
-        continue;
-      }
-      sleep(nap);
+      if (const long nap = backoff.after_round(active)) sleep(nap);
     }
   }
 

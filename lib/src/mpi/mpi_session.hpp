@@ -36,6 +36,9 @@ class Backoff {
   void active();
   // How long to sleep now; 0: just yield.
   long nap_ns();
+  // The end of one round of polling: resets if the round was `active`, yields while
+  // spinning. Returns how long to nap now; 0: poll again at once.
+  long after_round(bool was_active);
 
  private:
   static constexpr long kSpinNs = 200'000;

@@ -149,15 +149,8 @@ class Hub {
           handle(in);
       }
       if (stopping && byes == ranks) break;
-      if (active) {
-        backoff.active();
-        continue;
-      }
-      const long nap = backoff.nap_ns();
-      if (nap == 0) {
-        sched_yield();
-        continue;
-      }
+      const long nap = backoff.after_round(active);
+      if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
                      [&] { return !outbox_.empty() || stopping_ != stopping; });
@@ -405,6 +398,16 @@ long Backoff::nap_ns() {
   if (idle < kShortNapsNs) return kShortNap;
   nap_ = std::min(std::max(nap_ * 2, 2 * kShortNap), kMaxNap);
   return nap_;
+}
+
+long Backoff::after_round(bool was_active) {
+  if (was_active) {
+    active();
+    return 0;
+  }
+  const long nap = nap_ns();
+  if (nap == 0) sched_yield();
+  return nap;
 }
 
 void start_hub(mpi_wire::Comm& comm, std::vector<int> workers) {

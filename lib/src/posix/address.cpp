@@ -130,6 +130,17 @@ std::error_code open_socket(int family, unique_fd& out) noexcept {
   return keep_above_stdio(out);
 }
 
+// open_socket for `candidate`'s family; on failure, records the error in `last` (for the
+// caller that then tries its next candidate) and returns false.
+bool open_socket_for(const SocketAddress& candidate, unique_fd& out,
+                     std::error_code& last) noexcept {
+  if (auto ec = open_socket(candidate.family(), out)) {
+    last = ec;
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::error_code listen_on(const std::vector<SocketAddress>& candidates, int backlog, unique_fd& out,
@@ -137,10 +148,7 @@ std::error_code listen_on(const std::vector<SocketAddress>& candidates, int back
   std::error_code last = std::make_error_code(std::errc::address_not_available);
   for (const SocketAddress& candidate : candidates) {
     unique_fd socket;
-    if (auto ec = open_socket(candidate.family(), socket)) {
-      last = ec;
-      continue;
-    }
+    if (!open_socket_for(candidate, socket, last)) continue;
     if (candidate.family() != AF_UNIX) {
       const int on = 1;
       ::setsockopt(socket.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
@@ -196,10 +204,7 @@ std::error_code connect_to(const std::vector<SocketAddress>& candidates, unique_
   std::error_code last = std::make_error_code(std::errc::address_not_available);
   for (const SocketAddress& candidate : candidates) {
     unique_fd socket;
-    if (auto ec = open_socket(candidate.family(), socket)) {
-      last = ec;
-      continue;
-    }
+    if (!open_socket_for(candidate, socket, last)) continue;
     int rc = ::connect(socket.get(), reinterpret_cast<const struct sockaddr*>(&candidate.storage),
                        candidate.length);
     if (rc != 0 && errno == EINTR) {

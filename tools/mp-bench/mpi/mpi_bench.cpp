@@ -25,7 +25,12 @@
 #include <mp/mpi.hpp>
 #include <mp/pool.hpp>
 
+#include "../workloads.hpp"
+
 namespace {
+
+using mp_bench::count_primes_below;
+using mp_bench::square;
 
 using Clock = std::chrono::steady_clock;
 
@@ -46,23 +51,6 @@ void emit(const char* bench, const std::string& params, const char* metric,
       "\"value\": %.6g, \"unit\": \"%s\", \"runs\": %zu}\n",
       bench, params.c_str(), metric, median(runs), unit, runs.size());
   std::fflush(stdout);
-}
-
-std::int64_t square(std::int64_t x) { return x * x; }
-
-int count_primes_below(int n) {
-  int count = 0;
-  for (int k = 2; k < n; ++k) {
-    bool prime = true;
-    for (int d = 2; d * d <= k; ++d) {
-      if (k % d == 0) {
-        prime = false;
-        break;
-      }
-    }
-    count += prime;
-  }
-  return count;
 }
 
 constexpr int kRuns = 3;

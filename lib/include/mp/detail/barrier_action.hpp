@@ -31,14 +31,11 @@ class BarrierAction {
   explicit operator bool() const noexcept { return static_cast<bool>(call_); }
   void operator()() const { call_(); }
 
+  // Pickles as the loader and the bytes it rebuilds the callable from.
   template <class Archive>
-  void save(Archive& ar) const {
+  void serialize(Archive& ar) {
     ar(loader_, bytes_);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(loader_, bytes_);
-    call_ = loader_ ? loader_(bytes_) : nullptr;
+    if constexpr (Archive::is_loading::value) call_ = loader_ ? loader_(bytes_) : nullptr;
   }
 
  private:

@@ -161,4 +161,41 @@ class MP_API shared_object {
   pid_t ref_pid_ = 0;  // the process that took this handle's reference
 };
 
+// A shared_object of kind K that pickles as a reference to the same object (mp::pickle).
+// A public class derives from it privately and publishes ref, save and load with
+// using-declarations; one that pickles more members as well calls save_with/load_with.
+template <shared_kind K>
+class shared_handle : public shared_object {
+ public:
+  // Pickles as a reference to the same object.
+  template <class Archive>
+  void save(Archive& ar) const {
+    save_ref(ar);
+  }
+  // Attaches to the object saved. Throws mp::UnpicklingError if it no longer exists.
+  template <class Archive>
+  void load(Archive& ar) {
+    load_ref(ar, K);
+  }
+
+ protected:
+  // Allocates a new object of kind K; throws as shared_object(K, state_size).
+  explicit shared_handle(std::size_t state_size) : shared_object(K, state_size) {}
+  // A handle that refers to nothing until load().
+  shared_handle() noexcept = default;
+
+  // save(ar), then the members given.
+  template <class Archive, class... Members>
+  void save_with(Archive& ar, const Members&... members) const {
+    save(ar);
+    ar(members...);
+  }
+  // load(ar), then the members given (as save_with saved them).
+  template <class Archive, class... Members>
+  void load_with(Archive& ar, Members&... members) {
+    load(ar);
+    ar(members...);
+  }
+};
+
 }  // namespace mp::detail

@@ -85,12 +85,9 @@ class MP_API ContainerCore {
     manager_.check(root_, kind, fingerprint);
   }
 
+  // Pickles as the segment and the root offset, loading the same.
   template <class Archive>
-  void save(Archive& ar) const {
-    ar(manager_, root_);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
+  void serialize(Archive& ar) {
     ar(manager_, root_);
   }
 

@@ -4,7 +4,9 @@
 
 #include <mp/detail/export.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string_view>
 
 namespace mp::detail {
@@ -153,33 +155,20 @@ constexpr bool canonicalize_type_name(std::string_view name, Sink& sink) noexcep
       ++at;
       continue;
     }
-    // A word. First, a run of builtin arithmetic type words ("long unsigned int").
-    int is_unsigned = 0, is_signed = 0, shorts = 0, longs = 0, ints = 0, chars = 0, int128s = 0,
-        doubles = 0;
+    // A word. First, a run of builtin arithmetic type words ("long unsigned int"): how
+    // many times each appears in it.
+    constexpr std::string_view kArithmeticWords[] = {"unsigned", "signed", "short",    "long",
+                                                     "int",      "char",   "__int128", "double"};
+    int counts[std::size(kArithmeticWords)] = {};
     std::size_t run_end = at;
     for (std::size_t next = at;;) {
       std::size_t end = next;
       while (end < name.size() && is_identifier_char(name[end])) ++end;
       const std::string_view word = name.substr(next, end - next);
-      if (word == "unsigned") {
-        ++is_unsigned;
-      } else if (word == "signed") {
-        ++is_signed;
-      } else if (word == "short") {
-        ++shorts;
-      } else if (word == "long") {
-        ++longs;
-      } else if (word == "int") {
-        ++ints;
-      } else if (word == "char") {
-        ++chars;
-      } else if (word == "__int128") {
-        ++int128s;
-      } else if (word == "double") {
-        ++doubles;
-      } else {
-        break;
-      }
+      std::size_t which = 0;
+      while (which < std::size(kArithmeticWords) && kArithmeticWords[which] != word) ++which;
+      if (which == std::size(kArithmeticWords)) break;
+      ++counts[which];
       run_end = end;
       if (end + 1 < name.size() && name[end] == ' ' && is_identifier_char(name[end + 1])) {
         next = end + 1;
@@ -188,6 +177,8 @@ constexpr bool canonicalize_type_name(std::string_view name, Sink& sink) noexcep
       }
     }
     if (run_end != at) {
+      const int is_unsigned = counts[0], is_signed = counts[1], shorts = counts[2],
+                longs = counts[3], chars = counts[5], int128s = counts[6], doubles = counts[7];
       const std::string_view sign = is_unsigned ? "unsigned" : "";
       if (sign.size() != 0 && chars == 0 && doubles == 0) put_word(sign);
       if (doubles) {
