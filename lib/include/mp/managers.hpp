@@ -105,6 +105,23 @@ class JoinableQueue;
 
 namespace detail {
 
+// A range of pairs whose first and second convert to K and V (what SharedDict::update
+// takes), and a range of values that convert to T (what SharedList::extend takes).
+// clang-format off
+template <class Pairs, class K, class V>
+concept pair_range_of = std::ranges::input_range<Pairs> &&
+    requires(const std::ranges::range_value_t<Pairs>& pair) {
+      { pair.first } -> std::convertible_to<const K&>;
+      { pair.second } -> std::convertible_to<const V&>;
+    };
+template <class Values, class T>
+concept range_of = std::ranges::input_range<Values> &&
+    std::convertible_to<std::ranges::range_reference_t<Values>, const T&>;
+// What d |= x and d | x take: another shared dict `Dict`, or such a range of pairs.
+template <class Pairs, class Dict, class K, class V>
+concept merge_source_of = std::same_as<Pairs, Dict> || pair_range_of<Pairs, K, V>;
+// clang-format on
+
 template <class T>
 const std::string& pickle_into(std::string& buffer, const T& value) {
   buffer.clear();
@@ -383,8 +400,7 @@ class SharedDict : public detail::container_handle<detail::DictCore, detail::Con
   // Python: d.update(other) for another shared dict (a snapshot of it).
   void update(const SharedDict& other) const { update(other.items()); }
   // Python: d |= mapping (update; atomic as update()).
-  template <class Pairs>
-  requires requires(const SharedDict& d, const Pairs& pairs) { d.update(pairs); }
+  template <detail::merge_source_of<SharedDict, K, V> Pairs>
   const SharedDict& operator|=(const Pairs& pairs) const {
     update(pairs);
     return *this;
@@ -392,8 +408,7 @@ class SharedDict : public detail::container_handle<detail::DictCore, detail::Con
   // Python: d | mapping, a new plain dict: the pairs of a snapshot of d, in insertion
   // order, with those of `pairs` stored over them (a key already in d keeps its place, a
   // new one comes last). E.g. manager.dict<K, V>(d | other) for a new shared dict.
-  template <class Pairs>
-  requires requires(const SharedDict& d, const Pairs& pairs) { d.update(pairs); }
+  template <detail::merge_source_of<SharedDict, K, V> Pairs>
   std::vector<value_type> operator|(const Pairs& pairs) const {
     std::vector<value_type> merged = items();
     std::unordered_map<std::string, std::size_t> where;
@@ -629,8 +644,7 @@ class SharedList : public detail::container_handle<detail::ListCore, detail::Con
   }
 
   // Python: l += values (extend).
-  template <class Values>
-  requires requires(const SharedList& l, const Values& values) { l.extend(values); }
+  template <detail::range_of<T> Values>
   const SharedList& operator+=(const Values& values) const {
     extend(values);
     return *this;
