@@ -776,6 +776,8 @@ TEST(SpawnBootstrap, HugeDeclaredLengthIsReportedNotAborted) {
 }
 
 TEST(SpawnBootstrap, DeclaredLengthTakesNoMemoryUntilTheDataArrives) {
+  if (mp_test::kAddressSanitizer)
+    GTEST_SKIP() << "AddressSanitizer's shadow memory and quarantine exceed the memory bound";
   // 512 MiB claimed, nothing sent: the child must not reserve (and zero) that much.
   const auto run = run_bootstrap(frame_header(std::uint64_t{512} << 20));
   ASSERT_TRUE(run.ended);
@@ -785,6 +787,8 @@ TEST(SpawnBootstrap, DeclaredLengthTakesNoMemoryUntilTheDataArrives) {
 }
 
 TEST(SpawnBootstrap, HugeSecondFrameAfterAGoodStartIsReported) {
+  if (mp_test::kAddressSanitizer)
+    GTEST_SKIP() << "AddressSanitizer's shadow memory and quarantine exceed the memory bound";
   // A correct start (module id, shared heap, no passed fds), then a header frame that
   // claims 32 GiB and holds 1 byte.
   mp::detail::heap_ensure();
