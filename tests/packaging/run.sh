@@ -21,13 +21,15 @@
 #                     library only), install it into a second prefix, check that libmp.so
 #                     exports mp's API and nothing of its internals, then build and run
 #                     tests/packaging/find_package and tests/packaging/shared against it
+#   options           configure with an option combination that cannot build
+#                     (MP_BUILD_TESTS=ON, MP_BUILD_TOOLS=OFF): refused by name
 # The steps after install use the prefix that install left in the work directory,
 # $MP_PACKAGING_WORK (default: a temporary directory, removed at the end). ctest runs
 # each step as its own test (tests/packaging/CMakeLists.txt).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 BUILD_DIR [install|headers|find_package|examples|pkg-config|add_subdirectory|cross-compiler|shared]..." >&2
+  echo "usage: $0 BUILD_DIR [install|headers|find_package|examples|pkg-config|add_subdirectory|cross-compiler|shared|options]..." >&2
   exit 2
 }
 [[ $# -ge 1 && -d $1 ]] || usage
@@ -37,7 +39,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 shift
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package examples pkg-config add_subdirectory cross-compiler shared)
+[[ ${#steps[@]} -gt 0 ]] || steps=(install headers find_package examples pkg-config add_subdirectory cross-compiler shared options)
 
 [[ -f $build_dir/CMakeCache.txt ]] || { echo "$build_dir is not a configured build tree" >&2; exit 2; }
 cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt" | head -n 1; }
@@ -224,6 +226,19 @@ step_add_subdirectory() {
     -DMP_SOURCE_DIR="$source_dir" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
 }
 
+# Option combinations that cannot work stop at configure time with a message that names
+# the options, not with errors about missing targets deep in tests/.
+step_options() {
+  say "options: MP_BUILD_TESTS=ON with MP_BUILD_TOOLS=OFF is refused by name"
+  local log=$work/options.log
+  if cmake -S "$source_dir" -B "$work/options-build" -DMP_BUILD_TOOLS=OFF -DMP_BUILD_TESTS=ON \
+    >"$log" 2>&1; then
+    die "configure with MP_BUILD_TOOLS=OFF MP_BUILD_TESTS=ON succeeded; it cannot build"
+  fi
+  grep -q 'with MP_BUILD_TOOLS=OFF' "$log" || { cat "$log" >&2; die "no message naming the options"; }
+  say "options: ok"
+}
+
 # Pickles cross between the library's code and the program's: a type must be identified
 # the same way whichever compiler built each side.
 step_cross_compiler() {
@@ -296,6 +311,7 @@ for step in "${steps[@]}"; do
     add_subdirectory) step_add_subdirectory ;;
     cross-compiler) step_cross_compiler ;;
     shared) step_shared ;;
+    options) step_options ;;
     *) usage ;;
   esac
   say "$step: passed"
