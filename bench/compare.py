@@ -486,13 +486,24 @@ def peer_table(records):
     return lines
 
 
+def metric_unit(metric):
+    """The time unit a metric's name carries (roundtrip_us, ns_per_pair, parallel_s), or
+    none: the unit of a goal whose row was not measured."""
+    for unit in ("ns", "us", "ms", "s"):
+        per_time = metric.endswith("_per_" + unit)  # a rate (msgs_per_s), not a time
+        if (metric.endswith("_" + unit) and not per_time) or metric.startswith(unit + "_per_"):
+            return unit
+    return ""
+
+
 def goal_lines(records):
     table = index(records)
     lines = []
     for goal in GOALS:
         bench, metric = goal["bench"], goal["metric"]
         mp_v = value_of(table, "mp-cpp", bench, metric)
-        unit = next((r["unit"] for r in records if r.get("bench") == bench), "us")
+        unit = next((r["unit"] for r in records if r.get("bench") == bench),
+                    metric_unit(metric))
         checks = []
         if "vs_cpython" in goal:
             want = goal["vs_cpython"]

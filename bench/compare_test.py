@@ -39,6 +39,25 @@ def record(impl, bench, params, metric="ops_per_s", value=1.0, unit="ops/s"):
 MP, PY = "mp-cpp", "cpython-multiprocessing"
 
 
+class GoalUnits(unittest.TestCase):
+    def test_an_unmeasured_goal_shows_the_unit_its_metric_names(self):
+        lines = compare.goal_lines([])
+        lock = next(line for line in lines if line.startswith("- lock_uncontended:"))
+        self.assertIn("≤ 10 ns: not measured", lock)
+
+    def test_a_measured_goal_shows_the_unit_of_its_record(self):
+        lines = compare.goal_lines([record(MP, "lock_uncontended", {}, "ns_per_pair", 4.0,
+                                           "ns")])
+        lock = next(line for line in lines if line.startswith("- lock_uncontended:"))
+        self.assertIn("≤ 10 ns: 4 ns — met", lock)
+
+    def test_time_units_come_from_the_metric_name_and_rates_have_none(self):
+        for metric, unit in [("roundtrip_us", "us"), ("ns_per_pair", "ns"),
+                             ("us_per_cycle", "us"), ("parallel_s", "s"),
+                             ("msgs_per_s", ""), ("GB_per_s", ""), ("speedup", "")]:
+            self.assertEqual(compare.metric_unit(metric), unit, metric)
+
+
 class ParamMismatches(unittest.TestCase):
     def test_same_params_in_any_key_order_match(self):
         records = [record(MP, "lock_uncontended", {"N": 5, "start_method": "fork"}),
