@@ -51,6 +51,16 @@ def test_figure(records, build, figure, test_prefix=""):
     return sum(values) if values else None
 
 
+def methods_of(records, build, figure):
+    """The start methods the tests that recorded `figure` ran with, from their names:
+    a parameterised test ends in /<method>, a fault-injection one in _<method>."""
+    methods = set()
+    for r in records:
+        if r.get("source") == "test" and r["build"] == build and r["figure"] == figure:
+            methods.add(r["test"].rsplit("/", 1)[-1].rsplit("_", 1)[-1])
+    return " and ".join(sorted(methods)) if methods else "every start method"
+
+
 def leak_figure(records, build, figure):
     for r in records:
         if r.get("source") == "leak_check" and r["build"] == build and r["figure"] == figure:
@@ -95,8 +105,9 @@ def render(records, builds):
         started = test_figure(records, build, "processes_started")
         if started is not None:
             leaked = test_figure(records, build, "fds_leaked")
-            rows.append((kind, "fd leak: processes started, killed, joined, closed (fork and "
-                         "spawn), /proc/self/fd before and after",
+            rows.append((kind, "fd leak: processes started, killed, joined, closed ("
+                         f"{methods_of(records, build, 'processes_started')}), "
+                         "/proc/self/fd before and after",
                          f"{fmt(started)} processes, {fmt(leaked)} fds leaked"))
         killed = test_figure(records, build, "parents_killed")
         if killed is not None:
@@ -105,7 +116,7 @@ def render(records, builds):
             others = test_figure(records, build, "nondaemon_children")
             running = test_figure(records, build, "nondaemon_children_still_running")
             rows.append((kind, "SIGKILL a parent with running children (daemon and non-daemon, "
-                         "fork and spawn)",
+                         f"{methods_of(records, build, 'parents_killed')})",
                          f"{fmt(killed)} parents killed: {fmt(gone)} of {fmt(daemons)} daemon "
                          f"children died with them; {fmt(running)} of {fmt(others)} non-daemon "
                          "children kept running (as in Python)"))
@@ -113,7 +124,8 @@ def render(records, builds):
         if pool_parents is not None:
             workers = test_figure(records, build, "pool_workers")
             gone = test_figure(records, build, "pool_workers_gone")
-            rows.append((kind, "SIGKILL a parent with a running Pool (fork and spawn workers)",
+            rows.append((kind, "SIGKILL a parent with a running Pool "
+                         f"({methods_of(records, build, 'pool_parents_killed')} workers)",
                          f"{fmt(pool_parents)} parents killed: {fmt(gone)} of {fmt(workers)} "
                          "pool workers died with them"))
         load = [r for r in records if r.get("source") == "test" and r["build"] == build
@@ -133,7 +145,7 @@ def render(records, builds):
         if queue_kills is not None:
             checked = test_figure(records, build, "queue_items_checked")
             rows.append((kind, "Queue producers and consumers SIGKILLed at random in put/get "
-                         "(fork and spawn)",
+                         f"({methods_of(records, build, 'queue_processes_sigkilled')})",
                          f"{fmt(queue_kills)} processes killed; {fmt(checked)} items delivered, "
                          "each whole, in order per producer, never twice; the queue kept "
                          "working"))
@@ -145,7 +157,8 @@ def render(records, builds):
             workers_started = test_figure(records, build, "fault_workers_started")
             rows.append((kind, "fault injection: workers SIGKILLed at random moments while "
                          "they work on shared state (participants: "
-                         + ", ".join(participants) + "; fork and spawn)",
+                         + ", ".join(participants) + "; "
+                         + methods_of(records, build, "fault_workers_killed") + ")",
                          f"{fmt(workers_killed)} of {fmt(workers_started)} workers killed; "
                          "state consistent, every killed worker died of the SIGKILL, no fd "
                          "or process left"))
