@@ -198,8 +198,8 @@ TEST(ManagerDictTest, ManyKeysGrowEraseAndReuseMemory) {
   }
 }
 
-TEST(ManagerDictTest, ManyKeysKeepInsertionOrderAcrossStripes) {
-  // A default segment spreads a dict's keys over several stripes; the order is global.
+TEST(ManagerDictTest, ManyKeysKeepInsertionOrder) {
+  // Keys of scattered hashes, updates in place, a bulk update and popitem.
   mp::Manager manager;
   auto d = manager.dict<int, int>();
   std::vector<int> order;
@@ -215,11 +215,10 @@ TEST(ManagerDictTest, ManyKeysKeepInsertionOrderAcrossStripes) {
   EXPECT_EQ(d.size(), 1990u);
 }
 
-TEST(ManagerDictTest, AStripeWithoutRoomUsesTheRestOfTheSegment) {
-  // 16 MiB: several lanes, each with a part of the room; a full lane borrows the others'.
+TEST(ManagerDictTest, LargeValuesAndAFullSegmentOf16MiB) {
   mp::Manager manager({.segment_size = 16 << 20});
   auto large = manager.dict<int, std::string>();
-  const std::string big(1'500'000, 'b');  // more than a lane other than lane 0 has
+  const std::string big(1'500'000, 'b');
   for (int i = 0; i < 3; ++i) large[i] = big;
   for (int i = 0; i < 3; ++i) ASSERT_EQ(large.at(i), big);
   mp::Manager other({.segment_size = 16 << 20});
@@ -235,14 +234,14 @@ TEST(ManagerDictTest, AStripeWithoutRoomUsesTheRestOfTheSegment) {
   for (int i = 0; i < stored; i += 7) ASSERT_EQ(d.at(i), block);
   auto l = other.list<std::string>();
   EXPECT_THROW(l.append(block), mp::HeapExhausted);
-  // Erased entries make room again, whichever lane freed them.
+  // Erased entries make room again.
   for (int i = 0; i < stored; ++i) ASSERT_TRUE(d.erase(i));
   int again = 0;
   try {
     for (;; ++again) d[again] = block;
   } catch (const mp::HeapExhausted&) {
   }
-  EXPECT_GT(again, stored / 4);  // (a stripe growing again needs new tables)
+  EXPECT_GT(again, stored / 4);  // (a table growing again needs new arrays)
 }
 
 TEST(ManagerDictTest, KeysCompareByValueAcrossTypesOfKeys) {
@@ -644,7 +643,7 @@ void concurrent_writer(mp::SharedDict<int, int> d, mp::SharedDict<std::string, l
   }
 }
 
-// Dies inside update(key, fn): while holding the lane of the key's stripe.
+// Dies inside update(key, fn): while holding the manager's lock.
 void die_inside_update(mp::SharedDict<int, int> d, int key) {
   d.update(key, [](int& value) {
     value = -1;
@@ -747,7 +746,7 @@ TEST_P(ManagerTest, ConcurrentWritersGiveExactContents) {
     for (int i = 0; i < kCount; ++i)
       if (i % 3 != 0) expected[w * 100000 + i] = i;
   EXPECT_EQ((static_cast<std::map<int, int>>(d)), expected);
-  // Each writer's keys in the order it inserted them, whichever stripes they went to.
+  // Each writer's keys in the order it inserted them.
   std::vector<int> last(kWriters, -1);
   for (const int key : d.keys()) {
     ASSERT_GT(key % 100000, last[key / 100000]) << key;
@@ -761,16 +760,16 @@ TEST_P(ManagerTest, ConcurrentWritersGiveExactContents) {
   }
 }
 
-TEST_P(ManagerTest, HolderKilledInAnyStripeIsTakenOver) {
+TEST_P(ManagerTest, HolderKilledInsideUpdateIsTakenOver) {
   mp::Manager manager;
   auto d = manager.dict<int, int>();
-  constexpr int kKeys = 24;  // some in every stripe
+  constexpr int kKeys = 24;
   for (int key = 0; key < kKeys; ++key) d[key] = key;
   for (int key = 0; key < kKeys; ++key) {
     auto child = start(&die_inside_update, d, key);
     ASSERT_TRUE(child.join(kJoinLimit));
     ASSERT_EQ(child.exitcode(), -SIGKILL);
-    // The next operation on the stripe takes its lane over; the update never happened.
+    // The next operation takes the lock over; the update never happened.
     ASSERT_EQ(d.at(key), key);
     d[key] = key + 100;
   }
@@ -781,7 +780,7 @@ TEST_P(ManagerTest, HolderKilledInAnyStripeIsTakenOver) {
 
 TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   constexpr int kKills = 30;
-  mp::Manager manager({.segment_size = 1 << 24});  // with several lanes
+  mp::Manager manager({.segment_size = 1 << 24});
   auto d = manager.dict<int, std::vector<int>>();
   auto pair = manager.dict<std::string, long>();
   auto l = manager.list<int>();

@@ -37,13 +37,10 @@
 //     next to the segment and behave exactly as those types do; Queue<T>() and
 //     JoinableQueue<T>() return mp's queues (<mp/queues.hpp>).
 //
-// A manager's locks serialize the operations on its objects: a segment of 16 MiB or more
-// has several, and a dict spreads its keys over them by hash, so that processes writing
-// different keys rarely wait for each other; a list's or a value's operations, and a
-// dict's that see all its keys (size, iteration, clear, update(mapping), popitem), take
-// the first or all of them. Each operation holds them for about the time of a hash
-// lookup and a copy of the value. Never call an operation of the same manager from
-// inside update(key, fn): the locks are not recursive, so that may wait forever.
+// One lock per manager serializes the operations on all its objects; each operation
+// holds it for about the time of a hash lookup and a copy of the value. Never call an
+// operation of the same manager from inside update(key, fn): the lock is not recursive,
+// so that waits forever.
 #pragma once
 
 #include <mp/detail/export.hpp>

@@ -34,9 +34,9 @@ struct Recoveries {
   std::uint64_t rolled_back = 0;
 };
 
-// A Manager's segment in the shared heap, with its own allocators, undo journals and the
-// robust locks of its lanes (lib/src/manager_segment.hpp). Copies and pickles refer to the
-// same segment.
+// A Manager's segment in the shared heap, with its own allocator and an undo journal, and
+// the one Lock that serializes every operation on its containers (lib/src/
+// manager_segment.cpp). Copies and pickles refer to the same segment.
 class MP_API ManagerCore : private shared_object {
  public:
   // Refers to nothing (a handle about to be loaded from a pickle).
@@ -55,20 +55,25 @@ class MP_API ManagerCore : private shared_object {
   void save(Archive& ar) const {
     check_bound();
     save_ref(ar);
+    ar(*lock_);
   }
   template <class Archive>
   void load(Archive& ar) {
     load_ref(ar, shared_kind::manager);
+    Lock lock;
+    ar(lock);
+    lock_ = std::move(lock);
   }
 
  private:
   friend class ManagerTransaction;
   void check_bound() const;
   std::byte* segment() const noexcept { return static_cast<std::byte*>(state()); }
+  mutable std::optional<Lock> lock_;
 };
 
 // A handle to one container of a segment: the segment and the container's root offset.
-// The container kinds derive their operations from it; each operation takes its lock(s)
+// The container kinds derive their operations from it; each operation takes the lock
 // (waiting as long as it takes; a dead holder is taken over and its operation rolled
 // back) and throws std::logic_error on a handle that refers to nothing.
 class MP_API ContainerCore {
