@@ -145,6 +145,29 @@ class FromRaw(unittest.TestCase):
         self.assertIn("2×", out)
 
 
+class Goals(FromRaw):
+    def dict_records(self, concurrent, single):
+        params = {"N": 20000}
+        return [record(MP, "manager_dict_concurrent", params, value=concurrent),
+                record(PY, "manager_dict_concurrent", params, value=concurrent / 300),
+                record(MP, "manager_dict_set_get", params, "set_ops_per_s", single),
+                record(PY, "manager_dict_set_get", params, "set_ops_per_s", single / 600)]
+
+    def test_a_row_against_another_row_of_mp(self):
+        status, out, err = run_main(["--from-raw", self.raw_file(self.dict_records(15.0, 10.0))])
+        self.assertEqual(status, 0, err)
+        self.assertIn("- manager_dict_concurrent: ≥ 250× CPython: 300× — met; "
+                      "≥ 1.5× manager_dict_set_get set_ops_per_s: 1.5× — met", out)
+
+    def test_two_writers_slower_than_one_is_missed(self):
+        _, out, _ = run_main(["--from-raw", self.raw_file(self.dict_records(6.0, 10.0))])
+        self.assertIn("≥ 1.5× manager_dict_set_get set_ops_per_s: 0.6× — MISSED", out)
+
+    def test_the_other_row_missing_is_not_measured(self):
+        _, out, _ = run_main(["--from-raw", self.raw_file(self.dict_records(6.0, 10.0)[:2])])
+        self.assertIn("≥ 1.5× manager_dict_set_get set_ops_per_s: not measured", out)
+
+
 class CompileTime(FromRaw):
     GXX = "g++ (Debian 12.2.0-14) 12.2.0"
 

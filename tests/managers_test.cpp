@@ -198,6 +198,52 @@ TEST(ManagerDictTest, ManyKeysGrowEraseAndReuseMemory) {
   }
 }
 
+TEST(ManagerDictTest, ManyKeysKeepInsertionOrder) {
+  // Keys of scattered hashes, updates in place, a bulk update and popitem.
+  mp::Manager manager;
+  auto d = manager.dict<int, int>();
+  std::vector<int> order;
+  for (int i = 0; i < 2000; ++i) order.push_back((i * 7919) % 2000);
+  for (int key : order) d[key] = key;
+  for (int i = 0; i < 2000; i += 3) d[order[i]] = -1;  // updates keep their places
+  EXPECT_EQ(d.keys(), order);
+  std::map<int, int> bulk;
+  for (int i = 0; i < 50; ++i) bulk[5000 + i] = i;
+  d.update(bulk);
+  for (int i = 49; i >= 0; --i) ASSERT_EQ(d.popitem(), std::make_pair(5000 + i, i));
+  for (int i = 1999; i >= 1990; --i) ASSERT_EQ(d.popitem().first, order[i]);
+  EXPECT_EQ(d.size(), 1990u);
+}
+
+TEST(ManagerDictTest, LargeValuesAndAFullSegmentOf16MiB) {
+  mp::Manager manager({.segment_size = 16 << 20});
+  auto large = manager.dict<int, std::string>();
+  const std::string big(1'500'000, 'b');
+  for (int i = 0; i < 3; ++i) large[i] = big;
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(large.at(i), big);
+  mp::Manager other({.segment_size = 16 << 20});
+  auto d = other.dict<int, std::string>();
+  const std::string block(1000, 'x');
+  int stored = 0;
+  try {
+    for (;; ++stored) d[stored] = block;
+  } catch (const mp::HeapExhausted&) {
+  }
+  EXPECT_GT(stored, 6500);  // most of 16 MiB in 2 KiB blocks
+  ASSERT_EQ(d.size(), static_cast<std::size_t>(stored));
+  for (int i = 0; i < stored; i += 7) ASSERT_EQ(d.at(i), block);
+  auto l = other.list<std::string>();
+  EXPECT_THROW(l.append(block), mp::HeapExhausted);
+  // Erased entries make room again.
+  for (int i = 0; i < stored; ++i) ASSERT_TRUE(d.erase(i));
+  int again = 0;
+  try {
+    for (;; ++again) d[again] = block;
+  } catch (const mp::HeapExhausted&) {
+  }
+  EXPECT_GT(again, stored / 4);  // (a table growing again needs new arrays)
+}
+
 TEST(ManagerDictTest, KeysCompareByValueAcrossTypesOfKeys) {
   mp::Manager manager;
   auto d = manager.dict<std::pair<int, std::string>, int>();
@@ -597,6 +643,14 @@ void concurrent_writer(mp::SharedDict<int, int> d, mp::SharedDict<std::string, l
   }
 }
 
+// Dies inside update(key, fn): while holding the manager's lock.
+void die_inside_update(mp::SharedDict<int, int> d, int key) {
+  d.update(key, [](int& value) {
+    value = -1;
+    ::raise(SIGKILL);
+  });
+}
+
 // Loops over every kind of operation until killed. Invariants a half-done operation
 // would break: values are vectors of equal elements of length (key % 37) + 1; "a" and
 // "b" of `pair` are always opposite (they change together, in one update()).
@@ -692,6 +746,12 @@ TEST_P(ManagerTest, ConcurrentWritersGiveExactContents) {
     for (int i = 0; i < kCount; ++i)
       if (i % 3 != 0) expected[w * 100000 + i] = i;
   EXPECT_EQ((static_cast<std::map<int, int>>(d)), expected);
+  // Each writer's keys in the order it inserted them.
+  std::vector<int> last(kWriters, -1);
+  for (const int key : d.keys()) {
+    ASSERT_GT(key % 100000, last[key / 100000]) << key;
+    last[key / 100000] = key % 100000;
+  }
   EXPECT_EQ(counters.at("total"), kWriters * kCount);
   EXPECT_EQ(l.size(), static_cast<std::size_t>(kWriters * ((kCount + 9) / 10)));
   for (int w = 0; w < kWriters; ++w) {
@@ -700,9 +760,27 @@ TEST_P(ManagerTest, ConcurrentWritersGiveExactContents) {
   }
 }
 
+TEST_P(ManagerTest, HolderKilledInsideUpdateIsTakenOver) {
+  mp::Manager manager;
+  auto d = manager.dict<int, int>();
+  constexpr int kKeys = 24;
+  for (int key = 0; key < kKeys; ++key) d[key] = key;
+  for (int key = 0; key < kKeys; ++key) {
+    auto child = start(&die_inside_update, d, key);
+    ASSERT_TRUE(child.join(kJoinLimit));
+    ASSERT_EQ(child.exitcode(), -SIGKILL);
+    // The next operation takes the lock over; the update never happened.
+    ASSERT_EQ(d.at(key), key);
+    d[key] = key + 100;
+  }
+  EXPECT_EQ(manager.takeovers(), static_cast<std::uint64_t>(kKeys));
+  EXPECT_EQ(d.size(), static_cast<std::size_t>(kKeys));
+  for (int key = 0; key < kKeys; ++key) EXPECT_EQ(d.at(key), key + 100);
+}
+
 TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   constexpr int kKills = 30;
-  mp::Manager manager({.segment_size = 1 << 22});
+  mp::Manager manager({.segment_size = 1 << 24});
   auto d = manager.dict<int, std::vector<int>>();
   auto pair = manager.dict<std::string, long>();
   auto l = manager.list<int>();
@@ -747,7 +825,7 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
     for (;; ++stored) fill[stored] = block;
   } catch (const mp::HeapExhausted&) {
   }
-  EXPECT_GT(stored, 1200);  // most of 4 MiB came back (2 KiB blocks)
+  EXPECT_GT(stored, 6500);  // most of 16 MiB came back (2 KiB blocks)
   for (int i = 0; i < stored; i += 97) ASSERT_EQ(fill.at(i), block);
 }
 
