@@ -125,10 +125,17 @@ void wait_at_barrier_forever(mp::Barrier barrier) {
   sleep_forever();
 }
 
+// Where count_action_in_file() counts: named by the test process's pid, which every
+// party knows (its own, or its parent's). Not the environment: a forkserver child has
+// the server's environment, from before the test set anything (as in Python).
+std::string action_file_of(pid_t test_process) {
+  return "/tmp/mp-test-barrier-action-" + std::to_string(test_process);
+}
+
 void count_action_in_file() {
-  const char* path = std::getenv("MP_TEST_BARRIER_ACTION_FILE");
-  if (!path) return;
-  int fd = ::open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  const mp::Process* parent = mp::parent_process();
+  const std::string path = action_file_of(parent ? parent->pid() : ::getpid());
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0) {
     (void)!::write(fd, "x", 1);
     ::close(fd);
@@ -488,9 +495,12 @@ TEST_P(SynchronizeTest, ConditionProducerConsumer) {
 // ---- Barrier ----
 
 TEST_P(SynchronizeTest, BarrierGivesEachPartyAnIndexAndRunsTheActionOnce) {
-  mp_test::TempDir dir;
-  const std::string action_file = dir.file("actions");
-  ::setenv("MP_TEST_BARRIER_ACTION_FILE", action_file.c_str(), 1);
+  const std::string action_file = action_file_of(::getpid());
+  ::unlink(action_file.c_str());
+  struct Unlink {
+    const std::string& path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink_at_end{action_file};
   mp::Barrier barrier(3, &count_action_in_file);
   const shared_ref indices = mp::detail::heap_allocate(3 * sizeof(int));
   auto a = start(&wait_at_barrier, barrier, indices, 0);
@@ -506,7 +516,6 @@ TEST_P(SynchronizeTest, BarrierGivesEachPartyAnIndexAndRunsTheActionOnce) {
   for (int i = 0; i < 200; ++i) ASSERT_NO_THROW(barrier.wait(30s)) << i;
   join_ok(c);
   join_ok(d);
-  ::unsetenv("MP_TEST_BARRIER_ACTION_FILE");
   EXPECT_EQ(mp_test::read_file(action_file).value_or("").size(), 201u);
   EXPECT_FALSE(barrier.broken());
   EXPECT_EQ(barrier.n_waiting(), 0);
