@@ -122,9 +122,40 @@ GOALS = [
      "vs_floor": ("probe_socket_roundtrip", 1.5, "same_cpu_roundtrip_us")},
 ]
 
-# On a busy machine (--busy): every row at least this many times better than CPython
-# under the same load, and these rows at most this many times their quiet figure.
+# On a busy machine (--busy): the rows of BUSY_VS_CPYTHON_ROWS at least this many times
+# better than CPython under the same load, and the rows of BUSY_VS_QUIET at most this
+# many times their quiet figure.
 BUSY_VS_CPYTHON = 3.0
+# (benchmark, metric): the rows whose figure is the cost of mp's own work between
+# processes (starting them, handing over tasks, messages, locks, wake-ups), which mp can
+# keep small while the CPUs are shared.
+BUSY_VS_CPYTHON_ROWS = {
+    ("process_start_fork", "per_process_us"), ("process_start_spawn", "per_process_us"),
+    ("process_start_forkserver", "per_process_us"),
+    ("pool_map_trivial", "tasks_per_s"), ("pool_map_trivial_chunk1", "tasks_per_s"),
+    ("pool_apply_async_latency", "roundtrip_us"),
+    ("queue_throughput_small", "msgs_per_s"), ("queue_throughput_1k", "msgs_per_s"),
+    ("queue_throughput_1k", "MB_per_s"), ("pipe_roundtrip", "roundtrip_us"),
+    ("value_lock_increment", "increments_per_s"), ("lock_uncontended", "ns_per_pair"),
+    ("manager_dict_set_get", "set_ops_per_s"), ("manager_dict_set_get", "get_ops_per_s"),
+    ("manager_dict_concurrent", "ops_per_s"), ("barrier_cycle", "us_per_cycle"),
+    ("event_pingpong", "roundtrip_us"), ("listener_roundtrip", "roundtrip_us"),
+    ("heap_churn", "ops_per_s"),
+}
+# The rows the goal leaves out, and why: their figure is set by something both sides
+# share (the CPUs the busy loops leave, memory bandwidth, the kernel's page allocation)
+# or is not a speed. The report shows them with their ratio and this reason.
+BUSY_NOT_VS_CPYTHON = {
+    ("pool_map_cpu", "speedup"): "bounded by the CPUs the busy loops leave to both sides",
+    ("pool_map_cpu", "parallel_s"): "the work function's time, C++ against Python",
+    ("pool_map_cpu", "serial_s"): "the work function's time, C++ against Python",
+    ("queue_throughput_1m", "msgs_per_s"): "copying 1 MiB messages: memory bandwidth",
+    ("queue_throughput_1m", "MB_per_s"): "copying 1 MiB messages: memory bandwidth",
+    ("shared_memory_array_write", "GB_per_s"): "the kernel's page allocation and memory "
+                                               "bandwidth",
+    ("heap_churn", "peak_rss_MB"): "memory, not speed",
+    ("heap_churn", "rss_after_free_MB"): "memory, not speed",
+}
 BUSY_VS_QUIET = [("barrier_cycle", "us_per_cycle", 20.0),
                  ("event_pingpong", "roundtrip_us", 20.0)]
 
@@ -553,8 +584,9 @@ def goal_lines(records):
 
 
 def busy_goal_lines(records, quiet_records):
-    """Goals on a busy machine: each row against CPython under the same load, and the
-    rows of BUSY_VS_QUIET against mp's own quiet figures (if a quiet run is given)."""
+    """Goals on a busy machine: the rows of BUSY_VS_CPYTHON_ROWS against CPython under the
+    same load (the others shown with why they have no goal), and the rows of
+    BUSY_VS_QUIET against mp's own quiet figures (if a quiet run is given)."""
     table, quiet = index(records), index(quiet_records)
     lines = []
     for r in records:
@@ -562,10 +594,17 @@ def busy_goal_lines(records, quiet_records):
             continue
         better = better_ratio(r["value"], value_of(table, "cpython-multiprocessing",
                                                    r["bench"], r["metric"]), r["unit"])
-        if better is not None:
+        row = (r["bench"], r["metric"])
+        if better is None:
+            continue
+        if row in BUSY_VS_CPYTHON_ROWS:
             lines.append(f"- {r['bench']} {r['metric']}: ≥ {BUSY_VS_CPYTHON:g}× CPython under "
                          f"the same load: {fmt_ratio(better)} — "
                          f"{'met' if better >= BUSY_VS_CPYTHON else 'MISSED'}")
+        else:
+            why = BUSY_NOT_VS_CPYTHON.get(row, "not named in BUSY_VS_CPYTHON_ROWS")
+            lines.append(f"- {r['bench']} {r['metric']}: no goal under load ({why}): "
+                         f"{fmt_ratio(better)}")
     for bench, metric, most in BUSY_VS_QUIET:
         busy_v = value_of(table, "mp-cpp", bench, metric)
         quiet_v = value_of(quiet, "mp-cpp", bench, metric)

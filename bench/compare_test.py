@@ -315,6 +315,35 @@ class BusyMode(unittest.TestCase):
         self.assertIn("- barrier_cycle: ≤ 20× its quiet figure (0.5 us): 10× — met", out)
         self.assertIn("- event_pingpong: ≤ 20× its quiet figure (0.1 us): 40× — MISSED", out)
 
+    def test_the_goal_against_cpython_names_its_rows_and_shows_the_others(self):
+        records = busy_records(5.0, 4.0) + [
+            record(MP, "pool_map_cpu", {"N": 5}, "speedup", 1.5, "x"),
+            record(PY, "pool_map_cpu", {"N": 5}, "speedup", 1.9, "x"),
+            record(MP, "heap_churn", {"N": 5}, "peak_rss_MB", 10.0, "MB"),
+            record(PY, "heap_churn", {"N": 5}, "peak_rss_MB", 10.0, "MB"),
+            record(MP, "not_a_row_yet", {"N": 5}, "roundtrip_us", 1.0, "us"),
+            record(PY, "not_a_row_yet", {"N": 5}, "roundtrip_us", 9.0, "us")]
+        _, out, _, _ = self.run_busy(["--busy", "3", "--repeat", "1"], records)
+        self.assertIn("- barrier_cycle us_per_cycle: ≥ 3× CPython under the same load: 20× — met",
+                      out)
+        self.assertNotIn("- pool_map_cpu speedup: ≥", out)
+        self.assertNotIn("- heap_churn peak_rss_MB: ≥", out)
+        self.assertNotIn("- not_a_row_yet roundtrip_us: ≥", out)
+        self.assertIn("- pool_map_cpu speedup: no goal under load (" +
+                      compare.BUSY_NOT_VS_CPYTHON[("pool_map_cpu", "speedup")] + "): 0.789×",
+                      out)
+        self.assertIn("- heap_churn peak_rss_MB: no goal under load (memory, not speed): 1×",
+                      out)
+        self.assertIn("- not_a_row_yet roundtrip_us: no goal under load (not named in "
+                      "BUSY_VS_CPYTHON_ROWS): 9×", out)
+
+    def test_every_row_of_the_goal_against_cpython_has_a_cpython_row(self):
+        python = (HERE / "python" / "mp_bench.py").read_text()
+        for bench, metric in compare.BUSY_VS_CPYTHON_ROWS | set(compare.BUSY_NOT_VS_CPYTHON):
+            self.assertIn(f'"{bench}": (', python)
+            self.assertIn(f'"{metric}"', python)
+        self.assertFalse(compare.BUSY_VS_CPYTHON_ROWS & set(compare.BUSY_NOT_VS_CPYTHON))
+
     def test_cpython_ahead_under_load_is_missed(self):
         _, out, _, _ = self.run_busy(["--busy", "1", "--repeat", "1"],
                                      busy_records(50.0, 1.0, py_us=100.0))

@@ -283,6 +283,7 @@ TEST(Spin, AdaptiveSpinRestsAfterAFruitlessSpin) {
   history = 0;
   EXPECT_TRUE(adaptive_spin_until([&] { return ++hits == 2; }, kFourLooks, history));
   EXPECT_EQ(history, 0) << "a spin that found its condition keeps spinning on";
+  EXPECT_EQ(waits_until_next_spin(history, looks), 0);
 }
 
 TEST(Spin, AdaptiveSpinRestsLongerAfterEachFruitlessSpinInARow) {
@@ -297,18 +298,39 @@ TEST(Spin, AdaptiveSpinRestsLongerAfterEachFruitlessSpinInARow) {
   EXPECT_EQ(expected, kMaxWaitsWithoutSpin) << "the rest is bounded";
 }
 
-TEST(Spin, AdaptiveSpinThatFindsItsConditionForgetsTheFruitlessOnes) {
-  SpinHistory history = 0;
+// Spins that find nothing `fruitless` times in a row, then one that finds its condition.
+void fruitless_then_found(SpinHistory& history, int fruitless) {
   int looks = 0;
   EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
-  for (int i = 0; i < 3; ++i) waits_until_next_spin(history, looks);
+  for (int i = 1; i < fruitless; ++i) waits_until_next_spin(history, looks);
   // The last of those waits spun and found nothing: rest, then a spin that succeeds.
   while (!adaptive_spin_until([] { return true; }, kFourLooks, history)) {
   }
-  EXPECT_EQ(history, 0);
+}
+
+TEST(Spin, AdaptiveSpinThatFindsItsConditionHalvesTheFruitlessOnes) {
+  // Four fruitless spins in a row, then a found one: the next fruitless spin counts as
+  // the third in a row, not the first (on a busy machine a lucky spin now and then must
+  // not bring back a spin every few waits).
+  SpinHistory history = 0;
+  fruitless_then_found(history, 4);
+  EXPECT_EQ(history & 0xff, 0) << "a found spin spins again next time";
+  int looks = 0;
+  EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
+  EXPECT_EQ(waits_until_next_spin(history, looks), 4 * kWaitsWithoutSpin);
+}
+
+TEST(Spin, AdaptiveSpinForgetsTheFruitlessOnesAfterFoundOnesInARow) {
+  SpinHistory history = 0;
+  fruitless_then_found(history, 5);
+  for (int found = 1; history != 0; ++found) {
+    ASSERT_LE(found, 4) << "five fruitless spins are forgotten after three found ones";
+    EXPECT_TRUE(adaptive_spin_until([] { return true; }, kFourLooks, history));
+  }
+  int looks = 0;
   EXPECT_FALSE(adaptive_spin_until([&] { return ++looks < 0; }, kFourLooks, history));
   EXPECT_EQ(waits_until_next_spin(history, looks), kWaitsWithoutSpin)
-      << "a fruitless spin after a found one rests the shortest time again";
+      << "a quiet machine again: a fruitless spin rests the shortest time";
 }
 
 TEST(Spin, AdaptiveSpinHistoryNeverOverflows) {

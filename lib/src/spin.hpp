@@ -13,7 +13,7 @@
 // answer comes after a sleep anyway. Waiters that wait again and again (connections,
 // events, barriers, semaphores, queues) therefore learn from their recent spins
 // (adaptive_spin_until): after fruitless spins they sleep at once, for more and more
-// waits, until a spin finds its condition again.
+// waits, until spins find their condition again.
 //
 // Each kind of waiter names its budget in the table below; what it sleeps on, and what
 // it checks between sleeps (a dead owner, a timeout), stays with the waiter.
@@ -86,8 +86,12 @@ inline constexpr int kMaxWaitsWithoutSpin = 128;
 // spin_until for a waiter that keeps its SpinHistory. Adaptive, as glibc's adaptive
 // mutexes: a spin that finds nothing (a slow partner, or a busy machine where the
 // partner is not on a CPU and spinning only steals CPU time from it) turns spinning off
-// for the next waits, for longer each time it happens again; a spin that finds its
-// condition resets the history. Returns whether done() became true while spinning.
+// for the next waits, for longer each time it happens again. A spin that finds its
+// condition spins again at the next wait and halves the count of fruitless spins: on a
+// busy machine, where a spin now and then finds its partner on a CPU by luck, that keeps
+// the rests long instead of bringing back a fruitless spin every few waits; on a quiet
+// one a few found spins in a row forget the fruitless ones. Returns whether done()
+// became true while spinning.
 template <class Done>
 bool adaptive_spin_until(Done done, const SpinBudget& budget, SpinHistory& history) {
   const int skip = history & 0xff;
@@ -97,7 +101,7 @@ bool adaptive_spin_until(Done done, const SpinBudget& budget, SpinHistory& histo
     return false;
   }
   if (spin_until(done, budget)) {
-    history = 0;
+    history = static_cast<SpinHistory>((fruitless / 2) << 8);
     return true;
   }
   int rest = kWaitsWithoutSpin;
