@@ -50,19 +50,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include <mp/detail/std_shapes.hpp>
 #include <mp/detail/type_name.hpp>
 #include <mp/errors.hpp>
 
@@ -220,18 +217,13 @@ template <class T>
 struct is_vector : std::false_type {};
 template <class T, class A>
 struct is_vector<std::vector<T, A>> : std::true_type {};
+// std::map and std::unordered_map; std::set and std::unordered_set (std_shapes.hpp).
 template <class T>
-struct is_map : std::false_type {};
-template <class K, class V, class C, class A>
-struct is_map<std::map<K, V, C, A>> : std::true_type {};
-template <class K, class V, class H, class E, class A>
-struct is_map<std::unordered_map<K, V, H, E, A>> : std::true_type {};
+struct is_map : std::bool_constant<mp::detail::std_map_like<T> && mp::detail::std_unique_keys<T>> {
+};
 template <class T>
-struct is_set : std::false_type {};
-template <class K, class C, class A>
-struct is_set<std::set<K, C, A>> : std::true_type {};
-template <class K, class H, class E, class A>
-struct is_set<std::unordered_set<K, H, E, A>> : std::true_type {};
+struct is_set : std::bool_constant<mp::detail::std_set_like<T> && mp::detail::std_unique_keys<T>> {
+};
 
 template <class T>
 inline constexpr bool always_false = false;

@@ -32,33 +32,21 @@
 #include <cereal/cereal.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
-#include <cereal/types/complex.hpp>
-#include <cereal/types/deque.hpp>
-#include <cereal/types/list.hpp>
-#include <cereal/types/map.hpp>
 #include <cereal/types/optional.hpp>
-#include <cereal/types/set.hpp>
 #include <cereal/types/string.hpp>
 #include <cereal/types/tuple.hpp>
-#include <cereal/types/unordered_map.hpp>
-#include <cereal/types/unordered_set.hpp>
 #include <cereal/types/utility.hpp>
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
-#include <complex>
 #include <cstdint>
 #include <cstring>
-#include <deque>
-#include <filesystem>
 #include <limits>
-#include <list>
-#include <map>
 #include <memory>
 #include <mp/detail/aggregate_members.hpp>
+#include <mp/detail/std_shapes.hpp>
 #include <mp/detail/type_name.hpp>
 #include <new>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -67,6 +55,7 @@
 namespace mp::detail {
 template <class>
 inline constexpr bool dependent_false = false;
+
 }  // namespace mp::detail
 
 namespace mp::pickle {
@@ -386,21 +375,88 @@ void load_ordered_set(PickleInputArchive& ar, Set& set) {
     set.emplace_hint(set.end(), std::move(key));
   }
 }
-template <class K, class V, class C, class A>
-void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::map<K, V, C, A>& map) {
-  load_ordered_map(ar, map);
+// Maps: the size, then each key and value (cereal's map items).
+template <class Map>
+requires std_map_like<Map>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Map& map) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(map.size())));
+  for (const auto& item : map) ar(cereal::make_map_item(item.first, item.second));
 }
-template <class K, class V, class C, class A>
-void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::multimap<K, V, C, A>& map) {
-  load_ordered_map(ar, map);
+template <class Map>
+requires std_map_like<Map>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Map& map) {
+  if constexpr (std_ordered<Map>) {
+    load_ordered_map(ar, map);
+  } else {
+    cereal::size_type size;
+    ar(cereal::make_size_tag(size));
+    map.clear();
+    auto hint = map.begin();
+    for (cereal::size_type i = 0; i < size; ++i) {
+      typename Map::key_type key;
+      typename Map::mapped_type value;
+      ar(cereal::make_map_item(key, value));
+      hint = map.emplace_hint(hint, std::move(key), std::move(value));
+    }
+  }
 }
-template <class K, class C, class A>
-void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::set<K, C, A>& set) {
-  load_ordered_set(ar, set);
+
+// Sets: the size, then each element.
+template <class Set>
+requires std_set_like<Set>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Set& set) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(set.size())));
+  for (const auto& key : set) ar(key);
 }
-template <class K, class C, class A>
-void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::multiset<K, C, A>& set) {
-  load_ordered_set(ar, set);
+template <class Set>
+requires std_set_like<Set>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Set& set) {
+  if constexpr (std_ordered<Set>) {
+    load_ordered_set(ar, set);
+  } else {
+    cereal::size_type size;
+    ar(cereal::make_size_tag(size));
+    set.clear();
+    set.reserve(static_cast<std::size_t>(size));
+    for (cereal::size_type i = 0; i < size; ++i) {
+      typename Set::key_type key;
+      ar(key);
+      set.emplace(std::move(key));
+    }
+  }
+}
+
+// std::deque and std::list: the size, then each element.
+template <class Sequence>
+requires std_node_sequence<Sequence> &&
+    (!std::is_empty_v<typename Sequence::value_type>)void CEREAL_SAVE_FUNCTION_NAME(
+        PickleOutputArchive& ar, const Sequence& sequence) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(sequence.size())));
+  for (const auto& element : sequence) ar(element);
+}
+template <class Sequence>
+requires std_node_sequence<Sequence> &&
+    (!std::is_empty_v<typename Sequence::value_type>)void CEREAL_LOAD_FUNCTION_NAME(
+        PickleInputArchive& ar, Sequence& sequence) {
+  cereal::size_type size;
+  ar(cereal::make_size_tag(size));
+  sequence.resize(static_cast<std::size_t>(size));
+  for (auto& element : sequence) ar(element);
+}
+
+// Complex numbers: the real part, then the imaginary part.
+template <class Complex>
+requires std_complex_like<Complex>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Complex& number) {
+  ar(number.real(), number.imag());
+}
+template <class Complex>
+requires std_complex_like<Complex>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Complex& number) {
+  typename Complex::value_type real;
+  typename Complex::value_type imag;
+  ar(real, imag);
+  number = Complex(real, imag);
 }
 
 // Sequences of an empty type (std::monostate, a stateless function object): a zero byte
@@ -428,34 +484,36 @@ void load_empty_elements(PickleInputArchive& ar, Sequence& sequence) {
     ar(element);
   }
 }
-// One pair of overloads per sequence template, more specialized than cereal's (which
-// take any archive), as the map loads above. `Sequence` names a template, which
-// parentheses cannot enclose.
-// NOLINTBEGIN(bugprone-macro-parentheses)
-#define MP_PICKLE_EMPTY_ELEMENTS(Sequence)                                                  \
-  template <class T, class A>                                                               \
-  requires std::is_empty_v<T>                                                               \
-  void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Sequence<T, A>& sequence) { \
-    save_empty_elements(ar, sequence);                                                      \
-  }                                                                                         \
-  template <class T, class A>                                                               \
-  requires std::is_empty_v<T>                                                               \
-  void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Sequence<T, A>& sequence) {        \
-    load_empty_elements(ar, sequence);                                                      \
-  }
-// NOLINTEND(bugprone-macro-parentheses)
-MP_PICKLE_EMPTY_ELEMENTS(std::vector)
-MP_PICKLE_EMPTY_ELEMENTS(std::deque)
-MP_PICKLE_EMPTY_ELEMENTS(std::list)
-#undef MP_PICKLE_EMPTY_ELEMENTS
+// std::vector is handled by cereal's header, whose overloads take any archive: one
+// more specialized pair of overloads for it; deque and list by a pair of constrained ones.
+template <class T, class A>
+requires std::is_empty_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const std::vector<T, A>& sequence) {
+  save_empty_elements(ar, sequence);
+}
+template <class T, class A>
+requires std::is_empty_v<T>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, std::vector<T, A>& sequence) {
+  load_empty_elements(ar, sequence);
+}
+template <class Sequence>
+requires std_node_sequence<Sequence> && std::is_empty_v<typename Sequence::value_type>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Sequence& sequence) {
+  save_empty_elements(ar, sequence);
+}
+template <class Sequence>
+requires std_node_sequence<Sequence> && std::is_empty_v<typename Sequence::value_type>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Sequence& sequence) {
+  load_empty_elements(ar, sequence);
+}
 
 // A path: its native string. Templates, so that nothing converts to a path on the way
 // (std::string_view would).
 template <class Path>
-requires std::is_same_v<Path, std::filesystem::path>
+requires std_path_like<Path>
 void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar, const Path& path) { ar(path.native()); }
 template <class Path>
-requires std::is_same_v<Path, std::filesystem::path>
+requires std_path_like<Path>
 void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Path& path) {
   typename Path::string_type text;
   ar(text);
@@ -526,8 +584,10 @@ template <class Clock, class Duration>
 struct raw_library_member<std::chrono::time_point<Clock, Duration>>
     : std::bool_constant<raw_member<Duration>()> {};
 template <class T>
-struct raw_library_member<std::complex<T>>
-    : std::bool_constant<raw_member<T>() && std::is_trivially_copyable_v<std::complex<T>>> {};
+requires std_complex_like<T>
+struct raw_library_member<T>
+    : std::bool_constant<raw_member<typename T::value_type>() && std::is_trivially_copyable_v<T>> {
+};
 
 // Converts to every type; the conversion is noexcept when the type is a raw member.
 struct RawMemberProbe {

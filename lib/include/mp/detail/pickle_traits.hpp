@@ -7,19 +7,11 @@
 
 #include <array>
 #include <chrono>
-#include <complex>
-#include <deque>
-#include <filesystem>
-#include <list>
-#include <map>
 #include <mp/detail/pickle_archive.hpp>
 #include <optional>
-#include <set>
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -102,30 +94,19 @@ template <class T, class A>
 struct pickle_traits<std::vector<T, A>> : all_elements<std::vector<T, A>, T> {};
 template <class T, std::size_t N>
 struct pickle_traits<std::array<T, N>> : all_elements<std::array<T, N>, T> {};
-template <class T, class A>
-struct pickle_traits<std::deque<T, A>> : all_elements<std::deque<T, A>, T> {};
-template <class T, class A>
-struct pickle_traits<std::list<T, A>> : all_elements<std::list<T, A>, T> {};
-template <class K, class V, class C, class A>
-struct pickle_traits<std::map<K, V, C, A>> : all_elements<std::map<K, V, C, A>, K, V> {};
-template <class K, class V, class C, class A>
-struct pickle_traits<std::multimap<K, V, C, A>> : all_elements<std::multimap<K, V, C, A>, K, V> {};
-template <class K, class V, class H, class E, class A>
-struct pickle_traits<std::unordered_map<K, V, H, E, A>>
-    : all_elements<std::unordered_map<K, V, H, E, A>, K, V> {};
-template <class K, class V, class H, class E, class A>
-struct pickle_traits<std::unordered_multimap<K, V, H, E, A>>
-    : all_elements<std::unordered_multimap<K, V, H, E, A>, K, V> {};
-template <class K, class C, class A>
-struct pickle_traits<std::set<K, C, A>> : all_elements<std::set<K, C, A>, K> {};
-template <class K, class C, class A>
-struct pickle_traits<std::multiset<K, C, A>> : all_elements<std::multiset<K, C, A>, K> {};
-template <class K, class H, class E, class A>
-struct pickle_traits<std::unordered_set<K, H, E, A>>
-    : all_elements<std::unordered_set<K, H, E, A>, K> {};
-template <class K, class H, class E, class A>
-struct pickle_traits<std::unordered_multiset<K, H, E, A>>
-    : all_elements<std::unordered_multiset<K, H, E, A>, K> {};
+// deque and list, the maps and the sets, recognized by their shape (pickle_archive.hpp).
+template <class T>
+requires std_node_sequence<T>
+struct pickle_traits<T> : all_elements<T, typename T::value_type> {
+};
+template <class T>
+requires std_map_like<T>
+struct pickle_traits<T> : all_elements<T, typename T::key_type, typename T::mapped_type> {
+};
+template <class T>
+requires std_set_like<T>
+struct pickle_traits<T> : all_elements<T, typename T::key_type> {
+};
 template <class A, class B>
 struct pickle_traits<std::pair<A, B>> : all_elements<std::pair<A, B>, A, B> {};
 template <class... Ts>
@@ -144,12 +125,15 @@ struct pickle_traits<std::chrono::time_point<Clock, Duration>>
     : all_elements<std::chrono::time_point<Clock, Duration>, Duration> {};
 
 template <class T>
-struct pickle_traits<std::complex<T>> : all_elements<std::complex<T>, T> {};
-template <>
-struct pickle_traits<std::filesystem::path> {
+requires std_complex_like<T>
+struct pickle_traits<T> : all_elements<T, typename T::value_type> {
+};
+template <class T>
+requires std_path_like<T>
+struct pickle_traits<T> {
   static constexpr bool value = true;
   static constexpr bool builtin = true;
-  using culprit = std::filesystem::path;
+  using culprit = T;
 };
 
 }  // namespace mp::detail
