@@ -23,6 +23,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
 #include "../pool_transport.hpp"
@@ -38,7 +39,7 @@ using mpi_wire::Reader;
 using mpi_wire::Writer;
 
 posix::unique_fd make_eventfd() {
-  posix::unique_fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  posix::unique_fd fd(posix::above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)));
   if (!fd) throw std::system_error(posix::last_error(), "mp::mpi: eventfd");
   return fd;
 }
@@ -237,6 +238,10 @@ class MpiWorkerLink final : public WorkerLink {
  public:
   MpiWorkerLink(Hub& hub, const WorkerLaunch& launch)
       : hub_(hub), state_(std::make_shared<LinkState>()) {
+    if (launch.initializer.machine_local)
+      throw PicklingError(std::string("mp::mpi: the initializer's arguments hold ") +
+                          launch.initializer.machine_local +
+                          ", which cannot be pickled for a worker on another machine");
     std::tie(rank_, id_) = hub_.open_link(state_);
     Writer out(Kind::start, id_);
     out.u64(static_cast<std::uint64_t>(launch.number));
