@@ -1,7 +1,7 @@
 // Private to mp::mpi: what the Session (session.cpp) starts on each rank. Rank 0 runs a
-// hub thread, the only thread that calls MPI while the Session lives, and registers the
-// "mpi" pool transport whose workers live on the serving ranks (mpi_transport.cpp); the
-// serving ranks run serve() (mpi_serve.cpp).
+// hub whose rounds (one thread at a time, under a mutex) are the only MPI calls while
+// the Session lives, and registers the "mpi" pool transport whose workers live on the
+// serving ranks (mpi_transport.cpp); the serving ranks run serve() (mpi_serve.cpp).
 #pragma once
 
 #include <vector>

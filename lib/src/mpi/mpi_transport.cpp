@@ -1,8 +1,11 @@
 // mp::Pool's MPI transport, rank 0's side: each WorkerLink is one worker process of a
-// serving rank's local pool (mpi_serve.cpp). The links never call MPI: they queue
-// messages for the hub thread, which alone talks to the serving ranks, and read the
-// state the hub writes from the ranks' answers (LinkState). The result thread sleeps on
-// two eventfds per link, which the hub signals.
+// serving rank's local pool (mpi_serve.cpp). One thread at a time talks to MPI (the
+// Hub's rounds, under its comm mutex): a link sends its messages itself, and a pool
+// thread that looks for a link's replies while it has tasks out (the caller waiting in
+// get(), the result thread's spin) receives and handles what arrived itself, so a short
+// task's round trip wakes no other thread at rank 0. The hub thread polls with a
+// back-off for the rest. The replies land in the link's LinkState; the result thread
+// sleeps on two eventfds per link, which whoever handles a reply signals.
 //
 // The claim protocol over a network cannot be a compare-and-swap: a task handed to a
 // serving rank is never taken back (claim_instead and cancel fail), and the transport's
@@ -14,6 +17,7 @@
 
 #include <sched.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -58,6 +62,7 @@ struct LinkState {
   int pid = 0;
   std::vector<WorkerReply> replies;
   std::atomic<bool> any_replies{false};
+  std::atomic<std::uint64_t> in_flight{0};  // tasks sent without a reply (about)
   std::uint64_t claimed = 0;
   std::uint64_t replied = 0;  // tasks below this have replies
   Clock::time_point last_reply{};
@@ -83,12 +88,25 @@ class Hub {
     return total;
   }
 
+  // Sends `message` to `rank` from this thread (after what others queued), without a
+  // wake-up of the hub thread.
   void post(int rank, std::string message) {
     {
       std::lock_guard lock(mutex_);
       outbox_.emplace_back(rank, std::move(message));
     }
-    wake_.notify_one();
+    std::lock_guard comm(comm_mutex_);
+    (void)round();
+  }
+
+  // Any thread: one round with MPI (what is queued goes out, what arrived is handled)
+  // unless another thread is in one. A caller waiting for a short task's result polls
+  // here itself, so the result needs no wake-up of the hub thread on either way.
+  bool poll() {
+    std::unique_lock comm(comm_mutex_, std::try_to_lock);
+    if (!comm) return false;
+    (void)round();
+    return true;
   }
 
   // A link to a new worker on the rank with the most free worker places.
@@ -123,40 +141,51 @@ class Hub {
   }
 
  private:
+  // The hub thread: rounds with MPI, with a back-off between them while nothing moves in
+  // its rounds. Only replies that no pool thread polled for wait for it.
   void run() {
     Backoff backoff;
-    int byes = 0;
     const int ranks = static_cast<int>(workers_.size()) - 1;
-    std::vector<std::pair<int, std::string>> outgoing;
-    std::string message;
     for (;;) {
-      bool stopping = false;
+      bool active = false, stopping = false;
       {
-        std::lock_guard lock(mutex_);
-        outgoing.swap(outbox_);
-        stopping = stopping_;
+        std::lock_guard comm(comm_mutex_);
+        active = round();
+        stopping = stopping_seen_;
+        if (stopping && byes_ == ranks) break;
       }
-      bool active = !outgoing.empty();
-      for (auto& [rank, bytes] : outgoing) comm_.post(rank, std::move(bytes));
-      outgoing.clear();
-      active = comm_.progress() || active;
-      int source = 0;
-      while (comm_.receive(source, message)) {
-        active = true;
-        Reader in(message);
-        if (in.kind() == Kind::shutdown)
-          ++byes;
-        else if (!stopping)
-          handle(in);
-      }
-      if (stopping && byes == ranks) break;
       const long nap = backoff.after_round(active);
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
                      [&] { return !outbox_.empty() || stopping_ != stopping; });
     }
+    std::lock_guard comm(comm_mutex_);
     comm_.flush();
+  }
+
+  // With comm_mutex_ held: sends what is queued, receives and handles what arrived; true
+  // if anything moved.
+  bool round() {
+    {
+      std::lock_guard lock(mutex_);
+      outgoing_.swap(outbox_);
+      stopping_seen_ = stopping_;
+    }
+    bool active = !outgoing_.empty();
+    for (auto& [rank, bytes] : outgoing_) comm_.post(rank, std::move(bytes));
+    outgoing_.clear();
+    active = comm_.progress() || active;
+    int source = 0;
+    while (comm_.receive(source, message_)) {
+      active = true;
+      Reader in(message_);
+      if (in.kind() == Kind::shutdown)
+        ++byes_;
+      else if (!stopping_seen_)
+        handle(in);
+    }
+    return active;
   }
 
   // A serving rank's answer about one link.
@@ -184,6 +213,8 @@ class Hub {
         state->claimed = in.u64();
         state->initialized = in.u64() != 0;
         const std::uint64_t count = in.u64();
+        const std::uint64_t in_flight = state->in_flight.load();
+        state->in_flight.store(in_flight - std::min(in_flight, count));
         for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
           WorkerReply reply;
           reply.kind = static_cast<WorkerReply::Kind>(in.u64());
@@ -220,7 +251,14 @@ class Hub {
     state->changed.notify_all();
   }
 
+  // Held by the thread in a round: the only one calling MPI (and using what follows).
+  std::mutex comm_mutex_;
   mpi_wire::Comm& comm_;
+  std::vector<std::pair<int, std::string>> outgoing_;
+  std::string message_;
+  bool stopping_seen_ = false;
+  int byes_ = 0;
+
   std::vector<int> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -284,6 +322,7 @@ class MpiWorkerLink final : public WorkerLink {
       sent_at_.push_back(now);
     }
     sent_ += tasks.size();
+    state_->in_flight += tasks.size();
     hub_.post(rank_, std::move(out.bytes()));
     return tasks.size();
   }
@@ -292,12 +331,16 @@ class MpiWorkerLink final : public WorkerLink {
     return true;
   }
   void receive(std::vector<WorkerReply>& out) override {
+    poll_if_waiting();
     std::lock_guard lock(state_->mutex);
     for (auto& reply : state_->replies) out.push_back(std::move(reply));
     state_->replies.clear();
     state_->any_replies.store(false, std::memory_order_relaxed);
   }
-  bool has_replies() const override { return state_->any_replies.load(std::memory_order_acquire); }
+  bool has_replies() const override {
+    poll_if_waiting();
+    return state_->any_replies.load(std::memory_order_acquire);
+  }
 
   std::uint64_t claimed() const override {
     std::lock_guard lock(state_->mutex);
@@ -357,6 +400,14 @@ class MpiWorkerLink final : public WorkerLink {
   }
 
  private:
+  // The pool's threads look for replies often while they wait for one (the result
+  // thread's spin, a caller's help): each look then also polls MPI.
+  void poll_if_waiting() const {
+    if (state_->in_flight.load(std::memory_order_relaxed) != 0 &&
+        !state_->any_replies.load(std::memory_order_relaxed))
+      (void)hub_.poll();
+  }
+
   Hub& hub_;
   std::shared_ptr<LinkState> state_;
   int rank_ = 0;
