@@ -31,6 +31,10 @@ void serve(mpi_wire::Comm& comm);
 // that follows a reply closely is seen within microseconds even on a loaded machine,
 // where a thread that yields may not run again for milliseconds), then naps that double
 // up to kMaxNap, so an idle rank costs little CPU and never starves the workers.
+// This thread's timers fire within a microsecond of their time (Linux's default slack,
+// 50 us, would make every short nap of the pollers several times longer).
+void precise_naps();
+
 class Backoff {
  public:
   void active();

@@ -13,6 +13,7 @@
 // A serving rank reports how many tasks its worker claimed with its replies and when
 // the worker ends, so a lost worker's tasks fail or run elsewhere as on one machine.
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <sched.h>
@@ -38,6 +39,11 @@ namespace mp::detail::mpi {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+long steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
 using mpi_wire::Kind;
 using mpi_wire::Reader;
 using mpi_wire::Writer;
@@ -144,6 +150,7 @@ class Hub {
   // The hub thread: rounds with MPI, with a back-off between them while nothing moves in
   // its rounds. Only replies that no pool thread polled for wait for it.
   void run() {
+    precise_naps();
     Backoff backoff;
     const int ranks = static_cast<int>(workers_.size()) - 1;
     for (;;) {
@@ -154,7 +161,8 @@ class Hub {
         stopping = stopping_seen_;
         if (stopping && byes_ == ranks) break;
       }
-      const long nap = backoff.after_round(active);
+      long nap = backoff.after_round(active);
+      if (nap != 0 && tasks_out()) nap = nap_while_tasks_out();
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
@@ -163,6 +171,25 @@ class Hub {
     std::lock_guard comm(comm_mutex_);
     comm_.flush();
   }
+
+  // Whether any link has tasks without a reply.
+  bool tasks_out() {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, link] : links_)
+      if (link.second->in_flight.load(std::memory_order_relaxed) != 0) return true;
+    return false;
+  }
+
+  // While tasks are out, a reply that no pool thread polls for (the caller stopped
+  // spinning) waits for this thread: it naps an eighth of the time since anything last
+  // moved, so a short task's reply is late by microseconds and a long task's costs few
+  // wake-ups.
+  long nap_while_tasks_out() const {
+    const long idle = steady_ns() - last_moved_ns_.load();
+    return std::clamp(idle / 8, kMinNapOut, kMaxNapOut);
+  }
+  static constexpr long kMinNapOut = 10'000;
+  static constexpr long kMaxNapOut = 1'000'000;
 
   // With comm_mutex_ held: sends what is queued, receives and handles what arrived; true
   // if anything moved.
@@ -185,6 +212,7 @@ class Hub {
       else if (!stopping_seen_)
         handle(in);
     }
+    if (active) last_moved_ns_.store(steady_ns());
     return active;
   }
 
@@ -258,6 +286,7 @@ class Hub {
   std::string message_;
   bool stopping_seen_ = false;
   int byes_ = 0;
+  std::atomic<long> last_moved_ns_{0};  // steady clock: the last round that moved anything
 
   std::vector<int> workers_;
   std::mutex mutex_;
@@ -446,8 +475,7 @@ void Backoff::active() {
 }
 
 long Backoff::nap_ns() {
-  const long now =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  const long now = steady_ns();
   if (idle_since_ns_ == 0) idle_since_ns_ = now;
   const long idle = now - idle_since_ns_;
   if (idle < kSpinNs) return 0;
@@ -465,6 +493,8 @@ long Backoff::after_round(bool was_active) {
   if (nap == 0) sched_yield();
   return nap;
 }
+
+void precise_naps() { (void)::prctl(PR_SET_TIMERSLACK, 1'000UL, 0UL, 0UL, 0UL); }
 
 void start_hub(mpi_wire::Comm& comm, std::vector<int> workers) {
   if (workers.size() > 1) the_hub = new Hub(comm, std::move(workers));
