@@ -161,8 +161,7 @@ class Hub {
         stopping = stopping_seen_;
         if (stopping && byes_ == ranks) break;
       }
-      long nap = backoff.after_round(active);
-      if (nap != 0 && tasks_out()) nap = nap_while_tasks_out();
+      const long nap = tasks_out() ? nap_while_tasks_out() : backoff.after_round(active);
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
@@ -180,14 +179,16 @@ class Hub {
     return false;
   }
 
-  // While tasks are out, a reply that no pool thread polls for (the caller stopped
-  // spinning) waits for this thread: it naps an eighth of the time since anything last
-  // moved, so a short task's reply is late by microseconds and a long task's costs few
-  // wake-ups.
+  // While tasks are out, the pool's threads poll for their replies first (a caller in
+  // get() spins about kPolledNs), so this thread leaves them the CPU until then; a reply
+  // nobody polls for waits for it: it then naps an eighth of the time since anything
+  // last moved, so a short task's reply is late by microseconds and a long task's costs
+  // few wake-ups.
   long nap_while_tasks_out() const {
     const long idle = steady_ns() - last_moved_ns_.load();
-    return std::clamp(idle / 8, kMinNapOut, kMaxNapOut);
+    return std::clamp(std::max(kPolledNs - idle, idle / 8), kMinNapOut, kMaxNapOut);
   }
+  static constexpr long kPolledNs = 100'000;
   static constexpr long kMinNapOut = 10'000;
   static constexpr long kMaxNapOut = 1'000'000;
 
