@@ -108,7 +108,8 @@ def render(records, note=""):
         extra.append(f"raw MPI ping-pong between two ranks (the floor): {fmt(ping, 'us')}")
     text = "\n".join(lines) + "\n"
     if extra:
-        text += "\n" + "; ".join(extra) + ".\n"
+        sentence = "; ".join(extra)
+        text += "\n" + sentence[0].upper() + sentence[1:] + ".\n"
     if note:
         text += "\n" + note + "\n"
     return text
