@@ -15,9 +15,11 @@
 #   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython (ARGS go to
 #                               bench/compare.py; --busy 3: beside 3 busy loops per CPU,
 #                               into README's busy-machine table)
-#   ./build.sh bench-mpi [--quick]  the pools over MPI under mpirun -n 3 beside
-#                               mpi4py.futures and a raw MPI ping-pong (bench/mpi.sh;
-#                               README's Scaling out figures)
+#   ./build.sh bench-mpi [--quick] [--update-readme]  the pools over MPI under
+#                               mpirun -n 3 beside mpi4py.futures and a raw MPI ping-pong
+#                               (bench/mpi.sh), checked against their goals by
+#                               bench/mpi_report.py (fails if one is missed); with
+#                               --update-readme it writes README's Scaling out table
 #   ./build.sh fuzz [SECONDS]   build the libFuzzer targets in fuzz/ with clang (in
 #                               build-fuzz/) and run each for SECONDS (default 60) from
 #                               its seed corpus in fuzz/corpus/; fails on a crash, leak,
@@ -306,7 +308,7 @@ cmd_bench_mpi() {
     -DMP_BUILD_EXAMPLES=OFF || die "cmake could not configure $dir (see above)"
   build "$dir" mp-bench-mpi
   say "Running mp-bench-mpi and mpi4py.futures under mpirun -n 3"
-  "$ROOT/bench/mpi.sh" "$dir" "$@"
+  python3 "$ROOT/bench/mpi_report.py" "$dir" "$@"
 }
 
 # Configures and builds build-fuzz/: the library and the fuzz targets, all compiled by

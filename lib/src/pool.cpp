@@ -167,7 +167,13 @@ std::vector<std::pair<std::shared_ptr<JobSink>, std::uint64_t>> PoolCore::take_p
 
 namespace {
 thread_local bool pickling_for_remote = false;
+thread_local MachineLocalWatch* machine_local_watch = nullptr;
 }  // namespace
+
+MachineLocalWatch::MachineLocalWatch() noexcept : previous_(machine_local_watch) {
+  machine_local_watch = this;
+}
+MachineLocalWatch::~MachineLocalWatch() { machine_local_watch = previous_; }
 
 RemotePicklingScope::RemotePicklingScope(bool remote) noexcept : previous_(pickling_for_remote) {
   pickling_for_remote = pickling_for_remote || remote;
@@ -175,6 +181,7 @@ RemotePicklingScope::RemotePicklingScope(bool remote) noexcept : previous_(pickl
 RemotePicklingScope::~RemotePicklingScope() { pickling_for_remote = previous_; }
 
 void refuse_if_pickling_for_remote(const char* what) {
+  if (machine_local_watch && !machine_local_watch->found_) machine_local_watch->found_ = what;
   if (pickling_for_remote)
     throw PicklingError(std::string("mp: ") + what +
                         " cannot be pickled for a worker on another machine");

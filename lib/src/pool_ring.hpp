@@ -191,9 +191,12 @@ class Ring {
   }
   void cancel_sleep() { control_.consumer_sleeping.store(0); }
 
-  // Consumer (futex side): waits until a frame is there.
-  void wait_data() {
-    if (spin_until([this] { return !empty(); }, kRingDataSpin)) return;
+  // Consumer (futex side): waits until a frame is there. The spin learns (`history`,
+  // kept by the consumer): a worker whose tasks come too rarely for a spin to find them
+  // (a remote feeder, a loaded machine) sleeps at once instead of holding a CPU that its
+  // feeder may need.
+  void wait_data(SpinHistory& history) {
+    if (adaptive_spin_until([this] { return !empty(); }, kRingDataSpin, history)) return;
     while (empty()) {
       std::uint32_t seq;
       if (!prepare_sleep(seq)) return;

@@ -209,10 +209,11 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
   TrampolineCache trampolines;
   std::string result;
   std::uint64_t completed = 0;
+  SpinHistory waits = 0;
   for (;;) {
     FrameHeader header;
     std::string_view payload;
-    while (!tasks.peek(header, payload)) tasks.wait_data();
+    while (!tasks.peek(header, payload)) tasks.wait_data(waits);
     if (header.kind == FrameKind::stop) return;
     const Claim claimed = claim(*channel, header.seq);
     if (claimed != Claim::run) {

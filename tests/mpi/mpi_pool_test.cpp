@@ -7,6 +7,7 @@
 //   --kill-rank  rank 0 SIGKILLs the serving rank that runs a task; the job must end.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -281,6 +282,51 @@ TEST(MpiPool, MachineLocalHandlesFailToPickle) {
   EXPECT_THROW(ex.submit(read_shared, shared), mp::PicklingError);
   // A local pool takes the same handle.
   EXPECT_EQ(mp::Pool({.processes = 1}).apply(read_shared, shared), 7);
+}
+
+void init_with_shared(mp::Value<int> v) { init_value = v.value(); }
+void init_with_connection(const mp::Connection& c) { init_value = c.fileno(); }
+
+TEST(MpiPool, MachineLocalHandlesInAnInitializerFailToPickleAtRankZero) {
+  REQUIRE_SERVING_RANKS();
+  mp::Value<int> shared(7);
+  auto init = [&] { return mp::initializer(init_with_shared, shared); };
+  try {
+    mp::Pool pool({.initializer = init(), .start_method = "mpi"});
+    FAIL() << "no PicklingError";
+  } catch (const mp::PicklingError& e) {
+    EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another machine"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(mp::ProcessPoolExecutor({.initializer = init(), .start_method = "mpi"}),
+               mp::PicklingError);
+  auto [reader, writer] = mp::Pipe();
+  EXPECT_THROW(mp::Pool({.initializer = mp::initializer(init_with_connection, std::move(reader)),
+                         .start_method = "mpi"}),
+               mp::PicklingError);
+  // A local pool takes the same initializer; a remote one plain values.
+  EXPECT_EQ(mp::Pool({.processes = 1, .initializer = init()}).apply(read_init_value, 0), 7);
+  EXPECT_EQ(mp::Pool({.initializer = mp::initializer(set_init_value, 5), .start_method = "mpi"})
+                .apply(read_init_value, 0),
+            5);
+}
+
+// Every fd the link to the serving ranks creates stays above stdio, so a program started
+// with stdin closed does not find a pool's fd as its stdin.
+TEST(MpiPool, FdsStayAboveStdio) {
+  REQUIRE_SERVING_RANKS();
+  const int saved = ::dup(0);
+  ASSERT_GE(saved, 0);
+  ::close(0);
+  bool fd0_taken = false;
+  {
+    mp::Pool pool({.start_method = "mpi"});
+    EXPECT_EQ(pool.map(square, iota(10), 1), mp::Pool({.processes = 1}).map(square, iota(10)));
+    fd0_taken = ::fcntl(0, F_GETFD) != -1;
+  }
+  ::dup2(saved, 0);
+  ::close(saved);
+  EXPECT_FALSE(fd0_taken) << "a pool's fd became fd 0";
 }
 
 TEST(MpiExecutor, SubmitMapWaitAsCompleted) {

@@ -50,9 +50,9 @@ class MP_API Session {
   // argv) and checks that every rank runs the same binary.
   // On a rank other than 0 it then serves pools until rank 0's Session ends, and exits
   // the process (status 0) without returning. On rank 0 it returns, and Pool{.start_method
-  // = "mpi"} now reaches the serving ranks. Throws std::runtime_error (on rank 0; the
-  // others exit with status 1) if the ranks' binaries differ, std::logic_error if a
-  // Session exists already.
+  // = "mpi"} now reaches the serving ranks. If the ranks' binaries differ, rank 0 writes
+  // which to stderr and ends the job (MPI_Abort, status 1): no rank returns. Throws
+  // std::logic_error if a Session exists already.
   Session(int& argc, char**& argv);
   // Ends the serving ranks and finalises MPI. Destroy every "mpi" pool before.
   ~Session();

@@ -92,8 +92,9 @@ detail::InitCall initializer(F fn, Args... args) {
                 "mp::initializer: an argument cannot be pickled; give its type serialize()");
   static_assert(std::is_invocable_v<F&, Args&...>,
                 "mp::initializer: the function cannot be called with these arguments");
-  return {&detail::run_initializer<F, Args...>,
-          pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...))};
+  const detail::MachineLocalWatch watch;
+  std::string bound = pickle::dumps(std::tuple<F, Args...>(std::move(fn), std::move(args)...));
+  return {&detail::run_initializer<F, Args...>, std::move(bound), watch.found()};
 }
 
 namespace detail {

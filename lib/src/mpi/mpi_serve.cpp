@@ -64,6 +64,7 @@ class Server {
   explicit Server(mpi_wire::Comm& comm) : comm_(comm), transport_(make_shared_memory_transport()) {}
 
   void run() {
+    precise_naps();
     Backoff backoff;
     std::string message;
     auto last_liveness = std::chrono::steady_clock::now();

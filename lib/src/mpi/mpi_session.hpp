@@ -1,7 +1,7 @@
 // Private to mp::mpi: what the Session (session.cpp) starts on each rank. Rank 0 runs a
-// hub thread, the only thread that calls MPI while the Session lives, and registers the
-// "mpi" pool transport whose workers live on the serving ranks (mpi_transport.cpp); the
-// serving ranks run serve() (mpi_serve.cpp).
+// hub whose rounds (one thread at a time, under a mutex) are the only MPI calls while
+// the Session lives, and registers the "mpi" pool transport whose workers live on the
+// serving ranks (mpi_transport.cpp); the serving ranks run serve() (mpi_serve.cpp).
 #pragma once
 
 #include <vector>
@@ -31,6 +31,10 @@ void serve(mpi_wire::Comm& comm);
 // that follows a reply closely is seen within microseconds even on a loaded machine,
 // where a thread that yields may not run again for milliseconds), then naps that double
 // up to kMaxNap, so an idle rank costs little CPU and never starves the workers.
+// This thread's timers fire within a microsecond of their time (Linux's default slack,
+// 50 us, would make every short nap of the pollers several times longer).
+void precise_naps();
+
 class Backoff {
  public:
   void active();

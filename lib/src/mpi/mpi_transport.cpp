@@ -1,8 +1,11 @@
 // mp::Pool's MPI transport, rank 0's side: each WorkerLink is one worker process of a
-// serving rank's local pool (mpi_serve.cpp). The links never call MPI: they queue
-// messages for the hub thread, which alone talks to the serving ranks, and read the
-// state the hub writes from the ranks' answers (LinkState). The result thread sleeps on
-// two eventfds per link, which the hub signals.
+// serving rank's local pool (mpi_serve.cpp). One thread at a time talks to MPI (the
+// Hub's rounds, under its comm mutex): a link sends its messages itself, and a pool
+// thread that looks for a link's replies while it has tasks out (the caller waiting in
+// get(), the result thread's spin) receives and handles what arrived itself, so a short
+// task's round trip wakes no other thread at rank 0. The hub thread polls with a
+// back-off for the rest. The replies land in the link's LinkState; the result thread
+// sleeps on two eventfds per link, which whoever handles a reply signals.
 //
 // The claim protocol over a network cannot be a compare-and-swap: a task handed to a
 // serving rank is never taken back (claim_instead and cancel fail), and the transport's
@@ -10,10 +13,12 @@
 // A serving rank reports how many tasks its worker claimed with its replies and when
 // the worker ends, so a lost worker's tasks fail or run elsewhere as on one machine.
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <sched.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -23,6 +28,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
 #include "../pool_transport.hpp"
@@ -33,12 +39,17 @@ namespace mp::detail::mpi {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+long steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
 using mpi_wire::Kind;
 using mpi_wire::Reader;
 using mpi_wire::Writer;
 
 posix::unique_fd make_eventfd() {
-  posix::unique_fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  posix::unique_fd fd(posix::above_stdio(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)));
   if (!fd) throw std::system_error(posix::last_error(), "mp::mpi: eventfd");
   return fd;
 }
@@ -57,6 +68,7 @@ struct LinkState {
   int pid = 0;
   std::vector<WorkerReply> replies;
   std::atomic<bool> any_replies{false};
+  std::atomic<std::uint64_t> in_flight{0};  // tasks sent without a reply (about)
   std::uint64_t claimed = 0;
   std::uint64_t replied = 0;  // tasks below this have replies
   Clock::time_point last_reply{};
@@ -82,12 +94,25 @@ class Hub {
     return total;
   }
 
+  // Sends `message` to `rank` from this thread (after what others queued), without a
+  // wake-up of the hub thread.
   void post(int rank, std::string message) {
     {
       std::lock_guard lock(mutex_);
       outbox_.emplace_back(rank, std::move(message));
     }
-    wake_.notify_one();
+    std::lock_guard comm(comm_mutex_);
+    (void)round();
+  }
+
+  // Any thread: one round with MPI (what is queued goes out, what arrived is handled)
+  // unless another thread is in one. A caller waiting for a short task's result polls
+  // here itself, so the result needs no wake-up of the hub thread on either way.
+  bool poll() {
+    std::unique_lock comm(comm_mutex_, std::try_to_lock);
+    if (!comm) return false;
+    (void)round();
+    return true;
   }
 
   // A link to a new worker on the rank with the most free worker places.
@@ -122,40 +147,74 @@ class Hub {
   }
 
  private:
+  // The hub thread: rounds with MPI, with a back-off between them while nothing moves in
+  // its rounds. Only replies that no pool thread polled for wait for it.
   void run() {
+    precise_naps();
     Backoff backoff;
-    int byes = 0;
     const int ranks = static_cast<int>(workers_.size()) - 1;
-    std::vector<std::pair<int, std::string>> outgoing;
-    std::string message;
     for (;;) {
-      bool stopping = false;
+      bool active = false, stopping = false;
       {
-        std::lock_guard lock(mutex_);
-        outgoing.swap(outbox_);
-        stopping = stopping_;
+        std::lock_guard comm(comm_mutex_);
+        active = round();
+        stopping = stopping_seen_;
+        if (stopping && byes_ == ranks) break;
       }
-      bool active = !outgoing.empty();
-      for (auto& [rank, bytes] : outgoing) comm_.post(rank, std::move(bytes));
-      outgoing.clear();
-      active = comm_.progress() || active;
-      int source = 0;
-      while (comm_.receive(source, message)) {
-        active = true;
-        Reader in(message);
-        if (in.kind() == Kind::shutdown)
-          ++byes;
-        else if (!stopping)
-          handle(in);
-      }
-      if (stopping && byes == ranks) break;
-      const long nap = backoff.after_round(active);
+      const long nap = tasks_out() ? nap_while_tasks_out() : backoff.after_round(active);
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
                      [&] { return !outbox_.empty() || stopping_ != stopping; });
     }
+    std::lock_guard comm(comm_mutex_);
     comm_.flush();
+  }
+
+  // Whether any link has tasks without a reply.
+  bool tasks_out() {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, link] : links_)
+      if (link.second->in_flight.load(std::memory_order_relaxed) != 0) return true;
+    return false;
+  }
+
+  // While tasks are out, the pool's threads poll for their replies first (a caller in
+  // get() spins about kPolledNs), so this thread leaves them the CPU until then; a reply
+  // nobody polls for waits for it: it then naps an eighth of the time since anything
+  // last moved, so a short task's reply is late by microseconds and a long task's costs
+  // few wake-ups.
+  long nap_while_tasks_out() const {
+    const long idle = steady_ns() - last_moved_ns_.load();
+    return std::clamp(std::max(kPolledNs - idle, idle / 8), kMinNapOut, kMaxNapOut);
+  }
+  static constexpr long kPolledNs = 100'000;
+  static constexpr long kMinNapOut = 10'000;
+  static constexpr long kMaxNapOut = 1'000'000;
+
+  // With comm_mutex_ held: sends what is queued, receives and handles what arrived; true
+  // if anything moved.
+  bool round() {
+    {
+      std::lock_guard lock(mutex_);
+      outgoing_.swap(outbox_);
+      stopping_seen_ = stopping_;
+    }
+    bool active = !outgoing_.empty();
+    for (auto& [rank, bytes] : outgoing_) comm_.post(rank, std::move(bytes));
+    outgoing_.clear();
+    active = comm_.progress() || active;
+    int source = 0;
+    while (comm_.receive(source, message_)) {
+      active = true;
+      Reader in(message_);
+      if (in.kind() == Kind::shutdown)
+        ++byes_;
+      else if (!stopping_seen_)
+        handle(in);
+    }
+    if (active) last_moved_ns_.store(steady_ns());
+    return active;
   }
 
   // A serving rank's answer about one link.
@@ -183,6 +242,8 @@ class Hub {
         state->claimed = in.u64();
         state->initialized = in.u64() != 0;
         const std::uint64_t count = in.u64();
+        const std::uint64_t in_flight = state->in_flight.load();
+        state->in_flight.store(in_flight - std::min(in_flight, count));
         for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
           WorkerReply reply;
           reply.kind = static_cast<WorkerReply::Kind>(in.u64());
@@ -219,7 +280,15 @@ class Hub {
     state->changed.notify_all();
   }
 
+  // Held by the thread in a round: the only one calling MPI (and using what follows).
+  std::mutex comm_mutex_;
   mpi_wire::Comm& comm_;
+  std::vector<std::pair<int, std::string>> outgoing_;
+  std::string message_;
+  bool stopping_seen_ = false;
+  int byes_ = 0;
+  std::atomic<long> last_moved_ns_{0};  // steady clock: the last round that moved anything
+
   std::vector<int> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -237,6 +306,10 @@ class MpiWorkerLink final : public WorkerLink {
  public:
   MpiWorkerLink(Hub& hub, const WorkerLaunch& launch)
       : hub_(hub), state_(std::make_shared<LinkState>()) {
+    if (launch.initializer.machine_local)
+      throw PicklingError(std::string("mp::mpi: the initializer's arguments hold ") +
+                          launch.initializer.machine_local +
+                          ", which cannot be pickled for a worker on another machine");
     std::tie(rank_, id_) = hub_.open_link(state_);
     Writer out(Kind::start, id_);
     out.u64(static_cast<std::uint64_t>(launch.number));
@@ -279,6 +352,7 @@ class MpiWorkerLink final : public WorkerLink {
       sent_at_.push_back(now);
     }
     sent_ += tasks.size();
+    state_->in_flight += tasks.size();
     hub_.post(rank_, std::move(out.bytes()));
     return tasks.size();
   }
@@ -287,12 +361,16 @@ class MpiWorkerLink final : public WorkerLink {
     return true;
   }
   void receive(std::vector<WorkerReply>& out) override {
+    poll_if_waiting();
     std::lock_guard lock(state_->mutex);
     for (auto& reply : state_->replies) out.push_back(std::move(reply));
     state_->replies.clear();
     state_->any_replies.store(false, std::memory_order_relaxed);
   }
-  bool has_replies() const override { return state_->any_replies.load(std::memory_order_acquire); }
+  bool has_replies() const override {
+    poll_if_waiting();
+    return state_->any_replies.load(std::memory_order_acquire);
+  }
 
   std::uint64_t claimed() const override {
     std::lock_guard lock(state_->mutex);
@@ -352,6 +430,14 @@ class MpiWorkerLink final : public WorkerLink {
   }
 
  private:
+  // The pool's threads look for replies often while they wait for one (the result
+  // thread's spin, a caller's help): each look then also polls MPI.
+  void poll_if_waiting() const {
+    if (state_->in_flight.load(std::memory_order_relaxed) != 0 &&
+        !state_->any_replies.load(std::memory_order_relaxed))
+      (void)hub_.poll();
+  }
+
   Hub& hub_;
   std::shared_ptr<LinkState> state_;
   int rank_ = 0;
@@ -390,8 +476,7 @@ void Backoff::active() {
 }
 
 long Backoff::nap_ns() {
-  const long now =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  const long now = steady_ns();
   if (idle_since_ns_ == 0) idle_since_ns_ = now;
   const long idle = now - idle_since_ns_;
   if (idle < kSpinNs) return 0;
@@ -409,6 +494,8 @@ long Backoff::after_round(bool was_active) {
   if (nap == 0) sched_yield();
   return nap;
 }
+
+void precise_naps() { (void)::prctl(PR_SET_TIMERSLACK, 1'000UL, 0UL, 0UL, 0UL); }
 
 void start_hub(mpi_wire::Comm& comm, std::vector<int> workers) {
   if (workers.size() > 1) the_hub = new Hub(comm, std::move(workers));

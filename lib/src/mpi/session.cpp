@@ -5,14 +5,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include <mp/context.hpp>
 #include <mp/detail/code_ref.hpp>
@@ -117,19 +115,17 @@ void Session::start(int* argc, char*** argv) {
   int refusal_length = static_cast<int>(refusal.size());
   check(MPI_Bcast(&refusal_length, 1, MPI_INT, 0, session_comm), "MPI_Bcast");
   if (refusal_length != 0) {
-    // Rank 0 says why before any rank ends: the first rank to exit makes mpirun end the
-    // job, and what rank 0 had not written yet by then is lost.
-    if (rank_ == 0) std::fprintf(stderr, "%s\n", refusal.c_str());
-    std::fflush(stderr);
-    MPI_Barrier(session_comm);
-    MPI_Comm_free(&session_comm);
-    MPI_Finalize();
-    if (rank_ != 0) {
-      // Time for mpirun to forward rank 0's message before this exit ends the job.
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      std::exit(1);
+    // Rank 0 alone ends the job, after it has written why; the others wait for that in a
+    // barrier rank 0 never enters (a rank that exited first could make mpirun end the
+    // job before rank 0's message reached it).
+    if (rank_ == 0) {
+      std::fprintf(stderr, "%s\n", refusal.c_str());
+      std::fflush(stderr);
+      MPI_Abort(session_comm, 1);
+    } else {
+      MPI_Barrier(session_comm);
     }
-    throw std::runtime_error(refusal);
+    std::_Exit(1);  // not reached: MPI_Abort ends every rank
   }
 
   int mine = local_workers(session_comm, rank_);  // a collective: every rank calls it

@@ -14,7 +14,8 @@
 namespace mp::posix {
 
 // Owns one file descriptor; closes it on destruction. Move-only. Exported (MP_API), as
-// last_error() below, for libmp_listener, which is linked against a shared libmp.
+// last_error() and above_stdio() below, for libmp_listener and libmp_mpi, which are
+// linked against a shared libmp.
 class MP_API unique_fd {
  public:
   unique_fd() noexcept = default;
@@ -49,7 +50,7 @@ MP_API std::error_code last_error() noexcept;
 // moves it to the lowest free number >= 3, close-on-exec, closes the original and
 // returns the new number; -1 with errno set (and the original closed) if that fails.
 // Raw system calls only, so a forked child may call it.
-int above_stdio(int fd) noexcept;
+MP_API int above_stdio(int fd) noexcept;
 
 // The same for an owned fd: `fd` afterwards holds a number >= 3 (close-on-exec if it
 // had to move), or is empty and the error returned.

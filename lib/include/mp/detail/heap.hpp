@@ -104,6 +104,22 @@ class MP_API RemotePicklingScope {
 // Throws mp::PicklingError ("`what` cannot be pickled for another machine") inside a
 // RemotePicklingScope(true).
 MP_API void refuse_if_pickling_for_remote(const char* what);
+// While a MachineLocalWatch lives on a thread, it remembers the first thing pickled there
+// that refuse_if_pickling_for_remote would refuse for another machine (its `what`), so
+// bytes pickled before anyone knew where they go can be refused later.
+class MP_API MachineLocalWatch {
+ public:
+  MachineLocalWatch() noexcept;
+  ~MachineLocalWatch();
+  MachineLocalWatch(const MachineLocalWatch&) = delete;
+  MachineLocalWatch& operator=(const MachineLocalWatch&) = delete;
+  const char* found() const noexcept { return found_; }
+
+ private:
+  friend void refuse_if_pickling_for_remote(const char* what);
+  const char* found_ = nullptr;
+  MachineLocalWatch* previous_;
+};
 
 class MP_API shared_object {
  public:

@@ -31,10 +31,14 @@ using PoolTrampoline = void (*)(std::string_view input, std::string& result);
 // arguments). Empty when `run` is null.
 struct InitCall {
   InitCall() noexcept {}  // user-provided: GCC 12 otherwise warns on PoolOptions{...}
-  InitCall(void (*run_fn)(std::string_view), std::string bound_call)
-      : run(run_fn), bound(std::move(bound_call)) {}
+  InitCall(void (*run_fn)(std::string_view), std::string bound_call,
+           const char* machine_local_part = nullptr)
+      : run(run_fn), bound(std::move(bound_call)), machine_local(machine_local_part) {}
   void (*run)(std::string_view bound) = nullptr;
   std::string bound;
+  // Not pickled: what in `bound` means something on this machine only (a handle to shared
+  // memory, an fd), or null; a pool whose workers are on other machines refuses it.
+  const char* machine_local = nullptr;
   template <class Archive>
   void serialize(Archive& ar) {
     ar(run, bound);
