@@ -35,9 +35,11 @@
 //     dying during this is fine too) and sets the count to 0: the dead operation never
 //     happened. An operation that throws (a full segment, a user's function) is rolled back
 //     the same way by its own process. Then it frees what the list of blocks to free holds.
-// The allocator's words (free-list heads and links, block tags) are logged like any
-// other, so allocation and freeing are part of the transaction and a crash never leaks a
-// block.
+// The allocator's words are part of the transaction too, so a crash never leaks a block.
+// Freeing logs every word it changes. Allocation logs only the free-list heads (so that
+// an operation allocating many blocks logs a bounded number of words): the blocks it took
+// are a prefix of their restored lists, the ones not tagged free, and the rollback
+// re-tags them and rewrites their backward links.
 // Operations that would log an unbounded number of words (a big update(), clear(), an
 // insert into the middle of a list) build fresh arrays instead and swap a few root
 // words, so the journal's fixed capacity always suffices.
