@@ -22,13 +22,15 @@
 //     old value) to the journal and then bumps the journal's count (undo logging). Memory
 //     the operation allocated itself (a node, a new table) is written freely: nothing
 //     reachable points to it until a logged word does.
-//   - Blocks an operation makes unreachable are freed only after it commits, so no block
-//     is reused (and overwritten) while the operation could still be rolled back. Before
-//     the commit they are chained (through their block headers' links) into the list of
-//     blocks to free, whose head is a logged header word; committing publishes the list.
-//     Each block is then freed in a step of its own (taking it off that list, merging,
-//     committing), so the journal stays bounded however many blocks an operation frees,
-//     and a holder killed half-way leaves the rest on the list for the next operation.
+//   - Blocks an operation makes unreachable are freed only at its end, so no block is
+//     reused (and overwritten) while the operation could still be rolled back. A few
+//     are freed in the operation's own journal, just before the commit. More would not
+//     fit in it: they are chained (through their block headers' links) into the list of
+//     blocks to free, whose head is a logged header word, and committing publishes the
+//     list. Each block is then freed in a step of its own (taking it off that list,
+//     merging, committing), so the journal stays bounded however many blocks an
+//     operation frees, and a holder killed half-way leaves the rest on the list for the
+//     next operation.
 //   - Committing is one store: the journal's count back to 0.
 //   - A process that takes the lock over from a dead holder (Lock::recovered()) finds a
 //     non-zero count, writes the logged old values back in reverse order (idempotent, so
@@ -69,6 +71,8 @@ constexpr unsigned kMaxClass = 40;
 constexpr unsigned kClassCount = kMaxClass - kMinClass + 1;
 constexpr std::uint64_t kBlockHeaderSize = 16;
 constexpr std::size_t kJournalCapacity = 256;
+// The most words freeing one block logs: two per size class it merges across, and four.
+constexpr std::size_t kFreeLogBound = 2 * (kClassCount - 1) + 4;
 constexpr std::size_t kMinSegmentSize = std::size_t{1} << 16;
 // The heap adds its own headers (32 bytes) to the segment: subtracting them keeps a
 // segment of 2^k bytes in a heap block of 2^k bytes.
@@ -231,11 +235,20 @@ class ManagerTransaction {
   void free_later(std::uint64_t payload) { scratch().to_free.push_back(payload); }
 
   void commit() {
-    // Chains the blocks to free through their links, unlogged where the link is dead (a
+    const std::vector<std::uint64_t>& to_free = scratch().to_free;
+    // Few blocks (an overwritten value): freed in this operation's journal, which has room.
+    if (header_.journal_count.load(std::memory_order_relaxed) + to_free.size() * kFreeLogBound <=
+        kJournalCapacity) {
+      for (const std::uint64_t payload : to_free) free_block(payload);
+      commit_journal();
+      committed_ = true;
+      return;
+    }
+    // Else chains the blocks through their links, unlogged where the link is dead (a
     // block allocated before this operation); the link of a block this operation took
     // from a free list is restored on rollback.
     std::uint64_t chain = header_.to_free;
-    for (const std::uint64_t payload : scratch().to_free) {
+    for (const std::uint64_t payload : to_free) {
       if ((block(payload).tag >> 16) == header_.operations)
         log_write(next_offset(payload), chain);
       else
