@@ -27,6 +27,7 @@
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 
+#include "manager_segment.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -650,6 +651,24 @@ TEST(ManagerTestSingle, ClearOnAFullSegmentFreesEverything) {
   EXPECT_GE(fill_dict(d, 1), stored * 9 / 10);
   d.clear();
   for (auto& other : others) other[1] = "x";
+}
+
+TEST(ManagerTestSingle, ASegmentOfAnotherLayoutIsRefused) {
+  using namespace mp::detail;
+  const ManagerCore core(1 << 16);
+  const DictCore dict(core, ContainerKind::dict, 42);
+  EXPECT_NO_THROW(dict.check(ContainerKind::dict, 42));
+  std::uint64_t* magic = nullptr;
+  {
+    ManagerTransaction t(core);
+    magic = reinterpret_cast<std::uint64_t*>(t.at(0));
+    t.commit();
+  }
+  const std::uint64_t current = *magic;
+  *magic = 0x3167736d706d00;  // the first layout's: no buddy system, a bump pointer
+  EXPECT_THROW(dict.check(ContainerKind::dict, 42), mp::UnpicklingError);
+  *magic = current;
+  EXPECT_NO_THROW(dict.check(ContainerKind::dict, 42));
 }
 
 TEST(ManagerTestSingle, ThrowingSerializeReachesCallerAndChangesNothing) {
