@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 
+#include "manager_segment.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -566,6 +568,109 @@ TEST(ManagerTestSingle, FullSegmentThrowsAndLeavesTheDictIntact) {
   EXPECT_TRUE(l.empty());
 }
 
+// Fills the dict with values of `value_size` bytes until the segment is full; how many fit.
+int fill_dict(mp::SharedDict<int, std::string>& d, std::size_t value_size) {
+  const std::string value(value_size, 'v');
+  int stored = 0;
+  try {
+    for (;; ++stored) d[stored] = value;
+  } catch (const mp::HeapExhausted&) {
+  }
+  return stored;
+}
+
+// How many values of `value_size` bytes a dict in a fresh segment of `segment_size` holds.
+int fresh_dict_capacity(std::size_t segment_size, std::size_t value_size) {
+  mp::Manager fresh({.segment_size = segment_size});
+  auto d = fresh.dict<int, std::string>();
+  return fill_dict(d, value_size);
+}
+
+TEST(ManagerTestSingle, ErasedSmallEntriesServeLargerOnesAgain) {
+  // Freed small blocks merge back into large ones: after erasing small entries, a segment
+  // holds as many large ones as a fresh segment would.
+  constexpr std::size_t kSegment = 1 << 18;
+  mp::Manager manager({.segment_size = kSegment});
+  auto d = manager.dict<int, std::string>();
+  const int small = fill_dict(d, 1);
+  ASSERT_GT(small, 1000);
+  for (int i = 0; i < small; ++i) ASSERT_TRUE(d.erase(i));
+  const int large = fill_dict(d, 200);
+  EXPECT_GE(large, fresh_dict_capacity(kSegment, 200) * 9 / 10);
+  for (int i = 0; i < large; i += 7) ASSERT_EQ(d.at(i), std::string(200, 'v'));
+  // And back: the large entries' blocks split into small ones.
+  d.clear();
+  EXPECT_GE(fill_dict(d, 1), small * 9 / 10);
+}
+
+TEST(ManagerTestSingle, PoppedListItemsServeOtherSizesAgain) {
+  constexpr std::size_t kSegment = 1 << 18;
+  const auto fill = [](mp::SharedList<std::string>& l, std::size_t item_size) {
+    int stored = 0;
+    try {
+      for (;; ++stored) l.append(std::string(item_size, 'l'));
+    } catch (const mp::HeapExhausted&) {
+    }
+    return stored;
+  };
+  mp::Manager fresh({.segment_size = kSegment});
+  auto reference = fresh.list<std::string>();
+  const int fresh_large = fill(reference, 200);
+  mp::Manager manager({.segment_size = kSegment});
+  auto l = manager.list<std::string>();
+  const int small = fill(l, 1);
+  ASSERT_GT(small, 1000);
+  while (!l.empty()) l.pop();
+  EXPECT_GE(fill(l, 200), fresh_large * 9 / 10);
+  l.clear();
+  EXPECT_GE(fill(l, 1), small * 9 / 10);
+}
+
+TEST(ManagerTestSingle, ClearOnAFullSegmentFreesEverything) {
+  mp::Manager manager({.segment_size = 1 << 16});
+  auto d = manager.dict<int, std::string>();
+  const int stored = fill_dict(d, 1);
+  ASSERT_GT(stored, 100);
+  // Empty dicts take what is left, down to the smallest blocks.
+  std::vector<mp::SharedDict<int, std::string>> others;
+  try {
+    for (;;) others.push_back(manager.dict<int, std::string>());
+  } catch (const mp::HeapExhausted&) {
+  }
+  EXPECT_NO_THROW(d.clear());
+  EXPECT_EQ(d.size(), 0u);
+  EXPECT_FALSE(d.contains(0));
+  EXPECT_FALSE(d.erase(0));
+  EXPECT_TRUE(d.keys().empty());
+  EXPECT_THROW((void)d.popitem(), std::out_of_range);
+  d[5] = "six";
+  EXPECT_EQ(d.at(5), "six");
+  EXPECT_EQ(d.size(), 1u);
+  for (auto& other : others) other.clear();  // cleared while empty: fine too
+  d.clear();
+  EXPECT_GE(fill_dict(d, 1), stored * 9 / 10);
+  d.clear();
+  for (auto& other : others) other[1] = "x";
+}
+
+TEST(ManagerTestSingle, ASegmentOfAnotherLayoutIsRefused) {
+  using namespace mp::detail;
+  const ManagerCore core(1 << 16);
+  const DictCore dict(core, ContainerKind::dict, 42);
+  EXPECT_NO_THROW(dict.check(ContainerKind::dict, 42));
+  std::uint64_t* magic = nullptr;
+  {
+    ManagerTransaction t(core);
+    magic = reinterpret_cast<std::uint64_t*>(t.at(0));
+    t.commit();
+  }
+  const std::uint64_t current = *magic;
+  *magic = 0x3167736d706d00;  // the first layout's: no buddy system, a bump pointer
+  EXPECT_THROW(dict.check(ContainerKind::dict, 42), mp::UnpicklingError);
+  *magic = current;
+  EXPECT_NO_THROW(dict.check(ContainerKind::dict, 42));
+}
+
 TEST(ManagerTestSingle, ThrowingSerializeReachesCallerAndChangesNothing) {
   mp::Manager manager;
   auto d = manager.dict<int, Bomb>();
@@ -827,6 +932,52 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   }
   EXPECT_GT(stored, 6500);  // most of 16 MiB came back (2 KiB blocks)
   for (int i = 0; i < stored; i += 97) ASSERT_EQ(fill.at(i), block);
+}
+
+// Writes values of sizes from 4 bytes to 32 KiB, so that blocks split and merge across
+// many size classes, until killed.
+[[noreturn]] void endless_resizer(mp::SharedDict<int, std::vector<int>> d,
+                                  mp::RawValue<long> progress) {
+  for (long i = 0;; ++i) {
+    const int key = static_cast<int>((i * 7) % 200);
+    const auto length = static_cast<std::size_t>(1) << ((i * 5) % 14);
+    d[key] = std::vector<int>(length, static_cast<int>(i));
+    if (i % 3 == 0) d.erase(static_cast<int>((i * 11) % 200));
+    if (i % 401 == 0) d.clear();
+    progress.set_value(i);
+  }
+}
+
+TEST_P(ManagerTest, HolderKilledWhileSplittingOrMergingLeavesTheAllocatorWhole) {
+  constexpr int kKills = 20;
+  constexpr std::size_t kSegment = 1 << 22;
+  mp::Manager manager({.segment_size = kSegment});
+  auto d = manager.dict<int, std::vector<int>>();
+  std::mt19937 random(54321);
+  for (int kill = 0; kill < kKills; ++kill) {
+    mp::RawValue<long> progress(-1);
+    auto writer = start(&endless_resizer, d, progress);
+    const long target = static_cast<long>(random() % 2000) + 100;
+    const auto limit = std::chrono::steady_clock::now() + 30s;
+    while (progress.value() < target && std::chrono::steady_clock::now() < limit) {
+    }
+    ASSERT_GE(progress.value(), target) << "writer made no progress";
+    writer.kill();
+    ASSERT_TRUE(writer.join(kJoinLimit));
+    ASSERT_EQ(writer.exitcode(), -SIGKILL);
+    for (const auto& [key, value] : d.items()) {
+      ASSERT_TRUE(std::has_single_bit(value.size())) << "after kill " << kill;
+      for (const int element : value) ASSERT_EQ(element, value[0]) << "after kill " << kill;
+    }
+  }
+  EXPECT_GT(manager.takeovers(), 0u);
+  // No block was lost or handed out twice: once emptied, the segment holds as many small
+  // entries as a fresh one.
+  d.clear();
+  auto filled = manager.dict<int, std::string>();
+  const int stored = fill_dict(filled, 100);
+  EXPECT_GE(stored, fresh_dict_capacity(kSegment, 100) * 9 / 10);
+  for (int i = 0; i < stored; i += 13) ASSERT_EQ(filled.at(i), std::string(100, 'v'));
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerTest, ::testing::ValuesIn(mp_test::start_methods()),

@@ -15,7 +15,7 @@ namespace mp::detail {
 namespace {
 
 // The root's words after kRootKind and kRootFingerprint.
-constexpr std::uint64_t kDictTable = 2;     // offset of the index table
+constexpr std::uint64_t kDictTable = 2;     // offset of the index table (0: cleared)
 constexpr std::uint64_t kDictCapacity = 3;  // slots in the table (a power of two)
 constexpr std::uint64_t kDictEntries = 4;   // offset of the entries array
 constexpr std::uint64_t kDictUsable = 5;    // capacity of the entries array
@@ -108,6 +108,7 @@ Lookup dict_find(const ManagerTransaction& t, std::uint64_t root, std::string_vi
   const std::uint64_t entries = t.root_word(root, kDictEntries);
   const std::uint64_t tag = hash >> kTagShift;
   Lookup result;
+  if (table == 0) return result;  // cleared: no table until the next insertion
   bool have_insert_slot = false;
   // There is always an empty slot: used entries stay below 2/3 of the slots.
   for (std::uint64_t i = hash & mask;; i = (i + 1) & mask) {
@@ -169,8 +170,10 @@ void dict_rebuild(ManagerTransaction& t, std::uint64_t root, std::uint64_t live)
   t.set_root_word(root, kDictEntries, entries);
   t.set_root_word(root, kDictUsable, usable);
   t.set_root_word(root, kDictUsed, kept);
-  t.free_later(old_table);
-  t.free_later(old_entries);
+  if (old_table != 0) {
+    t.free_later(old_table);
+    t.free_later(old_entries);
+  }
 }
 
 void dict_store(ManagerTransaction& t, std::uint64_t root, std::string_view key,
@@ -316,9 +319,15 @@ void DictCore::clear() const {
   const std::uint64_t used = t.root_word(root_, kDictUsed);
   for (std::uint64_t i = 0; i < used; ++i)
     if (const std::uint64_t node = t.word(entries + i * 8)) t.free_later(node);
-  t.set_root_word(root_, kDictCount, 0);
-  t.set_root_word(root_, kDictUsed, 0);  // so the rebuild keeps nothing
-  dict_rebuild(t, root_, 0);
+  // No arrays at all until the next insertion allocates them: clear() allocates nothing,
+  // so it works on a full segment too.
+  if (entries != 0) {
+    t.free_later(t.root_word(root_, kDictTable));
+    t.free_later(entries);
+  }
+  for (const std::uint64_t index :
+       {kDictTable, kDictCapacity, kDictEntries, kDictUsable, kDictUsed, kDictCount})
+    t.set_root_word(root_, index, 0);
   t.commit();
 }
 
