@@ -92,6 +92,12 @@ struct Deque {
   }
 };
 
+// The positional argument at `index` as a number (as std::atol reads it), or `fallback`
+// when there are fewer arguments.
+inline long number_arg(const std::vector<std::string>& args, std::size_t index, long fallback) {
+  return args.size() > index ? std::atol(args[index].c_str()) : fallback;
+}
+
 // Parses the common options (see the top of this file), sets mp's default start method
 // and returns the positional arguments. Prints a usage message and exits 2 on bad input;
 // `usage` names the positional arguments, as "[TEXT...]"; without it, there are none.

@@ -107,9 +107,9 @@ bool solve(int cells, int steps, int workers, int crashing_rank) {
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
   const auto args = example::parse_args(argc, argv, "[CELLS [STEPS [WORKERS]]]");
-  const int cells = args.size() > 0 ? std::atoi(args[0].c_str()) : 4000;
-  const int steps = args.size() > 1 ? std::atoi(args[1].c_str()) : 400;
-  const int workers = args.size() > 2 ? std::atoi(args[2].c_str()) : 3;
+  const int cells = static_cast<int>(example::number_arg(args, 0, 4000));
+  const int steps = static_cast<int>(example::number_arg(args, 1, 400));
+  const int workers = static_cast<int>(example::number_arg(args, 2, 3));
   if (cells < workers || steps < 2 || workers < 2 || workers > 64) {
     std::fprintf(stderr, "need CELLS >= WORKERS, STEPS >= 2, 2 <= WORKERS <= 64\n");
     return 2;

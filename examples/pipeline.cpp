@@ -74,8 +74,8 @@ void consumer(mp::JoinableQueue<long> jobs, mp::SharedDict<long, std::string> re
 int main(int argc, char** argv) {
   mp::freeze_support(argc, argv);
   const auto args = example::parse_args(argc, argv, "[JOBS [CONSUMERS]]");
-  const long job_count = args.size() > 0 ? std::atol(args[0].c_str()) : 40;
-  const int consumer_count = args.size() > 1 ? std::atoi(args[1].c_str()) : 3;
+  const long job_count = example::number_arg(args, 0, 40);
+  const int consumer_count = static_cast<int>(example::number_arg(args, 1, 3));
   if (job_count < kCrashJob || consumer_count < 1 || consumer_count > 32) {
     std::fprintf(stderr, "need JOBS >= %ld and 1 <= CONSUMERS <= 32\n", kCrashJob);
     return 2;

@@ -43,12 +43,10 @@ Parsed expected_frames(std::string_view stream) {
     std::uint64_t length = 0;
     std::memcpy(&length, stream.data(), sizeof length);
     stream.remove_prefix(sizeof length);
-    if (length > stream.size()) {
+    if (!mp_fuzz::take_frame(stream, length, parsed.frames)) {
       parsed.broken_length = length;
       break;
     }
-    parsed.frames.push_back(stream.substr(0, length));
-    stream.remove_prefix(length);
   }
   return parsed;
 }

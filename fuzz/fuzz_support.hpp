@@ -48,6 +48,17 @@ void expect_only(Body&& body) {
   }
 }
 
+// For the frame parsers that state what a stream must hold: takes a body of `length`
+// bytes off the front of `stream` into `frames`, or returns false (taking nothing) when
+// fewer bytes are left.
+inline bool take_frame(std::string_view& stream, std::uint64_t length,
+                       std::vector<std::string_view>& frames) {
+  if (length > stream.size()) return false;
+  frames.push_back(stream.substr(0, length));
+  stream.remove_prefix(length);
+  return true;
+}
+
 // A property the target checks on an input that was accepted; a failure aborts (a
 // finding, saved by libFuzzer).
 inline void check(bool condition, const char* what) {

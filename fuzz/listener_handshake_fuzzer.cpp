@@ -76,12 +76,10 @@ Parsed expected_frames(std::string_view stream) {
       parsed.oversized = true;
       break;
     }
-    if (length > stream.size()) {
+    if (!mp_fuzz::take_frame(stream, length, parsed.frames)) {
       parsed.broken = true;
       break;
     }
-    parsed.frames.push_back(stream.substr(0, length));
-    stream.remove_prefix(length);
   }
   return parsed;
 }

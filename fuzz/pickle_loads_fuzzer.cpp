@@ -23,33 +23,17 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
+#include "../tests/pickle_samples.hpp"
 #include "fuzz_support.hpp"
 
 namespace {
 
-// A user type with serialize(), as users write them.
-struct Account {
-  std::string owner;
-  std::vector<std::int64_t> history;
-  std::optional<double> limit;
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(owner, history, limit);
-  }
-};
+using namespace pickle_samples;
 
-using Callback = void (*)(int);
 volatile int callback_calls = 0;
 // Code the pickles point to; the fuzzer must never make it run.
 void sample_callback(int value) { callback_calls = callback_calls + value; }
 void other_callback(int value) { callback_calls = callback_calls - value; }
-
-using Int = int;
-using String = std::string;
-using Strings = std::vector<std::string>;
-using Table = std::map<std::string, std::vector<int>>;
-using MaybeChoice = std::optional<std::variant<int, std::string>>;
-using Record = std::tuple<double, std::string, std::vector<std::uint8_t>>;
 
 // Loads `bytes` as T; on success, the value must survive another round trip unchanged.
 template <class T>

@@ -27,6 +27,7 @@
 #include <system_error>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -141,6 +142,19 @@ class ConnectionProcessTest : public ::testing::TestWithParam<std::string> {
       p.join();
       FAIL() << p.repr() << " did not end within the limit";
     }
+  }
+  // join_checked, then expects exit code `code`.
+  static void join_exits_with(mp::Process& p, int code) {
+    join_checked(p);
+    EXPECT_EQ(p.exitcode(), code) << p.repr();
+  }
+
+  // Starts f(args...) in a child with this test's start method.
+  template <class F, class... Args>
+  mp::Process start(F f, Args&&... args) const {
+    mp::Process p(options(), f, std::forward<Args>(args)...);
+    p.start();
+    return p;
   }
 };
 
@@ -565,8 +579,7 @@ TEST(ConnectionTest, WaitTimesOutWithoutReturningEarly) {
 
 TEST_P(ConnectionProcessTest, SendsManyTypesToAChildAndBack) {
   auto [parent_end, child_end] = mp::Pipe();
-  mp::Process p(options(), &echo_types, std::move(child_end));
-  p.start();
+  mp::Process p = start(&echo_types, std::move(child_end));
   parent_end.send(-17);
   EXPECT_EQ(parent_end.recv<int>(), -17);
   parent_end.send(2.5);
@@ -592,21 +605,18 @@ TEST_P(ConnectionProcessTest, SendsManyTypesToAChildAndBack) {
   EXPECT_EQ(parent_end.recv_bytes(), "");
   parent_end.send(21L);
   EXPECT_EQ(parent_end.recv<long>(), 42L);
-  join_checked(p);
-  EXPECT_EQ(p.exitcode(), 0);
+  join_exits_with(p, 0);
 }
 
 TEST_P(ConnectionProcessTest, EchoChildManyRoundTrips) {
   auto [parent_end, child_end] = mp::Pipe();
-  mp::Process p(options(), &echo_until_none, std::move(child_end));
-  p.start();
+  mp::Process p = start(&echo_until_none, std::move(child_end));
   for (std::int64_t i = 0; i < 2000; ++i) {
     parent_end.send(std::optional<std::int64_t>(i));
     ASSERT_EQ(parent_end.recv<std::int64_t>(), i);
   }
   parent_end.send(std::optional<std::int64_t>());
-  join_checked(p);
-  EXPECT_EQ(p.exitcode(), 0);
+  join_exits_with(p, 0);
 }
 
 // What send_three_and_exit sends.
@@ -619,10 +629,8 @@ void expect_three_messages(mp::Connection& from_child) {
 TEST_P(ConnectionProcessTest, EOFErrorAfterTheChildsMessages) {
   auto [parent_end, child_end] = mp::Pipe();
   {
-    mp::Process p(options(), &send_three_and_exit, std::move(child_end));
-    p.start();
-    join_checked(p);
-    EXPECT_EQ(p.exitcode(), 0);
+    mp::Process p = start(&send_three_and_exit, std::move(child_end));
+    join_exits_with(p, 0);
     p.close();
   }
   expect_three_messages(parent_end);
@@ -634,43 +642,36 @@ TEST_P(ConnectionProcessTest, EOFErrorAfterTheChildsMessages) {
 // still exists, without join() or close().
 TEST_P(ConnectionProcessTest, EOFWhileTheProcessObjectStillExists) {
   auto [parent_end, child_end] = mp::Pipe();
-  mp::Process p(options(), &send_three_and_exit, std::move(child_end));
-  p.start();
+  mp::Process p = start(&send_three_and_exit, std::move(child_end));
   expect_three_messages(parent_end);
   ASSERT_TRUE(parent_end.poll(std::chrono::seconds(30))) << "EOF never came";
   EXPECT_THROW(parent_end.recv<std::string>(), mp::EOFError);
-  join_checked(p);
-  EXPECT_EQ(p.exitcode(), 0);
+  join_exits_with(p, 0);
 }
 
 TEST_P(ConnectionProcessTest, OneWayPipeToAChild) {
   auto [receive_end, send_end] = mp::Pipe(false);
-  mp::Process p(options(), &exit_with_received, std::move(receive_end));
-  p.start();
+  mp::Process p = start(&exit_with_received, std::move(receive_end));
   send_end.send(23);
-  join_checked(p);
-  EXPECT_EQ(p.exitcode(), 23);
+  join_exits_with(p, 23);
 }
 
 TEST_P(ConnectionProcessTest, SixtyFourMiBBothWays) {
   auto [parent_end, child_end] = mp::Pipe();
-  mp::Process p(options(), &bounce_bytes, std::move(child_end));
-  p.start();
+  mp::Process p = start(&bounce_bytes, std::move(child_end));
   const std::string big = pattern_bytes(64u << 20, 3);
   parent_end.send_bytes(big);
   const std::string back = parent_end.recv_bytes();
   EXPECT_EQ(back.size(), big.size());
   EXPECT_TRUE(back == big);
-  join_checked(p);
-  EXPECT_EQ(p.exitcode(), 0);
+  join_exits_with(p, 0);
 }
 
 TEST_P(ConnectionProcessTest, WaitReturnsTheReadyConnectionsAndSentinels) {
   auto [idle_parent, idle_child] = mp::Pipe();
   auto [data_parent, data_child] = mp::Pipe();
   auto [control_parent, control_child] = mp::Pipe();
-  mp::Process p(options(), &signal_when_told, std::move(control_child), std::move(data_child));
-  p.start();
+  mp::Process p = start(&signal_when_told, std::move(control_child), std::move(data_child));
   EXPECT_TRUE(mp::wait({idle_parent, data_parent, p}, 50ms).empty());
   control_parent.send(std::string("go"));
   EXPECT_EQ(mp::wait({idle_parent, data_parent, p}, kJoinLimit), std::vector<std::size_t>{1});
@@ -687,8 +688,7 @@ TEST_P(ConnectionProcessTest, WaitReturnsTheReadyConnectionsAndSentinels) {
     EXPECT_EQ(std::count(ready.begin(), ready.end(), 0u), 0);
   }
   EXPECT_EQ(std::count(ready.begin(), ready.end(), 2u), 1) << "the sentinel never became ready";
-  join_checked(p);
-  EXPECT_EQ(p.exitcode(), 0);
+  join_exits_with(p, 0);
   (void)idle_child;
 }
 

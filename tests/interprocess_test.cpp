@@ -334,16 +334,11 @@ TEST_P(InterprocessProcessTest, OwnerDeathInTheIndexPoisonsNamesOnly) {
 }
 
 TEST_P(InterprocessProcessTest, TreeEndRemovesTheSegmentUnlessPersistent) {
-  auto result = mp_test::run_command({MP_MANAGED_SEGMENT_TREE_PATH, GetParam()});
-  ASSERT_EQ(result.exit_status, -SIGKILL) << result.err;
-  std::istringstream fields(result.out);
-  std::string lasting, persistent;
-  int watchdog = 0;
-  fields >> lasting >> persistent >> watchdog;
-  ASSERT_FALSE(persistent.empty()) << result.out;
-  mp_test::SegmentUnlinker cleanup1{lasting}, cleanup2{persistent};
-  ASSERT_GT(watchdog, 0);
-  ASSERT_TRUE(mp_test::wait_gone(watchdog, 30s)) << "the watchdog did not end";
+  mp_test::KilledOwner tree;
+  ASSERT_NO_FATAL_FAILURE(
+      mp_test::run_killed_owner(MP_MANAGED_SEGMENT_TREE_PATH, GetParam(), tree));
+  const std::string& lasting = tree.first;
+  const std::string& persistent = tree.second;
   EXPECT_FALSE(mp_test::segment_exists(lasting)) << "left behind by an ended tree";
   ASSERT_TRUE(mp_test::segment_exists(persistent)) << "persist = true did not persist";
   mp::ManagedSharedMemory kept(mp::open_only, persistent);

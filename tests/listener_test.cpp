@@ -181,6 +181,19 @@ void exchange_messages(mp::Connection& connection) {
   }
 }
 
+// Asks the peer to quit; it must then exit with code 0.
+void end_conversation(mp::Connection& connection, PythonPeer& peer) {
+  connection.send_bytes("quit");
+  EXPECT_EQ(peer.finish(), 0);
+}
+
+// Accepts the peer's connection, has it echo `word` once, and ends the conversation.
+void echo_once_and_end(mp::Listener& listener, PythonPeer& peer, const std::string& word) {
+  mp::Connection connection = accept_within_limit(listener);
+  EXPECT_EQ(ask(connection, "echo " + word), "py:" + word);
+  end_conversation(connection, peer);
+}
+
 class PythonInterop : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -198,8 +211,7 @@ TEST_P(PythonInterop, CppListenerPythonClientWithAuthkey) {
   EXPECT_TRUE(connection.unpickling_allowed());
   ASSERT_TRUE(listener.last_accepted().has_value());
   exchange_messages(connection);
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(connection, peer);
 }
 
 TEST_P(PythonInterop, PythonListenerCppClientWithAuthkey) {
@@ -207,8 +219,7 @@ TEST_P(PythonInterop, PythonListenerCppClientWithAuthkey) {
   ASSERT_EQ(peer.line(), "ready " + dir_.file("sock"));
   mp::Connection connection = mp::Client(dir_.file("sock"), {.authkey = "another key"});
   exchange_messages(connection);
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(connection, peer);
 }
 
 TEST_P(PythonInterop, CppListenerRefusesAPythonClientWithTheWrongKey) {
@@ -219,10 +230,7 @@ TEST_P(PythonInterop, CppListenerRefusesAPythonClientWithTheWrongKey) {
   EXPECT_EQ(peer.finish(), 3);
   // The listener stays usable.
   PythonPeer second(python(), "connect", listener.address(), "right");
-  mp::Connection connection = accept_within_limit(listener);
-  EXPECT_EQ(ask(connection, "echo again"), "py:again");
-  connection.send_bytes("quit");
-  EXPECT_EQ(second.finish(), 0);
+  echo_once_and_end(listener, second, "again");
 }
 
 TEST_P(PythonInterop, CppClientIsRefusedByAPythonListenerWithTheWrongKey) {
@@ -239,8 +247,7 @@ TEST_P(PythonInterop, NoAuthkeyOnEitherSide) {
   mp::Connection plain = mp::Client(dir_.file("sock"));
   EXPECT_FALSE(plain.unpickling_allowed());
   EXPECT_EQ(ask(plain, "echo unauthenticated"), "py:unauthenticated");
-  plain.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(plain, peer);
 }
 
 TEST_P(PythonInterop, TcpBothWays) {
@@ -251,16 +258,14 @@ TEST_P(PythonInterop, TcpBothWays) {
     mp::Connection connection = accept_within_limit(listener);
     EXPECT_EQ(listener.last_accepted()->rfind("127.0.0.1:", 0), 0u);
     exchange_messages(connection);
-    connection.send_bytes("quit");
-    EXPECT_EQ(peer.finish(), 0);
+    end_conversation(connection, peer);
   }
   PythonPeer peer(python(), "listen", "127.0.0.1:0", "tcp");
   const std::string ready = peer.line();
   ASSERT_EQ(ready.rfind("ready 127.0.0.1:", 0), 0u) << ready;
   mp::Connection connection = mp::Client(ready.substr(6), {.authkey = "tcp"});
   exchange_messages(connection);
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(connection, peer);
 }
 
 TEST_P(PythonInterop, AbstractUnixSocket) {
@@ -268,10 +273,7 @@ TEST_P(PythonInterop, AbstractUnixSocket) {
   mp::Listener listener(std::string(1, '\0') + name, {.authkey = "abstract"});
   EXPECT_EQ(listener.address(), std::string(1, '\0') + name);
   PythonPeer peer(python(), "connect", "@" + name, "abstract");
-  mp::Connection connection = accept_within_limit(listener);
-  EXPECT_EQ(ask(connection, "echo abstract"), "py:abstract");
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  echo_once_and_end(listener, peer, "abstract");
 }
 
 TEST_P(PythonInterop, LongFrameEscapeBothWays) {
@@ -293,8 +295,7 @@ TEST_P(PythonInterop, LongFrameEscapeBothWays) {
     ASSERT_TRUE(connection.poll(kLimit));
     EXPECT_EQ(connection.recv_bytes(), "ok");
   }
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(connection, peer);
 }
 
 TEST_P(PythonInterop, HandlesBothWays) {
@@ -319,8 +320,7 @@ TEST_P(PythonInterop, HandlesBothWays) {
   const ssize_t n = ::read(received, buffer, sizeof buffer);
   ::close(received);
   EXPECT_EQ(std::string(buffer, n > 0 ? static_cast<std::size_t>(n) : 0), "contents of a file");
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(connection, peer);
 }
 
 TEST_P(PythonInterop, WithoutAuthkeyBytesWorkButPicklesAreRefused) {
@@ -332,8 +332,7 @@ TEST_P(PythonInterop, WithoutAuthkeyBytesWorkButPicklesAreRefused) {
   ASSERT_TRUE(connection.poll(kLimit));
   EXPECT_THROW(connection.recv<std::string>(), mp::AuthenticationError);
   EXPECT_EQ(connection.recv_bytes(), "py:plain");  // the refused message was not consumed
-  connection.send_bytes("quit");
-  EXPECT_EQ(peer.finish(), 0);
+  end_conversation(connection, peer);
 }
 
 INSTANTIATE_TEST_SUITE_P(Pythons, PythonInterop, ::testing::ValuesIn(pythons()), test_name);

@@ -27,6 +27,7 @@
 #include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 
+#include "manager_invariants.hpp"
 #include "manager_segment.hpp"
 #include "test_util.hpp"
 
@@ -388,13 +389,10 @@ TEST(ManagerListTest, PlusAndTimesAssign) {
 }
 
 TEST(ManagerDictTest, PopitemFromkeysMerge) {
-  mp::Manager manager;
-  auto d = manager.dict<std::string, int>();
-  d["a"] = 1;
-  d["b"] = 2;
-  d["c"] = 3;
-  d.erase("c");
   using Pair = std::pair<std::string, int>;
+  mp::Manager manager;
+  auto d = manager.dict<std::string, int>(std::vector<Pair>{{"a", 1}, {"b", 2}, {"c", 3}});
+  d.erase("c");
   EXPECT_EQ(d.popitem(), (Pair{"b", 2}));  // the last inserted, as Python's (LIFO)
   d["z"] = 26;
   EXPECT_EQ(d.popitem(), (Pair{"z", 26}));
@@ -787,23 +785,6 @@ void die_inside_update(mp::SharedDict<int, int> d, int key) {
   }
 }
 
-std::string check_consistent(const mp::SharedDict<int, std::vector<int>>& d,
-                             const mp::SharedDict<std::string, long>& pair,
-                             const mp::SharedList<int>& l) {
-  const auto items = d.items();
-  if (items.size() != d.size()) return "size() disagrees with items()";
-  for (const auto& [key, value] : items) {
-    if (key < 0 || key >= 500) return "unexpected key " + std::to_string(key);
-    if (value.size() != static_cast<std::size_t>(key % 37) + 1)
-      return "value of key " + std::to_string(key) + " has the wrong length";
-    for (int element : value)
-      if (element != value[0]) return "value of key " + std::to_string(key) + " is torn";
-  }
-  if (pair.get("a", 0) != -pair.get("b", 0)) return "a and b changed separately";
-  if (l.to_vector().size() != l.size()) return "list size() disagrees with its items";
-  return "";
-}
-
 class ManagerTest : public mp_test::StartMethodTest<> {};
 
 TEST_P(ManagerTest, ChildReadsAndWritesDictListNamespace) {
@@ -904,7 +885,7 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
     ASSERT_TRUE(writer.join(kJoinLimit));
     ASSERT_EQ(writer.exitcode(), -SIGKILL);
     // The next operation takes the dead writer's lock over and rolls its operation back.
-    const std::string problem = check_consistent(d, pair, l);
+    const std::string problem = mp_test::check_manager_invariants(d, pair, l);
     ASSERT_EQ(problem, "") << "after kill " << kill;
     // Usable, for reads and writes.
     d[1000 + kill] = std::vector<int>(1, kill);

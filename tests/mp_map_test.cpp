@@ -776,30 +776,11 @@ namespace streams {
 class Running {
  public:
   explicit Running(const std::vector<std::string>& argv, const std::string& stdout_file = "") {
-    int in[2], out[2], err[2];
-    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
-      throw std::runtime_error("pipe2 failed");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    if (stdout_file.empty())
-      posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    else
-      posix_spawn_file_actions_addopen(&actions, 1, stdout_file.c_str(),
-                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(in[0]);
-    ::close(out[1]);
-    ::close(err[1]);
-    in_ = in[1];
-    out_ = out[0];
-    err_ = err[0];
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+    const mp_test::SpawnedChild child = mp_test::spawn_with_pipes(argv, stdout_file);
+    pid_ = child.pid;
+    in_ = child.in;
+    out_ = child.out;
+    err_ = child.err;
   }
   ~Running() {
     close_input();
@@ -905,21 +886,23 @@ void expect_all_gone(const std::vector<pid_t>& pids) {
 }
 
 TEST_P(MpMapStreamTest, ResultsAppearWhileTheInputIsStillOpen) {
-  Running ordered(argv({"-j", "2", "square"}));
-  ordered.write("2\n3\n");
-  EXPECT_EQ(ordered.read_until("4\n9\n"), "4\n9\n");
-  ordered.write("4\n");
-  EXPECT_EQ(ordered.read_until("16\n"), "4\n9\n16\n");
-  ordered.close_input();
-  EXPECT_EQ(ordered.wait(), 0) << ordered.err();
-
-  Running unordered(argv({"-j", "2", "--unordered", "square"}));
-  unordered.write("2\n");
-  EXPECT_EQ(unordered.read_until("4\n"), "4\n");
-  unordered.write("3\n");
-  EXPECT_EQ(unordered.read_until("9\n"), "4\n9\n");
-  unordered.close_input();
-  EXPECT_EQ(unordered.wait(), 0) << unordered.err();
+  // Each step writes some input, then waits for the whole output so far; the input is
+  // closed only after the last step.
+  struct Step {
+    std::string input;
+    std::string output_so_far;
+  };
+  const auto run_steps = [&](const std::vector<std::string>& args, const std::vector<Step>& steps) {
+    Running mp_map(argv(args));
+    for (const Step& step : steps) {
+      mp_map.write(step.input);
+      EXPECT_EQ(mp_map.read_until(step.output_so_far), step.output_so_far);
+    }
+    mp_map.close_input();
+    EXPECT_EQ(mp_map.wait(), 0) << mp_map.err();
+  };
+  run_steps({"-j", "2", "square"}, {{"2\n3\n", "4\n9\n"}, {"4\n", "4\n9\n16\n"}});
+  run_steps({"-j", "2", "--unordered", "square"}, {{"2\n", "4\n"}, {"3\n", "4\n9\n"}});
 }
 
 TEST_P(MpMapStreamTest, ALongLineArrivingInSmallWritesIsOneItem) {

@@ -161,20 +161,7 @@ struct PlainButSerialized {
   }
 };
 
-struct SplitSaveLoad {
-  std::string text;
-  int loads_seen = 0;
-
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(text);
-  }
-  template <class Archive>
-  void load(Archive& ar) {
-    ar(text);
-    ++loads_seen;
-  }
-};
+using SplitSaveLoad = mp_test::SplitSaveLoad<std::domain_error>;
 
 // A function object with state: picklable as a plain struct.
 struct Multiplier {
@@ -187,26 +174,8 @@ struct Negate {
   int operator()(int x) const { return -x; }
 };
 
-// Fails on purpose while pickling / unpickling.
-struct ThrowsOnSave {
-  template <class Archive>
-  void save(Archive&) const {
-    throw std::domain_error("save refused");
-  }
-  template <class Archive>
-  void load(Archive&) {}
-};
-struct ThrowsOnLoad {
-  int value = 0;
-  template <class Archive>
-  void save(Archive& ar) const {
-    ar(value);
-  }
-  template <class Archive>
-  void load(Archive&) {
-    throw std::domain_error("load refused");
-  }
-};
+// Fails on purpose while pickling (SplitSaveLoad{"refuse"} while unpickling).
+using ThrowsOnSave = mp_test::ThrowsOnSave<std::domain_error>;
 
 struct NotPicklable {
   std::string text;  // not trivially copyable and no serialize()
@@ -692,8 +661,8 @@ TEST(Pickle, SaveExceptionPropagatesAndDumpRollsBack) {
 }
 
 TEST(Pickle, LoadExceptionOfUserTypePropagates) {
-  const std::string bytes = dumps(ThrowsOnLoad{5});
-  EXPECT_THROW((void)loads<ThrowsOnLoad>(bytes), std::domain_error);
+  const std::string bytes = dumps(SplitSaveLoad{"refuse"});
+  EXPECT_THROW((void)loads<SplitSaveLoad>(bytes), std::domain_error);
 }
 
 // ---- Bad bytes -------------------------------------------------------------------------

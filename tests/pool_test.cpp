@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <ranges>
 #include <set>
 #include <sstream>
@@ -32,29 +33,24 @@
 
 #include "figures.hpp"
 #include "heap_arena.hpp"
+#include "pool_tasks.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-int square(int x) { return x * x; }
-int add(int a, int b) { return a + b; }
+using pool_tasks::add;
+using pool_tasks::fail_on_three;
+using pool_tasks::kill_self_at;
+using pool_tasks::square;
+
 std::string greet(std::string name, int times) {
   std::string out;
   for (int i = 0; i < times; ++i) out += "hi " + name + ";";
   return out;
 }
 int worker_pid_of(int) { return static_cast<int>(::getpid()); }
-int fail_on_three(int x) {
-  if (x == 3) throw std::invalid_argument("three is not allowed");
-  return x;
-}
-// SIGKILLs its own worker at x == `victim` (the middle of a map).
-int kill_self_at(int x, int victim) {
-  if (x == victim) ::kill(::getpid(), SIGKILL);
-  return x;
-}
 std::int64_t square64(std::int64_t x) { return x * x; }
 int kill_self_at_170000(int x) { return kill_self_at(x, 170'000); }
 int exit_at(int x) {
@@ -105,6 +101,19 @@ void set_init_value(int value) { init_value = value; }
 int read_init_value(int) { return init_value; }
 void throwing_initializer() { throw std::runtime_error("initializer refuses"); }
 void crashing_initializer() { crash(); }
+
+// The E that pool.map(f, [0, n), chunksize) throws; nullopt (and a test failure) if it
+// returns instead.
+template <class E, class F>
+std::optional<E> map_error(mp::Pool& pool, F f, int n, std::size_t chunksize = 1) {
+  try {
+    pool.map(f, mp_test::iota(0, n), chunksize);
+  } catch (const E& e) {
+    return e;
+  }
+  ADD_FAILURE() << "map should have thrown";
+  return std::nullopt;
+}
 
 // Reads an imap iterator to its end: the values, and how many chunks failed with
 // `Error`.
@@ -176,6 +185,23 @@ class PoolTest : public ::testing::TestWithParam<std::string> {
  protected:
   mp::PoolOptions options(int processes = 2) const {
     return mp::PoolOptions{.processes = processes, .start_method = GetParam()};
+  }
+
+  // Starts a pool whose initializer fails and returns what its first apply() says; such a
+  // pool refuses map() too.
+  std::string broken_pool_message(void (*failing_initializer)()) const {
+    auto opts = options();
+    opts.initializer = mp::initializer(failing_initializer);
+    mp::Pool pool(opts);
+    std::string what;
+    try {
+      pool.apply(square, 2);
+      ADD_FAILURE() << "apply should have thrown";
+    } catch (const mp::BrokenProcessPool& e) {
+      what = e.what();
+    }
+    EXPECT_THROW(pool.map(square, std::vector<int>{1, 2}), mp::BrokenProcessPool);
+    return what;
   }
 };
 
@@ -325,27 +351,22 @@ TEST_P(PoolTest, MapAsyncStarmapStarmapAsync) {
 
 TEST_P(PoolTest, MapFailsWithTheTasksException) {
   mp::Pool pool(options());
-  try {
-    pool.map(fail_on_three, mp_test::iota(0, 10), 1);
-    FAIL() << "map should have thrown";
-  } catch (const mp::RemoteError& e) {
-    EXPECT_EQ(e.type_name(), "std::invalid_argument");
-    EXPECT_EQ(e.message(), "three is not allowed");
-    EXPECT_EQ(e.task(), "map item 3");
-  }
+  const auto e = map_error<mp::RemoteError>(pool, fail_on_three, 10);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->type_name(), "std::invalid_argument");
+  EXPECT_EQ(e->message(), "three is not allowed");
+  EXPECT_EQ(e->task(), "map item 3");
   EXPECT_EQ(pool.apply(square, 3), 9);  // the pool carries on
 }
 
 TEST_P(PoolTest, RemoteErrorNamesTheFailedItemOrCall) {
   mp::Pool pool(options());
   for (std::size_t chunksize : {std::size_t{1}, std::size_t{2}, std::size_t{4}}) {
-    try {
-      pool.map(fail_on_three, mp_test::iota(0, 10), chunksize);
-      FAIL() << "map should have thrown";
-    } catch (const mp::RemoteError& e) {
-      EXPECT_EQ(e.task(), "map item 3") << "chunksize " << chunksize;
-      EXPECT_NE(std::string(e.what()).find("[in map item 3]"), std::string::npos) << e.what();
-    }
+    const auto mapped = map_error<mp::RemoteError>(pool, fail_on_three, 10, chunksize);
+    ASSERT_TRUE(mapped);
+    EXPECT_EQ(mapped->task(), "map item 3") << "chunksize " << chunksize;
+    EXPECT_NE(std::string(mapped->what()).find("[in map item 3]"), std::string::npos)
+        << mapped->what();
     std::string task;
     for (auto it = pool.imap(fail_on_three, mp_test::iota(0, 10), chunksize);;) {
       try {
@@ -601,19 +622,13 @@ TEST_P(PoolTest, ManyTinyTasksNeverLoseAResult) {
 
 TEST_P(PoolTest, TaskCallingExitOrCrashingFailsWithWorkerLostError) {
   mp::Pool pool(options());
-  try {
-    pool.map(exit_at, mp_test::iota(0, 4), 1);
-    FAIL() << "map should have thrown";
-  } catch (const mp::WorkerLostError& e) {
-    EXPECT_EQ(e.exitcode(), 3);
-  }
-  try {
-    pool.map(crash_at, mp_test::iota(0, 4), 1);
-    FAIL() << "map should have thrown";
-  } catch (const mp::WorkerLostError& e) {
-    EXPECT_EQ(e.exitcode(), -SIGSEGV);
-    EXPECT_NE(std::string(e.what()).find("SIGSEGV"), std::string::npos) << e.what();
-  }
+  const auto exited = map_error<mp::WorkerLostError>(pool, exit_at, 4);
+  ASSERT_TRUE(exited);
+  EXPECT_EQ(exited->exitcode(), 3);
+  const auto crashed = map_error<mp::WorkerLostError>(pool, crash_at, 4);
+  ASSERT_TRUE(crashed);
+  EXPECT_EQ(crashed->exitcode(), -SIGSEGV);
+  EXPECT_NE(std::string(crashed->what()).find("SIGSEGV"), std::string::npos) << crashed->what();
   EXPECT_EQ(pool.apply(square, 4), 16);
 }
 
@@ -636,29 +651,14 @@ TEST_P(PoolTest, InitializerRunsInEveryWorker) {
 }
 
 TEST_P(PoolTest, InitializerThatThrowsBreaksThePoolClearly) {
-  auto opts = options();
-  opts.initializer = mp::initializer(throwing_initializer);
-  mp::Pool pool(opts);
-  try {
-    pool.apply(square, 2);
-    FAIL() << "apply should have thrown";
-  } catch (const mp::BrokenProcessPool& e) {
-    EXPECT_NE(std::string(e.what()).find("initializer refuses"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(pool.map(square, std::vector<int>{1, 2}), mp::BrokenProcessPool);
+  const std::string what = broken_pool_message(throwing_initializer);
+  EXPECT_NE(what.find("initializer refuses"), std::string::npos) << what;
 }
 
 TEST_P(PoolTest, InitializerThatCrashesBreaksThePoolClearly) {
-  auto opts = options();
-  opts.initializer = mp::initializer(crashing_initializer);
-  mp::Pool pool(opts);
-  try {
-    pool.apply(square, 2);
-    FAIL() << "apply should have thrown";
-  } catch (const mp::BrokenProcessPool& e) {
-    EXPECT_NE(std::string(e.what()).find("initializer"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("SIGSEGV"), std::string::npos) << e.what();
-  }
+  const std::string what = broken_pool_message(crashing_initializer);
+  EXPECT_NE(what.find("initializer"), std::string::npos) << what;
+  EXPECT_NE(what.find("SIGSEGV"), std::string::npos) << what;
 }
 
 TEST_P(PoolTest, MaxtasksperchildReplacesWorkers) {
@@ -861,19 +861,9 @@ TEST_P(PoolTest, AnInputErrorSurfacesFromNextAtItsPosition) {
     EXPECT_EQ(it.next(60s), std::nullopt);  // the input ended there
   }
   auto unordered = pool.imap_unordered(identity, ThrowingRange(4), 2);
-  std::multiset<int> got;
-  int errors = 0;
-  for (;;) {
-    try {
-      auto v = unordered.next(60s);
-      if (!v) break;
-      got.insert(*v);
-    } catch (const std::domain_error&) {
-      ++errors;
-    }
-  }
+  const auto [values, errors] = drain_counting<std::domain_error>(unordered);
   EXPECT_EQ(errors, 1);
-  EXPECT_EQ(got, (std::multiset<int>{0, 1, 2, 3}));
+  EXPECT_EQ(std::multiset<int>(values.begin(), values.end()), (std::multiset<int>{0, 1, 2, 3}));
   EXPECT_EQ(pool.apply(square, 5), 25);
 }
 

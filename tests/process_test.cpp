@@ -222,6 +222,15 @@ class ProcessTest : public ::testing::TestWithParam<std::string> {
   static void join_checked(mp::Process& p) {
     ASSERT_TRUE(p.join(kJoinLimit)) << p.repr() << " did not end within the limit";
   }
+
+  // Runs f(start method, path) in a child, which starts children of its own and returns;
+  // expects that child to end with exit code 0.
+  void run_parent(void (*f)(std::string, std::string), const std::string& path) const {
+    mp::Process parent(options(), f, GetParam(), path);
+    parent.start();
+    join_checked(parent);
+    EXPECT_EQ(parent.exitcode(), 0);
+  }
 };
 
 TEST_P(ProcessTest, StartJoinExitcodeZero) {
@@ -543,20 +552,14 @@ TEST_P(ProcessTest, DaemonChildDiesWhenParentIsKilled) {
 
 TEST_P(ProcessTest, NonDaemonChildrenAreJoinedAtExit) {
   TempDir dir;
-  mp::Process parent(options(), &start_non_daemon_and_return, GetParam(), dir.file("done"));
-  parent.start();
-  join_checked(parent);
-  EXPECT_EQ(parent.exitcode(), 0);
+  ASSERT_NO_FATAL_FAILURE(run_parent(&start_non_daemon_and_return, dir.file("done")));
   // The parent's exit waited for the grandchild, so its file is there now.
   EXPECT_EQ(read_file(dir.file("done")), "done");
 }
 
 TEST_P(ProcessTest, DaemonChildrenAreTerminatedAtExit) {
   TempDir dir;
-  mp::Process parent(options(), &start_daemon_and_return, GetParam(), dir.file("pid"));
-  parent.start();
-  join_checked(parent);
-  EXPECT_EQ(parent.exitcode(), 0);
+  ASSERT_NO_FATAL_FAILURE(run_parent(&start_daemon_and_return, dir.file("pid")));
   auto text = read_file(dir.file("pid"));
   ASSERT_TRUE(text);
   EXPECT_TRUE(mp_test::wait_gone(std::stoi(*text), 10s));

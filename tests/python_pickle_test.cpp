@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -185,6 +186,27 @@ std::vector<DumpCase> dump_cases() {
           "{'a': [(1, None), (2, 0.25)]}"),
   };
   return cases;
+}
+
+TEST(PythonPickleTest, TypeNamesArePythons) {
+  EXPECT_EQ(Object::none().type_name(), "NoneType");
+  EXPECT_EQ(Object::boolean(true).type_name(), "bool");
+  EXPECT_EQ(Object::integer(7).type_name(), "int");
+  EXPECT_EQ(Object::floating(0.5).type_name(), "float");
+  EXPECT_EQ(Object::str("s").type_name(), "str");
+  EXPECT_EQ(Object::bytes("b").type_name(), "bytes");
+  EXPECT_EQ(Object::list().type_name(), "list");
+  EXPECT_EQ(Object::tuple().type_name(), "tuple");
+  EXPECT_EQ(Object::dict().type_name(), "dict");
+  EXPECT_EQ(Object::set().type_name(), "set");
+  EXPECT_EQ(Object::frozenset().type_name(), "frozenset");
+  try {
+    (void)Object::list().as_bool();
+    ADD_FAILURE() << "as_bool() of a list should throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("expected bool, holds list"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(PythonPickleTest, CppDumpsPythonLoads) {

@@ -68,6 +68,95 @@ def leak_figure(records, build, figure):
     return None
 
 
+def figure_row(lookup, figures, check, result):
+    """A row of the tests' table: `check` (its "{methods}": the start methods the first
+    figure's tests ran with), and result(*values) of the named figures
+    (looked up with test_figure or leak_figure). None for a build without the first
+    figure, which says that the row's test ran."""
+    def make(records, build):
+        values = [lookup(records, build, figure) for figure in figures]
+        if values[0] is None:
+            return None
+        return (check.replace("{methods}", methods_of(records, build, figures[0])),
+                result(*values))
+    return make
+
+
+def load_row(records, build):
+    load = [r for r in records if r.get("source") == "test" and r["build"] == build
+            and r["figure"].startswith("queue_load_items_")
+            and not r["figure"].startswith("queue_load_items_per_s_")]
+    if not load:
+        return None
+    rates = [r["value"] for r in records if r.get("source") == "test"
+             and r["build"] == build
+             and r["figure"].startswith("queue_load_items_per_s_")]
+    methods = ", ".join(sorted(r["figure"].rsplit("_", 1)[1] for r in load))
+    return ("load: 4 producers and 4 consumers move items through one "
+            f"Queue ({methods}), checked by count, sum and sum of squares",
+            f"{fmt(sum(r['value'] for r in load))} items moved, none lost or "
+            "duplicated" + (f"; {fmt(min(rates))} to {fmt(max(rates))} items/s"
+                            if rates else ""))
+
+
+def fault_row(records, build):
+    workers_killed = test_figure(records, build, "fault_workers_killed")
+    if workers_killed is None:
+        return None
+    participants = sorted({r["test"].split("/")[-1].rsplit("_", 1)[0] for r in records
+                           if r.get("source") == "test" and r["build"] == build
+                           and r["figure"] == "fault_workers_killed"})
+    workers_started = test_figure(records, build, "fault_workers_started")
+    return ("fault injection: workers SIGKILLed at random moments while "
+            "they work on shared state (participants: "
+            + ", ".join(participants) + "; "
+            + methods_of(records, build, "fault_workers_killed") + ")",
+            f"{fmt(workers_killed)} of {fmt(workers_started)} workers killed; "
+            "state consistent, every killed worker died of the SIGKILL, no fd "
+            "or process left")
+
+
+# The tests' table, row by row: each maker gives (check, result) for a build, or None.
+TEST_ROWS = [
+    figure_row(test_figure,
+               ("pickle_inputs_tried", "pickle_inputs_rejected", "pickle_inputs_loaded"),
+               "pickle bad input: every truncation and byte edit of 8 representative pickles",
+               lambda tried, rejected, loaded:
+               f"{fmt(tried)} inputs: {fmt(rejected)} rejected with UnpicklingError, "
+               f"{fmt(loaded)} loaded (edited value bytes), nothing else"),
+    figure_row(test_figure, ("processes_started", "fds_leaked"),
+               "fd leak: processes started, killed, joined, closed ({methods}), "
+               "/proc/self/fd before and after",
+               lambda started, leaked: f"{fmt(started)} processes, {fmt(leaked)} fds leaked"),
+    figure_row(test_figure,
+               ("parents_killed", "daemon_children", "daemon_children_gone",
+                "nondaemon_children", "nondaemon_children_still_running"),
+               "SIGKILL a parent with running children (daemon and non-daemon, {methods})",
+               lambda killed, daemons, gone, others, running:
+               f"{fmt(killed)} parents killed: {fmt(gone)} of {fmt(daemons)} daemon children "
+               f"died with them; {fmt(running)} of {fmt(others)} non-daemon children kept "
+               "running (as in Python)"),
+    figure_row(test_figure, ("pool_parents_killed", "pool_workers", "pool_workers_gone"),
+               "SIGKILL a parent with a running Pool ({methods} workers)",
+               lambda parents, workers, gone:
+               f"{fmt(parents)} parents killed: {fmt(gone)} of {fmt(workers)} pool workers "
+               "died with them"),
+    load_row,
+    figure_row(test_figure, ("queue_processes_sigkilled", "queue_items_checked"),
+               "Queue producers and consumers SIGKILLed at random in put/get ({methods})",
+               lambda killed, checked:
+               f"{fmt(killed)} processes killed; {fmt(checked)} items delivered, each whole, "
+               "in order per producer, never twice; the queue kept working"),
+    fault_row,
+    figure_row(leak_figure, ("processes_checked", "stray_processes", "new_dev_shm_entries"),
+               "after the whole suite: processes of this build still running, new /dev/shm "
+               "entries",
+               lambda checked, strays, shm:
+               f"{fmt(strays)} stray processes (of {fmt(checked)} checked), {fmt(shm)} new "
+               "/dev/shm entries"),
+]
+
+
 def render(records, builds):
     lines = []
     when = datetime.date.today().isoformat()
@@ -94,82 +183,10 @@ def render(records, builds):
     rows = []
     for build in builds:
         kind = BUILD_KINDS.get(build, build)
-        tried = test_figure(records, build, "pickle_inputs_tried")
-        if tried is not None:
-            rejected = test_figure(records, build, "pickle_inputs_rejected")
-            loaded = test_figure(records, build, "pickle_inputs_loaded")
-            rows.append((kind, "pickle bad input: every truncation and byte edit of 8 "
-                         "representative pickles",
-                         f"{fmt(tried)} inputs: {fmt(rejected)} rejected with UnpicklingError, "
-                         f"{fmt(loaded)} loaded (edited value bytes), nothing else"))
-        started = test_figure(records, build, "processes_started")
-        if started is not None:
-            leaked = test_figure(records, build, "fds_leaked")
-            rows.append((kind, "fd leak: processes started, killed, joined, closed ("
-                         f"{methods_of(records, build, 'processes_started')}), "
-                         "/proc/self/fd before and after",
-                         f"{fmt(started)} processes, {fmt(leaked)} fds leaked"))
-        killed = test_figure(records, build, "parents_killed")
-        if killed is not None:
-            daemons = test_figure(records, build, "daemon_children")
-            gone = test_figure(records, build, "daemon_children_gone")
-            others = test_figure(records, build, "nondaemon_children")
-            running = test_figure(records, build, "nondaemon_children_still_running")
-            rows.append((kind, "SIGKILL a parent with running children (daemon and non-daemon, "
-                         f"{methods_of(records, build, 'parents_killed')})",
-                         f"{fmt(killed)} parents killed: {fmt(gone)} of {fmt(daemons)} daemon "
-                         f"children died with them; {fmt(running)} of {fmt(others)} non-daemon "
-                         "children kept running (as in Python)"))
-        pool_parents = test_figure(records, build, "pool_parents_killed")
-        if pool_parents is not None:
-            workers = test_figure(records, build, "pool_workers")
-            gone = test_figure(records, build, "pool_workers_gone")
-            rows.append((kind, "SIGKILL a parent with a running Pool "
-                         f"({methods_of(records, build, 'pool_parents_killed')} workers)",
-                         f"{fmt(pool_parents)} parents killed: {fmt(gone)} of {fmt(workers)} "
-                         "pool workers died with them"))
-        load = [r for r in records if r.get("source") == "test" and r["build"] == build
-                and r["figure"].startswith("queue_load_items_")
-                and not r["figure"].startswith("queue_load_items_per_s_")]
-        if load:
-            rates = [r["value"] for r in records if r.get("source") == "test"
-                     and r["build"] == build
-                     and r["figure"].startswith("queue_load_items_per_s_")]
-            methods = ", ".join(sorted(r["figure"].rsplit("_", 1)[1] for r in load))
-            rows.append((kind, "load: 4 producers and 4 consumers move items through one "
-                         f"Queue ({methods}), checked by count, sum and sum of squares",
-                         f"{fmt(sum(r['value'] for r in load))} items moved, none lost or "
-                         "duplicated" + (f"; {fmt(min(rates))} to {fmt(max(rates))} items/s"
-                                         if rates else "")))
-        queue_kills = test_figure(records, build, "queue_processes_sigkilled")
-        if queue_kills is not None:
-            checked = test_figure(records, build, "queue_items_checked")
-            rows.append((kind, "Queue producers and consumers SIGKILLed at random in put/get "
-                         f"({methods_of(records, build, 'queue_processes_sigkilled')})",
-                         f"{fmt(queue_kills)} processes killed; {fmt(checked)} items delivered, "
-                         "each whole, in order per producer, never twice; the queue kept "
-                         "working"))
-        workers_killed = test_figure(records, build, "fault_workers_killed")
-        if workers_killed is not None:
-            participants = sorted({r["test"].split("/")[-1].rsplit("_", 1)[0] for r in records
-                                   if r.get("source") == "test" and r["build"] == build
-                                   and r["figure"] == "fault_workers_killed"})
-            workers_started = test_figure(records, build, "fault_workers_started")
-            rows.append((kind, "fault injection: workers SIGKILLed at random moments while "
-                         "they work on shared state (participants: "
-                         + ", ".join(participants) + "; "
-                         + methods_of(records, build, "fault_workers_killed") + ")",
-                         f"{fmt(workers_killed)} of {fmt(workers_started)} workers killed; "
-                         "state consistent, every killed worker died of the SIGKILL, no fd "
-                         "or process left"))
-        checked = leak_figure(records, build, "processes_checked")
-        if checked is not None:
-            strays = leak_figure(records, build, "stray_processes")
-            shm = leak_figure(records, build, "new_dev_shm_entries")
-            rows.append((kind, "after the whole suite: processes of this build still running, "
-                         "new /dev/shm entries",
-                         f"{fmt(strays)} stray processes (of {fmt(checked)} checked), "
-                         f"{fmt(shm)} new /dev/shm entries"))
+        for make in TEST_ROWS:
+            row = make(records, build)
+            if row:
+                rows.append((kind,) + row)
     if rows:
         lines.append("Tests (`ctest`; the sanitizer build reports any leak, UB or memory error as "
                      "a failure):")

@@ -40,6 +40,7 @@
 #include <mp/process.hpp>
 
 #include "figures.hpp"
+#include "pickle_samples.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -49,16 +50,6 @@ namespace {
 constexpr auto kJoinLimit = 30s;
 
 // ---- PickleBadInput --------------------------------------------------------------------
-
-struct Account {
-  std::string owner;
-  std::vector<std::int64_t> history;
-  std::optional<double> limit;
-  template <class Archive>
-  void serialize(Archive& ar) {
-    ar(owner, history, limit);
-  }
-};
 
 void never_called(int) { std::abort(); }
 
@@ -107,13 +98,13 @@ void sweep(const T& value, SweepCounts& counts) {
 
 TEST(PickleBadInput, EveryCorruptionThrowsUnpicklingErrorOrLoads) {
   SweepCounts counts;
-  using Callback = void (*)(int);
-  sweep<int>(-5, counts);
-  sweep<std::string>("hello, pickle", counts);
-  sweep<std::vector<std::string>>({"a", "", "ccc"}, counts);
-  sweep<std::map<std::string, std::vector<int>>>({{"one", {1}}, {"three", {1, 2, 3}}}, counts);
-  sweep<std::optional<std::variant<int, std::string>>>(std::string("seven"), counts);
-  sweep<std::tuple<double, std::string, std::vector<std::uint8_t>>>({-2.5, "b", {0, 255}}, counts);
+  using namespace pickle_samples;
+  sweep<Int>(-5, counts);
+  sweep<String>("hello, pickle", counts);
+  sweep<Strings>({"a", "", "ccc"}, counts);
+  sweep<Table>({{"one", {1}}, {"three", {1, 2, 3}}}, counts);
+  sweep<MaybeChoice>(std::string("seven"), counts);
+  sweep<Record>({-2.5, "b", {0, 255}}, counts);
   sweep<Account>({"ann", {5, -3}, 250.0}, counts);
   sweep<Callback>(&never_called, counts);
   EXPECT_GT(counts.rejected, counts.tried / 2);  // most corruptions must be caught

@@ -2,11 +2,9 @@
 // (tests/programs/shared_memory_manager_owner.cpp), whose process tree then ends.
 #include <gtest/gtest.h>
 
-#include <signal.h>
 #include <sys/mman.h>
 
 #include <cstring>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -97,18 +95,11 @@ TEST_P(SharedMemoryManagerProcessTest, SegmentsReachChildrenAndOnlyTheOwnerUnlin
 }
 
 TEST_P(SharedMemoryManagerProcessTest, KilledOwnerLeavesNothingInDevShm) {
-  auto result = mp_test::run_command({MP_SHARED_MEMORY_MANAGER_OWNER_PATH, GetParam()});
-  ASSERT_EQ(result.exit_status, -SIGKILL) << result.err;
-  std::istringstream fields(result.out);
-  std::string block, list;
-  int watchdog = 0;
-  fields >> block >> list >> watchdog;
-  ASSERT_FALSE(list.empty()) << result.out;
-  mp_test::SegmentUnlinker cleanup1{block}, cleanup2{list};
-  ASSERT_GT(watchdog, 0);
-  ASSERT_TRUE(mp_test::wait_gone(watchdog, 30s)) << "the watchdog did not end";
-  EXPECT_FALSE(mp_test::segment_exists(block));
-  EXPECT_FALSE(mp_test::segment_exists(list));
+  mp_test::KilledOwner owner;
+  ASSERT_NO_FATAL_FAILURE(
+      mp_test::run_killed_owner(MP_SHARED_MEMORY_MANAGER_OWNER_PATH, GetParam(), owner));
+  EXPECT_FALSE(mp_test::segment_exists(owner.first));   // the block
+  EXPECT_FALSE(mp_test::segment_exists(owner.second));  // the list
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, SharedMemoryManagerProcessTest,

@@ -149,7 +149,17 @@ void unlocked_value_write(mp::Value<int> value) {
   value.set_value(value.value() + 1);
 }
 
-class SharedCtypesTest : public mp_test::StartMethodTest<> {};
+class SharedCtypesTest : public mp_test::StartMethodTest<> {
+ protected:
+  // `processes` children, released together, each add 1 to `counter` `increments` times.
+  void increment_together(mp::Value<int> counter, int processes, int increments) {
+    mp::Barrier start_together(processes);
+    std::vector<mp::Process> children;
+    for (int i = 0; i < processes; ++i)
+      children.push_back(start(&increment_many, counter, start_together, increments));
+    for (auto& child : children) join_ok(child);
+  }
+};
 
 TEST_P(SharedCtypesTest, ValueSetInChildIsSeenByParent) {
   mp::Value<int> value(100);
@@ -171,11 +181,7 @@ TEST_P(SharedCtypesTest, UpdateIsAtomicAcrossProcesses) {
   constexpr int kProcesses = 4;
   constexpr int kIncrements = 10'000;
   mp::Value<int> counter(0);
-  mp::Barrier start_together(kProcesses);
-  std::vector<mp::Process> children;
-  for (int i = 0; i < kProcesses; ++i)
-    children.push_back(start(&increment_many, counter, start_together, kIncrements));
-  for (auto& child : children) join_ok(child);
+  increment_together(counter, kProcesses, kIncrements);
   EXPECT_EQ(counter.value(), kProcesses * kIncrements);
 }
 
@@ -266,11 +272,7 @@ TEST_P(SharedCtypesTest, SynchronizedRawValueIsAtomicInChildren) {
   constexpr int kIncrements = 5'000;
   mp::RawValue<int> raw(0);
   mp::Value<int> counter = mp::synchronized(raw);  // the same memory, with a new RLock
-  mp::Barrier start_together(kProcesses);
-  std::vector<mp::Process> children;
-  for (int i = 0; i < kProcesses; ++i)
-    children.push_back(start(&increment_many, counter, start_together, kIncrements));
-  for (auto& child : children) join_ok(child);
+  increment_together(counter, kProcesses, kIncrements);
   EXPECT_EQ(raw.value(), kProcesses * kIncrements);
 }
 

@@ -117,6 +117,13 @@ void wait_at_barrier(mp::Barrier barrier, shared_ref indices, int slot) {
   shared_at<int>(indices)[slot] = barrier.wait(30s);
 }
 
+// Waits (bounded) until `n` parties are registered at the barrier; the count it reached.
+int wait_for_waiters(const mp::Barrier& barrier, int n) {
+  const auto limit = Clock::now() + 30s;
+  while (barrier.n_waiting() < n && Clock::now() < limit) std::this_thread::sleep_for(1ms);
+  return barrier.n_waiting();
+}
+
 void wait_at_barrier_forever(mp::Barrier barrier) {
   try {
     barrier.wait();
@@ -350,11 +357,12 @@ class SynchronizeTest : public mp_test::StartMethodTest<> {
   // Starts a child that takes `lock` (twice: an RLock's level 2) and hangs, and checks
   // that this process sees the lock held and not recovered. Then kills the child (not
   // joined yet: a zombie must count as dead too) and checks that acquire() takes the
-  // lock over promptly and that recovered() says so. The caller releases and joins.
+  // lock over promptly and that recovered() says so. Then releases the lock (once),
+  // checks that recovered() is false again, and joins the child.
   template <class L>
-  void take_over_from_killed_holder(L& lock, mp::Process& child) {
+  void take_over_from_killed_holder(L& lock) {
     mp::Event ready;
-    child = start(&hold_and_hang<L>, lock, ready);
+    mp::Process child = start(&hold_and_hang<L>, lock, ready);
     ASSERT_TRUE(ready.wait(30s));
     EXPECT_TRUE(lock.locked()) << "held by another process";
     EXPECT_FALSE(lock.acquire(false));
@@ -364,6 +372,10 @@ class SynchronizeTest : public mp_test::StartMethodTest<> {
     ASSERT_TRUE(lock.acquire(true, 10s)) << "the dead owner's lock was never taken over";
     EXPECT_LT(Clock::now() - killed, kPromptly);
     EXPECT_TRUE(lock.recovered());
+    lock.release();
+    EXPECT_FALSE(lock.recovered());
+    ASSERT_TRUE(child.join(kJoinLimit));
+    EXPECT_EQ(child.exitcode(), -SIGKILL);
   }
 };
 
@@ -400,12 +412,7 @@ TEST_P(SynchronizeTest, LockReleasedByAnotherProcess) {
 
 TEST_P(SynchronizeTest, LockOwnerKilledWhileHolding) {
   mp::Lock lock;
-  mp::Process child;
-  ASSERT_NO_FATAL_FAILURE(take_over_from_killed_holder(lock, child));
-  lock.release();
-  EXPECT_FALSE(lock.recovered());
-  ASSERT_TRUE(child.join(kJoinLimit));
-  EXPECT_EQ(child.exitcode(), -SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(take_over_from_killed_holder(lock));
   // The lock works normally afterwards.
   EXPECT_TRUE(lock.acquire(false));
   EXPECT_FALSE(lock.recovered());
@@ -455,13 +462,9 @@ TEST_P(SynchronizeTest, RLockReleaseByNonOwnerProcessThrows) {
 
 TEST_P(SynchronizeTest, RLockOwnerKilledWhileHolding) {
   mp::RLock lock;
-  mp::Process child;
-  ASSERT_NO_FATAL_FAILURE(take_over_from_killed_holder(lock, child));
-  // The dead owner's recursion level is gone: one release frees the lock.
-  lock.release();
-  EXPECT_FALSE(lock.recovered());
+  ASSERT_NO_FATAL_FAILURE(take_over_from_killed_holder(lock));
+  // The dead owner's recursion level is gone: the one release freed the lock.
   EXPECT_THROW(lock.release(), std::logic_error);
-  ASSERT_TRUE(child.join(kJoinLimit));
 }
 
 // ---- Semaphore ----
@@ -563,10 +566,7 @@ TEST_P(SynchronizeTest, BarrierActionCarriesState) {
 TEST_P(SynchronizeTest, BarrierWithKilledPartyBreaks) {
   mp::Barrier barrier(3);
   auto doomed = start(&wait_at_barrier_forever, barrier);
-  // Wait (bounded) until the child is registered at the barrier.
-  const auto limit = Clock::now() + 30s;
-  while (barrier.n_waiting() < 1 && Clock::now() < limit) std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(barrier.n_waiting(), 1);
+  ASSERT_EQ(wait_for_waiters(barrier, 1), 1);
   doomed.kill();
   const auto start = Clock::now();
   EXPECT_THROW(barrier.wait(30s), mp::BrokenBarrierError);
@@ -609,9 +609,7 @@ TEST_P(SynchronizeTest, BarrierPartyThatExitsCleanlyLeavesIt) {
 TEST_P(SynchronizeTest, BarrierAbortWakesWaitingChild) {
   mp::Barrier barrier(2);
   auto child = start(&wait_at_barrier_forever, barrier);
-  const auto limit = Clock::now() + 30s;
-  while (barrier.n_waiting() < 1 && Clock::now() < limit) std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(barrier.n_waiting(), 1);
+  ASSERT_EQ(wait_for_waiters(barrier, 1), 1);
   barrier.abort();
   ASSERT_TRUE(child.join(kJoinLimit));
   EXPECT_EQ(child.exitcode(), 7);  // BrokenBarrierError
@@ -917,9 +915,7 @@ TEST(SynchronizeLocal, BarrierResetBreaksCurrentWaiters) {
         ++broken;
       }
     });
-  const auto limit = Clock::now() + 30s;
-  while (barrier.n_waiting() < 2 && Clock::now() < limit) std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(barrier.n_waiting(), 2);
+  ASSERT_EQ(wait_for_waiters(barrier, 2), 2);
   barrier.reset();
   for (auto& t : threads) t.join();
   EXPECT_EQ(broken.load(), 2);

@@ -25,6 +25,7 @@
 #include <iterator>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +84,36 @@ class StartMethodTest : public ::testing::TestWithParam<std::string> {
   static void join_ok(mp::Process& p) {
     ASSERT_TRUE(p.join(kChildJoinLimit)) << p.repr() << " did not end within the limit";
     EXPECT_EQ(p.exitcode(), 0) << p.repr();
+  }
+};
+
+// Types that fail on purpose in pickling: saving one throws Error("save refused")
+// (loading loads nothing).
+template <class Error>
+struct ThrowsOnSave {
+  template <class Archive>
+  void save(Archive&) const {
+    throw Error("save refused");
+  }
+  template <class Archive>
+  void load(Archive&) {}
+};
+// A type with its own save() and load(): `text`, and how many loads made this object.
+// Loading one whose text is "refuse" throws Error("load refused").
+template <class Error>
+struct SplitSaveLoad {
+  std::string text;
+  int loads_seen = 0;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(text);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(text);
+    if (text == "refuse") throw Error("load refused");
+    ++loads_seen;
   }
 };
 
@@ -182,28 +213,56 @@ struct CommandResult {
   std::string err;
 };
 
-// Runs argv[0] with the given arguments and stdin text; captures stdout and stderr.
-inline CommandResult run_command(const std::vector<std::string>& argv,
-                                 const std::string& input = "") {
-  int in_pipe[2], out_pipe[2], err_pipe[2];
-  if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC))
+// A child started with pipes for its stdin, stdout and stderr: our ends of them.
+struct SpawnedChild {
+  pid_t pid = -1;
+  int in = -1;   // writes to its stdin
+  int out = -1;  // reads its stdout (at once at its end when it goes to a file)
+  int err = -1;  // reads its stderr
+};
+
+// Starts argv[0] with the given arguments, its stdin, stdout and stderr pipes to us; its
+// stdout goes to `stdout_file` instead when one is named (our end of that pipe then only
+// ever reads its end).
+inline SpawnedChild spawn_with_pipes(const std::vector<std::string>& argv,
+                                     const std::string& stdout_file = "") {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
     throw std::runtime_error("pipe2 failed");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  if (stdout_file.empty())
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  else
+    posix_spawn_file_actions_addopen(&actions, 1, stdout_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  SpawnedChild child;
+  const int rc = ::posix_spawn(&child.pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  ::close(in_pipe[0]);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (rc != 0) throw std::runtime_error("posix_spawn failed for " + argv[0]);
-  std::thread writer([fd = in_pipe[1], input] {
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    for (int fd : {in[1], out[0], err[0]}) ::close(fd);
+    throw std::runtime_error("posix_spawn failed for " + argv[0]);
+  }
+  child.in = in[1];
+  child.out = out[0];
+  child.err = err[0];
+  return child;
+}
+
+// Runs argv[0] with the given arguments and stdin text; captures stdout and stderr.
+inline CommandResult run_command(const std::vector<std::string>& argv,
+                                 const std::string& input = "") {
+  const SpawnedChild child = spawn_with_pipes(argv);
+  const pid_t pid = child.pid;
+  std::thread writer([fd = child.in, input] {
     // A command may exit without reading all of its input (a usage error): the write then
     // fails with EPIPE. The SIGPIPE it raises is directed at this thread, which blocks it
     // (it is discarded when the thread ends) instead of letting it kill the test.
@@ -220,7 +279,7 @@ inline CommandResult run_command(const std::vector<std::string>& argv,
     ::close(fd);
   });
   CommandResult result;
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  struct pollfd fds[2] = {{child.out, POLLIN, 0}, {child.err, POLLIN, 0}};
   int open_count = 2;
   char buffer[65536];
   while (open_count > 0) {
@@ -245,6 +304,30 @@ inline CommandResult run_command(const std::vector<std::string>& argv,
   ::waitpid(pid, &status, 0);
   result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   return result;
+}
+
+// The two shared memory segments a test program names before it SIGKILLs itself; both
+// are unlinked when this goes, whatever the test found.
+struct KilledOwner {
+  std::string first, second;
+  SegmentUnlinker unlink_first, unlink_second;
+};
+
+// Runs `program METHOD`, which prints the names of two segments and the pid of a watchdog
+// process, then SIGKILLs itself; returns (in `owner`) once the watchdog has ended. Call
+// it inside ASSERT_NO_FATAL_FAILURE.
+inline void run_killed_owner(const std::string& program, const std::string& method,
+                             KilledOwner& owner) {
+  const auto result = run_command({program, method});
+  ASSERT_EQ(result.exit_status, -SIGKILL) << result.err;
+  std::istringstream fields(result.out);
+  int watchdog = 0;
+  fields >> owner.first >> owner.second >> watchdog;
+  ASSERT_FALSE(owner.second.empty()) << result.out;
+  owner.unlink_first.name = owner.first;
+  owner.unlink_second.name = owner.second;
+  ASSERT_GT(watchdog, 0);
+  ASSERT_TRUE(wait_gone(watchdog, std::chrono::seconds(30))) << "the watchdog did not end";
 }
 
 // Redirects this process's stderr (fd 2, inherited by children) into a memory file

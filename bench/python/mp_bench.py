@@ -187,24 +187,6 @@ def noop():
     pass
 
 
-def square(x):
-    return x * x
-
-
-def count_primes_below(n):
-    """Naive trial division; count_primes_below(20000) == 2262."""
-    count = 0
-    for k in range(2, n):
-        d = 2
-        while d * d <= k:
-            if k % d == 0:
-                break
-            d += 1
-        else:
-            count += 1
-    return count
-
-
 def queue_producer(q, n, payload_bytes, ready, go):
     payload = b"\xa5" * payload_bytes if payload_bytes else None
     ready.release()
@@ -328,6 +310,7 @@ def process_start(cfg, name, n, method):
 def pool_map_trivial(cfg, name, n, chunksize):
     """Timed: pool.map(square, range(N), chunksize) on a running Pool(2),
     warmed up by one map over range(1000). Length and sum are checked."""
+    from bench_tasks import square  # here: a spawned child does not import it at start
     expected = (n - 1) * n * (2 * n - 1) // 6
     runs = []
     with make_pool(cfg.ctx, 2) as pool:
@@ -347,6 +330,7 @@ def pool_map_trivial(cfg, name, n, chunksize):
 def pool_apply_async_latency(cfg, name, n):
     """Timed: N sequential pool.apply_async(square, (i,)).get() on a running
     Pool(2), after 100 untimed calls."""
+    from bench_tasks import square  # here: a spawned child does not import it at start
     runs = []
     with make_pool(cfg.ctx, 2) as pool:
         for i in range(WARMUP):
@@ -364,6 +348,7 @@ def pool_map_cpu(cfg, name, chunks):
     """Per run, timed separately: [count_primes_below(20000)] * chunks
     serially in the parent, then pool.map(count_primes_below, chunks,
     chunksize=1) on a running Pool(2). speedup = serial_s / parallel_s."""
+    from bench_tasks import count_primes_below  # here: a spawned child does not import it at start
     tasks = [PRIME_N] * chunks
     serial_runs, parallel_runs, speedups = [], [], []
     with make_pool(cfg.ctx, 2) as pool:

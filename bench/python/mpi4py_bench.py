@@ -4,31 +4,18 @@ the same rows, timed the same way, with MPIPoolExecutor (one worker per serving 
     mpirun -n 3 python3 -m mpi4py.futures bench/python/mpi4py_bench.py [--quick]
 """
 import json
+import os
 import statistics
 import sys
 import time
 
 from mpi4py.futures import MPIPoolExecutor
 
+# The tasks mp_bench.py times too (this directory is not on the path under mpi4py.futures).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_tasks import count_primes_below, square  # noqa: E402
+
 RUNS = 3
-
-
-def square(x):
-    return x * x
-
-
-def count_primes_below(n):
-    count = 0
-    for k in range(2, n):
-        d = 2
-        prime = True
-        while d * d <= k:
-            if k % d == 0:
-                prime = False
-                break
-            d += 1
-        count += prime
-    return count
 
 
 def emit(bench, params, metric, runs, unit):

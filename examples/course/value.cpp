@@ -69,22 +69,28 @@ struct CopiedInt {
   }
 };
 
+// What foo and bar do first: say the value they see, wait for each other, then sleep
+// `seconds`. Returns the process's name.
+template <class V>
+std::string start_together(const char* who, const V& val, mp::Barrier& started,
+                           const Settings& settings, int seconds) {
+  std::string t = mp::current_process().name();
+  say("In %s[%s]: value = %d\n", who, t.c_str(), val.value());
+  started.wait();
+  detail::sleep(settings, seconds);
+  return t;
+}
+
 template <class V>
 void foo(V val, mp::Barrier started, Settings settings) {
-  const std::string& t = mp::current_process().name();
-  say("In foo[%s]: value = %d\n", t.c_str(), val.value());
-  started.wait();
-  detail::sleep(settings, 2);
+  const std::string t = start_together("foo", val, started, settings, 2);
   val.set_value(1234);
   say("In foo[%s]: value is set to %d\n", t.c_str(), val.value());
 }
 
 template <class V>
 void bar(V val, mp::Barrier started, Settings settings) {
-  const std::string& t = mp::current_process().name();
-  say("In bar[%s]: value = %d\n", t.c_str(), val.value());
-  started.wait();
-  detail::sleep(settings, 3);
+  const std::string t = start_together("bar", val, started, settings, 3);
   say("In bar[%s]: value = %d\n", t.c_str(), val.value());
 }
 

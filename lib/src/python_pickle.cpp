@@ -4,6 +4,7 @@
 #include <mp/python_pickle.hpp>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -188,32 +189,18 @@ Object Object::dict(std::vector<std::pair<Object, Object>> entries) {
   return out;
 }
 
+namespace {
+// Python's name of each Kind, in the enum's order.
+constexpr std::array<std::string_view, 11> kTypeNames = {"NoneType", "bool",  "int",      "float",
+                                                         "str",      "bytes", "list",     "tuple",
+                                                         "dict",     "set",   "frozenset"};
+static_assert(static_cast<std::size_t>(Object::Kind::frozenset) + 1 == kTypeNames.size(),
+              "one type name per Kind");
+}  // namespace
+
 std::string_view Object::type_name() const noexcept {
-  switch (kind_) {
-    case Kind::none:
-      return "NoneType";
-    case Kind::boolean:
-      return "bool";
-    case Kind::integer:
-      return "int";
-    case Kind::floating:
-      return "float";
-    case Kind::str:
-      return "str";
-    case Kind::bytes:
-      return "bytes";
-    case Kind::list:
-      return "list";
-    case Kind::tuple:
-      return "tuple";
-    case Kind::dict:
-      return "dict";
-    case Kind::set:
-      return "set";
-    case Kind::frozenset:
-      return "frozenset";
-  }
-  return "?";
+  const auto index = static_cast<std::size_t>(kind_);
+  return index < kTypeNames.size() ? kTypeNames[index] : "?";
 }
 
 namespace {

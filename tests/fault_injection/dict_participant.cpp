@@ -14,6 +14,7 @@
 #include <mp/managers.hpp>
 #include <mp/pickle.hpp>
 
+#include "../manager_invariants.hpp"
 #include "fault_injection.hpp"
 
 namespace {
@@ -67,17 +68,9 @@ std::vector<int> value_for(int key, std::int64_t step) {
 
 std::string verify(const std::string& state, int /*workers_killed*/) {
   auto [values, pair, items] = mp::pickle::loads<Handles>(state);
-  const auto all = values.items();
-  if (all.size() != values.size()) return "dict size() disagrees with items()";
-  for (const auto& [key, value] : all) {
-    if (key < 0 || key >= 500) return "unexpected key " + std::to_string(key);
-    if (value.size() != static_cast<std::size_t>(key % 37) + 1)
-      return "value of key " + std::to_string(key) + " has the wrong length";
-    for (int element : value)
-      if (element != value[0]) return "value of key " + std::to_string(key) + " is torn";
-  }
-  if (pair.get("a", 0) != -pair.get("b", 0)) return "a and b of one update() changed separately";
-  if (items.to_vector().size() != items.size()) return "list size() disagrees with its items";
+  if (std::string problem = mp_test::check_manager_invariants(values, pair, items);
+      !problem.empty())
+    return problem;
   // Still usable.
   values[1000] = {1};
   if (values.at(1000) != std::vector<int>{1} || !values.erase(1000)) return "dict unusable";

@@ -42,6 +42,11 @@ struct Registered {
 const std::vector<Registered>& participants();
 const Participant* find_participant(const std::string& name);
 
+// For participants whose workers record the processes they start as files named by pid
+// in `pid_dir`: "<what> PID outlived its killed parent; " for each of them still running
+// ten seconds on (then SIGKILLed), "" when all are gone.
+std::string survivors(const std::string& pid_dir, const std::string& what);
+
 }  // namespace mp_fault
 
 #define MP_FAULT_PARTICIPANT(name, ...) \

@@ -70,14 +70,7 @@ std::string verify(const std::string& dir, int /*workers_killed*/) {
   for (const auto& entry : std::filesystem::directory_iterator(dir + "/problems"))
     problems += entry.path().filename().string() + ": " +
                 mp_test::read_file(entry.path().string()).value_or("") + "; ";
-  for (const auto& entry : std::filesystem::directory_iterator(dir + "/pool_workers")) {
-    const pid_t pid = std::stoi(entry.path().filename().string());
-    if (!mp_test::wait_gone(pid, std::chrono::seconds(10))) {
-      problems += "pool worker " + std::to_string(pid) + " outlived its killed parent; ";
-      ::kill(pid, SIGKILL);
-    }
-  }
-  return problems;
+  return problems + mp_fault::survivors(dir + "/pool_workers", "pool worker");
 }
 
 }  // namespace

@@ -50,15 +50,7 @@ std::string setup(const std::string& dir) {
 }
 
 std::string verify(const std::string& pid_dir, int /*workers_killed*/) {
-  std::string problems;
-  for (const auto& entry : std::filesystem::directory_iterator(pid_dir)) {
-    const pid_t pid = std::stoi(entry.path().filename().string());
-    if (!mp_test::wait_gone(pid, std::chrono::seconds(10))) {
-      problems += "daemon child " + std::to_string(pid) + " outlived its killed parent; ";
-      ::kill(pid, SIGKILL);
-    }
-  }
-  return problems;
+  return mp_fault::survivors(pid_dir, "daemon child");
 }
 
 }  // namespace

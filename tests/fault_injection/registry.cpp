@@ -1,6 +1,11 @@
-// The participant registry of fault_injection.hpp.
-#include <algorithm>
+// The participant registry of fault_injection.hpp, and the helpers participants share.
+#include <signal.h>
 
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "../test_util.hpp"
 #include "fault_injection.hpp"
 
 namespace mp_fault {
@@ -24,6 +29,18 @@ const Participant* find_participant(const std::string& name) {
   for (const Registered& entry : registry())
     if (entry.name == name) return &entry.participant;
   return nullptr;
+}
+
+std::string survivors(const std::string& pid_dir, const std::string& what) {
+  std::string problems;
+  for (const auto& entry : std::filesystem::directory_iterator(pid_dir)) {
+    const pid_t pid = std::stoi(entry.path().filename().string());
+    if (!mp_test::wait_gone(pid, std::chrono::seconds(10))) {
+      problems += what + " " + std::to_string(pid) + " outlived its killed parent; ";
+      ::kill(pid, SIGKILL);
+    }
+  }
+  return problems;
 }
 
 }  // namespace mp_fault

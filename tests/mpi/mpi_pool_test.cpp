@@ -33,6 +33,8 @@
 #include <mp/pool.hpp>
 #include <mp/sharedctypes.hpp>
 
+#include "../pool_tasks.hpp"
+
 namespace {
 
 mp::mpi::Session* session = nullptr;
@@ -41,16 +43,10 @@ mp::mpi::Session* session = nullptr;
 [[maybe_unused]] volatile int other_build = 1;  // another binary, other code
 #endif
 
-int square(int x) { return x * x; }
-int add(int a, int b) { return a + b; }
-int fail_on_three(int x) {
-  if (x == 3) throw std::runtime_error("three is not allowed");
-  return x;
-}
-int kill_self_at(int x, int victim) {
-  if (x == victim) ::kill(::getpid(), SIGKILL);
-  return x;
-}
+using pool_tasks::add;
+using pool_tasks::fail_on_three;
+using pool_tasks::kill_self_at;
+using pool_tasks::square;
 int sleep_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;

@@ -1,6 +1,6 @@
 // managed_segment_tree START_METHOD
 // A process tree that makes two managed segments and ends without unlinking them: a
-// child (START_METHOD fork|spawn) creates one default (non-persistent) and one
+// child (START_METHOD) creates one default (non-persistent) and one
 // persistent mp::ManagedSharedMemory, constructs the int "answer" = 42 in both, sends
 // their names and the tree's watchdog pid to the parent and kills itself (SIGKILL); the
 // parent prints "<name> <persistent name> <watchdog pid>" and kills itself too.
@@ -9,13 +9,13 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <exception>
 #include <string>
 #include <utility>
 
 #include <mp/interprocess.hpp>
 #include <mp/mp.hpp>
 
+#include "method_main.hpp"
 #include "segment_tree.hpp"
 
 namespace {
@@ -29,21 +29,15 @@ void create_and_die(mp::Connection& conn) {
   ::raise(SIGKILL);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
-  mp::freeze_support(argc, argv);
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: managed_segment_tree fork|spawn\n");
-    return 2;
-  }
+int run(const std::string& method) {
   auto [receiver, sender] = mp::Pipe(false);
-  mp::Process child({.start_method = argv[1]}, &create_and_die, std::move(sender));
+  mp::Process child({.start_method = method}, &create_and_die, std::move(sender));
   child.start();
   if (!segment_tree::print_names(receiver, child)) return 5;
   ::raise(SIGKILL);
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "managed_segment_tree: %s\n", e.what());
-  return 1;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return method_main("managed_segment_tree", argc, argv, &run); }

@@ -1,4 +1,4 @@
-// pool_parent fork|spawn
+// pool_parent START_METHOD
 // Starts a Pool(2), prints its workers' pids on one line, then waits forever in map()
 // on tasks that never end. The test kills this program (SIGKILL, or SIGINT to its
 // process group as Ctrl-C does) and checks that no worker outlives it and that Ctrl-C
@@ -11,6 +11,8 @@
 
 #include <mp/mp.hpp>
 
+#include "method_main.hpp"
+
 namespace {
 
 int block_forever(int x) {
@@ -18,12 +20,8 @@ int block_forever(int x) {
   return x;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  mp::freeze_support(argc, argv);
-  if (argc != 2) return 2;
-  mp::Pool pool({.processes = 2, .start_method = argv[1]});
+int run(const std::string& method) {
+  mp::Pool pool({.processes = 2, .start_method = method});
   auto pids = pool.worker_pids();
   auto result = pool.map_async(block_forever, std::vector<int>{1, 2}, 1);
   std::printf("%d %d\n", pids.at(0), pids.at(1));
@@ -31,3 +29,7 @@ int main(int argc, char** argv) {
   result.get();
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return method_main("pool_parent", argc, argv, &run); }

@@ -1,6 +1,6 @@
 // shared_memory_manager_owner START_METHOD
 // A process that starts a SharedMemoryManager, makes a SharedMemory and a ShareableList
-// with it, lets a child (START_METHOD fork|spawn) write into both, prints
+// with it, lets a child (START_METHOD) write into both, prints
 // "<segment> <list segment> <watchdog pid>" and kills itself (SIGKILL) without shutting
 // the manager down. Afterwards both segments must be gone once the watchdog has ended.
 #include <signal.h>
@@ -8,10 +8,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <exception>
+#include <string>
 
 #include <mp/mp.hpp>
 #include <mp/shared_memory_manager.hpp>
+
+#include "method_main.hpp"
 
 namespace {
 
@@ -20,19 +22,12 @@ void use(mp::SharedMemory block, mp::ShareableList list) {
   list.set(0, std::int64_t{7});
 }
 
-}  // namespace
-
-int main(int argc, char** argv) try {
-  mp::freeze_support(argc, argv);
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: shared_memory_manager_owner fork|spawn\n");
-    return 2;
-  }
+int run(const std::string& method) {
   mp::SharedMemoryManager smm;
   smm.start();
   mp::SharedMemory block = smm.SharedMemory(4096);
   mp::ShareableList list = smm.ShareableList({std::int64_t{0}, std::string("x")});
-  mp::Process child({.start_method = argv[1]}, &use, block, list);
+  mp::Process child({.start_method = method}, &use, block, list);
   child.start();
   if (!child.join(std::chrono::seconds(60)) || child.exitcode() != 0) return 5;
   if (std::memcmp(block.buf().data(), "child", 5) != 0 ||
@@ -43,7 +38,10 @@ int main(int argc, char** argv) try {
   std::fflush(stdout);
   ::raise(SIGKILL);
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "shared_memory_manager_owner: %s\n", e.what());
-  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return method_main("shared_memory_manager_owner", argc, argv, &run);
 }

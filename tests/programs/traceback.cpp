@@ -7,9 +7,12 @@
 #include <csignal>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <mp/mp.hpp>
+
+#include "method_main.hpp"
 
 namespace {
 
@@ -29,12 +32,8 @@ void fail_in_child() { check_item(5); }
   return x;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  mp::freeze_support(argc, argv);
-  if (argc != 2) return 2;
-  mp::Pool pool({.processes = 2, .start_method = argv[1]});
+int run(const std::string& method) {
+  mp::Pool pool({.processes = 2, .start_method = method});
   try {
     pool.map(twice, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, 3);
     return 1;
@@ -42,7 +41,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", e.what());
   }
   std::fflush(stdout);
-  mp::Process child({.start_method = argv[1]}, &fail_in_child);
+  mp::Process child({.start_method = method}, &fail_in_child);
   child.start();
   child.join();
   if (child.exitcode() != 1) return 1;
@@ -55,3 +54,7 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return method_main("traceback", argc, argv, &run); }

@@ -433,42 +433,37 @@ double echo_round_trip_us(const char* what, int child_cpu, Fd& parent_out, Fd& p
   return us;
 }
 
-MP_BENCH_PROBE(probe_pipe_roundtrip, 2400, 20'000, 5'000) {
+// An echo probe's rows: per placement, row.runs() figures of one_run(child_cpu, n) (the
+// mean round trip in microseconds), under the placement's metric.
+template <class OneRun>
+void emit_echo_rows(const Row& row, const std::string& probe, OneRun one_run) {
   const std::int64_t n = row.size();
   for (const Placement& placement : ping_pong_placements()) {
     const PinSelf pin_parent(placement.parent_cpu);
     std::vector<double> runs;
-    for (int run = 0; run < row.runs(); ++run) {
-      int to_child[2], to_parent[2];
-      if (::pipe2(to_child, O_CLOEXEC) < 0) throw_errno("pipe2");
-      Fd child_in(to_child[0]), parent_out(to_child[1]);
-      if (::pipe2(to_parent, O_CLOEXEC) < 0) throw_errno("pipe2");
-      Fd parent_in(to_parent[0]), child_out(to_parent[1]);
-
-      runs.push_back(echo_round_trip_us("pipe", placement.child_cpu, parent_out, parent_in,
-                                        child_in, child_out, n));
-    }
-    row.emit({{"N", n}, {"probe", std::string("pipe write/read 8 bytes, echo")}}, placement.metric,
-             runs, "us");
+    for (int run = 0; run < row.runs(); ++run) runs.push_back(one_run(placement.child_cpu, n));
+    row.emit({{"N", n}, {"probe", probe}}, placement.metric, runs, "us");
   }
 }
 
-MP_BENCH_PROBE(probe_socket_roundtrip, 2700, 20'000, 5'000) {
-  const std::int64_t n = row.size();
-  for (const Placement& placement : ping_pong_placements()) {
-    const PinSelf pin_parent(placement.parent_cpu);
-    std::vector<double> runs;
-    for (int run = 0; run < row.runs(); ++run) {
-      int pair[2];
-      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) throw_errno("socketpair");
-      Fd parent_end(pair[0]), child_end(pair[1]);
+MP_BENCH_PROBE(probe_pipe_roundtrip, 2400, 20'000, 5'000) {
+  emit_echo_rows(row, "pipe write/read 8 bytes, echo", [](int child_cpu, std::int64_t n) {
+    int to_child[2], to_parent[2];
+    if (::pipe2(to_child, O_CLOEXEC) < 0) throw_errno("pipe2");
+    Fd child_in(to_child[0]), parent_out(to_child[1]);
+    if (::pipe2(to_parent, O_CLOEXEC) < 0) throw_errno("pipe2");
+    Fd parent_in(to_parent[0]), child_out(to_parent[1]);
+    return echo_round_trip_us("pipe", child_cpu, parent_out, parent_in, child_in, child_out, n);
+  });
+}
 
-      runs.push_back(echo_round_trip_us("socket", placement.child_cpu, parent_end, parent_end,
-                                        child_end, child_end, n));
-    }
-    row.emit({{"N", n}, {"probe", std::string("unix socket write/read 8 bytes, echo")}},
-             placement.metric, runs, "us");
-  }
+MP_BENCH_PROBE(probe_socket_roundtrip, 2700, 20'000, 5'000) {
+  emit_echo_rows(row, "unix socket write/read 8 bytes, echo", [](int child_cpu, std::int64_t n) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) throw_errno("socketpair");
+    Fd parent_end(pair[0]), child_end(pair[1]);
+    return echo_round_trip_us("socket", child_cpu, parent_end, parent_end, child_end, child_end, n);
+  });
 }
 
 MP_BENCH_PROBE(probe_futex_roundtrip, 2500, 10'000, 2'000) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "../json_string.hpp"
 #include "bench.hpp"
 
 namespace mp_bench {
@@ -63,25 +64,7 @@ std::string python_float_repr(double x) {
   return sign + digits.substr(0, exponent + 1) + "." + digits.substr(exponent + 1);
 }
 
-// json.dumps(str) with ensure_ascii: our strings are ASCII; escape the rest anyway.
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c >= 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
+using mp_tools::json_string;
 
 std::string json_value(const JsonValue& value) {
   return std::visit(

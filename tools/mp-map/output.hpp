@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "../json_string.hpp"
+
 namespace mp_map {
 
 enum class Format { plain, tsv, jsonl };
@@ -20,8 +22,7 @@ enum class Format { plain, tsv, jsonl };
 void append_record(std::string& out, Format format, std::string_view input, bool ok,
                    std::string_view output, std::string_view error);
 
-// JSON string literal for `text`; bytes that are not UTF-8 become U+FFFD.
-std::string json_string(std::string_view text);
+using mp_tools::json_string;
 
 // Standard output, written with write(2) so that every failure is seen: a full disk, a
 // closed descriptor, a reader that went away (EPIPE). Bytes are buffered until flush();
