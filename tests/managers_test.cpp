@@ -864,6 +864,22 @@ TEST_P(ManagerTest, HolderKilledInsideUpdateIsTakenOver) {
   for (int key = 0; key < kKeys; ++key) EXPECT_EQ(d.at(key), key + 100);
 }
 
+// Waits until a writer's progress reaches `target` (its own loop is the clock: no
+// sleeping), then SIGKILLs it there and checks that it died of that.
+::testing::AssertionResult kill_at_progress(mp::Process& writer, const mp::RawValue<long>& progress,
+                                            long target) {
+  const auto limit = std::chrono::steady_clock::now() + 30s;
+  while (progress.value() < target && std::chrono::steady_clock::now() < limit) {
+  }
+  if (progress.value() < target)
+    return ::testing::AssertionFailure() << "writer made no progress: " << progress.value();
+  writer.kill();
+  if (!writer.join(kJoinLimit)) return ::testing::AssertionFailure() << "writer did not end";
+  if (writer.exitcode() != -SIGKILL)
+    return ::testing::AssertionFailure() << "writer ended with " << writer.exitcode().value_or(0);
+  return ::testing::AssertionSuccess();
+}
+
 TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   constexpr int kKills = 30;
   mp::Manager manager({.segment_size = 1 << 24});
@@ -874,16 +890,8 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   for (int kill = 0; kill < kKills; ++kill) {
     mp::RawValue<long> progress(-1);
     auto writer = start(&endless_writer, d, pair, l, progress);
-    // Kill at a random point of the loop, once it runs (no sleeping: the loop's own
-    // progress is the clock).
-    const long target = static_cast<long>(random() % 3000) + 200;
-    const auto limit = std::chrono::steady_clock::now() + 30s;
-    while (progress.value() < target && std::chrono::steady_clock::now() < limit) {
-    }
-    ASSERT_GE(progress.value(), target) << "writer made no progress";
-    writer.kill();
-    ASSERT_TRUE(writer.join(kJoinLimit));
-    ASSERT_EQ(writer.exitcode(), -SIGKILL);
+    // Kill at a random point of the loop, once it runs.
+    ASSERT_TRUE(kill_at_progress(writer, progress, static_cast<long>(random() % 3000) + 200));
     // The next operation takes the dead writer's lock over and rolls its operation back.
     const std::string problem = mp_test::check_manager_invariants(d, pair, l);
     ASSERT_EQ(problem, "") << "after kill " << kill;
@@ -938,14 +946,7 @@ TEST_P(ManagerTest, HolderKilledWhileSplittingOrMergingLeavesTheAllocatorWhole) 
   for (int kill = 0; kill < kKills; ++kill) {
     mp::RawValue<long> progress(-1);
     auto writer = start(&endless_resizer, d, progress);
-    const long target = static_cast<long>(random() % 2000) + 100;
-    const auto limit = std::chrono::steady_clock::now() + 30s;
-    while (progress.value() < target && std::chrono::steady_clock::now() < limit) {
-    }
-    ASSERT_GE(progress.value(), target) << "writer made no progress";
-    writer.kill();
-    ASSERT_TRUE(writer.join(kJoinLimit));
-    ASSERT_EQ(writer.exitcode(), -SIGKILL);
+    ASSERT_TRUE(kill_at_progress(writer, progress, static_cast<long>(random() % 2000) + 100));
     for (const auto& [key, value] : d.items()) {
       ASSERT_TRUE(std::has_single_bit(value.size())) << "after kill " << kill;
       for (const int element : value) ASSERT_EQ(element, value[0]) << "after kill " << kill;

@@ -33,12 +33,10 @@ class Methods(unittest.TestCase):
                          "every start method")
 
     def test_the_rows_name_the_methods_that_ran(self):
-        records = [
-            figure("StartMethods/ResourceLeak.ManyProcesses/spawn", "processes_started", 64),
-            figure("StartMethods/ResourceLeak.ManyProcesses/spawn", "fds_leaked", 0),
-            figure("StartMethods/ResourceLeak.ManyProcesses/forkserver", "processes_started", 64),
-            figure("StartMethods/ResourceLeak.ManyProcesses/forkserver", "fds_leaked", 0),
-        ]
+        leak = "StartMethods/ResourceLeak.ManyProcesses/"
+        records = [figure(leak + method, name, value)
+                   for method in ("spawn", "forkserver")
+                   for name, value in (("processes_started", 64), ("fds_leaked", 0))]
         block = reliability_report.render(records, ["build"])
         self.assertIn("(forkserver and spawn)", block)
         self.assertIn("128 processes, 0 fds leaked", block)
