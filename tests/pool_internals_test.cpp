@@ -103,6 +103,34 @@ TEST(PoolRing, QueuedOfCountsOneJobsTasksFromTheFront) {
   EXPECT_EQ(ring.consumer.queued_of(4, 10, 3), 2u);  // tasks below seq 3 were taken back
 }
 
+// A worker waiting for tasks learns from its spins: when the parent is not about to send
+// (a busy machine, a remote feeder, a pause between jobs), spinning only takes the CPU
+// from it.
+TEST(PoolRing, AWaitWhoseSpinFoundNothingMakesTheNextWaitsSleepAtOnce) {
+  PlainRing ring;
+  SpinHistory history = 0;
+  std::thread late([&] {
+    std::this_thread::sleep_for(20ms);  // far beyond the spin's budget
+    ASSERT_TRUE(ring.producer.try_write(FrameHeader::other(FrameKind::result, 1), {"a"}));
+    if (ring.producer.consumer_wants_wake()) ring.producer.futex_wake_consumer();
+  });
+  ring.consumer.wait_data(history);
+  late.join();
+  EXPECT_NE(history, 0) << "the spin found nothing";
+  FrameHeader header;
+  std::string_view payload;
+  ASSERT_TRUE(ring.consumer.peek(header, payload));
+  ring.consumer.consume();
+  // The rest ends; spins that find their frame (here at once) forget the fruitless one.
+  for (int i = 0; i < 10 * kMaxWaitsWithoutSpin && history != 0; ++i) {
+    ASSERT_TRUE(ring.producer.try_write(FrameHeader::other(FrameKind::result, 2), {"b"}));
+    ring.consumer.wait_data(history);
+    ASSERT_TRUE(ring.consumer.peek(header, payload));
+    ring.consumer.consume();
+  }
+  EXPECT_EQ(history, 0);
+}
+
 TEST(PoolRing, AFrameClaimingMoreBytesThanTheRingHoldsIsReadAsEmpty) {
   PlainRing ring;
   ASSERT_TRUE(ring.producer.try_write(FrameHeader::other(FrameKind::result, 3), {"abc"}));
