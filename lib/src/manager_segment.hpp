@@ -234,33 +234,9 @@ class ManagerTransaction {
   // Frees the payload when the operation commits.
   void free_later(std::uint64_t payload) { scratch().to_free.push_back(payload); }
 
-  void commit() {
-    const std::vector<std::uint64_t>& to_free = scratch().to_free;
-    // Few blocks (an overwritten value): freed in this operation's journal, which has room.
-    if (header_.journal_count.load(std::memory_order_relaxed) + to_free.size() * kFreeLogBound <=
-        kJournalCapacity) {
-      for (const std::uint64_t payload : to_free) free_block(payload);
-      commit_journal();
-      committed_ = true;
-      return;
-    }
-    // Else chains the blocks through their links, unlogged where the link is dead (a
-    // block allocated before this operation); the link of a block this operation took
-    // from a free list is restored on rollback.
-    std::uint64_t chain = header_.to_free;
-    for (const std::uint64_t payload : to_free) {
-      if ((block(payload).tag >> 16) == header_.operations)
-        log_write(next_offset(payload), chain);
-      else
-        word(next_offset(payload)) = chain;
-      chain = payload;
-    }
-    if (chain != header_.to_free) log_write(offsetof(SegmentHeader, to_free), chain);
-    scratch().fresh.clear();
-    commit_journal();
-    committed_ = true;
-    if (chain != 0) free_waiting();
-  }
+  // Ends the operation: frees what it freed (now, or through the segment's list of
+  // blocks to free) and empties the journal.
+  void commit();
 
  private:
   BlockHeader& block(std::uint64_t payload) const {
@@ -358,28 +334,7 @@ class ManagerTransaction {
     header_.journal_count.store(0, std::memory_order_release);
   }
 
-  void roll_back() noexcept {
-    const std::uint64_t count = header_.journal_count.load(std::memory_order_relaxed);
-    if (count == 0) return;
-    for (std::uint64_t i = count; i-- > 0;)
-      word(header_.journal[i].offset) = header_.journal[i].old_value;
-    // The blocks the operation took are back on their lists (their heads were logged),
-    // but their tags and backward links were written unlogged: they are a prefix of each
-    // list, the blocks not tagged free. Idempotent, like the loop above.
-    for (unsigned size_class = kMinClass; size_class <= kMaxClass; ++size_class) {
-      const std::uint64_t free_tag = block_tag(kBlockFree, size_class, 0);
-      std::uint64_t prev = 0;
-      std::uint64_t payload = word(head_offset(size_class));
-      for (; payload != 0 && block(payload).tag != free_tag; payload = block(payload).next) {
-        block(payload).tag = free_tag;
-        word(payload) = prev;
-        prev = payload;
-      }
-      if (payload != 0 && prev != 0) word(payload) = prev;
-    }
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    header_.journal_count.store(0, std::memory_order_release);
-  }
+  void roll_back() noexcept;
 
   [[noreturn]] void throw_full(std::uint64_t bytes) const {
     throw HeapExhausted("mp::Manager segment full (" + std::to_string(header_.size) +
@@ -393,6 +348,57 @@ class ManagerTransaction {
   SegmentHeader& header_;
   bool committed_ = false;
 };
+
+inline void ManagerTransaction::commit() {
+  const std::vector<std::uint64_t>& to_free = scratch().to_free;
+  // Few blocks (an overwritten value): freed in this operation's journal, which has room.
+  if (header_.journal_count.load(std::memory_order_relaxed) + to_free.size() * kFreeLogBound <=
+      kJournalCapacity) {
+    for (const std::uint64_t payload : to_free) free_block(payload);
+    commit_journal();
+    committed_ = true;
+    return;
+  }
+  // Else chains the blocks through their links, unlogged where the link is dead (a
+  // block allocated before this operation); the link of a block this operation took
+  // from a free list is restored on rollback.
+  std::uint64_t chain = header_.to_free;
+  for (const std::uint64_t payload : to_free) {
+    if ((block(payload).tag >> 16) == header_.operations)
+      log_write(next_offset(payload), chain);
+    else
+      word(next_offset(payload)) = chain;
+    chain = payload;
+  }
+  if (chain != header_.to_free) log_write(offsetof(SegmentHeader, to_free), chain);
+  scratch().fresh.clear();
+  commit_journal();
+  committed_ = true;
+  if (chain != 0) free_waiting();
+}
+
+inline void ManagerTransaction::roll_back() noexcept {
+  const std::uint64_t count = header_.journal_count.load(std::memory_order_relaxed);
+  if (count == 0) return;
+  for (std::uint64_t i = count; i-- > 0;)
+    word(header_.journal[i].offset) = header_.journal[i].old_value;
+  // The blocks the operation took are back on their lists (their heads were logged),
+  // but their tags and backward links were written unlogged: they are a prefix of each
+  // list, the blocks not tagged free. Idempotent, like the loop above.
+  for (unsigned size_class = kMinClass; size_class <= kMaxClass; ++size_class) {
+    const std::uint64_t free_tag = block_tag(kBlockFree, size_class, 0);
+    std::uint64_t prev = 0;
+    std::uint64_t payload = word(head_offset(size_class));
+    for (; payload != 0 && block(payload).tag != free_tag; payload = block(payload).next) {
+      block(payload).tag = free_tag;
+      word(payload) = prev;
+      prev = payload;
+    }
+    if (payload != 0 && prev != 0) word(payload) = prev;
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  header_.journal_count.store(0, std::memory_order_release);
+}
 
 // An item node of a list or a value: length, bytes.
 constexpr std::uint64_t kItemHeader = 8;
