@@ -864,6 +864,10 @@ TEST_P(ManagerTest, HolderKilledInsideUpdateIsTakenOver) {
   for (int key = 0; key < kKeys; ++key) EXPECT_EQ(d.at(key), key + 100);
 }
 
+// The kill tests kill at random points until one lands inside an operation, at most
+// this many times.
+constexpr int kMaxKills = 400;
+
 // Waits until a writer's progress reaches `target` (its own loop is the clock: no
 // sleeping), then SIGKILLs it there and checks that it died of that.
 ::testing::AssertionResult kill_at_progress(mp::Process& writer, const mp::RawValue<long>& progress,
@@ -887,7 +891,10 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   auto pair = manager.dict<std::string, long>();
   auto l = manager.list<int>();
   std::mt19937 random(12345);
-  for (int kill = 0; kill < kKills; ++kill) {
+  // At least kKills, and more until one landed inside an operation (where a kill lands
+  // is chance: a slow build, under a sanitizer, spends more time outside the lock).
+  int kill = 0;
+  for (; kill < kKills || (manager.rolled_back() == 0 && kill < kMaxKills); ++kill) {
     mp::RawValue<long> progress(-1);
     auto writer = start(&endless_writer, d, pair, l, progress);
     // Kill at a random point of the loop, once it runs.
@@ -906,7 +913,7 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   // logged changes already): the recovery paths ran.
   std::printf("takeovers %llu, rolled back %llu of %d kills\n",
               static_cast<unsigned long long>(manager.takeovers()),
-              static_cast<unsigned long long>(manager.rolled_back()), kKills);
+              static_cast<unsigned long long>(manager.rolled_back()), kill);
   EXPECT_GT(manager.rolled_back(), 0u);
   // The allocator survived too: everything can be freed and the segment filled again.
   d.clear();
@@ -943,7 +950,8 @@ TEST_P(ManagerTest, HolderKilledWhileSplittingOrMergingLeavesTheAllocatorWhole) 
   mp::Manager manager({.segment_size = kSegment});
   auto d = manager.dict<int, std::vector<int>>();
   std::mt19937 random(54321);
-  for (int kill = 0; kill < kKills; ++kill) {
+  // As above: more kills until one landed inside an operation.
+  for (int kill = 0; kill < kKills || (manager.takeovers() == 0 && kill < kMaxKills); ++kill) {
     mp::RawValue<long> progress(-1);
     auto writer = start(&endless_resizer, d, progress);
     ASSERT_TRUE(kill_at_progress(writer, progress, static_cast<long>(random() % 2000) + 100));
