@@ -58,7 +58,10 @@ def methods_of(records, build, figure):
     for r in records:
         if r.get("source") == "test" and r["build"] == build and r["figure"] == figure:
             methods.add(r["test"].rsplit("/", 1)[-1].rsplit("_", 1)[-1])
-    return " and ".join(sorted(methods)) if methods else "every start method"
+    if not methods:
+        return "every start method"
+    *rest, last = sorted(methods)
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 def leak_figure(records, build, figure):

@@ -31,6 +31,10 @@ class Methods(unittest.TestCase):
                          "fork and spawn")
         self.assertEqual(reliability_report.methods_of(records, "other", "processes_started"),
                          "every start method")
+        three = [figure(f"StartMethods/ResourceLeak.ManyProcesses/{method}", "processes_started",
+                        64) for method in ("spawn", "fork", "forkserver")]
+        self.assertEqual(reliability_report.methods_of(three, "build", "processes_started"),
+                         "fork, forkserver and spawn")
 
     def test_the_rows_name_the_methods_that_ran(self):
         leak = "StartMethods/ResourceLeak.ManyProcesses/"
