@@ -218,6 +218,17 @@ TEST(ManagerDictTest, ManyKeysKeepInsertionOrder) {
   EXPECT_EQ(d.size(), 1990u);
 }
 
+// Fills the dict with values of `value_size` bytes until the segment is full; how many fit.
+int fill_dict(mp::SharedDict<int, std::string>& d, std::size_t value_size) {
+  const std::string value(value_size, 'v');
+  int stored = 0;
+  try {
+    for (;; ++stored) d[stored] = value;
+  } catch (const mp::HeapExhausted&) {
+  }
+  return stored;
+}
+
 TEST(ManagerDictTest, LargeValuesAndAFullSegmentOf16MiB) {
   mp::Manager manager({.segment_size = 16 << 20});
   auto large = manager.dict<int, std::string>();
@@ -226,12 +237,8 @@ TEST(ManagerDictTest, LargeValuesAndAFullSegmentOf16MiB) {
   for (int i = 0; i < 3; ++i) ASSERT_EQ(large.at(i), big);
   mp::Manager other({.segment_size = 16 << 20});
   auto d = other.dict<int, std::string>();
-  const std::string block(1000, 'x');
-  int stored = 0;
-  try {
-    for (;; ++stored) d[stored] = block;
-  } catch (const mp::HeapExhausted&) {
-  }
+  const std::string block(1000, 'v');  // what fill_dict stores
+  const int stored = fill_dict(d, block.size());
   EXPECT_GT(stored, 6500);  // most of 16 MiB in 2 KiB blocks
   ASSERT_EQ(d.size(), static_cast<std::size_t>(stored));
   for (int i = 0; i < stored; i += 7) ASSERT_EQ(d.at(i), block);
@@ -239,11 +246,7 @@ TEST(ManagerDictTest, LargeValuesAndAFullSegmentOf16MiB) {
   EXPECT_THROW(l.append(block), mp::HeapExhausted);
   // Erased entries make room again.
   for (int i = 0; i < stored; ++i) ASSERT_TRUE(d.erase(i));
-  int again = 0;
-  try {
-    for (;; ++again) d[again] = block;
-  } catch (const mp::HeapExhausted&) {
-  }
+  const int again = fill_dict(d, block.size());
   EXPECT_GT(again, stored / 4);  // (a table growing again needs new arrays)
 }
 
@@ -564,17 +567,6 @@ TEST(ManagerTestSingle, FullSegmentThrowsAndLeavesTheDictIntact) {
   auto l = manager.list<std::string>();
   EXPECT_THROW(l.append(big), mp::HeapExhausted);
   EXPECT_TRUE(l.empty());
-}
-
-// Fills the dict with values of `value_size` bytes until the segment is full; how many fit.
-int fill_dict(mp::SharedDict<int, std::string>& d, std::size_t value_size) {
-  const std::string value(value_size, 'v');
-  int stored = 0;
-  try {
-    for (;; ++stored) d[stored] = value;
-  } catch (const mp::HeapExhausted&) {
-  }
-  return stored;
 }
 
 // How many values of `value_size` bytes a dict in a fresh segment of `segment_size` holds.
@@ -920,12 +912,8 @@ TEST_P(ManagerTest, WriterKilledMidOperationLeavesEverythingConsistent) {
   l.clear();
   pair.clear();
   auto fill = manager.dict<int, std::string>();
-  const std::string block(1000, 'z');
-  int stored = 0;
-  try {
-    for (;; ++stored) fill[stored] = block;
-  } catch (const mp::HeapExhausted&) {
-  }
+  const std::string block(1000, 'v');  // what fill_dict stores
+  const int stored = fill_dict(fill, block.size());
   EXPECT_GT(stored, 6500);  // most of 16 MiB came back (2 KiB blocks)
   for (int i = 0; i < stored; i += 97) ASSERT_EQ(fill.at(i), block);
 }
