@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include <mp/connection.hpp>
+#include <mp/detail/fd_passing.hpp>
 #include <mp/pool.hpp>
 
 #include "pool_channel.hpp"
@@ -168,6 +170,56 @@ TEST(PoolChannel, ErrorsRoundTripAndShortOnesDecodeSafely) {
   const auto cut = decode_error(std::string(reinterpret_cast<const char*>(&claims), 4) + "T");
   EXPECT_EQ(cut.type, "T");
   EXPECT_EQ(cut.message, "");
+}
+
+namespace {
+void initializer_probe(std::string_view) {}
+}  // namespace
+
+// A spawned or forkserver worker reads its arguments from these bytes (not a pickle):
+// they must come back whole, and any cut, extension or bad fd index must be refused.
+TEST(PoolWorkerArgs, RoundTripAndRefuseDamagedBytes) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  WorkerArgs args{shared_ref{0x1234, 4096}, mp::Connection(fds[1], false, true),
+                  InitCall(&initializer_probe, "bound call"), 7};
+  std::string bytes;
+  {
+    mp::detail::FdCollector collector;
+    bytes = encode_worker_args(args);
+    ASSERT_EQ(collector.collected().size(), 1u);
+    EXPECT_EQ(collector.collected()[0], fds[1]);
+  }
+  mp::detail::set_inherited_fds({::dup(fds[1])});
+  const WorkerArgs back = decode_worker_args(bytes);
+  EXPECT_EQ(back.channel.arena, 0x1234u);
+  EXPECT_EQ(back.channel.offset, 4096u);
+  EXPECT_EQ(back.maxtasks, 7u);
+  EXPECT_EQ(back.init.run, &initializer_probe);
+  EXPECT_EQ(back.init.bound, "bound call");
+  EXPECT_FALSE(back.doorbell.readable());
+  EXPECT_TRUE(back.doorbell.writable());
+  ::close(fds[0]);
+
+  WorkerArgs no_init{shared_ref{1, 2}, mp::Connection(::dup(fds[1]), false, true), InitCall(), 0};
+  std::string plain;
+  {
+    mp::detail::FdCollector collector;
+    plain = encode_worker_args(no_init);
+  }
+  mp::detail::set_inherited_fds({::dup(fds[1])});
+  EXPECT_EQ(decode_worker_args(plain).init.run, nullptr);
+
+  for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+    mp::detail::set_inherited_fds({::dup(fds[1])});
+    EXPECT_THROW(decode_worker_args(std::string_view(bytes).substr(0, cut)), mp::UnpicklingError)
+        << "cut at " << cut;
+  }
+  mp::detail::set_inherited_fds({::dup(fds[1])});
+  EXPECT_THROW(decode_worker_args(bytes + "x"), mp::UnpicklingError);
+  mp::detail::set_inherited_fds({});
+  EXPECT_THROW(decode_worker_args(bytes), mp::UnpicklingError);  // no fd 0 was passed
+  mp::detail::close_inherited_fds();
 }
 
 // ---------------------------------------------------------------- a second transport

@@ -26,14 +26,12 @@
 #include <string_view>
 #include <utility>
 
+#include <mp/connection.hpp>
 #include <mp/detail/pool_core.hpp>
+#include <mp/process.hpp>
 
 #include "exception_text.hpp"
 #include "pool_ring.hpp"
-
-namespace mp {
-class Connection;
-}
 
 namespace mp::detail::pool_wire {
 
@@ -103,5 +101,26 @@ using detail::describe_current_exception;
 // `doorbell` when the parent sleeps.
 void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& init,
                  std::uint64_t maxtasks);
+
+// worker_main's arguments.
+struct WorkerArgs {
+  shared_ref channel;
+  Connection doorbell;
+  InitCall init;
+  std::uint64_t maxtasks = 0;
+};
+
+// What a worker's Process runs: worker_main(args). A child that does not share the
+// parent's memory (spawn, forkserver) receives the arguments as encode_worker_args()
+// wrote them: a fixed layout rather than a pickled tuple, since parent and child run
+// the same binary and only these four values cross.
+Target worker_target(WorkerArgs args);
+
+// The arguments' bytes: channel, maxtasks, the doorbell's fd index (to be passed with
+// SCM_RIGHTS; needs an active FdCollector), the initializer's code reference and bound
+// call. decode_worker_args() throws mp::UnpicklingError for bytes that are cut short,
+// too long, or name an fd that was not passed.
+std::string encode_worker_args(const WorkerArgs& args);
+WorkerArgs decode_worker_args(std::string_view bytes);
 
 }  // namespace mp::detail::pool_wire

@@ -42,9 +42,9 @@ class ShmWorkerLink final : public WorkerLink {
       // Fork is replaced when unsafe (other threads alive): see pool_worker_start_method.
       const std::string method = pool_worker_start_method(launch.start_method);
       const std::string name = pool_worker_name(method, launch.number);
-      process_ = Process(ProcessOptions{.name = name, .daemon = true, .start_method = method},
-                         &worker_main, aligned, std::move(writer), launch.initializer,
-                         launch.maxtasksperchild);
+      process_ = ProcessAccess::make(
+          ProcessOptions{.name = name, .daemon = true, .start_method = method},
+          worker_target({aligned, std::move(writer), launch.initializer, launch.maxtasksperchild}));
       try {
         process_.start();
       } catch (const std::system_error& e) {

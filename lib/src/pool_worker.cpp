@@ -9,6 +9,8 @@
 #include <cstring>
 
 #include <mp/connection.hpp>
+#include <mp/detail/fd_passing.hpp>
+#include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
 #include "pool_channel.hpp"
@@ -265,6 +267,71 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
     }
     if (maxtasks != 0 && ++completed >= maxtasks) return;
   }
+}
+
+namespace {
+
+void put_u64(PickleOutputArchive& out, std::uint64_t value) { out.write(&value, sizeof value); }
+
+std::uint64_t get_u64(PickleInputArchive& in) {
+  std::uint64_t value;
+  in.read(&value, sizeof value);
+  return value;
+}
+
+// What a spawned or forkserver worker runs: worker_main with the arguments its parent
+// encoded.
+void run_spawned_worker(std::string_view bytes) {
+  WorkerArgs args = decode_worker_args(bytes);
+  worker_main(args.channel, args.doorbell, args.init, args.maxtasks);
+}
+
+}  // namespace
+
+std::string encode_worker_args(const WorkerArgs& args) {
+  std::string bytes;
+  PickleOutputArchive out(bytes);
+  put_u64(out, args.channel.arena);
+  put_u64(out, args.channel.offset);
+  put_u64(out, args.maxtasks);
+  put_u64(out, register_fd_for_child(args.doorbell.fileno(), "a Connection"));
+  save_function_address(out, reinterpret_cast<const void*>(args.init.run));
+  put_u64(out, args.init.bound.size());
+  out.write(args.init.bound.data(), args.init.bound.size());
+  return bytes;
+}
+
+WorkerArgs decode_worker_args(std::string_view bytes) {
+  PickleInputArchive in(bytes);
+  WorkerArgs args;
+  args.channel.arena = get_u64(in);
+  args.channel.offset = get_u64(in);
+  args.maxtasks = get_u64(in);
+  const std::uint64_t doorbell = get_u64(in);
+  using Run = void (*)(std::string_view);
+  args.init.run = reinterpret_cast<Run>(const_cast<void*>(load_function_address(in)));
+  const std::uint64_t bound_size = get_u64(in);
+  if (bound_size != in.remaining())
+    throw UnpicklingError("mp: a pool worker's arguments are damaged (" +
+                          std::to_string(in.remaining()) + " bytes left for a call of " +
+                          std::to_string(bound_size) + ")");
+  args.init.bound = in.read_view(in.remaining());
+  if (doorbell > UINT32_MAX)
+    throw UnpicklingError("mp: a pool worker's arguments name no passed descriptor");
+  args.doorbell = Connection(take_inherited_fd(static_cast<std::uint32_t>(doorbell)), false, true);
+  return args;
+}
+
+Target worker_target(WorkerArgs args) {
+  auto bound = std::make_shared<WorkerArgs>(std::move(args));
+  Target target;
+  target.call = [bound] {
+    worker_main(bound->channel, bound->doorbell, bound->init, bound->maxtasks);
+  };
+  target.pickle = [bound] { return encode_worker_args(*bound); };
+  target.trampoline = &run_spawned_worker;
+  target.after_start = [bound] { release_after_start(bound->doorbell, after_start_tag{}); };
+  return target;
 }
 
 }  // namespace mp::detail::pool_wire

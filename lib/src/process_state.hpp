@@ -93,6 +93,9 @@ struct ProcessState {
 // Lets lib/src build Process handles around existing state.
 struct ProcessAccess {
   static Process make(std::shared_ptr<ProcessState> state) { return Process(std::move(state)); }
+  static Process make(ProcessOptions options, Target target) {
+    return Process(std::move(options), std::move(target));
+  }
   static const std::shared_ptr<Target>& target(const Process& p) { return p.target_; }
 };
 
