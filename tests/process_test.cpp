@@ -100,6 +100,11 @@ void throw_runtime_error(std::string message) { throw std::runtime_error(message
 
 void throw_int() { throw 42; }
 
+void write_to_stdout_and_stderr(std::string text) {
+  (void)!::write(1, text.data(), text.size());
+  (void)!::write(2, text.data(), text.size());
+}
+
 void sleep_forever() {
   for (;;) ::pause();
 }
@@ -296,6 +301,37 @@ TEST_P(ProcessTest, UncaughtExceptionPrintsAndExitsOne) {
   EXPECT_EQ(p.exitcode(), 1);
   EXPECT_NE(err.find("Process " + p.name() + ":\n"), std::string::npos) << err;
   EXPECT_NE(err.find("std::runtime_error: boom"), std::string::npos) << err;
+}
+
+// A child writes where its parent's stdout and stderr point when it starts, also when
+// the parent moved them after its first child (a fork server started by then was
+// started with the old ones).
+TEST_P(ProcessTest, ChildWritesToTheParentsCurrentStdoutAndStderr) {
+  mp::Process first(options(), &do_nothing);
+  first.start();
+  join_checked(first);
+  const std::string text = "from the child " + GetParam() + "\n";
+  const int out_file = ::memfd_create("mp_test_stdout", MFD_CLOEXEC);
+  ASSERT_GE(out_file, 0);
+  std::fflush(stdout);
+  const int saved_out = ::dup(1);
+  ::dup2(out_file, 1);
+  std::string err;
+  {
+    mp_test::CaptureStderr capture;
+    mp::Process p(options(), &write_to_stdout_and_stderr, text);
+    p.start();
+    join_checked(p);
+    err = capture.text();
+    EXPECT_EQ(p.exitcode(), 0);
+  }
+  ::dup2(saved_out, 1);
+  ::close(saved_out);
+  char buffer[256] = {};
+  const ssize_t got = ::pread(out_file, buffer, sizeof buffer - 1, 0);
+  ::close(out_file);
+  EXPECT_EQ(std::string(buffer, got > 0 ? static_cast<std::size_t>(got) : 0), text);
+  EXPECT_NE(err.find(text), std::string::npos) << err;
 }
 
 TEST_P(ProcessTest, NonStandardExceptionExitsOne) {

@@ -1,6 +1,7 @@
 // The fork server, both sides: see forkserver.hpp for the design and the protocol.
 #include "forkserver.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,6 +163,36 @@ void answer(int channel, const std::string& record) noexcept {
 
 pid_t g_real_parent = 0;
 
+// In a served child: puts the stdout and stderr its parent sent (send_stdio) on 1 and 2,
+// and closes one the parent had closed, so that the child writes where its parent's
+// output goes now rather than where the server's went when it started.
+void take_parent_stdio(int channel) noexcept {
+  for (int i = 0; i < 2; ++i) {
+    char which = 0;
+    std::size_t got = 0;
+    posix::unique_fd fd;
+    const bool ok = !posix::recv_with_fd(channel, &which, 1, got, fd) && got == 1 &&
+                    (which == '1' || which == '2');
+    if (!ok) {
+      static constexpr std::string_view kText =
+          "mp: fork server child: its parent sent no stdout and stderr\n";
+      (void)!::write(STDERR_FILENO, kText.data(), kText.size());
+      ::_exit(1);
+    }
+    const int target = which - '0';
+    if (fd ? ::dup2(fd.get(), target) < 0 : ::close(target) < 0 && errno != EBADF) ::_exit(1);
+  }
+}
+
+// The parent's half of take_parent_stdio.
+void send_stdio(int channel) noexcept {
+  for (const char which : {'1', '2'}) {
+    const int fd = which - '0';
+    const bool open = ::fcntl(fd, F_GETFD) != -1;
+    if (posix::send_with_fd(channel, std::string_view(&which, 1), open ? fd : -1)) return;
+  }
+}
+
 // Forks one child for the request that came with `channel`.
 void serve_request(int control, int parent_pidfd, const struct sigaction& sigint,
                    std::vector<Served>& children, posix::unique_fd channel, bool daemon) {
@@ -181,6 +212,7 @@ void serve_request(int control, int parent_pidfd, const struct sigaction& sigint
     }
     ::sigaction(SIGINT, &sigint, nullptr);
     g_real_parent = server;
+    take_parent_stdio(channel.get());
     spawn_main(channel.release(), /*heap_inherited=*/true);
   }
   posix::unique_fd pidfd;
@@ -282,6 +314,7 @@ std::unique_ptr<Popen> forkserver_launch(const SpawnBootstrap& bootstrap, bool d
   if (auto ec = posix::socket_pair(ours, theirs)) fail("socketpair", ec);
   request_child(theirs.get(), daemon);
   theirs.reset();
+  send_stdio(ours.get());
   auto popen = std::make_unique<Popen>();
   // If the child died before reading (it could not start), this fails with EPIPE; its
   // exit code tells the story.
