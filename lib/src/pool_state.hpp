@@ -66,6 +66,7 @@ class TaskTimer {
   static constexpr double kSpinWorthNs = 50000;  // spinning pays for tasks shorter than this
 
   bool short_tasks() const { return average_ns_.load(std::memory_order_relaxed) < kSpinWorthNs; }
+  double average_ns() const { return average_ns_.load(std::memory_order_relaxed); }
   void record(std::uint64_t ns) {
     average_ns_.store(
         0.8 * average_ns_.load(std::memory_order_relaxed) + 0.2 * static_cast<double>(ns),

@@ -229,6 +229,50 @@ TEST(MpiPool, IdleRanksBackOffInsteadOfSpinning) {
   EXPECT_LT(used, 15) << "an idle serving rank used " << used << " ticks of CPU in 1 s";
 }
 
+// The names of the abstract UNIX sockets process `pid` holds (from /proc: its fds'
+// socket inodes, looked up in /proc/net/unix).
+std::vector<std::string> abstract_sockets_of(int pid) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd/";
+  for (int fd = 0; fd < 1024; ++fd) {
+    char target[256] = {};
+    const ssize_t n = ::readlink((fd_dir + std::to_string(fd)).c_str(), target, sizeof target - 1);
+    const std::string link(target, n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (link.rfind("socket:[", 0) == 0) inodes.insert(link.substr(8, link.size() - 9));
+  }
+  std::vector<std::string> names;
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    std::istringstream fields(line);
+    std::string skip, inode, path;
+    for (int i = 0; i < 6; ++i) fields >> skip;
+    fields >> inode >> path;
+    if (inodes.count(inode) && !path.empty() && path[0] == '@') names.push_back(path.substr(1));
+  }
+  return names;
+}
+
+TEST(MpiPool, ServingRanksOnThisMachineSleepOnADoorbell) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.start_method = "mpi"});
+  const int rank_pid = pool.apply(pid_of_serving_rank, 0);
+  std::vector<std::string> bells;
+  for (const std::string& name : abstract_sockets_of(rank_pid))
+    if (name.rfind("mp-mpi-", 0) == 0) bells.push_back(name);
+  const char* env = std::getenv("MP_MPI_DOORBELL");
+  if (env && std::string(env) == "0") {
+    EXPECT_TRUE(bells.empty()) << "MP_MPI_DOORBELL=0, yet the rank has " << bells.front();
+  } else {
+    EXPECT_EQ(bells.size(), 1u) << "a serving rank on rank 0's machine has one doorbell";
+  }
+  // Pools work either way (without a bell, or when ringing fails, the rank only polls).
+  const auto squares = pool.map(square, iota(100), 3);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(squares[static_cast<std::size_t>(i)], i * i);
+}
+
 TEST(MpiPool, MaxTasksPerChildReplacesWorkers) {
   REQUIRE_SERVING_RANKS();
   mp::Pool pool({.processes = 2, .maxtasksperchild = 1, .start_method = "mpi"});
