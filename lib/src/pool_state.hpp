@@ -84,9 +84,19 @@ class TaskTimer {
     const double d = 200000.0 / std::max(average_ns_.load(std::memory_order_relaxed), 1.0);
     return static_cast<std::size_t>(std::clamp(d, kMinDepth, 256.0));
   }
+  // The same for a worker on another machine, whose tasks cannot be taken back: tasks
+  // queued there wait for it even when another worker is idle. So long tasks are handed
+  // only what covers about a millisecond (a round trip to its rank, with room), at least
+  // three (the next one and one more while the reply travels): when one worker is held
+  // up, the others then finish the job without it.
+  std::size_t remote_depth() const {
+    const double ahead = 1e6 / std::max(average_ns_.load(std::memory_order_relaxed), 1.0);
+    return std::min(depth(), static_cast<std::size_t>(std::max(ahead, kMinRemoteDepth)));
+  }
 
  private:
   static constexpr double kMinDepth = 8;
+  static constexpr double kMinRemoteDepth = 3;
   std::atomic<double> average_ns_{20000};
 };
 

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +59,11 @@ int serving_rank(int) {
 }
 int pid_of_worker(int) { return ::getpid(); }
 int pid_of_serving_rank(int) { return ::getppid(); }
+// Sleeps `ms` and returns the pid of the worker that ran it.
+int pid_after_sleep(int ms) {
+  sleep_ms(ms);
+  return ::getpid();
+}
 
 // The parent of process `pid`, from /proc (-1 when it cannot be read).
 int parent_of(int pid) {
@@ -271,6 +277,20 @@ TEST(MpiPool, ServingRanksOnThisMachineSleepOnADoorbell) {
   // Pools work either way (without a bell, or when ringing fails, the rank only polls).
   const auto squares = pool.map(square, iota(100), 3);
   for (int i = 0; i < 100; ++i) ASSERT_EQ(squares[static_cast<std::size_t>(i)], i * i);
+}
+
+TEST(MpiPool, ARemoteWorkerHoldsFewLongTasksBehindARunningOne) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.processes = 2, .start_method = "mpi"});
+  (void)pool.map(sleep_ms, std::vector<int>(8, 10), 1);  // the pool learns: tasks of 10 ms
+  // A task handed to a serving rank cannot be taken back: those queued behind the long
+  // first task wait for it, while the other worker runs all the rest in far less time.
+  std::vector<int> tasks(40, 10);
+  tasks[0] = 1000;
+  const auto pids = pool.map(pid_after_sleep, tasks, 1);
+  const auto stuck = std::count(pids.begin(), pids.end(), pids[0]);
+  EXPECT_LE(stuck, 4) << "the worker of the long task was handed " << stuck - 1
+                      << " tasks behind it";
 }
 
 TEST(MpiPool, MaxTasksPerChildReplacesWorkers) {
