@@ -177,7 +177,8 @@ class Hub {
         stopping = stopping_seen_;
         if (stopping && byes_ == ranks) break;
       }
-      const long nap = tasks_out() ? nap_while_tasks_out() : backoff.after_round(active);
+      const std::uint64_t out = tasks_out();
+      const long nap = out != 0 ? nap_while_tasks_out(out) : backoff.after_round(active);
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       rethink_ = false;
@@ -190,12 +191,13 @@ class Hub {
     comm_.flush();
   }
 
-  // Whether any link has tasks without a reply.
-  bool tasks_out() {
+  // How many tasks the links have without a reply.
+  std::uint64_t tasks_out() {
     std::lock_guard lock(mutex_);
+    std::uint64_t out = 0;
     for (const auto& [id, link] : links_)
-      if (link.second->in_flight.load(std::memory_order_relaxed) != 0) return true;
-    return false;
+      out += link.second->in_flight.load(std::memory_order_relaxed);
+    return out;
   }
 
   // While short tasks are out, the pool's threads poll for their replies first (a caller
@@ -203,14 +205,16 @@ class Hub {
   // reply nobody polls for waits for it: it then naps an eighth of the time since
   // anything last moved, so a short task's reply is late by microseconds and a long
   // task's costs few wake-ups. Nobody else polls for the replies of long tasks: this
-  // thread naps an eighth of their average run time at least, so a reply is late by a
-  // small part of its task's time (and a worker, handed its next tasks ahead, does not
-  // wait for it), and the workers, which need the CPUs, are not interrupted every few
-  // microseconds.
-  long nap_while_tasks_out() const {
+  // thread naps at least an eighth of their average run time, a quarter with several
+  // out, so the workers, which need the CPUs, are not interrupted every few
+  // microseconds. A lone task's reply is late by an eighth of its time at most; with
+  // several out (a map), a reply is less urgent (a worker has its next task queued,
+  // which lasts longer than the round trip of the reply and the tasks that answer it).
+  long nap_while_tasks_out(std::uint64_t out) const {
     const long idle = steady_ns() - last_moved_ns_.load();
+    const double share = static_cast<double>(std::min<std::uint64_t>(out, 2)) / 8;
     const long floor =
-        timing_.short_tasks() ? kPolledNs - idle : static_cast<long>(timing_.average_ns() / 8);
+        timing_.short_tasks() ? kPolledNs - idle : static_cast<long>(timing_.average_ns() * share);
     return std::clamp(std::max(floor, idle / 8), kMinNapOut, kMaxNapOut);
   }
   static constexpr long kPolledNs = 100'000;
