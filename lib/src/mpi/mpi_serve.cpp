@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -95,14 +96,19 @@ class Server {
         backoff.active();
         continue;
       }
-      // While every worker here runs a task that is not short and has the next one
-      // queued, nothing rank 0 may send is urgent (its tasks would wait anyway), and the
-      // workers need the CPU: sleep until one of them rings (it does when it runs short
-      // of tasks, or ends), polling MPI only every kBusyNapNs. Polling (yielding, then
-      // short naps) would take CPU from them the whole time. A worker with no task
-      // queued soon needs the ones rank 0 sends: then poll closely, as when idle.
-      if (!timing_.short_tasks() && all_fed()) {
-        if (sleep(kBusyNapNs)) backoff.active();
+      // While every worker here runs a task that is not short, nothing rank 0 may send
+      // is urgent and the workers need the CPU, which polling (yielding, then short
+      // naps) would take from them the whole time. With the next task queued everywhere,
+      // sleep until a worker rings (it does when it runs short of tasks, or ends),
+      // polling MPI every kBusyNapNs. A worker down to its running task has rung: rank 0
+      // answers with more tasks within a round trip, well before that task ends; nap a
+      // sixteenth of a task's time at a time. A worker without a task needs rank 0's at
+      // once: poll closely, as when idle.
+      if (!timing_.short_tasks() && min_given() >= 1) {
+        const long nap = min_given() >= 2 ? kBusyNapNs
+                                          : std::clamp(static_cast<long>(timing_.average_ns() / 16),
+                                                       kShortBusyNapNs, kBusyNapNs);
+        if (sleep(nap)) backoff.active();
         continue;
       }
       // Rung: what rank 0 sent may take a moment to show; poll closely again.
@@ -231,16 +237,16 @@ class Server {
     return s.given != answered_before;
   }
 
-  // Whether every worker here has two tasks or more that it was given and has not
-  // answered (one running, the next queued).
-  bool all_fed() const {
-    if (served_.empty()) return false;
+  // The fewest tasks a worker here was given and has not answered (0 with no worker).
+  std::size_t min_given() const {
+    if (served_.empty()) return 0;
+    std::size_t fewest = std::numeric_limits<std::size_t>::max();
     for (const auto& [id, s] : served_) {
       const auto given = std::count_if(s.entries.begin(), s.entries.end(),
                                        [](const Entry& e) { return e.local_seq && !e.reply; });
-      if (given < 2) return false;
+      fewest = std::min(fewest, static_cast<std::size_t>(given));
     }
-    return true;
+    return fewest;
   }
 
   // rank 0's number of the first task the worker has not claimed.
@@ -331,6 +337,7 @@ class Server {
   // The longest sleep while every worker is busy: how late a message from rank 0 may
   // be seen then (tasks for a busy worker, a kill, a new worker).
   static constexpr long kBusyNapNs = 1'000'000;
+  static constexpr long kShortBusyNapNs = 20'000;
 
   mpi_wire::Comm& comm_;
   std::unique_ptr<WorkerTransport> transport_;

@@ -112,9 +112,9 @@ class Hub {
     {
       std::lock_guard lock(mutex_);
       outbox_.emplace_back(rank, std::move(message));
-      // The hub thread in a long nap (nothing was out) naps again as while tasks are out:
-      // a reply that its sender stops polling for must not wait for that nap's end.
-      if (nap_until_ns_ - steady_ns() > kPolledNs) rethink = rethink_ = true;
+      // The hub thread in a long nap while nothing was out naps again as while tasks are
+      // out: a reply that its sender stops polling for must not wait for that nap's end.
+      if (idle_nap_ && nap_until_ns_ - steady_ns() > kPolledNs) rethink = rethink_ = true;
     }
     if (rethink) wake_.notify_one();
     std::lock_guard comm(comm_mutex_);
@@ -182,6 +182,7 @@ class Hub {
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
       rethink_ = false;
+      idle_nap_ = out == 0;
       nap_until_ns_ = steady_ns() + nap;
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
                      [&] { return !outbox_.empty() || stopping_ != stopping || rethink_; });
@@ -348,6 +349,7 @@ class Hub {
   bool stopping_ = false;
   long nap_until_ns_ = 0;  // steady clock: the end of the hub thread's nap (0: awake)
   bool rethink_ = false;   // the hub thread should choose its nap again
+  bool idle_nap_ = false;  // the hub thread naps with no task out
   std::thread thread_;
 };
 
