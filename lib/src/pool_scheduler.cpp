@@ -37,7 +37,8 @@ std::size_t Scheduler::run_for(std::size_t best, std::size_t max_depth) const {
 
 void Scheduler::dispatch() {
   if (state_.broken) return;
-  const std::size_t max_depth = state_.timing.depth();
+  const std::size_t max_depth =
+      state_.transport->remote() ? state_.timing.remote_depth() : state_.timing.depth();
   while (!state_.pending.empty()) {
     std::size_t best = state_.workers.size();
     for (std::size_t i = 0; i < state_.workers.size(); ++i) {

@@ -66,6 +66,7 @@ class TaskTimer {
   static constexpr double kSpinWorthNs = 50000;  // spinning pays for tasks shorter than this
 
   bool short_tasks() const { return average_ns_.load(std::memory_order_relaxed) < kSpinWorthNs; }
+  double average_ns() const { return average_ns_.load(std::memory_order_relaxed); }
   void record(std::uint64_t ns) {
     average_ns_.store(
         0.8 * average_ns_.load(std::memory_order_relaxed) + 0.2 * static_cast<double>(ns),
@@ -83,9 +84,19 @@ class TaskTimer {
     const double d = 200000.0 / std::max(average_ns_.load(std::memory_order_relaxed), 1.0);
     return static_cast<std::size_t>(std::clamp(d, kMinDepth, 256.0));
   }
+  // The same for a worker on another machine, whose tasks cannot be taken back: tasks
+  // queued there wait for it even when another worker is idle. So long tasks are handed
+  // only what covers about a millisecond (a round trip to its rank, with room), at least
+  // three (the next one and one more while the reply travels): when one worker is held
+  // up, the others then finish the job without it.
+  std::size_t remote_depth() const {
+    const double ahead = 1e6 / std::max(average_ns_.load(std::memory_order_relaxed), 1.0);
+    return std::min(depth(), static_cast<std::size_t>(std::max(ahead, kMinRemoteDepth)));
+  }
 
  private:
   static constexpr double kMinDepth = 8;
+  static constexpr double kMinRemoteDepth = 3;
   std::atomic<double> average_ns_{20000};
 };
 

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +59,11 @@ int serving_rank(int) {
 }
 int pid_of_worker(int) { return ::getpid(); }
 int pid_of_serving_rank(int) { return ::getppid(); }
+// Sleeps `ms` and returns the pid of the worker that ran it.
+int pid_after_sleep(int ms) {
+  sleep_ms(ms);
+  return ::getpid();
+}
 
 // The parent of process `pid`, from /proc (-1 when it cannot be read).
 int parent_of(int pid) {
@@ -227,6 +233,64 @@ TEST(MpiPool, IdleRanksBackOffInsteadOfSpinning) {
   const long used = cpu_ticks(rank_pid) - before;
   // A spinning rank would use the whole second (100 ticks); backing off, a few.
   EXPECT_LT(used, 15) << "an idle serving rank used " << used << " ticks of CPU in 1 s";
+}
+
+// The names of the abstract UNIX sockets process `pid` holds (from /proc: its fds'
+// socket inodes, looked up in /proc/net/unix).
+std::vector<std::string> abstract_sockets_of(int pid) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd/";
+  for (int fd = 0; fd < 1024; ++fd) {
+    char target[256] = {};
+    const ssize_t n = ::readlink((fd_dir + std::to_string(fd)).c_str(), target, sizeof target - 1);
+    const std::string link(target, n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (link.rfind("socket:[", 0) == 0) inodes.insert(link.substr(8, link.size() - 9));
+  }
+  std::vector<std::string> names;
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    std::istringstream fields(line);
+    std::string skip, inode, path;
+    for (int i = 0; i < 6; ++i) fields >> skip;
+    fields >> inode >> path;
+    if (inodes.count(inode) && !path.empty() && path[0] == '@') names.push_back(path.substr(1));
+  }
+  return names;
+}
+
+TEST(MpiPool, ServingRanksOnThisMachineSleepOnADoorbell) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.start_method = "mpi"});
+  const int rank_pid = pool.apply(pid_of_serving_rank, 0);
+  std::vector<std::string> bells;
+  for (const std::string& name : abstract_sockets_of(rank_pid))
+    if (name.rfind("mp-mpi-", 0) == 0) bells.push_back(name);
+  const char* env = std::getenv("MP_MPI_DOORBELL");
+  if (env && std::string(env) == "0") {
+    EXPECT_TRUE(bells.empty()) << "MP_MPI_DOORBELL=0, yet the rank has " << bells.front();
+  } else {
+    EXPECT_EQ(bells.size(), 1u) << "a serving rank on rank 0's machine has one doorbell";
+  }
+  // Pools work either way (without a bell, or when ringing fails, the rank only polls).
+  const auto squares = pool.map(square, iota(100), 3);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(squares[static_cast<std::size_t>(i)], i * i);
+}
+
+TEST(MpiPool, ARemoteWorkerHoldsFewLongTasksBehindARunningOne) {
+  REQUIRE_SERVING_RANKS();
+  mp::Pool pool({.processes = 2, .start_method = "mpi"});
+  (void)pool.map(sleep_ms, std::vector<int>(8, 10), 1);  // the pool learns: tasks of 10 ms
+  // A task handed to a serving rank cannot be taken back: those queued behind the long
+  // first task wait for it, while the other worker runs all the rest in far less time.
+  std::vector<int> tasks(40, 10);
+  tasks[0] = 1000;
+  const auto pids = pool.map(pid_after_sleep, tasks, 1);
+  const auto stuck = std::count(pids.begin(), pids.end(), pids[0]);
+  EXPECT_LE(stuck, 4) << "the worker of the long task was handed " << stuck - 1
+                      << " tasks behind it";
 }
 
 TEST(MpiPool, MaxTasksPerChildReplacesWorkers) {

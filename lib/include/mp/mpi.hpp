@@ -16,7 +16,12 @@
 // that crashes or runs past task_timeout fails with WorkerLostError or TimeoutError and
 // the job goes on, as on one machine. Functions travel as code references (module build
 // id plus offset), which is why every rank must run the same binary: Session checks the
-// build ids of all ranks at start and refuses a job where any differs.
+// build ids of all ranks at start and refuses a job where any differs. MPI gives no fd
+// to sleep on, so an idle serving rank polls it with naps of up to a millisecond; one on
+// rank 0's machine also sleeps on a doorbell (an abstract UNIX socket) that rank 0 rings
+// when it sends to a rank it has not exchanged messages with for a while, so that the
+// first task after a pause does not wait for the nap to end (MP_MPI_DOORBELL=0: no
+// doorbells).
 //
 // Failure. Open MPI 4.1 aborts the whole job when an MPI process dies (there is no
 // fault tolerance before Open MPI 5): a rank or node that dies ends the job with a

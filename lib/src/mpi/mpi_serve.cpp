@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,7 +23,9 @@
 #include <mp/pickle.hpp>
 
 #include "../exception_text.hpp"
+#include "../pool_state.hpp"
 #include "../pool_transport.hpp"
+#include "mpi_doorbell.hpp"
 #include "mpi_session.hpp"
 
 namespace mp::detail::mpi {
@@ -61,7 +64,8 @@ struct Served {
 
 class Server {
  public:
-  explicit Server(mpi_wire::Comm& comm) : comm_(comm), transport_(make_shared_memory_transport()) {}
+  Server(mpi_wire::Comm& comm, const std::string& job, int rank)
+      : comm_(comm), transport_(make_shared_memory_transport()), bell_(job, rank) {}
 
   void run() {
     precise_naps();
@@ -88,7 +92,28 @@ class Server {
         last_liveness = now;
         check_ended();
       }
-      if (const long nap = backoff.after_round(active)) sleep(nap);
+      if (active) {
+        backoff.active();
+        continue;
+      }
+      // While every worker here runs a task that is not short, nothing rank 0 may send
+      // is urgent and the workers need the CPU, which polling (yielding, then short
+      // naps) would take from them the whole time. With the next task queued everywhere,
+      // sleep until a worker rings (it does when it runs short of tasks, or ends),
+      // polling MPI every kBusyNapNs. A worker down to its running task has rung: rank 0
+      // answers with more tasks within a round trip, well before that task ends; nap a
+      // sixteenth of a task's time at a time. A worker without a task needs rank 0's at
+      // once: poll closely, as when idle.
+      if (!timing_.short_tasks() && min_given() >= 1) {
+        const long nap = min_given() >= 2 ? kBusyNapNs
+                                          : std::clamp(static_cast<long>(timing_.average_ns() / 16),
+                                                       kShortBusyNapNs, kBusyNapNs);
+        if (sleep(nap)) backoff.active();
+        continue;
+      }
+      // Rung: what rank 0 sent may take a moment to show; poll closely again.
+      if (const long nap = backoff.after_round(false))
+        if (sleep(nap)) backoff.active();
     }
   }
 
@@ -165,6 +190,7 @@ class Server {
         init_failures_.push_back(std::move(reply));
         continue;
       }
+      if (reply.kind == WorkerReply::Kind::result) timing_.record(reply.run_ns);
       for (Entry& e : s.entries)
         if (e.local_seq == reply.seq) {
           reply.seq = e.seq;
@@ -209,6 +235,18 @@ class Server {
     for (std::size_t k = 0; k < taken; ++k) s.entries[indices[k]].local_seq = s.next_local++;
     s.given += taken;
     return s.given != answered_before;
+  }
+
+  // The fewest tasks a worker here was given and has not answered (0 with no worker).
+  std::size_t min_given() const {
+    if (served_.empty()) return 0;
+    std::size_t fewest = std::numeric_limits<std::size_t>::max();
+    for (const auto& [id, s] : served_) {
+      const auto given = std::count_if(s.entries.begin(), s.entries.end(),
+                                       [](const Entry& e) { return e.local_seq && !e.reply; });
+      fewest = std::min(fewest, static_cast<std::size_t>(given));
+    }
+    return fewest;
   }
 
   // rank 0's number of the first task the worker has not claimed.
@@ -271,9 +309,11 @@ class Server {
     served_.erase(id);
   }
 
-  // Waits for a worker's reply or end, at most `nap_ns`.
-  void sleep(long nap_ns) {
+  // Waits for a worker's reply or end, or the doorbell, at most `nap_ns`. True if the
+  // doorbell rang: rank 0 sent something.
+  bool sleep(long nap_ns) {
     std::vector<pollfd> fds;
+    fds.push_back({bell_.fd(), POLLIN, 0});
     bool ready = false;
     for (auto& [id, s] : served_) {
       if (!s.local->arm()) ready = true;
@@ -281,7 +321,7 @@ class Server {
       fds.push_back({s.local->ended_fd(), POLLIN, 0});
     }
     if (!ready) (void)poll_for(fds, nap_ns);
-    std::size_t i = 0;
+    std::size_t i = 1;
     bool any_ended = false;
     for (auto& [id, s] : served_) {
       s.local->disarm(fds[i].fd >= 0 && fds[i].revents);
@@ -289,10 +329,20 @@ class Server {
       i += 2;
     }
     if (any_ended) check_ended();
+    const bool rung = fds[0].fd >= 0 && fds[0].revents;
+    if (rung) bell_.drain();
+    return rung;
   }
+
+  // The longest sleep while every worker is busy: how late a message from rank 0 may
+  // be seen then (tasks for a busy worker, a kill, a new worker).
+  static constexpr long kBusyNapNs = 1'000'000;
+  static constexpr long kShortBusyNapNs = 20'000;
 
   mpi_wire::Comm& comm_;
   std::unique_ptr<WorkerTransport> transport_;
+  TaskTimer timing_;  // of the tasks the workers here ran
+  DoorbellListener bell_;
   std::map<std::uint64_t, Served> served_;
   std::vector<WorkerReply> replies_;
   std::vector<WorkerReply> init_failures_;
@@ -301,6 +351,8 @@ class Server {
 
 }  // namespace
 
-void serve(mpi_wire::Comm& comm) { Server(comm).run(); }
+void serve(mpi_wire::Comm& comm, const std::string& job, int rank) {
+  Server(comm, job, rank).run();
+}
 
 }  // namespace mp::detail::mpi

@@ -4,6 +4,7 @@
 // serving ranks (mpi_transport.cpp); the serving ranks run serve() (mpi_serve.cpp).
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "mpi_wire.hpp"
@@ -18,13 +19,15 @@ inline constexpr const char* kServingStartMethod = "spawn";
 inline constexpr unsigned kRemoteWindow = 64;
 
 // Rank 0: starts the hub over `comm` and registers the "mpi" transport. workers[r] is
-// the local workers of serving rank r (workers[0] is unused).
-void start_hub(mpi_wire::Comm& comm, std::vector<int> workers);
+// the local workers of serving rank r (workers[0] is unused); `job` names the serving
+// ranks' doorbells.
+void start_hub(mpi_wire::Comm& comm, std::vector<int> workers, const std::string& job);
 // Rank 0: unregisters the transport, ends the serving ranks and stops the hub.
 void stop_hub();
 
-// A serving rank: runs the workers rank 0 asks for until it says shutdown.
-void serve(mpi_wire::Comm& comm);
+// A serving rank: runs the workers rank 0 asks for until it says shutdown, sleeping on
+// the doorbell of `rank` in `job` too.
+void serve(mpi_wire::Comm& comm, const std::string& job, int rank);
 
 // Sleeps between polls of MPI, which offers no fd to wait on: after the last activity
 // it spins (yielding) for kSpinNs, then takes short naps until kShortNapsNs (a request
@@ -44,9 +47,10 @@ class Backoff {
   // spinning. Returns how long to nap now; 0: poll again at once.
   long after_round(bool was_active);
 
+  static constexpr long kShortNapsNs = 1'000'000;
+
  private:
   static constexpr long kSpinNs = 200'000;
-  static constexpr long kShortNapsNs = 1'000'000;
   static constexpr long kShortNap = 20'000;
   static constexpr long kMaxNap = 1'000'000;
   long idle_since_ns_ = 0;

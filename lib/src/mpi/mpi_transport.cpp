@@ -31,8 +31,10 @@
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 
+#include "../pool_state.hpp"
 #include "../pool_transport.hpp"
 #include "../posix/fd.hpp"
+#include "mpi_doorbell.hpp"
 #include "mpi_session.hpp"
 
 namespace mp::detail::mpi {
@@ -60,6 +62,11 @@ void signal_fd(int fd) {
 }
 
 // What the hub learnt about one remote worker.
+struct LinkState;
+
+// The link whose replies this thread is polling for in receive(), to take them itself.
+thread_local const LinkState* collecting = nullptr;
+
 struct LinkState {
   std::mutex mutex;
   std::condition_variable changed;
@@ -82,8 +89,12 @@ struct LinkState {
 
 class Hub {
  public:
-  Hub(mpi_wire::Comm& comm, std::vector<int> workers)
-      : comm_(comm), workers_(std::move(workers)), live_(workers_.size(), 0) {
+  Hub(mpi_wire::Comm& comm, std::vector<int> workers, const std::string& job)
+      : comm_(comm),
+        bells_(job, static_cast<int>(workers.size())),
+        last_exchange_ns_(workers.size(), 0),
+        workers_(std::move(workers)),
+        live_(workers_.size(), 0) {
     thread_ = std::thread([this] { run(); });
   }
   ~Hub() { stop(); }
@@ -97,10 +108,15 @@ class Hub {
   // Sends `message` to `rank` from this thread (after what others queued), without a
   // wake-up of the hub thread.
   void post(int rank, std::string message) {
+    bool rethink = false;
     {
       std::lock_guard lock(mutex_);
       outbox_.emplace_back(rank, std::move(message));
+      // The hub thread in a long nap while nothing was out naps again as while tasks are
+      // out: a reply that its sender stops polling for must not wait for that nap's end.
+      if (idle_nap_ && nap_until_ns_ - steady_ns() > kPolledNs) rethink = rethink_ = true;
     }
+    if (rethink) wake_.notify_one();
     std::lock_guard comm(comm_mutex_);
     (void)round();
   }
@@ -161,32 +177,46 @@ class Hub {
         stopping = stopping_seen_;
         if (stopping && byes_ == ranks) break;
       }
-      const long nap = tasks_out() ? nap_while_tasks_out() : backoff.after_round(active);
+      const std::uint64_t out = tasks_out();
+      const long nap = out != 0 ? nap_while_tasks_out(out) : backoff.after_round(active);
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
+      rethink_ = false;
+      idle_nap_ = out == 0;
+      nap_until_ns_ = steady_ns() + nap;
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
-                     [&] { return !outbox_.empty() || stopping_ != stopping; });
+                     [&] { return !outbox_.empty() || stopping_ != stopping || rethink_; });
+      nap_until_ns_ = 0;
     }
     std::lock_guard comm(comm_mutex_);
     comm_.flush();
   }
 
-  // Whether any link has tasks without a reply.
-  bool tasks_out() {
+  // How many tasks the links have without a reply.
+  std::uint64_t tasks_out() {
     std::lock_guard lock(mutex_);
+    std::uint64_t out = 0;
     for (const auto& [id, link] : links_)
-      if (link.second->in_flight.load(std::memory_order_relaxed) != 0) return true;
-    return false;
+      out += link.second->in_flight.load(std::memory_order_relaxed);
+    return out;
   }
 
-  // While tasks are out, the pool's threads poll for their replies first (a caller in
-  // get() spins about kPolledNs), so this thread leaves them the CPU until then; a reply
-  // nobody polls for waits for it: it then naps an eighth of the time since anything
-  // last moved, so a short task's reply is late by microseconds and a long task's costs
-  // few wake-ups.
-  long nap_while_tasks_out() const {
+  // While short tasks are out, the pool's threads poll for their replies first (a caller
+  // in get() spins about kPolledNs), so this thread leaves them the CPU until then; a
+  // reply nobody polls for waits for it: it then naps an eighth of the time since
+  // anything last moved, so a short task's reply is late by microseconds and a long
+  // task's costs few wake-ups. Nobody else polls for the replies of long tasks: this
+  // thread naps at least an eighth of their average run time, a quarter with several
+  // out, so the workers, which need the CPUs, are not interrupted every few
+  // microseconds. A lone task's reply is late by an eighth of its time at most; with
+  // several out (a map), a reply is less urgent (a worker has its next task queued,
+  // which lasts longer than the round trip of the reply and the tasks that answer it).
+  long nap_while_tasks_out(std::uint64_t out) const {
     const long idle = steady_ns() - last_moved_ns_.load();
-    return std::clamp(std::max(kPolledNs - idle, idle / 8), kMinNapOut, kMaxNapOut);
+    const double share = static_cast<double>(std::min<std::uint64_t>(out, 2)) / 8;
+    const long floor =
+        timing_.short_tasks() ? kPolledNs - idle : static_cast<long>(timing_.average_ns() * share);
+    return std::clamp(std::max(floor, idle / 8), kMinNapOut, kMaxNapOut);
   }
   static constexpr long kPolledNs = 100'000;
   static constexpr long kMinNapOut = 10'000;
@@ -201,12 +231,21 @@ class Hub {
       stopping_seen_ = stopping_;
     }
     bool active = !outgoing_.empty();
-    for (auto& [rank, bytes] : outgoing_) comm_.post(rank, std::move(bytes));
+    const long now = steady_ns();
+    for (auto& [rank, bytes] : outgoing_) {
+      comm_.post(rank, std::move(bytes));
+      // A rank that neither sent nor was sent anything for a while has gone to longer
+      // naps: ring it (after the message is on its way).
+      long& last = last_exchange_ns_[static_cast<std::size_t>(rank)];
+      if (now - last > kRingAfterNs) bells_.ring(rank);
+      last = now;
+    }
     outgoing_.clear();
     active = comm_.progress() || active;
     int source = 0;
     while (comm_.receive(source, message_)) {
       active = true;
+      last_exchange_ns_[static_cast<std::size_t>(source)] = steady_ns();
       Reader in(message_);
       if (in.kind() == Kind::shutdown)
         ++byes_;
@@ -255,12 +294,16 @@ class Hub {
             reply.error_type = in.str();
             reply.error_message = in.str();
           }
+          if (reply.kind == WorkerReply::Kind::result) timing_.record(reply.run_ns);
           state->replied = std::max(state->replied, reply.seq + 1);
           state->replies.push_back(std::move(reply));
         }
         state->last_reply = Clock::now();
         state->any_replies.store(true, std::memory_order_release);
-        if (state->armed) {
+        // The result thread sleeps on this link: wake it, unless this thread polled for
+        // this link's replies in receive() and takes them now itself (a caller waiting
+        // in get()): waking it then would only take a CPU from the ranks for nothing.
+        if (state->armed && state.get() != collecting) {
           state->armed = false;
           signal_fd(state->reply_fd.get());
         }
@@ -280,14 +323,21 @@ class Hub {
     state->changed.notify_all();
   }
 
+  // A serving rank naps longer once idle for Backoff::kShortNapsNs; rank 0 rings a rank
+  // it has not exchanged a message with for half that.
+  static constexpr long kRingAfterNs = Backoff::kShortNapsNs / 2;
+
   // Held by the thread in a round: the only one calling MPI (and using what follows).
   std::mutex comm_mutex_;
   mpi_wire::Comm& comm_;
+  DoorbellRinger bells_;
+  std::vector<long> last_exchange_ns_;  // steady clock, by rank: the last message either way
   std::vector<std::pair<int, std::string>> outgoing_;
   std::string message_;
   bool stopping_seen_ = false;
   int byes_ = 0;
   std::atomic<long> last_moved_ns_{0};  // steady clock: the last round that moved anything
+  TaskTimer timing_;                    // of the tasks whose replies arrived
 
   std::vector<int> workers_;
   std::mutex mutex_;
@@ -297,6 +347,9 @@ class Hub {
   std::vector<int> live_;
   std::uint64_t next_link_ = 1;
   bool stopping_ = false;
+  long nap_until_ns_ = 0;  // steady clock: the end of the hub thread's nap (0: awake)
+  bool rethink_ = false;   // the hub thread should choose its nap again
+  bool idle_nap_ = false;  // the hub thread naps with no task out
   std::thread thread_;
 };
 
@@ -361,7 +414,9 @@ class MpiWorkerLink final : public WorkerLink {
     return true;
   }
   void receive(std::vector<WorkerReply>& out) override {
+    collecting = state_.get();
     poll_if_waiting();
+    collecting = nullptr;
     std::lock_guard lock(state_->mutex);
     for (auto& reply : state_->replies) out.push_back(std::move(reply));
     state_->replies.clear();
@@ -497,8 +552,8 @@ long Backoff::after_round(bool was_active) {
 
 void precise_naps() { (void)::prctl(PR_SET_TIMERSLACK, 1'000UL, 0UL, 0UL, 0UL); }
 
-void start_hub(mpi_wire::Comm& comm, std::vector<int> workers) {
-  if (workers.size() > 1) the_hub = new Hub(comm, std::move(workers));
+void start_hub(mpi_wire::Comm& comm, std::vector<int> workers, const std::string& job) {
+  if (workers.size() > 1) the_hub = new Hub(comm, std::move(workers), job);
   register_pool_transport("mpi", the_hub ? &make_mpi_transport : &make_local_transport);
 }
 

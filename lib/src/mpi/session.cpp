@@ -15,6 +15,7 @@
 #include <mp/context.hpp>
 #include <mp/detail/code_ref.hpp>
 
+#include "mpi_doorbell.hpp"
 #include "mpi_session.hpp"
 
 namespace mp::mpi {
@@ -133,11 +134,16 @@ void Session::start(int* argc, char*** argv) {
   workers_.assign(static_cast<std::size_t>(size_), 0);
   check(MPI_Gather(&mine, 1, MPI_INT, workers_.data(), 1, MPI_INT, 0, session_comm), "MPI_Gather");
 
+  // The serving ranks' doorbells are named after this job (mpi_doorbell.hpp).
+  std::string job = rank_ == 0 ? detail::mpi::new_doorbell_job() : std::string(16, ' ');
+  check(MPI_Bcast(job.data(), static_cast<int>(job.size()), MPI_CHAR, 0, session_comm),
+        "MPI_Bcast");
+
   session_wire = std::make_unique<detail::mpi_wire::Comm>(session_comm, max_part());
   if (rank_ != 0) {
     int status = 0;
     try {
-      detail::mpi::serve(*session_wire);
+      detail::mpi::serve(*session_wire, job, rank_);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mp::mpi: serving rank %d failed: %s\n", rank_, e.what());
       status = 1;
@@ -147,7 +153,7 @@ void Session::start(int* argc, char*** argv) {
     MPI_Finalize();
     std::exit(status);
   }
-  detail::mpi::start_hub(*session_wire, workers_);
+  detail::mpi::start_hub(*session_wire, workers_, job);
 }
 
 Session::~Session() {
