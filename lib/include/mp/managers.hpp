@@ -45,7 +45,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -55,7 +54,6 @@
 #include <iterator>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -66,6 +64,7 @@
 #include <vector>
 
 #include <mp/detail/manager_core.hpp>
+#include <mp/detail/ranges.hpp>
 #include <mp/detail/shared_ctype.hpp>
 #include <mp/detail/type_name.hpp>
 #include <mp/errors.hpp>
