@@ -8,6 +8,8 @@
 // uses views includes <ranges> itself.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #if __has_include(<bits/ranges_base.h>) && __has_include(<bits/stl_algo.h>)
 // What libstdc++'s internal headers below expect their includers to have included.
 #include <initializer_list>
