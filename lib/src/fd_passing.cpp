@@ -31,6 +31,8 @@ FdCollector::FdCollector() noexcept : previous_(active_collector) { active_colle
 
 FdCollector::~FdCollector() { active_collector = previous_; }
 
+std::span<const int> FdCollector::collected() const noexcept { return fds_; }
+
 std::uint32_t register_fd_for_child(int fd, const char* what) {
   if (active_collector == nullptr)
     throw PicklingError(std::string("mp: ") + what +

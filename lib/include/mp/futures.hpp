@@ -35,7 +35,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +44,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -53,6 +51,7 @@
 #include <vector>
 
 #include <mp/detail/future_state.hpp>
+#include <mp/detail/ranges.hpp>
 #include <mp/errors.hpp>
 #include <mp/pool.hpp>
 

@@ -45,7 +45,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -55,7 +54,6 @@
 #include <iterator>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -66,6 +64,7 @@
 #include <vector>
 
 #include <mp/detail/manager_core.hpp>
+#include <mp/detail/ranges.hpp>
 #include <mp/detail/shared_ctype.hpp>
 #include <mp/detail/type_name.hpp>
 #include <mp/errors.hpp>
@@ -804,11 +803,7 @@ class Namespace
   // Removes the attribute; returns whether it existed. Python: del ns.name.
   bool erase(const std::string& name) const { return core_.erase(pickled_name(name), nullptr); }
   // The attributes' names, in the order they were first set. Python: vars(ns).keys().
-  std::vector<std::string> names() const {
-    std::vector<std::string> pickles;
-    core_.snapshot(&pickles, nullptr);
-    return detail::load_all<std::string>(pickles);
-  }
+  MP_API std::vector<std::string> names() const;
 
   // Pickles as a reference to the same namespace (mp::pickle), as SharedDict; loading
   // throws mp::UnpicklingError if the bytes name no namespace.
@@ -816,9 +811,8 @@ class Namespace
  private:
   friend class Manager;
   explicit Namespace(detail::DictCore core) : container_handle(std::move(core)) {}
-  static const std::string& pickled_name(const std::string& name) {
-    return detail::pickle_into(detail::manager_key_buffer(), name);
-  }
+  // The pickle of an attribute's name, its key in the dict (in a per-thread buffer).
+  MP_API static const std::string& pickled_name(const std::string& name);
 };
 
 // Python: multiprocessing.Manager() (a started SyncManager). Copies refer to the same
@@ -936,7 +930,7 @@ class Manager {
   }
   // A std::string value from a string literal: Value("text") holds a SharedValue<std::string>
   // rather than a pointer. Throws mp::HeapExhausted. Python: manager.Value("u", "text").
-  SharedValue<std::string> Value(const char* initial) const { return Value(std::string(initial)); }
+  MP_API SharedValue<std::string> Value(const char* initial) const;
   // Python: manager.Array(typecode, sequence).
   template <shared_ctype T>
   mp::Array<T> Array(std::size_t size) const {

@@ -64,7 +64,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -77,6 +76,7 @@
 #include <mp/detail/pool_core.hpp>
 #include <mp/detail/pool_results.hpp>
 #include <mp/detail/pool_tasks.hpp>
+#include <mp/detail/ranges.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>
 

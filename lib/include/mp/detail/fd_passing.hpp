@@ -30,8 +30,9 @@ class MP_API FdCollector {
   FdCollector(const FdCollector&) = delete;
   FdCollector& operator=(const FdCollector&) = delete;
 
-  // The registered fds, in index order.
-  std::span<const int> collected() const noexcept { return fds_; }
+  // The registered fds, in index order. Out of line: converting the vector to a span
+  // checks the span constructor's constraints, which every includer would pay for.
+  std::span<const int> collected() const noexcept;
 
  private:
   friend std::uint32_t register_fd_for_child(int fd, const char* what);

@@ -13,7 +13,6 @@
 #include <functional>
 #include <iterator>
 #include <memory>
-#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -25,6 +24,7 @@
 
 #include <mp/detail/pool_core.hpp>
 #include <mp/detail/pool_results.hpp>
+#include <mp/detail/ranges.hpp>
 #include <mp/pickle.hpp>
 
 namespace mp::detail {
