@@ -39,6 +39,59 @@ struct PlainRing {
   Ring consumer{control, data.data()};
 };
 
+// ChunkSubmitter and decode_chunks build and read the chunks of numbers from this layout
+// instead of pickling them item by item: the layout must hold.
+int negate(int x) { return -x; }
+
+template <class F, class T>
+void expect_chunk_is_empty_chunk_then_items(F fn, std::vector<T> items) {
+  std::string expected;
+  mp::pickle::dump(std::tuple<F, std::vector<T>>(fn, items), expected);
+  std::string built;
+  mp::pickle::dump(std::tuple<F, std::vector<T>>(fn, {}), built);
+  const std::uint64_t count = items.size();
+  ASSERT_GE(built.size(), sizeof count);
+  std::memcpy(built.data() + built.size() - sizeof count, &count, sizeof count);
+  built.append(reinterpret_cast<const char*>(items.data()), items.size() * sizeof(T));
+  EXPECT_EQ(built, expected);
+
+  std::string results;
+  mp::pickle::dump(items, results);
+  ASSERT_EQ(results.size(), kPickleHeaderSize + sizeof count + items.size() * sizeof(T));
+  EXPECT_EQ(results.substr(kPickleHeaderSize + sizeof count),
+            std::string(reinterpret_cast<const char*>(items.data()), items.size() * sizeof(T)));
+}
+
+TEST(PoolChunks, AChunkOfNumbersIsTheEmptyChunkWithItsSizeThenTheItems) {
+  expect_chunk_is_empty_chunk_then_items(&negate, std::vector<int>{1, -2, 3});
+  expect_chunk_is_empty_chunk_then_items([](double x) { return x; }, std::vector<double>{0.5, 2});
+  expect_chunk_is_empty_chunk_then_items(&negate, std::vector<std::uint8_t>{7});
+}
+
+// A chunk that is not what the shorter way expects is decoded one by one, which says
+// what is wrong with it.
+TEST(PoolChunks, DecodingChunksOfNumbersRefusesACorruptChunk) {
+  std::vector<PoolBytes> chunks;
+  chunks.emplace_back(mp::pickle::dumps(std::vector<std::int64_t>{1, 2}));
+  chunks.emplace_back(mp::pickle::dumps(std::vector<std::int64_t>{3}));
+  EXPECT_EQ(decode_chunks<std::int64_t>(chunks), (std::vector<std::int64_t>{1, 2, 3}));
+
+  const auto corrupt = [](std::string bytes) {
+    std::vector<PoolBytes> out;
+    out.emplace_back(mp::pickle::dumps(std::vector<std::int64_t>{1, 2}));
+    out.emplace_back(std::move(bytes));
+    return out;
+  };
+  std::string longer = mp::pickle::dumps(std::vector<std::int64_t>{3});
+  longer += std::string(8, '\0');  // one more element than its size says
+  auto chunks_longer = corrupt(longer);
+  EXPECT_THROW(decode_chunks<std::int64_t>(chunks_longer), mp::UnpicklingError);
+  auto chunks_cut = corrupt(mp::pickle::dumps(std::vector<std::int64_t>{3}).substr(0, 12));
+  EXPECT_THROW(decode_chunks<std::int64_t>(chunks_cut), mp::UnpicklingError);
+  auto chunks_other = corrupt(mp::pickle::dumps(std::vector<double>{3}));
+  EXPECT_THROW(decode_chunks<std::int64_t>(chunks_other), mp::UnpicklingError);
+}
+
 TEST(PoolRing, FramesKeepTheirKindSequenceAndNamedWord) {
   PlainRing ring;
   ASSERT_TRUE(ring.producer.try_write(FrameHeader::task(FrameKind::task, 7, 42), {"ab", "cd"}));

@@ -247,6 +247,21 @@ PoolBytes PoolBytes::copy_of(std::string_view bytes) {
   return heap_copy(bytes);
 }
 
+PoolBytes PoolBytes::copy_of(std::string_view head, std::string_view tail) {
+  const std::size_t size = head.size() + tail.size();
+  if (size < kHeapFrom) {
+    std::string bytes;
+    bytes.reserve(size);
+    bytes.append(head).append(tail);
+    return PoolBytes(std::move(bytes));
+  }
+  const shared_ref block = heap_allocate(size);
+  char* out = static_cast<char*>(heap_address(block));
+  std::memcpy(out, head.data(), head.size());
+  if (!tail.empty()) std::memcpy(out + head.size(), tail.data(), tail.size());
+  return adopt(block, size);
+}
+
 PoolBytes PoolBytes::heap_copy(std::string_view bytes) {
   const shared_ref block = heap_allocate(bytes.size());
   std::memcpy(heap_address(block), bytes.data(), bytes.size());
