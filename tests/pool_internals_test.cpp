@@ -458,17 +458,42 @@ TEST(PoolTransportSeam, ATaskErrorArrivesAsRemoteErrorThroughAnyTransport) {
   core.join();
 }
 
+// A waiting thread that helps mutes the workers' wake-ups of the sleeping result thread;
+// whenever it stops, results it did not collect (there already, or on their way) must
+// still reach their jobs through that thread. Tasks without a helper of their own, after
+// a helper that stopped at every point of its work.
+TEST(PoolHelpers, ResultsArriveAfterAHelperStopsWhereverItStopped) {
+  PoolCore core(with_processes(1));
+  const auto helper = core.helper();
+  for (int round = 0; round < 300; ++round) {
+    auto state = std::make_shared<ResultState>(1);  // waits without helping
+    std::vector<PoolTaskInput> tasks;
+    tasks.push_back({trampoline_ref<&pool_apply_call<int (*)(int), int>>(),
+                     mp::pickle::dumps(std::tuple<int (*)(int), int>(&triple, round))});
+    core.submit(state, 0, std::move(tasks));
+    for (int i = 0; i < round % 40; ++i) (void)helper(false);
+    (void)helper(true);
+    ASSERT_TRUE(state->wait_for(std::chrono::seconds(30))) << "round " << round;
+    ASSERT_FALSE(state->error());
+    EXPECT_EQ(mp::pickle::loads<int>(state->results().at(0).view()), 3 * round);
+  }
+  core.close();
+  core.join();
+}
+
 TEST(PoolTransportSeam, AHelperOfAPoolThatIsGoneSaysWaitInstead) {
   SeamCounters counters;
-  std::function<HelpResult()> helper;
+  std::function<HelpResult(bool)> helper;
   {
     PoolCore core(with_processes(1), std::make_unique<ThreadTransport>(counters));
     helper = core.helper();
-    EXPECT_NE(helper(), HelpResult::not_worth_spinning);
+    EXPECT_NE(helper(false), HelpResult::not_worth_spinning);
+    (void)helper(true);
     core.close();
     core.join();
   }
-  EXPECT_EQ(helper(), HelpResult::not_worth_spinning);
+  EXPECT_EQ(helper(false), HelpResult::not_worth_spinning);
+  EXPECT_EQ(helper(true), HelpResult::not_worth_spinning);
 }
 
 }  // namespace

@@ -69,7 +69,9 @@ void ResultState::finish_locked(std::unique_lock<std::mutex>& lock) noexcept {
 
 bool ResultState::ready() const { return ready_flag_.load(std::memory_order_acquire); }
 
-void ResultState::set_helper(std::function<HelpResult()> helper) { helper_ = std::move(helper); }
+void ResultState::set_helper(std::function<HelpResult(bool done)> helper) {
+  helper_ = std::move(helper);
+}
 
 constexpr std::chrono::microseconds kHelpSpin{100};
 
@@ -79,12 +81,13 @@ void ResultState::help_until(SteadyClock::time_point deadline) const {
   if (!helper_) return;
   const auto spin_until = std::min(deadline, SteadyClock::now() + kHelpSpin);
   while (!ready()) {
-    const HelpResult helped = helper_();
-    if (helped == HelpResult::not_worth_spinning) return;
+    const HelpResult helped = helper_(false);
+    if (helped == HelpResult::not_worth_spinning) break;
     if (helped == HelpResult::nothing_yet)
       for (int i = 0; i < 32; ++i) posix::cpu_relax();
-    if (SteadyClock::now() >= spin_until) return;
+    if (SteadyClock::now() >= spin_until) break;
   }
+  (void)helper_(true);
 }
 
 void ResultState::wait() const {
