@@ -41,6 +41,59 @@ struct PlainRing {
   Ring consumer{control, data.data()};
 };
 
+// ChunkSubmitter and decode_chunks build and read the chunks of numbers from this layout
+// instead of pickling them item by item: the layout must hold.
+int negate(int x) { return -x; }
+
+template <class F, class T>
+void expect_chunk_is_empty_chunk_then_items(F fn, std::vector<T> items) {
+  std::string expected;
+  mp::pickle::dump(std::tuple<F, std::vector<T>>(fn, items), expected);
+  std::string built;
+  mp::pickle::dump(std::tuple<F, std::vector<T>>(fn, {}), built);
+  const std::uint64_t count = items.size();
+  ASSERT_GE(built.size(), sizeof count);
+  std::memcpy(built.data() + built.size() - sizeof count, &count, sizeof count);
+  built.append(reinterpret_cast<const char*>(items.data()), items.size() * sizeof(T));
+  EXPECT_EQ(built, expected);
+
+  std::string results;
+  mp::pickle::dump(items, results);
+  ASSERT_EQ(results.size(), kPickleHeaderSize + sizeof count + items.size() * sizeof(T));
+  EXPECT_EQ(results.substr(kPickleHeaderSize + sizeof count),
+            std::string(reinterpret_cast<const char*>(items.data()), items.size() * sizeof(T)));
+}
+
+TEST(PoolChunks, AChunkOfNumbersIsTheEmptyChunkWithItsSizeThenTheItems) {
+  expect_chunk_is_empty_chunk_then_items(&negate, std::vector<int>{1, -2, 3});
+  expect_chunk_is_empty_chunk_then_items([](double x) { return x; }, std::vector<double>{0.5, 2});
+  expect_chunk_is_empty_chunk_then_items(&negate, std::vector<std::uint8_t>{7});
+}
+
+// A chunk that is not what the shorter way expects is decoded one by one, which says
+// what is wrong with it.
+TEST(PoolChunks, DecodingChunksOfNumbersRefusesACorruptChunk) {
+  std::vector<PoolBytes> chunks;
+  chunks.emplace_back(mp::pickle::dumps(std::vector<std::int64_t>{1, 2}));
+  chunks.emplace_back(mp::pickle::dumps(std::vector<std::int64_t>{3}));
+  EXPECT_EQ(decode_chunks<std::int64_t>(chunks), (std::vector<std::int64_t>{1, 2, 3}));
+
+  const auto corrupt = [](std::string bytes) {
+    std::vector<PoolBytes> out;
+    out.emplace_back(mp::pickle::dumps(std::vector<std::int64_t>{1, 2}));
+    out.emplace_back(std::move(bytes));
+    return out;
+  };
+  std::string longer = mp::pickle::dumps(std::vector<std::int64_t>{3});
+  longer += std::string(8, '\0');  // one more element than its size says
+  auto chunks_longer = corrupt(longer);
+  EXPECT_THROW(decode_chunks<std::int64_t>(chunks_longer), mp::UnpicklingError);
+  auto chunks_cut = corrupt(mp::pickle::dumps(std::vector<std::int64_t>{3}).substr(0, 12));
+  EXPECT_THROW(decode_chunks<std::int64_t>(chunks_cut), mp::UnpicklingError);
+  auto chunks_other = corrupt(mp::pickle::dumps(std::vector<double>{3}));
+  EXPECT_THROW(decode_chunks<std::int64_t>(chunks_other), mp::UnpicklingError);
+}
+
 TEST(PoolRing, FramesKeepTheirKindSequenceAndNamedWord) {
   PlainRing ring;
   ASSERT_TRUE(ring.producer.try_write(FrameHeader::task(FrameKind::task, 7, 42), {"ab", "cd"}));
@@ -457,17 +510,42 @@ TEST(PoolTransportSeam, ATaskErrorArrivesAsRemoteErrorThroughAnyTransport) {
   core.join();
 }
 
+// A waiting thread that helps mutes the workers' wake-ups of the sleeping result thread;
+// whenever it stops, results it did not collect (there already, or on their way) must
+// still reach their jobs through that thread. Tasks without a helper of their own, after
+// a helper that stopped at every point of its work.
+TEST(PoolHelpers, ResultsArriveAfterAHelperStopsWhereverItStopped) {
+  PoolCore core(with_processes(1));
+  const auto helper = core.helper();
+  for (int round = 0; round < 300; ++round) {
+    auto state = std::make_shared<ResultState>(1);  // waits without helping
+    std::vector<PoolTaskInput> tasks;
+    tasks.push_back({trampoline_ref<&pool_apply_call<int (*)(int), int>>(),
+                     mp::pickle::dumps(std::tuple<int (*)(int), int>(&triple, round))});
+    core.submit(state, 0, std::move(tasks));
+    for (int i = 0; i < round % 40; ++i) (void)helper(false);
+    (void)helper(true);
+    ASSERT_TRUE(state->wait_for(std::chrono::seconds(30))) << "round " << round;
+    ASSERT_FALSE(state->error());
+    EXPECT_EQ(mp::pickle::loads<int>(state->results().at(0).view()), 3 * round);
+  }
+  core.close();
+  core.join();
+}
+
 TEST(PoolTransportSeam, AHelperOfAPoolThatIsGoneSaysWaitInstead) {
   SeamCounters counters;
-  std::function<HelpResult()> helper;
+  std::function<HelpResult(bool)> helper;
   {
     PoolCore core(with_processes(1), std::make_unique<ThreadTransport>(counters));
     helper = core.helper();
-    EXPECT_NE(helper(), HelpResult::not_worth_spinning);
+    EXPECT_NE(helper(false), HelpResult::not_worth_spinning);
+    (void)helper(true);
     core.close();
     core.join();
   }
-  EXPECT_EQ(helper(), HelpResult::not_worth_spinning);
+  EXPECT_EQ(helper(false), HelpResult::not_worth_spinning);
+  EXPECT_EQ(helper(true), HelpResult::not_worth_spinning);
 }
 
 }  // namespace

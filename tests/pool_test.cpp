@@ -87,6 +87,11 @@ struct WaitOnZero {
 };
 
 // A picklable function object with state.
+template <class T>
+struct Halve {
+  T operator()(T x) const { return static_cast<T>(x / 2); }
+};
+
 struct Scale {
   int factor = 1;
   int operator()(int x) const { return x * factor; }
@@ -330,6 +335,40 @@ TEST_P(PoolTest, MapReturnsResultsInOrder) {
   auto strings =
       pool.map([](const std::string& s) { return s + "!"; }, std::vector<std::string>{"a", "b"});
   EXPECT_EQ(strings, (std::vector<std::string>{"a!", "b!"}));
+}
+
+// Maps of numbers take a shorter way through the pickles (chunks built from their
+// items' bytes, results appended in place): every size of number, a function object
+// with state, chunks below and above the size that goes through the shared heap.
+template <class T>
+void expect_halves_mapped(mp::Pool& pool, std::size_t count, std::optional<std::size_t> chunksize) {
+  std::vector<T> inputs(count);
+  for (std::size_t i = 0; i < count; ++i) inputs[i] = static_cast<T>(i % 100);
+  const auto halves = pool.map(Halve<T>{}, inputs, chunksize);
+  ASSERT_EQ(halves.size(), count);
+  for (std::size_t i = 0; i < count; ++i)
+    ASSERT_EQ(halves[i], static_cast<T>(inputs[i] / 2)) << "item " << i;
+}
+
+TEST_P(PoolTest, MapsOfNumbersOfEverySizeComeBackWhole) {
+  mp::Pool pool(options());
+  for (const std::size_t count : {1u, 5u, 3000u, 70'000u}) {
+    for (const std::optional<std::size_t> chunksize : {std::optional<std::size_t>{}, {1}, {3}}) {
+      if (count > 3000 && chunksize && *chunksize < 3) continue;  // many tiny tasks: slow
+      expect_halves_mapped<std::uint8_t>(pool, count, chunksize);
+      expect_halves_mapped<std::int16_t>(pool, count, chunksize);
+      expect_halves_mapped<float>(pool, count, chunksize);
+      expect_halves_mapped<std::int64_t>(pool, count, chunksize);
+      expect_halves_mapped<double>(pool, count, chunksize);
+    }
+  }
+  const auto scaled = pool.map(Scale{3}, mp_test::iota(0, 50'000));
+  ASSERT_EQ(scaled.size(), 50'000u);
+  EXPECT_EQ(scaled[49'999], 3 * 49'999);
+  const auto bools = pool.map([](int x) { return x % 2 == 0; }, mp_test::iota(0, 40'000));
+  ASSERT_EQ(bools.size(), 40'000u);
+  EXPECT_TRUE(bools[39'998]);
+  EXPECT_FALSE(bools[39'999]);
 }
 
 TEST(PoolChunksize, DefaultIsPythons) {

@@ -212,10 +212,13 @@ TransportFactory find_pool_transport(const std::string& name) {
 
 int PoolCore::processes() const noexcept { return impl_->state.options.processes; }
 
-std::function<HelpResult()> PoolCore::helper() const {
-  return [weak = std::weak_ptr<Impl>(impl_)] {
+std::function<HelpResult(bool done)> PoolCore::helper() const {
+  return [weak = std::weak_ptr<Impl>(impl_)](bool done) {
     auto impl = weak.lock();
-    return impl ? impl->loop.help() : HelpResult::not_worth_spinning;
+    if (!impl) return HelpResult::not_worth_spinning;
+    if (!done) return impl->loop.help();
+    impl->loop.end_help();
+    return HelpResult::nothing_yet;
   };
 }
 

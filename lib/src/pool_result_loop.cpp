@@ -154,12 +154,33 @@ HelpResult ResultLoop::help() {
     if (!lock) return HelpResult::nothing_yet;
     for (auto& w : state_.workers)
       if (!w->dead) collect_replies(state_, *w, done);
-    if (done.empty())
-      return state_.timing.short_tasks() ? HelpResult::nothing_yet : HelpResult::not_worth_spinning;
+    if (done.empty()) {
+      if (!state_.timing.short_tasks()) return HelpResult::not_worth_spinning;
+      if (sleeping_.load() && !muted_) {
+        for (auto& w : state_.workers)
+          if (!w->dead) w->link->mute();
+        muted_ = true;
+      }
+      return HelpResult::nothing_yet;
+    }
     scheduler_.dispatch();
   }
   deliver(done);
   return HelpResult::delivered;
+}
+
+void ResultLoop::end_help() {
+  bool ready = false;
+  {
+    std::lock_guard lock(state_.mutex);
+    if (!muted_) return;
+    muted_ = false;
+    // Not sleeping any more: it arms the links again before it next sleeps.
+    if (!sleeping_.load()) return;
+    for (auto& w : state_.workers)
+      if (!w->dead && !w->link->unmute()) ready = true;
+  }
+  if (ready) wake();
 }
 
 void ResultLoop::sleep(Completions& done) {
@@ -169,6 +190,7 @@ void ResultLoop::sleep(Completions& done) {
   {
     std::lock_guard lock(state_.mutex);
     fds_.push_back({wake_read_.get(), POLLIN, 0});
+    muted_ = false;
     bool ready = false;
     for (auto& w : state_.workers) {
       if (w->dead) continue;

@@ -25,8 +25,13 @@ class ResultLoop {
   // The thread's body: returns once the pool is closed or terminated and every worker
   // has ended. Never throws: an unexpected exception breaks the pool.
   void run() noexcept;
-  // Collects and delivers finished replies in the caller's thread. Never blocks.
+  // Collects and delivers finished replies in the caller's thread. Never blocks. While
+  // the thread sleeps, the first call that finds nothing mutes the workers' wake-ups:
+  // they would only wake it to collect what the caller collects. Call end_help() after.
   HelpResult help();
+  // The caller stops helping: the sleeping thread is woken for replies again, now if
+  // some are there. Takes the mutex.
+  void end_help();
   // Hands outcomes to their jobs (mutex not held); empties `done`.
   static void deliver(Completions& done);
   // Wakes the thread from its sleep (any thread, mutex held or not).
@@ -45,6 +50,7 @@ class ResultLoop {
   WorkerHandler& workers_;
   posix::unique_fd wake_read_, wake_write_;
   std::atomic<bool> sleeping_{false};
+  bool muted_ = false;  // the sleeping thread's links are muted (mutex held)
   std::vector<pollfd> fds_;
   std::vector<WorkerSlot*> polled_;
 };

@@ -69,7 +69,9 @@ void ResultState::finish_locked(std::unique_lock<std::mutex>& lock) noexcept {
 
 bool ResultState::ready() const { return ready_flag_.load(std::memory_order_acquire); }
 
-void ResultState::set_helper(std::function<HelpResult()> helper) { helper_ = std::move(helper); }
+void ResultState::set_helper(std::function<HelpResult(bool done)> helper) {
+  helper_ = std::move(helper);
+}
 
 constexpr std::chrono::microseconds kHelpSpin{100};
 
@@ -79,12 +81,13 @@ void ResultState::help_until(SteadyClock::time_point deadline) const {
   if (!helper_) return;
   const auto spin_until = std::min(deadline, SteadyClock::now() + kHelpSpin);
   while (!ready()) {
-    const HelpResult helped = helper_();
-    if (helped == HelpResult::not_worth_spinning) return;
+    const HelpResult helped = helper_(false);
+    if (helped == HelpResult::not_worth_spinning) break;
     if (helped == HelpResult::nothing_yet)
       for (int i = 0; i < 32; ++i) posix::cpu_relax();
-    if (SteadyClock::now() >= spin_until) return;
+    if (SteadyClock::now() >= spin_until) break;
   }
+  (void)helper_(true);
 }
 
 void ResultState::wait() const {
@@ -245,6 +248,21 @@ std::optional<PoolBytes> IMapState::next_chunk(PoolCore& core, const std::shared
 PoolBytes PoolBytes::copy_of(std::string_view bytes) {
   if (bytes.size() < kHeapFrom) return PoolBytes(std::string(bytes));
   return heap_copy(bytes);
+}
+
+PoolBytes PoolBytes::copy_of(std::string_view head, std::string_view tail) {
+  const std::size_t size = head.size() + tail.size();
+  if (size < kHeapFrom) {
+    std::string bytes;
+    bytes.reserve(size);
+    bytes.append(head).append(tail);
+    return PoolBytes(std::move(bytes));
+  }
+  const shared_ref block = heap_allocate(size);
+  char* out = static_cast<char*>(heap_address(block));
+  std::memcpy(out, head.data(), head.size());
+  if (!tail.empty()) std::memcpy(out + head.size(), tail.data(), tail.size());
+  return adopt(block, size);
 }
 
 PoolBytes PoolBytes::heap_copy(std::string_view bytes) {

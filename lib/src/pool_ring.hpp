@@ -130,6 +130,11 @@ class Ring {
     return control_.consumer_sleeping.load(std::memory_order_relaxed) != 0 &&
            control_.consumer_sleeping.exchange(0) != 0;
   }
+  // Producer: whether the consumer asks to be woken, leaving the request in place.
+  bool consumer_asks_wake() const {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return control_.consumer_sleeping.load(std::memory_order_relaxed) != 0;
+  }
   void futex_wake_consumer() {
     control_.data_seq.fetch_add(1);
     posix::futex_wake(control_.data_seq, 1);
@@ -221,6 +226,8 @@ class Ring {
     }
   }
   std::uint64_t tail() const { return control_.tail.load(std::memory_order_acquire); }
+  // Producer: the end of the frames written so far.
+  std::uint64_t head() const { return control_.head.load(std::memory_order_relaxed); }
 
  private:
   // Consumer: the header of the frame at or after `at` (moved past padding), if the

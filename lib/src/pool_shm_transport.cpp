@@ -139,6 +139,9 @@ class ShmWorkerLink final : public WorkerLink {
     std::uint32_t seq;
     return channel_->result_ring().prepare_sleep(seq);
   }
+  // The worker rings the doorbell only while the ring asks for it (consumer_sleeping).
+  void mute() override { channel_->result_ring().cancel_sleep(); }
+  bool unmute() override { return arm(); }
   void disarm(bool readable) override {
     channel_->result_ring().cancel_sleep();
     if (!readable || !doorbell_open_) return;

@@ -117,6 +117,11 @@ class WorkerLink {
   virtual bool arm() = 0;
   // After the poll: stops asking; `readable` says whether reply_fd() was readable.
   virtual void disarm(bool readable) = 0;
+  // While armed and polled: stops asking for the wake-ups (a thread waiting on a result
+  // collects the replies itself meanwhile), then asks again (unmute: false, and not
+  // armed, if replies are there already). A link may keep its wake-ups (the defaults).
+  virtual void mute() {}
+  virtual bool unmute() { return true; }
 };
 
 // Starts workers of one kind.

@@ -33,6 +33,22 @@ void ring_doorbell(Ring& ring, Connection& doorbell) {
     (void)posix::write_all(doorbell.fileno(), std::string_view("x", 1));
 }
 
+// The same after a result, unless someone takes it first. A thread of the parent that
+// waits on the result often collects it within a microsecond, or mutes the wake-ups
+// meanwhile (ResultLoop::help): ringing would only wake the result thread for nothing,
+// and cost this worker a system call. The spin learns (`history`): where nobody takes
+// the results, the parent is rung at once.
+void ring_doorbell_unless_taken(Ring& ring, Connection& doorbell, SpinHistory& history) {
+  const std::uint64_t written = ring.head();
+  const auto taken = [&] { return !ring.consumer_asks_wake() || ring.tail() >= written; };
+  if (!ring.consumer_asks_wake()) return;
+  (void)adaptive_spin_until(taken, kDoorbellSpin, history);
+  // Consumed frames need no wake-up: the consumer reads them in order, so every frame
+  // before this one was consumed too.
+  if (ring.tail() >= written) return;
+  ring_doorbell(ring, doorbell);
+}
+
 FrameKind blob_kind_of(FrameKind kind) {
   switch (kind) {
     case FrameKind::result:
@@ -49,7 +65,7 @@ FrameKind blob_kind_of(FrameKind kind) {
 // Throws HeapExhausted for a result too large for the heap; never for an error (a
 // long message that does not fit is cut, and says so).
 void worker_write(Ring& ring, Connection& doorbell, FrameHeader header, std::string_view payload,
-                  bool quiet = false) {
+                  bool quiet = false, SpinHistory* doorbell_spins = nullptr) {
   std::string_view body = payload;
   BlobRef blob{};
   std::string cut;
@@ -74,7 +90,11 @@ void worker_write(Ring& ring, Connection& doorbell, FrameHeader header, std::str
     ring_doorbell(ring, doorbell);  // only the parent can make room
     ring.wait_space(tail);
   }
-  if (!quiet) ring_doorbell(ring, doorbell);
+  if (quiet) return;
+  if (doorbell_spins)
+    ring_doorbell_unless_taken(ring, doorbell, *doorbell_spins);
+  else
+    ring_doorbell(ring, doorbell);
 }
 
 // The task's trampoline, unpickled once per distinct trampoline in a row.
@@ -212,6 +232,7 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
   std::string result;
   std::uint64_t completed = 0;
   SpinHistory waits = 0;
+  SpinHistory doorbell_spins = 0;
   for (;;) {
     FrameHeader header;
     std::string_view payload;
@@ -255,7 +276,7 @@ void worker_main(shared_ref channel_ref, Connection& doorbell, const InitCall& i
           kind == FrameKind::result
               ? FrameHeader::result(kind, header.seq, static_cast<std::uint64_t>(elapsed.count()))
               : FrameHeader::other(kind, header.seq);
-      worker_write(results, doorbell, out, result, quiet);
+      worker_write(results, doorbell, out, result, quiet, &doorbell_spins);
       if (quiet) {
         std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with prepare_sleep's
         if (channel->claimed.load(std::memory_order_relaxed) != claimed_now)

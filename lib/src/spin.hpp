@@ -53,6 +53,9 @@ inline constexpr SpinBudget kPollSpin{1, 0, std::chrono::microseconds(50)};
 inline constexpr SpinBudget kRingDataSpin{256, 1, std::chrono::microseconds(50)};
 // Pool: a full ring's producer, while the consumer is draining it; one round.
 inline constexpr SpinBudget kRingSpaceSpin{4096, 1, std::chrono::nanoseconds(0)};
+// Pool: a worker about to wake the sleeping parent for a result, while a thread waiting
+// on that result may take it first.
+inline constexpr SpinBudget kDoorbellSpin{16, 4, std::chrono::microseconds(3)};
 // Pool: the result thread after recent progress on short tasks; each look scans every
 // worker's result ring.
 inline constexpr SpinBudget kReplySpin{1, 64, std::chrono::microseconds(30)};

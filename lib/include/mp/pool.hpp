@@ -250,6 +250,13 @@ class AsyncResult {
     return *state_->value;
   }
   T value() const { return decoded(); }
+  // get() for the result's only holder (Pool::apply, map, starmap, which never hand it
+  // out): moves the value instead of copying it, a whole map's results.
+  T take() {
+    state_->state->wait();
+    if (auto error = state_->state->error()) std::rethrow_exception(error);
+    return state_->decode(state_->state->results());
+  }
 
   template <class>
   friend class AsyncResult;
@@ -296,6 +303,9 @@ class AsyncResult<void> {
   void check() const {
     if (auto error = state_->error()) std::rethrow_exception(error);
   }
+  void take() const { get(); }  // as AsyncResult<T>::take
+
+  friend class Pool;
   std::shared_ptr<detail::ResultState> state_;
 };
 
@@ -404,7 +414,7 @@ class MP_API Pool {
   // std::invalid_argument after close(). Python: apply(func, args).
   template <class F, class... Args>
   auto apply(F fn, Args... args) {
-    return apply_async(std::move(fn), std::move(args)...).get();
+    return apply_async(std::move(fn), std::move(args)...).take();
   }
 
   // Submits fn(args...) and returns at once. Python: apply_async(func, args).
@@ -459,7 +469,7 @@ class MP_API Pool {
   // ValueError), the first failure as AsyncResult::get. Python: map().
   template <class F, std::ranges::input_range R>
   auto map(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return map_async(std::move(fn), std::forward<R>(items), chunksize).get();
+    return map_async(std::move(fn), std::forward<R>(items), chunksize).take();
   }
   // As map, returning at once: an AsyncResult whose get() gives the vector of results.
   // Throws std::invalid_argument if chunksize is 0 or after close(). Python: map_async().
@@ -486,7 +496,7 @@ class MP_API Pool {
   // std::apply(fn, item) for every tuple-like item. Python: starmap().
   template <class F, std::ranges::input_range R>
   auto starmap(F fn, R&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return starmap_async(std::move(fn), std::forward<R>(items), chunksize).get();
+    return starmap_async(std::move(fn), std::forward<R>(items), chunksize).take();
   }
   // As starmap, returning at once an AsyncResult. Throws as map_async.
   // Python: starmap_async().

@@ -25,6 +25,8 @@ class MP_API PoolBytes {
   PoolBytes(std::string bytes) noexcept : bytes_(std::move(bytes)) {}  // NOLINT: implicit
   // A copy of `bytes`: in the shared heap from kHeapFrom bytes on. Throws HeapExhausted.
   static PoolBytes copy_of(std::string_view bytes);
+  // The same for `head` followed by `tail`.
+  static PoolBytes copy_of(std::string_view head, std::string_view tail);
   // Takes over a heap block of which the first `size` bytes are the value.
   static PoolBytes adopt(shared_ref block, std::size_t size) noexcept;
   PoolBytes(PoolBytes&& other) noexcept;

@@ -128,9 +128,11 @@ class MP_API PoolCore {
   // Whether the workers are on other machines (their tasks pickle in a
   // RemotePicklingScope).
   bool remote() const noexcept { return remote_; }
-  // For a thread waiting on a result: drains finished results without waiting for the
-  // result thread. Never blocks.
-  std::function<HelpResult()> helper() const;
+  // For a thread waiting on a result: helper(false) drains finished results without
+  // waiting for the result thread (never blocks); while it is called, workers need not
+  // wake that thread for each result. helper(true) ends the helping (may wait for the
+  // pool's mutex): call it when done.
+  std::function<HelpResult(bool done)> helper() const;
   // The pids of the current workers (for tests and diagnostics).
   std::vector<int> worker_pids() const;
 

@@ -35,7 +35,7 @@ class MP_API ResultState : public JobSink {
   bool wait_for(std::chrono::nanoseconds timeout) const;
   // Lets waiters drain the pool's results themselves (PoolCore::helper()). Set before
   // the tasks are submitted.
-  void set_helper(std::function<HelpResult()> helper);
+  void set_helper(std::function<HelpResult(bool done)> helper);
   // After ready(): the pickled results, in task order (empty when error() is set).
   std::vector<PoolBytes>& results() noexcept { return results_; }
   std::exception_ptr error() const noexcept { return error_; }
@@ -54,7 +54,7 @@ class MP_API ResultState : public JobSink {
   bool complete_ = false;  // results or error final; callbacks run before ready_
   bool ready_ = false;
   std::atomic<bool> ready_flag_{false};
-  std::function<HelpResult()> helper_;
+  std::function<HelpResult(bool done)> helper_;
   std::vector<PoolBytes> results_;
   std::exception_ptr error_;
   std::function<void()> on_ready_;
