@@ -52,6 +52,7 @@ struct Entry {
   std::optional<WorkerReply> reply;        // once it has one
 };
 
+// One worker process here, with the tasks rank 0 sent it.
 struct Served {
   std::unique_ptr<WorkerLink> local;
   std::deque<Entry> entries;     // tasks without a reply sent to rank 0, in order
@@ -60,6 +61,79 @@ struct Served {
   std::uint64_t next_seq = 0;    // rank 0's next task number
   bool stop_wanted = false;
   bool stop_sent = false;
+
+  // Queues the tasks of a `tasks` message.
+  void add_tasks(Reader& in) {
+    const std::uint64_t count = in.u64();
+    for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
+      Entry& e = entries.emplace_back();
+      e.seq = in.u64();
+      e.job = in.u64();
+      e.trampoline = in.str();
+      e.input = PoolBytes(std::string(in.str()));
+      next_seq = e.seq + 1;
+    }
+  }
+
+  // Gives the worker the tasks it has room for (`outgoing` is scratch space); a task
+  // whose input cannot go to the shared heap is answered here with its error. True if
+  // any task was given or answered.
+  bool give(WorkerTransport& transport, std::vector<OutgoingTask>& outgoing) {
+    if (given == entries.size()) return false;
+    const std::size_t answered_before = given;
+    outgoing.clear();
+    std::vector<std::size_t> indices;
+    for (std::size_t i = given; i < entries.size(); ++i) {
+      Entry& e = entries[i];
+      if (transport.input_in_heap(e.trampoline.size(), e.input.size())) {
+        try {
+          e.input.move_to_heap();
+        } catch (...) {
+          if (!outgoing.empty()) break;  // keep the order: give those first
+          const ExceptionText error = describe_current_exception();
+          e.reply.emplace();
+          e.reply->kind = WorkerReply::Kind::error;
+          e.reply->seq = e.seq;
+          e.reply->error_type = error.type;
+          e.reply->error_message = error.message;
+          ++given;
+          continue;
+        }
+      }
+      outgoing.push_back(
+          OutgoingTask{next_local + outgoing.size(), e.job, &e.trampoline, &e.input});
+      indices.push_back(i);
+    }
+    const std::size_t taken = outgoing.empty() ? 0 : local->send(outgoing);
+    for (std::size_t k = 0; k < taken; ++k) entries[indices[k]].local_seq = next_local++;
+    given += taken;
+    return given != answered_before;
+  }
+
+  // Files the worker's reply under its task, renumbered as rank 0's.
+  void take(WorkerReply& reply) {
+    for (Entry& e : entries)
+      if (e.local_seq == reply.seq) {
+        reply.seq = e.seq;
+        e.reply = std::move(reply);
+        e.input = {};
+        return;
+      }
+  }
+
+  // How many tasks the worker was given and has not answered.
+  std::size_t running() const {
+    return static_cast<std::size_t>(std::count_if(
+        entries.begin(), entries.end(), [](const Entry& e) { return e.local_seq && !e.reply; }));
+  }
+
+  // rank 0's number of the first task the worker has not claimed.
+  std::uint64_t claimed() const {
+    const std::uint64_t mark = local->claimed();
+    for (const Entry& e : entries)
+      if (!e.reply && !(e.local_seq && *e.local_seq < mark)) return e.seq;
+    return next_seq;
+  }
 };
 
 class Server {
@@ -128,18 +202,9 @@ class Server {
     if (it == served_.end()) return;  // ended already
     Served& s = it->second;
     switch (in.kind()) {
-      case Kind::tasks: {
-        const std::uint64_t count = in.u64();
-        for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
-          Entry& e = s.entries.emplace_back();
-          e.seq = in.u64();
-          e.job = in.u64();
-          e.trampoline = in.str();
-          e.input = PoolBytes(std::string(in.str()));
-          s.next_seq = e.seq + 1;
-        }
+      case Kind::tasks:
+        s.add_tasks(in);
         break;
-      }
       case Kind::stop:
         s.stop_wanted = true;
         break;
@@ -181,7 +246,7 @@ class Server {
 
   // Gives the worker its tasks and sends its replies on; true if anything moved.
   bool pump(std::uint64_t id, Served& s) {
-    bool active = give(s);
+    bool active = s.give(*transport_, outgoing_);
     replies_.clear();
     s.local->receive(replies_);
     active = active || !replies_.empty();
@@ -191,13 +256,7 @@ class Server {
         continue;
       }
       if (reply.kind == WorkerReply::Kind::result) timing_.record(reply.run_ns);
-      for (Entry& e : s.entries)
-        if (e.local_seq == reply.seq) {
-          reply.seq = e.seq;
-          e.reply = std::move(reply);
-          e.input = {};
-          break;
-        }
+      s.take(reply);
     }
     send_replies(id, s);
     if (s.stop_wanted && !s.stop_sent && s.given == s.entries.size() && s.local->send_stop())
@@ -205,56 +264,12 @@ class Server {
     return active;
   }
 
-  bool give(Served& s) {
-    if (s.given == s.entries.size()) return false;
-    const std::size_t answered_before = s.given;
-    outgoing_.clear();
-    std::vector<std::size_t> indices;
-    for (std::size_t i = s.given; i < s.entries.size(); ++i) {
-      Entry& e = s.entries[i];
-      if (transport_->input_in_heap(e.trampoline.size(), e.input.size())) {
-        try {
-          e.input.move_to_heap();
-        } catch (...) {
-          if (!outgoing_.empty()) break;  // keep the order: give those first
-          const ExceptionText error = describe_current_exception();
-          e.reply.emplace();
-          e.reply->kind = WorkerReply::Kind::error;
-          e.reply->seq = e.seq;
-          e.reply->error_type = error.type;
-          e.reply->error_message = error.message;
-          ++s.given;
-          continue;
-        }
-      }
-      outgoing_.push_back(
-          OutgoingTask{s.next_local + outgoing_.size(), e.job, &e.trampoline, &e.input});
-      indices.push_back(i);
-    }
-    const std::size_t taken = outgoing_.empty() ? 0 : s.local->send(outgoing_);
-    for (std::size_t k = 0; k < taken; ++k) s.entries[indices[k]].local_seq = s.next_local++;
-    s.given += taken;
-    return s.given != answered_before;
-  }
-
   // The fewest tasks a worker here was given and has not answered (0 with no worker).
   std::size_t min_given() const {
     if (served_.empty()) return 0;
     std::size_t fewest = std::numeric_limits<std::size_t>::max();
-    for (const auto& [id, s] : served_) {
-      const auto given = std::count_if(s.entries.begin(), s.entries.end(),
-                                       [](const Entry& e) { return e.local_seq && !e.reply; });
-      fewest = std::min(fewest, static_cast<std::size_t>(given));
-    }
+    for (const auto& [id, s] : served_) fewest = std::min(fewest, s.running());
     return fewest;
-  }
-
-  // rank 0's number of the first task the worker has not claimed.
-  static std::uint64_t claimed_of(const Served& s) {
-    const std::uint64_t local = s.local->claimed();
-    for (const Entry& e : s.entries)
-      if (!e.reply && !(e.local_seq && *e.local_seq < local)) return e.seq;
-    return s.next_seq;
   }
 
   void send_replies(std::uint64_t id, Served& s, bool always = false) {
@@ -262,7 +277,7 @@ class Server {
     while (ready < s.entries.size() && s.entries[ready].reply) ++ready;
     if (ready == 0 && init_failures_.empty() && !always) return;
     Writer out(Kind::replies, id);
-    out.u64(claimed_of(s));
+    out.u64(s.claimed());
     out.u64(s.local->initialized() ? 1 : 0);
     out.u64(ready + init_failures_.size());
     const auto put = [&](const WorkerReply& r) {
@@ -300,7 +315,7 @@ class Server {
     Served& s = served_.at(id);
     pump(id, s);  // its last replies first
     Writer out(Kind::ended, id);
-    out.u64(claimed_of(s));
+    out.u64(s.claimed());
     out.u64(s.local->initialized() ? 1 : 0);
     const std::optional<int> exitcode = s.local->exitcode();
     out.u64(exitcode ? 1 : 0);

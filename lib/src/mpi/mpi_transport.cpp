@@ -85,6 +85,64 @@ struct LinkState {
   bool armed = false;
   posix::unique_fd reply_fd = make_eventfd();
   posix::unique_fd ended_fd = make_eventfd();
+
+  // A serving rank's answer about this link, with `mutex` held; false if it is none.
+  bool take(Reader& in, TaskTimer& timing) {
+    switch (in.kind()) {
+      case Kind::started:
+        pid = static_cast<int>(in.u64());
+        answered = true;
+        break;
+      case Kind::start_failed:
+        start_error = std::string(in.str());
+        start_error += ": ";
+        start_error += in.str();
+        answered = true;
+        break;
+      case Kind::replies: {
+        claimed = in.u64();
+        initialized = in.u64() != 0;
+        const std::uint64_t count = in.u64();
+        const std::uint64_t out = in_flight.load();
+        in_flight.store(out - std::min(out, count));
+        for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
+          WorkerReply reply;
+          reply.kind = static_cast<WorkerReply::Kind>(in.u64());
+          reply.seq = in.u64();
+          reply.run_ns = in.u64();
+          if (reply.kind == WorkerReply::Kind::result) {
+            reply.result = PoolBytes(std::string(in.str()));
+          } else {
+            reply.error_type = in.str();
+            reply.error_message = in.str();
+          }
+          if (reply.kind == WorkerReply::Kind::result) timing.record(reply.run_ns);
+          replied = std::max(replied, reply.seq + 1);
+          replies.push_back(std::move(reply));
+        }
+        last_reply = Clock::now();
+        any_replies.store(true, std::memory_order_release);
+        // The result thread sleeps on this link: wake it, unless this thread polled for
+        // this link's replies in receive() and takes them now itself (a caller waiting
+        // in get()): waking it then would only take a CPU from the ranks for nothing.
+        if (armed && this != collecting) {
+          armed = false;
+          signal_fd(reply_fd.get());
+        }
+        break;
+      }
+      case Kind::ended:
+        claimed = in.u64();
+        initialized = in.u64() != 0;
+        if (in.u64()) exitcode = static_cast<int>(in.u64());
+        ended = true;
+        signal_fd(ended_fd.get());
+        break;
+      default:
+        return false;
+    }
+    return true;
+  }
 };
 
 class Hub {
@@ -266,59 +324,7 @@ class Hub {
       state = it->second.second;
     }
     std::unique_lock lock(state->mutex);
-    switch (in.kind()) {
-      case Kind::started:
-        state->pid = static_cast<int>(in.u64());
-        state->answered = true;
-        break;
-      case Kind::start_failed:
-        state->start_error = std::string(in.str());
-        state->start_error += ": ";
-        state->start_error += in.str();
-        state->answered = true;
-        break;
-      case Kind::replies: {
-        state->claimed = in.u64();
-        state->initialized = in.u64() != 0;
-        const std::uint64_t count = in.u64();
-        const std::uint64_t in_flight = state->in_flight.load();
-        state->in_flight.store(in_flight - std::min(in_flight, count));
-        for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
-          WorkerReply reply;
-          reply.kind = static_cast<WorkerReply::Kind>(in.u64());
-          reply.seq = in.u64();
-          reply.run_ns = in.u64();
-          if (reply.kind == WorkerReply::Kind::result) {
-            reply.result = PoolBytes(std::string(in.str()));
-          } else {
-            reply.error_type = in.str();
-            reply.error_message = in.str();
-          }
-          if (reply.kind == WorkerReply::Kind::result) timing_.record(reply.run_ns);
-          state->replied = std::max(state->replied, reply.seq + 1);
-          state->replies.push_back(std::move(reply));
-        }
-        state->last_reply = Clock::now();
-        state->any_replies.store(true, std::memory_order_release);
-        // The result thread sleeps on this link: wake it, unless this thread polled for
-        // this link's replies in receive() and takes them now itself (a caller waiting
-        // in get()): waking it then would only take a CPU from the ranks for nothing.
-        if (state->armed && state.get() != collecting) {
-          state->armed = false;
-          signal_fd(state->reply_fd.get());
-        }
-        break;
-      }
-      case Kind::ended:
-        state->claimed = in.u64();
-        state->initialized = in.u64() != 0;
-        if (in.u64()) state->exitcode = static_cast<int>(in.u64());
-        state->ended = true;
-        signal_fd(state->ended_fd.get());
-        break;
-      default:
-        return;
-    }
+    if (!state->take(in, timing_)) return;
     lock.unlock();
     state->changed.notify_all();
   }
