@@ -56,6 +56,7 @@ TEST_P(FaultInjection, RandomSigkillsLeaveConsistentStateAndNoLeaks) {
     warm.start();
     ASSERT_TRUE(warm.join(30s));
   }
+  const std::chrono::microseconds lifetime = mp_test::child_lifetime(method);
   const int fds_before = open_fd_count();
   mp_test::TempDir dir;
   const std::string state = participant.setup(dir.file("state"));
@@ -72,8 +73,10 @@ TEST_P(FaultInjection, RandomSigkillsLeaveConsistentStateAndNoLeaks) {
   int started = kWorkers;
   int killed = 0;
   for (int kill = 0; kill < kKills; ++kill) {
-    // A random moment: the point is to land anywhere in the workers' work.
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 30'000));
+    // A random moment: the point is to land anywhere in the workers' lives, their work
+    // included however long they take to start.
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(random() % (30'000 + static_cast<unsigned>(lifetime.count()))));
     const std::size_t victim = random() % workers.size();
     ASSERT_TRUE(workers[victim].is_alive())
         << "worker " << workers[victim].repr() << " died on its own";

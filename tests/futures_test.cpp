@@ -275,6 +275,18 @@ TEST_P(FuturesTest, MapTakesPythonsKeywordArguments) {
 
 TEST_P(FuturesTest, MapTimeoutCountsFromTheCall) {
   mp::ProcessPoolExecutor executor(options());
+  // Both workers running first: the 300 ms below are for the tasks, and a spawned worker
+  // of the sanitizer build takes longer than that to start.
+  {
+    mp::Event started_a, started_b, go;
+    auto a = executor.submit(started_then_wait, started_a, go);
+    auto b = executor.submit(started_then_wait, started_b, go);
+    ASSERT_TRUE(started_a.wait(60s));
+    ASSERT_TRUE(started_b.wait(60s));
+    go.set();
+    ASSERT_EQ(a.result(60s), 8);
+    ASSERT_EQ(b.result(60s), 8);
+  }
   mp::Event ready, never;
   ready.set();
   const auto start = std::chrono::steady_clock::now();

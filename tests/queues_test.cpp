@@ -622,12 +622,16 @@ TEST_P(QueueTest, SigkilledProducersAndConsumersNeverCorruptOrBlock) {
     if (producer) return Member{start(&stamping_producer, queue, next_id++), true};
     return Member{start(&marking_consumer, queue, seen, broken), false};
   };
+  const auto lifetime =
+      std::chrono::duration_cast<std::chrono::milliseconds>(mp_test::child_lifetime(GetParam()));
   for (int i = 0; i < 4; ++i) members.push_back(start_member(i % 2 == 0));
 
   int consumers_killed = 0;
   for (int round = 0; round < kRounds; ++round) {
-    // Not synchronization: a random moment to kill at, while everyone works.
-    std::this_thread::sleep_for(std::chrono::milliseconds(2 + random() % 30));
+    // Not synchronization: a random moment to kill at, while everyone works (however
+    // long they take to start).
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(2 + random() % (30 + static_cast<unsigned>(lifetime.count()))));
     Member& victim = members[random() % members.size()];
     victim.process.kill();
     ASSERT_TRUE(victim.process.join(30s));

@@ -197,6 +197,27 @@ struct SegmentUnlinker {
   }
 };
 
+inline void do_nothing() {}
+
+// How long a child of `method` takes here from start() until it has ended when it does
+// nothing: its start-up cost, about a millisecond for a fork and most of a second for a
+// spawned child of the sanitizer build. Tests that kill children at random moments widen
+// their moments by it, so that the kills land anywhere in a child's life, its work
+// included, and not only in its start-up. The second of two children is timed: what a
+// method pays once (a fork server's start) is not part of every child's start.
+inline std::chrono::microseconds child_lifetime(const std::string& method) {
+  std::chrono::microseconds lifetime{0};
+  for (int i = 0; i < 2; ++i) {
+    const auto begin = std::chrono::steady_clock::now();
+    mp::Process child({.start_method = method}, &do_nothing);
+    child.start();
+    EXPECT_TRUE(child.join(std::chrono::seconds(60)));
+    lifetime = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - begin);
+  }
+  return lifetime;
+}
+
 // True if process `pid` (not necessarily our child) ends within `limit`.
 inline bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
   int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
