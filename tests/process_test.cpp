@@ -92,7 +92,7 @@ constexpr auto kJoinLimit = 30s;
 
 // ---- child-side functions (free functions: they work with spawn) ----
 
-void do_nothing() {}
+using mp_test::do_nothing;
 
 void exit_with(int code) { std::exit(code); }
 

@@ -116,9 +116,9 @@ TEST(PickleBadInput, EveryCorruptionThrowsUnpicklingErrorOrLoads) {
 
 // ---- ResourceLeak ----------------------------------------------------------------------
 
+using mp_test::do_nothing;
 using mp_test::open_fd_count;
 
-void do_nothing() {}
 void exit_three() { std::exit(3); }
 void throw_error() { throw std::runtime_error("expected by the fd-leak test"); }
 void sleep_forever() {
