@@ -5,7 +5,7 @@
 #   ./build.sh test [ARGS...]   build everything and run the whole test suite
 #                               (ARGS go to ctest, e.g. -R process or -L packaging)
 #   ./build.sh sanitize [ARGS...]  the same with ASan+UBSan, in build-asan/, without
-#                               the packaging tests
+#                               the packaging, MPI, compile-fail and benchmark tests
 #   ./build.sh test-clang [ARGS...]  the same built by clang++, in build-clang/; of the
 #                               packaging tests only install, headers (each header alone,
 #                               by clang++) and cross-compiler (a g++-built program against
@@ -224,9 +224,11 @@ cmd_sanitize() {
   configure "$ASAN_BUILD_DIR" -DMP_SANITIZE=ON
   build "$ASAN_BUILD_DIR"
   # The packaging tests install and rebuild the library: nothing for the sanitizers. The
-  # MPI tests run Open MPI's own code, whose allocations LeakSanitizer reports.
+  # MPI tests run Open MPI's own code, whose allocations LeakSanitizer reports. The
+  # compile-fail tests run the compiler, and the benchmark harness's test times mp-bench:
+  # neither runs mp's code under the sanitizers (build/ runs both).
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
-    run_tests "$ASAN_BUILD_DIR" --label-exclude '^(packaging|mpi)$' "$@"
+    run_tests "$ASAN_BUILD_DIR" --label-exclude '^(packaging|mpi|compile_fail|bench)$' "$@"
 }
 
 # The suite built by clang++: mp must build and work with either compiler, and a program
@@ -321,9 +323,11 @@ build_fuzzers() {
     -DCMAKE_CXX_COMPILER=clang++ -DMP_BUILD_FUZZERS=ON -DMP_BUILD_TESTS=OFF \
     -DMP_BUILD_TOOLS=OFF -DMP_BUILD_EXAMPLES=OFF -DMP_INSTALL=OFF ||
     die "cmake could not configure $FUZZ_BUILD_DIR (see above)"
-  build "$FUZZ_BUILD_DIR"
   FUZZERS=$(tr ';' ' ' <"$FUZZ_BUILD_DIR/fuzz/fuzzers.txt")
   [[ -n ${FUZZERS// /} ]] || die "no fuzz targets (fuzz/*_fuzzer.cpp)"
+  # Only the fuzz targets and what they link (not mp::mpi or the stack traces).
+  # shellcheck disable=SC2086
+  build "$FUZZ_BUILD_DIR" $FUZZERS
 }
 
 # Runs every fuzz target for SECONDS from its committed corpus plus the seeds its
