@@ -1,6 +1,7 @@
 // Tests for the shared heap (mp/detail/heap.hpp, lib/src/heap.cpp): reuse, exhaustion,
 // and a process killed in the middle of allocating.
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,6 +50,59 @@ TEST(Heap, FreedBlocksAreReused) {
   arena.free(b);  // a double free is reported and ignored, the free list stays sound
   EXPECT_EQ(arena.allocate(100), b);
   EXPECT_NE(arena.allocate(100), b);
+}
+
+// Whether every page of [data, data + size) is resident (mincore).
+bool all_pages_resident(const void* data, std::size_t size) {
+  const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(data) & ~(page - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + size + page - 1) & ~(page - 1);
+  std::vector<unsigned char> flags((end - begin) / page);
+  EXPECT_EQ(::mincore(reinterpret_cast<void*>(begin), end - begin, flags.data()), 0);
+  return std::all_of(flags.begin(), flags.end(), [](unsigned char f) { return (f & 1) != 0; });
+}
+
+// A block the caller is about to fill is faulted in by one system call, not one fault per
+// page; one off a warm list is resident already.
+TEST(Heap, AllocateForWriteReturnsResidentPages) {
+  Arena arena = Arena::create(std::uint64_t{1} << 30);
+  constexpr std::size_t kSize = (std::size_t{4} << 20) - 64;
+  bool warm = true;
+  const auto fresh = arena.allocate(kSize, &warm);
+  EXPECT_FALSE(warm) << "a new arena has no warm blocks";
+  std::memset(arena.base() + fresh, 1, kSize);
+  arena.free(fresh);
+  EXPECT_EQ(arena.allocate(kSize, &warm), fresh);
+  EXPECT_TRUE(warm);
+
+  const shared_ref ref = mp::detail::heap_allocate_for_write(kSize);
+  EXPECT_TRUE(all_pages_resident(mp::detail::heap_address(ref), kSize));
+  std::memset(mp::detail::heap_address(ref), 2, kSize);
+  mp::detail::heap_free(ref);
+}
+
+// prefault_for_write faults in fresh memory of kPrefaultFrom bytes or more, leaves
+// smaller ranges alone, and never changes what the memory holds.
+TEST(Heap, PrefaultForWriteFaultsInFreshMemoryOnly) {
+  constexpr std::size_t kSize = std::size_t{1} << 20;
+  static_assert(kSize >= mp::detail::kPrefaultFrom);
+  void* map =
+      ::mmap(nullptr, 2 * kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  auto* bytes = static_cast<unsigned char*>(map);
+  EXPECT_FALSE(all_pages_resident(bytes, kSize));
+  mp::detail::prefault_for_write(bytes, kSize);
+  EXPECT_TRUE(all_pages_resident(bytes, kSize));
+  EXPECT_TRUE(std::all_of(bytes, bytes + kSize, [](unsigned char b) { return b == 0; }));
+
+  unsigned char* small = bytes + kSize;
+  mp::detail::prefault_for_write(small, mp::detail::kPrefaultFrom - 4096);
+  EXPECT_FALSE(all_pages_resident(small, 4096)) << "below kPrefaultFrom: left alone";
+
+  std::memset(bytes, 7, kSize);  // resident, with data: skipped, data kept
+  mp::detail::prefault_for_write(bytes, kSize);
+  EXPECT_TRUE(std::all_of(bytes, bytes + kSize, [](unsigned char b) { return b == 7; }));
+  ASSERT_EQ(::munmap(map, 2 * kSize), 0);
 }
 
 // Bytes of the arena's memfd that hold pages (fstat's st_blocks).

@@ -44,6 +44,7 @@
 //     the commit, so a rollback never restores a header whose page was discarded.
 #include <mp/detail/heap.hpp>
 
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -461,7 +462,7 @@ std::uint64_t Arena::bump_used() const noexcept {
   return header_of(base_).high_water.load(std::memory_order_relaxed);
 }
 
-std::uint64_t Arena::allocate(std::size_t size) {
+std::uint64_t Arena::allocate(std::size_t size, bool* warm) {
   const std::uint64_t wanted = std::uint64_t{size} + kBlockHeaderSize;
   if (wanted > kMaxSize || wanted < size) throw HeapExhausted(size, size_);
   const unsigned size_class =
@@ -474,6 +475,7 @@ std::uint64_t Arena::allocate(std::size_t size) {
       budget.give_back();
       word_at(base_, block + kTagWord)
           .store(tag_of(kBlockUsed, size_class), std::memory_order_release);
+      if (warm) *warm = true;
       return block + kBlockHeaderSize;
     }
   }
@@ -489,6 +491,7 @@ std::uint64_t Arena::allocate(std::size_t size) {
     transaction.commit();
   }
   if (block == 0) throw HeapExhausted(size, size_);
+  if (warm) *warm = false;
   return block + kBlockHeaderSize;
 }
 
@@ -711,6 +714,41 @@ shared_ref heap_allocate(std::size_t size) {
   Arena& arena = heap_main_arena();
   return {arena.id(), arena.allocate(size)};
 }
+
+namespace {
+
+// Faults in the pages of [data, data + size) for writing (those it covers partly too:
+// faulting a page in never changes what it holds), from kPrefaultFrom bytes on; if
+// `unless_resident`, not when the last page inside the range is resident already (memory
+// being reused: populating pages that are mapped already costs a walk over them for
+// nothing; a page the range covers partly may hold an allocator's header). A failure
+// (no memory left for the pages) is left to the writes, which meet it as they would have
+// without this.
+void populate_pages(void* data, std::size_t size, bool unless_resident) noexcept {
+  if (size < kPrefaultFrom) return;
+  const std::uintptr_t page = posix::page_size();
+  const auto begin = reinterpret_cast<std::uintptr_t>(data) & ~(page - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + size + page - 1) & ~(page - 1);
+  if (unless_resident) {
+    const auto last_inside = ((reinterpret_cast<std::uintptr_t>(data) + size) & ~(page - 1)) - page;
+    unsigned char resident = 0;
+    if (::mincore(reinterpret_cast<void*>(last_inside), page, &resident) == 0 && (resident & 1))
+      return;
+  }
+  (void)posix::populate_for_write(reinterpret_cast<void*>(begin), end - begin);
+}
+
+}  // namespace
+
+shared_ref heap_allocate_for_write(std::size_t size) {
+  Arena& arena = heap_main_arena();
+  bool warm = false;
+  const shared_ref ref{arena.id(), arena.allocate(size, &warm)};
+  if (!warm) populate_pages(arena.base() + ref.offset, size, false);
+  return ref;
+}
+
+void prefault_for_write(void* data, std::size_t size) noexcept { populate_pages(data, size, true); }
 
 void heap_free(shared_ref ref) noexcept {
   if (Arena* arena = find_arena(ref.arena)) arena->free(ref.offset);

@@ -48,8 +48,9 @@ class Arena {
 
   // Offset of a block of at least `size` bytes, 16-byte aligned (64 for blocks of 64
   // bytes or more). Lock-free when a warm block fits, else under the arena's robust lock.
-  // Throws mp::HeapExhausted.
-  std::uint64_t allocate(std::size_t size);
+  // Throws mp::HeapExhausted. `warm`, if given, is set to whether the block came off a
+  // warm list (its pages resident) rather than out of the buddy system.
+  std::uint64_t allocate(std::size_t size, bool* warm = nullptr);
   // Gives back a block allocate() returned. Lock-free while the block stays warm, else
   // under the arena's robust lock; a double free is reported on stderr and ignored.
   void free(std::uint64_t offset) noexcept;

@@ -258,7 +258,7 @@ PoolBytes PoolBytes::copy_of(std::string_view head, std::string_view tail) {
     bytes.append(head).append(tail);
     return PoolBytes(std::move(bytes));
   }
-  const shared_ref block = heap_allocate(size);
+  const shared_ref block = heap_allocate_for_write(size);
   char* out = static_cast<char*>(heap_address(block));
   std::memcpy(out, head.data(), head.size());
   if (!tail.empty()) std::memcpy(out + head.size(), tail.data(), tail.size());
@@ -266,7 +266,7 @@ PoolBytes PoolBytes::copy_of(std::string_view head, std::string_view tail) {
 }
 
 PoolBytes PoolBytes::heap_copy(std::string_view bytes) {
-  const shared_ref block = heap_allocate(bytes.size());
+  const shared_ref block = heap_allocate_for_write(bytes.size());
   std::memcpy(heap_address(block), bytes.data(), bytes.size());
   return adopt(block, bytes.size());
 }

@@ -71,7 +71,7 @@ void worker_write(Ring& ring, Connection& doorbell, FrameHeader header, std::str
   std::string cut;
   if (payload.size() > kInlineMax) {
     try {
-      blob.ref = heap_allocate(payload.size());
+      blob.ref = heap_allocate_for_write(payload.size());
       blob.size = payload.size();
       std::memcpy(heap_address(blob.ref), payload.data(), payload.size());
       body = std::string_view(reinterpret_cast<const char*>(&blob), sizeof blob);

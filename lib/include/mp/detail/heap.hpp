@@ -47,6 +47,19 @@ MP_API void heap_ensure();
 // aligned, contents unspecified. Throws mp::HeapExhausted.
 MP_API shared_ref heap_allocate(std::size_t size);
 
+// The same for a block the caller is about to write whole: unless the block comes warm
+// (resident) off a warm list, its pages are faulted in at once, as prefault_for_write
+// does.
+MP_API shared_ref heap_allocate_for_write(std::size_t size);
+
+// Memory about to be written whole (a vector just reserved): when it is kPrefaultFrom
+// bytes or more and freshly mapped (its last whole page is not resident), faults in its
+// pages for writing in one system call (MADV_POPULATE_WRITE) instead of one fault per
+// page, which costs much more (more still in virtual machines whose page faults trap to
+// the hypervisor). Best effort: never fails.
+inline constexpr std::size_t kPrefaultFrom = std::size_t{256} << 10;
+MP_API void prefault_for_write(void* data, std::size_t size) noexcept;
+
 // Gives a block back. A block that is not allocated (a double free) is reported on
 // stderr and left alone. Never throws.
 MP_API void heap_free(shared_ref ref) noexcept;

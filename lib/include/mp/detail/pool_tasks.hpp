@@ -292,6 +292,7 @@ bool decode_aligned_chunks(std::vector<PoolBytes>& results, std::vector<Result>&
     total += static_cast<std::size_t>(count);
   }
   out.reserve(total);
+  prefault_for_write(out.data(), total * sizeof(Result));
   for (PoolBytes& chunk : results) {
     const std::string_view bytes = chunk.view();
     const auto* first = reinterpret_cast<const Result*>(bytes.data() + kPrefix);
