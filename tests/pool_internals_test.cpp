@@ -94,6 +94,60 @@ TEST(PoolChunks, DecodingChunksOfNumbersRefusesACorruptChunk) {
   EXPECT_THROW(decode_chunks<std::int64_t>(chunks_other), mp::UnpicklingError);
 }
 
+// A chunk of numbers mapped by a function returning numbers (or void) runs in place
+// (pool_map_numbers): its reply must be the bytes that unpickling the chunk and pickling
+// the results would give (pool_map_items), and it must refuse what unpickling refuses.
+std::int64_t twice(std::int64_t x) { return 2 * x; }
+double halve_to_double(int x) { return x / 2.0; }
+void ignore_number(float) {}
+
+template <class F, class Item>
+void expect_numbers_chunk_runs_as_unpickled(F fn, const std::vector<Item>& items) {
+  const std::string input = mp::pickle::dumps(std::tuple<F, std::vector<Item>>(fn, items));
+  std::string generic;
+  pool_map_items<F, Item, false>(input, generic);
+  std::string fast;
+  pool_map_numbers<F, Item>(input, fast);
+  EXPECT_EQ(fast, generic);
+  // Items that do not lie aligned in the chunk (a function's pickle has any length).
+  const std::string shifted = "x" + input;
+  std::string unaligned;
+  pool_map_numbers<F, Item>(std::string_view(shifted).substr(1), unaligned);
+  EXPECT_EQ(unaligned, generic);
+}
+
+TEST(PoolChunks, ChunksOfNumbersRunInPlaceToTheSameBytes) {
+  std::vector<std::int64_t> many(5000);
+  for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<std::int64_t>(i) - 7;
+  expect_numbers_chunk_runs_as_unpickled(&twice, many);
+  expect_numbers_chunk_runs_as_unpickled(&twice, std::vector<std::int64_t>{});
+  expect_numbers_chunk_runs_as_unpickled(&halve_to_double, std::vector<int>{1, -3, 8});
+  expect_numbers_chunk_runs_as_unpickled(&ignore_number, std::vector<float>{1.5f, 2});
+  expect_numbers_chunk_runs_as_unpickled([](std::uint8_t x) { return x + 1; },
+                                         std::vector<std::uint8_t>{0, 255});
+}
+
+TEST(PoolChunks, ChunksOfNumbersRefuseWhatUnpicklingRefuses) {
+  using F = std::int64_t (*)(std::int64_t);
+  const std::string input = mp::pickle::dumps(
+      std::tuple<F, std::vector<std::int64_t>>(&twice, std::vector<std::int64_t>{1, 2, 3}));
+  std::string too_many = input;  // a size claiming more items than there are bytes
+  std::uint64_t count = 0;
+  std::memcpy(&count, too_many.data() + too_many.size() - 3 * 8 - 8, 8);
+  ASSERT_EQ(count, 3u);
+  count = 1000;
+  std::memcpy(too_many.data() + too_many.size() - 3 * 8 - 8, &count, 8);
+  const std::string other_type =
+      mp::pickle::dumps(std::tuple<F, std::vector<double>>(nullptr, std::vector<double>{1}));
+  for (const std::string& bad : {input.substr(0, input.size() - 1), input + "!", input.substr(0, 5),
+                                 other_type, too_many, std::string()}) {
+    std::string generic, fast;
+    EXPECT_THROW((pool_map_items<F, std::int64_t, false>(bad, generic)), mp::UnpicklingError);
+    EXPECT_THROW((pool_map_numbers<F, std::int64_t>(bad, fast)), mp::UnpicklingError);
+    EXPECT_TRUE(fast.empty());
+  }
+}
+
 TEST(PoolRing, FramesKeepTheirKindSequenceAndNamedWord) {
   PlainRing ring;
   ASSERT_TRUE(ring.producer.try_write(FrameHeader::task(FrameKind::task, 7, 42), {"ab", "cd"}));

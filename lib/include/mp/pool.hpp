@@ -635,7 +635,11 @@ auto Pool::map_impl(F fn, R&& items, std::optional<std::size_t> chunksize_option
   AsyncResult<std::vector<Result>> result(shared);
   on_result(result, std::move(callback), std::move(error_callback));
   detail::ChunkSubmitter<F, Item, Star> submitter(*core_, state, fn, chunksize);
-  if constexpr (std::ranges::sized_range<R>) {
+  if constexpr (std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
+                std::is_same_v<std::ranges::range_value_t<R>, Item> &&
+                detail::is_pool_number<Item>) {
+    submitter.add_numbers(std::ranges::data(items), length);
+  } else if constexpr (std::ranges::sized_range<R>) {
     for (auto&& item : items) submitter.add(std::forward<decltype(item)>(item));
   } else {
     for (auto& item : all) submitter.add(std::move(item));

@@ -6,6 +6,7 @@
 
 #include <mp/detail/export.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -99,8 +101,80 @@ using map_value_t =
     std::conditional_t<std::is_void_v<typename map_result<F, Item, Star>::type>, std::monostate,
                        std::remove_cvref_t<typename map_result<F, Item, Star>::type>>;
 
+// Numbers (not bool, whose pickle is checked byte by byte): maps of them take a shorter
+// way through the pickles (pool_map_numbers, ChunkSubmitter, decode_aligned_chunks).
+template <class T>
+inline constexpr bool is_pool_number = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+
+// A chunk of map of a function from numbers to numbers (or to void), in the worker: the
+// items are read where they lie in the chunk's pickle and the results are written
+// straight into `result` as the pickle of a std::vector of them. No vector of the items
+// and none of the results: each would be a fresh allocation as large as the chunk, so
+// their pages would be faulted in anew for every chunk. Accepts exactly the bytes that
+// pickle::loads<std::tuple<F, std::vector<Item>>> does, and throws as it does.
+template <class F, class Item>
+void pool_map_numbers(std::string_view input, std::string& result) {
+  using Bound = std::tuple<F, std::vector<Item>>;
+  using R = std::invoke_result_t<F&, Item&>;
+  const std::uint64_t expected = pickle_header<Bound>();
+  std::uint64_t header = 0;
+  if (input.size() >= sizeof header) std::memcpy(&header, input.data(), sizeof header);
+  if (input.size() < sizeof header || header != expected) [[unlikely]]
+    throw_bad_header(input, expected, type_name<Bound>());
+  F f{};
+  std::string_view items;
+  try {
+    PickleInputArchive archive(input.substr(sizeof header));
+    archive(f);
+    const std::uint64_t count = archive.read_size();
+    items = archive.read_view(static_cast<std::size_t>(count) * sizeof(Item));
+    if (archive.remaining() != 0) [[unlikely]]
+      throw_trailing_bytes(archive.remaining(), type_name<Bound>());
+  } catch (const UnpicklingError&) {
+    throw;
+  } catch (...) {
+    rethrow_unpickling_error(type_name<Bound>());
+  }
+  const std::size_t count = items.size() / sizeof(Item);
+  const auto item_at = [&items](std::size_t i) {
+    Item item;
+    std::memcpy(&item, items.data() + i * sizeof(Item), sizeof item);
+    return item;
+  };
+  std::size_t position = 0;
+  try {
+    if constexpr (std::is_void_v<R>) {
+      for (; position < count; ++position) {
+        Item item = item_at(position);
+        std::invoke(f, item);
+      }
+      pickle::dump(static_cast<std::uint64_t>(count), result);  // see load_chunk
+    } else {
+      using Value = std::remove_cvref_t<R>;
+      const std::uint64_t prefix[2] = {pickle_header<std::vector<Value>>(),
+                                       static_cast<std::uint64_t>(count)};
+      result.reserve(result.size() + sizeof prefix + count * sizeof(Value));
+      result.append(reinterpret_cast<const char*>(prefix), sizeof prefix);
+      // Through a small buffer: std::string has no append without zero-filling first.
+      Value block[512];
+      while (position < count) {
+        const std::size_t n = std::min(count - position, std::size(block));
+        for (std::size_t i = 0; i < n; ++i, ++position) {
+          Item item = item_at(position);
+          block[i] = static_cast<Value>(std::invoke(f, item));
+        }
+        result.append(reinterpret_cast<const char*>(block), n * sizeof(Value));
+      }
+    }
+  } catch (...) {
+    note_failed_item(position);
+    throw;
+  }
+}
+
+// Any other chunk: the items unpickled into a vector, the results collected into one.
 template <class F, class Item, bool Star>
-void pool_map_call(std::string_view input, std::string& result) {
+void pool_map_items(std::string_view input, std::string& result) {
   auto bound = pickle::loads<std::tuple<F, std::vector<Item>>>(input);
   auto& f = std::get<0>(bound);
   auto& items = std::get<1>(bound);
@@ -132,6 +206,17 @@ void pool_map_call(std::string_view input, std::string& result) {
     }
     pickle::dump(out, result);
   }
+}
+
+// The trampoline of a chunk of map / imap / starmap.
+template <class F, class Item, bool Star>
+void pool_map_call(std::string_view input, std::string& result) {
+  if constexpr (!Star && is_pool_number<Item> &&
+                (std::is_void_v<typename map_result<F, Item, Star>::type> ||
+                 is_pool_number<map_value_t<F, Item, Star>>))
+    pool_map_numbers<F, Item>(input, result);
+  else
+    pool_map_items<F, Item, Star>(input, result);
 }
 
 // Decodes a chunk's results written by pool_map_call. A chunk of a function returning
@@ -210,6 +295,22 @@ class ChunkSubmitter {
     if (part.size() == chunksize_) add_chunk();
   }
 
+  // Numbers: a contiguous run of `count` items, copied from where they lie straight into
+  // the chunks (no copy through the vector that add() fills).
+  void add_numbers(const Item* items, std::size_t count) requires is_pool_number<Item> {
+    auto& part = std::get<1>(bound_);
+    while (count > 0) {
+      if (part.empty() && count >= chunksize_) {
+        add_chunk_of(std::span(items, chunksize_));
+        items += chunksize_;
+        count -= chunksize_;
+      } else {
+        add(*items++);
+        --count;
+      }
+    }
+  }
+
   // Submits what is left (and an empty job, whose result is ready at once).
   void finish() {
     if (!std::get<1>(bound_).empty()) add_chunk();
@@ -221,35 +322,43 @@ class ChunkSubmitter {
 
   // Numbers: a vector of them pickles as its 8-byte size, then the elements in one block
   // (pickle_archive.hpp), so a chunk's pickle is that of (fn, an empty vector) with the
-  // size set, followed by the items: pickled once, and each chunk copied once.
-  static constexpr bool kNumbers = std::is_arithmetic_v<Item> && !std::is_same_v<Item, bool>;
+  // size set, followed by the items: pickled once, and each chunk copied once (from the
+  // caller's range itself when it is contiguous: add_numbers).
+  static constexpr bool kNumbers = is_pool_number<Item>;
+
+  // A chunk of numbers from where they lie.
+  void add_chunk_of(std::span<const Item> part) {
+    if (empty_chunk_.empty()) {
+      const RemotePicklingScope remote(core_.remote());
+      pickle::dump(std::tuple<F, std::vector<Item>>(std::get<0>(bound_), {}), empty_chunk_);
+    }
+    const std::uint64_t count = part.size();
+    std::memcpy(empty_chunk_.data() + empty_chunk_.size() - sizeof count, &count, sizeof count);
+    const std::string_view items(reinterpret_cast<const char*>(part.data()), part.size_bytes());
+    tasks_.push_back(
+        {trampoline_ref<&pool_map_call<F, Item, Star>>(), PoolBytes::copy_of(empty_chunk_, items)});
+    submit_if_due(empty_chunk_.size() + items.size());
+  }
 
   void add_chunk() {
     auto& part = std::get<1>(bound_);
-    std::size_t size = 0;
     if constexpr (kNumbers) {
-      if (empty_chunk_.empty()) {
-        const RemotePicklingScope remote(core_.remote());
-        pickle::dump(std::tuple<F, std::vector<Item>>(std::get<0>(bound_), {}), empty_chunk_);
-      }
-      const std::uint64_t count = part.size();
-      std::memcpy(empty_chunk_.data() + empty_chunk_.size() - sizeof count, &count, sizeof count);
-      const std::string_view items(reinterpret_cast<const char*>(part.data()),
-                                   part.size() * sizeof(Item));
-      size = empty_chunk_.size() + items.size();
-      tasks_.push_back({trampoline_ref<&pool_map_call<F, Item, Star>>(),
-                        PoolBytes::copy_of(empty_chunk_, items)});
+      add_chunk_of(part);
     } else {
       pickled_.clear();
       {
         const RemotePicklingScope remote(core_.remote());
         pickle::dump(bound_, pickled_);
       }
-      size = pickled_.size();
       tasks_.push_back(
           {trampoline_ref<&pool_map_call<F, Item, Star>>(), PoolBytes::copy_of(pickled_)});
+      submit_if_due(pickled_.size());
     }
     part.clear();
+  }
+
+  // Hands the chunks added so far to the pool once they hold about kBatchBytes.
+  void submit_if_due(std::size_t size) {
     batch_bytes_ += size;
     if (batch_bytes_ >= kBatchBytes) {
       const std::size_t count = tasks_.size();
@@ -309,7 +418,7 @@ bool decode_aligned_chunks(std::vector<PoolBytes>& results, std::vector<Result>&
 template <class Result>
 std::vector<Result> decode_chunks(std::vector<PoolBytes>& results) {
   std::vector<Result> out;
-  if constexpr (std::is_arithmetic_v<Result> && !std::is_same_v<Result, bool>) {
+  if constexpr (is_pool_number<Result>) {
     if (results.size() > 1 && decode_aligned_chunks(results, out)) return out;
   }
   std::vector<Result> part;
