@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -217,6 +218,73 @@ void ListCore::repeat(std::int64_t times) const {
   t.set_root_word(root_, kListCapacity, capacity);
   t.set_root_word(root_, kListLength, total);
   t.commit();
+}
+
+void ListCore::reverse() const {
+  rewrite([](void*, std::vector<std::string>& items) { std::reverse(items.begin(), items.end()); },
+          nullptr);
+}
+
+namespace {
+
+struct SliceArguments {
+  std::optional<std::int64_t> start, stop;
+  std::int64_t step;
+  std::vector<std::string>* replacement;
+};
+
+}  // namespace
+
+void ListCore::erase_slice(std::optional<std::int64_t> start, std::optional<std::int64_t> stop,
+                           std::int64_t step) const {
+  SliceArguments slice{start, stop, step, nullptr};
+  rewrite(
+      [](void* context, std::vector<std::string>& items) {
+        const auto& s = *static_cast<const SliceArguments*>(context);
+        std::vector<bool> drop(items.size());
+        for (const std::size_t i : slice_positions(s.start, s.stop, s.step, items.size()))
+          drop[i] = true;
+        std::vector<std::string> kept;
+        for (std::size_t i = 0; i < items.size(); ++i)
+          if (!drop[i]) kept.push_back(std::move(items[i]));
+        items = std::move(kept);
+      },
+      &slice);
+}
+
+void ListCore::assign_slice(std::optional<std::int64_t> start, std::optional<std::int64_t> stop,
+                            std::int64_t step, std::vector<std::string> replacement) const {
+  SliceArguments slice{start, stop, step, &replacement};
+  rewrite(
+      [](void* context, std::vector<std::string>& items) {
+        const auto& s = *static_cast<const SliceArguments*>(context);
+        std::vector<std::string>& values = *s.replacement;
+        const std::vector<std::size_t> selected =
+            slice_positions(s.start, s.stop, s.step, items.size());
+        if (s.step == 1) {
+          // Where a slice that selects nothing starts (where Python inserts).
+          const auto length = static_cast<std::int64_t>(items.size());
+          std::int64_t begin = s.start.value_or(0);
+          if (begin < 0) begin += length;
+          const std::size_t first =
+              selected.empty()
+                  ? static_cast<std::size_t>(std::clamp<std::int64_t>(begin, 0, length))
+                  : selected[0];
+          const auto at = items.begin() + static_cast<std::ptrdiff_t>(first);
+          items.erase(at, at + static_cast<std::ptrdiff_t>(selected.size()));
+          items.insert(items.begin() + static_cast<std::ptrdiff_t>(first),
+                       std::make_move_iterator(values.begin()),
+                       std::make_move_iterator(values.end()));
+          return;
+        }
+        if (selected.size() != values.size())
+          throw std::invalid_argument("mp::SharedList::set: attempt to assign a sequence of size " +
+                                      std::to_string(values.size()) +
+                                      " to an extended slice of size " +
+                                      std::to_string(selected.size()));
+        for (std::size_t i = 0; i < selected.size(); ++i) items[selected[i]] = std::move(values[i]);
+      },
+      &slice);
 }
 
 std::vector<std::size_t> slice_positions(std::optional<std::int64_t> start,

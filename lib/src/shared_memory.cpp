@@ -565,6 +565,8 @@ std::size_t ShareableList::capacity(std::int64_t index) const {
   return slot_layout(shm_, slots_, index).capacity;
 }
 
+ShareableItem ShareableList::operator[](std::int64_t index) const { return at(index); }
+
 ShareableItem ShareableList::at(std::int64_t index) const {
   const SlotLayout layout = slot_layout(shm_, slots_, index);
   auto& slot = slot_of(base(), static_cast<std::size_t>(index));

@@ -42,7 +42,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -54,6 +53,7 @@
 #include <variant>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/fd_passing.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>

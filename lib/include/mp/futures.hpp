@@ -35,7 +35,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -50,6 +49,7 @@
 #include <utility>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/future_state.hpp>
 #include <mp/detail/ranges.hpp>
 #include <mp/errors.hpp>

@@ -45,7 +45,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -63,6 +62,7 @@
 #include <utility>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/manager_core.hpp>
 #include <mp/detail/ranges.hpp>
 #include <mp/detail/shared_ctype.hpp>
@@ -559,9 +559,7 @@ class SharedList : public detail::container_handle<detail::ListCore, detail::Con
     return core_.count(detail::pickle_into(detail::manager_value_buffer(), value));
   }
   // Reverses the list in place. Python: l.reverse().
-  void reverse() const {
-    rewrite([](std::vector<std::string>& items) { std::reverse(items.begin(), items.end()); });
-  }
+  void reverse() const { core_.reverse(); }
   // Sorts the list in place, stably, by operator< of T (descending if `reverse`, equal
   // items keeping their order as in Python). Python: l.sort(reverse=False).
   void sort(bool reverse = false) const { sort(std::identity{}, reverse); }
@@ -606,41 +604,14 @@ class SharedList : public detail::container_handle<detail::ListCore, detail::Con
     std::vector<std::string> replacement;
     for (const auto& value : values)
       replacement.push_back(mp::pickle::dumps(static_cast<const T&>(value)));
-    rewrite([&](std::vector<std::string>& items) {
-      const std::vector<std::size_t> selected = positions(slice, items.size());
-      if (slice.step == 1) {
-        const std::size_t first = selected.empty() ? slice_begin(slice, items.size()) : selected[0];
-        const auto at = items.begin() + static_cast<std::ptrdiff_t>(first);
-        items.erase(at, at + static_cast<std::ptrdiff_t>(selected.size()));
-        items.insert(items.begin() + static_cast<std::ptrdiff_t>(first),
-                     std::make_move_iterator(replacement.begin()),
-                     std::make_move_iterator(replacement.end()));
-        return;
-      }
-      if (selected.size() != replacement.size())
-        throw std::invalid_argument("mp::SharedList::set: attempt to assign a sequence of size " +
-                                    std::to_string(replacement.size()) +
-                                    " to an extended slice of size " +
-                                    std::to_string(selected.size()));
-      for (std::size_t i = 0; i < selected.size(); ++i)
-        items[selected[i]] = std::move(replacement[i]);
-    });
+    core_.assign_slice(slice.start, slice.stop, slice.step, std::move(replacement));
   }
   // The same with the values in braces: l.set({1, 3}, {7, 8}). Throws as above.
   void set(const Slice& slice, std::initializer_list<T> values) const {
     set(slice, std::span<const T>(values));
   }
   // Removes the items a slice selects. Python: del l[start:stop:step].
-  void erase(const Slice& slice) const {
-    rewrite([&](std::vector<std::string>& items) {
-      std::vector<bool> drop(items.size());
-      for (const std::size_t i : positions(slice, items.size())) drop[i] = true;
-      std::vector<std::string> kept;
-      for (std::size_t i = 0; i < items.size(); ++i)
-        if (!drop[i]) kept.push_back(std::move(items[i]));
-      items = std::move(kept);
-    });
-  }
+  void erase(const Slice& slice) const { core_.erase_slice(slice.start, slice.stop, slice.step); }
 
   // Python: l += values (extend).
   template <detail::range_of<T> Values>
@@ -699,13 +670,6 @@ class SharedList : public detail::container_handle<detail::ListCore, detail::Con
   }
   static std::vector<std::size_t> positions(const Slice& slice, std::size_t size) {
     return detail::slice_positions(slice.start, slice.stop, slice.step, size);
-  }
-  // Where a step-1 slice that selects nothing starts (where Python inserts).
-  static std::size_t slice_begin(const Slice& slice, std::size_t size) {
-    const auto length = static_cast<std::int64_t>(size);
-    std::int64_t start = slice.start.value_or(0);
-    if (start < 0) start += length;
-    return static_cast<std::size_t>(std::clamp<std::int64_t>(start, 0, length));
   }
 };
 

@@ -54,7 +54,6 @@
 #include <mp/detail/export.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -73,6 +72,7 @@
 #include <variant>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/pool_core.hpp>
 #include <mp/detail/pool_results.hpp>
 #include <mp/detail/pool_tasks.hpp>

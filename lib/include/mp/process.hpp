@@ -20,7 +20,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,6 +32,7 @@
 
 #include <sys/types.h>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/pickle.hpp>
 
 namespace mp {

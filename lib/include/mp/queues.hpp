@@ -39,7 +39,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -47,6 +46,7 @@
 #include <string_view>
 #include <utility>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/heap.hpp>
 #include <mp/errors.hpp>
 #include <mp/pickle.hpp>

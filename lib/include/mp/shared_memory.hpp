@@ -214,7 +214,7 @@ class MP_API ShareableList : public detail::pickled_by_name<ShareableList> {
   // with bytes that do not fit it: each access checks them, not only the opening.)
   ShareableItem at(std::int64_t index) const;
   // The same as at(index), throwing the same. Python: l[index].
-  ShareableItem operator[](std::int64_t index) const { return at(index); }
+  ShareableItem operator[](std::int64_t index) const;
   // Replaces slot `index` atomically (it may change type). Throws std::out_of_range for a
   // bad index, std::invalid_argument (the slot unchanged) if the value's encoding is
   // larger than the slot's capacity. Blocks only while another process assigns.

@@ -38,7 +38,6 @@
 #include <mp/detail/export.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +55,7 @@
 #include <variant>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/heap.hpp>
 #include <mp/detail/shared_ctype.hpp>
 #include <mp/detail/type_name.hpp>

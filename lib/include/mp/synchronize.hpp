@@ -43,7 +43,6 @@
 #include <mp/detail/export.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <type_traits>
@@ -51,6 +50,7 @@
 #include <variant>
 
 #include <mp/detail/barrier_action.hpp>
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/heap.hpp>
 #include <mp/detail/lock_state.hpp>
 #include <mp/errors.hpp>

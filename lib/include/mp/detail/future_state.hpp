@@ -4,7 +4,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -15,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/pool_core.hpp>
 
 namespace mp::detail {

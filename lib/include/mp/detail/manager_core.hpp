@@ -162,6 +162,17 @@ class MP_API ListCore : public ContainerCore {
   void rewrite(rewrite_function function, void* context) const;
   // The items repeated `times` times (none if times <= 0).
   void repeat(std::int64_t times) const;
+  // The items in reverse order.
+  void reverse() const;
+  // Removes the items that Python's slice(start, stop, step) selects. Throws
+  // std::invalid_argument for step 0.
+  void erase_slice(std::optional<std::int64_t> start, std::optional<std::int64_t> stop,
+                   std::int64_t step) const;
+  // Replaces the items the slice selects by `replacement` (Python: l[a:b:c] = values):
+  // with step 1 the list may grow or shrink; otherwise `replacement` must have as many
+  // items as the slice, else std::invalid_argument (Python: ValueError), as for step 0.
+  void assign_slice(std::optional<std::int64_t> start, std::optional<std::int64_t> stop,
+                    std::int64_t step, std::vector<std::string> replacement) const;
   std::size_t size() const;
   void clear() const;
   void snapshot(std::vector<std::string>& out) const;

@@ -31,7 +31,6 @@
 
 #include <cereal/cereal.hpp>
 #include <cereal/types/array.hpp>
-#include <cereal/types/chrono.hpp>
 #include <cereal/types/optional.hpp>
 #include <cereal/types/string.hpp>
 #include <cereal/types/tuple.hpp>
@@ -43,6 +42,7 @@
 #include <limits>
 #include <memory>
 #include <mp/detail/aggregate_members.hpp>
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/std_shapes.hpp>
 #include <mp/detail/type_name.hpp>
 #include <new>
@@ -505,6 +505,33 @@ template <class Sequence>
 requires std_node_sequence<Sequence> && std::is_empty_v<typename Sequence::value_type>
 void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar, Sequence& sequence) {
   load_empty_elements(ar, sequence);
+}
+
+// std::chrono durations: the count; time points: the duration since the clock's epoch
+// (the bytes cereal's <cereal/types/chrono.hpp> writes, without its <chrono>).
+template <class Rep, class Period>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar,
+                               const std::chrono::duration<Rep, Period>& duration) {
+  ar(duration.count());
+}
+template <class Rep, class Period>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar,
+                               std::chrono::duration<Rep, Period>& duration) {
+  Rep count{};
+  ar(count);
+  duration = std::chrono::duration<Rep, Period>(count);
+}
+template <class Clock, class Duration>
+void CEREAL_SAVE_FUNCTION_NAME(PickleOutputArchive& ar,
+                               const std::chrono::time_point<Clock, Duration>& time) {
+  ar(time.time_since_epoch());
+}
+template <class Clock, class Duration>
+void CEREAL_LOAD_FUNCTION_NAME(PickleInputArchive& ar,
+                               std::chrono::time_point<Clock, Duration>& time) {
+  Duration since_epoch{};
+  ar(since_epoch);
+  time = std::chrono::time_point<Clock, Duration>(since_epoch);
 }
 
 // A path: its native string. Templates, so that nothing converts to a path on the way

@@ -6,7 +6,7 @@
 #include <mp/detail/export.hpp>
 
 #include <array>
-#include <chrono>
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/pickle_archive.hpp>
 #include <optional>
 #include <string>

@@ -6,7 +6,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -17,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/pool_bytes.hpp>
 
 namespace mp::detail {

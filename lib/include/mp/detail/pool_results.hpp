@@ -5,7 +5,6 @@
 #include <mp/detail/export.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/pool_core.hpp>
 
 namespace mp::detail {

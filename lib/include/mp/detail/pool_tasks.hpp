@@ -6,8 +6,6 @@
 
 #include <mp/detail/export.hpp>
 
-#include <algorithm>
-#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include <mp/detail/chrono.hpp>
 #include <mp/detail/pool_core.hpp>
 #include <mp/detail/pool_results.hpp>
 #include <mp/detail/ranges.hpp>
