@@ -6,6 +6,8 @@
 // that uses the rest of std::chrono includes <chrono> itself, as it should anyway.
 #pragma once
 
+#include <mp/detail/export.hpp>
+
 #include <version>
 
 #if defined(_GLIBCXX_RELEASE) && _GLIBCXX_RELEASE >= 11 && __has_include(<bits/chrono.h>)
