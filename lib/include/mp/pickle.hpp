@@ -123,6 +123,18 @@ std::uint64_t pickle_header() noexcept {
 // (bogus sizes) as UnpicklingError, anything else (a user's load()) as is.
 [[noreturn]] MP_API void rethrow_unpickling_error(std::string_view type);
 
+// The bytes after the header of a pickle of T; throws UnpicklingError (throw_bad_header)
+// unless `data` starts with that header.
+template <class T>
+std::string_view pickle_body(std::string_view data) {
+  std::uint64_t header = 0;
+  const std::uint64_t expected_header = pickle_header<T>();
+  if (data.size() >= sizeof header) std::memcpy(&header, data.data(), sizeof header);
+  if (data.size() < sizeof header || header != expected_header) [[unlikely]]
+    throw_bad_header(data, expected_header, type_name<T>());
+  return data.substr(sizeof header);
+}
+
 // Bytes a fresh pickle of `obj` will need, when that is cheap to know.
 template <class T>
 std::size_t pickle_size_hint(const T& obj) {
@@ -198,13 +210,8 @@ void load(std::string_view data, T& value) {
   if constexpr (!picklable<T>) {
     detail::report_unpicklable<typename detail::pickle_traits<T>::culprit>();
   } else {
-    std::uint64_t header = 0;
-    const std::uint64_t expected_header = detail::pickle_header<T>();
-    if (data.size() >= sizeof header) std::memcpy(&header, data.data(), sizeof header);
-    if (data.size() < sizeof header || header != expected_header) [[unlikely]]
-      detail::throw_bad_header(data, expected_header, detail::type_name<T>());
+    std::string_view body = detail::pickle_body<T>(data);
     try {
-      std::string_view body = data.substr(sizeof header);
       detail::ArchiveLease<detail::PickleInputArchive, detail::pickle_traits<T>::builtin,
                            std::string_view>
           archive(body);

@@ -115,17 +115,12 @@ template <class F, class Item>
 void pool_map_numbers(std::string_view input, std::string& result) {
   using Bound = std::tuple<F, std::vector<Item>>;
   using R = std::invoke_result_t<F&, Item&>;
-  const std::uint64_t expected = pickle_header<Bound>();
-  std::uint64_t header = 0;
-  if (input.size() >= sizeof header) std::memcpy(&header, input.data(), sizeof header);
-  if (input.size() < sizeof header || header != expected) [[unlikely]]
-    throw_bad_header(input, expected, type_name<Bound>());
+  std::string_view body = pickle_body<Bound>(input);
   F f{};
   std::string_view items;
   try {
     // The thread's reused archive when the function is made of built-in types only, as
     // pickle::load does: constructing one costs more than a short chunk.
-    std::string_view body = input.substr(sizeof header);
     ArchiveLease<PickleInputArchive, pickle_traits<Bound>::builtin, std::string_view> lease(body);
     PickleInputArchive& archive = *lease;
     archive(f);
@@ -301,17 +296,10 @@ class ChunkSubmitter {
   // Numbers: a contiguous run of `count` items, copied from where they lie straight into
   // the chunks (no copy through the vector that add() fills).
   void add_numbers(const Item* items, std::size_t count) requires is_pool_number<Item> {
-    auto& part = std::get<1>(bound_);
-    while (count > 0) {
-      if (part.empty() && count >= chunksize_) {
+    if (std::get<1>(bound_).empty())  // whole chunks from here
+      for (; count > 0 && count >= chunksize_; items += chunksize_, count -= chunksize_)
         add_chunk_of(std::span(items, chunksize_));
-        items += chunksize_;
-        count -= chunksize_;
-      } else {
-        add(*items++);
-        --count;
-      }
-    }
+    for (; count > 0; --count) add(*items++);
   }
 
   // Submits what is left (and an empty job, whose result is ready at once).
