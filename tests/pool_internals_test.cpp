@@ -494,15 +494,18 @@ class ThreadLink final : public WorkerLink {
 
 class ThreadTransport final : public WorkerTransport {
  public:
-  explicit ThreadTransport(SeamCounters& counters)
-      : WorkerTransport(SIZE_MAX, 1 << 20), counters_(counters) {}
+  // remote: the pool treats these workers as if they were on another machine.
+  explicit ThreadTransport(SeamCounters& counters, bool remote = false)
+      : WorkerTransport(SIZE_MAX, 1 << 20), counters_(counters), remote_(remote) {}
   std::unique_ptr<WorkerLink> start(const WorkerLaunch&) override {
     ++counters_.started;
     return std::make_unique<ThreadLink>(counters_);
   }
+  bool remote() const override { return remote_; }
 
  private:
   SeamCounters& counters_;
+  bool remote_;
 };
 
 PoolCoreOptions with_processes(int processes) {
@@ -600,6 +603,59 @@ TEST(PoolTransportSeam, AHelperOfAPoolThatIsGoneSaysWaitInstead) {
   }
   EXPECT_EQ(helper(false), HelpResult::not_worth_spinning);
   EXPECT_EQ(helper(true), HelpResult::not_worth_spinning);
+}
+
+// A waiter on workers on other machines is told to spin for a round trip (two network
+// hops and the serving rank's hand-off), a waiter on local workers for a moment.
+TEST(PoolTransportSeam, AHelperOfARemotePoolSaysSpinForARoundTrip) {
+  for (const bool remote : {false, true}) {
+    SeamCounters counters;
+    PoolCore core(with_processes(1), std::make_unique<ThreadTransport>(counters, remote));
+    const auto helper = core.helper();
+    for (int i = 0; i < 100; ++i)
+      EXPECT_EQ(helper(false), remote ? HelpResult::nothing_yet_remote : HelpResult::nothing_yet)
+          << "remote " << remote;
+    (void)helper(true);
+    EXPECT_EQ(run_job(core, &triple, 3)->results().size(), 3u);
+    core.close();
+    core.join();
+  }
+}
+
+// Whether a waiter that hears `answer` from its helper keeps helping until the helper
+// delivers, `after` from the start, or gives up before and sleeps (then a watchdog
+// thread delivers, 20 ms later). A waiter descheduled for long may give up early: `tries`
+// attempts, true if the helper delivered in any.
+bool helper_delivers(HelpResult answer, std::chrono::microseconds after, int tries) {
+  for (int attempt = 0; attempt < tries; ++attempt) {
+    auto state = std::make_shared<ResultState>(1);
+    std::atomic<bool> by_helper{false};
+    const auto start = std::chrono::steady_clock::now();
+    state->set_helper([&, answer](bool done) {
+      if (done || by_helper) return HelpResult::nothing_yet;
+      if (std::chrono::steady_clock::now() - start < after) return answer;
+      by_helper = true;
+      state->task_done(0, PoolBytes(std::string("x")));
+      return HelpResult::delivered;
+    });
+    std::thread watchdog([&] {
+      std::this_thread::sleep_for(after + 20ms);
+      if (!by_helper.exchange(true)) state->task_done(0, PoolBytes(std::string("w")));
+    });
+    state->wait();
+    watchdog.join();
+    if (state->results().at(0).view() == "x") return true;
+  }
+  return false;
+}
+
+TEST(ResultStateHelp, AWaiterOnRemoteWorkersHelpsForARoundTrip) {
+  // 300 us: past a local waiter's spin, well inside a remote one's.
+  EXPECT_TRUE(helper_delivers(HelpResult::nothing_yet_remote, 300us, 5));
+  EXPECT_TRUE(helper_delivers(HelpResult::nothing_yet, 10us, 5));
+  // Far past each spin: both go to sleep.
+  EXPECT_FALSE(helper_delivers(HelpResult::nothing_yet, 2ms, 1));
+  EXPECT_FALSE(helper_delivers(HelpResult::nothing_yet_remote, 30ms, 1));
 }
 
 }  // namespace

@@ -148,10 +148,12 @@ bool ResultLoop::spin_for_replies() const {
 }
 
 HelpResult ResultLoop::help() {
+  const HelpResult none =
+      state_.transport->remote() ? HelpResult::nothing_yet_remote : HelpResult::nothing_yet;
   Completions done;
   {
     std::unique_lock lock(state_.mutex, std::try_to_lock);
-    if (!lock) return HelpResult::nothing_yet;
+    if (!lock) return none;
     for (auto& w : state_.workers)
       if (!w->dead) collect_replies(state_, *w, done);
     if (done.empty()) {
@@ -161,7 +163,7 @@ HelpResult ResultLoop::help() {
           if (!w->dead) w->link->mute();
         muted_ = true;
       }
-      return HelpResult::nothing_yet;
+      return none;
     }
     scheduler_.dispatch();
   }

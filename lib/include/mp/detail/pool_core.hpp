@@ -93,8 +93,14 @@ struct PoolCoreOptions {
 enum class HelpResult {
   delivered,           // some results were delivered
   nothing_yet,         // none was there; worth spinning a little
+  nothing_yet_remote,  // the same, with the workers on other machines: spin for a round trip
   not_worth_spinning,  // tasks run long, or the pool is gone: wait instead
 };
+
+// How long a waiter told nothing_yet_remote keeps helping: a short task's round trip to
+// another machine is tens of microseconds (more where ranks share CPUs), and a reply
+// that comes after the waiter went to sleep waits for a thread of the transport.
+inline constexpr std::chrono::microseconds kRemoteHelpSpin{1000};
 
 class MP_API PoolCore {
  public:
