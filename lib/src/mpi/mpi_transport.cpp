@@ -83,6 +83,11 @@ struct LinkState {
   bool ended = false;
   std::optional<int> exitcode;
   bool armed = false;
+  // A thread waiting on a result polls MPI for this link's replies itself (muted): the
+  // hub thread need not look for them meanwhile.
+  std::atomic<bool> waiter_polls{false};
+  // The last reply was taken by a thread that polled for it (a caller waiting in get()).
+  std::atomic<bool> last_reply_polled{false};
   posix::unique_fd reply_fd = make_eventfd();
   posix::unique_fd ended_fd = make_eventfd();
 
@@ -121,6 +126,7 @@ struct LinkState {
           replies.push_back(std::move(reply));
         }
         last_reply = Clock::now();
+        last_reply_polled.store(this == collecting, std::memory_order_relaxed);
         any_replies.store(true, std::memory_order_release);
         // The result thread sleeps on this link: wake it, unless this thread polled for
         // this link's replies in receive() and takes them now itself (a caller waiting
@@ -164,19 +170,34 @@ class Hub {
   }
 
   // Sends `message` to `rank` from this thread (after what others queued), without a
-  // wake-up of the hub thread.
-  void post(int rank, std::string message) {
+  // wake-up of the hub thread unless `unpolled`.
+  void post(int rank, std::string message, bool unpolled = true) {
     bool rethink = false;
     {
       std::lock_guard lock(mutex_);
       outbox_.emplace_back(rank, std::move(message));
       // The hub thread in a long nap while nothing was out naps again as while tasks are
-      // out: a reply that its sender stops polling for must not wait for that nap's end.
-      if (idle_nap_ && nap_until_ns_ - steady_ns() > kPolledNs) rethink = rethink_ = true;
+      // out, when nobody may poll for the answer: a reply that its sender stops polling
+      // for must not wait for that nap's end.
+      if (unpolled && idle_nap_ && nap_until_ns_ - steady_ns() > kPolledNs)
+        rethink = rethink_ = true;
     }
     if (rethink) wake_.notify_one();
     std::lock_guard comm(comm_mutex_);
     (void)round();
+  }
+
+  // Nobody polls for a link's replies any more while tasks are out (a waiter stopped,
+  // the result thread went to sleep): the hub thread, if in a nap chosen while a waiter
+  // polled or nothing was out, chooses again; about to choose one, it chooses anew.
+  void rethink() {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      rethink_ = true;
+      wake = nap_until_ns_ != 0 && unwatched_nap_;
+    }
+    if (wake) wake_.notify_one();
   }
 
   // Any thread: one round with MPI (what is queued goes out, what arrived is handled)
@@ -235,12 +256,12 @@ class Hub {
         stopping = stopping_seen_;
         if (stopping && byes_ == ranks) break;
       }
-      const std::uint64_t out = tasks_out();
-      const long nap = out != 0 ? nap_while_tasks_out(out) : backoff.after_round(active);
+      const auto [out, polled] = tasks_out();
+      const long nap = out != 0 ? nap_while_tasks_out(out, polled) : backoff.after_round(active);
       if (nap == 0) continue;
       std::unique_lock lock(mutex_);
-      rethink_ = false;
       idle_nap_ = out == 0;
+      unwatched_nap_ = out == 0 || polled;
       nap_until_ns_ = steady_ns() + nap;
       wake_.wait_for(lock, std::chrono::nanoseconds(nap),
                      [&] { return !outbox_.empty() || stopping_ != stopping || rethink_; });
@@ -250,17 +271,28 @@ class Hub {
     comm_.flush();
   }
 
-  // How many tasks the links have without a reply.
-  std::uint64_t tasks_out() {
+  // How many tasks the links have without a reply, and whether a waiting thread polls
+  // for the replies of every link that has some. A rethink asked for from here on
+  // shortens the nap chosen from these.
+  std::pair<std::uint64_t, bool> tasks_out() {
     std::lock_guard lock(mutex_);
+    rethink_ = false;
     std::uint64_t out = 0;
-    for (const auto& [id, link] : links_)
-      out += link.second->in_flight.load(std::memory_order_relaxed);
-    return out;
+    bool polled = true;
+    for (const auto& [id, link] : links_) {
+      const std::uint64_t link_out = link.second->in_flight.load(std::memory_order_relaxed);
+      out += link_out;
+      if (link_out != 0 && !link.second->waiter_polls.load(std::memory_order_relaxed))
+        polled = false;
+    }
+    return {out, polled};
   }
 
-  // While short tasks are out, the pool's threads poll for their replies first (a caller
-  // in get() spins about kPolledNs), so this thread leaves them the CPU until then; a
+  // While a caller waiting in get() polls for every reply that is out (`polled`: it spins
+  // up to kRemoteHelpSpin and says when it stops), this thread naps long, leaving the
+  // CPUs to the ranks and workers that run the tasks. Otherwise, while short tasks are
+  // out, the pool's threads poll for their replies first (the result thread spins after
+  // progress), so this thread leaves them the CPU for kPolledNs; a
   // reply nobody polls for waits for it: it then naps an eighth of the time since
   // anything last moved, so a short task's reply is late by microseconds and a long
   // task's costs few wake-ups. Nobody else polls for the replies of long tasks: this
@@ -269,7 +301,8 @@ class Hub {
   // microseconds. A lone task's reply is late by an eighth of its time at most; with
   // several out (a map), a reply is less urgent (a worker has its next task queued,
   // which lasts longer than the round trip of the reply and the tasks that answer it).
-  long nap_while_tasks_out(std::uint64_t out) const {
+  long nap_while_tasks_out(std::uint64_t out, bool polled) const {
+    if (polled && timing_.short_tasks()) return kMaxNapOut;
     const long idle = steady_ns() - last_moved_ns_.load();
     const double share = static_cast<double>(std::min<std::uint64_t>(out, 2)) / 8;
     const long floor =
@@ -356,6 +389,9 @@ class Hub {
   long nap_until_ns_ = 0;  // steady clock: the end of the hub thread's nap (0: awake)
   bool rethink_ = false;   // the hub thread should choose its nap again
   bool idle_nap_ = false;  // the hub thread naps with no task out
+  // ... or with no task out or a waiter polling for every reply out: a nap that nobody
+  // waiting for a reply counts on.
+  bool unwatched_nap_ = false;
   std::thread thread_;
 };
 
@@ -412,7 +448,12 @@ class MpiWorkerLink final : public WorkerLink {
     }
     sent_ += tasks.size();
     state_->in_flight += tasks.size();
-    hub_.post(rank_, std::move(out.bytes()));
+    // When a waiting caller took the last reply, the next one is likely awaited the same
+    // way (apply_async(...).get() in a loop): that caller polls, and tells the hub thread
+    // when it stops polling without its reply (stop_polling), so waking the hub thread
+    // now for each task would only take a CPU from the ranks.
+    hub_.post(rank_, std::move(out.bytes()),
+              !state_->last_reply_polled.load(std::memory_order_relaxed));
     return tasks.size();
   }
   bool send_stop() override {
@@ -474,9 +515,18 @@ class MpiWorkerLink final : public WorkerLink {
   int ended_fd() const override { return state_->ended_fd.get(); }
   int reply_fd() const override { return state_->reply_fd.get(); }
   bool arm() override {
+    // The result thread goes to sleep, leaving the replies to the hub thread (a waiter
+    // that still polls mutes again).
+    state_->waiter_polls.store(false, std::memory_order_relaxed);
+    if (state_->in_flight.load(std::memory_order_relaxed) != 0) hub_.rethink();
     std::lock_guard lock(state_->mutex);
     if (!state_->replies.empty()) return false;
     state_->armed = true;
+    return true;
+  }
+  void mute() override { state_->waiter_polls.store(true, std::memory_order_relaxed); }
+  bool unmute() override {
+    stop_polling();
     return true;
   }
   void disarm(bool readable) override {
@@ -491,6 +541,14 @@ class MpiWorkerLink final : public WorkerLink {
   }
 
  private:
+  // No thread waiting on a result polls for this link's replies any more: with tasks
+  // still out, the hub thread has to.
+  void stop_polling() {
+    if (state_->waiter_polls.exchange(false, std::memory_order_relaxed) &&
+        state_->in_flight.load(std::memory_order_relaxed) != 0)
+      hub_.rethink();
+  }
+
   // The pool's threads look for replies often while they wait for one (the result
   // thread's spin, a caller's help): each look then also polls MPI.
   void poll_if_waiting() const {
