@@ -35,6 +35,7 @@
 #include <mp/sharedctypes.hpp>
 
 #include "../pool_tasks.hpp"
+#include "mpi/mpi_session.hpp"
 
 namespace {
 
@@ -273,6 +274,10 @@ TEST(MpiPool, ServingRanksOnThisMachineSleepOnADoorbell) {
     EXPECT_TRUE(bells.empty()) << "MP_MPI_DOORBELL=0, yet the rank has " << bells.front();
   } else {
     EXPECT_EQ(bells.size(), 1u) << "a serving rank on rank 0's machine has one doorbell";
+    // Starting the workers rang every rank (nothing had been sent to them for a while):
+    // each bell was bound in time, so rank 0 keeps ringing them all.
+    for (int rank = 1; rank < session->size(); ++rank)
+      EXPECT_TRUE(mp::detail::mpi::hub_rings(rank)) << "rank 0 stopped ringing rank " << rank;
   }
   // Pools work either way (without a bell, or when ringing fails, the rank only polls).
   const auto squares = pool.map(square, iota(100), 3);

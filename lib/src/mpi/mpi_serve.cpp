@@ -138,8 +138,8 @@ struct Served {
 
 class Server {
  public:
-  Server(mpi_wire::Comm& comm, const std::string& job, int rank)
-      : comm_(comm), transport_(make_shared_memory_transport()), bell_(job, rank) {}
+  Server(mpi_wire::Comm& comm, DoorbellListener bell)
+      : comm_(comm), transport_(make_shared_memory_transport()), bell_(std::move(bell)) {}
 
   void run() {
     precise_naps();
@@ -366,8 +366,6 @@ class Server {
 
 }  // namespace
 
-void serve(mpi_wire::Comm& comm, const std::string& job, int rank) {
-  Server(comm, job, rank).run();
-}
+void serve(mpi_wire::Comm& comm, DoorbellListener bell) { Server(comm, std::move(bell)).run(); }
 
 }  // namespace mp::detail::mpi

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <mp/detail/export.hpp>
+
+#include "mpi_doorbell.hpp"
 #include "mpi_wire.hpp"
 
 namespace mp::detail::mpi {
@@ -24,10 +27,13 @@ inline constexpr unsigned kRemoteWindow = 64;
 void start_hub(mpi_wire::Comm& comm, std::vector<int> workers, const std::string& job);
 // Rank 0: unregisters the transport, ends the serving ranks and stops the hub.
 void stop_hub();
+// Rank 0, for tests: whether the hub still rings the doorbell of serving rank `rank`
+// (false once a ring found no bell: a rank on another machine, or none at all).
+MP_API bool hub_rings(int rank);
 
 // A serving rank: runs the workers rank 0 asks for until it says shutdown, sleeping on
-// the doorbell of `rank` in `job` too.
-void serve(mpi_wire::Comm& comm, const std::string& job, int rank);
+// its doorbell `bell` too (bound before rank 0 could first ring it).
+void serve(mpi_wire::Comm& comm, DoorbellListener bell);
 
 // Sleeps between polls of MPI, which offers no fd to wait on: after the last activity
 // it spins (yielding) for kSpinNs, then takes short naps until kShortNapsNs (a request

@@ -210,6 +210,11 @@ class Hub {
     return true;
   }
 
+  bool rings(int rank) {
+    std::lock_guard comm(comm_mutex_);
+    return bells_.may_ring(rank);
+  }
+
   // A link to a new worker on the rank with the most free worker places.
   std::pair<int, std::uint64_t> open_link(const std::shared_ptr<LinkState>& state) {
     std::lock_guard lock(mutex_);
@@ -620,6 +625,8 @@ void start_hub(mpi_wire::Comm& comm, std::vector<int> workers, const std::string
   if (workers.size() > 1) the_hub = new Hub(comm, std::move(workers), job);
   register_pool_transport("mpi", the_hub ? &make_mpi_transport : &make_local_transport);
 }
+
+bool hub_rings(int rank) { return the_hub && the_hub->rings(rank); }
 
 void stop_hub() {
   register_pool_transport("mpi", nullptr);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -139,11 +140,17 @@ void Session::start(int* argc, char*** argv) {
   check(MPI_Bcast(job.data(), static_cast<int>(job.size()), MPI_CHAR, 0, session_comm),
         "MPI_Bcast");
 
+  // Every serving rank binds its bell before rank 0 goes on: a ring that found no bell
+  // yet would make rank 0 take the rank for one on another machine and never ring it.
+  std::optional<detail::mpi::DoorbellListener> bell;
+  if (rank_ != 0) bell.emplace(job, rank_);
+  check(MPI_Barrier(session_comm), "MPI_Barrier");
+
   session_wire = std::make_unique<detail::mpi_wire::Comm>(session_comm, max_part());
   if (rank_ != 0) {
     int status = 0;
     try {
-      detail::mpi::serve(*session_wire, job, rank_);
+      detail::mpi::serve(*session_wire, std::move(*bell));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mp::mpi: serving rank %d failed: %s\n", rank_, e.what());
       status = 1;
