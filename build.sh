@@ -15,7 +15,7 @@
 #   ./build.sh bench [ARGS...]  run the benchmark side by side with CPython (ARGS go to
 #                               bench/compare.py; --busy 3: beside 3 busy loops per CPU,
 #                               into README's busy-machine table)
-#   ./build.sh bench-mpi [--quick] [--update-readme]  the pools over MPI under
+#   ./build.sh bench-mpi [--quick] [--repeat K] [--update-readme]  the pools over MPI under
 #                               mpirun -n 3 beside mpi4py.futures and a raw MPI ping-pong
 #                               (bench/mpi.sh), checked against their goals by
 #                               bench/mpi_report.py (fails if one is missed); with

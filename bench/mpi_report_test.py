@@ -56,6 +56,22 @@ class Parse(unittest.TestCase):
         self.assertIsNone(mpi_report.value_of(records, "mp", "mpi_pool_map_cpu", "speedup"))
 
 
+class BestOf(unittest.TestCase):
+    def test_each_row_keeps_its_best_invocation(self):
+        slow = mpi_report.parse(run_lines(latency_mp=90.0, speedup=1.9, trivial_mp=1e7))
+        fast = mpi_report.parse(run_lines(latency_mp=30.0, speedup=1.5, trivial_mp=2e7))
+        best = mpi_report.best_of([slow, fast])
+        value = lambda impl, bench, metric: mpi_report.value_of(best, impl, bench, metric)
+        self.assertEqual(value("mp", "mpi_pool_apply_async_latency", "roundtrip_us"), 30.0)
+        self.assertEqual(value("mp", "mpi_pool_map_cpu", "speedup"), 1.9)
+        self.assertEqual(value("mp", "mpi_pool_map_trivial", "tasks_per_s"), 2e7)
+        self.assertEqual(len(best), len(slow))
+
+    def test_repeat_must_be_positive(self):
+        with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+            mpi_report.main(["build", "--repeat", "0"])
+
+
 class Goals(unittest.TestCase):
     def test_all_met(self):
         self.assertTrue(all(met(mpi_report.parse(run_lines())).values()))
