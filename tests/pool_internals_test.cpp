@@ -20,8 +20,10 @@
 
 #include <mp/connection.hpp>
 #include <mp/detail/fd_passing.hpp>
+#include <mp/futures.hpp>
 #include <mp/pool.hpp>
 
+#include "help_wait.hpp"
 #include "pool_channel.hpp"
 #include "pool_ring.hpp"
 #include "pool_transport.hpp"
@@ -622,40 +624,87 @@ TEST(PoolTransportSeam, AHelperOfARemotePoolSaysSpinForARoundTrip) {
   }
 }
 
-// Whether a waiter that hears `answer` from its helper keeps helping until the helper
-// delivers, `after` from the start, or gives up before and sleeps (then a watchdog
-// thread delivers, 20 ms later). A waiter descheduled for long may give up early: `tries`
-// attempts, true if the helper delivered in any.
-bool helper_delivers(HelpResult answer, std::chrono::microseconds after, int tries) {
-  for (int attempt = 0; attempt < tries; ++attempt) {
-    auto state = std::make_shared<ResultState>(1);
-    std::atomic<bool> by_helper{false};
-    const auto start = std::chrono::steady_clock::now();
-    state->set_helper([&, answer](bool done) {
-      if (done || by_helper) return HelpResult::nothing_yet;
-      if (std::chrono::steady_clock::now() - start < after) return answer;
-      by_helper = true;
-      state->task_done(0, PoolBytes(std::string("x")));
-      return HelpResult::delivered;
-    });
-    std::thread watchdog([&] {
-      std::this_thread::sleep_for(after + 20ms);
-      if (!by_helper.exchange(true)) state->task_done(0, PoolBytes(std::string("w")));
-    });
-    state->wait();
-    watchdog.join();
-    if (state->results().at(0).view() == "x") return true;
-  }
-  return false;
+// A clock for help_until that moves 50 us at each reading, so that its spin ends after
+// a known number of looks whatever the machine is doing.
+struct SteppingClock {
+  using time_point = std::chrono::steady_clock::time_point;
+  static inline time_point now_ = time_point();
+  static time_point now() { return now_ += std::chrono::microseconds(50); }
+};
+
+// How many times help_until asks a helper that answers `answer` and never delivers, and
+// whether it ended the helping once.
+std::pair<int, int> help_looks(HelpResult answer, std::chrono::microseconds deadline_in) {
+  int looks = 0, ends = 0;
+  const std::function<HelpResult(bool)> helper = [&](bool done) {
+    if (done) {
+      ++ends;
+      return HelpResult::nothing_yet;
+    }
+    ++looks;
+    return answer;
+  };
+  help_until<SteppingClock>(helper, SteppingClock::now_ + deadline_in, [] { return false; });
+  return {looks, ends};
 }
 
-TEST(ResultStateHelp, AWaiterOnRemoteWorkersHelpsForARoundTrip) {
-  // 300 us: past a local waiter's spin, well inside a remote one's.
-  EXPECT_TRUE(helper_delivers(HelpResult::nothing_yet_remote, 300us, 5));
-  EXPECT_TRUE(helper_delivers(HelpResult::nothing_yet, 10us, 5));
-  // Far past each spin: both go to sleep.
-  EXPECT_FALSE(helper_delivers(HelpResult::nothing_yet, 2ms, 1));
-  EXPECT_FALSE(helper_delivers(HelpResult::nothing_yet_remote, 30ms, 1));
+// A waiter on workers on other machines helps for a round trip (kRemoteHelpSpin, 1 ms),
+// a waiter on local workers for a moment (100 us), and neither past its deadline.
+TEST(HelpUntil, RemoteWorkersAreHelpedForARoundTrip) {
+  const auto [local, local_ends] = help_looks(HelpResult::nothing_yet, 1s);
+  EXPECT_GE(local, 1);
+  EXPECT_LE(local, 2);
+  EXPECT_EQ(local_ends, 1);
+  const auto [remote, remote_ends] = help_looks(HelpResult::nothing_yet_remote, 1s);
+  EXPECT_GE(remote, 18);
+  EXPECT_LE(remote, 20);
+  EXPECT_EQ(remote_ends, 1);
+  EXPECT_LE(help_looks(HelpResult::nothing_yet_remote, 200us).first, 4);
+  EXPECT_EQ(help_looks(HelpResult::not_worth_spinning, 1s).first, 1);
+}
+
+// Whether a waiter's helper delivered its result (then "x"), or the waiter slept until a
+// watchdog thread did ("w"). `wait` waits on `state`.
+template <class State, class Wait, class Bytes>
+std::string delivered_by(std::shared_ptr<State> state, Wait wait, Bytes bytes) {
+  std::atomic<bool> delivered{false};
+  state->set_helper([&](bool done) {
+    if (done || delivered.exchange(true)) return HelpResult::nothing_yet;
+    state->task_done(0, PoolBytes(std::string("x")));
+    return HelpResult::delivered;
+  });
+  std::thread watchdog([&] {
+    for (int i = 0; i < 2000 && !delivered; ++i) std::this_thread::sleep_for(1ms);
+    if (!delivered.exchange(true)) state->task_done(0, PoolBytes(std::string("w")));
+  });
+  wait(*state);
+  watchdog.join();
+  return std::string(bytes(*state));
+}
+
+// AsyncResult::get() and Future::result() take a finished task's result themselves
+// (the helper) before they sleep.
+TEST(HelpUntil, WaitersOfAsyncResultsAndFuturesHelp) {
+  EXPECT_EQ(delivered_by(
+                std::make_shared<ResultState>(1), [](ResultState& s) { s.wait(); },
+                [](ResultState& s) { return s.results().at(0).view(); }),
+            "x");
+  EXPECT_EQ(delivered_by(
+                std::make_shared<FutureState>(),
+                [](FutureState& s) { EXPECT_TRUE(s.wait_for(std::nullopt)); },
+                [](FutureState& s) { return s.result_bytes(); }),
+            "x");
+  EXPECT_EQ(
+      delivered_by(
+          std::make_shared<FutureState>(), [](FutureState& s) { EXPECT_TRUE(s.wait_for(10s)); },
+          [](FutureState& s) { return s.result_bytes(); }),
+      "x");
+  // A helper that never delivers does not hold a timed wait past its timeout.
+  FutureState state;
+  state.set_helper([](bool) { return HelpResult::nothing_yet_remote; });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(state.wait_for(5ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 5ms);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "help_wait.hpp"
 #include "timed_wait.hpp"
 
 namespace mp::detail {
@@ -60,14 +61,28 @@ FutureState::Status FutureState::status() const {
   return status_;
 }
 
+void FutureState::set_helper(std::function<HelpResult(bool done)> helper) {
+  helper_ = std::move(helper);
+}
+
 bool FutureState::wait_for(std::optional<std::chrono::nanoseconds> timeout) const {
+  const std::optional<posix::Deadline> deadline =
+      timeout ? std::optional(posix::Deadline::after(*timeout)) : std::nullopt;
+  // Helps for a spin's time at most (help_until's own bound), within the timeout.
+  const auto spin = std::chrono::nanoseconds(kRemoteHelpSpin);
+  help_until(helper_,
+             std::chrono::steady_clock::now() + (timeout ? std::min(*timeout, spin) : spin),
+             [this] {
+               const Status status = this->status();
+               return status == Status::finished || status == Status::cancelled;
+             });
   std::unique_lock lock(mutex_);
   auto done = [&] { return status_ == Status::finished || status_ == Status::cancelled; };
-  if (!timeout) {
+  if (!deadline) {
     changed_.wait(lock, done);
     return true;
   }
-  return wait_for_timeout(changed_, lock, *timeout, done);
+  return wait_until_deadline(changed_, lock, *deadline, done);
 }
 
 bool FutureState::running(const PoolCore* core) const {

@@ -4,8 +4,6 @@
 // IMapIterator).
 #include <mp/detail/pool_results.hpp>
 
-#include <sched.h>
-
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -14,6 +12,7 @@
 
 #include <mp/errors.hpp>
 
+#include "help_wait.hpp"
 #include "pool_channel.hpp"
 #include "posix/futex.hpp"
 #include "timed_wait.hpp"
@@ -75,30 +74,8 @@ void ResultState::set_helper(std::function<HelpResult(bool done)> helper) {
   helper_ = std::move(helper);
 }
 
-constexpr std::chrono::microseconds kHelpSpin{100};
-
-// Spins a little first, draining the pool's result rings itself: a short task's result
-// is then in hand microseconds after the worker wrote it. Workers on other machines
-// answer later (kRemoteHelpSpin), and their helper polls the network.
 void ResultState::help_until(SteadyClock::time_point deadline) const {
-  if (!helper_) return;
-  const auto start = SteadyClock::now();
-  auto spin_until = std::min(deadline, start + kHelpSpin);
-  while (!ready()) {
-    const HelpResult helped = helper_(false);
-    if (helped == HelpResult::not_worth_spinning) break;
-    if (helped == HelpResult::nothing_yet_remote) {
-      spin_until = std::min(deadline, start + kRemoteHelpSpin);
-      // The serving rank and the worker that answer may wait for this CPU (ranks and
-      // their workers often outnumber the CPUs): a spin that kept it would delay the
-      // very reply it waits for.
-      sched_yield();
-    } else if (helped == HelpResult::nothing_yet) {
-      for (int i = 0; i < 32; ++i) posix::cpu_relax();
-    }
-    if (SteadyClock::now() >= spin_until) break;
-  }
-  (void)helper_(true);
+  detail::help_until(helper_, deadline, [this] { return ready(); });
 }
 
 void ResultState::wait() const {

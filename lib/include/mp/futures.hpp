@@ -259,6 +259,7 @@ class MP_API ProcessPoolExecutor {
     detail::check_pool_call<F, Args...>();
     auto shared = std::make_shared<typename Future<R>::Shared>();
     shared->state = std::make_shared<detail::FutureState>();
+    shared->state->set_helper(pool_.core_->helper());
     shared->core = pool_.core_;
     const detail::RemotePicklingScope remote(pool_.core_->remote());
     std::vector<detail::PoolTaskInput> tasks;

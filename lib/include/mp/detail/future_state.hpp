@@ -32,6 +32,9 @@ class MP_API FutureState : public JobSink {
   bool running(const PoolCore* core) const;
   // Waits until finished or cancelled; false if `timeout` passed first.
   bool wait_for(std::optional<std::chrono::nanoseconds> timeout) const;
+  // Lets waiters drain the pool's results themselves first (PoolCore::helper()). Set
+  // before the task is submitted.
+  void set_helper(std::function<HelpResult(bool done)> helper);
   // Marks the future cancelled if it is pending; true if it is (now) cancelled.
   bool cancel(PoolCore* core);
   // For a task taken back by shutdown(cancel_futures=true).
@@ -62,6 +65,7 @@ class MP_API FutureState : public JobSink {
   std::exception_ptr error_;
   std::vector<std::function<void()>> callbacks_;
   std::vector<std::shared_ptr<Waiter>> waiters_;
+  std::function<HelpResult(bool done)> helper_;
 };
 
 }  // namespace mp::detail
