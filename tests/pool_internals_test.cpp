@@ -624,7 +624,7 @@ TEST(PoolTransportSeam, AHelperOfARemotePoolSaysSpinForARoundTrip) {
   }
 }
 
-// A clock for help_until that moves 50 us at each reading, so that its spin ends after
+// A clock for help_within that moves 50 us at each reading, so that its spin ends after
 // a known number of looks whatever the machine is doing.
 struct SteppingClock {
   using time_point = std::chrono::steady_clock::time_point;
@@ -632,9 +632,9 @@ struct SteppingClock {
   static time_point now() { return now_ += std::chrono::microseconds(50); }
 };
 
-// How many times help_until asks a helper that answers `answer` and never delivers, and
+// How many times help_within asks a helper that answers `answer` and never delivers, and
 // whether it ended the helping once.
-std::pair<int, int> help_looks(HelpResult answer, std::chrono::microseconds deadline_in) {
+std::pair<int, int> help_looks(HelpResult answer, std::chrono::microseconds timeout) {
   int looks = 0, ends = 0;
   const std::function<HelpResult(bool)> helper = [&](bool done) {
     if (done) {
@@ -644,7 +644,7 @@ std::pair<int, int> help_looks(HelpResult answer, std::chrono::microseconds dead
     ++looks;
     return answer;
   };
-  help_until<SteppingClock>(helper, SteppingClock::now_ + deadline_in, [] { return false; });
+  help_within<SteppingClock>(helper, timeout, [] { return false; });
   return {looks, ends};
 }
 

@@ -68,16 +68,9 @@ void FutureState::set_helper(std::function<HelpResult(bool done)> helper) {
 bool FutureState::wait_for(std::optional<std::chrono::nanoseconds> timeout) const {
   const std::optional<posix::Deadline> deadline =
       timeout ? std::optional(posix::Deadline::after(*timeout)) : std::nullopt;
-  // Helps for a spin's time at most (help_until's own bound), within the timeout.
-  const auto spin = std::chrono::nanoseconds(kRemoteHelpSpin);
-  help_until(helper_,
-             std::chrono::steady_clock::now() + (timeout ? std::min(*timeout, spin) : spin),
-             [this] {
-               const Status status = this->status();
-               return status == Status::finished || status == Status::cancelled;
-             });
+  help_within(helper_, timeout, [this] { return status() != Status::pending; });
   std::unique_lock lock(mutex_);
-  auto done = [&] { return status_ == Status::finished || status_ == Status::cancelled; };
+  auto done = [&] { return status_ != Status::pending; };
   if (!deadline) {
     changed_.wait(lock, done);
     return true;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <optional>
 
 #include <mp/detail/pool_core.hpp>
 
@@ -19,20 +20,24 @@ namespace mp::detail {
 // How long a waiter on local workers helps.
 inline constexpr std::chrono::microseconds kHelpSpin{100};
 
-// Helps until ready() or `deadline`, for kHelpSpin at most, or kRemoteHelpSpin when the
-// workers are on other machines (their round trip is longer, and the helper polls the
-// network); then ends the helping (helper(true)). Clock: steady_clock's kind, for tests.
+// Helps until ready(), for kHelpSpin at most, or kRemoteHelpSpin when the workers are on
+// other machines (their round trip is longer, and the helper polls the network), and
+// never past `timeout`; then ends the helping (helper(true)). Clock: steady_clock's
+// kind, for tests.
 template <class Clock = std::chrono::steady_clock, class Ready>
-void help_until(const std::function<HelpResult(bool done)>& helper,
-                typename Clock::time_point deadline, Ready ready) {
+void help_within(const std::function<HelpResult(bool done)>& helper,
+                 std::optional<std::chrono::nanoseconds> timeout, Ready ready) {
   if (!helper) return;
   const auto start = Clock::now();
-  auto spin_until = std::min(deadline, start + kHelpSpin);
+  const auto spin_end = [&](std::chrono::nanoseconds spin) {
+    return start + (timeout ? std::min(*timeout, spin) : spin);
+  };
+  auto spin_until = spin_end(kHelpSpin);
   while (!ready()) {
     const HelpResult helped = helper(false);
     if (helped == HelpResult::not_worth_spinning) break;
     if (helped == HelpResult::nothing_yet_remote) {
-      spin_until = std::min(deadline, start + kRemoteHelpSpin);
+      spin_until = spin_end(kRemoteHelpSpin);
       // The serving rank and the worker that answer may wait for this CPU (ranks and
       // their workers often outnumber the CPUs): a spin that kept it would delay the
       // very reply it waits for.

@@ -19,8 +19,6 @@
 
 namespace mp::detail {
 
-using SteadyClock = std::chrono::steady_clock;
-
 // ---------------------------------------------------------------- ResultState
 
 ResultState::ResultState(std::size_t tasks)
@@ -74,19 +72,15 @@ void ResultState::set_helper(std::function<HelpResult(bool done)> helper) {
   helper_ = std::move(helper);
 }
 
-void ResultState::help_until(SteadyClock::time_point deadline) const {
-  detail::help_until(helper_, deadline, [this] { return ready(); });
-}
-
 void ResultState::wait() const {
-  help_until(SteadyClock::time_point::max());
+  help_within(helper_, std::nullopt, [this] { return ready(); });
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return ready_; });
 }
 
 bool ResultState::wait_for(std::chrono::nanoseconds timeout) const {
   const posix::Deadline deadline = posix::Deadline::after(timeout);
-  help_until(SteadyClock::now() + std::min(timeout, std::chrono::nanoseconds(kRemoteHelpSpin)));
+  help_within(helper_, timeout, [this] { return ready(); });
   std::unique_lock lock(mutex_);
   return wait_until_deadline(changed_, lock, deadline, [&] { return ready_; });
 }

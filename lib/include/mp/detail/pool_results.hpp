@@ -45,7 +45,6 @@ class MP_API ResultState : public JobSink {
 
  private:
   void finish_locked(std::unique_lock<std::mutex>& lock) noexcept;
-  void help_until(std::chrono::steady_clock::time_point deadline) const;
 
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
